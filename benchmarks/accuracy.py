@@ -1,0 +1,63 @@
+"""Train a preset over several seeds; print each seed's test accuracy and time beside the target.
+
+    python benchmarks/accuracy.py tiny_gap_19 --seeds 0 1 2 3 4 --target 0.994 --need 3
+    python benchmarks/accuracy.py best --seeds 0 --target 0.996 --ship best
+
+--ship NAME saves the first seed's run into checkpoints/ (how the shipped checkpoints were made).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from mnist_core.checkpoints import SHIPPED_DIR, save  # noqa: E402
+from mnist_core.data import DeviceData  # noqa: E402
+from mnist_core.models import describe  # noqa: E402
+from mnist_core.presets import preset  # noqa: E402
+from mnist_core.train import fit  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("preset")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--target", type=float, required=True, help="test accuracy to reach, a fraction")
+    parser.add_argument("--need", type=int, default=1, help="how many seeds must reach the target")
+    parser.add_argument("--ship", help="save the first seed's run into checkpoints/ under this name")
+    parser.add_argument("--json", type=Path, help="write the figures here too")
+    args = parser.parse_args()
+
+    data = DeviceData()
+    rows = []
+    for i, seed in enumerate(args.seeds):
+        config = dataclasses.replace(preset(args.preset), seed=seed)
+        result = fit(config, data)
+        card = describe(result.model)
+        rows.append({"seed": seed, "test_accuracy": result.test_accuracy, "seconds": result.seconds,
+                     "params": card.params, "status": result.status})
+        print(f"seed {seed}: test accuracy {result.test_accuracy:.2%} in {result.seconds:.0f}s "
+              f"({config.epochs} epochs, {card.params:,} params, {result.status})", flush=True)
+        if args.ship and i == 0:
+            name = save(result, args.ship, SHIPPED_DIR, extra={"preset": args.preset})
+            print(f"  shipped as checkpoints/{name}", flush=True)
+
+    accuracies = [r["test_accuracy"] for r in rows]
+    hits = sum(a >= args.target for a in accuracies)
+    print(f"\n{args.preset}: {hits}/{len(rows)} seeds reach {args.target:.2%} (needed {args.need}); "
+          f"median {statistics.median(accuracies):.2%}, best {max(accuracies):.2%}; "
+          f"median time {statistics.median(r['seconds'] for r in rows):.0f}s per run")
+    if args.json:
+        args.json.write_text(json.dumps({"preset": args.preset, "target": args.target, "runs": rows}, indent=1))
+    return 0 if hits >= args.need else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

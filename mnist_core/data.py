@@ -1,0 +1,258 @@
+"""MNIST as four validated IDX files held in memory as tensors, served as sliced batches.
+
+The whole data set is 70,000 x 28 x 28 bytes (55 MB), so it lives in memory (on the GPU when
+there is one) and batches are made by indexing, never by per-sample Python work.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import math
+import os
+import socket
+import tempfile
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+BUNDLED_DIR = Path(__file__).resolve().parent.parent / "data" / "mnist"
+ENV_DIR = "MNIST_DATA_DIR"
+
+SPLIT_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+SPLIT_SIZES = {"train": 60_000, "test": 10_000}
+IDX_UINT8 = 0x08
+
+
+class DataError(ValueError):
+    """A data file is missing, damaged or does not belong with the others."""
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an IDX file (gzip'd or raw) into a uint8 array, checking its header against its size."""
+    path = Path(path)
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise DataError(f"{path}: not a readable gzip file ({exc}); the file is truncated or corrupted") from None
+    if len(raw) < 4:
+        raise DataError(f"{path}: only {len(raw)} bytes; an IDX file starts with a 4-byte magic number")
+    zero, dtype_code, ndim = int.from_bytes(raw[:2], "big"), raw[2], raw[3]
+    if zero != 0 or ndim == 0:
+        raise DataError(f"{path}: bad magic number {raw[:4].hex()}; this is not an IDX file")
+    if dtype_code != IDX_UINT8:
+        raise DataError(f"{path}: element type code 0x{dtype_code:02x}; MNIST files hold unsigned bytes (0x08)")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path}: header claims {ndim} dimensions but the file ends after {len(raw)} bytes")
+    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = header + math.prod(dims)
+    if len(raw) != expected:
+        problem = "truncated" if len(raw) < expected else "longer than its header says"
+        raise DataError(f"{path}: {problem}: header says {dims} = {expected} bytes, file has {len(raw)}")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def _find_file(directory: Path, stem: str) -> Path:
+    for candidate in (directory / f"{stem}.gz", directory / stem):
+        if candidate.exists():
+            return candidate
+    raise DataError(f"{directory}: missing {stem}(.gz); expected the four MNIST IDX files there")
+
+
+def _check_sha256(directory: Path, files: list[Path]) -> None:
+    sums_file = directory / "SHA256SUMS"
+    if not sums_file.exists():
+        return
+    expected = {}
+    for line in sums_file.read_text().splitlines():
+        if line.strip():
+            digest, name = line.split(maxsplit=1)
+            expected[name.strip().lstrip("*")] = digest
+    for path in files:
+        if path.name in expected:
+            actual = hashlib.sha256(path.read_bytes()).hexdigest()
+            if actual != expected[path.name]:
+                raise DataError(
+                    f"{path}: SHA-256 {actual[:12]}... does not match SHA256SUMS ({expected[path.name][:12]}...); "
+                    "the file is corrupted or was replaced: restore it from a fresh clone"
+                )
+
+
+def _read_split(directory: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    image_path, label_path = (_find_file(directory, stem) for stem in SPLIT_FILES[split])
+    _check_sha256(directory, [image_path, label_path])
+    images, labels = read_idx(image_path), read_idx(label_path)
+    if images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise DataError(f"{image_path}: images must be N x 28 x 28, found {images.shape}")
+    if labels.ndim != 1:
+        raise DataError(f"{label_path}: labels must be one-dimensional, found {labels.shape}")
+    if len(images) != len(labels):
+        raise DataError(f"{image_path} holds {len(images)} images but {label_path} holds {len(labels)} labels")
+    if labels.size and labels.max() > 9:
+        raise DataError(f"{label_path}: label {int(labels.max())} out of range 0-9")
+    return images, labels
+
+
+def resolve_data_dir(path: str | Path | None = None) -> Path:
+    """An explicit path wins, then $MNIST_DATA_DIR, then the files bundled with the project."""
+    if path is not None:
+        return Path(path)
+    if os.environ.get(ENV_DIR):
+        return Path(os.environ[ENV_DIR])
+    return BUNDLED_DIR
+
+
+def download_mnist(root: str | Path, timeout_s: float = 15.0) -> Path:
+    """Fetch MNIST through torchvision into root; returns the folder of raw IDX files."""
+    from torchvision import datasets
+
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout_s)
+    try:
+        for train in (True, False):
+            datasets.MNIST(str(root), train=train, download=True)
+    except Exception as exc:  # torchvision raises RuntimeError / URLError / socket errors
+        raise DataError(
+            f"could not download MNIST ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); "
+            "this machine looks offline: use the bundled files (drop --download) or set MNIST_DATA_DIR"
+        ) from None
+    finally:
+        socket.setdefaulttimeout(previous)
+    return Path(root) / "MNIST" / "raw"
+
+
+@dataclass(frozen=True, eq=False)
+class Mnist:
+    """The raw data set: uint8 images (N, 28, 28) and int64 labels, train and test.
+
+    mean and std are the training pixels' statistics in [0, 1] units (0.1307 and 0.3081 for MNIST).
+    """
+
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    source: str
+    mean: float
+    std: float
+
+    def normalize(self, images_uint8: torch.Tensor) -> torch.Tensor:
+        """uint8 (N, 28, 28) -> float (N, 1, 28, 28), standardized with the training set's statistics."""
+        return ((images_uint8.float() / 255.0) - self.mean).div_(self.std).unsqueeze(1)
+
+
+@lru_cache(maxsize=4)
+def _load_cached(directory: str) -> Mnist:
+    path = Path(directory)
+    if not path.is_dir():
+        raise DataError(f"{path}: no such folder; point MNIST_DATA_DIR (or --data) at the folder of MNIST IDX files")
+    train_images, train_labels = _read_split(path, "train")
+    test_images, test_labels = _read_split(path, "test")
+    pixels = train_images.astype(np.float64) / 255.0
+    as_tensor = lambda a, dtype: torch.from_numpy(a.copy()).to(dtype)  # noqa: E731 (copy: frombuffer is read-only)
+    return Mnist(
+        as_tensor(train_images, torch.uint8),
+        as_tensor(train_labels, torch.int64),
+        as_tensor(test_images, torch.uint8),
+        as_tensor(test_labels, torch.int64),
+        source=str(path),
+        mean=float(pixels.mean()),
+        std=float(pixels.std()),
+    )
+
+
+def load_mnist(path: str | Path | None = None, download: bool = False) -> Mnist:
+    """Load and validate MNIST once per process (explicit path, $MNIST_DATA_DIR, bundled files)."""
+    if download:
+        root = Path(path) if path is not None else Path(tempfile.gettempdir()) / "mnist_core_download"
+        return _load_cached(str(download_mnist(root).resolve()))
+    return _load_cached(str(resolve_data_dir(path).resolve()))
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise DataError(f"device {device!r} asked for, but no CUDA GPU is available; use --device cpu or auto")
+    return torch.device(device)
+
+
+class TensorSplit:
+    """Normalized images and labels of one split, resident on a device, served as batches by slicing."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, device: torch.device, background: float):
+        self.images = images.to(device)
+        self.labels = labels.to(device)
+        self.device = device
+        self.background = background  # the normalized value of a black pixel: what augmentation pads with
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def batches(self, batch_size: int, generator: torch.Generator | None = None, augment: "Augment | None" = None):
+        """Yield (images, labels); shuffled when a generator is given, else in order."""
+        n = len(self)
+        order = torch.randperm(n, generator=generator) if generator is not None else None
+        for start in range(0, n, batch_size):
+            if order is None:
+                x, y = self.images[start : start + batch_size], self.labels[start : start + batch_size]
+            else:
+                idx = order[start : start + batch_size].to(self.device)
+                x, y = self.images.index_select(0, idx), self.labels.index_select(0, idx)
+            if augment is not None and augment.active:
+                x = augment(x, generator, self.background)
+            yield x, y
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Random rotation (degrees) and shift (pixels), drawn per image but applied to a batch at once."""
+
+    rotation: float = 0.0
+    shift: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.rotation > 0 or self.shift > 0
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None, background: float) -> torch.Tensor:
+        n, _, h, w = x.shape
+        uniform = lambda: torch.rand(n, generator=generator).mul_(2).sub_(1)  # noqa: E731 (in [-1, 1))
+        angle = uniform() * math.radians(self.rotation)
+        # affine_grid works in [-1, 1] coordinates: one pixel is 2 / size of them.
+        tx, ty = uniform() * self.shift * 2 / w, uniform() * self.shift * 2 / h
+        cos, sin = torch.cos(angle), torch.sin(angle)
+        theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1).to(x)
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        # Shift so the background is 0 before sampling: grid_sample pads with zeros.
+        return F.grid_sample(x - background, grid, align_corners=False, padding_mode="zeros") + background
+
+
+class DeviceData:
+    """Train / validation / test splits of MNIST, normalized and resident on one device."""
+
+    def __init__(self, mnist: Mnist | None = None, device: str | torch.device = "auto", val_size: int = 0,
+                 val_seed: int = 0):
+        mnist = mnist or load_mnist()
+        self.mnist = mnist
+        self.device = device if isinstance(device, torch.device) else pick_device(device)
+        background = (0.0 - mnist.mean) / mnist.std
+        n_train = len(mnist.train_labels)
+        if not 0 <= val_size < n_train:
+            raise DataError(f"validation size {val_size} must be between 0 and {n_train - 1}")
+        order = torch.randperm(n_train, generator=torch.Generator().manual_seed(val_seed))
+        train_idx, val_idx = order[val_size:].sort().values, order[:val_size].sort().values
+        images = mnist.normalize(mnist.train_images)
+        self.train = TensorSplit(images[train_idx], mnist.train_labels[train_idx], self.device, background)
+        self.val = TensorSplit(images[val_idx], mnist.train_labels[val_idx], self.device, background) if val_size else None
+        self.test = TensorSplit(mnist.normalize(mnist.test_images), mnist.test_labels, self.device, background)

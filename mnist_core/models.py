@@ -1,0 +1,397 @@
+"""The architecture registry: each entry is a config dataclass (with defaults) and a builder.
+
+Field metadata ("help", "min", "max", "choices") is what the app turns into widgets, so a new
+architecture needs no UI code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "leaky_relu": nn.LeakyReLU,
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+}
+INPUT_SHAPE = (1, 28, 28)
+NUM_CLASSES = 10
+
+
+class ModelError(ValueError):
+    """An unknown architecture or an impossible configuration."""
+
+
+def _opt(default, help: str, **limits):
+    """A config field with its help text and widget limits (min, max, choices)."""
+    if isinstance(default, (list, tuple)):
+        return field(default_factory=lambda: tuple(default), metadata={"help": help, **limits})
+    return field(default=default, metadata={"help": help, **limits})
+
+
+# ---------------------------------------------------------------- configs
+
+
+@dataclass
+class MLPConfig:
+    depth: int = _opt(2, "Number of hidden layers (0 = logistic regression).", min=0, max=8)
+    width: int = _opt(256, "Units in each hidden layer.", min=8, max=2048)
+    activation: str = _opt("relu", "Nonlinearity after each hidden layer.", choices=tuple(ACTIVATIONS))
+    dropout: float = _opt(0.0, "Dropout probability after each hidden layer.", min=0.0, max=0.9)
+    batchnorm: bool = _opt(False, "BatchNorm after each hidden linear layer, before the activation.")
+
+
+@dataclass
+class ColumNetConfig:
+    activations: tuple[str, ...] = _opt(
+        ("relu", "tanh", "sigmoid", "elu", "gelu"),
+        "One parallel fully connected column per entry, each with its own activation.",
+        choices=tuple(ACTIVATIONS),
+    )
+    depth: int = _opt(2, "Hidden layers in each column.", min=1, max=6)
+    width: int = _opt(64, "Units per hidden layer in each column.", min=4, max=1024)
+    dropout: float = _opt(0.0, "Dropout probability after each hidden layer.", min=0.0, max=0.9)
+
+
+@dataclass
+class SparseNetConfig:
+    depth: int = _opt(2, "Number of sparse hidden layers.", min=1, max=8)
+    width: int = _opt(512, "Units in each hidden layer.", min=8, max=4096)
+    density: float = _opt(0.1, "Share of connections that exist in each sparse layer (fixed at build time).",
+                          min=0.01, max=1.0)
+    activation: str = _opt("relu", "Nonlinearity after each hidden layer.", choices=tuple(ACTIVATIONS))
+
+
+@dataclass
+class CNNConfig:
+    channels: tuple[int, ...] = _opt((16, 32, 64), "Channels of each 3x3 conv block; each block halves the size.",
+                                     min=1, max=512)
+    bn: str = _opt("after", "BatchNorm after the activation (classic), before it, or none.",
+                   choices=("after", "before", "none"))
+    activation: str = _opt("relu", "Nonlinearity after each conv.", choices=tuple(ACTIVATIONS))
+    dropout: float = _opt(0.0, "Dropout before the classifier.", min=0.0, max=0.9)
+
+
+@dataclass
+class ConvFCConfig:
+    channels: int = _opt(32, "Filters of the single 3x3 conv (no padding: 28 -> 26, then pooled to 13).",
+                         min=1, max=256)
+    hidden: int = _opt(0, "Units of a hidden FC layer before the output (0 = conv straight to the output).",
+                       min=0, max=1024)
+
+
+@dataclass
+class Conv2FC2Config:
+    conv1: int = _opt(32, "Filters of the first 3x3 conv (28 -> 26).", min=1, max=256)
+    conv2: int = _opt(64, "Filters of the second 3x3 conv (26 -> 24, pooled to 12).", min=1, max=256)
+    hidden: int = _opt(128, "Units of the hidden FC layer.", min=8, max=2048)
+    dropout1: float = _opt(0.25, "Dropout after the convs.", min=0.0, max=0.9)
+    dropout2: float = _opt(0.5, "Dropout after the hidden FC layer.", min=0.0, max=0.9)
+
+
+@dataclass
+class TinyGapConfig:
+    channels: tuple[int, ...] = _opt(
+        (8, 8, 16, 12, 20, 24, 32),
+        "Seven conv widths: three 3x3 convs (receptive field 7), a 1x1 transition, a 2x2 max-pool, "
+        "three more 3x3 convs, then global average pooling.",
+        min=1, max=128,
+    )
+    dropout: float = _opt(0.069, "Dropout after every 3x3 conv block (not at the head).", min=0.0, max=0.5)
+
+
+@dataclass
+class FastConfig:
+    channels: tuple[int, ...] = _opt((16, 32, 64), "Channels of the three conv blocks.", min=1, max=256)
+
+
+# ---------------------------------------------------------------- building blocks
+
+
+class SparseLinear(nn.Linear):
+    """A linear layer whose missing connections are a fixed 0/1 mask, so their weights stay exactly 0."""
+
+    def __init__(self, in_features: int, out_features: int, density: float):
+        super().__init__(in_features, out_features)
+        self.register_buffer("mask", (torch.rand(out_features, in_features) < density).float())
+        with torch.no_grad():
+            # Keep the variance of a dense layer's init: each unit sees only density * in_features inputs.
+            self.weight.mul_(self.mask / math.sqrt(density))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight * self.mask, self.bias)
+
+
+class Columns(nn.Module):
+    """Parallel sub-networks on the same input, their outputs concatenated."""
+
+    def __init__(self, columns: list[nn.Module]):
+        super().__init__()
+        self.columns = nn.ModuleList(columns)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([column(x) for column in self.columns], dim=1)
+
+
+def _fc_stack(in_features: int, depth: int, width: int, activation: str, dropout: float = 0.0,
+              batchnorm: bool = False, linear: Callable[[int, int], nn.Module] = nn.Linear) -> list[nn.Module]:
+    layers: list[nn.Module] = []
+    for _ in range(depth):
+        layers.append(linear(in_features, width))
+        if batchnorm:
+            layers.append(nn.BatchNorm1d(width))
+        layers.append(ACTIVATIONS[activation]())
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        in_features = width
+    return layers
+
+
+def _conv_block(c_in: int, c_out: int, bn: str, activation: str, padding: int = 1) -> list[nn.Module]:
+    layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, 3, padding=padding, bias=bn == "none")]
+    if bn == "before":
+        layers.append(nn.BatchNorm2d(c_out))
+    layers.append(ACTIVATIONS[activation]())
+    if bn == "after":
+        layers.append(nn.BatchNorm2d(c_out))
+    return layers
+
+
+# ---------------------------------------------------------------- builders
+
+
+def build_mlp(c: MLPConfig) -> nn.Module:
+    width = c.width if c.depth else 784
+    return nn.Sequential(nn.Flatten(), *_fc_stack(784, c.depth, c.width, c.activation, c.dropout, c.batchnorm),
+                         nn.Linear(width, NUM_CLASSES))
+
+
+def build_columnet(c: ColumNetConfig) -> nn.Module:
+    columns = [nn.Sequential(*_fc_stack(784, c.depth, c.width, act, c.dropout)) for act in c.activations]
+    return nn.Sequential(nn.Flatten(), Columns(columns), nn.Linear(c.width * len(columns), NUM_CLASSES))
+
+
+def build_sparsenet(c: SparseNetConfig) -> nn.Module:
+    sparse = lambda i, o: SparseLinear(i, o, c.density)  # noqa: E731
+    return nn.Sequential(nn.Flatten(), *_fc_stack(784, c.depth, c.width, c.activation, linear=sparse),
+                         nn.Linear(c.width, NUM_CLASSES))
+
+
+def build_cnn(c: CNNConfig) -> nn.Module:
+    layers: list[nn.Module] = []
+    size, c_in = 28, 1
+    for c_out in c.channels:
+        layers += [*_conv_block(c_in, c_out, c.bn, c.activation), nn.MaxPool2d(2)]
+        size, c_in = size // 2, c_out
+    if c.dropout > 0:
+        layers.append(nn.Dropout(c.dropout))
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(c_in * size * size, NUM_CLASSES))
+
+
+def build_conv_fc(c: ConvFCConfig) -> nn.Module:
+    head = [nn.Linear(c.channels * 13 * 13, c.hidden), nn.ReLU(), nn.Linear(c.hidden, NUM_CLASSES)] if c.hidden \
+        else [nn.Linear(c.channels * 13 * 13, NUM_CLASSES)]
+    return nn.Sequential(nn.Conv2d(1, c.channels, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), *head)
+
+
+def build_conv2_fc2(c: Conv2FC2Config) -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(1, c.conv1, 3), nn.ReLU(),
+        nn.Conv2d(c.conv1, c.conv2, 3), nn.ReLU(),
+        nn.MaxPool2d(2), nn.Dropout(c.dropout1), nn.Flatten(),
+        nn.Linear(c.conv2 * 12 * 12, c.hidden), nn.ReLU(), nn.Dropout(c.dropout2),
+        nn.Linear(c.hidden, NUM_CLASSES),
+    )
+
+
+def build_tiny_gap(c: TinyGapConfig) -> nn.Module:
+    if len(c.channels) != 7:
+        raise ModelError(f"tiny_gap needs 7 channel widths (3 convs, 1x1 transition, 3 convs), got {len(c.channels)}")
+    c1, c2, c3, t, c4, c5, c6 = c.channels
+
+    def block(c_in: int, c_out: int) -> list[nn.Module]:
+        return [nn.Conv2d(c_in, c_out, 3, bias=False), nn.ReLU(), nn.BatchNorm2d(c_out), nn.Dropout(c.dropout)]
+
+    return nn.Sequential(
+        *block(1, c1), *block(c1, c2), *block(c2, c3),  # 28 -> 22, receptive field 7
+        nn.Conv2d(c3, t, 1, bias=False), nn.MaxPool2d(2),  # 22 -> 11, receptive field 8
+        *block(t, c4), *block(c4, c5), *block(c5, c6),  # 11 -> 5, receptive field 20
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c6, NUM_CLASSES),
+    )
+
+
+def build_fast(c: FastConfig) -> nn.Module:
+    return build_cnn(CNNConfig(channels=c.channels, bn="before"))
+
+
+@dataclass(frozen=True)
+class Architecture:
+    name: str
+    config_cls: type
+    builder: Callable[..., nn.Module]
+    summary: str
+    # Measured on a 2-core CPU: NHWC memory speeds these up to 1.6x but slows tiny_gap and conv2_fc2 by 10-20%.
+    channels_last: bool = False
+
+
+REGISTRY: dict[str, Architecture] = {
+    a.name: a
+    for a in [
+        Architecture("mlp", MLPConfig, build_mlp, "Plain fully connected net."),
+        Architecture("columnet", ColumNetConfig, build_columnet,
+                     "Parallel fully connected columns, each with its own activation, joined at the output."),
+        Architecture("sparsenet", SparseNetConfig, build_sparsenet,
+                     "Fully connected layers with fixed sparse connectivity."),
+        Architecture("cnn", CNNConfig, build_cnn, "Classic small CNN: 3x3 conv, BatchNorm, max-pool blocks.",
+                     channels_last=True),
+        Architecture("conv_fc", ConvFCConfig, build_conv_fc, "One conv layer and a fully connected output.",
+                     channels_last=True),
+        Architecture("conv2_fc2", Conv2FC2Config, build_conv2_fc2,
+                     "Two convs (32, 64) and two FC layers: the pytorch/examples MNIST net."),
+        Architecture("tiny_gap", TinyGapConfig, build_tiny_gap,
+                     "12k-18k-parameter conv net with a 1x1 transition and global average pooling."),
+        Architecture("fast", FastConfig, build_fast, "Small CNN tuned to reach 99% test accuracy fastest.",
+                     channels_last=True),
+    ]
+}
+
+
+def get_architecture(name: str) -> Architecture:
+    if name not in REGISTRY:
+        raise ModelError(f"unknown architecture {name!r}; choose one of: {', '.join(REGISTRY)}")
+    return REGISTRY[name]
+
+
+def make_config(arch: str, overrides: dict | None = None):
+    """The arch's config with overrides applied; lists become tuples and unknown keys are refused."""
+    cls = get_architecture(arch).config_cls
+    overrides = dict(overrides or {})
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ModelError(f"{arch} has no setting {', '.join(unknown)}; its settings are: {', '.join(sorted(known))}")
+    config = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()})
+    validate_config(config)
+    return config
+
+
+def validate_config(config) -> None:
+    for f in dataclasses.fields(config):
+        value, meta = getattr(config, f.name), f.metadata
+        values = value if isinstance(value, tuple) else (value,)
+        if isinstance(value, tuple) and not value:
+            raise ModelError(f"{f.name} must not be empty")
+        for v in values:
+            if "choices" in meta and v not in meta["choices"]:
+                raise ModelError(f"{f.name}={v!r} is not one of {', '.join(map(str, meta['choices']))}")
+            if "min" in meta and isinstance(v, (int, float)) and not isinstance(v, bool) and v < meta["min"]:
+                raise ModelError(f"{f.name}={v} is below its minimum {meta['min']}")
+            if "max" in meta and isinstance(v, (int, float)) and not isinstance(v, bool) and v > meta["max"]:
+                raise ModelError(f"{f.name}={v} is above its maximum {meta['max']}")
+
+
+def build_model(arch: str, config=None) -> nn.Module:
+    """Build an architecture from its config (a dataclass, a dict of overrides, or None for defaults)."""
+    if config is None or isinstance(config, dict):
+        config = make_config(arch, config)
+    return get_architecture(arch).builder(config)
+
+
+def config_dict(config) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+
+
+# ---------------------------------------------------------------- describing a model
+
+
+@dataclass
+class LayerInfo:
+    name: str
+    kind: str
+    output_shape: tuple[int, ...]
+    params: int
+    macs: int
+    receptive_field: int | None  # pixels of input one output unit sees, for conv stacks
+
+
+@dataclass
+class ModelCard:
+    layers: list[LayerInfo]
+    params: int
+    effective_params: int  # non-zero weights a sparse net can use; equals params elsewhere
+    macs: int
+    receptive_field: int | None
+
+    def table(self) -> list[dict]:
+        return [dataclasses.asdict(layer) for layer in self.layers]
+
+
+def _layer_macs(module: nn.Module, out: torch.Tensor) -> int:
+    if isinstance(module, nn.Conv2d):
+        kh, kw = module.kernel_size
+        return out[0].numel() * (module.in_channels // module.groups) * kh * kw
+    if isinstance(module, SparseLinear):
+        return int(module.mask.sum())
+    if isinstance(module, nn.Linear):
+        return module.in_features * module.out_features
+    return 0
+
+
+def _kernel_stride(module: nn.Module) -> tuple[int, int] | None:
+    if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+        k, s = module.kernel_size, module.stride
+        k = k[0] if isinstance(k, tuple) else k
+        s = s[0] if isinstance(s, tuple) else s
+        dilation = module.dilation if isinstance(module, nn.Conv2d) else getattr(module, "dilation", 1)
+        dilation = dilation[0] if isinstance(dilation, tuple) else dilation
+        return dilation * (k - 1) + 1, s
+    return None
+
+
+def describe(model: nn.Module) -> ModelCard:
+    """Per-layer output shapes, parameters, multiply-adds and receptive field, from one dummy forward."""
+    leaves = [(name, m) for name, m in model.named_modules() if not list(m.children())]
+    rows: list[LayerInfo] = []
+    rf, jump = 1, 1  # receptive field and the distance (in input pixels) between neighbouring units
+    spatial = True
+
+    def hook(name: str):
+        def record(module, _inputs, out):
+            nonlocal rf, jump, spatial
+            ks = _kernel_stride(module)
+            if ks and spatial:
+                rf += (ks[0] - 1) * jump
+                jump *= ks[1]
+            if isinstance(module, (nn.AdaptiveAvgPool2d, nn.Flatten, nn.Linear)) and out.dim() <= 2:
+                spatial = False
+            params = sum(p.numel() for p in module.parameters(recurse=False))
+            rows.append(LayerInfo(name, type(module).__name__, tuple(out.shape[1:]), params,
+                                  _layer_macs(module, out), rf if spatial and out.dim() == 4 else None))
+        return record
+
+    handles = [m.register_forward_hook(hook(name)) for name, m in leaves]
+    was_training = model.training
+    model.eval()
+    try:
+        device = next(model.parameters()).device
+        with torch.no_grad():
+            model(torch.zeros(1, *INPUT_SHAPE, device=device))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    params = sum(p.numel() for p in model.parameters())
+    masked_out = sum(int((1 - m.mask).sum()) for m in model.modules() if isinstance(m, SparseLinear))
+    conv_rfs = [r.receptive_field for r in rows if r.receptive_field is not None and r.receptive_field > 1]
+    return ModelCard(rows, params, params - masked_out, sum(r.macs for r in rows),
+                     max(conv_rfs) if conv_rfs else None)
