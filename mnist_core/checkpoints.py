@@ -52,7 +52,8 @@ def _paths(directory: Path, name: str) -> tuple[Path, Path]:
     base = (directory / safe_name(name)).resolve()
     if base.parent != directory:  # belt and braces: safe_name already removes separators
         raise CheckpointError(f"checkpoint name {name!r} would leave {directory}")
-    return base.with_suffix(".safetensors"), base.with_suffix(".json")
+    # Not with_suffix(): a name such as "run-1.2" would lose its ".2".
+    return base.parent / f"{base.name}.safetensors", base.parent / f"{base.name}.json"
 
 
 def _atomic_write(path: Path, write) -> None:

@@ -256,3 +256,15 @@ class DeviceData:
         self.train = TensorSplit(images[train_idx], mnist.train_labels[train_idx], self.device, background)
         self.val = TensorSplit(images[val_idx], mnist.train_labels[val_idx], self.device, background) if val_size else None
         self.test = TensorSplit(mnist.normalize(mnist.test_images), mnist.test_labels, self.device, background)
+
+
+def tile(images: torch.Tensor | np.ndarray, columns: int, pad: int = 2) -> np.ndarray:
+    """Lay uint8 digits (N, 28, 28) out as one image, so a grid is one picture, not N widgets."""
+    images = np.asarray(images, dtype=np.uint8)
+    n, h, w = images.shape
+    rows = max(1, math.ceil(n / columns))
+    out = np.full((rows * (h + pad) + pad, columns * (w + pad) + pad), 40, dtype=np.uint8)
+    for i, image in enumerate(images):
+        r, c = divmod(i, columns)
+        out[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + c * (w + pad) : pad + c * (w + pad) + w] = image
+    return out

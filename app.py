@@ -1,0 +1,51 @@
+"""MNIST Lab: the home page. Run with `streamlit run app.py`; the other pages live in pages/."""
+
+import streamlit as st
+import torch
+
+st.set_page_config(page_title="MNIST Lab", page_icon="🔢", layout="wide")
+
+from labui import state  # noqa: E402
+from labui.sidebar import sidebar  # noqa: E402
+from mnist_core.data import tile  # noqa: E402
+
+PAGES = [  # (file, label, one line) in the order a learner would use them
+    ("pages/2_Train.py", "Train", "Pick an architecture and its settings, train it, and watch the curves live."),
+]
+
+sidebar()
+st.title("🔢 MNIST Lab")
+st.write(
+    "A laboratory for seeing what a neural network does, on the real MNIST digits: train fully connected "
+    "nets, parallel-column nets, sparse nets and CNNs with live curves, compare them, and look inside."
+)
+
+st.subheader("Pages")
+for path, label, line in PAGES:
+    st.page_link(path, label=f"**{label}**: {line}")
+
+data = state.device_data()
+mnist = data.mnist
+left, right = st.columns([2, 3])
+with left:
+    st.subheader("The data set")
+    st.write(f"**{len(mnist.train_labels):,}** training and **{len(mnist.test_labels):,}** test images, "
+             f"28 x 28 grey levels; pixel mean {mnist.mean:.4f}, std {mnist.std:.4f}.")
+    counts = torch.bincount(mnist.train_labels, minlength=10).tolist()
+    st.caption("Training images per class: " + ", ".join(f"{d}: {c:,}" for d, c in enumerate(counts)))
+    first_of_each = [int((mnist.train_labels == d).nonzero()[i]) for i in range(4) for d in range(10)]
+    st.image(tile(mnist.train_images[first_of_each], columns=10), caption="The first four training digits of each class",
+             width=420)
+with right:
+    st.subheader("Checkpoints")
+    infos = state.checkpoints()
+    if infos:
+        st.dataframe(
+            [{"name": i.name, "source": i.source, "architecture": i.meta["arch"], "params": i.meta.get("params"),
+              "epochs": i.meta.get("epochs_done"),
+              "test accuracy %": round(100 * i.meta["test_accuracy"], 2) if i.meta.get("test_accuracy") else None,
+              "train time s": i.meta.get("train_seconds"), "status": i.meta.get("status")} for i in infos],
+            hide_index=True, width="stretch",
+        )
+    else:
+        st.info("No checkpoints yet. Train one on the Train page, or run `python -m mnist_core train --preset fast`.")

@@ -1,0 +1,91 @@
+"""Training images/s of tiny_gap: the classic tutorial pipeline vs this engine, side by side.
+
+(a) torchvision datasets.MNIST, per-sample ToTensor + Normalize, DataLoader(batch 128, shuffle)
+(b) mnist_core: the whole set as one tensor, batches sliced from it (same model, optimizer, batch)
+
+    python benchmarks/throughput.py --batches 150 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from mnist_core.data import BUNDLED_DIR, DeviceData, load_mnist  # noqa: E402
+from mnist_core.train import TrainConfig, fit, seeded_model  # noqa: E402
+
+TARGET_RATIO = 5.0
+
+
+def tutorial_loader(root: Path, batch_size: int):
+    from torchvision import datasets, transforms
+
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for gz in BUNDLED_DIR.glob("*.gz"):  # torchvision wants the unpacked files; no download needed
+        with gzip.open(gz) as src, open(raw / gz.stem, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])
+    dataset = datasets.MNIST(str(root), train=True, download=False, transform=transform)
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True)
+
+
+def tutorial_rate(loader, config: TrainConfig, batches: int) -> float:
+    model = seeded_model(config, torch.device("cpu")).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
+    images, start = 0, time.perf_counter()
+    for step, (x, y) in enumerate(loader):
+        if step == batches:
+            break
+        optimizer.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+        images += len(y)
+    return images / (time.perf_counter() - start)
+
+
+def engine_rate(data: DeviceData, config: TrainConfig) -> float:
+    last = {}
+    fit(config, data, callbacks=(lambda e: e.kind == "batch" and last.update(e.data),))
+    return last["step"] * config.batch_size / last["elapsed"]  # the evaluation at the end is not training
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, default=150)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    config = TrainConfig(arch="tiny_gap", optimizer="sgd", lr=0.01, momentum=0.9, batch_size=128,
+                         max_batches=args.batches, device="cpu")
+    with tempfile.TemporaryDirectory() as root:
+        loader = tutorial_loader(Path(root), config.batch_size)
+        data = DeviceData(load_mnist(), device="cpu")
+        tutorial, engine = [], []
+        for repeat in range(args.repeats):  # interleaved, so machine noise hits both alike
+            tutorial.append(tutorial_rate(loader, config, args.batches))
+            engine.append(engine_rate(data, config))
+            print(f"repeat {repeat + 1}: tutorial {tutorial[-1]:,.0f} img/s, engine {engine[-1]:,.0f} img/s",
+                  flush=True)
+    a, b = statistics.median(tutorial), statistics.median(engine)
+    print(f"\ntiny_gap training throughput, median of {args.repeats} x {args.batches} batches of 128, "
+          f"{torch.get_num_threads()} threads:")
+    print(f"  (a) torchvision Dataset + per-sample transforms + DataLoader: {a:8,.0f} img/s")
+    print(f"  (b) mnist_core tensor-resident batches:                        {b:8,.0f} img/s")
+    print(f"  ratio {b / a:.2f}x   (target >= {TARGET_RATIO:.0f}x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""The sidebar every page shares: device, active checkpoint, this session's running job."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from . import state
+
+
+def checkpoint_label(info) -> str:
+    acc = info.meta.get("test_accuracy")
+    acc_text = f"{acc:.2%}" if acc is not None else "n/a"
+    return f"{info.name} ({info.meta['arch']}, {acc_text}{', shipped' if info.source == 'shipped' else ''})"
+
+
+def sidebar() -> None:
+    infos = state.checkpoints()
+    with st.sidebar:
+        st.caption(f"Device: **{state.device_label()}**")
+        active = state.active_checkpoint(infos)
+        if infos:
+            names = [i.name for i in infos]
+            labels = {i.name: checkpoint_label(i) for i in infos}
+            choice = st.selectbox("Active checkpoint", names, index=names.index(active.name) if active else 0,
+                                  format_func=labels.get, help="The model the inspecting and drawing pages use.")
+            state.set_active(choice)
+        else:
+            st.warning("No checkpoints found: train one on the Train page.")
+        job = state.job_manager().latest(state.session_id())
+        if job is not None:
+            snap = job.snapshot()
+            if snap.running:
+                st.info(f"Training **{snap.name}**: epoch {snap.epoch}/{snap.config.epochs}, "
+                        f"step {snap.step}/{snap.total_steps}")
+            else:
+                st.caption(f"Last run **{snap.name}**: {snap.status}")

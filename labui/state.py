@@ -1,0 +1,69 @@
+"""Process-wide resources (cached once) and per-session state."""
+
+from __future__ import annotations
+
+import streamlit as st
+import torch
+from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+from mnist_core.checkpoints import CheckpointInfo, list_checkpoints, load
+from mnist_core.data import DeviceData, load_mnist, pick_device
+from mnist_core.jobs import JobManager
+
+ACTIVE_KEY = "active_checkpoint"
+
+
+@st.cache_resource(show_spinner="Loading MNIST...")
+def device_data() -> DeviceData:
+    return DeviceData(load_mnist(), device="auto")
+
+
+@st.cache_resource
+def job_manager() -> JobManager:
+    return JobManager()
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _cached_model(name: str, modified: float):
+    return load(name, device=pick_device("auto"))
+
+
+def load_checkpoint(info: CheckpointInfo):
+    """(model, meta), loaded once per checkpoint version."""
+    return _cached_model(info.name, info.weights_path.stat().st_mtime)
+
+
+def session_id() -> str:
+    ctx = get_script_run_ctx()
+    return ctx.session_id if ctx else "no-session"
+
+
+def device_label() -> str:
+    device = pick_device("auto")
+    if device.type == "cuda":
+        return f"GPU: {torch.cuda.get_device_name(device)}"
+    return f"CPU ({torch.get_num_threads()} threads)"
+
+
+def checkpoints() -> list[CheckpointInfo]:
+    return list_checkpoints()
+
+
+def best_shipped(infos: list[CheckpointInfo]) -> str | None:
+    shipped = [i for i in infos if i.source == "shipped" and i.meta.get("test_accuracy") is not None]
+    pool = shipped or [i for i in infos if i.meta.get("test_accuracy") is not None]
+    return max(pool, key=lambda i: i.meta["test_accuracy"]).name if pool else None
+
+
+def active_checkpoint(infos: list[CheckpointInfo] | None = None) -> CheckpointInfo | None:
+    infos = infos if infos is not None else checkpoints()
+    by_name = {i.name: i for i in infos}
+    name = st.session_state.get(ACTIVE_KEY)
+    if name not in by_name:
+        name = best_shipped(infos)
+        st.session_state[ACTIVE_KEY] = name
+    return by_name.get(name)
+
+
+def set_active(name: str) -> None:
+    st.session_state[ACTIVE_KEY] = name

@@ -1,0 +1,209 @@
+"""Train: choose an architecture and settings, train in the background, watch live curves, manage runs."""
+
+import streamlit as st
+
+st.set_page_config(page_title="Train · MNIST Lab", page_icon="🏋️", layout="wide")
+
+from labui import state  # noqa: E402
+from labui.charts import training_curves  # noqa: E402
+from labui.sidebar import sidebar  # noqa: E402
+from labui.widgets import config_widgets, seed_state  # noqa: E402
+from mnist_core import checkpoints as ckpt  # noqa: E402
+from mnist_core.jobs import JobLimitError  # noqa: E402
+from mnist_core.models import REGISTRY, ModelError, build_model, describe  # noqa: E402
+from mnist_core.presets import PRESETS, preset  # noqa: E402
+from mnist_core.train import DEFAULT_LR, OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig  # noqa: E402
+
+# Training settings shown as widgets: (field, label, help). The arch's own settings are generated.
+SETTINGS = ["optimizer", "lr", "momentum", "nesterov", "weight_decay", "schedule", "batch_size", "epochs",
+            "label_smoothing", "grad_clip", "rotation", "shift", "seed", "max_batches"]
+
+
+def key(name: str) -> str:
+    return f"train.{name}"
+
+
+def model_prefix(arch: str) -> str:
+    return f"model.{arch}"
+
+
+def load_preset() -> None:
+    name = st.session_state[key("preset")]
+    if name not in PRESETS:
+        return
+    config = preset(name)
+    st.session_state[key("arch")] = config.arch
+    for f in SETTINGS:
+        value = getattr(config, f)
+        st.session_state[key(f)] = 0 if f == "max_batches" and value is None else value
+    seed_state(model_prefix(config.arch), REGISTRY[config.arch].config_cls, config.model, overwrite=True)
+
+
+def optimizer_changed() -> None:
+    st.session_state[key("lr")] = DEFAULT_LR[st.session_state[key("optimizer")]]
+
+
+def seed_defaults() -> None:
+    defaults = TrainConfig()
+    for f in SETTINGS:
+        value = getattr(defaults, f)
+        st.session_state.setdefault(key(f), 0 if f == "max_batches" else value)
+    st.session_state.setdefault(key("arch"), defaults.arch)
+
+
+def settings_widgets() -> tuple[TrainConfig, list[str]]:
+    seed_defaults()
+    errors: list[str] = []
+    st.selectbox("Start from a preset", ["(none)", *PRESETS], key=key("preset"), on_change=load_preset,
+                 format_func=lambda n: n if n not in PRESETS else f"{n}: {PRESETS[n][0]}",
+                 help="Fills in every setting below with a classic recipe; change anything afterwards.")
+    arch = st.selectbox("Architecture", list(REGISTRY), key=key("arch"),
+                        format_func=lambda a: f"{a}: {REGISTRY[a].summary}")
+    left, right = st.columns(2)
+    with left:
+        st.markdown(f"**{arch} settings**")
+        model_config, model_errors = config_widgets(REGISTRY[arch].config_cls, model_prefix(arch))
+        errors += model_errors
+    with right:
+        st.markdown("**Training settings**")
+        optimizer = st.selectbox("Optimizer", OPTIMIZERS, key=key("optimizer"), on_change=optimizer_changed,
+                                 help="Changing it resets the learning rate to that optimizer's usual default.")
+        lr = st.number_input("Learning rate", format="%g", step=None, key=key("lr"),
+                             help="Peak learning rate when a schedule is used.")
+        if lr <= 0:
+            st.error("The learning rate must be greater than 0 (try 0.001 for Adam, 0.05 for SGD).")
+        c1, c2 = st.columns(2)
+        momentum = c1.number_input("Momentum", 0.0, 0.999, step=0.05, key=key("momentum"),
+                                   help="For SGD and RMSprop only.")
+        nesterov = c2.checkbox("Nesterov", key=key("nesterov"), help="Nesterov momentum, SGD only.")
+        weight_decay = c1.number_input("Weight decay", 0.0, 1.0, step=1e-4, format="%g", key=key("weight_decay"))
+        schedule = c2.selectbox("Schedule", SCHEDULES, key=key("schedule"),
+                                help="step: x0.1 every epoch; cosine: anneal to 0; onecycle: warm up, then anneal.")
+        batch_size = c1.number_input("Batch size", 1, 60000, step=32, key=key("batch_size"))
+        epochs = c2.number_input("Epochs", 1, 200, key=key("epochs"))
+        label_smoothing = c1.number_input("Label smoothing", 0.0, 0.5, step=0.05, key=key("label_smoothing"))
+        grad_clip = c2.number_input("Gradient clipping (max norm, 0 = off)", 0.0, 100.0, step=0.5,
+                                    key=key("grad_clip"))
+        rotation = c1.number_input("Augment: rotation (degrees)", 0.0, 45.0, step=1.0, key=key("rotation"))
+        shift = c2.number_input("Augment: shift (pixels)", 0.0, 6.0, step=0.5, key=key("shift"))
+        seed = c1.number_input("Seed", 0, 2**31 - 1, key=key("seed"),
+                               help="Fixes the initial weights and the data order: same seed, same run.")
+        max_batches = c2.number_input("Stop after N batches (0 = all epochs)", 0, 10**7, key=key("max_batches"),
+                                      help="A quick look before a long run.")
+    config = TrainConfig(arch=arch, model=model_config, optimizer=optimizer, lr=float(lr), momentum=float(momentum),
+                         nesterov=bool(nesterov), weight_decay=float(weight_decay), schedule=schedule,
+                         batch_size=int(batch_size), epochs=int(epochs), label_smoothing=float(label_smoothing),
+                         grad_clip=float(grad_clip), rotation=float(rotation), shift=float(shift), seed=int(seed),
+                         max_batches=int(max_batches) or None)
+    return config, errors
+
+
+def model_card(config: TrainConfig) -> None:
+    try:
+        card = describe(build_model(config.arch, config.model))
+    except (ModelError, RuntimeError) as exc:
+        st.error(f"This architecture cannot be built with these settings: {exc}")
+        return
+    cols = st.columns(4)
+    cols[0].metric("Parameters", f"{card.params:,}")
+    cols[1].metric("Effective parameters", f"{card.effective_params:,}", help="Non-zero weights (sparse nets).")
+    cols[2].metric("Multiply-adds per image", f"{card.macs:,}")
+    cols[3].metric("Receptive field", f"{card.receptive_field} px" if card.receptive_field else "whole image")
+    with st.expander("Layer table"):
+        st.dataframe([{"layer": r.name, "type": r.kind, "output shape": " x ".join(map(str, r.output_shape)),
+                       "params": r.params, "multiply-adds": r.macs, "receptive field": r.receptive_field}
+                      for r in card.layers], hide_index=True, width="stretch")
+
+
+def start(config: TrainConfig, name: str) -> None:
+    try:
+        state.job_manager().start(state.session_id(), config, state.device_data(), name or None)
+    except (JobLimitError, ConfigError, ModelError) as exc:
+        st.error(str(exc))
+
+
+@st.fragment(run_every=1.0)
+def live_view() -> None:
+    manager = state.job_manager()
+    job = manager.latest(state.session_id())
+    if job is None:
+        st.info("No run yet in this session: choose settings above and press Start.")
+        return
+    snap = job.snapshot()
+    if snap.running:
+        top = st.columns([5, 1])
+        eta = snap.eta_seconds
+        top[0].progress(min(snap.step / max(snap.total_steps, 1), 1.0),
+                        text=f"**{snap.name}** · epoch {snap.epoch}/{snap.config.epochs} · step {snap.step}/"
+                             f"{snap.total_steps} · {snap.images_per_s:,.0f} images/s · "
+                             f"ETA {eta:.0f}s" if eta is not None else f"**{snap.name}** · starting...")
+        if top[1].button("Stop", type="primary", key="train.stop"):
+            manager.stop(state.session_id())
+    else:
+        text = f"**{snap.name}** {snap.status} after {snap.seconds:.1f}s"
+        if snap.epochs:
+            text += f": test accuracy {snap.epochs[-1]['test_accuracy']:.2%}"
+        text += f". {snap.message.rstrip('.')}." if snap.message else "."
+        if snap.checkpoint:
+            text += f" Saved as checkpoint **{snap.checkpoint}**."
+        {"failed": st.error, "stopped": st.warning}.get(snap.status, st.success)(text)
+    st.plotly_chart(training_curves(snap.batch_curve, snap.epochs), key="train.curves")
+    if not snap.running and st.session_state.get("train.seen_done") != snap.id:
+        st.session_state["train.seen_done"] = snap.id
+        st.rerun()  # the whole page, so the runs table and sidebar show the new checkpoint
+
+
+def runs_table() -> None:
+    infos = state.checkpoints()
+    if not infos:
+        st.info("No runs yet.")
+        return
+    st.dataframe(
+        [{"name": i.name, "source": i.source, "architecture": i.meta["arch"], "params": i.meta.get("params"),
+          "epochs": i.meta.get("epochs_done"),
+          "test accuracy %": round(100 * i.meta["test_accuracy"], 2) if i.meta.get("test_accuracy") else None,
+          "time s": i.meta.get("train_seconds"), "status": i.meta.get("status"), "created": i.meta.get("created")}
+         for i in infos], hide_index=True, width="stretch", key="train.runs")
+    names = [i.name for i in infos]
+    chosen = st.selectbox("Run", names, key="train.run_pick")
+    info = next(i for i in infos if i.name == chosen)
+    st.caption(f"Reproduce: `{info.meta.get('command', '')}`")
+    c1, c2, c3 = st.columns([2, 1, 1])
+    new_name = c1.text_input("New name", key="train.new_name", label_visibility="collapsed",
+                             placeholder="new name for this run")
+    try:
+        if c1.button("Rename", disabled=info.source != "runs" or not new_name):
+            ckpt.rename(chosen, new_name)
+            st.rerun()
+        if c2.button("Make active"):
+            state.set_active(chosen)
+            st.rerun()
+        if c3.button("Delete", disabled=info.source != "runs"):
+            ckpt.delete(chosen)
+            st.rerun()
+    except ckpt.CheckpointError as exc:
+        st.error(str(exc))
+    if info.source == "shipped":
+        st.caption("Shipped checkpoints cannot be renamed or deleted.")
+
+
+sidebar()
+st.title("🏋️ Train")
+config, errors = settings_widgets()
+st.subheader("Model card")
+model_card(config)
+
+try:
+    config.validate(len(state.device_data().train))
+except (ConfigError, ModelError) as exc:
+    errors.append(str(exc))
+for message in dict.fromkeys(errors):
+    st.error(message)
+run_name = st.text_input("Run name (optional)", key=key("name"), placeholder=f"{config.arch}-<date>-<time>")
+if st.button("Start training", type="primary", disabled=bool(errors)):
+    start(config, run_name)
+
+st.subheader("Live")
+live_view()
+st.subheader("Runs")
+runs_table()

@@ -1,0 +1,27 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from mnist_core.data import DeviceData, load_mnist  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    return load_mnist()
+
+
+@pytest.fixture(scope="session")
+def data(mnist):
+    return DeviceData(mnist, device="cpu")
+
+
+@pytest.fixture
+def runs(tmp_path, monkeypatch):
+    """A private runs folder, so tests never touch the user's runs."""
+    folder = tmp_path / "runs"
+    monkeypatch.setenv("MNIST_RUNS_DIR", str(folder))
+    return folder

@@ -1,0 +1,84 @@
+"""Pages rendered with Streamlit's AppTest: real scripts, real data, real training."""
+
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from conftest import ROOT
+
+PAGES = ["app.py", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "pages").glob("*.py"))]
+
+
+def page(path: str) -> AppTest:
+    return AppTest.from_file(str(ROOT / path), default_timeout=120)
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_every_page_renders_without_exceptions(path, runs):
+    at = page(path).run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert at.title
+
+
+def wait_for_run_end(at: AppTest, timeout: float = 120) -> AppTest:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        at.run()
+        texts = " ".join(m.value for m in [*at.success, *at.warning, *at.error])
+        if "Saved as checkpoint" in texts or "failed" in texts:
+            return at
+        time.sleep(0.5)
+    raise AssertionError("the run did not end in time")
+
+
+def select_arch(at: AppTest, arch: str) -> AppTest:
+    at.selectbox(key="train.arch").set_value(arch).run()
+    return at
+
+
+def test_a_tiny_run_from_the_train_page_makes_a_checkpoint_and_curves(runs):
+    at = select_arch(page("pages/2_Train.py").run(), "mlp")
+    at.number_input(key="model.mlp.width").set_value(32)
+    at.number_input(key="train.max_batches").set_value(30)
+    at.text_input(key="train.name").set_value("apptest run")
+    at.button[0].click().run()  # the first button on the page is Start
+    at = wait_for_run_end(at)
+    assert not at.exception
+    assert any("Saved as checkpoint **apptest-run**" in m.value for m in at.warning), [m.value for m in at.warning]
+    assert (runs / "apptest-run.safetensors").exists() and (runs / "apptest-run.json").exists()
+    assert any(chart.proto.spec for chart in at.get("plotly_chart"))
+    table_names = [n for df in at.dataframe if "name" in df.value.columns for n in df.value["name"]]
+    assert "apptest-run" in table_names
+
+
+def test_stop_ends_a_run_and_keeps_it_as_a_stopped_checkpoint(runs):
+    at = select_arch(page("pages/2_Train.py").run(), "cnn")
+    at.number_input(key="train.epochs").set_value(5)
+    at.text_input(key="train.name").set_value("to stop")
+    at.button[0].click().run()
+    at.button(key="train.stop").click().run()
+    at = wait_for_run_end(at, timeout=30)
+    assert any("to-stop" in m.value and "stopped" in m.value for m in at.warning)
+    assert (runs / "to-stop.json").exists()
+
+
+def test_bad_settings_are_refused_next_to_the_widget(runs):
+    at = page("pages/2_Train.py").run()
+    at.number_input(key="train.lr").set_value(0.0).run()
+    assert any("learning rate must be greater than 0" in e.value for e in at.error)
+    start = next(b for b in at.button if b.label == "Start training")
+    assert start.disabled
+    at.text_input(key="model.cnn.channels").set_value("16, lots").run()
+    assert any("whole numbers" in e.value for e in at.error)
+
+
+def test_preset_fills_in_the_settings(runs):
+    at = page("pages/2_Train.py").run()
+    at.selectbox(key="train.preset").set_value("tiny_gap_19").run()
+    assert at.selectbox(key="train.arch").value == "tiny_gap"
+    assert at.number_input(key="train.epochs").value == 19
+    assert at.number_input(key="train.rotation").value == 5.0
+    assert at.number_input(key="model.tiny_gap.dropout").value == pytest.approx(0.069)
+    assert not at.exception

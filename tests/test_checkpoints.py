@@ -1,0 +1,117 @@
+import json
+import os
+
+import pytest
+import safetensors.torch
+import torch
+
+from mnist_core import checkpoints
+from mnist_core.checkpoints import CheckpointError, list_checkpoints, load, safe_name, save
+from mnist_core.train import TrainConfig, evaluate, fit
+
+
+@pytest.fixture(scope="module")
+def short_run(data):
+    return fit(TrainConfig(arch="cnn", model={"channels": [4, 8]}, max_batches=20, seed=1), data)
+
+
+def test_round_trip_gives_the_same_predictions_and_metadata(short_run, runs, data):
+    name = save(short_run, "my run")
+    assert name == "my-run"
+    assert {p.name for p in runs.iterdir()} == {"my-run.safetensors", "my-run.json"}
+    model, meta = load(name)
+    x = data.test.images[:100]
+    short_run.model.eval()
+    assert torch.allclose(model(x), short_run.model(x), atol=1e-6)
+    assert meta["arch"] == "cnn" and meta["model_config"] == {"channels": [4, 8]}
+    assert meta["seed"] == 1 and meta["status"] == "stopped"
+    assert meta["versions"]["torch"] == torch.__version__
+    assert meta["command"].startswith("python -m mnist_core train --arch cnn")
+    assert "--set channels=4,8" in meta["command"] and "--seed 1" in meta["command"]
+    assert evaluate(model, data.test)["accuracy"] == pytest.approx(short_run.test_accuracy)
+
+
+def test_files_are_safetensors_and_json_only(short_run, runs):
+    save(short_run, "plain")
+    json.loads((runs / "plain.json").read_text())
+    tensors = safetensors.torch.load_file(str(runs / "plain.safetensors"))
+    assert "0.weight" in tensors
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("../../etc/passwd", "etc-passwd"),
+    ("/abs/path", "abs-path"),
+    ("a b\\c", "a-b-c"),
+    ("..hidden", "hidden"),
+    ("ok_name-1.2", "ok_name-1.2"),
+])
+def test_names_never_leave_the_folder(name, expected, short_run, runs):
+    assert safe_name(name) == expected
+    save(short_run, name)
+    assert (runs / f"{expected}.json").exists()
+    assert sorted(p.parent for p in runs.parent.rglob("*.json")) == [runs]
+
+
+def test_empty_name_is_refused():
+    with pytest.raises(CheckpointError, match="no usable characters"):
+        safe_name("../..")
+
+
+def test_a_failed_write_leaves_the_old_checkpoint_whole(short_run, runs, monkeypatch):
+    save(short_run, "keep")
+    before = (runs / "keep.safetensors").read_bytes()
+
+    def crash(state, path, metadata=None):
+        with open(path, "wb") as f:
+            f.write(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoints.safetensors.torch, "save_file", crash)
+    with pytest.raises(OSError, match="disk full"):
+        save(short_run, "keep")
+    assert (runs / "keep.safetensors").read_bytes() == before
+    assert sorted(p.name for p in runs.iterdir()) == ["keep.json", "keep.safetensors"]  # no temp file left
+
+
+def test_loading_checks_the_architecture(short_run, runs):
+    save(short_run, "cnn-run")
+    with pytest.raises(CheckpointError, match="is a cnn model, not mlp"):
+        load("cnn-run", expected_arch="mlp")
+    meta = json.loads((runs / "cnn-run.json").read_text())
+    meta["model_config"] = {"channels": [4, 16]}
+    (runs / "cnn-run.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="does not match architecture cnn"):
+        load("cnn-run")
+
+
+def test_damaged_files_give_clear_errors_and_are_skipped_in_listing(short_run, runs):
+    save(short_run, "broken")
+    (runs / "broken.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(CheckpointError, match="unreadable weights"):
+        load("broken")
+    (runs / "junk.json").write_text("{not json")
+    (runs / "junk.safetensors").write_bytes(b"")
+    names = [info.name for info in list_checkpoints()]
+    assert "junk" not in names and "broken" in names
+    with pytest.raises(CheckpointError, match="no checkpoint named 'absent'"):
+        load("absent")
+
+
+def test_rename_and_delete_touch_only_user_runs(short_run, runs):
+    save(short_run, "first")
+    assert checkpoints.rename("first", "second") == "second"
+    assert load("second")[1]["name"] == "second"
+    with pytest.raises(CheckpointError):
+        load("first")
+    checkpoints.delete("second")
+    assert not any(runs.iterdir())
+
+
+def test_shipped_checkpoints_load_and_match_their_recorded_accuracy(data):
+    shipped = [info for info in list_checkpoints() if info.source == "shipped"]
+    assert shipped, "checkpoints/ ships no model"
+    for info in shipped:
+        model, meta = load(info.name)
+        accuracy = evaluate(model, data.test)["accuracy"]
+        assert accuracy == pytest.approx(meta["test_accuracy"], abs=5e-4), info.name
+        assert os.path.getsize(info.weights_path) < 10 * 2**20  # small enough to commit

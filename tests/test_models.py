@@ -1,0 +1,81 @@
+import pytest
+import torch
+
+from mnist_core.models import REGISTRY, ModelError, SparseLinear, build_model, describe, make_config
+
+EXPECTED_PARAMS = {  # counted by hand from the layer definitions
+    "mlp": 784 * 256 + 256 + 256 * 256 + 256 + 256 * 10 + 10,
+    "conv_fc": 32 * 9 + 32 + 32 * 13 * 13 * 10 + 10,
+    "conv2_fc2": 320 + 18496 + 9216 * 128 + 128 + 1290,
+}
+
+
+@pytest.mark.parametrize("arch", list(REGISTRY))
+def test_every_architecture_maps_a_batch_to_ten_logits(arch):
+    torch.manual_seed(0)
+    model = build_model(arch)
+    out = model(torch.randn(5, 1, 28, 28))
+    assert out.shape == (5, 10)
+    card = describe(model)
+    assert card.params == sum(p.numel() for p in model.parameters())
+    assert card.layers[-1].output_shape == (10,)
+    assert card.macs > 0
+
+
+@pytest.mark.parametrize("arch, params", EXPECTED_PARAMS.items())
+def test_parameter_counts_match_the_definitions(arch, params):
+    assert describe(build_model(arch)).params == params
+
+
+def test_tiny_gap_is_12k_to_18k_parameters_with_receptive_field_7_before_the_first_pool():
+    card = describe(build_model("tiny_gap"))
+    assert 12_000 <= card.params <= 18_000
+    pool = next(i for i, layer in enumerate(card.layers) if layer.kind == "MaxPool2d")
+    assert 7 <= card.layers[pool - 1].receptive_field <= 9
+    kinds = [layer.kind for layer in card.layers]
+    assert kinds[-3:] == ["AdaptiveAvgPool2d", "Flatten", "Linear"]  # no ReLU, BN or dropout at the head
+
+
+def test_conv2_fc2_shapes_are_26_then_24():
+    shapes = [layer.output_shape for layer in describe(build_model("conv2_fc2")).layers if layer.kind == "Conv2d"]
+    assert shapes == [(32, 26, 26), (64, 24, 24)]
+
+
+def test_cnn_batchnorm_position_is_a_switch():
+    def order(bn):
+        return [type(m).__name__ for m in build_model("cnn", {"bn": bn})][:3]
+
+    assert order("after") == ["Conv2d", "ReLU", "BatchNorm2d"]
+    assert order("before") == ["Conv2d", "BatchNorm2d", "ReLU"]
+    assert "BatchNorm2d" not in [type(m).__name__ for m in build_model("cnn", {"bn": "none"})]
+
+
+def test_columnet_has_one_column_per_activation():
+    model = build_model("columnet", {"activations": ["relu", "tanh", "sigmoid"], "width": 32})
+    columns = model[1].columns
+    assert len(columns) == 3
+    assert [type(col[1]).__name__ for col in columns] == ["ReLU", "Tanh", "Sigmoid"]
+
+
+def test_sparsenet_reports_effective_parameters_at_its_density():
+    torch.manual_seed(0)
+    model = build_model("sparsenet", {"density": 0.1, "depth": 1, "width": 500})
+    card = describe(model)
+    sparse = model[1]
+    assert isinstance(sparse, SparseLinear)
+    assert 0.09 < float(sparse.mask.mean()) < 0.11
+    assert card.effective_params == card.params - int((1 - sparse.mask).sum())
+    assert bool((sparse.weight[sparse.mask == 0] == 0).all())
+
+
+def test_bad_configs_are_refused_with_the_setting_named():
+    with pytest.raises(ModelError, match="unknown architecture 'resnet'"):
+        build_model("resnet")
+    with pytest.raises(ModelError, match="no setting widht"):
+        make_config("mlp", {"widht": 3})
+    with pytest.raises(ModelError, match="activation='swish' is not one of"):
+        make_config("mlp", {"activation": "swish"})
+    with pytest.raises(ModelError, match="density=0 is below its minimum"):
+        make_config("sparsenet", {"density": 0})
+    with pytest.raises(ModelError, match="needs 7 channel widths"):
+        build_model("tiny_gap", {"channels": [8, 8]})

@@ -1,0 +1,153 @@
+import dataclasses
+import math
+import threading
+
+import pytest
+import torch
+import torch.nn as nn
+
+from mnist_core.presets import PRESETS, preset
+from mnist_core.train import OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig, fit, seeded_model
+
+SMALL_MLP = {"depth": 1, "width": 32}
+
+
+def losses_of(config, data):
+    losses = []
+    result = fit(config, data, callbacks=(lambda e: e.kind == "batch" and losses.append(e.data["loss"]),))
+    return result, losses
+
+
+def test_fast_preset_clears_97_percent_in_one_epoch_and_stops_at_its_target(data):
+    config = dataclasses.replace(preset("fast"), epochs=2, target_accuracy=0.97)
+    result = fit(config, data)
+    assert result.status == "target_reached", result.message
+    assert len(result.history) == 1  # the target was met after the first epoch, so the second never ran
+    assert result.test_accuracy >= 0.97
+
+
+def test_same_seed_gives_same_weights_and_losses(data):
+    config = TrainConfig(arch="mlp", model=SMALL_MLP, max_batches=30, seed=7, rotation=5, shift=1)
+    (a, losses_a), (b, losses_b) = losses_of(config, data), losses_of(config, data)
+    assert losses_a == losses_b and len(losses_a) == 30
+    for (name, wa), wb in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+        assert torch.equal(wa, wb), name
+    _, losses_c = losses_of(dataclasses.replace(config, seed=8), data)
+    assert losses_c != losses_a
+
+
+class FirstInput(nn.Module):
+    """Passes its input through, keeping the first batch it sees."""
+
+    def __init__(self):
+        super().__init__()
+        self.first = None
+
+    def forward(self, x):
+        if self.first is None:
+            self.first = x.detach().clone()
+        return x
+
+
+def test_arms_that_differ_in_one_setting_start_from_equal_weights_and_batches(data):
+    base = TrainConfig(arch="mlp", model=SMALL_MLP, max_batches=2, seed=3)
+    arms = [dataclasses.replace(base, optimizer="sgd", lr=0.05), dataclasses.replace(base, optimizer="adam")]
+    starts, firsts = [], []
+    for config in arms:
+        model = seeded_model(config, data.device)
+        starts.append({k: v.clone() for k, v in model.state_dict().items()})
+        probe = FirstInput()
+        fit(config, data, model=nn.Sequential(probe, model))
+        firsts.append(probe.first)
+    assert all(torch.equal(starts[0][k], starts[1][k]) for k in starts[0])
+    assert torch.equal(firsts[0], firsts[1])
+
+
+def test_stop_from_another_thread_ends_the_run_within_one_batch(data):
+    stop, seen, steps_at_stop = threading.Event(), threading.Event(), []
+
+    def on_event(event):
+        if event.kind == "batch" and event.data["step"] >= 5:
+            seen.set()
+
+    holder = {}
+    config = TrainConfig(arch="mlp", model=SMALL_MLP, epochs=3)
+    worker = threading.Thread(target=lambda: holder.update(result=fit(config, data, (on_event,), stop)))
+    worker.start()
+    assert seen.wait(60)
+    stop.set()
+    worker.join(60)
+    result = holder["result"]
+    assert result.status == "stopped"
+    assert result.steps < 3 * math.ceil(60000 / 128)  # far from the end of the run
+    assert "stopped by request" in result.message
+
+
+def test_divergence_stops_with_a_learning_rate_hint_and_keeps_finite_weights(data):
+    errors = []
+    config = TrainConfig(arch="mlp", model=SMALL_MLP, optimizer="sgd", lr=1e6, epochs=1)
+    result = fit(config, data, callbacks=(lambda e: e.kind == "error" and errors.append(e.data["message"]),))
+    assert result.status == "failed"
+    assert "learning rate" in result.message and "too high" in result.message
+    assert errors == [result.message]
+    assert all(torch.isfinite(p).all() for p in result.model.parameters())
+
+
+def test_sparse_connections_stay_exactly_zero_through_training(data):
+    config = TrainConfig(arch="sparsenet", model={"depth": 2, "width": 128}, optimizer="adamw", weight_decay=0.01,
+                         max_batches=40)
+    model = fit(config, data).model
+    for layer in (model[1], model[3]):
+        assert bool((layer.weight[layer.mask == 0] == 0).all())
+        assert bool((layer.weight[layer.mask == 1] != 0).any())
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_every_optimizer_lowers_the_loss(optimizer, data):
+    lr = {"sgd": 0.05, "adadelta": 1.0, "adagrad": 0.01}.get(optimizer, 1e-3)
+    config = TrainConfig(arch="mlp", model=SMALL_MLP, optimizer=optimizer, lr=lr, momentum=0.0, max_batches=60)
+    _, losses = losses_of(config, data)
+    assert sum(losses[-10:]) < sum(losses[:10])
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_schedules_shape_the_learning_rate(schedule, data):
+    config = TrainConfig(arch="mlp", model=SMALL_MLP, schedule=schedule, epochs=2, step_size=1, lr=0.01,
+                         batch_size=1000, max_batches=2 * 60 - 1)
+    lrs = []
+    fit(config, data, callbacks=(lambda e: e.kind == "batch" and lrs.append(e.data["lr"]),))
+    if schedule == "none":
+        assert set(lrs) == {0.01}
+    elif schedule == "step":
+        assert lrs[0] == pytest.approx(0.01) and lrs[-1] == pytest.approx(0.001)
+    elif schedule == "cosine":
+        assert lrs[0] == pytest.approx(0.01) and lrs[-1] < 1e-4
+    else:
+        assert lrs[0] < 0.001 and max(lrs) == pytest.approx(0.01, rel=0.01) and lrs[-1] < 1e-5
+
+
+def test_time_cap_stops_a_run(data):
+    result = fit(TrainConfig(arch="mlp", model=SMALL_MLP, epochs=5, max_seconds=1.0), data)
+    assert result.status == "stopped" and "time cap" in result.message
+    assert result.seconds < 10
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"lr": 0}, "learning rate must be a positive number"),
+    ({"lr": float("nan")}, "learning rate must be a positive number"),
+    ({"batch_size": 70000}, "larger than the 60000 training images"),
+    ({"epochs": 0}, "epochs must be at least 1"),
+    ({"optimizer": "lion"}, "unknown optimizer 'lion'"),
+    ({"nesterov": True, "optimizer": "adam"}, "Nesterov momentum needs the sgd optimizer"),
+    ({"model": {"depth": -1}}, "depth=-1 is below its minimum"),
+])
+def test_impossible_settings_are_refused_before_training(change, message, data):
+    with pytest.raises(ValueError, match=message):
+        fit(dataclasses.replace(TrainConfig(arch="mlp"), **change), data)
+
+
+def test_every_preset_is_a_valid_config():
+    for name in PRESETS:
+        preset(name).validate()
+    with pytest.raises(ConfigError):
+        TrainConfig(arch="mlp", label_smoothing=1.0).validate()
