@@ -1,0 +1,40 @@
+"""The app in real Chromium: shared links open the right page, a run trains and shows its curve."""
+
+import pytest
+from playwright.sync_api import expect
+
+PAGES = {"": "MNIST Lab", "Train": "Train"}  # URL path -> title on that page
+
+
+def wait_until_idle(page):
+    page.wait_for_selector('[data-testid="stApp"]')
+    page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
+
+
+@pytest.mark.parametrize("path, title", PAGES.items())
+def test_a_shared_link_opens_that_page_with_the_app_navigation(page, app_url, path, title):
+    page.goto(f"{app_url}/{path}")
+    expect(page.locator("h1").first).to_contain_text(title)
+    wait_until_idle(page)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    nav = page.locator('[data-testid="stSidebarNav"]')
+    expect(nav).to_contain_text("Train")
+    expect(nav).to_contain_text("app")
+
+
+def test_a_short_run_from_the_train_page_shows_its_curve_and_lands_in_the_runs(page, app_url):
+    page.goto(f"{app_url}/Train")
+    expect(page.locator("h1").first).to_contain_text("Train")
+    wait_until_idle(page)
+    limit = page.get_by_role("spinbutton", name="Stop after N batches")
+    limit.fill("40")
+    limit.press("Enter")
+    name = page.get_by_label("Run name (optional)")
+    name.fill("browser-run")
+    name.press("Enter")
+    wait_until_idle(page)
+    page.get_by_role("button", name="Start training").click()
+    expect(page.get_by_text("Saved as checkpoint browser-run")).to_be_visible(timeout=90_000)
+    expect(page.locator(".js-plotly-plot").first).to_be_visible()
+    expect(page.get_by_text("--name browser-run")).to_be_visible(timeout=30_000)  # the runs panel shows it
+    assert page.locator('[data-testid="stException"]').count() == 0
