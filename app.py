@@ -14,7 +14,7 @@ PAGES = [  # (file, label, one line) in the order a learner would use them
 ]
 
 sidebar()
-st.title("🔢 MNIST Lab")
+st.title("MNIST Lab")
 st.write(
     "A laboratory for seeing what a neural network does, on the real MNIST digits: train fully connected "
     "nets, parallel-column nets, sparse nets and CNNs with live curves, compare them, and look inside."

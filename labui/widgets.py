@@ -42,7 +42,7 @@ def config_widgets(config_cls, prefix: str) -> tuple[dict, list[str]]:
     chosen, errors = {}, []
     for f in dataclasses.fields(config_cls):
         meta, key, default = f.metadata, field_key(prefix, f.name), getattr(defaults, f.name)
-        help_text, name = meta.get("help"), label(f.name)
+        help_text, name = meta.get("help"), meta.get("label", label(f.name))
         if isinstance(default, bool):
             value = st.checkbox(name, help=help_text, key=key)
         elif isinstance(default, tuple) and "choices" in meta:

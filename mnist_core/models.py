@@ -33,7 +33,7 @@ class ModelError(ValueError):
 
 
 def _opt(default, help: str, **limits):
-    """A config field with its help text and widget limits (min, max, choices)."""
+    """A config field with its help text, widget limits (min, max, choices) and optional widget label."""
     if isinstance(default, (list, tuple)):
         return field(default_factory=lambda: tuple(default), metadata={"help": help, **limits})
     return field(default=default, metadata={"help": help, **limits})
@@ -77,7 +77,7 @@ class CNNConfig:
     channels: tuple[int, ...] = _opt((16, 32, 64), "Channels of each 3x3 conv block; each block halves the size.",
                                      min=1, max=512)
     bn: str = _opt("after", "BatchNorm after the activation (classic), before it, or none.",
-                   choices=("after", "before", "none"))
+                   choices=("after", "before", "none"), label="BatchNorm position")
     activation: str = _opt("relu", "Nonlinearity after each conv.", choices=tuple(ACTIVATIONS))
     dropout: float = _opt(0.0, "Dropout before the classifier.", min=0.0, max=0.9)
 

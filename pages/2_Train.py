@@ -188,7 +188,7 @@ def runs_table() -> None:
 
 
 sidebar()
-st.title("🏋️ Train")
+st.title("Train")
 config, errors = settings_widgets()
 st.subheader("Model card")
 model_card(config)
