@@ -10,6 +10,7 @@ from labui.sidebar import sidebar  # noqa: E402
 from mnist_core.data import tile  # noqa: E402
 
 PAGES = [  # (file, label, one line) in the order a learner would use them
+    ("pages/1_Data.py", "Data", "The digits: counts, samples by class, pixel statistics, class means and differences."),
     ("pages/2_Train.py", "Train", "Pick an architecture and its settings, train it, and watch the curves live."),
 ]
 
@@ -40,12 +41,8 @@ with right:
     st.subheader("Checkpoints")
     infos = state.checkpoints()
     if infos:
-        st.dataframe(
-            [{"name": i.name, "source": i.source, "architecture": i.meta["arch"], "params": i.meta.get("params"),
-              "epochs": i.meta.get("epochs_done"),
-              "test accuracy %": round(100 * i.meta["test_accuracy"], 2) if i.meta.get("test_accuracy") else None,
-              "train time s": i.meta.get("train_seconds"), "status": i.meta.get("status")} for i in infos],
-            hide_index=True, width="stretch",
-        )
+        st.dataframe(state.checkpoint_rows(infos), hide_index=True, width="stretch",
+                     column_order=["name", "source", "architecture", "params", "epochs", "test accuracy %",
+                                   "train time s", "status"])
     else:
         st.info("No checkpoints yet. Train one on the Train page, or run `python -m mnist_core train --preset fast`.")

@@ -67,3 +67,12 @@ def active_checkpoint(infos: list[CheckpointInfo] | None = None) -> CheckpointIn
 
 def set_active(name: str) -> None:
     st.session_state[ACTIVE_KEY] = name
+
+
+def checkpoint_rows(infos: list[CheckpointInfo]) -> list[dict]:
+    """One table row per checkpoint, as the home page and the runs table show them."""
+    return [{"name": i.name, "source": i.source, "architecture": i.meta["arch"], "params": i.meta.get("params"),
+             "epochs": i.meta.get("epochs_done"),
+             "test accuracy %": round(100 * i.meta["test_accuracy"], 2) if i.meta.get("test_accuracy") else None,
+             "train time s": i.meta.get("train_seconds"), "status": i.meta.get("status"),
+             "created": i.meta.get("created")} for i in infos]

@@ -158,12 +158,7 @@ def runs_table() -> None:
     if not infos:
         st.info("No runs yet.")
         return
-    st.dataframe(
-        [{"name": i.name, "source": i.source, "architecture": i.meta["arch"], "params": i.meta.get("params"),
-          "epochs": i.meta.get("epochs_done"),
-          "test accuracy %": round(100 * i.meta["test_accuracy"], 2) if i.meta.get("test_accuracy") else None,
-          "time s": i.meta.get("train_seconds"), "status": i.meta.get("status"), "created": i.meta.get("created")}
-         for i in infos], hide_index=True, width="stretch", key="train.runs")
+    st.dataframe(state.checkpoint_rows(infos), hide_index=True, width="stretch", key="train.runs")
     names = [i.name for i in infos]
     chosen = st.selectbox("Run", names, key="train.run_pick")
     info = next(i for i in infos if i.name == chosen)

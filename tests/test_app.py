@@ -22,6 +22,10 @@ def test_every_page_renders_without_exceptions(path, runs):
     assert at.title
 
 
+def by_label(widgets, label: str):
+    return next(w for w in widgets if w.label == label)
+
+
 def wait_for_run_end(at: AppTest, timeout: float = 120) -> AppTest:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -81,4 +85,16 @@ def test_preset_fills_in_the_settings(runs):
     assert at.number_input(key="train.epochs").value == 19
     assert at.number_input(key="train.rotation").value == 5.0
     assert at.number_input(key="model.tiny_gap.dropout").value == pytest.approx(0.069)
+    assert not at.exception
+
+
+def test_data_page_filters_samples_and_compares_classes(runs):
+    at = page("pages/1_Data.py").run()
+    by_label(at.selectbox, "Class").set_value(4).run()
+    assert any("100 train digits of class 4" in str(img.proto) for img in at.get("image"))
+    by_label(at.selectbox, "Class B").set_value(5).run()
+    assert any("Mean of 3 minus mean of 5" in c.value for c in at.caption)
+    at.radio[0].set_value("test").run()
+    at.number_input[0].set_value(9999).run()
+    assert any("Label: **" in m.value for m in at.markdown)
     assert not at.exception

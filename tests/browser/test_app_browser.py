@@ -3,7 +3,7 @@
 import pytest
 from playwright.sync_api import expect
 
-PAGES = {"": "MNIST Lab", "Train": "Train"}  # URL path -> title on that page
+PAGES = {"": "MNIST Lab", "Data": "Data", "Train": "Train"}  # URL path -> title on that page
 
 
 def wait_until_idle(page):
