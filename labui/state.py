@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import streamlit as st
 import torch
 from streamlit.runtime.scriptrunner import get_script_run_ctx
@@ -34,6 +36,14 @@ def load_checkpoint(info: CheckpointInfo):
 
 
 def session_id() -> str:
+    """Who owns a training job: the same browser across page reloads, a different one for anyone else.
+
+    Streamlit's session id changes on every reload, which would orphan a running job (no way to see or
+    stop it). The XSRF cookie Streamlit sets lives for the browser session, so it is used when present.
+    """
+    cookie = st.context.cookies.get("_streamlit_xsrf") if st.context.cookies else None
+    if cookie:
+        return "browser-" + hashlib.sha256(cookie.encode()).hexdigest()[:16]
     ctx = get_script_run_ctx()
     return ctx.session_id if ctx else "no-session"
 

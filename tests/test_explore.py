@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from mnist_core import explore
+
 from test_data import TEST_COUNTS, TRAIN_COUNTS
 
 

@@ -38,3 +38,5 @@ def test_a_short_run_from_the_train_page_shows_its_curve_and_lands_in_the_runs(p
     expect(page.locator(".js-plotly-plot").first).to_be_visible()
     expect(page.get_by_text("--name browser-run")).to_be_visible(timeout=30_000)  # the runs panel shows it
     assert page.locator('[data-testid="stException"]').count() == 0
+    page.reload()  # a reload is a new Streamlit session, but the same user: the run is still theirs
+    expect(page.get_by_text("Saved as checkpoint browser-run")).to_be_visible()
