@@ -28,7 +28,7 @@ from mnist_core.presets import preset
 from mnist_core.train import fit
 data = DeviceData()
 loaded = time.perf_counter() - start
-config = dataclasses.replace(preset("fast"), seed={seed}, target_accuracy=0.99, epochs=3)
+config = dataclasses.replace(preset("fast"), seed={seed}, target_accuracy=0.99)  # its own 1-epoch schedule
 result = fit(config, data)
 print(json.dumps({{"seconds": time.perf_counter() - start, "load": loaded, "status": result.status,
                   "accuracy": result.test_accuracy, "epochs": len(result.history), "device": result.device}}))
