@@ -43,9 +43,21 @@ def session_id() -> str:
     """
     cookie = st.context.cookies.get("_streamlit_xsrf") if st.context.cookies else None
     if cookie:
-        return "browser-" + hashlib.sha256(cookie.encode()).hexdigest()[:16]
+        return "browser-" + hashlib.sha256(_unmasked_token(cookie)).hexdigest()[:16]
     ctx = get_script_run_ctx()
     return ctx.session_id if ctx else "no-session"
+
+
+def _unmasked_token(cookie: str) -> bytes:
+    """The stable part of the XSRF cookie: it is re-issued with a fresh random mask on every response."""
+    parts = cookie.split("|")
+    try:
+        if parts[0] == "2" and len(parts) >= 3:  # "2|mask|masked token|timestamp"
+            mask, masked = bytes.fromhex(parts[1]), bytes.fromhex(parts[2])
+            return bytes(m ^ t for m, t in zip(mask, masked))
+    except ValueError:
+        pass
+    return cookie.encode()
 
 
 def device_label() -> str:

@@ -150,6 +150,7 @@ def live_view() -> None:
     st.plotly_chart(training_curves(snap.batch_curve, snap.epochs), key="train.curves")
     if not snap.running and st.session_state.get("train.seen_done") != snap.id:
         st.session_state["train.seen_done"] = snap.id
+        st.session_state["train.select_run"] = snap.checkpoint
         st.rerun()  # the whole page, so the runs table and sidebar show the new checkpoint
 
 
@@ -160,6 +161,9 @@ def runs_table() -> None:
         return
     st.dataframe(state.checkpoint_rows(infos), hide_index=True, width="stretch", key="train.runs")
     names = [i.name for i in infos]
+    just_finished = st.session_state.pop("train.select_run", None)
+    if just_finished in names:  # show the run that just ended, not whatever was picked before it
+        st.session_state["train.run_pick"] = just_finished
     chosen = st.selectbox("Run", names, key="train.run_pick")
     info = next(i for i in infos if i.name == chosen)
     st.caption(f"Reproduce: `{info.meta.get('command', '')}`")
