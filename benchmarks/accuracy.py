@@ -15,7 +15,6 @@ import multiprocessing
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch

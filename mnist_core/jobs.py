@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from .checkpoints import save
 from .data import DeviceData
-from .train import ConfigError, Event, TrainConfig, fit
+from .train import Event, TrainConfig, fit
 
 SMOOTHING = 0.9  # exponential smoothing of the per-batch loss curve
 MAX_CURVE_POINTS = 2000  # per-batch points kept for the live curve; older ones are thinned
@@ -168,5 +168,3 @@ class JobManager:
             time.sleep(0.05)
         return not job.running
 
-
-__all__ = ["ConfigError", "HostLimits", "Job", "JobLimitError", "JobManager"]

@@ -159,16 +159,6 @@ def evaluate(model: nn.Module, split: TensorSplit, batch_size: int = 2000) -> di
     return {"loss": loss_sum / len(split), "accuracy": correct / len(split)}
 
 
-@torch.no_grad()
-def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
-    """Softmax probabilities (N, 10) for normalized images (N, 1, 28, 28)."""
-    was_training = model.training
-    model.eval()
-    out = torch.cat([F.softmax(model(images[i : i + batch_size]), 1) for i in range(0, len(images), batch_size)])
-    model.train(was_training)
-    return out
-
-
 class _LastGood:
     """A copy of the weights from a step whose loss was finite, refreshed every few steps."""
 
