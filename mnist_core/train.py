@@ -116,6 +116,10 @@ class RunResult:
         return self.history[-1]["test_accuracy"] if self.history else None
 
 
+def batches_per_epoch(n_images: int, batch_size: int) -> int:
+    return math.ceil(n_images / batch_size)  # the last batch may be short
+
+
 def seeded_model(config: TrainConfig, device: torch.device) -> nn.Module:
     torch.manual_seed(config.seed)
     return build_model(config.arch, config.model).to(device)
@@ -194,7 +198,7 @@ def fit(config: TrainConfig, data: DeviceData | None = None, callbacks: tuple[Ca
     order_gen = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed + 1)  # dropout and other in-model randomness
     augment = Augment(config.rotation, config.shift)
-    steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
+    steps_per_epoch = batches_per_epoch(len(data.train), config.batch_size)
     optimizer = make_optimizer(config, model.parameters())
     scheduler = make_scheduler(config, optimizer, steps_per_epoch)
     last_good = _LastGood(model)
