@@ -29,6 +29,10 @@ SPLIT_FILES = {
 }
 SPLIT_SIZES = {"train": 60_000, "test": 10_000}
 IDX_UINT8 = 0x08
+# The training pixels' mean and std in 0-1 units, as load_mnist() computes them (a test keeps these
+# equal). Inputs that do not come from the data set (a drawing) are standardized with them.
+PIXEL_MEAN = 0.1307
+PIXEL_STD = 0.3081
 
 
 class DataError(ValueError):

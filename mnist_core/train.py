@@ -53,6 +53,8 @@ class TrainConfig:
     device: str = "auto"
     max_batches: int | None = None  # stop after this many batches (smoke runs)
     max_seconds: float | None = None  # stop after this long (a host's per-run cap)
+    init_checkpoint: str | None = None  # start from this checkpoint's weights (fine-tuning) instead of a seeded init
+    drawings_share: float = 0.0  # share of each batch added from the user's saved drawings (0 = none)
 
     def validate(self, n_train: int = 60_000) -> None:
         get_architecture(self.arch)
@@ -84,6 +86,25 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        self._validate_sources()
+
+    def _validate_sources(self) -> None:
+        from .checkpoints import CheckpointError, find  # checkpoints imports this module
+        from .drawings import load_drawings
+
+        if self.init_checkpoint:
+            try:
+                meta = find(self.init_checkpoint).meta
+            except CheckpointError as exc:
+                raise ConfigError(f"cannot start from checkpoint: {exc}") from None
+            if meta["arch"] != self.arch:
+                raise ConfigError(f"checkpoint {self.init_checkpoint!r} is a {meta['arch']} model; "
+                                  f"choose architecture {meta['arch']} to start from it")
+        if not 0 <= self.drawings_share < 1:
+            raise ConfigError(f"drawings share must be in [0, 1) (got {self.drawings_share})")
+        if self.drawings_share > 0 and not len(load_drawings()):
+            raise ConfigError("drawings share is above 0 but there are no saved drawings; "
+                              "save some on the Draw page first")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -121,8 +142,38 @@ def batches_per_epoch(n_images: int, batch_size: int) -> int:
 
 
 def seeded_model(config: TrainConfig, device: torch.device) -> nn.Module:
+    """The run's starting point: the seeded initial weights, or a checkpoint's weights when fine-tuning."""
+    if config.init_checkpoint:
+        from .checkpoints import load  # checkpoints imports this module
+
+        model, meta = load(config.init_checkpoint, expected_arch=config.arch, device=device)
+        if config.model and make_config(config.arch, config.model) != make_config(config.arch, meta["model_config"]):
+            raise ConfigError(f"checkpoint {config.init_checkpoint!r} has model settings {meta['model_config']}, "
+                              f"not {config.model}")
+        return model.train()
     torch.manual_seed(config.seed)
     return build_model(config.arch, config.model).to(device)
+
+
+class DrawingBatches:
+    """Adds a few of the user's saved drawings to every training batch (fine-tuning on drawings)."""
+
+    def __init__(self, share: float, batch_size: int, device: torch.device, background: float):
+        from .drawings import load_drawings  # drawings imports checkpoints, which imports this module
+        from .data import PIXEL_MEAN, PIXEL_STD
+
+        drawn = load_drawings()
+        self.images = ((torch.as_tensor(drawn.pixels) - PIXEL_MEAN) / PIXEL_STD).unsqueeze(1).to(device)
+        self.labels = torch.as_tensor(drawn.labels).to(device)
+        self.per_batch = max(1, round(batch_size * share))
+        self.background = background
+
+    def mix(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, augment: Augment):
+        idx = torch.randint(len(self.labels), (self.per_batch,), generator=generator).to(self.images.device)
+        extra = self.images.index_select(0, idx)
+        if augment.active:
+            extra = augment(extra, generator, self.background)
+        return torch.cat([x, extra]), torch.cat([y, self.labels.index_select(0, idx)])
 
 
 def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
@@ -198,6 +249,8 @@ def fit(config: TrainConfig, data: DeviceData | None = None, callbacks: tuple[Ca
     order_gen = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed + 1)  # dropout and other in-model randomness
     augment = Augment(config.rotation, config.shift)
+    drawings = (DrawingBatches(config.drawings_share, config.batch_size, device, data.train.background)
+                if config.drawings_share > 0 else None)
     steps_per_epoch = batches_per_epoch(len(data.train), config.batch_size)
     optimizer = make_optimizer(config, model.parameters())
     scheduler = make_scheduler(config, optimizer, steps_per_epoch)
@@ -215,6 +268,8 @@ def fit(config: TrainConfig, data: DeviceData | None = None, callbacks: tuple[Ca
         for epoch in range(1, config.epochs + 1):
             seen, loss_sum, correct = 0, 0.0, 0
             for x, y in data.train.batches(config.batch_size, order_gen, augment):
+                if drawings is not None:
+                    x, y = drawings.mix(x, y, order_gen, augment)
                 logits = model(x.contiguous(memory_format=fmt))
                 loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
                 loss_value = float(loss.detach())

@@ -24,4 +24,5 @@ def runs(tmp_path, monkeypatch):
     """A private runs folder, so tests never touch the user's runs."""
     folder = tmp_path / "runs"
     monkeypatch.setenv("MNIST_RUNS_DIR", str(folder))
+    monkeypatch.delenv("MNIST_DRAWINGS_DIR", raising=False)  # drawings then live in the private runs folder
     return folder

@@ -98,3 +98,15 @@ def test_data_page_filters_samples_and_compares_classes(runs):
     at.number_input[0].set_value(9999).run()
     assert any("Label: **" in m.value for m in at.markdown)
     assert not at.exception
+
+
+def test_draw_page_scores_every_checkpoint_on_drawings_and_fine_tunes_only_with_some(runs):
+    at = page("pages/3_Draw.py").run()
+    assert any("Draw a digit on the canvas" in m.value for m in at.info)
+    assert at.button(key="draw.finetune").disabled  # no saved drawings yet
+    at.button(key="draw.evaluate").click().run()
+    table = next(df.value for df in at.dataframe if "synthetic drawings %" in df.value.columns)
+    best = table.set_index("checkpoint").loc["best"]
+    assert best["synthetic drawings %"] >= 90
+    assert len(table) >= 9  # every shipped checkpoint
+    assert not at.exception

@@ -1,9 +1,11 @@
 """The app in real Chromium: shared links open the right page, a run trains and shows its curve."""
 
+import math
+
 import pytest
 from playwright.sync_api import expect
 
-PAGES = {"": "MNIST Lab", "Data": "Data", "Train": "Train"}  # URL path -> title on that page
+PAGES = {"": "MNIST Lab", "Data": "Data", "Train": "Train", "Draw": "Draw a digit"}  # URL path -> title on that page
 
 
 def wait_until_idle(page):
@@ -40,3 +42,29 @@ def test_a_short_run_from_the_train_page_shows_its_curve_and_lands_in_the_runs(p
     assert page.locator('[data-testid="stException"]').count() == 0
     page.reload()  # a reload is a new Streamlit session, but the same user: the run is still theirs
     expect(page.get_by_text("Saved as checkpoint browser-run")).to_be_visible()
+
+
+def draw(page, points):
+    """Drag the mouse through canvas coordinates (0-280), as a user's stroke."""
+    canvas = page.locator("canvas.upper-canvas")
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + points[0][0], box["y"] + points[0][1])
+    page.mouse.down()
+    for x, y in points[1:]:
+        page.mouse.move(box["x"] + x, box["y"] + y, steps=2)
+    page.mouse.up()
+
+
+@pytest.mark.parametrize("digit, stroke", [
+    (1, [(140, 50 + 10 * i) for i in range(19)]),  # a vertical line
+    (0, [(140 + 55 * math.sin(t / 20 * 2 * math.pi), 150 - 90 * math.cos(t / 20 * 2 * math.pi)) for t in range(22)]),
+])
+def test_a_digit_drawn_with_the_mouse_is_read(page, app_url, digit, stroke):
+    page.goto(f"{app_url}/Draw")
+    expect(page.locator("h1").first).to_contain_text("Draw a digit")
+    wait_until_idle(page)
+    draw(page, stroke)
+    expect(page.get_by_text(f"reads {digit} (")).to_be_visible()
+    expect(page.get_by_text("28x28, centred on the centre of mass")).to_be_visible()
+    assert page.locator('[data-testid="stException"]').count() == 0

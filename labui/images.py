@@ -1,0 +1,49 @@
+"""Arrays to pictures: upscaled digits, heat overlays, grids of feature maps (one image each)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    return (np.clip(image, 0.0, 1.0) * 255).round().astype(np.uint8)
+
+
+def upscale(image: np.ndarray, factor: int) -> np.ndarray:
+    """Nearest-neighbour enlargement, so each pixel stays a visible square."""
+    return np.kron(image, np.ones((factor, factor), dtype=image.dtype)) if image.ndim == 2 else \
+        image.repeat(factor, 0).repeat(factor, 1)
+
+
+def heat_overlay(digit: np.ndarray, heat: np.ndarray, factor: int = 8) -> np.ndarray:
+    """RGB uint8: the digit in grey with heat (0-1) laid over it from transparent to red to yellow."""
+    base = np.repeat((0.55 * digit)[..., None], 3, axis=2)
+    colour = np.stack([np.ones_like(heat), np.clip(2 * heat - 1, 0, 1), np.zeros_like(heat)], axis=2)
+    alpha = (0.75 * np.clip(heat, 0, 1))[..., None]
+    return upscale(to_uint8((1 - alpha) * base + alpha * colour), factor)
+
+
+def map_grid(maps: np.ndarray, columns: int = 8, pad: int = 1) -> np.ndarray:
+    """Channels (C, H, W) side by side as one grey image, each scaled to its own range."""
+    c, h, w = maps.shape
+    rows = math.ceil(c / columns)
+    columns = min(columns, c)
+    out = np.full((rows * (h + pad) + pad, columns * (w + pad) + pad), 0.25, np.float32)
+    for i, m in enumerate(maps):
+        lo, hi = float(m.min()), float(m.max())
+        scaled = (m - lo) / (hi - lo) if hi > lo else np.zeros_like(m)
+        r, col = divmod(i, columns)
+        out[pad + r * (h + pad):pad + r * (h + pad) + h, pad + col * (w + pad):pad + col * (w + pad) + w] = scaled
+    return to_uint8(out)
+
+
+def padded_square(image: np.ndarray) -> np.ndarray:
+    """Pad with black to a square, so a thin crop shows at a sensible size beside the others."""
+    h, w = image.shape
+    side = max(h, w)
+    out = np.zeros((side, side), dtype=image.dtype)
+    top, left = (side - h) // 2, (side - w) // 2
+    out[top:top + h, left:left + w] = image
+    return out

@@ -1,0 +1,177 @@
+"""From a canvas drawing to the 28x28 input a model expects, the way MNIST itself was made.
+
+MNIST's digits were size-normalized to fit a 20x20 box (keeping their aspect ratio, anti-aliased),
+then placed in a 28x28 field so that their centre of mass sits at the centre. A drawing goes through
+the same steps, so where and how large it was drawn does not matter.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .data import PIXEL_MEAN, PIXEL_STD
+
+BOX = 20  # MNIST's digits fit a 20x20 box inside the 28x28 image
+SIZE = 28
+INK_LEVEL = 0.1  # a pixel darker than this (on a 0-1 scale) is background
+MIN_INK_PIXELS = 30  # fewer inked canvas pixels than this is a click, not a digit
+UNSURE_TOP_PROBABILITY = 0.7
+UNSURE_ENTROPY_BITS = 1.2
+
+
+class DrawingError(ValueError):
+    """An image that cannot be a drawing (wrong shape, wrong type)."""
+
+
+@dataclass
+class Preprocessed:
+    steps: list[tuple[str, np.ndarray]] = field(default_factory=list)  # (caption, image in 0-1) for display
+    pixels: np.ndarray | None = None  # the 28x28 result in 0-1; None when there is nothing to classify
+    message: str = ""
+
+    @property
+    def empty(self) -> bool:
+        return self.pixels is None
+
+
+def to_grayscale(image: np.ndarray) -> np.ndarray:
+    """A float image in 0-1, white ink on black, from grey, RGB or RGBA (composited over black)."""
+    image = np.asarray(image)
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
+        raise DrawingError(f"expected a grey, RGB or RGBA image, got an array of shape {image.shape}")
+    if image.size == 0:
+        raise DrawingError("the image is empty (0 pixels)")
+    scale = 255.0 if image.dtype == np.uint8 or image.max() > 1.0 else 1.0
+    pixels = image.astype(np.float32) / scale
+    if pixels.ndim == 2:
+        return pixels
+    gray = pixels[..., 0] * 0.299 + pixels[..., 1] * 0.587 + pixels[..., 2] * 0.114
+    if pixels.shape[2] == 4:
+        gray = gray * pixels[..., 3]
+    return gray
+
+
+def ink_box(gray: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(top, bottom, left, right), bottom/right exclusive, of the inked pixels; None when there are too few."""
+    ink = gray > INK_LEVEL
+    if int(ink.sum()) < MIN_INK_PIXELS:
+        return None
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
+def fit_box(cropped: np.ndarray, box: int = BOX) -> np.ndarray:
+    """Scale so the longer side is `box` pixels, keeping the aspect ratio, with an anti-aliasing filter."""
+    h, w = cropped.shape
+    scale = box / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    resized = Image.fromarray(cropped.astype(np.float32), mode="F").resize(size, Image.Resampling.LANCZOS)
+    return np.clip(np.asarray(resized), 0.0, 1.0)
+
+
+def paste_centred(digit: np.ndarray, size: int = SIZE) -> np.ndarray:
+    """Place the digit in a size x size field with its centre of mass at the centre (whole-pixel shift)."""
+    h, w = digit.shape
+    total = float(digit.sum())
+    if total <= 0:
+        cy, cx = (h - 1) / 2, (w - 1) / 2
+    else:
+        cy = float((digit.sum(axis=1) * np.arange(h)).sum()) / total
+        cx = float((digit.sum(axis=0) * np.arange(w)).sum()) / total
+    top, left = round((size - 1) / 2 - cy), round((size - 1) / 2 - cx)
+    field_ = np.zeros((size, size), np.float32)
+    # Clip where the shifted digit would leave the field (only a very lopsided digit does).
+    y0, x0 = max(top, 0), max(left, 0)
+    y1, x1 = min(top + h, size), min(left + w, size)
+    field_[y0:y1, x0:x1] = digit[y0 - top:y1 - top, x0 - left:x1 - left]
+    return field_
+
+
+def preprocess(image: np.ndarray) -> Preprocessed:
+    """Every step from the canvas to the 28x28 input, kept for display."""
+    gray = to_grayscale(image)
+    result = Preprocessed(steps=[("grayscale", gray)])
+    box = ink_box(gray)
+    if box is None:
+        result.message = "Draw a digit: the canvas is empty (or holds only a dot)."
+        return result
+    top, bottom, left, right = box
+    cropped = gray[top:bottom, left:right]
+    result.steps.append((f"cropped to the ink ({right - left}x{bottom - top})", cropped))
+    fitted = fit_box(cropped)
+    result.steps.append((f"scaled to {fitted.shape[1]}x{fitted.shape[0]} (longer side {BOX})", fitted))
+    pixels = paste_centred(fitted)
+    result.steps.append(("28x28, centred on the centre of mass", pixels))
+    result.pixels = pixels
+    return result
+
+
+def to_input(pixels: np.ndarray) -> torch.Tensor:
+    """A (1, 1, 28, 28) tensor standardized with MNIST's training statistics, as every model was trained."""
+    if pixels.shape != (SIZE, SIZE):
+        raise DrawingError(f"expected a {SIZE}x{SIZE} image, got {pixels.shape}")
+    x = torch.as_tensor(np.ascontiguousarray(pixels), dtype=torch.float32)
+    return ((x - PIXEL_MEAN) / PIXEL_STD).view(1, 1, SIZE, SIZE)
+
+
+@dataclass
+class Prediction:
+    probabilities: np.ndarray  # 10 class probabilities
+    label: int
+    confidence: float
+    entropy_bits: float
+
+    @property
+    def unsure(self) -> bool:
+        return self.confidence < UNSURE_TOP_PROBABILITY or self.entropy_bits > UNSURE_ENTROPY_BITS
+
+    @property
+    def verdict(self) -> str:
+        if not self.unsure:
+            return f"{self.label} ({self.confidence:.0%})"
+        return f"unsure: maybe {self.label} ({self.confidence:.0%}, entropy {self.entropy_bits:.2f} bits)"
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, pixels: np.ndarray) -> Prediction:
+    device = next(model.parameters()).device
+    probs = torch.softmax(model(to_input(pixels).to(device)), dim=1)[0].double().cpu().numpy()
+    entropy = -float(sum(p * math.log2(p) for p in probs if p > 0))
+    label = int(probs.argmax())
+    return Prediction(probs, label, float(probs[label]), entropy)
+
+
+def preprocess_all(images: np.ndarray) -> np.ndarray:
+    """(N, 28, 28) inputs for a stack of drawings; a blank drawing becomes a blank input."""
+    return np.stack([p.pixels if p.pixels is not None else np.zeros((SIZE, SIZE), np.float32)
+                     for p in map(preprocess, images)])
+
+
+@torch.no_grad()
+def predict_all(model: torch.nn.Module, pixels: np.ndarray, batch_size: int = 500) -> np.ndarray:
+    """Class probabilities (N, 10) for a stack of 28x28 inputs in 0-1."""
+    device = next(model.parameters()).device
+    x = ((torch.as_tensor(pixels, dtype=torch.float32) - PIXEL_MEAN) / PIXEL_STD).unsqueeze(1)
+    return torch.cat([torch.softmax(model(chunk.to(device)), dim=1).cpu() for chunk in x.split(batch_size)]).numpy()
+
+
+@dataclass
+class DrawnScore:
+    accuracy: float
+    errors_per_class: dict[int, int]  # class -> how many of its drawings were misread
+    confusions: dict[tuple[int, int], int]  # (true, predicted) -> count, mistakes only
+
+
+def score(probabilities: np.ndarray, labels: np.ndarray) -> DrawnScore:
+    predicted = probabilities.argmax(1)
+    wrong = predicted != labels
+    errors = {int(c): int((wrong & (labels == c)).sum()) for c in range(10)}
+    confusions: dict[tuple[int, int], int] = {}
+    for t, p in zip(labels[wrong], predicted[wrong]):
+        confusions[(int(t), int(p))] = confusions.get((int(t), int(p)), 0) + 1
+    return DrawnScore(float((~wrong).mean()) if len(labels) else float("nan"), errors, confusions)

@@ -1,0 +1,194 @@
+"""Draw: draw a digit, see it preprocessed the way MNIST was made, and what every model makes of it."""
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+st.set_page_config(page_title="Draw · MNIST Lab", page_icon="🔢", layout="wide")
+
+from labui import state  # noqa: E402
+from labui.images import heat_overlay, map_grid, padded_square, to_uint8, upscale  # noqa: E402
+from labui.sidebar import sidebar  # noqa: E402
+from mnist_core.checkpoints import CheckpointError  # noqa: E402
+from mnist_core.data import tile  # noqa: E402
+from mnist_core.drawing import UNSURE_ENTROPY_BITS, UNSURE_TOP_PROBABILITY, predict, predict_all, preprocess, \
+    preprocess_all, score, to_input  # noqa: E402
+from mnist_core.drawings import DrawingSetError, load_drawings, save_drawing  # noqa: E402
+from mnist_core.jobs import JobLimitError  # noqa: E402
+from mnist_core.saliency import explain, feature_maps  # noqa: E402
+from mnist_core.strokes import synthetic_drawings  # noqa: E402
+from mnist_core.train import ConfigError, TrainConfig  # noqa: E402
+
+CANVAS_SIZE = 280
+SYNTHETIC_PER_CLASS = 30
+
+
+@st.cache_resource(show_spinner="Rendering the synthetic drawn digits...")
+def synthetic_inputs() -> tuple[np.ndarray, np.ndarray]:
+    images, labels, _ = synthetic_drawings(SYNTHETIC_PER_CLASS, seed=0)
+    return preprocess_all(images), labels
+
+
+def model_for(info):
+    try:
+        return state.load_checkpoint(info)[0]
+    except CheckpointError as exc:
+        st.error(f"Checkpoint {info.name} cannot be loaded: {exc}")
+        return None
+
+
+def probability_chart(probs: np.ndarray, label: int) -> go.Figure:
+    colours = ["#e45756" if d == label else "#4c78a8" for d in range(10)]
+    fig = go.Figure(go.Bar(x=list(range(10)), y=probs, marker_color=colours,
+                           hovertemplate="digit %{x}: %{y:.1%}<extra></extra>"))
+    fig.update_layout(height=260, margin={"l": 0, "r": 0, "t": 30, "b": 0}, title="Probabilities",
+                      xaxis={"dtick": 1, "title": "digit"}, yaxis={"range": [0, 1], "tickformat": ".0%"})
+    return fig
+
+
+def canvas():
+    from streamlit_drawable_canvas import st_canvas  # importing it outside a running app raises
+
+    width = st.slider("Brush width", 8, 40, 20, key="draw.brush",
+                      help="MNIST strokes are about a tenth of the digit's height; 15-25 px suits this canvas.")
+    result = st_canvas(stroke_width=width, stroke_color="#FFFFFF", background_color="#000000",
+                       height=CANVAS_SIZE, width=CANVAS_SIZE, drawing_mode="freedraw", update_streamlit=True,
+                       key=f"draw.canvas.{st.session_state.get('draw.clears', 0)}", return_image_data=True)
+    if st.button("Clear", key="draw.clear"):
+        st.session_state["draw.clears"] = st.session_state.get("draw.clears", 0) + 1
+        st.rerun()
+    st.caption("White on black, like MNIST. Start strokes below the canvas's top edge (its toolbar sits "
+               "there); the toolbar's arrows undo and redo a stroke.")
+    return None if result is None else result.image_data
+
+
+def preprocessing_steps(pre) -> None:
+    cols = st.columns(len(pre.steps))
+    for col, (caption, image) in zip(cols, pre.steps):
+        col.image(to_uint8(padded_square(image)), caption=caption, width=100)
+
+
+def explanation(model, pixels: np.ndarray, label: int) -> None:
+    x = to_input(pixels)
+    method, heat = explain(model, x, label)
+    left, right = st.columns([1, 2])
+    left.image(heat_overlay(pixels, heat), caption=f"Why {label}: {method}", width=196)
+    maps = feature_maps(model, x)
+    if maps:
+        first = maps[0]
+        right.image(upscale(map_grid(first.maps), 3), caption=f"First-layer feature maps: {first.name}, "
+                    f"{first.maps.shape[0]} channels (bright = strong response)")
+    else:
+        right.caption("A fully connected net has no feature maps: its first layer sees all 784 pixels at once. "
+                      "The Inspect page shows its first-layer weights as 28x28 templates.")
+
+
+def comparison(pixels: np.ndarray) -> None:
+    infos = state.checkpoints()
+    names = [i.name for i in infos]
+    default = [i.name for i in infos if i.source == "shipped"] or names[:5]
+    chosen = st.multiselect("Checkpoints to compare", names, default=default, key="draw.compare")
+    rows = []
+    for info in infos:
+        if info.name not in chosen or (model := model_for(info)) is None:
+            continue
+        p = predict(model, pixels)
+        rows.append({"checkpoint": info.name, "architecture": info.meta["arch"],
+                     "test accuracy %": round(100 * (info.meta.get("test_accuracy") or 0), 2),
+                     "prediction": p.label, "confidence %": round(100 * p.confidence, 1),
+                     "unsure": "unsure" if p.unsure else ""})
+    if rows:
+        st.dataframe(rows, hide_index=True, width="stretch")
+
+
+def save_example(pixels: np.ndarray, guess: int) -> None:
+    cols = st.columns([1, 1, 3])
+    label = cols[0].selectbox("It is a", list(range(10)), index=guess, key="draw.label",
+                              help="The digit you meant; it is stored with the drawing.")
+    if cols[1].button("Save as example", key="draw.save"):
+        try:
+            name = save_drawing(pixels, int(label))
+            st.success(f"Saved as {name}.")
+        except (DrawingSetError, OSError) as exc:
+            st.error(f"Could not save the drawing: {exc}")
+
+
+def fine_tune(active) -> None:
+    meta = active.meta
+    config = TrainConfig(arch=meta["arch"], model=meta.get("model_config") or {}, epochs=1, max_batches=100,
+                         batch_size=128, optimizer="adam", lr=1e-4, rotation=8.0, shift=2.0, drawings_share=0.25,
+                         init_checkpoint=active.name, seed=0)
+    try:
+        state.job_manager().start(state.session_id(), config, state.device_data(), f"{active.name}-drawings")
+        st.success(f"Fine-tuning {active.name} on MNIST plus your drawings (100 batches, a quarter of each "
+                   f"batch from your drawings). Follow it on the Train page; it saves {active.name}-drawings.")
+    except (JobLimitError, ConfigError) as exc:
+        st.error(str(exc))
+
+
+def drawing_sets(active) -> None:
+    drawn = load_drawings()
+    for problem in drawn.problems:
+        st.warning(problem)
+    synthetic, synthetic_labels = synthetic_inputs()
+    st.write(f"**Your drawings:** {len(drawn)} saved" + (
+        " (" + ", ".join(f"{d}: {int((drawn.labels == d).sum())}" for d in range(10)) + ")" if len(drawn) else
+        ". Draw a digit above, pick its label and press *Save as example*."))
+    if len(drawn):
+        st.image(tile(to_uint8(drawn.pixels[-40:]), columns=20), caption="The latest 40, as the models see them")
+    st.write(f"**Synthetic drawn digits:** {len(synthetic_labels)} strokes rendered like a canvas brush at random "
+             "sizes, positions and brush widths (several pen styles per class), then preprocessed like a drawing.")
+    if st.button("Evaluate every checkpoint on both sets", key="draw.evaluate"):
+        rows = []
+        for info in state.checkpoints():
+            if (model := model_for(info)) is None:
+                continue
+            synth = score(predict_all(model, synthetic), synthetic_labels)
+            row = {"checkpoint": info.name, "architecture": info.meta["arch"],
+                   "MNIST test %": round(100 * (info.meta.get("test_accuracy") or 0), 2),
+                   "synthetic drawings %": round(100 * synth.accuracy, 1),
+                   "synthetic errors by class": ", ".join(f"{c}: {n}" for c, n in synth.errors_per_class.items() if n)}
+            if len(drawn):
+                row["your drawings %"] = round(100 * score(predict_all(model, drawn.pixels), drawn.labels).accuracy, 1)
+            rows.append(row)
+        st.dataframe(rows, hide_index=True, width="stretch")
+    if active is not None and st.button(f"Fine-tune {active.name} on your drawings", key="draw.finetune",
+                                        disabled=not len(drawn),
+                                        help="Starts from its weights; needs at least one saved drawing."):
+        fine_tune(active)
+
+
+sidebar()
+st.title("Draw a digit")
+active = state.active_checkpoint()
+left, right = st.columns([2, 3])
+with left:
+    image = canvas()
+pre = preprocess(image) if image is not None else None
+with right:
+    if pre is None or pre.empty:
+        st.info("Draw a digit on the canvas: the prediction updates after every stroke.")
+    elif active is None:
+        st.warning("No checkpoint to predict with: train one on the Train page.")
+    else:
+        st.caption("Preprocessing, as MNIST was made")
+        preprocessing_steps(pre)
+        model = model_for(active)
+        if model is not None:
+            guess = predict(model, pre.pixels)
+            if guess.unsure:
+                st.warning(f"**{active.name}** is unsure: maybe a {guess.label} ({guess.confidence:.0%}, entropy "
+                           f"{guess.entropy_bits:.2f} bits). It flags answers below {UNSURE_TOP_PROBABILITY:.0%} "
+                           f"or above {UNSURE_ENTROPY_BITS} bits: a scribble, or a digit drawn unlike MNIST's.")
+            else:
+                st.success(f"**{active.name}** reads **{guess.label}** ({guess.confidence:.1%}).")
+            st.plotly_chart(probability_chart(guess.probabilities, guess.label), key="draw.probs")
+if pre is not None and not pre.empty and active is not None and (model := model_for(active)) is not None:
+    guess = predict(model, pre.pixels)
+    st.subheader("Why")
+    explanation(model, pre.pixels, guess.label)
+    st.subheader("Every model's reading")
+    comparison(pre.pixels)
+    save_example(pre.pixels, guess.label)
+st.subheader("Drawing sets")
+drawing_sets(active)

@@ -1,0 +1,126 @@
+"""Drawing to model input: MNIST-style preprocessing, the synthetic drawn digits, the drawings store."""
+
+import numpy as np
+import pytest
+import torch
+
+from mnist_core.checkpoints import list_checkpoints, load
+from mnist_core.data import PIXEL_MEAN, PIXEL_STD
+from mnist_core.drawing import DrawingError, Prediction, predict_all, preprocess, preprocess_all, score
+from mnist_core.drawings import DrawingSetError, delete_drawing, drawings_dir, load_drawings, save_drawing
+from mnist_core.strokes import STYLES, Placement, render, scribbles, synthetic_drawings
+
+
+def default_model():
+    shipped = [i for i in list_checkpoints() if i.source == "shipped"]
+    return load(max(shipped, key=lambda i: i.meta["test_accuracy"]).name)[0]
+
+
+def test_the_pixel_constants_are_mnists_own_statistics(mnist):
+    assert mnist.mean == pytest.approx(PIXEL_MEAN, abs=1e-4)
+    assert mnist.std == pytest.approx(PIXEL_STD, abs=1e-4)
+
+
+def test_a_digit_drawn_anywhere_gives_the_same_input():
+    seven = STYLES[7][0]
+    reference = preprocess(render(seven, Placement(160, (140, 140), 16))).pixels
+    for centre in [(90, 90), (190, 90), (90, 190), (185, 185)]:  # near each corner
+        moved = preprocess(render(seven, Placement(160, centre, 16))).pixels
+        assert np.abs(moved - reference).max() < 0.02, centre
+    for height in (80, 120, 240):  # the same drawing at another size: the brush scales with it
+        scaled = preprocess(render(seven, Placement(height, (140, 140), 16 * height / 160))).pixels
+        assert np.abs(scaled - reference).mean() < 0.03, height
+        assert np.corrcoef(scaled.ravel(), reference.ravel())[0, 1] > 0.95, height
+
+
+def test_the_result_looks_like_mnist_fits_20_pixels_centred_by_mass():
+    pixels = preprocess(render(STYLES[0][0], Placement(150, (60, 200), 14))).pixels
+    rows, cols = np.flatnonzero(pixels.sum(1) > 0), np.flatnonzero(pixels.sum(0) > 0)
+    assert max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1) <= 21  # LANCZOS may ring by a pixel
+    ys, xs = np.mgrid[:28, :28]
+    centre = ((ys * pixels).sum() / pixels.sum(), (xs * pixels).sum() / pixels.sum())
+    assert centre == pytest.approx((13.5, 13.5), abs=0.6)
+
+
+def test_an_empty_canvas_or_a_dot_asks_for_a_digit():
+    blank = np.zeros((280, 280, 4), np.uint8)
+    blank[..., 3] = 255
+    assert preprocess(blank).empty
+    assert "Draw a digit" in preprocess(blank).message
+    dot = blank.copy()
+    dot[100:103, 100:103, :3] = 255
+    assert preprocess(dot).empty
+
+
+def test_an_all_ink_canvas_becomes_a_centred_20x20_square():
+    pixels = preprocess(np.full((280, 280), 255, np.uint8)).pixels
+    assert pixels[4:24, 4:24].min() > 0.99
+    assert pixels.sum() == pytest.approx(400, abs=1)
+
+
+def test_rgba_from_the_canvas_reads_like_the_grey_image():
+    grey = render(STYLES[3][0], Placement(180, (140, 140), 18))
+    rgba = np.zeros((280, 280, 4), np.uint8)
+    rgba[..., :3] = grey[..., None]
+    rgba[..., 3] = 255
+    assert np.abs(preprocess(rgba).pixels - preprocess(grey).pixels).max() < 1e-5
+
+
+def test_an_image_of_the_wrong_shape_is_refused_with_its_shape():
+    with pytest.raises(DrawingError, match=r"\(3, 5, 7\)"):
+        preprocess(np.zeros((3, 5, 7)))
+
+
+def test_the_default_checkpoint_reads_at_least_90_percent_of_synthetic_drawings():
+    images, labels, _ = synthetic_drawings(per_class=50, seed=1)
+    result = score(predict_all(default_model(), preprocess_all(images)), labels)
+    assert result.accuracy >= 0.90, result.errors_per_class
+
+
+def test_scribbles_are_flagged_unsure_and_digits_are_not():
+    model = default_model()
+    unsure = lambda probs: [Prediction(p, int(p.argmax()), float(p.max()),  # noqa: E731
+                                       -float((p * np.log2(np.clip(p, 1e-12, 1))).sum())).unsure for p in probs]
+    flagged_scribbles = np.mean(unsure(predict_all(model, preprocess_all(scribbles(60, seed=3)))))
+    images, _, _ = synthetic_drawings(per_class=10, seed=2)
+    flagged_digits = np.mean(unsure(predict_all(model, preprocess_all(images))))
+    assert flagged_scribbles >= 0.7
+    assert flagged_digits <= 0.1
+
+
+def test_drawings_round_trip_and_bad_ones_are_refused_or_skipped(runs):
+    pixels = preprocess(render(STYLES[4][0], Placement(180, (140, 140), 18))).pixels
+    first = save_drawing(pixels, 4)
+    save_drawing(np.zeros((28, 28)), 0)
+    with pytest.raises(DrawingSetError, match="0-9"):
+        save_drawing(pixels, 11)
+    with pytest.raises(DrawingSetError, match="28x28"):
+        save_drawing(np.zeros((20, 20)), 1)
+    loaded = load_drawings()
+    assert list(loaded.labels) == [4, 0]
+    assert np.abs(loaded.pixels[0] - pixels).max() <= 1 / 255
+    (drawings_dir() / first).write_bytes(b"not a png")
+    damaged = load_drawings()
+    assert list(damaged.labels) == [0] and first in damaged.problems[0]
+    delete_drawing(first)
+    assert load_drawings().problems == []
+
+
+def test_fine_tuning_starts_from_the_checkpoint_and_mixes_in_drawings(runs, data):
+    from mnist_core.data import Augment
+    from mnist_core.train import ConfigError, DrawingBatches, TrainConfig, evaluate, fit
+
+    config = TrainConfig(arch="fast", epochs=1, max_batches=3, lr=1e-5, init_checkpoint="fast", drawings_share=0.25)
+    with pytest.raises(ConfigError, match="no saved drawings"):
+        config.validate()
+    with pytest.raises(ConfigError, match="fast model"):
+        TrainConfig(arch="mlp", init_checkpoint="fast").validate()
+    save_drawing(preprocess(render(STYLES[1][0], Placement(200, (140, 140), 18))).pixels, 1)
+    mixer = DrawingBatches(0.25, 128, torch.device("cpu"), data.train.background)
+    x, y = next(data.train.batches(128))
+    mixed_x, mixed_y = mixer.mix(x, y, torch.Generator().manual_seed(0), Augment())
+    assert mixed_x.shape[0] == 128 + 32 and (mixed_y[128:] == 1).all()
+    result = fit(config, data)
+    assert result.steps == 3
+    shipped_accuracy = load("fast")[1]["test_accuracy"]  # a fresh init would be near 10% after 3 batches
+    assert evaluate(result.model, data.test)["accuracy"] == pytest.approx(shipped_accuracy, abs=0.01)
