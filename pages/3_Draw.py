@@ -10,7 +10,7 @@ from labui import state  # noqa: E402
 from labui.images import heat_overlay, map_grid, padded_square, to_uint8, upscale  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
 from mnist_core.checkpoints import CheckpointError  # noqa: E402
-from mnist_core.data import tile  # noqa: E402
+from mnist_core.data import PIXEL_MEAN, PIXEL_STD, tile  # noqa: E402
 from mnist_core.drawing import UNSURE_ENTROPY_BITS, UNSURE_TOP_PROBABILITY, predict, predict_all, preprocess, \
     preprocess_all, score, to_input  # noqa: E402
 from mnist_core.drawings import DrawingSetError, load_drawings, save_drawing  # noqa: E402
@@ -173,6 +173,8 @@ with right:
     else:
         st.caption("Preprocessing, as MNIST was made")
         preprocessing_steps(pre)
+        st.caption(f"Last, the 28x28 pixels (0-1) are standardized with MNIST's training mean {PIXEL_MEAN} and "
+                   f"std {PIXEL_STD}, exactly as every model saw its training digits.")
         model = model_for(active)
         if model is not None:
             guess = predict(model, pre.pixels)
