@@ -11,8 +11,9 @@ from mnist_core.data import tile  # noqa: E402
 
 PAGES = [  # (file, label, one line) in the order a learner would use them
     ("pages/1_Data.py", "Data", "The digits: counts, samples by class, pixel statistics, class means and differences."),
-    ("pages/2_Train.py", "Train", "Pick an architecture and its settings, train it, and watch the curves live."),
-    ("pages/3_Draw.py", "Draw", "Draw a digit and watch every model read it, with the preprocessing and the why."),
+    ("pages/2_Embeddings.py", "Embeddings", "PCA, t-SNE and UMAP maps of the digits, from pixels or a network's features."),
+    ("pages/3_Train.py", "Train", "Pick an architecture and its settings, train it, and watch the curves live."),
+    ("pages/4_Draw.py", "Draw", "Draw a digit and watch every model read it, with the preprocessing and the why."),
 ]
 
 sidebar()

@@ -14,6 +14,7 @@ def checkpoint_label(info) -> str:
 
 
 def sidebar() -> None:
+    state.umap_warm_up()  # so the first UMAP map a user asks for does not wait a minute for numba
     infos = state.checkpoints()
     with st.sidebar:
         st.caption(f"Device: **{state.device_label()}**")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import threading
+import time
 
 import streamlit as st
 import torch
@@ -10,7 +13,9 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from mnist_core.checkpoints import CheckpointInfo, list_checkpoints, load
 from mnist_core.data import DeviceData, load_mnist, pick_device
+from mnist_core.embed import Embedding, all_labels, cache_dir, file_digest, load_cached, shipped_cache_dir, warm_up
 from mnist_core.jobs import JobManager
+from mnist_core.tasks import TaskRunner
 
 ACTIVE_KEY = "active_checkpoint"
 
@@ -28,6 +33,53 @@ def job_manager() -> JobManager:
 @st.cache_resource(max_entries=16, show_spinner=False)
 def _cached_model(name: str, modified: float):
     return load(name, device=pick_device("auto"))
+
+
+@st.cache_resource
+def task_runner() -> TaskRunner:
+    return TaskRunner()
+
+
+@st.cache_resource
+def umap_warm_up() -> threading.Thread:
+    """Compile UMAP once per app process, in the background, at the lowest CPU priority."""
+    def work():
+        time.sleep(10)  # let the first page finish loading first
+        if hasattr(os, "setpriority"):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)  # this thread only (Linux)
+        warm_up()
+
+    thread = threading.Thread(target=work, name="umap-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _digest(path: str, modified: float) -> str:
+    return file_digest(path)
+
+
+def weights_digest(info: CheckpointInfo) -> str:
+    return _digest(str(info.weights_path), info.weights_path.stat().st_mtime)
+
+
+@st.cache_resource
+def _embedding_memory() -> dict[str, Embedding]:
+    return {}
+
+
+def cached_embedding(key: str) -> Embedding | None:
+    """A map computed before: from memory, else from the disk cache, else from the ones shipped with the lab."""
+    memory = _embedding_memory()
+    if key not in memory:
+        labels = all_labels(device_data().mnist)
+        found = load_cached(key, labels, cache_dir()) or load_cached(key, labels, shipped_cache_dir())
+        if found is None:
+            return None
+        if len(memory) >= 32:
+            memory.pop(next(iter(memory)))
+        memory[key] = found
+    return memory[key]
 
 
 def load_checkpoint(info: CheckpointInfo):

@@ -24,5 +24,6 @@ def runs(tmp_path, monkeypatch):
     """A private runs folder, so tests never touch the user's runs."""
     folder = tmp_path / "runs"
     monkeypatch.setenv("MNIST_RUNS_DIR", str(folder))
-    monkeypatch.delenv("MNIST_DRAWINGS_DIR", raising=False)  # drawings then live in the private runs folder
+    for shared in ("MNIST_DRAWINGS_DIR", "MNIST_CACHE_DIR"):  # so drawings and maps live in the private folder
+        monkeypatch.delenv(shared, raising=False)
     return folder

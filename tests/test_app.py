@@ -43,7 +43,7 @@ def select_arch(at: AppTest, arch: str) -> AppTest:
 
 
 def test_a_tiny_run_from_the_train_page_makes_a_checkpoint_and_curves(runs):
-    at = select_arch(page("pages/2_Train.py").run(), "mlp")
+    at = select_arch(page("pages/3_Train.py").run(), "mlp")
     at.number_input(key="model.mlp.width").set_value(32)
     at.number_input(key="train.max_batches").set_value(30)
     at.text_input(key="train.name").set_value("apptest run")
@@ -58,7 +58,7 @@ def test_a_tiny_run_from_the_train_page_makes_a_checkpoint_and_curves(runs):
 
 
 def test_stop_ends_a_run_and_keeps_it_as_a_stopped_checkpoint(runs):
-    at = select_arch(page("pages/2_Train.py").run(), "cnn")
+    at = select_arch(page("pages/3_Train.py").run(), "cnn")
     at.number_input(key="train.epochs").set_value(5)
     at.text_input(key="train.name").set_value("to stop")
     at.button[0].click().run()
@@ -69,7 +69,7 @@ def test_stop_ends_a_run_and_keeps_it_as_a_stopped_checkpoint(runs):
 
 
 def test_bad_settings_are_refused_next_to_the_widget(runs):
-    at = page("pages/2_Train.py").run()
+    at = page("pages/3_Train.py").run()
     at.number_input(key="train.lr").set_value(0.0).run()
     assert any("learning rate must be greater than 0" in e.value for e in at.error)
     start = next(b for b in at.button if b.label == "Start training")
@@ -79,7 +79,7 @@ def test_bad_settings_are_refused_next_to_the_widget(runs):
 
 
 def test_preset_fills_in_the_settings(runs):
-    at = page("pages/2_Train.py").run()
+    at = page("pages/3_Train.py").run()
     at.selectbox(key="train.preset").set_value("tiny_gap_19").run()
     assert at.selectbox(key="train.arch").value == "tiny_gap"
     assert at.number_input(key="train.epochs").value == 19
@@ -101,7 +101,7 @@ def test_data_page_filters_samples_and_compares_classes(runs):
 
 
 def test_draw_page_scores_every_checkpoint_on_drawings_and_fine_tunes_only_with_some(runs):
-    at = page("pages/3_Draw.py").run()
+    at = page("pages/4_Draw.py").run()
     assert any("Draw a digit on the canvas" in m.value for m in at.info)
     assert at.button(key="draw.finetune").disabled  # no saved drawings yet
     at.button(key="draw.evaluate").click().run()
@@ -109,4 +109,25 @@ def test_draw_page_scores_every_checkpoint_on_drawings_and_fine_tunes_only_with_
     best = table.set_index("checkpoint").loc["best"]
     assert best["synthetic drawings %"] >= 90
     assert len(table) >= 9  # every shipped checkpoint
+    assert not at.exception
+
+
+def test_embeddings_page_maps_digits_and_refuses_impossible_parameters(runs):
+    at = page("pages/2_Embeddings.py").run()
+    at.selectbox(key="emb.method").set_value("pca").run()
+    at.number_input(key="emb.points").set_value(1000).run()
+    assert any("10-NN accuracy" in m.label for m in at.metric)
+    assert any("PCA of 1,000 digits" in str(chart.proto.spec) for chart in at.get("plotly_chart"))
+    at.selectbox(key="emb.method").set_value("tsne").run()
+    at.number_input(key="emb.perplexity").set_value(400.0).run()
+    assert any("perplexity 400 is too large for 1,000 points" in e.value for e in at.error)
+    at.number_input(key="emb.perplexity").set_value(30.0).run()
+    at.number_input(key="emb.iterations").set_value(250).run()
+    at.button(key="emb.compute").click().run()
+    deadline = time.time() + 120
+    while not any("t-SNE (openTSNE) of 1,000" in str(c.proto.spec) for c in at.get("plotly_chart")):
+        assert time.time() < deadline, "the t-SNE map did not appear"
+        time.sleep(1)
+        at.run()
+    assert list((runs / "embeddings").glob("*.safetensors"))  # cached on disk for the next visit
     assert not at.exception

@@ -5,7 +5,7 @@ import math
 import pytest
 from playwright.sync_api import expect
 
-PAGES = {"": "MNIST Lab", "Data": "Data", "Train": "Train", "Draw": "Draw a digit"}  # URL path -> title on that page
+PAGES = {"": "MNIST Lab", "Data": "Data", "Train": "Train", "Draw": "Draw a digit", "Embeddings": "Embeddings"}  # URL path -> title on that page
 
 
 def wait_until_idle(page):
@@ -67,4 +67,20 @@ def test_a_digit_drawn_with_the_mouse_is_read(page, app_url, digit, stroke):
     draw(page, stroke)
     expect(page.get_by_text(f"reads {digit} (")).to_be_visible()
     expect(page.get_by_text("28x28, centred on the centre of mass")).to_be_visible()
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def test_the_embeddings_page_draws_a_map_of_a_small_subset(page, app_url):
+    page.goto(f"{app_url}/Embeddings")
+    expect(page.locator("h1").first).to_contain_text("Embeddings")
+    wait_until_idle(page)
+    page.get_by_role("combobox", name="Method").click()
+    page.get_by_role("option", name="PCA", exact=True).click()
+    wait_until_idle(page)
+    points = page.get_by_role("spinbutton", name="Digits (stratified by class)")
+    points.fill("1000")
+    points.press("Enter")
+    expect(page.get_by_text("PCA of 1,000 digits")).to_be_visible()
+    expect(page.locator(".js-plotly-plot .scatterlayer, .js-plotly-plot canvas").first).to_be_attached()
+    expect(page.get_by_text("10-NN accuracy in this map")).to_be_visible()
     assert page.locator('[data-testid="stException"]').count() == 0

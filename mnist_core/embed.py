@@ -1,0 +1,314 @@
+"""2-D and 3-D maps of MNIST: PCA, t-SNE (openTSNE) and UMAP, of raw pixels or a network's features.
+
+t-SNE uses openTSNE rather than scikit-learn's: its FFT-accelerated gradients scale linearly in the
+number of points (scikit-learn's Barnes-Hut is O(n log n) with a much larger constant and single
+threaded), which is what makes all 70,000 digits feasible on a laptop CPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import safetensors.numpy
+import torch
+import torch.nn as nn
+
+from .checkpoints import SHIPPED_DIR, runs_dir
+from .data import Mnist
+
+METHODS = ("pca", "tsne", "umap")
+MIN_POINTS, MAX_POINTS = 1_000, 70_000
+PCA_BEFORE = 50  # t-SNE and UMAP run on the first 50 principal components: less noise, much faster
+Progress = Callable[[float, str], None]  # (fraction done, what is happening)
+
+
+class EmbeddingError(ValueError):
+    """Parameters that cannot work for this subset, said in the user's terms."""
+
+
+@dataclass(frozen=True)
+class EmbedSpec:
+    method: str = "umap"
+    points: int = 10_000
+    seed: int = 0
+    dims: int = 2  # PCA can show 3
+    source: str = "pixels"  # "pixels" or the name of a checkpoint whose penultimate features are used
+    perplexity: float = 30.0  # t-SNE: roughly how many neighbours each point attends to
+    iterations: int = 500  # t-SNE: optimization steps after the 250-step early-exaggeration phase
+    n_neighbors: int = 15  # UMAP: size of the local neighbourhood (small = local detail, large = global shape)
+    min_dist: float = 0.1  # UMAP: how tightly points may pack (0 = clumps, 1 = evenly spread)
+
+    def validate(self) -> None:
+        n = self.points
+        checks = [
+            (self.method in METHODS, f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}"),
+            (MIN_POINTS <= n <= MAX_POINTS, f"subset size must be between {MIN_POINTS:,} and {MAX_POINTS:,} (got {n:,})"),
+            (self.dims in (2, 3), f"dimensions must be 2 or 3 (got {self.dims})"),
+            (self.dims == 2 or self.method == "pca", "3-D maps are offered for PCA only"),
+            (0 < self.perplexity <= (n - 1) / 3,
+             f"perplexity {self.perplexity:g} is too large for {n:,} points: it must be at most (points - 1) / 3 "
+             f"= {(n - 1) / 3:.0f}; typical values are 5-50"),
+            (250 <= self.iterations <= 5000, f"t-SNE iterations must be between 250 and 5,000 (got {self.iterations})"),
+            (2 <= self.n_neighbors <= min(200, n - 1),
+             f"n_neighbors must be between 2 and {min(200, n - 1)} (got {self.n_neighbors}); typical values are 5-50"),
+            (0 <= self.min_dist <= 1, f"min_dist must be between 0 and 1 (got {self.min_dist})"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise EmbeddingError(message)
+
+    def relevant(self) -> dict:
+        """The settings that change this method's result (the cache key ignores the others)."""
+        keep = {"method", "points", "seed", "source"} | {
+            "pca": {"dims"}, "tsne": {"perplexity", "iterations"}, "umap": {"n_neighbors", "min_dist"}}[self.method]
+        return {k: v for k, v in asdict(self).items() if k in keep}
+
+
+@dataclass
+class Embedding:
+    spec: EmbedSpec
+    coords: np.ndarray  # (points, dims) float32
+    indices: np.ndarray  # (points,) into the 70,000 digits: 0-59,999 training, 60,000-69,999 test
+    labels: np.ndarray  # (points,)
+    seconds: float = 0.0
+    explained_variance: np.ndarray | None = None  # PCA: the share of variance of each of the first 50 components
+    meta: dict = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def all_labels(mnist: Mnist) -> np.ndarray:
+    return torch.cat([mnist.train_labels, mnist.test_labels]).numpy()
+
+
+def stratified_subset(labels: np.ndarray, points: int, seed: int) -> np.ndarray:
+    """Sorted indices of `points` digits with the classes in the data set's proportions, drawn with a seed."""
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(labels, return_counts=True)
+    quota = np.floor(counts / counts.sum() * points).astype(int)
+    for i in np.argsort(-(counts / counts.sum() * points - quota))[: points - quota.sum()]:
+        quota[i] += 1  # hand the rounding remainder to the classes that lost the most to it
+    picked = [rng.choice(np.flatnonzero(labels == c), size=q, replace=False) for c, q in zip(classes, quota)]
+    return np.sort(np.concatenate(picked))
+
+
+def pixel_inputs(mnist: Mnist, indices: np.ndarray) -> np.ndarray:
+    images = torch.cat([mnist.train_images, mnist.test_images])
+    return images[torch.as_tensor(indices)].reshape(len(indices), -1).float().div_(255.0).numpy()
+
+
+def last_linear(model: nn.Module) -> nn.Linear:
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise EmbeddingError("this model has no final linear layer to take features from")
+    return linears[-1]
+
+
+@torch.no_grad()
+def feature_inputs(model: nn.Module, mnist: Mnist, indices: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+    """What the classifier's last linear layer receives: the network's learned representation."""
+    images = mnist.normalize(torch.cat([mnist.train_images, mnist.test_images])[torch.as_tensor(indices)])
+    captured: list[torch.Tensor] = []
+    hook = last_linear(model).register_forward_pre_hook(lambda _m, args: captured.append(args[0].detach().cpu()))
+    device = next(model.parameters()).device
+    try:
+        model.eval()
+        for chunk in images.split(batch_size):
+            model(chunk.to(device))
+    finally:
+        hook.remove()
+    return torch.cat(captured).float().numpy()
+
+
+# ---------------------------------------------------------------- methods
+
+
+def pca(x: np.ndarray, components: int) -> tuple[np.ndarray, np.ndarray]:
+    """(projection onto the first `components` axes, variance share of each), by eigendecomposition.
+
+    Signs are fixed (largest loading positive) so the same data always gives the same picture.
+    """
+    xt = torch.as_tensor(x, dtype=torch.float32)
+    xt = xt - xt.mean(0)
+    # The big product in float32 (fast), the small eigenproblem in float64 (accurate).
+    cov = (xt.T @ xt).double() / max(len(xt) - 1, 1)
+    values, vectors = torch.linalg.eigh(cov)
+    order = torch.argsort(values, descending=True)[:components]
+    values, vectors = values[order], vectors[:, order]
+    flip = torch.sign(vectors[vectors.abs().argmax(0), torch.arange(vectors.shape[1])])
+    vectors = vectors * torch.where(flip == 0, 1.0, flip)
+    share = (values / torch.linalg.eigvalsh(cov).clamp(min=0).sum()).numpy()
+    return (xt @ vectors.float()).numpy(), share
+
+
+def tsne(x: np.ndarray, spec: EmbedSpec, progress: Progress | None = None) -> np.ndarray:
+    from openTSNE import TSNE  # imported here: it loads numba-compiled code, slow to import
+
+    total = spec.iterations + 250  # openTSNE's early-exaggeration phase is 250 steps
+
+    class Report:
+        done = 0
+
+        def __call__(self, iteration, error, embedding):
+            Report.done += 50
+            if progress:
+                progress(min(0.1 + 0.9 * Report.done / total, 0.99), f"t-SNE step {Report.done} of {total}")
+
+    if progress:
+        progress(0.05, "t-SNE: finding each point's neighbours")
+    # ints_in_interval=3: a coarser FFT grid once the map has spread out; on 70,000 digits the default (1)
+    # made the main phase several times slower with the same 10-NN accuracy (0.976).
+    model = TSNE(n_components=2, perplexity=spec.perplexity, n_iter=spec.iterations, random_state=spec.seed,
+                 n_jobs=os.cpu_count() or 1, ints_in_interval=3, callbacks=Report(), callbacks_every_iters=50,
+                 verbose=False)
+    return np.asarray(model.fit(x), dtype=np.float32)
+
+
+def umap(x: np.ndarray, spec: EmbedSpec, progress: Progress | None = None) -> np.ndarray:
+    import umap as umap_learn  # imported here: numba compilation takes seconds
+
+    if progress:
+        progress(0.1, "UMAP: building the neighbour graph and optimizing the layout")
+    reducer = umap_learn.UMAP(n_neighbors=spec.n_neighbors, min_dist=spec.min_dist, random_state=spec.seed,
+                              n_components=2)
+    with warnings.catch_warnings():  # a seed makes umap-learn single-threaded, and it warns; that is the deal
+        warnings.filterwarnings("ignore", message="n_jobs value")
+        return np.asarray(reducer.fit_transform(x), dtype=np.float32)
+
+
+def warm_up() -> float:
+    """Compile UMAP's numba code on throw-away data; returns the seconds it took.
+
+    umap-learn compiles its functions on first use in every process (about 50 s on a 2-core CPU, and
+    numba's disk cache does not cover them), so the app does this once in the background at start.
+    4,500 points is above umap-learn's 4,096 cut-off, so the nearest-neighbour descent used for real
+    maps gets compiled too.
+    """
+    import time
+
+    import umap as umap_learn
+
+    start = time.perf_counter()
+    x = np.random.default_rng(0).normal(size=(4_500, PCA_BEFORE)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="n_jobs value")
+        umap_learn.UMAP(n_neighbors=15, random_state=0, n_epochs=5).fit_transform(x)
+    return time.perf_counter() - start
+
+
+def compute(spec: EmbedSpec, mnist: Mnist, model: nn.Module | None = None,
+            progress: Progress | None = None) -> Embedding:
+    """One map, from the subset to the coordinates. `model` is needed when the source is a checkpoint."""
+    import time
+
+    spec.validate()
+    start = time.perf_counter()
+    labels = all_labels(mnist)
+    indices = stratified_subset(labels, spec.points, spec.seed)
+    if spec.source == "pixels":
+        x = pixel_inputs(mnist, indices)
+    elif model is None:
+        raise EmbeddingError(f"the map of {spec.source!r}'s features needs that checkpoint's model")
+    else:
+        if progress:
+            progress(0.02, f"computing {spec.source}'s features")
+        x = feature_inputs(model, mnist, indices)
+    reduced, share = pca(x, min(PCA_BEFORE, x.shape[1]))
+    if spec.method == "pca":
+        coords = reduced[:, : spec.dims]
+    elif spec.method == "tsne":
+        coords = tsne(reduced, spec, progress)
+    else:
+        coords = umap(reduced, spec, progress)
+    return Embedding(spec, np.ascontiguousarray(coords, dtype=np.float32), indices, labels[indices],
+                     time.perf_counter() - start, share if spec.method == "pca" else None)
+
+
+# ---------------------------------------------------------------- separation
+
+
+@dataclass
+class Separation:
+    accuracy: float  # leave-one-out k-NN accuracy in the map
+    per_class: np.ndarray  # (10,)
+    confusions: list[tuple[int, int, int]]  # (true, voted, count), most frequent first
+    k: int
+
+
+def knn_separation(coords: np.ndarray, labels: np.ndarray, k: int = 10) -> Separation:
+    """How well the map separates the classes: each point's class voted by its k nearest neighbours."""
+    from sklearn.neighbors import NearestNeighbors
+
+    neighbours = NearestNeighbors(n_neighbors=k + 1).fit(coords).kneighbors(coords, return_distance=False)[:, 1:]
+    votes = np.apply_along_axis(lambda row: np.bincount(row, minlength=10), 1, labels[neighbours])
+    voted = votes.argmax(1)
+    right = voted == labels
+    per_class = np.array([right[labels == c].mean() if (labels == c).any() else np.nan for c in range(10)])
+    pairs: dict[tuple[int, int], int] = {}
+    for t, v in zip(labels[~right], voted[~right]):
+        pairs[(int(t), int(v))] = pairs.get((int(t), int(v)), 0) + 1
+    confusions = sorted(((t, v, n) for (t, v), n in pairs.items()), key=lambda item: -item[2])
+    return Separation(float(right.mean()), per_class, confusions, k)
+
+
+# ---------------------------------------------------------------- cache
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("MNIST_CACHE_DIR") or runs_dir() / "embeddings")
+
+
+def file_digest(path: Path) -> str:
+    """The version of a checkpoint's weights: a content hash, so it survives a fresh clone (mtimes do not)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def shipped_cache_dir() -> Path:
+    return SHIPPED_DIR / "embeddings"
+
+
+def cache_key(spec: EmbedSpec, source_version: str = "") -> str:
+    """A digest of everything that changes the result; source_version tells two versions of a checkpoint apart."""
+    text = json.dumps({**spec.relevant(), "source_version": source_version}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def save_cached(embedding: Embedding, key: str, directory: Path | None = None) -> None:
+    directory = directory or cache_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    arrays = {"coords": embedding.coords, "indices": embedding.indices.astype(np.int64)}
+    if embedding.explained_variance is not None:
+        arrays["explained_variance"] = embedding.explained_variance.astype(np.float64)
+    tmp = directory / f".{key}.tmp"
+    safetensors.numpy.save_file(arrays, str(tmp))
+    os.replace(tmp, directory / f"{key}.safetensors")
+    meta = {"spec": asdict(embedding.spec), "seconds": embedding.seconds}
+    (directory / f".{key}.json.tmp").write_text(json.dumps(meta))
+    os.replace(directory / f".{key}.json.tmp", directory / f"{key}.json")
+
+
+def load_cached(key: str, labels: np.ndarray, directory: Path | None = None) -> Embedding | None:
+    """The stored map, or None when absent or unreadable (then it is simply computed again)."""
+    directory = directory or cache_dir()
+    weights, meta_path = directory / f"{key}.safetensors", directory / f"{key}.json"
+    if not (weights.exists() and meta_path.exists()):
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+        arrays = safetensors.numpy.load_file(str(weights))
+        spec = EmbedSpec(**meta["spec"])
+        coords, indices = arrays["coords"], arrays["indices"]
+        if coords.shape != (spec.points, spec.dims) or indices.shape != (spec.points,) or indices.max() >= len(labels):
+            return None
+    except Exception:  # safetensors raises its own error types for damaged files; any damage means "recompute"
+        return None
+    return Embedding(spec, coords, indices, labels[indices], meta.get("seconds", 0.0),
+                     arrays.get("explained_variance"), {"cached": True})
