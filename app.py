@@ -13,7 +13,9 @@ PAGES = [  # (file, label, one line) in the order a learner would use them
     ("pages/1_Data.py", "Data", "The digits: counts, samples by class, pixel statistics, class means and differences."),
     ("pages/2_Embeddings.py", "Embeddings", "PCA, t-SNE and UMAP maps of the digits, from pixels or a network's features."),
     ("pages/3_Train.py", "Train", "Pick an architecture and its settings, train it, and watch the curves live."),
-    ("pages/4_Draw.py", "Draw", "Draw a digit and watch every model read it, with the preprocessing and the why."),
+    ("pages/4_Inspect.py", "Inspect", "Look inside a checkpoint: histograms over training, gradient flow, filters, "
+     "feature maps, saliency, confusion matrix, calibration, its mistakes."),
+    ("pages/5_Draw.py", "Draw", "Draw a digit and watch every model read it, with the preprocessing and the why."),
 ]
 
 sidebar()

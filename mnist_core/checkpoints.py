@@ -22,6 +22,7 @@ import torch.nn as nn
 
 from . import __version__
 from .models import build_model, describe
+from .probes import ProbeRecord, load_record, save_record
 from .train import RunResult, TrainConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -54,6 +55,16 @@ def _paths(directory: Path, name: str) -> tuple[Path, Path]:
         raise CheckpointError(f"checkpoint name {name!r} would leave {directory}")
     # Not with_suffix(): a name such as "run-1.2" would lose its ".2".
     return base.parent / f"{base.name}.safetensors", base.parent / f"{base.name}.json"
+
+
+def probes_path(weights_path: Path) -> Path:
+    # "<name>.safetensors.probes" (a safetensors file): no checkpoint name can produce this path.
+    return weights_path.parent / (weights_path.name + ".probes")
+
+
+def load_probes(info: "CheckpointInfo") -> ProbeRecord | None:
+    """The training history recorded with a checkpoint, if it has one."""
+    return load_record(probes_path(info.weights_path)) if info.meta.get("probes") else None
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -122,8 +133,12 @@ def save(result: RunResult, name: str, directory: Path | None = None, extra: dic
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **(extra or {}),
     }
+    if result.probes is not None and len(result.probes):
+        meta["probes"] = {"snapshots": len(result.probes), "every": result.probes.every}
     # Weights first, metadata last: a checkpoint counts as present only once its JSON exists.
     _atomic_write(weights_path, lambda tmp: safetensors.torch.save_file(state, tmp, metadata={"name": name}))
+    if "probes" in meta:
+        _atomic_write(probes_path(weights_path), lambda tmp: save_record(result.probes, Path(tmp)))
     _atomic_write(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
     return name
 
@@ -208,6 +223,7 @@ def delete(name: str) -> None:
         raise CheckpointError(f"{info.name!r} is a shipped checkpoint; only your own runs can be deleted")
     info.meta_path.unlink()
     info.weights_path.unlink(missing_ok=True)
+    probes_path(info.weights_path).unlink(missing_ok=True)
 
 
 def rename(name: str, new_name: str) -> str:
@@ -220,6 +236,8 @@ def rename(name: str, new_name: str) -> str:
         raise CheckpointError(f"a checkpoint named {new!r} already exists; choose another name")
     meta = dict(info.meta, name=new)
     os.replace(info.weights_path, weights_path)
+    if probes_path(info.weights_path).exists():
+        os.replace(probes_path(info.weights_path), probes_path(weights_path))
     _atomic_write(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
     info.meta_path.unlink()
     return new

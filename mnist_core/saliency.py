@@ -117,3 +117,29 @@ def explain(model: nn.Module, x: torch.Tensor, target: int) -> tuple[str, np.nda
     if has_conv(model):
         return "Grad-CAM (last conv layer)", grad_cam(model, x, target)
     return "integrated gradients (positive part)", _normalized(torch.as_tensor(integrated_gradients(model, x, target)).clamp(min=0))
+
+
+@torch.no_grad()
+def dense_activations(model: nn.Module, x: torch.Tensor) -> list[tuple[str, np.ndarray]]:
+    """For one input, the output of every fully connected layer's activation (and the final logits)."""
+    captured: list[tuple[str, np.ndarray]] = []
+    leaves = [(name, m) for name, m in model.named_modules() if not list(m.children())]
+    watched = [(f"{name} ({type(m).__name__})", m) for name, m in leaves if isinstance(m, _ACTIVATION_TYPES)]
+    linears = [(name, m) for name, m in leaves if isinstance(m, nn.Linear)]
+    if linears:
+        watched.append((f"{linears[-1][0]} (logits)", linears[-1][1]))
+
+    def keep(label):
+        def hook(_m, _i, out):
+            if out.dim() == 2:
+                captured.append((label, out[0].float().cpu().numpy()))
+        return hook
+
+    hooks = [m.register_forward_hook(keep(label)) for label, m in watched]
+    try:
+        model.eval()
+        model(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return captured

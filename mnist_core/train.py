@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from .data import Augment, DeviceData, TensorSplit
 from .models import build_model, get_architecture, make_config
+from .probes import ProbeRecord, Recorder, auto_interval
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta")
 SCHEDULES = ("none", "step", "cosine", "onecycle")
@@ -55,6 +56,8 @@ class TrainConfig:
     max_seconds: float | None = None  # stop after this long (a host's per-run cap)
     init_checkpoint: str | None = None  # start from this checkpoint's weights (fine-tuning) instead of a seeded init
     drawings_share: float = 0.0  # share of each batch added from the user's saved drawings (0 = none)
+    record: bool = True  # weight/gradient histograms and gradient flow, stored with the checkpoint
+    record_every: int | None = None  # steps between snapshots; None = about 25 per epoch
 
     def validate(self, n_train: int = 60_000) -> None:
         get_architecture(self.arch)
@@ -82,6 +85,7 @@ class TrainConfig:
              f"target accuracy is a fraction in (0, 1] (got {self.target_accuracy})"),
             (self.max_batches is None or self.max_batches >= 1, "max batches must be at least 1"),
             (self.max_seconds is None or self.max_seconds > 0, "max seconds must be positive"),
+            (self.record_every is None or self.record_every >= 1, "record every must be at least 1 step"),
         ]
         for ok, message in checks:
             if not ok:
@@ -131,6 +135,7 @@ class RunResult:
     device: str
     message: str = ""
     steps: int = 0
+    probes: ProbeRecord | None = None  # what the recorder saw, when recording was on
 
     @property
     def test_accuracy(self) -> float | None:
@@ -255,6 +260,7 @@ def fit(config: TrainConfig, data: DeviceData | None = None, callbacks: tuple[Ca
     optimizer = make_optimizer(config, model.parameters())
     scheduler = make_scheduler(config, optimizer, steps_per_epoch)
     last_good = _LastGood(model)
+    recorder = Recorder(model, config.record_every or auto_interval(steps_per_epoch)) if config.record else None
 
     def emit(kind: str, **payload) -> None:
         for callback in callbacks:
@@ -270,6 +276,8 @@ def fit(config: TrainConfig, data: DeviceData | None = None, callbacks: tuple[Ca
             for x, y in data.train.batches(config.batch_size, order_gen, augment):
                 if drawings is not None:
                     x, y = drawings.mix(x, y, order_gen, augment)
+                if recorder is not None:
+                    recorder.before_forward(step + 1)
                 logits = model(x.contiguous(memory_format=fmt))
                 loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
                 loss_value = float(loss.detach())
@@ -286,7 +294,11 @@ def fit(config: TrainConfig, data: DeviceData | None = None, callbacks: tuple[Ca
                 if config.grad_clip > 0:
                     nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
                 lr = optimizer.param_groups[0]["lr"]
+                if recorder is not None:
+                    recorder.before_update(step + 1)
                 optimizer.step()
+                if recorder is not None:
+                    recorder.after_update(step + 1)
                 if scheduler is not None and step + 1 < config.epochs * steps_per_epoch:
                     scheduler.step()
                 step += 1
@@ -332,7 +344,8 @@ def fit(config: TrainConfig, data: DeviceData | None = None, callbacks: tuple[Ca
     except Exception as exc:  # out of memory, a bad custom model... the caller gets a result, not a crash
         status, message = "failed", f"{type(exc).__name__}: {exc}"
     seconds = time.perf_counter() - start
-    result = RunResult(model, config, status, history, seconds, str(device), message, step)
+    probes = recorder.close() if recorder is not None else None
+    result = RunResult(model, config, status, history, seconds, str(device), message, step, probes)
     if status == "failed":
         emit("error", message=message)
     emit("done", status=status, message=message, seconds=seconds, test_accuracy=result.test_accuracy, steps=step)

@@ -16,7 +16,8 @@ from mnist_core.train import DEFAULT_LR, OPTIMIZERS, SCHEDULES, ConfigError, Tra
 
 # Training settings shown as widgets: (field, label, help). The arch's own settings are generated.
 SETTINGS = ["optimizer", "lr", "momentum", "nesterov", "weight_decay", "schedule", "batch_size", "epochs",
-            "label_smoothing", "grad_clip", "rotation", "shift", "seed", "max_batches"]
+            "label_smoothing", "grad_clip", "rotation", "shift", "seed", "max_batches", "record", "record_every"]
+NONE_AS_ZERO = ("max_batches", "record_every")  # number widgets show "none" as 0
 
 
 def key(name: str) -> str:
@@ -35,7 +36,7 @@ def load_preset() -> None:
     st.session_state[key("arch")] = config.arch
     for f in SETTINGS:
         value = getattr(config, f)
-        st.session_state[key(f)] = 0 if f == "max_batches" and value is None else value
+        st.session_state[key(f)] = 0 if f in NONE_AS_ZERO and value is None else value
     seed_state(model_prefix(config.arch), REGISTRY[config.arch].config_cls, config.model, overwrite=True)
 
 
@@ -47,7 +48,7 @@ def seed_defaults() -> None:
     defaults = TrainConfig()
     for f in SETTINGS:
         value = getattr(defaults, f)
-        st.session_state.setdefault(key(f), 0 if f == "max_batches" else value)
+        st.session_state.setdefault(key(f), 0 if f in NONE_AS_ZERO and value is None else value)
     st.session_state.setdefault(key("arch"), defaults.arch)
 
 
@@ -90,11 +91,17 @@ def settings_widgets() -> tuple[TrainConfig, list[str]]:
                                help="Fixes the initial weights and the data order: same seed, same run.")
         max_batches = c2.number_input("Stop after N batches (0 = all epochs)", 0, 10**7, key=key("max_batches"),
                                       help="A quick look before a long run.")
+        record = c1.checkbox("Record histograms and gradient flow", key=key("record"),
+                             help="Weight and gradient histograms, gradient flow and dead units, about 25 times an "
+                                  "epoch, saved with the checkpoint for the Inspect page.")
+        record_every = c2.number_input("Record every N steps (0 = about 25 per epoch)", 0, 10**6,
+                                       key=key("record_every"), disabled=not record)
     config = TrainConfig(arch=arch, model=model_config, optimizer=optimizer, lr=float(lr), momentum=float(momentum),
                          nesterov=bool(nesterov), weight_decay=float(weight_decay), schedule=schedule,
                          batch_size=int(batch_size), epochs=int(epochs), label_smoothing=float(label_smoothing),
                          grad_clip=float(grad_clip), rotation=float(rotation), shift=float(shift), seed=int(seed),
-                         max_batches=int(max_batches) or None)
+                         max_batches=int(max_batches) or None, record=bool(record),
+                         record_every=int(record_every) or None)
     return config, errors
 
 

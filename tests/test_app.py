@@ -101,7 +101,7 @@ def test_data_page_filters_samples_and_compares_classes(runs):
 
 
 def test_draw_page_scores_every_checkpoint_on_drawings_and_fine_tunes_only_with_some(runs):
-    at = page("pages/4_Draw.py").run()
+    at = page("pages/5_Draw.py").run()
     assert any("Draw a digit on the canvas" in m.value for m in at.info)
     assert at.button(key="draw.finetune").disabled  # no saved drawings yet
     at.button(key="draw.evaluate").click().run()
@@ -131,3 +131,35 @@ def test_embeddings_page_maps_digits_and_refuses_impossible_parameters(runs):
         at.run()
     assert list((runs / "embeddings").glob("*.safetensors"))  # cached on disk for the next visit
     assert not at.exception
+
+
+@pytest.mark.parametrize("checkpoint, feature_maps", [("mlp", False), ("best", True)])
+def test_inspect_page_shows_a_shipped_checkpoint_without_history(runs, checkpoint, feature_maps):
+    at = page("pages/4_Inspect.py")
+    at.session_state["active_checkpoint"] = checkpoint
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert any("has no recorded training history" in m.value and "--preset fast" in m.value for m in at.info)
+    specs = " ".join(str(chart.proto.spec) for chart in at.get("plotly_chart"))
+    assert "Confusion matrix" in specs and "expected calibration error" in specs
+    captions = " ".join(str(img.proto) for img in at.get("image"))
+    assert ("Feature maps, conv 1" in captions) == feature_maps
+    assert ("28x28 templates" in captions) == (not feature_maps)
+    by_label(at.radio, "Pick a test digit").set_value("a mistake").run()
+    assert not at.exception
+
+
+def test_inspect_page_plays_back_a_recorded_run(runs, data):
+    from mnist_core.checkpoints import save
+    from mnist_core.train import TrainConfig, fit
+
+    save(fit(TrainConfig(arch="cnn", model={"channels": [4, 8]}, max_batches=40, record_every=4), data), "recorded")
+    at = page("pages/4_Inspect.py")
+    at.session_state["active_checkpoint"] = "recorded"
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    figures = [chart.proto.spec for chart in at.get("plotly_chart")]
+    animated = next(f for f in figures if "weights (share of values per bin)" in f)
+    assert animated.count('"name":"') >= 10  # one frame per snapshot: steps 4, 8, ..., 40
+    assert any("Gradient flow at step 40" in f for f in figures)
+    assert any("Dead units" in f for f in figures)

@@ -18,7 +18,7 @@ def short_run(data):
 def test_round_trip_gives_the_same_predictions_and_metadata(short_run, runs, data):
     name = save(short_run, "my run")
     assert name == "my-run"
-    assert {p.name for p in runs.iterdir()} == {"my-run.safetensors", "my-run.json"}
+    assert {p.name for p in runs.iterdir()} == {"my-run.safetensors", "my-run.json", "my-run.safetensors.probes"}
     model, meta = load(name)
     x = data.test.images[:100]
     short_run.model.eval()
@@ -70,7 +70,7 @@ def test_a_failed_write_leaves_the_old_checkpoint_whole(short_run, runs, monkeyp
     with pytest.raises(OSError, match="disk full"):
         save(short_run, "keep")
     assert (runs / "keep.safetensors").read_bytes() == before
-    assert sorted(p.name for p in runs.iterdir()) == ["keep.json", "keep.safetensors"]  # no temp file left
+    assert sorted(p.name for p in runs.iterdir()) == ["keep.json", "keep.safetensors", "keep.safetensors.probes"]  # no temp file left
 
 
 def test_loading_checks_the_architecture(short_run, runs):
@@ -101,6 +101,7 @@ def test_rename_and_delete_touch_only_user_runs(short_run, runs):
     save(short_run, "first")
     assert checkpoints.rename("first", "second") == "second"
     assert load("second")[1]["name"] == "second"
+    assert len(checkpoints.load_probes(checkpoints.find("second"))) == len(short_run.probes)  # the history moved too
     with pytest.raises(CheckpointError):
         load("first")
     checkpoints.delete("second")

@@ -5,7 +5,7 @@ import math
 import pytest
 from playwright.sync_api import expect
 
-PAGES = {"": "MNIST Lab", "Data": "Data", "Train": "Train", "Draw": "Draw a digit", "Embeddings": "Embeddings"}  # URL path -> title on that page
+PAGES = {"": "MNIST Lab", "Data": "Data", "Train": "Train", "Draw": "Draw a digit", "Embeddings": "Embeddings", "Inspect": "Inspect"}  # URL path -> title on that page
 
 
 def wait_until_idle(page):
@@ -83,4 +83,19 @@ def test_the_embeddings_page_draws_a_map_of_a_small_subset(page, app_url):
     expect(page.get_by_text("PCA of 1,000 digits")).to_be_visible()
     expect(page.locator(".js-plotly-plot .scatterlayer, .js-plotly-plot canvas").first).to_be_attached()
     expect(page.get_by_text("10-NN accuracy in this map")).to_be_visible()
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def test_the_inspect_page_shows_the_confusion_matrix_and_feature_maps(page, app_url):
+    page.goto(f"{app_url}/Inspect")
+    expect(page.locator("h1").first).to_contain_text("Inspect")
+    wait_until_idle(page)
+    page.get_by_role("tab", name="Evaluation").click()
+    expect(page.get_by_text("Confusion matrix (click a cell)")).to_be_visible()
+    matrix = page.locator(".js-plotly-plot").filter(has_text="Confusion matrix")
+    cell = matrix.locator(".scatterlayer path.point").nth(4 * 10 + 9).bounding_box()  # true 4, read as 9
+    page.mouse.click(cell["x"] + cell["width"] / 2, cell["y"] + cell["height"] / 2)  # plotly listens on its drag layer
+    expect(page.get_by_text("test digits of class 4 read as 9")).to_be_visible()
+    page.get_by_role("tab", name="One digit").click()
+    expect(page.get_by_text("Feature maps, conv 1").first).to_be_visible()
     assert page.locator('[data-testid="stException"]').count() == 0

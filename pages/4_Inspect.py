@@ -1,0 +1,203 @@
+"""Inspect: look inside the active checkpoint: its training history, weights, one digit's path, its errors."""
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+import torch
+
+st.set_page_config(page_title="Inspect · MNIST Lab", page_icon="🔢", layout="wide")
+
+from labui import inspect_charts as charts  # noqa: E402
+from labui import state  # noqa: E402
+from labui.images import heat_overlay, map_grid, upscale  # noqa: E402
+from labui.sidebar import sidebar  # noqa: E402
+from mnist_core import evaluation  # noqa: E402
+from mnist_core.checkpoints import CheckpointError, load_probes  # noqa: E402
+from mnist_core.data import tile  # noqa: E402
+from mnist_core.saliency import dense_activations, explain, feature_maps  # noqa: E402
+
+FLOW_NOTE = ("**Reading gradient flow.** Healthy: every layer's gradients within an order of magnitude or two "
+             "of each other, and updates around 1/1000 of the weights per step. *Vanishing*: the layers near the "
+             "input get gradients many orders smaller than those near the output (deep sigmoid/tanh nets), so "
+             "they barely learn. *Exploding*: gradients grow step after step, the loss turns to NaN. Dead ReLUs "
+             "(units that output 0 for every digit) stop learning for good.")
+
+
+@st.cache_data(max_entries=8, show_spinner="Scoring the test set...")
+def test_outputs(name: str, modified: float) -> np.ndarray:
+    info = next(i for i in state.checkpoints() if i.name == name)
+    model, _ = state.load_checkpoint(info)
+    return evaluation.test_probabilities(model, state.device_data().test)
+
+
+def history_tab(info) -> None:
+    record = load_probes(info)
+    if record is None or not len(record):
+        st.info(f"**{info.name}** has no recorded training history (shipped checkpoints, and runs trained with "
+                "recording off, have none). Everything on the other tabs works without it. To record one, train "
+                "a run on the Train page (recording is on by default), or "
+                "`python -m mnist_core train --preset fast --name fast-recorded`, then make it the active checkpoint.")
+        return
+    st.caption(f"{len(record)} snapshots, one every {record.every} steps; histogram axes stay fixed for the whole "
+               "run, so a distribution that shrinks is seen shrinking.")
+    c1, c2 = st.columns([1, 2])
+    kind = c1.radio("Show", ["weights", "gradients"], horizontal=True, key="inspect.kind")
+    layer = c2.selectbox("Layer", range(len(record.layers)), format_func=lambda i: record.layers[i], key="inspect.layer")
+    st.plotly_chart(charts.histogram_animation(record, layer, kind), key="inspect.hist")
+    st.plotly_chart(charts.histogram_heatmaps(record, kind), key="inspect.heatmaps")
+    st.subheader("Gradient flow")
+    st.markdown(FLOW_NOTE)
+    t = st.select_slider("Step", options=range(len(record)), value=len(record) - 1,
+                         format_func=lambda i: str(record.steps[i]), key="inspect.flow_step")
+    st.plotly_chart(charts.flow_bars(record, t), key="inspect.flow_bars")
+    left, right = st.columns(2)
+    left.plotly_chart(charts.flow_lines(record, record.grad_mean, record.layers, "Mean |gradient| per layer"),
+                      key="inspect.flow_mean")
+    right.plotly_chart(charts.flow_lines(record, record.update_ratio, record.layers,
+                                         "Update / weight ratio per step", reference=1e-3), key="inspect.flow_ratio")
+    if record.activations:
+        st.plotly_chart(charts.flow_lines(record, record.dead, record.activations,
+                                          "Dead units: share that output 0 for the whole batch", log=False),
+                        key="inspect.dead")
+
+
+def effective_weight(model: torch.nn.Module, name: str) -> torch.Tensor:
+    module = model.get_submodule(name.rsplit(".", 1)[0])
+    weight = module.weight.detach()
+    return weight * module.mask if hasattr(module, "mask") else weight  # a sparse layer's absent links are 0
+
+
+def weights_tab(model) -> None:
+    params = [(n, p) for n, p in model.named_parameters() if p.dim() >= 2 and n.endswith("weight")]
+    first_name, first = params[0]
+    w = effective_weight(model, first_name).cpu().numpy()
+    if w.ndim == 4:
+        st.image(upscale(map_grid(w[:, 0] if w.shape[1] == 1 else w.mean(1), columns=16), 8),
+                 caption=f"First conv layer ({first_name}): {w.shape[0]} kernels of {w.shape[2]}x{w.shape[3]} "
+                         "(bright = positive weight, each scaled to its own range)")
+    else:
+        shown = w[:64].reshape(-1, 28, 28)
+        st.image(upscale(map_grid(shown, columns=16), 3),
+                 caption=f"First layer ({first_name}): the first {len(shown)} of {w.shape[0]} units' weights as 28x28 "
+                         "templates: each unit fires for digits that put ink on its bright pixels")
+    last_name, _ = params[-1]
+    last = effective_weight(model, last_name).cpu().numpy()
+    if last.shape[1] == 784:
+        st.image(upscale(map_grid(last.reshape(-1, 28, 28), columns=10), 4),
+                 caption="Last layer: one 28x28 template per digit 0-9")
+    else:
+        limit = float(np.abs(last).max())
+        fig = go.Figure(go.Heatmap(z=last, colorscale="RdBu", zmin=-limit, zmax=limit, y=list(range(10)),
+                                   hovertemplate="digit %{y}, feature %{x}: %{z:.3f}<extra></extra>"))
+        fig.update_layout(height=320, title=f"Last layer ({last_name}): weight from each feature to each digit",
+                          xaxis={"title": "feature"}, yaxis={"title": "digit", "dtick": 1}, margin={"t": 40, "b": 10})
+        st.plotly_chart(fig, key="inspect.last_layer")
+
+
+def pick_digit(probs: np.ndarray, labels: np.ndarray) -> int:
+    how = st.radio("Pick a test digit", ["by index", "by class", "a mistake"], horizontal=True, key="inspect.how")
+    if how == "by index":
+        return int(st.number_input("Test index", 0, len(labels) - 1, 0, key="inspect.index"))
+    if how == "by class":
+        c1, c2 = st.columns(2)
+        digit = c1.selectbox("Class", range(10), key="inspect.class")
+        members = np.flatnonzero(labels == digit)
+        nth = c2.number_input(f"Which one (of {len(members)})", 0, len(members) - 1, 0, key="inspect.nth")
+        return int(members[nth])
+    mistakes = evaluation.confident_mistakes(probs, labels, count=len(labels))
+    if not len(mistakes):
+        st.info("This checkpoint gets every test digit right.")
+        return 0
+    return int(st.selectbox(f"Mistake ({len(mistakes)}, most confident first)", mistakes, key="inspect.mistake",
+                            format_func=lambda i: f"#{i}: a {labels[i]} read as {probs[i].argmax()} ({probs[i].max():.0%})"))
+
+
+def digit_tab(model, probs: np.ndarray, labels: np.ndarray) -> None:
+    index = pick_digit(probs, labels)
+    data = state.device_data()
+    x = data.test.images[index:index + 1]
+    pixels = data.mnist.test_images[index].numpy() / 255.0
+    predicted = int(probs[index].argmax())
+    left, mid, right = st.columns([1, 1, 2])
+    left.image(upscale((pixels * 255).astype(np.uint8), 7), caption=f"test #{index}, label {labels[index]}")
+    method, heat = explain(model, x, predicted)
+    mid.image(heat_overlay(pixels, heat, factor=7), caption=f"Why {predicted}: {method}")
+    fig = go.Figure(go.Bar(x=list(range(10)), y=probs[index],
+                           marker_color=["#e45756" if d == predicted else "#4c78a8" for d in range(10)]))
+    fig.update_layout(height=250, title="Output probabilities", xaxis={"dtick": 1}, yaxis={"range": [0, 1]},
+                      margin={"t": 40, "b": 10})
+    right.plotly_chart(fig, key="inspect.digit_probs")
+    maps = feature_maps(model, x)
+    for fm in maps:
+        scale = max(1, 84 // fm.maps.shape[1])
+        st.image(upscale(map_grid(fm.maps, columns=16), scale), caption=f"Feature maps, {fm.name}: "
+                 f"{fm.maps.shape[0]} channels of {fm.maps.shape[1]}x{fm.maps.shape[2]}")
+    dense = dense_activations(model, x)
+    if dense:
+        cols = st.columns(min(3, len(dense)))
+        for i, (name, values) in enumerate(dense):
+            fig = go.Figure(go.Bar(y=values, marker_color="#72b7b2"))
+            fig.update_layout(height=220, title=f"{name}: {len(values)} units", margin={"t": 40, "b": 10},
+                              xaxis={"title": "unit"})
+            cols[i % len(cols)].plotly_chart(fig, key=f"inspect.dense.{i}")
+
+
+def evaluation_tab(probs: np.ndarray, labels: np.ndarray) -> None:
+    predicted = probs.argmax(1)
+    confusion = evaluation.confusion_matrix(labels, predicted)
+    left, right = st.columns([1, 1])
+    with left:
+        event = st.plotly_chart(charts.confusion_figure(confusion), key="inspect.confusion", on_select="rerun",
+                                selection_mode="points")
+    with right:
+        points = (event or {}).get("selection", {}).get("points", []) if event else []
+        true, read = (int(points[0]["y"]), int(points[0]["x"])) if points else (None, None)
+        if true is None:
+            st.caption("Click a cell of the matrix to see its digits.")
+        else:
+            chosen = np.flatnonzero((labels == true) & (predicted == read))
+            st.write(f"**{len(chosen)}** test digits of class {true} read as {read}" +
+                     (" (showing 100)" if len(chosen) > 100 else ""))
+            if len(chosen):
+                st.image(tile(state.device_data().mnist.test_images[chosen[:100]].numpy(), columns=10), width=360)
+        accuracy = evaluation.per_class_accuracy(confusion)
+        fig = go.Figure(go.Bar(x=list(range(10)), y=accuracy, hovertemplate="class %{x}: %{y:.2%}<extra></extra>"))
+        fig.update_layout(height=260, title=f"Per-class accuracy (overall {(predicted == labels).mean():.2%})",
+                          xaxis={"dtick": 1}, yaxis={"range": [max(0.0, float(accuracy.min()) - 0.02), 1],
+                                                      "tickformat": ".0%"}, margin={"t": 40, "b": 10})
+        st.plotly_chart(fig, key="inspect.per_class")
+    worst = evaluation.confident_mistakes(probs, labels, count=30)
+    st.subheader("Most confident mistakes")
+    st.image(tile(state.device_data().mnist.test_images[worst].numpy(), columns=15), width=720,
+             caption="  ·  ".join(f"#{i}: {labels[i]}→{predicted[i]} ({probs[i].max():.0%})" for i in worst[:15]))
+    cal = evaluation.calibration(probs, labels)
+    st.plotly_chart(charts.reliability_figure(cal), key="inspect.reliability")
+    st.caption("A calibrated model that says 90% is right 90% of the time: its bars sit on the dotted line. "
+               "Bars below it mean overconfidence. Expected calibration error is the digit-weighted gap.")
+
+
+sidebar()
+st.title("Inspect")
+info = state.active_checkpoint()
+if info is None:
+    st.warning("No checkpoint yet: train one on the Train page.")
+    st.stop()
+try:
+    model, meta = state.load_checkpoint(info)
+except CheckpointError as exc:
+    st.error(f"Checkpoint {info.name} cannot be loaded: {exc}")
+    st.stop()
+acc = meta.get("test_accuracy")
+st.caption(f"Active checkpoint **{info.name}**: {meta['arch']}, {meta.get('params', 0):,} parameters, "
+           f"test accuracy {acc:.2%}" if acc is not None else f"Active checkpoint **{info.name}**")
+probs = test_outputs(info.name, info.weights_path.stat().st_mtime)
+labels = state.device_data().mnist.test_labels.numpy()
+history, weights, digit, errors = st.tabs(["Training history", "Weights", "One digit", "Evaluation"])
+with history:
+    history_tab(info)
+with weights:
+    weights_tab(model)
+with digit:
+    digit_tab(model, probs, labels)
+with errors:
+    evaluation_tab(probs, labels)
