@@ -165,6 +165,8 @@ left, right = st.columns([2, 3])
 with left:
     image = canvas()
 pre = preprocess(image) if image is not None else None
+model = model_for(active) if active is not None else None
+guess = predict(model, pre.pixels) if model is not None and pre is not None and not pre.empty else None
 with right:
     if pre is None or pre.empty:
         st.info("Draw a digit on the canvas: the prediction updates after every stroke.")
@@ -175,18 +177,15 @@ with right:
         preprocessing_steps(pre)
         st.caption(f"Last, the 28x28 pixels (0-1) are standardized with MNIST's training mean {PIXEL_MEAN} and "
                    f"std {PIXEL_STD}, exactly as every model saw its training digits.")
-        model = model_for(active)
-        if model is not None:
-            guess = predict(model, pre.pixels)
-            if guess.unsure:
-                st.warning(f"**{active.name}** is unsure: maybe a {guess.label} ({guess.confidence:.0%}, entropy "
-                           f"{guess.entropy_bits:.2f} bits). It flags answers below {UNSURE_TOP_PROBABILITY:.0%} "
-                           f"or above {UNSURE_ENTROPY_BITS} bits: a scribble, or a digit drawn unlike MNIST's.")
-            else:
-                st.success(f"**{active.name}** reads **{guess.label}** ({guess.confidence:.1%}).")
+        if guess is not None and guess.unsure:
+            st.warning(f"**{active.name}** is unsure: maybe a {guess.label} ({guess.confidence:.0%}, entropy "
+                       f"{guess.entropy_bits:.2f} bits). It flags answers below {UNSURE_TOP_PROBABILITY:.0%} "
+                       f"or above {UNSURE_ENTROPY_BITS} bits: a scribble, or a digit drawn unlike MNIST's.")
+        elif guess is not None:
+            st.success(f"**{active.name}** reads **{guess.label}** ({guess.confidence:.1%}).")
+        if guess is not None:
             st.plotly_chart(probability_chart(guess.probabilities, guess.label), key="draw.probs")
-if pre is not None and not pre.empty and active is not None and (model := model_for(active)) is not None:
-    guess = predict(model, pre.pixels)
+if guess is not None:
     st.subheader("Why")
     explanation(model, pre.pixels, guess.label)
     st.subheader("Every model's reading")
