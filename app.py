@@ -16,6 +16,7 @@ PAGES = [  # (file, label, one line) in the order a learner would use them
     ("pages/4_Inspect.py", "Inspect", "Look inside a checkpoint: histograms over training, gradient flow, filters, "
      "feature maps, saliency, confusion matrix, calibration, its mistakes."),
     ("pages/5_Draw.py", "Draw", "Draw a digit and watch every model read it, with the preprocessing and the why."),
+    ("pages/6_GAN.py", "GAN", "A conditional GAN: its digits class by class and epoch by epoch, trained live, measured."),
 ]
 
 sidebar()

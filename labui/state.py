@@ -14,7 +14,8 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 from mnist_core.checkpoints import CheckpointInfo, list_checkpoints, load
 from mnist_core.data import DeviceData, load_mnist, pick_device
 from mnist_core.embed import Embedding, all_labels, cache_dir, file_digest, load_cached, shipped_cache_dir, warm_up
-from mnist_core.jobs import JobManager
+from mnist_core.gan import GanJobs, Judge
+from mnist_core.jobs import HostLimits, JobManager
 from mnist_core.tasks import TaskRunner
 
 ACTIVE_KEY = "active_checkpoint"
@@ -33,6 +34,18 @@ def job_manager() -> JobManager:
 @st.cache_resource(max_entries=16, show_spinner=False)
 def _cached_model(name: str, modified: float):
     return load(name, device=pick_device("auto"))
+
+
+@st.cache_resource
+def gan_jobs() -> GanJobs:
+    return GanJobs(max_jobs=HostLimits.from_env().max_jobs)
+
+
+@st.cache_resource(show_spinner="Preparing the classifier that scores the GAN...")
+def gan_judge() -> Judge:
+    """The most accurate shipped classifier, with the real test set's feature statistics."""
+    name = best_shipped(checkpoints())
+    return Judge(load(name)[0], device_data().mnist)
 
 
 @st.cache_resource

@@ -163,3 +163,29 @@ def test_inspect_page_plays_back_a_recorded_run(runs, data):
     assert animated.count('"name":"') >= 10  # one frame per snapshot: steps 4, 8, ..., 40
     assert any("Gradient flow at step 40" in f for f in figures)
     assert any("Dead units" in f for f in figures)
+
+
+def test_gan_page_browses_the_shipped_gan_by_class(runs):
+    at = page("pages/6_GAN.py").run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert any("One row per class" in str(img.proto) for img in at.get("image"))
+    assert any(m.label == "Conditional accuracy" for m in at.metric)
+    at.selectbox(key="gan.class").set_value(4).run()
+    assert any("32 samples of class 4" in str(img.proto) for img in at.get("image"))
+    assert not at.exception
+
+
+def test_gan_page_trains_a_short_run_and_saves_it(runs):
+    at = page("pages/6_GAN.py").run()
+    at.selectbox(key="gan.variant").set_value("mlp").run()
+    at.number_input(key="gan.width").set_value(8).run()
+    at.number_input(key="gan.max_batches").set_value(20).run()
+    at.text_input(key="gan.name").set_value("apptest gan").run()
+    at.button(key="gan.start").click().run()
+    deadline = time.time() + 120
+    while not any("Saved as **apptest-gan**" in m.value for m in at.success):
+        assert time.time() < deadline, "the GAN run did not end"
+        time.sleep(1)
+        at.run()
+    assert (runs / "gans" / "apptest-gan.safetensors").exists()
+    assert not at.exception

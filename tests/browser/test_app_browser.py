@@ -5,7 +5,7 @@ import math
 import pytest
 from playwright.sync_api import expect
 
-PAGES = {"": "MNIST Lab", "Data": "Data", "Train": "Train", "Draw": "Draw a digit", "Embeddings": "Embeddings", "Inspect": "Inspect"}  # URL path -> title on that page
+PAGES = {"": "MNIST Lab", "Data": "Data", "Train": "Train", "Draw": "Draw a digit", "Embeddings": "Embeddings", "Inspect": "Inspect", "GAN": "Conditional GAN"}  # URL path -> title on that page
 
 
 def wait_until_idle(page):
@@ -98,4 +98,18 @@ def test_the_inspect_page_shows_the_confusion_matrix_and_feature_maps(page, app_
     expect(page.get_by_text("test digits of class 4 read as 9")).to_be_visible()
     page.get_by_role("tab", name="One digit").click()
     expect(page.get_by_text("Feature maps, conv 1").first).to_be_visible()
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def test_the_gan_page_shows_a_grid_and_the_class_picker_changes_it(page, app_url):
+    page.goto(f"{app_url}/GAN")
+    expect(page.locator("h1").first).to_contain_text("Conditional GAN")
+    wait_until_idle(page)
+    expect(page.get_by_text("One row per class, 8 samples each")).to_be_visible()
+    grid = page.locator('[data-testid="stImage"] img').first
+    before = grid.get_attribute("src")
+    page.get_by_role("combobox", name="Class").first.click()
+    page.get_by_role("option", name="7", exact=True).click()
+    expect(page.get_by_text("32 samples of class 7")).to_be_visible()
+    assert page.locator('[data-testid="stImage"] img').first.get_attribute("src") != before
     assert page.locator('[data-testid="stException"]').count() == 0
