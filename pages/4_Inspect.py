@@ -33,9 +33,9 @@ def test_outputs(name: str, modified: float) -> np.ndarray:
 def history_tab(info) -> None:
     record = load_probes(info)
     if record is None or not len(record):
-        st.info(f"**{info.name}** has no recorded training history (shipped checkpoints, and runs trained with "
-                "recording off, have none). Everything on the other tabs works without it. To record one, train "
-                "a run on the Train page (recording is on by default), or "
+        st.info(f"**{info.name}** has no recorded training history (most shipped checkpoints, and runs trained "
+                "with recording off, have none; the shipped `fast` has one). Everything on the other tabs works "
+                "without it. To record one, train a run on the Train page (recording is on by default), or "
                 "`python -m mnist_core train --preset fast --name fast-recorded`, then make it the active checkpoint.")
         return
     st.caption(f"{len(record)} snapshots, one every {record.every} steps; histogram axes stay fixed for the whole "
