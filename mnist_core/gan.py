@@ -30,6 +30,7 @@ from .data import PIXEL_MEAN, PIXEL_STD, Mnist, pick_device
 
 VARIANTS = ("mlp", "dcgan")
 CLASSES = 10
+COLLAPSE_BELOW = 0.5  # a class whose samples are less than half as varied as real digits has collapsed
 FEATURE_DIMS = 64  # principal directions of the classifier's features in which quality is measured
 
 
@@ -212,9 +213,6 @@ class Quality:
     conditional_accuracy: float  # share of samples the classifier reads as the class asked for
     diversity: np.ndarray  # per class: mean pairwise feature distance, relative to real digits of that class
     frechet: float  # Frechet distance to the real test set in the classifier's feature space
-
-    def collapsed(self, threshold: float = 0.5) -> list[int]:
-        return [c for c in range(CLASSES) if self.diversity[c] < threshold]
 
     def as_dict(self) -> dict:
         return {"conditional_accuracy": self.conditional_accuracy, "diversity": [float(d) for d in self.diversity],

@@ -25,10 +25,6 @@ METRICS_HELP = {
 }
 
 
-def rows_image(grid: np.ndarray, per_class: int) -> np.ndarray:
-    return tile(grid, columns=per_class)
-
-
 @st.cache_resource(show_spinner=False)
 def cached_gan(name: str, modified: float):
     checkpoint = next(c for c in gan.list_gans() if c.name == name)
@@ -54,7 +50,7 @@ def browse(checkpoint) -> None:
         st.subheader("How it learned, epoch by epoch")
         st.caption("The same fixed noise for every epoch, so each frame differs only by what the generator learned.")
         per_class = checkpoint.config.grid_per_class
-        frames = np.stack([rows_image(g, per_class) for g in grids])
+        frames = np.stack([tile(g, columns=per_class) for g in grids])
         fig = px.imshow(frames, animation_frame=0, binary_string=True, labels={"animation_frame": "epoch"})
         fig.update_layout(height=520, margin={"l": 0, "r": 0, "t": 10, "b": 0}, xaxis={"visible": False},
                           yaxis={"visible": False})
@@ -92,7 +88,7 @@ def quality_charts(epochs: list[dict], key: str) -> None:
     c1.plotly_chart(fig, key=f"{key}.acc")
     fig = go.Figure([go.Scatter(x=x, y=[e["diversity"][c] for e in scored], name=str(c), mode="lines")
                      for c in range(10)])
-    fig.add_hline(y=0.5, line_dash="dot", annotation_text="collapse below 0.5")
+    fig.add_hline(y=gan.COLLAPSE_BELOW, line_dash="dot", annotation_text=f"collapse below {gan.COLLAPSE_BELOW}")
     fig.update_layout(height=260, title="Diversity per class (real = 1)", xaxis={"title": "epoch", "dtick": 1},
                       margin={"t": 40, "b": 10})
     c2.plotly_chart(fig, key=f"{key}.div")
@@ -117,10 +113,10 @@ def metrics(checkpoint) -> None:
         st.caption(f"For scale: real training digits against the real test set score {reference:.1f}.")
     for name, text in METRICS_HELP.items():
         st.markdown(f"- **{name}**: {text}")
-    collapsed = [c for c, d in enumerate(last["diversity"]) if d < 0.5]
-    colours = ["#e45756" if d < 0.5 else "#4c78a8" for d in last["diversity"]]
+    collapsed = [c for c, d in enumerate(last["diversity"]) if d < gan.COLLAPSE_BELOW]
+    colours = ["#e45756" if d < gan.COLLAPSE_BELOW else "#4c78a8" for d in last["diversity"]]
     fig = go.Figure(go.Bar(x=list(range(10)), y=last["diversity"], marker_color=colours))
-    fig.add_hline(y=0.5, line_dash="dot")
+    fig.add_hline(y=gan.COLLAPSE_BELOW, line_dash="dot")
     fig.update_layout(height=260, title="Diversity per class at the last epoch (red = collapsed)",
                       xaxis={"dtick": 1}, margin={"t": 40, "b": 10})
     st.plotly_chart(fig, key="gan.metrics.last_div")
