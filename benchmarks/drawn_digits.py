@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 from mnist_core.checkpoints import list_checkpoints, load  # noqa: E402
-from mnist_core.drawing import UNSURE_ENTROPY_BITS, UNSURE_TOP_PROBABILITY, predict_all, preprocess_all, score  # noqa: E402
+from mnist_core.drawing import predict_all, preprocess_all, reading, score  # noqa: E402
 from mnist_core.strokes import scribbles, synthetic_drawings  # noqa: E402
 
 TARGET = 0.90
@@ -40,9 +40,7 @@ def main() -> int:
     for info in shipped:
         model, meta = load(info.name)
         result = score(predict_all(model, pixels), labels)
-        p = predict_all(model, noise)
-        entropy = -(p * np.log2(np.clip(p, 1e-12, 1))).sum(1)
-        flagged = float(((p.max(1) < UNSURE_TOP_PROBABILITY) | (entropy > UNSURE_ENTROPY_BITS)).mean())
+        flagged = float(np.mean([reading(p).unsure for p in predict_all(model, noise)]))
         confusions = ", ".join(f"{t}->{r}: {n}" for (t, r), n in sorted(result.confusions.items(), key=lambda kv: -kv[1]))
         mark = " (default)" if info.name == default else ""
         print(f"{info.name + mark:<22} {meta['test_accuracy']:>9.2%} {result.accuracy:>7.1%} {flagged:>18.0%}  "

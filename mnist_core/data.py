@@ -35,6 +35,11 @@ PIXEL_MEAN = 0.1307
 PIXEL_STD = 0.3081
 
 
+def standardize(pixels) -> torch.Tensor:
+    """Images in 0-1 (any shape) -> float tensor standardized like the training digits."""
+    return (torch.as_tensor(pixels, dtype=torch.float32) - PIXEL_MEAN) / PIXEL_STD
+
+
 class DataError(ValueError):
     """A data file is missing, damaged or does not belong with the others."""
 

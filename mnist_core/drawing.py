@@ -7,14 +7,13 @@ the same steps, so where and how large it was drawn does not matter.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from PIL import Image
 
-from .data import PIXEL_MEAN, PIXEL_STD
+from .data import standardize
 
 BOX = 20  # MNIST's digits fit a 20x20 box inside the 28x28 image
 SIZE = 28
@@ -115,8 +114,7 @@ def to_input(pixels: np.ndarray) -> torch.Tensor:
     """A (1, 1, 28, 28) tensor standardized with MNIST's training statistics, as every model was trained."""
     if pixels.shape != (SIZE, SIZE):
         raise DrawingError(f"expected a {SIZE}x{SIZE} image, got {pixels.shape}")
-    x = torch.as_tensor(np.ascontiguousarray(pixels), dtype=torch.float32)
-    return ((x - PIXEL_MEAN) / PIXEL_STD).view(1, 1, SIZE, SIZE)
+    return standardize(np.ascontiguousarray(pixels)).view(1, 1, SIZE, SIZE)
 
 
 @dataclass
@@ -140,10 +138,14 @@ class Prediction:
 @torch.no_grad()
 def predict(model: torch.nn.Module, pixels: np.ndarray) -> Prediction:
     device = next(model.parameters()).device
-    probs = torch.softmax(model(to_input(pixels).to(device)), dim=1)[0].double().cpu().numpy()
-    entropy = -float(sum(p * math.log2(p) for p in probs if p > 0))
-    label = int(probs.argmax())
-    return Prediction(probs, label, float(probs[label]), entropy)
+    return reading(torch.softmax(model(to_input(pixels).to(device)), dim=1)[0].double().cpu().numpy())
+
+
+def reading(probabilities: np.ndarray) -> Prediction:
+    """A prediction (label, confidence, entropy, unsure flag) from one row of class probabilities."""
+    p = np.asarray(probabilities, dtype=np.float64)
+    label = int(p.argmax())
+    return Prediction(p, label, float(p[label]), -float((p[p > 0] * np.log2(p[p > 0])).sum()))
 
 
 def preprocess_all(images: np.ndarray) -> np.ndarray:
@@ -156,7 +158,7 @@ def preprocess_all(images: np.ndarray) -> np.ndarray:
 def predict_all(model: torch.nn.Module, pixels: np.ndarray, batch_size: int = 500) -> np.ndarray:
     """Class probabilities (N, 10) for a stack of 28x28 inputs in 0-1."""
     device = next(model.parameters()).device
-    x = ((torch.as_tensor(pixels, dtype=torch.float32) - PIXEL_MEAN) / PIXEL_STD).unsqueeze(1)
+    x = standardize(pixels).unsqueeze(1)
     return torch.cat([torch.softmax(model(chunk.to(device)), dim=1).cpu() for chunk in x.split(batch_size)]).numpy()
 
 

@@ -100,9 +100,19 @@ def stratified_subset(labels: np.ndarray, points: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(picked))
 
 
+def digits(mnist: Mnist, indices: np.ndarray) -> torch.Tensor:
+    """uint8 images (n, 28, 28) by index into the 70,000 (training first, then test), without copying all."""
+    indices = torch.as_tensor(np.asarray(indices, dtype=np.int64))
+    n_train = len(mnist.train_labels)
+    out = torch.empty((len(indices), 28, 28), dtype=torch.uint8)
+    is_train = indices < n_train
+    out[is_train] = mnist.train_images[indices[is_train]]
+    out[~is_train] = mnist.test_images[indices[~is_train] - n_train]
+    return out
+
+
 def pixel_inputs(mnist: Mnist, indices: np.ndarray) -> np.ndarray:
-    images = torch.cat([mnist.train_images, mnist.test_images])
-    return images[torch.as_tensor(indices)].reshape(len(indices), -1).float().div_(255.0).numpy()
+    return digits(mnist, indices).reshape(len(indices), -1).float().div_(255.0).numpy()
 
 
 def last_linear(model: nn.Module) -> nn.Linear:
@@ -115,7 +125,7 @@ def last_linear(model: nn.Module) -> nn.Linear:
 @torch.no_grad()
 def feature_inputs(model: nn.Module, mnist: Mnist, indices: np.ndarray, batch_size: int = 1000) -> np.ndarray:
     """What the classifier's last linear layer receives: the network's learned representation."""
-    images = mnist.normalize(torch.cat([mnist.train_images, mnist.test_images])[torch.as_tensor(indices)])
+    images = mnist.normalize(digits(mnist, indices))
     captured: list[torch.Tensor] = []
     hook = last_linear(model).register_forward_pre_hook(lambda _m, args: captured.append(args[0].detach().cpu()))
     device = next(model.parameters()).device

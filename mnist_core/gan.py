@@ -26,7 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .checkpoints import SHIPPED_DIR, CheckpointError, runs_dir, safe_name
-from .data import PIXEL_MEAN, PIXEL_STD, Mnist, pick_device
+from .data import Mnist, pick_device, standardize
 
 VARIANTS = ("mlp", "dcgan")
 CLASSES = 10
@@ -195,7 +195,7 @@ class Judge:
         predicted = []
         try:
             for chunk in images.split(batch_size):
-                x = ((chunk.float() + 1) / 2 - PIXEL_MEAN) / PIXEL_STD
+                x = standardize((chunk.float() + 1) / 2)
                 predicted.append(self.model(x.to(self.device)).argmax(1).cpu())
         finally:
             hook.remove()

@@ -9,10 +9,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .data import PIXEL_MEAN, PIXEL_STD
+from .data import standardize
 from .models import ACTIVATIONS
 
-BACKGROUND = (0.0 - PIXEL_MEAN) / PIXEL_STD  # a black pixel, standardized: the "no ink" baseline
+BACKGROUND = float(standardize(0.0))  # a black pixel, standardized: the "no ink" baseline
 _ACTIVATION_TYPES = tuple(ACTIVATIONS.values())
 
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .data import Augment, DeviceData, TensorSplit
+from .data import Augment, DeviceData, TensorSplit, standardize
 from .models import build_model, get_architecture, make_config
 from .probes import ProbeRecord, Recorder, auto_interval
 
@@ -165,10 +165,9 @@ class DrawingBatches:
 
     def __init__(self, share: float, batch_size: int, device: torch.device, background: float):
         from .drawings import load_drawings  # drawings imports checkpoints, which imports this module
-        from .data import PIXEL_MEAN, PIXEL_STD
 
         drawn = load_drawings()
-        self.images = ((torch.as_tensor(drawn.pixels) - PIXEL_MEAN) / PIXEL_STD).unsqueeze(1).to(device)
+        self.images = standardize(drawn.pixels).unsqueeze(1).to(device)
         self.labels = torch.as_tensor(drawn.labels).to(device)
         self.per_batch = max(1, round(batch_size * share))
         self.background = background

@@ -128,8 +128,8 @@ def selected_digits(event, e: embed.Embedding) -> None:
         st.caption("Click a point, or drag a box or lasso around some, to see those digits here.")
         return
     mnist = state.device_data().mnist
-    images = np.concatenate([mnist.train_images.numpy(), mnist.test_images.numpy()])[ids]
-    labels = np.concatenate([mnist.train_labels.numpy(), mnist.test_labels.numpy()])[ids]
+    images = embed.digits(mnist, np.array(ids)).numpy()
+    labels = embed.all_labels(mnist)[ids]
     if len(ids) == 1:
         split, number = ("training", ids[0]) if ids[0] < 60_000 else ("test", ids[0] - 60_000)
         st.image(np.kron(images[0], np.ones((6, 6), np.uint8)), caption=f"{split} digit #{number}, label {labels[0]}")

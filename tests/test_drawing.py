@@ -6,7 +6,7 @@ import torch
 
 from mnist_core.checkpoints import list_checkpoints, load
 from mnist_core.data import PIXEL_MEAN, PIXEL_STD
-from mnist_core.drawing import DrawingError, Prediction, predict_all, preprocess, preprocess_all, score
+from mnist_core.drawing import DrawingError, predict_all, preprocess, preprocess_all, reading, score
 from mnist_core.drawings import DrawingSetError, delete_drawing, drawings_dir, load_drawings, save_drawing
 from mnist_core.strokes import STYLES, Placement, render, scribbles, synthetic_drawings
 
@@ -79,8 +79,7 @@ def test_the_default_checkpoint_reads_at_least_90_percent_of_synthetic_drawings(
 
 def test_scribbles_are_flagged_unsure_and_digits_are_not():
     model = default_model()
-    unsure = lambda probs: [Prediction(p, int(p.argmax()), float(p.max()),  # noqa: E731
-                                       -float((p * np.log2(np.clip(p, 1e-12, 1))).sum())).unsure for p in probs]
+    unsure = lambda probs: [reading(p).unsure for p in probs]  # noqa: E731
     flagged_scribbles = np.mean(unsure(predict_all(model, preprocess_all(scribbles(60, seed=3)))))
     images, _, _ = synthetic_drawings(per_class=10, seed=2)
     flagged_digits = np.mean(unsure(predict_all(model, preprocess_all(images))))

@@ -98,3 +98,9 @@ def test_tasks_run_once_per_key_one_at_a_time_and_keep_their_errors():
     assert runner.wait("a").result == 42
     failed = runner.wait(runner.start("c", "map c", lambda report: 1 / 0).key)
     assert "ZeroDivisionError" in failed.error
+
+
+def test_digits_are_found_by_index_across_both_splits(mnist):
+    picked = embed.digits(mnist, np.array([59_999, 60_000, 3]))
+    assert (picked[0] == mnist.train_images[59_999]).all()
+    assert (picked[1] == mnist.test_images[0]).all() and (picked[2] == mnist.train_images[3]).all()
