@@ -17,6 +17,8 @@ PAGES = [  # (file, label, one line) in the order a learner would use them
      "feature maps, saliency, confusion matrix, calibration, its mistakes."),
     ("pages/5_Draw.py", "Draw", "Draw a digit and watch every model read it, with the preprocessing and the why."),
     ("pages/6_GAN.py", "GAN", "A conditional GAN: its digits class by class and epoch by epoch, trained live, measured."),
+    ("pages/7_Compare.py", "Compare", "Vary one setting (optimizer, architecture, BatchNorm, dropout, augmentation, "
+     "depth) from identical starting weights, over several seeds, and compare the curves."),
 ]
 
 sidebar()

@@ -12,6 +12,7 @@ import torch
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from mnist_core.checkpoints import CheckpointInfo, list_checkpoints, load
+from mnist_core.compare import ComparisonJobs
 from mnist_core.data import DeviceData, load_mnist, pick_device
 from mnist_core.embed import Embedding, all_labels, cache_dir, file_digest, load_cached, shipped_cache_dir, warm_up
 from mnist_core.gan import GanJobs, Judge
@@ -34,6 +35,11 @@ def job_manager() -> JobManager:
 @st.cache_resource(max_entries=16, show_spinner=False)
 def _cached_model(name: str, modified: float):
     return load(name, device=pick_device("auto"))
+
+
+@st.cache_resource
+def comparison_jobs() -> ComparisonJobs:
+    return ComparisonJobs(max_jobs=HostLimits.from_env().max_jobs)
 
 
 @st.cache_resource

@@ -208,8 +208,19 @@ class TensorSplit:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def batches(self, batch_size: int, generator: torch.Generator | None = None, augment: "Augment | None" = None):
-        """Yield (images, labels); shuffled when a generator is given, else in order."""
+    def take(self, indices: torch.Tensor) -> "TensorSplit":
+        """The images at these indices, as a split of their own."""
+        idx = torch.as_tensor(indices, dtype=torch.long).to(self.device)
+        return TensorSplit(self.images.index_select(0, idx), self.labels.index_select(0, idx), self.device,
+                           self.background)
+
+    def batches(self, batch_size: int, generator: torch.Generator | None = None, augment: "Augment | None" = None,
+                augment_generator: torch.Generator | None = None):
+        """Yield (images, labels); shuffled when a generator is given, else in order.
+
+        Augmentation draws from augment_generator when given, so switching augmentation on or off leaves
+        the data order of later epochs unchanged.
+        """
         n = len(self)
         order = torch.randperm(n, generator=generator) if generator is not None else None
         for start in range(0, n, batch_size):
@@ -219,8 +230,25 @@ class TensorSplit:
                 idx = order[start : start + batch_size].to(self.device)
                 x, y = self.images.index_select(0, idx), self.labels.index_select(0, idx)
             if augment is not None and augment.active:
-                x = augment(x, generator, self.background)
+                x = augment(x, augment_generator or generator, self.background)
             yield x, y
+
+
+def balanced_order(labels: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """All indices, ordered so that every prefix holds the classes as evenly as possible.
+
+    Each class is shuffled with the seed, then the classes take turns, so the first 100 indices are ten
+    of each digit; a label budget of n is simply the first n.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.as_tensor(labels)
+    per_class = [torch.nonzero(labels == c).flatten() for c in labels.unique(sorted=True).tolist()]
+    per_class = [idx[torch.randperm(len(idx), generator=gen)] for idx in per_class]
+    rank = torch.empty(len(labels), dtype=torch.long)
+    for idx in per_class:
+        rank[idx] = torch.arange(len(idx))  # the turn on which each image comes up within its class
+    turn_then_class = rank * 64 + labels  # sort by turn, classes in order within a turn
+    return torch.argsort(turn_then_class, stable=True)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from .checkpoints import save
 from .data import DeviceData
-from .train import Event, TrainConfig, batches_per_epoch, fit
+from .train import Event, TrainConfig, fit, planned_steps
 
 SMOOTHING = 0.9  # exponential smoothing of the per-batch loss curve
 MAX_CURVE_POINTS = 2000  # per-batch points kept for the live curve; older ones are thinned
@@ -137,8 +137,7 @@ class JobManager:
                                     f"{running} is running; try again when it finishes")
             job = Job(uuid.uuid4().hex[:8], owner, name or f"{config.arch}-{time.strftime('%Y%m%d-%H%M%S')}",
                       copy.deepcopy(config))
-            full_run = config.epochs * batches_per_epoch(len(data.train), config.batch_size)
-            job.total_steps = min(full_run, config.max_batches or full_run)
+            job.total_steps = planned_steps(config, len(data.train))
             self._jobs[job.id] = job
         threading.Thread(target=self._work, args=(job, data), name=f"train-{job.id}", daemon=True).start()
         return job

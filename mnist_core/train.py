@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .data import Augment, DeviceData, TensorSplit, standardize
+from .data import Augment, DeviceData, TensorSplit, balanced_order, standardize
 from .models import build_model, get_architecture, make_config
 from .probes import ProbeRecord, Recorder, auto_interval
 
@@ -49,6 +49,7 @@ class TrainConfig:
     rotation: float = 0.0  # augmentation: max rotation in degrees
     shift: float = 0.0  # augmentation: max shift in pixels
     val_size: int = 0  # training images held out for validation
+    train_subset: int | None = None  # train on this many training images (class-balanced, the same for every seed)
     target_accuracy: float | None = None  # stop once test accuracy (0-1) reaches this, checked each epoch
     seed: int = 0
     device: str = "auto"
@@ -81,6 +82,10 @@ class TrainConfig:
             (0 <= self.rotation <= 180, f"rotation must be between 0 and 180 degrees (got {self.rotation})"),
             (0 <= self.shift <= 14, f"shift must be between 0 and 14 pixels (got {self.shift})"),
             (0 <= self.val_size < n_train, f"validation size must be between 0 and {n_train - 1}"),
+            (self.train_subset is None or 10 <= self.train_subset <= n_train - self.val_size,
+             f"training subset must be between 10 and {n_train - self.val_size} images (got {self.train_subset})"),
+            (self.train_subset is None or self.batch_size <= self.train_subset,
+             f"batch size {self.batch_size} is larger than the {self.train_subset}-image training subset"),
             (self.target_accuracy is None or 0 < self.target_accuracy <= 1,
              f"target accuracy is a fraction in (0, 1] (got {self.target_accuracy})"),
             (self.max_batches is None or self.max_batches >= 1, "max batches must be at least 1"),
@@ -142,8 +147,21 @@ class RunResult:
         return self.history[-1]["test_accuracy"] if self.history else None
 
 
+def training_split(config: TrainConfig, data: DeviceData) -> TensorSplit:
+    """The images a run trains on: all of the training split, or its class-balanced subset."""
+    if config.train_subset is None or config.train_subset >= len(data.train):
+        return data.train
+    return data.train.take(balanced_order(data.train.labels.cpu())[: config.train_subset])
+
+
 def batches_per_epoch(n_images: int, batch_size: int) -> int:
     return math.ceil(n_images / batch_size)  # the last batch may be short
+
+
+def planned_steps(config: TrainConfig, n_train: int) -> int:
+    """The optimizer steps a run will take if nothing stops it early."""
+    full = config.epochs * batches_per_epoch(min(n_train, config.train_subset or n_train), config.batch_size)
+    return min(full, config.max_batches or full)
 
 
 def seeded_model(config: TrainConfig, device: torch.device) -> nn.Module:
@@ -249,13 +267,15 @@ def fit(config: TrainConfig, data: DeviceData | None = None, callbacks: tuple[Ca
     fmt = torch.channels_last if nhwc else torch.contiguous_format
     model.to(memory_format=fmt)
 
-    # Separate generators so that, e.g., adding dropout does not change the data order.
+    # Separate generators so that, e.g., adding dropout or augmentation does not change the data order.
     order_gen = torch.Generator().manual_seed(config.seed)
+    augment_gen = torch.Generator().manual_seed(config.seed + 2)
     torch.manual_seed(config.seed + 1)  # dropout and other in-model randomness
+    train = training_split(config, data)
     augment = Augment(config.rotation, config.shift)
-    drawings = (DrawingBatches(config.drawings_share, config.batch_size, device, data.train.background)
+    drawings = (DrawingBatches(config.drawings_share, config.batch_size, device, train.background)
                 if config.drawings_share > 0 else None)
-    steps_per_epoch = batches_per_epoch(len(data.train), config.batch_size)
+    steps_per_epoch = batches_per_epoch(len(train), config.batch_size)
     optimizer = make_optimizer(config, model.parameters())
     scheduler = make_scheduler(config, optimizer, steps_per_epoch)
     last_good = _LastGood(model)
@@ -272,9 +292,9 @@ def fit(config: TrainConfig, data: DeviceData | None = None, callbacks: tuple[Ca
     try:
         for epoch in range(1, config.epochs + 1):
             seen, loss_sum, correct = 0, 0.0, 0
-            for x, y in data.train.batches(config.batch_size, order_gen, augment):
+            for x, y in train.batches(config.batch_size, order_gen, augment, augment_gen):
                 if drawings is not None:
-                    x, y = drawings.mix(x, y, order_gen, augment)
+                    x, y = drawings.mix(x, y, augment_gen, augment)
                 if recorder is not None:
                     recorder.before_forward(step + 1)
                 logits = model(x.contiguous(memory_format=fmt))
@@ -325,7 +345,7 @@ def fit(config: TrainConfig, data: DeviceData | None = None, callbacks: tuple[Ca
                 break
             if seen:
                 record = {"epoch": epoch, "steps": step, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
-                          "complete": seen == len(data.train)}
+                          "complete": seen == len(train)}
                 test = evaluate(model, data.test)
                 record.update(test_loss=test["loss"], test_accuracy=test["accuracy"])
                 if data.val is not None:

@@ -1,0 +1,411 @@
+"""Fair comparisons: one base setup, one varied setting, each arm repeated over the same seeds.
+
+Arms differ only in the varied setting. With the same seed and architecture, fit() starts every arm
+from the same initial weights and shows it the data in the same order (see train.fit), so a
+difference in the curves is the setting's doing. Runs go one after another in a background thread,
+or in parallel worker processes when the machine has cores or a GPU to spare.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import multiprocessing
+import os
+import statistics
+import threading
+import time
+import uuid
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .checkpoints import safe_name, save
+from .data import DeviceData
+from .jobs import Job
+from .models import REGISTRY, build_model, describe, make_config
+from .train import ConfigError, Event, TrainConfig, fit, planned_steps
+
+OPTIMIZER_ARMS: dict[str, dict] = {
+    "SGD": {"optimizer": "sgd", "lr": 0.05, "momentum": 0.0, "nesterov": False},
+    "SGD+momentum": {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "nesterov": False},
+    "Adam": {"optimizer": "adam", "lr": 1e-3},
+    "AdamW": {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.01},  # PyTorch's default decay for AdamW
+    "RMSprop": {"optimizer": "rmsprop", "lr": 1e-3, "momentum": 0.0},
+    "Adagrad": {"optimizer": "adagrad", "lr": 0.01},
+    "Adadelta": {"optimizer": "adadelta", "lr": 1.0},
+}
+DROPOUT_FIELDS = {"mlp": ("dropout",), "columnet": ("dropout",), "cnn": ("dropout",),
+                  "conv2_fc2": ("dropout1", "dropout2"), "tiny_gap": ("dropout",)}
+BN_POSITIONS = ("after", "before", "none")
+ENDED = ("finished", "stopped", "target_reached", "failed")
+
+DIMENSIONS: dict[str, str] = {
+    "optimizer": "Optimizer (each with its usual learning rate, which you can change)",
+    "arch": "Architecture (each with its default settings)",
+    "bn": "BatchNorm before vs after the activation (cnn)",
+    "dropout": "Dropout off vs on",
+    "augmentation": "Augmentation off vs on (rotation and shift)",
+    "depth": "Depth of a fully connected net (hidden layers)",
+    "columnet": "ColumNet vs a plain FC net with the same number of parameters",
+}
+
+
+class CompareError(ValueError):
+    """A comparison that cannot be run as asked, said in the user's terms."""
+
+
+@dataclass
+class Arm:
+    label: str
+    overrides: dict  # TrainConfig fields; "model" holds architecture settings merged over the base's
+
+
+def optimizer_arms(names: list[str], lrs: dict[str, float] | None = None) -> list[Arm]:
+    unknown = [n for n in names if n not in OPTIMIZER_ARMS]
+    if unknown:
+        raise CompareError(f"unknown optimizer {unknown[0]!r}; choose from {', '.join(OPTIMIZER_ARMS)}")
+    lrs = lrs or {}
+    return [Arm(n, {**OPTIMIZER_ARMS[n], **({"lr": float(lrs[n])} if n in lrs else {})}) for n in names]
+
+
+def arch_arms(names: list[str]) -> list[Arm]:
+    unknown = [n for n in names if n not in REGISTRY]
+    if unknown:
+        raise CompareError(f"unknown architecture {unknown[0]!r}; choose from {', '.join(REGISTRY)}")
+    return [Arm(n, {"arch": n, "model": {}}) for n in names]
+
+
+def bn_arms(base: TrainConfig, positions: list[str]) -> list[Arm]:
+    if base.arch != "cnn":
+        raise CompareError(f"BatchNorm position can be varied for the cnn architecture, not {base.arch}; "
+                           "choose cnn as the base architecture")
+    bad = [p for p in positions if p not in BN_POSITIONS]
+    if bad:
+        raise CompareError(f"unknown BatchNorm position {bad[0]!r}; choose from {', '.join(BN_POSITIONS)}")
+    return [Arm(f"BN {p}" if p != "none" else "no BN", {"model": {"bn": p}}) for p in positions]
+
+
+def dropout_arms(base: TrainConfig, rate: float) -> list[Arm]:
+    fields = DROPOUT_FIELDS.get(base.arch)
+    if fields is None:
+        raise CompareError(f"{base.arch} has no dropout setting; choose one of {', '.join(DROPOUT_FIELDS)}")
+    if not 0 < rate < 1:
+        raise CompareError(f"the dropout rate for the 'on' arm must be between 0 and 1 (got {rate})")
+    return [Arm("dropout off", {"model": {f: 0.0 for f in fields}}),
+            Arm(f"dropout {rate:g}", {"model": {f: rate for f in fields}})]
+
+
+def augmentation_arms(rotation: float, shift: float) -> list[Arm]:
+    if rotation <= 0 and shift <= 0:
+        raise CompareError("the 'on' arm needs a rotation or a shift above 0")
+    return [Arm("no augmentation", {"rotation": 0.0, "shift": 0.0}),
+            Arm(f"rotate {rotation:g} deg, shift {shift:g} px", {"rotation": rotation, "shift": shift})]
+
+
+def depth_arms(base: TrainConfig, depths: list[int]) -> list[Arm]:
+    if any(d < 1 or d > 8 for d in depths):
+        raise CompareError("hidden layers must be between 1 and 8")
+    width = base.model.get("width", make_config("mlp").width) if base.arch == "mlp" else make_config("mlp").width
+    return [Arm(f"{d} hidden layer{'s' if d > 1 else ''}", {"arch": "mlp", "model": {"depth": d, "width": width}})
+            for d in depths]
+
+
+def count_params(arch: str, model: dict) -> int:
+    return describe(build_model(arch, model)).params
+
+
+def mlp_width_matching(params: int, depth: int) -> int:
+    """The hidden width at which an MLP of this depth has the parameter count closest to params."""
+    # params(w) = 784w + w + (depth-1)(w^2 + w) + 10w + 10: solve the quadratic, then check its neighbours.
+    a, b, c = depth - 1, 784 + 1 + 10 + (depth - 1), 10 - params
+    guess = -c / b if a == 0 else (-b + math.sqrt(b * b - 4 * a * c)) / (2 * a)
+    return min(range(max(1, int(guess) - 2), int(guess) + 3),
+               key=lambda w: abs(count_params("mlp", {"depth": depth, "width": w}) - params))
+
+
+def columnet_arms(base: TrainConfig) -> list[Arm]:
+    model = dict(base.model) if base.arch == "columnet" else {}
+    params = count_params("columnet", model)
+    depth = make_config("columnet", model).depth
+    width = mlp_width_matching(params, depth)
+    return [Arm("ColumNet", {"arch": "columnet", "model": model}),
+            Arm(f"FC {depth}x{width}", {"arch": "mlp", "model": {"depth": depth, "width": width}})]
+
+
+def build_arms(base: TrainConfig, dimension: str, values=None, **options) -> list[Arm]:
+    """The arms of a comparison along one dimension (see DIMENSIONS)."""
+    if dimension == "optimizer":
+        return optimizer_arms(list(values or OPTIMIZER_ARMS), options.get("lrs"))
+    if dimension == "arch":
+        return arch_arms(list(values or ["mlp", "cnn"]))
+    if dimension == "bn":
+        return bn_arms(base, list(values or ["after", "before"]))
+    if dimension == "dropout":
+        return dropout_arms(base, float(options.get("rate", 0.25)))
+    if dimension == "augmentation":
+        return augmentation_arms(float(options.get("rotation", 10.0)), float(options.get("shift", 2.0)))
+    if dimension == "depth":
+        return depth_arms(base, [int(v) for v in (values or [1, 2, 3, 4, 5])])
+    if dimension == "columnet":
+        return columnet_arms(base)
+    raise CompareError(f"unknown dimension {dimension!r}; choose one of {', '.join(DIMENSIONS)}")
+
+
+def arm_config(base: TrainConfig, arm: Arm, seed: int) -> TrainConfig:
+    overrides = dict(arm.overrides)
+    arch = overrides.pop("arch", base.arch)
+    model = dict(base.model) if arch == base.arch else {}
+    model.update(overrides.pop("model", {}))
+    return dataclasses.replace(base, arch=arch, model=model, seed=seed, init_checkpoint=None, **overrides)
+
+
+@dataclass
+class RunSpec:
+    arm: str
+    seed: int
+    config: TrainConfig
+    name: str
+
+
+def plan(base: TrainConfig, arms: list[Arm], seeds: list[int], name: str, n_train: int = 60_000) -> list[RunSpec]:
+    """Every (arm, seed) run, checked before any starts."""
+    if len(arms) < 2:
+        raise CompareError("a comparison needs at least two arms")
+    labels = [a.label for a in arms]
+    if len(set(labels)) != len(labels):
+        raise CompareError(f"two arms are the same: {', '.join(sorted({x for x in labels if labels.count(x) > 1}))}")
+    if not seeds:
+        raise CompareError("give at least one seed")
+    if len(set(seeds)) != len(seeds):
+        raise CompareError("the seeds must differ from each other")
+    specs = []
+    for arm in arms:
+        for seed in seeds:
+            config = arm_config(base, arm, seed)
+            try:
+                config.validate(n_train)
+                make_config(config.arch, config.model)
+            except (ConfigError, ValueError) as exc:
+                raise CompareError(f"arm {arm.label!r}: {exc}") from None
+            specs.append(RunSpec(arm.label, seed, config, safe_name(f"{name}-{arm.label}-s{seed}")))
+    return specs
+
+
+# ---------------------------------------------------------------- results
+
+
+@dataclass
+class RunState:
+    spec: RunSpec
+    job: Job  # progress and curves, as a training job keeps them
+    params: int = 0
+
+    @property
+    def ended(self) -> bool:
+        return self.job.status in ENDED
+
+
+def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def summary_rows(runs: list[RunState]) -> list[dict]:
+    """One row per arm: test accuracy mean and spread over seeds, final losses, wall time, parameters."""
+    rows = []
+    for arm in dict.fromkeys(r.spec.arm for r in runs):
+        mine = [r.job for r in runs if r.spec.arm == arm]
+        done = [j for j in mine if j.epochs]
+        acc_mean, acc_std = _mean_std([100 * j.epochs[-1]["test_accuracy"] for j in done])
+        rows.append({
+            "arm": arm,
+            "runs done": f"{sum(j.status in ENDED for j in mine)}/{len(mine)}",
+            "test accuracy %": None if acc_mean is None else round(acc_mean, 2),
+            "± std": None if acc_std is None else round(acc_std, 2),
+            "final train loss": _rounded(_mean_std([j.epochs[-1]["train_loss"] for j in done])[0]),
+            "final test loss": _rounded(_mean_std([j.epochs[-1]["test_loss"] for j in done])[0]),
+            "wall time s": _rounded(_mean_std([j.seconds for j in mine if j.status in ENDED])[0], 1),
+            "params": next(r.params for r in runs if r.spec.arm == arm),
+        })
+    return rows
+
+
+def _rounded(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def epoch_curves(runs: list[RunState], key: str) -> dict[str, list[tuple[int, float, float]]]:
+    """Per arm: (epoch, mean, std) of an epoch metric over the seeds that reached that epoch."""
+    curves = {}
+    for arm in dict.fromkeys(r.spec.arm for r in runs):
+        by_epoch: dict[int, list[float]] = {}
+        for r in runs:
+            if r.spec.arm == arm:
+                for e in r.job.snapshot().epochs:
+                    by_epoch.setdefault(e["epoch"], []).append(e[key])
+        curves[arm] = [(epoch, *_mean_std(values)) for epoch, values in sorted(by_epoch.items())]
+    return curves
+
+
+# ---------------------------------------------------------------- running
+
+
+@dataclass
+class Comparison:
+    id: str
+    owner: str
+    name: str
+    dimension: str
+    runs: list[RunState]
+    parallel: int = 1
+    started: float = field(default_factory=time.time)
+    stop_event: threading.Event = field(default_factory=threading.Event, repr=False)
+    done: bool = False
+
+    @property
+    def running(self) -> bool:
+        return not self.done
+
+    def progress(self) -> float:
+        steps = sum(r.job.step for r in self.runs)
+        total = sum(r.job.total_steps for r in self.runs)
+        return steps / total if total else 0.0
+
+
+def _run_in_this_process(run: RunState, data: DeviceData, stop, runs_dir: Path | None) -> dict:
+    result = fit(run.spec.config, data, callbacks=(run.job.on_event,), stop=stop)
+    return _finish(result, run.spec, runs_dir)
+
+
+def _finish(result, spec: RunSpec, runs_dir: Path | None) -> dict:
+    checkpoint = None
+    if result.steps:
+        try:
+            checkpoint = save(result, spec.name, runs_dir, extra={"comparison": {"arm": spec.arm, "seed": spec.seed}})
+        except (OSError, ValueError) as exc:
+            result.message += f" (the checkpoint could not be saved: {exc})"
+    return {"status": result.status, "message": result.message, "seconds": result.seconds, "checkpoint": checkpoint}
+
+
+def _run_in_worker(index: int, config: dict, arm: str, seed: int, name: str, runs_dir: str | None, threads: int,
+                   events, stop) -> tuple[int, dict]:
+    """A worker process's run: progress goes back through the events queue."""
+    torch.set_num_threads(threads)
+    spec = RunSpec(arm, seed, TrainConfig.from_dict(config), name)
+    result = fit(spec.config, DeviceData(device=spec.config.device),
+                 callbacks=(lambda event: events.put((index, event.kind, event.data)),), stop=stop)
+    return index, _finish(result, spec, Path(runs_dir) if runs_dir else None)
+
+
+class ComparisonJobs:
+    """One comparison per owner, at most max_jobs comparisons at once in this process."""
+
+    def __init__(self, max_jobs: int = 1, runs_dir: Path | None = None):
+        self.max_jobs = max_jobs
+        self.runs_dir = runs_dir
+        self._jobs: dict[str, Comparison] = {}
+        self._lock = threading.Lock()
+
+    def latest(self, owner: str) -> Comparison | None:
+        with self._lock:
+            return self._jobs.get(owner)
+
+    def start(self, owner: str, name: str, dimension: str, specs: list[RunSpec], data: DeviceData,
+              parallel: int = 1) -> Comparison:
+        if parallel < 1:
+            raise CompareError(f"parallel runs must be at least 1 (got {parallel})")
+        runs = []
+        for spec in specs:
+            job = Job(uuid.uuid4().hex[:8], owner, spec.name, spec.config)
+            job.total_steps = planned_steps(spec.config, len(data.train))
+            job.status = "queued"
+            runs.append(RunState(spec, job, count_params(spec.config.arch, spec.config.model)))
+        with self._lock:
+            mine = self._jobs.get(owner)
+            if mine is not None and mine.running:
+                raise CompareError("you already have a comparison running; stop it or wait for it to finish")
+            running = sum(c.running for c in self._jobs.values())
+            if running >= self.max_jobs:
+                raise CompareError(f"this host runs at most {self.max_jobs} comparison(s) at once; try again later")
+            comparison = Comparison(uuid.uuid4().hex[:8], owner, safe_name(name), dimension, runs,
+                                    min(parallel, len(runs)))
+            self._jobs[owner] = comparison
+        target = self._work_in_processes if comparison.parallel > 1 else self._work_in_thread
+        threading.Thread(target=target, args=(comparison, data), name=f"compare-{comparison.id}", daemon=True).start()
+        return comparison
+
+    def stop(self, owner: str) -> None:
+        comparison = self.latest(owner)
+        if comparison is not None:
+            comparison.stop_event.set()
+
+    def _work_in_thread(self, comparison: Comparison, data: DeviceData) -> None:
+        try:
+            for run in comparison.runs:
+                if comparison.stop_event.is_set():
+                    _mark(run.job, {"status": "stopped", "message": "not started: the comparison was stopped",
+                                    "seconds": 0.0, "checkpoint": None})
+                    continue
+                run.job.status = "running"
+                _mark(run.job, _run_in_this_process(run, data, comparison.stop_event, self.runs_dir))
+        finally:
+            comparison.done = True
+
+    def _work_in_processes(self, comparison: Comparison, data: DeviceData) -> None:
+        threads = max(1, (os.cpu_count() or 1) // comparison.parallel)
+        context = multiprocessing.get_context("spawn")  # fork would copy this process's threads and locks
+        try:
+            with context.Manager() as manager:
+                events, stop = manager.Queue(), manager.Event()
+                collector = threading.Thread(target=_collect, args=(comparison, events), daemon=True)
+                collector.start()
+                with ProcessPoolExecutor(comparison.parallel, mp_context=context) as pool:
+                    futures = [pool.submit(_run_in_worker, i, dataclasses.asdict(r.spec.config), r.spec.arm,
+                                           r.spec.seed, r.spec.name, str(self.runs_dir) if self.runs_dir else None,
+                                           threads, events, stop) for i, r in enumerate(comparison.runs)]
+                    pending = set(range(len(futures)))
+                    while pending:
+                        if comparison.stop_event.is_set():
+                            stop.set()
+                        for i in list(pending):
+                            if futures[i].done():
+                                pending.discard(i)
+                                try:
+                                    _, outcome = futures[i].result()
+                                except Exception as exc:  # a worker that died; the others go on
+                                    outcome = {"status": "failed", "message": f"{type(exc).__name__}: {exc}",
+                                               "seconds": 0.0, "checkpoint": None}
+                                events.put((i, "done", outcome))
+                        time.sleep(0.1)
+                events.put(None)
+                collector.join(timeout=10)
+        except Exception as exc:  # the worker pool could not start; say so on every run that did not end
+            for run in comparison.runs:
+                if not run.ended:
+                    _mark(run.job, {"status": "failed", "message": f"parallel runs could not start: {exc}",
+                                    "seconds": 0.0, "checkpoint": None})
+        finally:
+            comparison.done = True
+
+
+def _collect(comparison: Comparison, events) -> None:
+    while (item := events.get()) is not None:
+        index, kind, data = item
+        job = comparison.runs[index].job
+        if kind == "done" and "checkpoint" in data:
+            _mark(job, data)
+        elif kind in ("batch", "epoch"):
+            if job.status == "queued":
+                job.status = "running"
+            job.on_event(Event(kind, data))
+
+
+def _mark(job: Job, outcome: dict) -> None:
+    with job.lock:
+        job.status, job.message = outcome["status"], outcome["message"]
+        job.seconds, job.checkpoint = outcome["seconds"] or job.seconds, outcome["checkpoint"]
+

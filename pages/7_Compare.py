@@ -1,0 +1,152 @@
+"""Compare: one base setup, one varied setting, several seeds; overlaid curves and a table of results."""
+
+import os
+
+import streamlit as st
+
+st.set_page_config(page_title="Compare · MNIST Lab", page_icon="⚖️", layout="wide")
+
+from labui import state  # noqa: E402
+from labui.compare_charts import arm_curves, live_loss_curves  # noqa: E402
+from labui.sidebar import sidebar  # noqa: E402
+from mnist_core.compare import (  # noqa: E402
+    BN_POSITIONS,
+    DIMENSIONS,
+    OPTIMIZER_ARMS,
+    CompareError,
+    build_arms,
+    plan,
+    summary_rows,
+)
+from mnist_core.models import REGISTRY, ModelError  # noqa: E402
+from mnist_core.presets import PRESETS, preset  # noqa: E402
+from mnist_core.train import ConfigError, TrainConfig  # noqa: E402
+
+
+def key(name: str) -> str:
+    return f"compare.{name}"
+
+
+def base_setup() -> TrainConfig:
+    st.markdown("**Base setup**: every arm uses it, except for the setting you vary.")
+    c1, c2, c3, c4 = st.columns(4)
+    start = c1.selectbox("Start from", ["(defaults)", *PRESETS], key=key("preset"),
+                         help="A preset's architecture and training recipe; the fields here override it.")
+    config = preset(start) if start in PRESETS else TrainConfig(arch="mlp", epochs=1)
+    arch = c2.selectbox("Architecture", list(REGISTRY), index=list(REGISTRY).index(config.arch), key=key(f"arch.{start}"))
+    if arch != config.arch:
+        config.arch, config.model = arch, {}
+    config.epochs = int(c3.number_input("Epochs", 1, 50, value=config.epochs, key=key(f"epochs.{start}")))
+    config.batch_size = int(c4.number_input("Batch size", 8, 4096, value=config.batch_size, step=32,
+                                            key=key(f"batch.{start}")))
+    c1, c2, c3, c4 = st.columns(4)
+    max_batches = int(c1.number_input("Stop each run after N batches (0 = all epochs)", 0, 10**6, value=0,
+                                      key=key("max_batches"), help="A quick look before a long comparison."))
+    config.max_batches = max_batches or None
+    subset = int(c2.number_input("Training digits (0 = all 60,000)", 0, 60_000, value=0, step=1000,
+                                 key=key("subset"), help="A class-balanced subset, the same for every arm and seed."))
+    config.train_subset = subset or None
+    config.record = False
+    return config
+
+
+def arms_for(base: TrainConfig, dimension: str):
+    if dimension == "optimizer":
+        names = st.multiselect("Optimizers", list(OPTIMIZER_ARMS), default=["SGD", "SGD+momentum", "Adam"],
+                               key=key("optimizers"))
+        rows = [{"optimizer": n, "learning rate": OPTIMIZER_ARMS[n]["lr"]} for n in names]
+        edited = st.data_editor(rows, key=key(f"lrs.{'-'.join(names)}"), hide_index=True, disabled=["optimizer"],
+                                column_config={"learning rate": st.column_config.NumberColumn(format="%g", min_value=0.0)})
+        lrs = {row["optimizer"]: row["learning rate"] for row in edited}
+        bad = [n for n, lr in lrs.items() if not lr or lr <= 0]
+        if bad:
+            raise CompareError(f"the learning rate of {bad[0]} must be above 0")
+        return build_arms(base, "optimizer", names, lrs=lrs)
+    if dimension == "arch":
+        names = st.multiselect("Architectures", list(REGISTRY), default=["mlp", "cnn"], key=key("archs"))
+        return build_arms(base, "arch", names)
+    if dimension == "bn":
+        positions = st.multiselect("BatchNorm positions", BN_POSITIONS, default=["after", "before"], key=key("bn"))
+        return build_arms(base, "bn", positions)
+    if dimension == "dropout":
+        rate = st.number_input("Dropout rate of the 'on' arm", 0.05, 0.9, value=0.25, step=0.05, key=key("rate"))
+        return build_arms(base, "dropout", rate=rate)
+    if dimension == "augmentation":
+        c1, c2 = st.columns(2)
+        rotation = c1.number_input("Rotation (degrees)", 0.0, 45.0, value=10.0, key=key("rotation"))
+        shift = c2.number_input("Shift (pixels)", 0.0, 6.0, value=2.0, step=0.5, key=key("shift"))
+        return build_arms(base, "augmentation", rotation=rotation, shift=shift)
+    if dimension == "depth":
+        depths = st.multiselect("Hidden layers", [1, 2, 3, 4, 5, 6, 7, 8], default=[1, 2, 3, 4, 5], key=key("depths"))
+        return build_arms(base, "depth", sorted(depths))
+    return build_arms(base, dimension)
+
+
+def run_controls() -> tuple[list[int], int]:
+    c1, c2 = st.columns(2)
+    repeats = int(c1.number_input("Seeds per arm", 1, 10, value=1, key=key("seeds"),
+                                  help="Each arm runs once per seed (0, 1, 2, ...); the table shows mean and spread."))
+    cores = os.cpu_count() or 1
+    parallel = int(c2.number_input("Runs in parallel", 1, max(1, cores), value=1, key=key("parallel"),
+                                   help=f"Worker processes; this machine has {cores} cores"
+                                        f"{' and a GPU' if state.device_label().startswith('GPU') else ''}. "
+                                        "Parallel runs share them, so one at a time is right for a small CPU."))
+    return list(range(repeats)), parallel
+
+
+@st.fragment(run_every=1.0)
+def live_view() -> None:
+    comparison = state.comparison_jobs().latest(state.session_id())
+    if comparison is None:
+        st.info("No comparison yet in this session: set it up above and press Start.")
+        return
+    if comparison.running:
+        top = st.columns([5, 1])
+        ended = sum(r.ended for r in comparison.runs)
+        top[0].progress(comparison.progress(), text=f"**{comparison.name}**: {ended}/{len(comparison.runs)} runs done")
+        if top[1].button("Stop", type="primary", key=key("stop")):
+            state.comparison_jobs().stop(state.session_id())
+    else:
+        failed = [r for r in comparison.runs if r.job.status == "failed"]
+        for run in failed:
+            st.error(f"{run.spec.name}: {run.job.message}")
+        if not failed:
+            st.success(f"**{comparison.name}** done: {len(comparison.runs)} runs, each saved as a checkpoint "
+                       f"({', '.join(r.job.checkpoint or '-' for r in comparison.runs[:4])}"
+                       f"{', ...' if len(comparison.runs) > 4 else ''}).")
+    st.plotly_chart(live_loss_curves(comparison.runs), key=key("live"))
+    st.plotly_chart(arm_curves(comparison.runs), key=key("epochs"))
+    st.dataframe(summary_rows(comparison.runs), hide_index=True, width="stretch", key=key("table"))
+
+
+sidebar()
+st.title("Compare")
+st.write("Vary one thing and keep everything else fixed. Every arm with the same architecture starts from the "
+         "**same initial weights** and sees the digits in the **same order** (the seed fixes both), so the curves "
+         "differ because of the setting alone. Repeat over several seeds: one run can mislead.")
+base = base_setup()
+dimension = st.selectbox("Vary", list(DIMENSIONS), format_func=DIMENSIONS.get, key=key("dimension"))
+specs, problem = [], None
+try:
+    arms = arms_for(base, dimension)
+    seeds, parallel = run_controls()
+    specs = plan(base, arms, seeds, f"cmp-{dimension}", len(state.device_data().train))
+except (CompareError, ConfigError, ModelError) as exc:
+    problem = str(exc)
+    seeds, parallel = [0], 1
+if problem:
+    st.error(problem)
+else:
+    st.caption(f"{len(specs)} runs: " + ", ".join(dict.fromkeys(s.arm for s in specs)) + f" x seeds {seeds}.")
+name = st.text_input("Comparison name", value=f"cmp-{dimension}", key=key("name"),
+                     help="Each run is saved as a checkpoint named NAME-ARM-sSEED.")
+if st.button("Start comparison", type="primary", disabled=not specs):
+    try:
+        specs = plan(base, arms, seeds, name or f"cmp-{dimension}", len(state.device_data().train))
+        state.comparison_jobs().start(state.session_id(), name or f"cmp-{dimension}", dimension, specs,
+                                      state.device_data(), parallel)
+    except CompareError as exc:
+        st.error(str(exc))
+
+st.subheader("Results")
+live_view()

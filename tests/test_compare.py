@@ -1,0 +1,159 @@
+"""Comparisons: arms differ in one setting only, start alike, and run to saved checkpoints."""
+
+import time
+
+import pytest
+import torch
+import torch.nn as nn
+
+from mnist_core.compare import (
+    ComparisonJobs,
+    CompareError,
+    build_arms,
+    count_params,
+    epoch_curves,
+    plan,
+    summary_rows,
+)
+from mnist_core.data import Augment, balanced_order
+from mnist_core.train import TrainConfig, fit, seeded_model
+
+SMALL_MLP = {"depth": 1, "width": 32}
+
+
+class FirstInput(nn.Module):
+    """Passes its input through, keeping the first batch it sees."""
+
+    def __init__(self):
+        super().__init__()
+        self.first = None
+
+    def forward(self, x):
+        if self.first is None:
+            self.first = x.detach().clone()
+        return x
+
+
+def starts_and_first_batches(specs, data):
+    starts, firsts = [], []
+    for spec in specs:
+        model = seeded_model(spec.config, data.device)
+        starts.append([v.clone() for v in model.state_dict().values()])  # in creation order: names shift with layers
+        probe = FirstInput()
+        fit(spec.config, data, model=nn.Sequential(probe, model))
+        firsts.append(probe.first)
+    return starts, firsts
+
+
+@pytest.mark.parametrize(("base", "dimension"), [
+    (TrainConfig(arch="mlp", model=SMALL_MLP), "optimizer"),
+    (TrainConfig(arch="cnn", model={"channels": [4, 8]}), "bn"),
+    (TrainConfig(arch="mlp", model=SMALL_MLP), "dropout"),
+])
+def test_two_arms_start_from_equal_weights_and_see_equal_first_batches(base, dimension, data):
+    base.max_batches, base.seed, base.record = 2, 5, False
+    specs = plan(base, build_arms(base, dimension)[:2], [5], "t")
+    assert specs[0].config != specs[1].config  # they do differ, in the varied setting
+    starts, firsts = starts_and_first_batches(specs, data)
+    assert len(starts[0]) == len(starts[1])
+    assert all(torch.equal(a, b) for a, b in zip(starts[0], starts[1]))
+    assert torch.equal(firsts[0], firsts[1])
+
+
+def test_switching_augmentation_on_keeps_the_order_of_every_epoch(data):
+    split = data.train.take(balanced_order(data.train.labels)[:1000])
+
+    def labels_over_two_epochs(augment):
+        order, draws = torch.Generator().manual_seed(3), torch.Generator().manual_seed(5)
+        return torch.cat([y for _ in range(2) for _, y in split.batches(100, order, augment, draws)])
+
+    assert torch.equal(labels_over_two_epochs(Augment()), labels_over_two_epochs(Augment(rotation=10, shift=2)))
+
+
+def test_seeds_give_different_starts_and_depth_arms_are_fc_nets_of_that_depth(data):
+    base = TrainConfig(arch="mlp", model=SMALL_MLP, max_batches=1)
+    sgd_0, sgd_1, adam_0, adam_1 = (
+        seeded_model(s.config, data.device) for s in plan(base, build_arms(base, "optimizer", ["SGD", "Adam"]), [0, 1], "t"))
+    first = lambda model: next(iter(model.state_dict().values()))  # noqa: E731
+    assert torch.equal(first(sgd_0), first(adam_0)) and torch.equal(first(sgd_1), first(adam_1))
+    assert not torch.equal(first(sgd_0), first(sgd_1))
+    depth = plan(base, build_arms(base, "depth", [1, 3]), [0], "t")
+    assert [s.config.model["depth"] for s in depth] == [1, 3] and all(s.config.arch == "mlp" for s in depth)
+
+
+def test_columnet_is_compared_with_an_fc_net_of_the_same_size():
+    columnet, fc = build_arms(TrainConfig(arch="columnet"), "columnet")
+    a = count_params("columnet", columnet.overrides["model"])
+    b = count_params("mlp", fc.overrides["model"])
+    assert abs(a - b) / a < 0.01, (a, b)
+
+
+@pytest.mark.parametrize(("base", "dimension", "message"), [
+    (TrainConfig(arch="mlp"), "bn", "BatchNorm position can be varied for the cnn"),
+    (TrainConfig(arch="sparsenet"), "dropout", "sparsenet has no dropout setting"),
+    (TrainConfig(arch="mlp"), "size", "unknown dimension 'size'"),
+])
+def test_impossible_comparisons_say_what_to_change(base, dimension, message):
+    with pytest.raises(CompareError, match=message):
+        build_arms(base, dimension)
+
+
+def test_plans_refuse_one_arm_repeated_seeds_and_bad_arm_settings():
+    base = TrainConfig(arch="mlp")
+    arms = build_arms(base, "optimizer", ["SGD", "Adam"])
+    with pytest.raises(CompareError, match="at least two arms"):
+        plan(base, arms[:1], [0], "t")
+    with pytest.raises(CompareError, match="seeds must differ"):
+        plan(base, arms, [1, 1], "t")
+    with pytest.raises(CompareError, match="arm 'SGD': learning rate must be a positive number"):
+        plan(base, build_arms(base, "optimizer", ["SGD", "Adam"], lrs={"SGD": -1}), [0], "t")
+
+
+def test_class_balanced_subsets_hold_every_digit_equally():
+    labels = torch.tensor([d for d in range(10) for _ in range(50)])[torch.randperm(500)]
+    first = labels[balanced_order(labels)[:100]]
+    assert torch.bincount(first, minlength=10).tolist() == [10] * 10
+    assert sorted(balanced_order(labels).tolist()) == list(range(500))
+
+
+def test_a_run_on_a_subset_takes_the_subsets_steps(data):
+    result = fit(TrainConfig(arch="mlp", model=SMALL_MLP, train_subset=500, batch_size=100, epochs=2, record=False),
+                 data)
+    assert result.steps == 10 and [e["steps"] for e in result.history] == [5, 10]
+
+
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_a_comparison_runs_every_arm_and_seed_to_a_checkpoint(parallel, data, runs):
+    base = TrainConfig(arch="mlp", model=SMALL_MLP, max_batches=15, record=False)
+    specs = plan(base, build_arms(base, "optimizer", ["SGD", "Adam"]), [0, 1], "cmp")
+    jobs = ComparisonJobs(runs_dir=runs)
+    comparison = jobs.start("me", "cmp", "optimizer", specs, data, parallel=parallel)
+    with pytest.raises(CompareError, match="already have a comparison running"):
+        jobs.start("me", "cmp", "optimizer", specs, data)
+    deadline = time.time() + 180
+    while comparison.running and time.time() < deadline:
+        time.sleep(0.2)
+    assert not comparison.running
+    assert [r.job.status for r in comparison.runs] == ["stopped"] * 4, [r.job.message for r in comparison.runs]
+    assert {r.job.checkpoint for r in comparison.runs} == {"cmp-SGD-s0", "cmp-SGD-s1", "cmp-Adam-s0", "cmp-Adam-s1"}
+    assert all((runs / f"{r.job.checkpoint}.safetensors").exists() for r in comparison.runs)
+    assert all(len(r.job.batch_curve) == 15 for r in comparison.runs)  # the live curve saw every batch
+    rows = summary_rows(comparison.runs)
+    assert [r["arm"] for r in rows] == ["SGD", "Adam"] and all(r["runs done"] == "2/2" for r in rows)
+    assert all(r["± std"] is not None and r["test accuracy %"] > 20 for r in rows)
+    assert all(len(points) == 1 for points in epoch_curves(comparison.runs, "test_accuracy").values())
+
+
+def test_stopping_a_comparison_stops_the_run_and_skips_the_rest(data, runs):
+    base = TrainConfig(arch="mlp", model=SMALL_MLP, epochs=3, record=False)
+    specs = plan(base, build_arms(base, "optimizer", ["SGD", "Adam"]), [0], "cmp")
+    jobs = ComparisonJobs(runs_dir=runs)
+    comparison = jobs.start("me", "cmp", "optimizer", specs, data)
+    while comparison.runs[0].job.step < 3:
+        time.sleep(0.05)
+    jobs.stop("me")
+    deadline = time.time() + 60
+    while comparison.running and time.time() < deadline:
+        time.sleep(0.1)
+    assert [r.job.status for r in comparison.runs] == ["stopped", "stopped"]
+    assert "not started" in comparison.runs[1].job.message
