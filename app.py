@@ -19,13 +19,16 @@ PAGES = [  # (file, label, one line) in the order a learner would use them
     ("pages/6_GAN.py", "GAN", "A conditional GAN: its digits class by class and epoch by epoch, trained live, measured."),
     ("pages/7_Compare.py", "Compare", "Vary one setting (optimizer, architecture, BatchNorm, dropout, augmentation, "
      "depth) from identical starting weights, over several seeds, and compare the curves."),
+    ("pages/8_Transfer.py", "Transfer", "Freeze a pretrained backbone (Fashion-MNIST CNN, EfficientNet-Lite0, "
+     "torchvision's) and train a new head on 100, 1,000 or all labelled digits, against training from scratch."),
 ]
 
 sidebar()
 st.title("MNIST Lab")
 st.write(
     "A laboratory for seeing what a neural network does, on the real MNIST digits: train fully connected "
-    "nets, parallel-column nets, sparse nets and CNNs with live curves, compare them, and look inside."
+    "nets, parallel-column nets, sparse nets and CNNs with live curves, compare them fairly, transfer what a "
+    "network learned elsewhere, and look inside."
 )
 
 st.subheader("Pages")

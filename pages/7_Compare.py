@@ -138,7 +138,7 @@ if problem:
     st.error(problem)
 else:
     st.caption(f"{len(specs)} runs: " + ", ".join(dict.fromkeys(s.arm for s in specs)) + f" x seeds {seeds}.")
-name = st.text_input("Comparison name", value=f"cmp-{dimension}", key=key("name"),
+name = st.text_input("Comparison name", value=f"cmp-{dimension}", key=key(f"name.{dimension}"),
                      help="Each run is saved as a checkpoint named NAME-ARM-sSEED.")
 if st.button("Start comparison", type="primary", disabled=not specs):
     try:

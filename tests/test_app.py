@@ -189,3 +189,50 @@ def test_gan_page_trains_a_short_run_and_saves_it(runs):
         at.run()
     assert (runs / "gans" / "apptest-gan.safetensors").exists()
     assert not at.exception
+
+
+def test_compare_page_runs_two_arms_and_tabulates_them(runs):
+    at = page("pages/7_Compare.py").run()
+    at.number_input(key="compare.max_batches").set_value(5)
+    at.selectbox(key="compare.dimension").set_value("augmentation").run()
+    assert any("2 runs: no augmentation, rotate 10 deg, shift 2 px" in c.value for c in at.caption)
+    at.button[0].click().run()  # Start comparison
+    deadline = time.time() + 120
+    while time.time() < deadline and not any("done" in s.value for s in at.success):
+        time.sleep(0.5)
+        at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    table = at.dataframe[-1].value
+    assert list(table["arm"]) == ["no augmentation", "rotate 10 deg, shift 2 px"]
+    assert (table["runs done"] == "1/1").all()
+    assert (runs / "cmp-augmentation-no-augmentation-s0.safetensors").exists()
+
+
+def test_compare_page_says_why_a_dimension_does_not_fit_the_base(runs):
+    at = page("pages/7_Compare.py").run()
+    at.selectbox(key="compare.dimension").set_value("bn").run()
+    assert any("BatchNorm position can be varied for the cnn architecture" in e.value for e in at.error)
+    assert not at.exception
+
+
+def test_transfer_page_trains_a_head_and_a_scratch_baseline(runs):
+    at = page("pages/8_Transfer.py").run()
+    at.selectbox(key="transfer.labels").set_value(100)
+    at.number_input(key="transfer.steps").set_value(20).run()
+    at.button(key="transfer.start").click().run()
+    deadline = time.time() + 240
+    while time.time() < deadline and len(at.dataframe) < 2:  # this run's table, then the session's
+        time.sleep(1)
+        at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    table = at.dataframe[0].value
+    assert table["arm"].str.startswith("transfer: frozen").any() and table["arm"].str.startswith("from scratch").any()
+    assert (table["labelled digits"] == 100).all() and (table["test accuracy %"] > 30).all()
+
+
+def test_transfer_page_explains_a_missing_torchvision_weight(runs, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    at = page("pages/8_Transfer.py").run()
+    at.selectbox(key="transfer.backbone").set_value("resnet18").run()
+    assert not at.exception
+    assert any("ResNet18's ImageNet weights are not in the torch hub cache" in e.value for e in at.error)

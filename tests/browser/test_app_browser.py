@@ -5,7 +5,8 @@ import math
 import pytest
 from playwright.sync_api import expect
 
-PAGES = {"": "MNIST Lab", "Data": "Data", "Train": "Train", "Draw": "Draw a digit", "Embeddings": "Embeddings", "Inspect": "Inspect", "GAN": "Conditional GAN"}  # URL path -> title on that page
+PAGES = {"": "MNIST Lab", "Data": "Data", "Train": "Train", "Draw": "Draw a digit", "Embeddings": "Embeddings", "Inspect": "Inspect", "GAN": "Conditional GAN",
+         "Compare": "Compare", "Transfer": "Transfer learning"}  # URL path -> title on that page
 
 
 def wait_until_idle(page):
@@ -112,4 +113,25 @@ def test_the_gan_page_shows_a_grid_and_the_class_picker_changes_it(page, app_url
     page.get_by_role("option", name="7", exact=True).click()
     expect(page.get_by_text("32 samples of class 7")).to_be_visible()
     assert page.locator('[data-testid="stImage"] img').first.get_attribute("src") != before
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def test_a_two_arm_comparison_of_a_few_batches_draws_both_arms(page, app_url):
+    page.goto(f"{app_url}/Compare")
+    expect(page.locator("h1").first).to_contain_text("Compare")
+    wait_until_idle(page)
+    limit = page.get_by_role("spinbutton", name="Stop each run after N batches")
+    limit.fill("8")
+    limit.press("Enter")
+    wait_until_idle(page)
+    page.get_by_role("combobox", name="Vary").click()
+    page.get_by_role("option", name="Dropout off vs on").click()
+    wait_until_idle(page)
+    expect(page.get_by_text("2 runs: dropout off, dropout 0.25")).to_be_visible()
+    page.get_by_role("button", name="Start comparison").click()
+    expect(page.get_by_text("cmp-dropout done: 2 runs")).to_be_visible(timeout=90_000)
+    curves = page.locator(".js-plotly-plot").first
+    for arm in ("dropout off", "dropout 0.25"):
+        expect(curves.locator(".legendtext", has_text=arm)).to_be_visible()
+    assert curves.locator(".scatterlayer .trace").count() == 2  # one loss curve per arm
     assert page.locator('[data-testid="stException"]').count() == 0

@@ -1,0 +1,58 @@
+"""Train the Fashion-MNIST CNN shipped in checkpoints/backbones/, the Transfer page's offline backbone.
+
+    apt-get install dataset-fashion-mnist      # Debian's package of the Fashion-MNIST IDX files
+    python checkpoints/make_backbone.py         # or FASHION_MNIST_DIR=/path/to/idx-files
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import safetensors.torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from mnist_core.data import DataError, DeviceData, load_mnist  # noqa: E402
+from mnist_core.train import TrainConfig, fit  # noqa: E402
+from mnist_core.transfer import BACKBONE_DIR, FASHION_MODEL, fashion_dir  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=4)
+    args = parser.parse_args()
+    try:
+        fashion = load_mnist(fashion_dir())
+    except DataError as exc:
+        print(f"error: Fashion-MNIST not found ({exc}); apt-get install dataset-fashion-mnist or set "
+              "FASHION_MNIST_DIR", file=sys.stderr)
+        return 2
+    config = TrainConfig(arch="cnn", model=dict(FASHION_MODEL), epochs=args.epochs, batch_size=128, optimizer="adam",
+                         lr=3e-3, schedule="onecycle", record=False)
+    result = fit(config, DeviceData(fashion, device="auto"),
+                 callbacks=(lambda e: e.kind == "epoch" and print(
+                     f"epoch {e.data['epoch']}: Fashion-MNIST test accuracy {e.data['test_accuracy']:.2%}",
+                     flush=True),))
+    if result.status != "finished":
+        print(f"error: training {result.status}: {result.message}", file=sys.stderr)
+        return 1
+    BACKBONE_DIR.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in result.model.state_dict().items()}
+    safetensors.torch.save_file(state, str(BACKBONE_DIR / "fashion_cnn.safetensors"))
+    meta = {"name": "fashion_cnn", "arch": "cnn", "model_config": {k: list(v) if isinstance(v, tuple) else v
+                                                                   for k, v in FASHION_MODEL.items()},
+            "data": "Fashion-MNIST (Debian dataset-fashion-mnist)", "mean": fashion.mean, "std": fashion.std,
+            "fashion_test_accuracy": result.test_accuracy, "train_seconds": round(result.seconds, 1),
+            "device": result.device, "train_config": dataclasses.asdict(config), "history": result.history,
+            "command": "python checkpoints/make_backbone.py" + (f" --epochs {args.epochs}" if args.epochs != 4 else "")}
+    (BACKBONE_DIR / "fashion_cnn.json").write_text(json.dumps(meta, indent=1))
+    print(f"saved {BACKBONE_DIR / 'fashion_cnn.safetensors'}: {result.test_accuracy:.2%} on Fashion-MNIST's test set")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

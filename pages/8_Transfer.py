@@ -1,0 +1,180 @@
+"""Transfer learning: a pretrained backbone, frozen, with a new head, against the same head trained from scratch."""
+
+import time
+
+import streamlit as st
+
+st.set_page_config(page_title="Transfer · MNIST Lab", page_icon="🔁", layout="wide")
+
+import torch  # noqa: E402
+
+from labui import state  # noqa: E402
+from labui.images import map_grid, upscale  # noqa: E402
+from labui.sidebar import sidebar  # noqa: E402
+from labui.transfer_charts import transfer_curves  # noqa: E402
+from mnist_core.saliency import feature_maps  # noqa: E402
+from mnist_core.tasks import TaskBusyError  # noqa: E402
+from mnist_core.transfer import (  # noqa: E402
+    ARMS,
+    BACKBONES,
+    Backbone,
+    BackboneUnavailable,
+    TransferConfig,
+    TransferError,
+    load_backbone,
+    run_transfer,
+)
+
+BUDGETS = {100: "100", 1000: "1,000", 10_000: "10,000", 60_000: "all 60,000"}
+
+
+def key(name: str) -> str:
+    return f"transfer.{name}"
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the backbone...")
+def backbone_for(name: str) -> Backbone:
+    return load_backbone(name, allow_download=False)
+
+
+def pick_backbone() -> Backbone | None:
+    name = st.selectbox("Backbone", list(BACKBONES), key=key("backbone"),
+                        format_func=lambda n: f"{BACKBONES[n].label}: {BACKBONES[n].source}")
+    try:
+        return backbone_for(name)
+    except BackboneUnavailable as exc:
+        st.error(str(exc))
+    if st.button("Try to download the ImageNet weights (needs internet)", key=key("download")):
+        with st.spinner("Downloading (gives up after 15 s without an answer)..."):
+            try:
+                load_backbone(name, allow_download=True, timeout_s=15)
+                backbone_for.clear()
+                st.rerun()
+            except BackboneUnavailable as exc:
+                st.error(str(exc))
+    return None
+
+
+def settings(backbone: Backbone) -> TransferConfig:
+    c1, c2, c3, c4 = st.columns(4)
+    labels = c1.selectbox("Labelled digits", list(BUDGETS), index=1, format_func=BUDGETS.get, key=key("labels"),
+                          help="The first n of a class-balanced order: 100 means ten of each digit. The same "
+                               "digits for every arm.")
+    hidden = int(c2.number_input("Head hidden units (0 = linear)", 0, 4096, value=0, key=key("hidden")))
+    steps = int(c3.number_input("Training steps", 10, 20_000, value=600, step=100, key=key("steps")))
+    lr = float(c4.number_input("Learning rate (Adam)", 1e-5, 1.0, value=1e-3, format="%g", key=key("lr")))
+    c1, c2, c3 = st.columns([2, 1, 1])
+    arms = c1.multiselect("Arms", list(ARMS), default=["frozen", "scratch"], format_func=ARMS.get, key=key("arms"))
+    batch = int(c2.number_input("Batch size", 8, 1024, value=128, step=32, key=key("batch")))
+    seed = int(c3.number_input("Seed", 0, 2**31 - 1, value=0, key=key("seed")))
+    if "unfrozen" in arms and backbone.info.input_size > 28:
+        st.caption(f"Unfreezing runs the {backbone.info.label} trunk on every training batch: on a CPU that takes "
+                   "minutes, not seconds.")
+    return TransferConfig(backbone.info.name, labels, hidden, steps, batch, lr, seed, tuple(arms))
+
+
+def task_key(config: TransferConfig) -> str:
+    return "transfer-" + "-".join(str(v) for v in (config.backbone, config.labels, config.hidden, config.steps,
+                                                    config.batch_size, config.lr, config.seed, *config.arms))
+
+
+@st.cache_resource
+def live_results() -> dict:
+    """Results as they arrive, by task key: the background task writes, the page reads."""
+    return {}
+
+
+def start(config: TransferConfig, backbone: Backbone) -> None:
+    live = live_results()
+    tkey = task_key(config)
+    live[tkey] = {}
+    mnist = state.device_data().mnist
+
+    def work(report):
+        return run_transfer(config, mnist, backbone, progress=report,
+                            on_step=lambda r: live[tkey].__setitem__(r.arm, r))
+
+    try:
+        state.task_runner().forget(tkey)
+        state.task_runner().start(tkey, f"transfer {config.backbone} {config.labels} labels", work)
+        st.session_state[key("task")] = tkey
+    except TaskBusyError as exc:
+        st.error(str(exc))
+
+
+@st.fragment(run_every=1.0)
+def live_view() -> None:
+    tkey = st.session_state.get(key("task"))
+    task = state.task_runner().get(tkey) if tkey else None
+    if task is None:
+        st.info("No transfer run yet in this session: choose the settings above and press Train.")
+        return
+    if task.running:
+        st.progress(task.fraction if task.stage.startswith("features") else 1.0,
+                    text=task.stage if task.stage.startswith("features") else "training the heads...")
+    elif task.error:
+        st.error(f"The run failed: {task.error}")
+    results = task.result if task.result is not None else list(live_results().get(tkey, {}).values())
+    if results:
+        st.plotly_chart(transfer_curves(results), key=key("curves"))
+        st.dataframe([row(r) for r in results], hide_index=True, width="stretch", key=key("table"))
+    if not task.running and task.result and st.session_state.get(key("logged")) != tkey:
+        st.session_state[key("logged")] = tkey
+        st.session_state.setdefault(key("history"), []).extend(
+            {"backbone": BACKBONES[tkey.split("-")[1]].label, **row(r)} for r in task.result)
+        st.rerun()
+
+
+def row(result) -> dict:
+    return {"arm": result.label, "labelled digits": result.labels,
+            "test accuracy %": None if result.test_accuracy is None else round(100 * result.test_accuracy, 2),
+            "final train loss": None if result.train_loss is None else round(result.train_loss, 4),
+            "training s": round(result.seconds, 1), "feature extraction s": round(result.feature_seconds, 1),
+            "trainable params": result.trainable_params}
+
+
+def backbone_maps(backbone: Backbone) -> None:
+    mnist = state.device_data().mnist
+    index = int(st.number_input("Test digit", 0, len(mnist.test_labels) - 1, value=0, key=key("digit")))
+    x = backbone.prepare(mnist.test_images[index:index + 1])
+    with torch.no_grad():
+        maps = feature_maps(torch.nn.Sequential(backbone.trunk, backbone.tail), x)
+    if not maps:
+        st.info("This backbone has no conv layers to show.")
+        return
+    cols = st.columns([1, 3, 3])
+    shown = x[0, 0].numpy()
+    cols[0].image(upscale((shown - shown.min()) / max(float(shown.max() - shown.min()), 1e-6), 4),
+                  caption=f"input ({backbone.info.input_size} px), label {int(mnist.test_labels[index])}")
+    for col, fmap, where in ((cols[1], maps[0], "first"), (cols[2], maps[-1], "last")):
+        channels = fmap.maps[:32]
+        col.image(map_grid(channels, columns=8), width="stretch",
+                  caption=f"{where} conv layer ({fmap.name}): {len(channels)} of {fmap.maps.shape[0]} maps, "
+                          f"{fmap.maps.shape[1]}x{fmap.maps.shape[2]}")
+
+
+sidebar()
+st.title("Transfer learning")
+st.write("Take a network trained on something else, freeze it, and train only a new 10-class head on a few "
+         "labelled digits. Its features were learned elsewhere; do they help when labels are scarce? The baseline "
+         "trains the Fashion-MNIST CNN's architecture from random weights, with the same head, on the same digits.")
+backbone = pick_backbone()
+if backbone is not None:
+    config = settings(backbone)
+    problem = None
+    try:
+        config.validate()
+    except TransferError as exc:
+        problem = str(exc)
+        st.error(problem)
+    if st.button("Train", type="primary", disabled=problem is not None, key=key("start")):
+        start(config, backbone)
+        time.sleep(0.2)
+    st.subheader("This run")
+    live_view()
+    history = st.session_state.get(key("history"))
+    if history:
+        st.subheader("All runs in this session")
+        st.dataframe(history, hide_index=True, width="stretch", key=key("history_table"))
+    st.subheader(f"Inside the {backbone.info.label}")
+    backbone_maps(backbone)
