@@ -56,7 +56,8 @@ def arm_curves(runs: list[RunState]) -> go.Figure:
                                      legendgroup=arm, showlegend=False), row, col)
             fig.add_trace(go.Scatter(x=epochs, y=mean, mode="lines+markers", name=arm, legendgroup=arm,
                                      showlegend=metric == "train_loss", line={"color": colors[arm]}), row, col)
-    fig.update_xaxes(title_text="epoch", dtick=1)
-    fig.update_layout(height=560, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+    fig.update_xaxes(dtick=1)
+    fig.update_xaxes(title_text="epoch", row=2)
+    fig.update_layout(height=600, margin={"l": 10, "r": 10, "t": 80, "b": 10},
                       legend={"orientation": "h", "y": -0.12}, title="Per epoch: mean over seeds, band = 1 std")
     return fig

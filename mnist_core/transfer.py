@@ -454,11 +454,15 @@ def run_transfer(config: TransferConfig, mnist: Mnist, backbone: Backbone | None
     n = min(config.labels, len(mnist.train_labels))
     results = []
     torch.manual_seed(config.seed)
-    for arm in config.arms:
+    for number, arm in enumerate(config.arms):
         result = ArmResult(arm, ARMS[arm], n)
+        if progress is not None:
+            progress(number / len(config.arms), f"training arm {number + 1} of {len(config.arms)}: {ARMS[arm]}")
         if arm == "frozen":
             backbone = backbone or load_backbone(config.backbone)
             feats = cached_features(backbone, mnist, n, progress, directory)
+            if progress is not None:
+                progress(number / len(config.arms), f"training arm {number + 1} of {len(config.arms)}: {ARMS[arm]}")
             result.feature_seconds = feats.seconds
             torch.manual_seed(config.seed)
             head = make_head(backbone.info.feature_dim, config.hidden)

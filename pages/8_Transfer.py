@@ -110,8 +110,7 @@ def live_view() -> None:
         st.info("No transfer run yet in this session: choose the settings above and press Train.")
         return
     if task.running:
-        st.progress(task.fraction if task.stage.startswith("features") else 1.0,
-                    text=task.stage if task.stage.startswith("features") else "training the heads...")
+        st.progress(task.fraction, text=task.stage)
     elif task.error:
         st.error(f"The run failed: {task.error}")
     results = task.result if task.result is not None else list(live_results().get(tkey, {}).values())
