@@ -39,7 +39,7 @@ def _cached_model(name: str, modified: float):
 
 @st.cache_resource
 def comparison_jobs() -> ComparisonJobs:
-    return ComparisonJobs(max_jobs=HostLimits.from_env().max_jobs)
+    return ComparisonJobs(HostLimits.from_env())
 
 
 @st.cache_resource

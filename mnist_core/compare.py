@@ -24,7 +24,7 @@ import torch
 
 from .checkpoints import safe_name, save
 from .data import DeviceData
-from .jobs import Job
+from .jobs import HostLimits, Job, JobLimitError
 from .models import REGISTRY, build_model, describe, make_config
 from .train import ConfigError, Event, TrainConfig, fit, planned_steps
 
@@ -304,8 +304,9 @@ def _run_in_worker(index: int, config: dict, arm: str, seed: int, name: str, run
 class ComparisonJobs:
     """One comparison per owner, at most max_jobs comparisons at once in this process."""
 
-    def __init__(self, max_jobs: int = 1, runs_dir: Path | None = None):
-        self.max_jobs = max_jobs
+    def __init__(self, limits: HostLimits | None = None, runs_dir: Path | None = None):
+        self.limits = limits or HostLimits()
+        self.max_jobs = self.limits.max_jobs
         self.runs_dir = runs_dir
         self._jobs: dict[str, Comparison] = {}
         self._lock = threading.Lock()
@@ -320,6 +321,10 @@ class ComparisonJobs:
             raise CompareError(f"parallel runs must be at least 1 (got {parallel})")
         runs = []
         for spec in specs:
+            try:
+                spec = dataclasses.replace(spec, config=self.limits.apply(spec.config))
+            except JobLimitError as exc:
+                raise CompareError(str(exc)) from None
             job = Job(uuid.uuid4().hex[:8], owner, spec.name, spec.config)
             job.total_steps = planned_steps(spec.config, len(data.train))
             job.status = "queued"

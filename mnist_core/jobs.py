@@ -43,6 +43,16 @@ class HostLimits:
         return cls(number("MNIST_MAX_JOBS", int) or 1, number("MNIST_MAX_EPOCHS", int),
                    number("MNIST_MAX_RUN_SECONDS", float))
 
+    def apply(self, config: TrainConfig) -> TrainConfig:
+        """The config as this host runs it: refused over the epoch cap, time-capped when there is a cap."""
+        if self.max_epochs is not None and config.epochs > self.max_epochs:
+            raise JobLimitError(f"this host allows at most {self.max_epochs} epochs per run; "
+                                f"you asked for {config.epochs}")
+        if self.max_run_seconds is not None:
+            cap = min(config.max_seconds or self.max_run_seconds, self.max_run_seconds)
+            config = dataclasses.replace(config, max_seconds=cap)
+        return config
+
 
 @dataclass
 class Job:
@@ -115,18 +125,8 @@ class JobManager:
             mine = [job for job in self._jobs.values() if job.owner == owner]
         return max(mine, key=lambda job: job.started) if mine else None
 
-    def apply_limits(self, config: TrainConfig) -> TrainConfig:
-        limits = self.limits
-        if limits.max_epochs is not None and config.epochs > limits.max_epochs:
-            raise JobLimitError(f"this host allows at most {limits.max_epochs} epochs per run; "
-                                f"you asked for {config.epochs}")
-        if limits.max_run_seconds is not None:
-            cap = min(config.max_seconds or limits.max_run_seconds, limits.max_run_seconds)
-            config = dataclasses.replace(config, max_seconds=cap)
-        return config
-
     def start(self, owner: str, config: TrainConfig, data: DeviceData, name: str | None = None) -> Job:
-        config = self.apply_limits(config)
+        config = self.limits.apply(config)
         config.validate(len(data.train) + (len(data.val) if data.val else 0))
         with self._lock:
             if any(job.running and job.owner == owner for job in self._jobs.values()):

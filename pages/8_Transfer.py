@@ -87,6 +87,8 @@ def live_results() -> dict:
 def start(config: TransferConfig, backbone: Backbone) -> None:
     live = live_results()
     tkey = task_key(config)
+    while len(live) >= 16:  # keep memory bounded on a long-lived host: the oldest runs go first
+        live.pop(next(iter(live)))
     live[tkey] = {}
     mnist = state.device_data().mnist
 

@@ -16,6 +16,7 @@ from mnist_core.compare import (
     summary_rows,
 )
 from mnist_core.data import Augment, balanced_order
+from mnist_core.jobs import HostLimits
 from mnist_core.train import TrainConfig, fit, seeded_model
 
 SMALL_MLP = {"depth": 1, "width": 32}
@@ -157,3 +158,12 @@ def test_stopping_a_comparison_stops_the_run_and_skips_the_rest(data, runs):
         time.sleep(0.1)
     assert [r.job.status for r in comparison.runs] == ["stopped", "stopped"]
     assert "not started" in comparison.runs[1].job.message
+
+
+def test_a_hosts_epoch_cap_applies_to_comparisons_too(data, runs):
+    base = TrainConfig(arch="mlp", model=SMALL_MLP, epochs=3)
+    specs = plan(base, build_arms(base, "optimizer", ["SGD", "Adam"]), [0], "cmp")
+    jobs = ComparisonJobs(HostLimits(max_epochs=2), runs_dir=runs)
+    with pytest.raises(CompareError, match="at most 2 epochs per run"):
+        jobs.start("me", "cmp", "optimizer", specs, data)
+    assert jobs.latest("me") is None

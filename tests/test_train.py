@@ -4,10 +4,9 @@ import threading
 
 import pytest
 import torch
-import torch.nn as nn
 
 from mnist_core.presets import PRESETS, preset
-from mnist_core.train import OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig, fit, seeded_model
+from mnist_core.train import OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig, fit
 
 SMALL_MLP = {"depth": 1, "width": 32}
 
@@ -34,33 +33,6 @@ def test_same_seed_gives_same_weights_and_losses(data):
         assert torch.equal(wa, wb), name
     _, losses_c = losses_of(dataclasses.replace(config, seed=8), data)
     assert losses_c != losses_a
-
-
-class FirstInput(nn.Module):
-    """Passes its input through, keeping the first batch it sees."""
-
-    def __init__(self):
-        super().__init__()
-        self.first = None
-
-    def forward(self, x):
-        if self.first is None:
-            self.first = x.detach().clone()
-        return x
-
-
-def test_arms_that_differ_in_one_setting_start_from_equal_weights_and_batches(data):
-    base = TrainConfig(arch="mlp", model=SMALL_MLP, max_batches=2, seed=3)
-    arms = [dataclasses.replace(base, optimizer="sgd", lr=0.05), dataclasses.replace(base, optimizer="adam")]
-    starts, firsts = [], []
-    for config in arms:
-        model = seeded_model(config, data.device)
-        starts.append({k: v.clone() for k, v in model.state_dict().items()})
-        probe = FirstInput()
-        fit(config, data, model=nn.Sequential(probe, model))
-        firsts.append(probe.first)
-    assert all(torch.equal(starts[0][k], starts[1][k]) for k in starts[0])
-    assert torch.equal(firsts[0], firsts[1])
 
 
 def test_stop_from_another_thread_ends_the_run_within_one_batch(data):

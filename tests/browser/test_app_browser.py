@@ -9,6 +9,18 @@ PAGES = {"": "MNIST Lab", "Data": "Data", "Train": "Train", "Draw": "Draw a digi
          "Compare": "Compare", "Transfer": "Transfer learning"}  # URL path -> title on that page
 
 
+def enter(field, text: str) -> None:
+    """Type into a field and commit it, as a user does."""
+    field.fill(text)
+    field.press("Enter")
+
+
+def open_page(page, app_url, path: str, title: str) -> None:
+    page.goto(f"{app_url}/{path}")
+    expect(page.locator("h1").first).to_contain_text(title)
+    wait_until_idle(page)
+
+
 def wait_until_idle(page):
     page.wait_for_selector('[data-testid="stApp"]')
     page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
@@ -26,15 +38,9 @@ def test_a_shared_link_opens_that_page_with_the_app_navigation(page, app_url, pa
 
 
 def test_a_short_run_from_the_train_page_shows_its_curve_and_lands_in_the_runs(page, app_url):
-    page.goto(f"{app_url}/Train")
-    expect(page.locator("h1").first).to_contain_text("Train")
-    wait_until_idle(page)
-    limit = page.get_by_role("spinbutton", name="Stop after N batches")
-    limit.fill("40")
-    limit.press("Enter")
-    name = page.get_by_label("Run name (optional)")
-    name.fill("browser-run")
-    name.press("Enter")
+    open_page(page, app_url, "Train", "Train")
+    enter(page.get_by_role("spinbutton", name="Stop after N batches"), "40")
+    enter(page.get_by_label("Run name (optional)"), "browser-run")
     wait_until_idle(page)
     page.get_by_role("button", name="Start training").click()
     expect(page.get_by_text("Saved as checkpoint browser-run")).to_be_visible(timeout=90_000)
@@ -117,12 +123,8 @@ def test_the_gan_page_shows_a_grid_and_the_class_picker_changes_it(page, app_url
 
 
 def test_a_two_arm_comparison_of_a_few_batches_draws_both_arms(page, app_url):
-    page.goto(f"{app_url}/Compare")
-    expect(page.locator("h1").first).to_contain_text("Compare")
-    wait_until_idle(page)
-    limit = page.get_by_role("spinbutton", name="Stop each run after N batches")
-    limit.fill("8")
-    limit.press("Enter")
+    open_page(page, app_url, "Compare", "Compare")
+    enter(page.get_by_role("spinbutton", name="Stop each run after N batches"), "8")
     wait_until_idle(page)
     page.get_by_role("combobox", name="Vary").click()
     page.get_by_role("option", name="Dropout off vs on").click()
