@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checkpoints import SHIPPED_DIR, runs_dir
-from .data import Mnist, balanced_order
+from .data import Mnist, balanced_order, pick_device
 from .models import build_model
 
 BACKBONE_DIR = SHIPPED_DIR / "backbones"
@@ -88,16 +88,25 @@ class Backbone:
         for module in (self.trunk, self.tail):
             module.eval().requires_grad_(False)
 
+    @property
+    def device(self) -> torch.device:
+        return next(self.trunk.parameters()).device
+
+    def to(self, device: torch.device) -> Backbone:
+        self.trunk.to(device)
+        self.tail.to(device)
+        return self
+
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 digits (N, 28, 28) -> the backbone's input: resized, grey repeated per channel, standardized."""
-        x = images.float().div(255.0).unsqueeze(1)
+        x = images.to(self.device).float().div(255.0).unsqueeze(1)
         size = self.info.input_size
         if size != 28:
             x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
         channels = len(self.mean)
         x = x.expand(-1, channels, -1, -1)
-        mean = torch.tensor(self.mean).view(1, channels, 1, 1)
-        std = torch.tensor(self.std).view(1, channels, 1, 1)
+        mean = torch.tensor(self.mean, device=x.device).view(1, channels, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(1, channels, 1, 1)
         return (x - mean) / std
 
     @torch.no_grad()
@@ -279,7 +288,7 @@ def _compute(backbone: Backbone, images: torch.Tensor, progress: Progress | None
              batch: int = 256) -> torch.Tensor:
     out = []
     for start in range(0, len(images), batch):
-        out.append(backbone.features(images[start:start + batch]).to(torch.float16))
+        out.append(backbone.features(images[start:start + batch]).to("cpu", torch.float16))
         if progress is not None:
             progress((done + start + len(out[-1])) / total, f"features of {done + start + len(out[-1]):,} of "
                                                               f"{total:,} digits")
@@ -400,6 +409,7 @@ def _train(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, test_in
            encode: Callable[[torch.Tensor], torch.Tensor] | None, on_step: Callable[[ArmResult], None] | None,
            stop: threading.Event | None) -> ArmResult:
     """Adam on the trainable parameters; inputs pass through encode (frozen, no gradient) on their way in."""
+    device = next(model.parameters()).device
     params = [p for p in model.parameters() if p.requires_grad]
     result.trainable_params = sum(p.numel() for p in params)
     optimizer = torch.optim.Adam(params, lr=config.lr)
@@ -409,6 +419,7 @@ def _train(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, test_in
     started = time.perf_counter()
 
     def predict(x: torch.Tensor) -> torch.Tensor:
+        x = x.to(device)
         if encode is not None:
             with torch.no_grad():
                 x = encode(x)
@@ -420,14 +431,14 @@ def _train(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, test_in
         with torch.no_grad():
             for start in range(0, len(idx), 500):
                 chunk = idx[start:start + 500]
-                correct += int((predict(test_inputs[chunk]).argmax(1) == test_labels[chunk]).sum())
+                correct += int((predict(test_inputs[chunk]).argmax(1).cpu() == test_labels[chunk]).sum())
         model.train()
         return correct / len(idx)
 
     model.train()
     running = None
     for step, idx in enumerate(_batches(len(labels), config.batch_size, config.steps, generator), start=1):
-        loss = F.cross_entropy(predict(inputs[idx]), labels[idx])
+        loss = F.cross_entropy(predict(inputs[idx]), labels[idx].to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -448,9 +459,11 @@ def _train(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, test_in
 
 def run_transfer(config: TransferConfig, mnist: Mnist, backbone: Backbone | None = None,
                  progress: Progress | None = None, on_step: Callable[[ArmResult], None] | None = None,
-                 stop: threading.Event | None = None, directory: Path | None = None) -> list[ArmResult]:
-    """Train each arm on the same labelled digits and score it on the whole test set."""
+                 stop: threading.Event | None = None, directory: Path | None = None,
+                 device: str = "auto") -> list[ArmResult]:
+    """Train each arm on the same labelled digits and score it on the whole test set (on a GPU when there is one)."""
     config.validate()
+    target = pick_device(device)
     n = min(config.labels, len(mnist.train_labels))
     results = []
     torch.manual_seed(config.seed)
@@ -459,21 +472,21 @@ def run_transfer(config: TransferConfig, mnist: Mnist, backbone: Backbone | None
         if progress is not None:
             progress(number / len(config.arms), f"training arm {number + 1} of {len(config.arms)}: {ARMS[arm]}")
         if arm == "frozen":
-            backbone = backbone or load_backbone(config.backbone)
+            backbone = (backbone or load_backbone(config.backbone)).to(target)
             feats = cached_features(backbone, mnist, n, progress, directory)
             if progress is not None:
                 progress(number / len(config.arms), f"training arm {number + 1} of {len(config.arms)}: {ARMS[arm]}")
             result.feature_seconds = feats.seconds
             torch.manual_seed(config.seed)
-            head = make_head(backbone.info.feature_dim, config.hidden)
+            head = make_head(backbone.info.feature_dim, config.hidden).to(target)
             results.append(_train(head, feats.train, feats.train_labels, feats.test, feats.test_labels, config,
                                   result, None, on_step, stop))
         elif arm == "unfrozen":
-            backbone = backbone or load_backbone(config.backbone)
+            backbone = (backbone or load_backbone(config.backbone)).to(target)
             order = balanced_order(mnist.train_labels)[:n]
             tail = copy.deepcopy(backbone.tail).train().requires_grad_(True)  # the backbone itself stays as it was
             torch.manual_seed(config.seed)
-            model = nn.Sequential(tail, make_head(backbone.info.feature_dim, config.hidden))
+            model = nn.Sequential(tail, make_head(backbone.info.feature_dim, config.hidden)).to(target)
             trunk = backbone.trunk
             prepare = backbone.prepare
             results.append(_train(model, mnist.train_images[order], mnist.train_labels[order], mnist.test_images,
@@ -482,7 +495,7 @@ def run_transfer(config: TransferConfig, mnist: Mnist, backbone: Backbone | None
             order = balanced_order(mnist.train_labels)[:n]
             torch.manual_seed(config.seed)
             trunk, tail = fresh_fashion_cnn()
-            model = nn.Sequential(trunk, tail, make_head(BACKBONES["fashion_cnn"].feature_dim, config.hidden))
+            model = nn.Sequential(trunk, tail, make_head(BACKBONES["fashion_cnn"].feature_dim, config.hidden)).to(target)
             results.append(_train(model, mnist.train_images[order], mnist.train_labels[order], mnist.test_images,
                                   mnist.test_labels, config, result, mnist.normalize, on_step, stop))
         if stop is not None and stop.is_set():

@@ -144,7 +144,7 @@ def backbone_maps(backbone: Backbone) -> None:
         st.info("This backbone has no conv layers to show.")
         return
     cols = st.columns([1, 3, 3])
-    shown = x[0, 0].numpy()
+    shown = x[0, 0].cpu().numpy()
     cols[0].image(upscale((shown - shown.min()) / max(float(shown.max() - shown.min()), 1e-6), 4),
                   caption=f"input ({backbone.info.input_size} px), label {int(mnist.test_labels[index])}")
     for col, fmap, where in ((cols[1], maps[0], "first"), (cols[2], maps[-1], "last")):
