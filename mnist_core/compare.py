@@ -26,7 +26,7 @@ from .checkpoints import safe_name, save
 from .data import DeviceData
 from .jobs import HostLimits, Job, JobLimitError
 from .models import REGISTRY, build_model, describe, make_config
-from .train import ConfigError, Event, TrainConfig, fit, planned_steps
+from .train import Event, TrainConfig, fit, planned_steps
 
 OPTIMIZER_ARMS: dict[str, dict] = {
     "SGD": {"optimizer": "sgd", "lr": 0.05, "momentum": 0.0, "nesterov": False},
@@ -186,9 +186,8 @@ def plan(base: TrainConfig, arms: list[Arm], seeds: list[int], name: str, n_trai
         for seed in seeds:
             config = arm_config(base, arm, seed)
             try:
-                config.validate(n_train)
-                make_config(config.arch, config.model)
-            except (ConfigError, ValueError) as exc:
+                config.validate(n_train)  # builds the arch's config too: ModelError is a ValueError
+            except ValueError as exc:
                 raise CompareError(f"arm {arm.label!r}: {exc}") from None
             specs.append(RunSpec(arm.label, seed, config, safe_name(f"{name}-{arm.label}-s{seed}")))
     return specs
@@ -218,7 +217,7 @@ def summary_rows(runs: list[RunState]) -> list[dict]:
     """One row per arm: test accuracy mean and spread over seeds, final losses, wall time, parameters."""
     rows = []
     for arm in dict.fromkeys(r.spec.arm for r in runs):
-        mine = [r.job for r in runs if r.spec.arm == arm]
+        mine = [r.job.snapshot() for r in runs if r.spec.arm == arm]
         done = [j for j in mine if j.epochs]
         acc_mean, acc_std = _mean_std([100 * j.epochs[-1]["test_accuracy"] for j in done])
         rows.append({

@@ -1,6 +1,5 @@
 """Feature maps, Grad-CAM and integrated gradients on shipped checkpoints and real digits."""
 
-import numpy as np
 import pytest
 import torch
 
