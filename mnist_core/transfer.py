@@ -21,7 +21,7 @@ import re
 import socket
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -389,9 +389,6 @@ class ArmResult:
     feature_seconds: float = 0.0
     trainable_params: int = 0
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 def _batches(n: int, batch_size: int, steps: int, generator: torch.Generator):
     """Batch indices for `steps` steps, reshuffling the labelled set every time it runs out."""
@@ -466,7 +463,6 @@ def run_transfer(config: TransferConfig, mnist: Mnist, backbone: Backbone | None
     target = pick_device(device)
     n = min(config.labels, len(mnist.train_labels))
     results = []
-    torch.manual_seed(config.seed)
     for number, arm in enumerate(config.arms):
         result = ArmResult(arm, ARMS[arm], n)
         if progress is not None:

@@ -1,7 +1,5 @@
 """Transfer learning: a pretrained backbone, frozen, with a new head, against the same head trained from scratch."""
 
-import time
-
 import streamlit as st
 
 st.set_page_config(page_title="Transfer · MNIST Lab", page_icon="🔁", layout="wide")
@@ -170,7 +168,6 @@ if backbone is not None:
         st.error(problem)
     if st.button("Train", type="primary", disabled=problem is not None, key=key("start")):
         start(config, backbone)
-        time.sleep(0.2)
     st.subheader("This run")
     live_view()
     history = st.session_state.get(key("history"))
