@@ -157,7 +157,7 @@ class Mnist:
 
     def normalize(self, images_uint8: torch.Tensor) -> torch.Tensor:
         """uint8 (N, 28, 28) -> float (N, 1, 28, 28), standardized with the training set's statistics."""
-        return ((images_uint8.float() / 255.0) - self.mean).div_(self.std).unsqueeze(1)
+        return images_uint8.float().div_(255.0).sub_(self.mean).div_(self.std).unsqueeze(1)
 
 
 @lru_cache(maxsize=4)
@@ -167,7 +167,7 @@ def _load_cached(directory: str) -> Mnist:
         raise DataError(f"{path}: no such folder; point MNIST_DATA_DIR (or --data) at the folder of MNIST IDX files")
     train_images, train_labels = _read_split(path, "train")
     test_images, test_labels = _read_split(path, "test")
-    pixels = train_images.astype(np.float64) / 255.0
+    mean, std = _pixel_mean_std(train_images)
     as_tensor = lambda a, dtype: torch.from_numpy(a.copy()).to(dtype)  # noqa: E731 (copy: frombuffer is read-only)
     return Mnist(
         as_tensor(train_images, torch.uint8),
@@ -175,9 +175,17 @@ def _load_cached(directory: str) -> Mnist:
         as_tensor(test_images, torch.uint8),
         as_tensor(test_labels, torch.int64),
         source=str(path),
-        mean=float(pixels.mean()),
-        std=float(pixels.std()),
+        mean=mean,
+        std=std,
     )
+
+
+def _pixel_mean_std(images: np.ndarray) -> tuple[float, float]:
+    """Mean and std of uint8 pixels in [0, 1] units, exact, from a 256-bin histogram (no float copy of the set)."""
+    counts = np.bincount(images.ravel(), minlength=256).astype(np.float64)
+    values = np.arange(256, dtype=np.float64) / 255.0
+    mean = float(counts @ values / counts.sum())
+    return mean, float(np.sqrt(counts @ (values - mean) ** 2 / counts.sum()))
 
 
 def load_mnist(path: str | Path | None = None, download: bool = False) -> Mnist:
@@ -287,11 +295,15 @@ class DeviceData:
         n_train = len(mnist.train_labels)
         if not 0 <= val_size < n_train:
             raise DataError(f"validation size {val_size} must be between 0 and {n_train - 1}")
-        order = torch.randperm(n_train, generator=torch.Generator().manual_seed(val_seed))
-        train_idx, val_idx = order[val_size:].sort().values, order[:val_size].sort().values
         images = mnist.normalize(mnist.train_images)
-        self.train = TensorSplit(images[train_idx], mnist.train_labels[train_idx], self.device, background)
-        self.val = TensorSplit(images[val_idx], mnist.train_labels[val_idx], self.device, background) if val_size else None
+        if val_size:
+            order = torch.randperm(n_train, generator=torch.Generator().manual_seed(val_seed))
+            train_idx, val_idx = order[val_size:].sort().values, order[:val_size].sort().values
+            self.train = TensorSplit(images[train_idx], mnist.train_labels[train_idx], self.device, background)
+            self.val = TensorSplit(images[val_idx], mnist.train_labels[val_idx], self.device, background)
+        else:
+            self.train = TensorSplit(images, mnist.train_labels, self.device, background)
+            self.val = None
         self.test = TensorSplit(mnist.normalize(mnist.test_images), mnist.test_labels, self.device, background)
 
 

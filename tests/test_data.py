@@ -48,6 +48,14 @@ def test_normalization_statistics_are_computed_from_training_pixels(mnist):
     assert float(normalized.std()) == pytest.approx(1.0, abs=1e-3)
 
 
+def test_statistics_follow_the_folder_they_are_read_from(tmp_path):
+    folder = write_set(tmp_path / "set", n_train=50)
+    pixels = read_idx(folder / "train-images-idx3-ubyte.gz").astype(np.float64) / 255.0
+    small = load_mnist(folder)
+    assert small.mean == pytest.approx(pixels.mean(), rel=1e-12)
+    assert small.std == pytest.approx(pixels.std(), rel=1e-12)
+
+
 def test_raw_and_gzipped_files_read_the_same(tmp_path):
     array = np.arange(2 * 28 * 28).reshape(2, 28, 28) % 256
     (tmp_path / "a").write_bytes(idx_bytes(array))
