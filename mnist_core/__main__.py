@@ -137,9 +137,10 @@ def cmd_train(args) -> int:
     summary = f"{result.status}: {result.steps} steps in {result.seconds:.1f}s on {result.device}"
     if result.test_accuracy is not None:
         summary += f", test accuracy {result.test_accuracy:.2%}"
-    print(summary)
     if args.dry_run:
+        print(summary + " (dry run: nothing saved)")
         return 0 if result.status != "failed" else 1
+    print(summary)
     name = args.name or f"{config.arch}-{time.strftime('%Y%m%d-%H%M%S')}"
     saved = save(result, name, args.out)
     print(f"saved checkpoint {saved!r} in {args.out or 'runs/'}")
