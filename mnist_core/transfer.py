@@ -49,6 +49,10 @@ class BackboneUnavailable(RuntimeError):
     """A backbone whose weights are not on this machine and cannot be fetched; the message says what to do."""
 
 
+class TransferStopped(Exception):
+    """A stop request arrived while features were being computed."""
+
+
 class TransferError(ValueError):
     """A transfer setting that cannot work, said in the user's terms."""
 
@@ -285,9 +289,12 @@ _cache_lock = threading.Lock()
 
 
 def _compute(backbone: Backbone, images: torch.Tensor, progress: Progress | None, done: int, total: int,
-             batch: int = 256) -> torch.Tensor:
+             stop: threading.Event | None = None, batch: int = 256) -> torch.Tensor:
+    """Features of the images in order; a stop request ends early with the features of a prefix."""
     out = []
     for start in range(0, len(images), batch):
+        if stop is not None and stop.is_set():
+            break
         out.append(backbone.features(images[start:start + batch]).to("cpu", torch.float16))
         if progress is not None:
             progress((done + start + len(out[-1])) / total, f"features of {done + start + len(out[-1]):,} of "
@@ -296,8 +303,12 @@ def _compute(backbone: Backbone, images: torch.Tensor, progress: Progress | None
 
 
 def cached_features(backbone: Backbone, mnist: Mnist, n_train: int, progress: Progress | None = None,
-                    directory: Path | None = None) -> FeatureSet:
-    """Features for the first n_train digits of the balanced order and the test set, computing only what is new."""
+                    directory: Path | None = None, stop: threading.Event | None = None) -> FeatureSet:
+    """Features for the first n_train digits of the balanced order and the test set, computing only what is new.
+
+    A stop request keeps what was computed (the test set whole, then any prefix of the training
+    digits), so the next run starts from there, and raises TransferStopped.
+    """
     directory = directory or features_dir()
     path = directory / f"{backbone.info.name}-{backbone.version}.safetensors"
     order = balanced_order(mnist.train_labels)
@@ -311,18 +322,27 @@ def cached_features(backbone: Backbone, mnist: Mnist, n_train: int, progress: Pr
         if todo:
             done = 0
             if need_test:
-                test = _compute(backbone, mnist.test_images, progress, 0, todo)
+                test = _compute(backbone, mnist.test_images, progress, 0, todo, stop)
                 done = len(test)
+                if len(test) < len(mnist.test_labels):
+                    raise TransferStopped(f"stopped while computing features ({done:,} of {todo:,} digits)")
             if n_train > have:
-                new = _compute(backbone, mnist.train_images[order[have:n_train]], progress, done, todo)
+                new = _compute(backbone, mnist.train_images[order[have:n_train]], progress, done, todo, stop)
                 train = new if train is None else torch.cat([train, new])
-            directory.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            safetensors.torch.save_file({"train": train.contiguous(), "test": test.contiguous()}, str(tmp))
-            os.replace(tmp, path)
+            _write_features(path, train, test)
+            if len(train) < n_train:
+                raise TransferStopped(f"stopped while computing features ({done + len(train) - have:,} of "
+                                      f"{todo:,} digits; those are kept for next time)")
     idx = order[:n_train]
     return FeatureSet(train[:n_train].float(), mnist.train_labels[idx], test.float(), mnist.test_labels.clone(),
                       time.perf_counter() - started if todo else 0.0)
+
+
+def _write_features(path: Path, train: torch.Tensor, test: torch.Tensor) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    safetensors.torch.save_file({"train": train.contiguous(), "test": test.contiguous()}, str(tmp))
+    os.replace(tmp, path)
 
 
 def _read_features(path: Path) -> dict[str, torch.Tensor]:
@@ -388,6 +408,7 @@ class ArmResult:
     seconds: float = 0.0
     feature_seconds: float = 0.0
     trainable_params: int = 0
+    stopped: str = ""  # why the arm ended early, when a stop request ended it
 
 
 def _batches(n: int, batch_size: int, steps: int, generator: torch.Generator):
@@ -447,9 +468,12 @@ def _train(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, test_in
             if on_step is not None:
                 on_step(result)
         if stop is not None and stop.is_set():
+            # A full test pass of an unfrozen ImageNet trunk takes a minute on a CPU: a stop should not wait.
+            result.stopped = f"stopped at step {step} of {config.steps}"
             break
     result.train_loss = running
-    result.test_accuracy = accuracy(torch.arange(len(test_labels)))
+    if not result.stopped:
+        result.test_accuracy = accuracy(torch.arange(len(test_labels)))
     result.seconds = time.perf_counter() - started
     return result
 
@@ -469,7 +493,12 @@ def run_transfer(config: TransferConfig, mnist: Mnist, backbone: Backbone | None
             progress(number / len(config.arms), f"training arm {number + 1} of {len(config.arms)}: {ARMS[arm]}")
         if arm == "frozen":
             backbone = (backbone or load_backbone(config.backbone)).to(target)
-            feats = cached_features(backbone, mnist, n, progress, directory)
+            try:
+                feats = cached_features(backbone, mnist, n, progress, directory, stop)
+            except TransferStopped as exc:
+                result.stopped = str(exc)
+                results.append(result)
+                break
             if progress is not None:
                 progress(number / len(config.arms), f"training arm {number + 1} of {len(config.arms)}: {ARMS[arm]}")
             result.feature_seconds = feats.seconds

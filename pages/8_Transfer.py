@@ -4,6 +4,8 @@ import streamlit as st
 
 st.set_page_config(page_title="Transfer · MNIST Lab", page_icon="🔁", layout="wide")
 
+import threading  # noqa: E402
+
 import torch  # noqa: E402
 
 from labui import state  # noqa: E402
@@ -82,17 +84,27 @@ def live_results() -> dict:
     return {}
 
 
+@st.cache_resource
+def stop_requests() -> dict[str, threading.Event]:
+    """One stop switch per task key, shared by every session that watches the run."""
+    return {}
+
+
 def start(config: TransferConfig, backbone: Backbone) -> None:
     live = live_results()
     tkey = task_key(config)
     while len(live) >= 16:  # keep memory bounded on a long-lived host: the oldest runs go first
         live.pop(next(iter(live)))
     live[tkey] = {}
+    stops = stop_requests()
+    while len(stops) >= 16:
+        stops.pop(next(iter(stops)))
+    stops[tkey] = threading.Event()
     mnist = state.device_data().mnist
 
     def work(report):
         return run_transfer(config, mnist, backbone, progress=report,
-                            on_step=lambda r: live[tkey].__setitem__(r.arm, r))
+                            on_step=lambda r: live[tkey].__setitem__(r.arm, r), stop=stops[tkey])
 
     try:
         state.task_runner().forget(tkey)
@@ -110,10 +122,20 @@ def live_view() -> None:
         st.info("No transfer run yet in this session: choose the settings above and press Train.")
         return
     if task.running:
-        st.progress(task.fraction, text=task.stage)
+        bar, button = st.columns([5, 1])
+        bar.progress(task.fraction, text=task.stage)
+        stop = stop_requests().get(tkey)
+        if stop is not None and stop.is_set():
+            button.caption("stopping...")
+        elif stop is not None and button.button("Stop", key=key("stop"), help="End the run after the current "
+                                                "batch; features computed so far are kept for next time."):
+            stop.set()
     elif task.error:
         st.error(f"The run failed: {task.error}")
     results = task.result if task.result is not None else list(live_results().get(tkey, {}).values())
+    for result in results if not task.running else []:
+        if result.stopped:
+            st.warning(f"{result.label}: {result.stopped}.")
     if results:
         st.plotly_chart(transfer_curves(results), key=key("curves"))
         st.dataframe([row(r) for r in results], hide_index=True, width="stretch", key=key("table"))
@@ -129,7 +151,7 @@ def row(result) -> dict:
             "test accuracy %": None if result.test_accuracy is None else round(100 * result.test_accuracy, 2),
             "final train loss": None if result.train_loss is None else round(result.train_loss, 4),
             "training s": round(result.seconds, 1), "feature extraction s": round(result.feature_seconds, 1),
-            "trainable params": result.trainable_params}
+            "trainable params": result.trainable_params, "status": result.stopped or "done"}
 
 
 def backbone_maps(backbone: Backbone) -> None:

@@ -230,6 +230,27 @@ def test_transfer_page_trains_a_head_and_a_scratch_baseline(runs):
     assert (table["labelled digits"] == 100).all() and (table["test accuracy %"] > 30).all()
 
 
+def test_transfer_page_stops_a_run_on_request(runs):
+    at = page("pages/8_Transfer.py").run()
+    at.selectbox(key="transfer.labels").set_value(100)
+    at.multiselect(key="transfer.arms").set_value(["scratch"])
+    at.number_input(key="transfer.steps").set_value(20_000).run()  # minutes of work, unless stopped
+    at.button(key="transfer.start").click().run()
+    deadline = time.time() + 60
+    while time.time() < deadline and not any(b.key == "transfer.stop" for b in at.button):
+        time.sleep(0.5)
+        at.run()
+    at.button(key="transfer.stop").click().run()
+    deadline = time.time() + 60
+    while time.time() < deadline and not at.warning:
+        time.sleep(0.5)
+        at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.warning and "stopped at step" in at.warning[0].value
+    table = at.dataframe[0].value
+    assert table["status"][0].startswith("stopped at step") and table["test accuracy %"].isna().all()
+
+
 def test_transfer_page_explains_a_missing_torchvision_weight(runs, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     at = page("pages/8_Transfer.py").run()

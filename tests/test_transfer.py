@@ -1,6 +1,7 @@
 """Transfer learning: real backbones, frozen while heads train, features cached, clear offline messages."""
 
 import json
+import threading
 import time
 
 import pytest
@@ -13,6 +14,7 @@ from mnist_core.transfer import (
     BackboneUnavailable,
     TransferConfig,
     TransferError,
+    TransferStopped,
     cached_features,
     fresh_fashion_cnn,
     load_backbone,
@@ -58,6 +60,33 @@ def test_features_are_computed_once_and_only_the_new_ones_later(fashion, mnist, 
     assert again.seconds == 0.0 and torch.equal(again.train, more.train)
     direct = fashion.features(mnist.train_images[balanced_order(mnist.train_labels)[:80]])
     assert torch.allclose(direct.to(torch.float16).float(), more.train)
+
+
+def test_a_stop_during_feature_extraction_keeps_what_was_computed(fashion, mnist, tmp_path):
+    stop = threading.Event()
+
+    def stop_after_the_test_set(fraction, stage):
+        if stage.startswith("features of 10,256 of"):  # the test set, then one batch of training digits
+            stop.set()
+
+    with pytest.raises(TransferStopped, match="kept for next time"):
+        cached_features(fashion, mnist, 1000, progress=stop_after_the_test_set, directory=tmp_path, stop=stop)
+    calls = []
+    resumed = cached_features(fashion, mnist, 1000, progress=lambda f, stage: calls.append(stage), directory=tmp_path)
+    assert calls[-1] == "features of 744 of 744 digits"  # only the digits the stopped run had not reached
+    direct = fashion.features(mnist.train_images[balanced_order(mnist.train_labels)[:1000]])
+    assert torch.allclose(direct.to(torch.float16).float(), resumed.train)
+
+
+def test_a_stop_during_training_ends_the_run_after_that_batch(fashion, mnist, tmp_path):
+    stop = threading.Event()
+    config = TransferConfig("fashion_cnn", labels=100, steps=400, arms=("scratch", "frozen"))
+    results = run_transfer(config, mnist, fashion, directory=tmp_path, stop=stop,
+                           on_step=lambda r: r.curve[-1]["step"] >= 80 and stop.set())
+    assert [r.arm for r in results] == ["scratch"]  # the frozen arm never started
+    (scratch,) = results
+    assert scratch.stopped == "stopped at step 80 of 400" and scratch.curve[-1]["step"] == 80
+    assert scratch.test_accuracy is None  # no full test pass after a stop
 
 
 def test_the_labelled_digits_are_class_balanced_and_the_same_for_every_arm(fashion, mnist, tmp_path):
