@@ -9,6 +9,7 @@ st.set_page_config(page_title="Compare · MNIST Lab", page_icon="⚖️", layout
 from labui import state  # noqa: E402
 from labui.compare_charts import arm_curves, live_loss_curves  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
+from labui.widgets import config_widgets, seed_state  # noqa: E402
 from mnist_core.compare import (  # noqa: E402
     BN_POSITIONS,
     DIMENSIONS,
@@ -20,14 +21,14 @@ from mnist_core.compare import (  # noqa: E402
 )
 from mnist_core.models import REGISTRY, ModelError  # noqa: E402
 from mnist_core.presets import PRESETS, preset  # noqa: E402
-from mnist_core.train import ConfigError, TrainConfig  # noqa: E402
+from mnist_core.train import OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig  # noqa: E402
 
 
 def key(name: str) -> str:
     return f"compare.{name}"
 
 
-def base_setup() -> TrainConfig:
+def base_setup() -> tuple[TrainConfig, list[str]]:
     st.markdown("**Base setup**: every arm uses it, except for the setting you vary.")
     c1, c2, c3, c4 = st.columns(4)
     start = c1.selectbox("Start from", ["(defaults)", *PRESETS], key=key("preset"),
@@ -47,7 +48,37 @@ def base_setup() -> TrainConfig:
                                  key=key("subset"), help="A class-balanced subset, the same for every arm and seed."))
     config.train_subset = subset or None
     config.record = False
-    return config
+    with st.expander(f"Training recipe and {config.arch} settings"):
+        errors = recipe_widgets(config, start)
+    return config, errors
+
+
+def recipe_widgets(config: TrainConfig, start: str) -> list[str]:
+    """The base's optimizer, schedule and architecture settings, filled from the chosen preset (or the defaults).
+
+    Returns the problems with the architecture settings, already shown beside their widgets.
+    """
+    st.caption("Arms that vary one of these (the optimizer, say) override it; everything else comes from here.")
+    c1, c2, c3 = st.columns(3)
+    config.optimizer = c1.selectbox("Optimizer", OPTIMIZERS, index=OPTIMIZERS.index(config.optimizer),
+                                    key=key(f"optimizer.{start}"))
+    config.lr = float(c2.number_input("Learning rate", 0.0, 10.0, value=float(config.lr), format="%g", step=None,
+                                      key=key(f"lr.{start}")))
+    config.schedule = c3.selectbox("Schedule", SCHEDULES, index=SCHEDULES.index(config.schedule),
+                                   key=key(f"schedule.{start}"))
+    config.momentum = float(c1.number_input("Momentum (SGD, RMSprop)", 0.0, 0.999, value=float(config.momentum),
+                                            step=0.05, key=key(f"momentum.{start}")))
+    config.weight_decay = float(c2.number_input("Weight decay", 0.0, 1.0, value=float(config.weight_decay),
+                                                step=1e-4, format="%g", key=key(f"weight_decay.{start}")))
+    config.label_smoothing = float(c3.number_input("Label smoothing", 0.0, 0.5, value=float(config.label_smoothing),
+                                                   step=0.05, key=key(f"label_smoothing.{start}")))
+    st.markdown(f"**{config.arch} settings**")
+    prefix = key(f"model.{start}.{config.arch}")
+    seed_state(prefix, REGISTRY[config.arch].config_cls, config.model)
+    model, errors = config_widgets(REGISTRY[config.arch].config_cls, prefix)
+    if not errors:
+        config.model = model
+    return errors
 
 
 def arms_for(base: TrainConfig, dimension: str):
@@ -124,7 +155,7 @@ st.title("Compare")
 st.write("Vary one thing and keep everything else fixed. Every arm with the same architecture starts from the "
          "**same initial weights** and sees the digits in the **same order** (the seed fixes both), so the curves "
          "differ because of the setting alone. Repeat over several seeds: one run can mislead.")
-base = base_setup()
+base, base_errors = base_setup()
 dimension = st.selectbox("Vary", list(DIMENSIONS), format_func=DIMENSIONS.get, key=key("dimension"))
 specs, problem = [], None
 try:
@@ -136,6 +167,9 @@ except (CompareError, ConfigError, ModelError) as exc:
     seeds, parallel = [0], 1
 if problem:
     st.error(problem)
+elif base_errors:
+    specs = []  # the architecture settings above say what to fix
+    st.error("Fix the architecture settings in the base setup first: " + base_errors[0])
 else:
     st.caption(f"{len(specs)} runs: " + ", ".join(dict.fromkeys(s.arm for s in specs)) + f" x seeds {seeds}.")
 name = st.text_input("Comparison name", value=f"cmp-{dimension}", key=key(f"name.{dimension}"),

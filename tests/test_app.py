@@ -1,5 +1,6 @@
 """Pages rendered with Streamlit's AppTest: real scripts, real data, real training."""
 
+import json
 import time
 from pathlib import Path
 
@@ -194,6 +195,9 @@ def test_gan_page_trains_a_short_run_and_saves_it(runs):
 def test_compare_page_runs_two_arms_and_tabulates_them(runs):
     at = page("pages/7_Compare.py").run()
     at.number_input(key="compare.max_batches").set_value(5)
+    at.selectbox(key="compare.optimizer.(defaults)").set_value("sgd")
+    at.number_input(key="compare.lr.(defaults)").set_value(0.05)
+    at.number_input(key="compare.model.(defaults).mlp.width").set_value(64)
     at.selectbox(key="compare.dimension").set_value("augmentation").run()
     assert any("2 runs: no augmentation, rotate 10 deg, shift 2 px" in c.value for c in at.caption)
     at.button[0].click().run()  # Start comparison
@@ -206,6 +210,18 @@ def test_compare_page_runs_two_arms_and_tabulates_them(runs):
     assert list(table["arm"]) == ["no augmentation", "rotate 10 deg, shift 2 px"]
     assert (table["runs done"] == "1/1").all()
     assert (runs / "cmp-augmentation-no-augmentation-s0.safetensors").exists()
+    meta = json.loads((runs / "cmp-augmentation-no-augmentation-s0.json").read_text())
+    assert meta["train_config"]["optimizer"] == "sgd" and meta["train_config"]["lr"] == 0.05  # the base recipe
+    assert meta["model_config"]["width"] == 64
+
+
+def test_compare_page_refuses_to_start_with_bad_architecture_settings(runs):
+    at = page("pages/7_Compare.py").run()
+    at.selectbox(key="compare.arch.(defaults)").set_value("cnn").run()
+    at.text_input(key="compare.model.(defaults).cnn.channels").set_value("16, x").run()
+    assert any("Fix the architecture settings" in e.value for e in at.error)
+    assert at.button[0].disabled  # Start comparison
+    assert not at.exception
 
 
 def test_compare_page_says_why_a_dimension_does_not_fit_the_base(runs):
