@@ -467,7 +467,7 @@ def _train(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, test_in
             result.seconds = time.perf_counter() - started
             if on_step is not None:
                 on_step(result)
-        if stop is not None and stop.is_set():
+        if stop is not None and stop.is_set() and step < config.steps:
             # A full test pass of an unfrozen ImageNet trunk takes a minute on a CPU: a stop should not wait.
             result.stopped = f"stopped at step {step} of {config.steps}"
             break
