@@ -136,8 +136,9 @@ def live_view() -> None:
     for result in results if not task.running else []:
         if result.stopped:
             st.warning(f"{result.label}: {result.stopped}.")
-    if results:
+    if any(r.curve for r in results):
         st.plotly_chart(transfer_curves(results), key=key("curves"))
+    if results:
         st.dataframe([row(r) for r in results], hide_index=True, width="stretch", key=key("table"))
     if not task.running and task.result and st.session_state.get(key("logged")) != tkey:
         st.session_state[key("logged")] = tkey
