@@ -24,7 +24,7 @@ import torch
 
 from .checkpoints import safe_name, save
 from .data import DeviceData
-from .jobs import HostLimits, Job, JobLimitError
+from .jobs import HostLimits, Job, JobLimitError, OwnerSlots
 from .models import REGISTRY, build_model, describe, make_config
 from .train import Event, TrainConfig, fit, planned_steps
 
@@ -300,19 +300,13 @@ def _run_in_worker(index: int, config: dict, arm: str, seed: int, name: str, run
     return index, _finish(result, spec, Path(runs_dir) if runs_dir else None)
 
 
-class ComparisonJobs:
+class ComparisonJobs(OwnerSlots[Comparison]):
     """One comparison per owner, at most max_jobs comparisons at once in this process."""
 
     def __init__(self, limits: HostLimits | None = None, runs_dir: Path | None = None):
         self.limits = limits or HostLimits()
-        self.max_jobs = self.limits.max_jobs
         self.runs_dir = runs_dir
-        self._jobs: dict[str, Comparison] = {}
-        self._lock = threading.Lock()
-
-    def latest(self, owner: str) -> Comparison | None:
-        with self._lock:
-            return self._jobs.get(owner)
+        super().__init__(self.limits.max_jobs, CompareError, "a comparison running", "runs at most {} comparison(s)")
 
     def start(self, owner: str, name: str, dimension: str, specs: list[RunSpec], data: DeviceData,
               parallel: int = 1) -> Comparison:
@@ -328,24 +322,11 @@ class ComparisonJobs:
             job.total_steps = planned_steps(spec.config, len(data.train))
             job.status = "queued"
             runs.append(RunState(spec, job, count_params(spec.config.arch, spec.config.model)))
-        with self._lock:
-            mine = self._jobs.get(owner)
-            if mine is not None and mine.running:
-                raise CompareError("you already have a comparison running; stop it or wait for it to finish")
-            running = sum(c.running for c in self._jobs.values())
-            if running >= self.max_jobs:
-                raise CompareError(f"this host runs at most {self.max_jobs} comparison(s) at once; try again later")
-            comparison = Comparison(uuid.uuid4().hex[:8], owner, safe_name(name), dimension, runs,
-                                    min(parallel, len(runs)))
-            self._jobs[owner] = comparison
+        comparison = self.admit(owner, lambda: Comparison(uuid.uuid4().hex[:8], owner, safe_name(name), dimension,
+                                                          runs, min(parallel, len(runs))))
         target = self._work_in_processes if comparison.parallel > 1 else self._work_in_thread
         threading.Thread(target=target, args=(comparison, data), name=f"compare-{comparison.id}", daemon=True).start()
         return comparison
-
-    def stop(self, owner: str) -> None:
-        comparison = self.latest(owner)
-        if comparison is not None:
-            comparison.stop_event.set()
 
     def _work_in_thread(self, comparison: Comparison, data: DeviceData) -> None:
         try:

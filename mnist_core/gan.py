@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from .checkpoints import SHIPPED_DIR, CheckpointError, runs_dir, safe_name
 from .data import Mnist, pick_device, standardize
+from .jobs import OwnerSlots
 
 VARIANTS = ("mlp", "dcgan")
 CLASSES = 10
@@ -439,28 +440,15 @@ class GanJob:
             return dataclasses.replace(self, steps=list(self.steps), epochs=list(self.epochs))
 
 
-class GanJobs:
+class GanJobs(OwnerSlots[GanJob]):
     """One GAN run per owner, at most max_jobs at once across the process."""
 
     def __init__(self, max_jobs: int = 1):
-        self.max_jobs = max_jobs
-        self._jobs: dict[str, GanJob] = {}
-        self._lock = threading.Lock()
-
-    def latest(self, owner: str) -> GanJob | None:
-        with self._lock:
-            return self._jobs.get(owner)
+        super().__init__(max_jobs, GanConfigError, "a GAN training", "trains at most {} GAN")
 
     def start(self, owner: str, config: GanConfig, mnist: Mnist, judge: Judge | None, name: str) -> GanJob:
         config.validate()
-        with self._lock:
-            running = [j for j in self._jobs.values() if j.running]
-            if any(j.owner == owner for j in running):
-                raise GanConfigError("you already have a GAN training; stop it or wait for it to finish")
-            if len(running) >= self.max_jobs:
-                raise GanConfigError(f"this host trains at most {self.max_jobs} GAN at once; try again later")
-            job = GanJob(owner, safe_name(name), config)
-            self._jobs[owner] = job
+        job = self.admit(owner, lambda: GanJob(owner, safe_name(name), config))
 
         def work():
             result = train_gan(config, mnist, judge, job.on_event, job.stop_event)
@@ -475,8 +463,3 @@ class GanJobs:
 
         threading.Thread(target=work, name=f"gan-{job.name}", daemon=True).start()
         return job
-
-    def stop(self, owner: str) -> None:
-        job = self.latest(owner)
-        if job is not None:
-            job.stop_event.set()

@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Callable, Generic, TypeVar
 
 from .checkpoints import save
 from .data import DeviceData
@@ -24,6 +25,39 @@ MAX_CURVE_POINTS = 2000  # per-batch points kept for the live curve; older ones 
 
 class JobLimitError(RuntimeError):
     """The host's limits do not allow this job now."""
+
+
+OwnedJob = TypeVar("OwnedJob")  # anything with .running and .stop_event
+
+
+class OwnerSlots(Generic[OwnedJob]):
+    """The latest job of each owner, at most max_jobs running at once in this process."""
+
+    def __init__(self, max_jobs: int, error: type[Exception], running_phrase: str, limit_phrase: str):
+        self.max_jobs = max_jobs
+        self._error, self._running_phrase, self._limit_phrase = error, running_phrase, limit_phrase
+        self._jobs: dict[str, OwnedJob] = {}
+        self._lock = threading.Lock()
+
+    def latest(self, owner: str) -> OwnedJob | None:
+        with self._lock:
+            return self._jobs.get(owner)
+
+    def admit(self, owner: str, make: Callable[[], OwnedJob]) -> OwnedJob:
+        """Register make()'s job for the owner, unless the owner or the host is busy."""
+        with self._lock:
+            mine = self._jobs.get(owner)
+            if mine is not None and mine.running:
+                raise self._error(f"you already have {self._running_phrase}; stop it or wait for it to finish")
+            if sum(job.running for job in self._jobs.values()) >= self.max_jobs:
+                raise self._error(f"this host {self._limit_phrase.format(self.max_jobs)} at once; try again later")
+            self._jobs[owner] = job = make()
+        return job
+
+    def stop(self, owner: str) -> None:
+        job = self.latest(owner)
+        if job is not None:
+            job.stop_event.set()
 
 
 @dataclass
