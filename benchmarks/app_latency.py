@@ -48,7 +48,7 @@ def main() -> int:
         switches = []
         for _ in range(args.repeats):
             switches.append(timed(switch_to(page, "Train", "Train"), page))
-            switches.append(timed(switch_to(page, "app", "MNIST Lab"), page))
+            switches.append(timed(switch_to(page, "Home", "MNIST Lab"), page))
 
         # Start a full-epoch run, then use a widget on another page while it trains.
         timed(switch_to(page, "Train", "Train"), page)
@@ -56,7 +56,7 @@ def main() -> int:
         expect(page.get_by_role("button", name="Stop")).to_be_visible()
         busy_switches, widget = [], []
         for _ in range(args.repeats):
-            busy_switches.append(timed(switch_to(page, "app", "MNIST Lab"), page))
+            busy_switches.append(timed(switch_to(page, "Home", "MNIST Lab"), page))
             picker = page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first
             widget.append(timed(lambda: (picker.click(), page.get_by_role("option").nth(1).click()), page))
             busy_switches.append(timed(switch_to(page, "Train", "Train"), page))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from . import state
+from .navigation import use_app_navigation
 
 
 def checkpoint_label(info) -> str:
@@ -14,6 +15,7 @@ def checkpoint_label(info) -> str:
 
 
 def sidebar() -> None:
+    use_app_navigation()  # a shared link opened first in a fresh server gets the app's navigation too
     state.umap_warm_up()  # so the first UMAP map a user asks for does not wait a minute for numba
     infos = state.checkpoints()
     with st.sidebar:

@@ -5,6 +5,8 @@ import math
 import pytest
 from playwright.sync_api import expect
 
+from labui.serve import running_app
+
 PAGES = {"": "MNIST Lab", "Data": "Data", "Train": "Train", "Draw": "Draw a digit", "Embeddings": "Embeddings", "Inspect": "Inspect", "GAN": "Conditional GAN",
          "Compare": "Compare", "Transfer": "Transfer learning"}  # URL path -> title on that page
 
@@ -32,9 +34,31 @@ def test_a_shared_link_opens_that_page_with_the_app_navigation(page, app_url, pa
     expect(page.locator("h1").first).to_contain_text(title)
     wait_until_idle(page)
     assert page.locator('[data-testid="stException"]').count() == 0
+    expect_app_navigation(page)
+
+
+def expect_app_navigation(page):
     nav = page.locator('[data-testid="stSidebarNav"]')
     expect(nav).to_contain_text("Train")
-    expect(nav).to_contain_text("app")
+    expect(nav.get_by_text("Home", exact=True)).to_be_visible()
+    expect(nav.get_by_text("app", exact=True)).to_have_count(0)
+
+
+@pytest.mark.parametrize("path, title", [(p, t) for p, t in PAGES.items() if p])
+def test_a_shared_link_that_is_a_fresh_servers_first_request_gets_the_app_navigation(browser, tmp_path, path, title):
+    """Streamlit decides at a server's first session whether pages/ drives the navigation: test that case."""
+    with running_app({"MNIST_RUNS_DIR": str(tmp_path / "runs")}) as url:
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = context.new_page()
+        page.goto(f"{url}/{path}")
+        expect(page.locator("h1").first).to_contain_text(title)
+        wait_until_idle(page)
+        expect_app_navigation(page)
+        assert page.url.rstrip("/").endswith(f"/{path}")
+        page.reload()  # a new session of the same server
+        expect(page.locator("h1").first).to_contain_text(title)
+        expect_app_navigation(page)
+        context.close()
 
 
 def test_a_short_run_from_the_train_page_shows_its_curve_and_lands_in_the_runs(page, app_url):

@@ -1,0 +1,56 @@
+"""One place where a page's uncaught error becomes a plain message and one log line.
+
+app.py runs every page through `run_guarded`, so no page needs its own try/except for the unexpected.
+Streamlit's own control flow (st.stop, st.rerun, st.switch_page) raises BaseException subclasses
+and passes through untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from typing import Callable
+
+import streamlit as st
+
+from .hosting import hosted
+
+MESSAGE = ("Something went wrong on this page and it stopped. Nothing you saved is lost: reload the page or pick "
+           "another one. The error has been logged on the server.")
+
+log = logging.getLogger("mnist_lab")
+if not log.handlers:  # Streamlit configures only its own loggers; ours goes to stderr, one line per event
+    _handler = logging.StreamHandler(sys.stderr)
+    _handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    log.addHandler(_handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
+def apply_error_details() -> None:
+    """Hosted: Streamlit shows no traceback for anything that still escapes (fragments, app.py itself)."""
+    st.set_option("client.showErrorDetails", "none" if hosted() else "full")
+
+
+def log_line(page: str, exc: BaseException) -> str:
+    """`page=Data error=ValueError: ... at mnist_core/explore.py:12`, on one line."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+    text = " ".join(str(exc).split())  # one line whatever the message holds
+    return f"page={page} error={type(exc).__name__}: {text}{where}"
+
+
+def show_error(page: str, exc: Exception) -> None:
+    log.error(log_line(page, exc))
+    st.error(MESSAGE)
+    if not hosted():  # a developer's own app: the traceback, folded away
+        with st.expander("Error details (shown because MNIST_HOSTED is not set)", expanded=False):
+            st.exception(exc)
+
+
+def run_guarded(page: str, run: Callable[[], None]) -> None:
+    try:
+        run()
+    except Exception as exc:  # noqa: BLE001 - the one place that catches whatever a page did not expect
+        show_error(page, exc)

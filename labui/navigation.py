@@ -1,0 +1,52 @@
+"""The app's navigation: Home, then every script in pages/ in its numbered order.
+
+Every file in pages/ is picked up, so a new page needs no change here. Its label and URL come from
+the file name as Streamlit infers them ("5_Draw.py" -> "Draw" at /Draw), which keeps shared links
+the same as under Streamlit's automatic pages/ navigation.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Callable
+
+import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
+
+PAGES_DIR = Path(__file__).resolve().parent.parent / "pages"
+HOME = "Home"
+
+
+def page_files() -> list[Path]:
+    """pages/*.py by their number prefix (1_Data.py before 10_X.py), then by name."""
+    def order(path: Path) -> tuple[int, str]:
+        number = re.match(r"\d+", path.name)
+        return (int(number.group()) if number else 1_000_000, path.name)
+
+    return sorted((p for p in PAGES_DIR.glob("*.py") if not p.name.startswith((".", "_"))), key=order)
+
+
+def page_label(path: Path) -> str:
+    """The label Streamlit gives a page file: "9_Under_the_hood.py" -> "Under the hood"."""
+    return re.sub(r"^\d+_", "", path.stem).replace("_", " ")
+
+
+def app_pages(home: Callable[[], None]) -> list:
+    return [st.Page(home, title=HOME, icon="🏠", default=True), *(st.Page(p) for p in page_files())]
+
+
+def use_app_navigation() -> None:
+    """Make sure this run is under app.py's navigation, not Streamlit's automatic pages/ one.
+
+    Streamlit 1.67 decides once per server process, when the first session starts, whether the
+    `pages/` folder drives the navigation (PagesManager.uses_pages_directory); st.navigation turns
+    that off, but only once app.py runs. A first visitor whose first request is a page URL (a shared
+    link to /Draw) gets that page run directly, under the automatic navigation ("app", no Home), and
+    so does everyone after them until someone opens "/". So the first page run that finds the flag
+    on turns it off and reruns: the rerun goes through app.py and keeps the requested page (a page's
+    hash is its URL path, the same under both navigations).
+    """
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
