@@ -7,6 +7,7 @@ threaded), which is what makes all 70,000 digits feasible on a laptop CPU.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -123,15 +124,25 @@ def last_linear(model: nn.Module) -> nn.Linear:
 
 
 @torch.no_grad()
-def feature_inputs(model: nn.Module, mnist: Mnist, indices: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-    """What the classifier's last linear layer receives: the network's learned representation."""
+def feature_inputs(model: nn.Module, mnist: Mnist, indices: np.ndarray, batch_size: int = 1000,
+                   progress: Progress | None = None, share: float = 1.0) -> np.ndarray:
+    """What the classifier's last linear layer receives: the network's learned representation.
+
+    progress(fraction, stage) after each batch, fractions running up to `share` (the rest of the map's work
+    comes after); a caller can stop the computation there by raising.
+    """
     images = mnist.normalize(digits(mnist, indices))
+    model = copy.deepcopy(model)  # the hook goes on a private copy: the app shares one model between sessions
     captured: list[torch.Tensor] = []
     hook = last_linear(model).register_forward_pre_hook(lambda _m, args: captured.append(args[0].detach().cpu()))
     device = next(model.parameters()).device
     try:
         model.eval()
-        for chunk in images.split(batch_size):
+        for i, chunk in enumerate(images.split(batch_size)):
+            if progress:
+                progress(share * i * batch_size / len(images),
+                         f"features of digits {i * batch_size:,} to {min((i + 1) * batch_size, len(images)):,} "
+                         f"of {len(images):,}")
             model(chunk.to(device))
     finally:
         hook.remove()
@@ -173,7 +184,7 @@ def tsne(x: np.ndarray, spec: EmbedSpec, progress: Progress | None = None) -> np
                 progress(min(0.1 + 0.9 * Report.done / total, 0.99), f"t-SNE step {Report.done} of {total}")
 
     if progress:
-        progress(0.05, "t-SNE: finding each point's neighbours")
+        progress(0.12, "t-SNE: finding each point's neighbours")
     # ints_in_interval=3: a coarser FFT grid once the map has spread out; on 70,000 digits the default (1)
     # made the main phase several times slower with the same 10-NN accuracy (0.976).
     model = TSNE(n_components=2, perplexity=spec.perplexity, n_iter=spec.iterations, random_state=spec.seed,
@@ -228,9 +239,10 @@ def compute(spec: EmbedSpec, mnist: Mnist, model: nn.Module | None = None,
     elif model is None:
         raise EmbeddingError(f"the map of {spec.source!r}'s features needs that checkpoint's model")
     else:
-        if progress:
-            progress(0.02, f"computing {spec.source}'s features")
-        x = feature_inputs(model, mnist, indices)
+        # Features are nearly all of a PCA's time and a fair part of the others' before their own steps start.
+        x = feature_inputs(model, mnist, indices, progress=progress, share=0.9 if spec.method == "pca" else 0.1)
+    if progress:
+        progress(0.9 if spec.method == "pca" else 0.1, "principal components")
     reduced, share = pca(x, min(PCA_BEFORE, x.shape[1]))
     if spec.method == "pca":
         coords = reduced[:, : spec.dims]
@@ -240,6 +252,19 @@ def compute(spec: EmbedSpec, mnist: Mnist, model: nn.Module | None = None,
         coords = umap(reduced, spec, progress)
     return Embedding(spec, np.ascontiguousarray(coords, dtype=np.float32), indices, labels[indices],
                      time.perf_counter() - start, share if spec.method == "pca" else None)
+
+
+def turned(coords: np.ndarray, turn: float, tilt: float) -> tuple[np.ndarray, np.ndarray]:
+    """A 3-D map seen from an angle: (screen x-y (n, 2), depth (n,), larger = nearer the viewer).
+
+    turn (degrees) spins the cloud about the screen's vertical axis, then tilt about its horizontal one;
+    at 0, 0 the view is the first two components, the 2-D map.
+    """
+    t, a = np.radians(turn), np.radians(tilt)
+    x, y, z = coords[:, 0], coords[:, 1], coords[:, 2]
+    sx, d = np.cos(t) * x + np.sin(t) * z, -np.sin(t) * x + np.cos(t) * z
+    sy, depth = np.cos(a) * y - np.sin(a) * d, np.sin(a) * y + np.cos(a) * d
+    return np.stack([sx, sy], 1).astype(np.float32), depth.astype(np.float32)
 
 
 # ---------------------------------------------------------------- separation

@@ -2,6 +2,7 @@
 
 A user can start one, look at other pages, and come back: the task lives in the process, not in
 the browser session. One heavy task runs at a time; asking for a second says which one is running.
+A task can be asked to stop: its next progress report raises TaskStopped, which ends it as stopped.
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ class TaskBusyError(RuntimeError):
     """Another task is running and this host runs one at a time."""
 
 
+class TaskStopped(Exception):
+    """Raised inside a task's work, at a progress report, once someone asked it to stop."""
+
+
 @dataclass
 class Task:
     key: str
@@ -29,12 +34,16 @@ class Task:
     result: Any = None
     error: str | None = None
     finished: float | None = None
+    stopped: bool = False  # ended on request, with no result
+    stop_requested: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @property
     def running(self) -> bool:
         return self.finished is None
 
     def report(self, fraction: float, stage: str) -> None:
+        if self.stop_requested.is_set():
+            raise TaskStopped(f"stopped at {self.fraction:.0%} ({self.stage})")
         self.fraction, self.stage = fraction, stage
 
 
@@ -56,7 +65,7 @@ class TaskRunner:
         """Run work(report) in a thread; the same key while running (or done) returns the existing task."""
         with self._lock:
             existing = self._tasks.get(key)
-            if existing is not None and (existing.running or existing.error is None):
+            if existing is not None and (existing.running or (existing.error is None and not existing.stopped)):
                 return existing
             busy = [t for t in self._tasks.values() if t.running]
             if len(busy) >= self.max_running:
@@ -70,6 +79,12 @@ class TaskRunner:
         threading.Thread(target=self._run, args=(task, work), name=f"task-{key}", daemon=True).start()
         return task
 
+    def stop(self, key: str) -> None:
+        """Ask a running task to end at its next progress report (work that reports often stops soon)."""
+        task = self.get(key)
+        if task is not None and task.running:
+            task.stop_requested.set()
+
     def forget(self, key: str) -> None:
         with self._lock:
             task = self._tasks.get(key)
@@ -81,6 +96,8 @@ class TaskRunner:
         try:
             task.result = work(task.report)
             task.fraction, task.stage = 1.0, "done"
+        except TaskStopped as exc:
+            task.stopped, task.stage = True, str(exc)  # "stopped at 40% (what it was doing)"
         except Exception as exc:  # the page shows it; the app keeps working
             task.error = f"{type(exc).__name__}: {exc}"
         finally:

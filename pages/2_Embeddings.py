@@ -10,12 +10,15 @@ from labui import state  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
 from mnist_core import embed  # noqa: E402
 from mnist_core.checkpoints import CheckpointError  # noqa: E402
+from labui.images import upscale  # noqa: E402
 from mnist_core.data import tile  # noqa: E402
 from mnist_core.tasks import TaskBusyError  # noqa: E402
 
 METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE (openTSNE)", "umap": "UMAP"}
 COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 PIXELS = "raw pixels"
+SECONDS_PER_1000 = {"pca": 0.05, "tsne": 4.0, "umap": 1.2}  # rough, on a 2-core CPU, for the "about N s" note
+FEATURES_PER_1000 = 1.4  # a checkpoint's features (99 s for all 70,000 through `best` on a loaded 2-core CPU)
 
 
 def settings() -> embed.EmbedSpec:
@@ -65,25 +68,40 @@ def model_for(spec: embed.EmbedSpec):
     return state.load_checkpoint(info)[0]
 
 
-def scatter(e: embed.Embedding, highlight: int | None) -> go.Figure:
-    three_d = e.coords.shape[1] == 3
+def scatter(e: embed.Embedding, highlight: int | None, angle: tuple[float, float] | None = None) -> go.Figure:
+    """The map; a 3-D map is drawn either as plotly's 3-D scene (angle None) or seen from `angle`, flat.
+
+    Only a flat (2-D) plotly chart can send a clicked point to the app: plotly's 3-D scenes emit no
+    selection, and Streamlit forwards plotly clicks only for hierarchical charts. So the 3-D map is
+    clickable as a view turned to an angle, with nearer points drawn larger.
+    """
+    three_d = e.coords.shape[1] == 3 and angle is None
+    xy, depth = (embed.turned(e.coords, *angle) if angle is not None and e.coords.shape[1] == 3
+                 else (e.coords[:, :2], None))
+    if depth is not None:
+        near = (depth - depth.min()) / max(float(np.ptp(depth)), 1e-9)
     traces = []
     for digit in range(10):
         mask = e.labels == digit
         dim = highlight is not None and digit != highlight
         common = dict(name=str(digit), mode="markers", customdata=e.indices[mask],
-                      hovertemplate=f"digit {digit} · #%{{customdata}}<extra></extra>")
-        marker = dict(size=2.5 if three_d else 4, color="#d0d0d0" if dim else COLOURS[digit], opacity=0.25 if dim else 0.8)
+                      hovertemplate=f"digit {digit} · #%{{customdata}} · click to see it<extra></extra>")
+        size = (2 + 5 * near[mask]) if depth is not None else (2.5 if three_d else 4)
+        marker = dict(size=size, color="#d0d0d0" if dim else COLOURS[digit], opacity=0.25 if dim else 0.8)
         if three_d:
             traces.append(go.Scatter3d(x=e.coords[mask, 0], y=e.coords[mask, 1], z=e.coords[mask, 2], marker=marker,
                                        **common))
         else:
-            traces.append(go.Scattergl(x=e.coords[mask, 0], y=e.coords[mask, 1], marker=marker, **common))
+            traces.append(go.Scattergl(x=xy[mask, 0], y=xy[mask, 1], marker=marker, **common))
     fig = go.Figure(traces)
+    source = e.spec.source if e.spec.source != "pixels" else "raw pixels"
+    view = f", seen from turn {angle[0]:.0f}°, tilt {angle[1]:.0f}°" if depth is not None else ""
     fig.update_layout(height=620, margin={"l": 0, "r": 0, "t": 30, "b": 0}, legend={"title": "class", "itemsizing": "constant"},
-                      title=f"{METHOD_NAMES[e.spec.method]} of {len(e.labels):,} digits ({e.spec.source if e.spec.source != 'pixels' else 'raw pixels'})")
+                      title=f"{METHOD_NAMES[e.spec.method]} of {len(e.labels):,} digits ({source}){view}")
     if not three_d:
-        fig.update_layout(dragmode="select", xaxis={"visible": False}, yaxis={"visible": False})
+        # No dragmode here: Streamlit then sets clickmode "event+select", so a click selects one point; a
+        # figure with dragmode "select" gets clickmode "event" and a click selects nothing.
+        fig.update_layout(xaxis={"visible": False}, yaxis={"visible": False, "scaleanchor": "x"})
     return fig
 
 
@@ -121,33 +139,42 @@ def separation(e: embed.Embedding) -> embed.Separation:
     return _separation(st.session_state["emb.key"], e.coords, e.labels)
 
 
-def selected_digits(event, e: embed.Embedding) -> None:
+def selected_ids(event) -> list[int]:
     points = (event or {}).get("selection", {}).get("points", []) if event else []
-    ids = [int(p["customdata"]) for p in points if "customdata" in p][:200]
+    return [int(p["customdata"]) for p in points if "customdata" in p][:200]
+
+
+def selected_digits(ids: list[int]) -> None:
     if not ids:
-        st.caption("Click a point, or drag a box or lasso around some, to see those digits here.")
+        st.caption("Click a point to see that digit here; the box or lasso tool (top right of the map) picks many.")
         return
     mnist = state.device_data().mnist
     images = embed.digits(mnist, np.array(ids)).numpy()
     labels = embed.all_labels(mnist)[ids]
     if len(ids) == 1:
         split, number = ("training", ids[0]) if ids[0] < 60_000 else ("test", ids[0] - 60_000)
-        st.image(np.kron(images[0], np.ones((6, 6), np.uint8)), caption=f"{split} digit #{number}, label {labels[0]}")
+        st.image(upscale(images[0], 6), caption=f"{split} digit #{number}, label {labels[0]}", width="stretch")
     else:
-        st.image(tile(images, columns=10), caption=f"{len(ids)} selected digits; labels: "
+        st.image(tile(images, columns=10), width="stretch", caption=f"{len(ids)} selected digits; labels: "
                  + ", ".join(f"{d}: {int((labels == d).sum())}" for d in range(10) if (labels == d).any()))
 
 
 @st.fragment(run_every=1.0)
 def progress_view(key: str) -> None:
-    task = state.task_runner().get(key)
+    runner = state.task_runner()
+    task = runner.get(key)
     if task is None:
         return
-    if task.running:
-        st.progress(task.fraction, text=f"{task.label}: {task.stage} · {time_since(task.started)}. "
-                                        "You can look at other pages meanwhile; it keeps computing.")
-    else:
-        st.rerun()  # the whole page, to draw the finished map
+    if not task.running:
+        st.rerun()  # the whole page, to draw the finished map (or say it stopped)
+    bar, button = st.columns([5, 1], vertical_alignment="center")
+    bar.progress(task.fraction, text=f"{task.label}: {task.stage} · {time_since(task.started)}. "
+                                     "You can look at other pages meanwhile; it keeps computing.")
+    if task.stop_requested.is_set():
+        button.caption("stopping at the next step...")
+    elif button.button("Stop", key="emb.stop", help="End this computation; nothing is saved."):
+        runner.stop(key)
+        button.caption("stopping at the next step...")
 
 
 def time_since(t: float) -> str:
@@ -163,8 +190,13 @@ def find_map(spec: embed.EmbedSpec, key: str) -> embed.Embedding | None:
     return state.cached_embedding(key)
 
 
-def start(spec: embed.EmbedSpec, key: str) -> None:
-    model = model_for(spec)
+def start(spec: embed.EmbedSpec, key: str) -> bool:
+    """Start the map in the background; False (with the reason shown) when it cannot start."""
+    try:
+        model = model_for(spec)
+    except CheckpointError as exc:
+        st.error(str(exc))
+        return False
     mnist = state.device_data().mnist
 
     def work(report):
@@ -172,10 +204,13 @@ def start(spec: embed.EmbedSpec, key: str) -> None:
         embed.save_cached(result, key)
         return result
 
+    source = "raw pixels" if spec.source == "pixels" else f"{spec.source}'s features"
     try:
-        state.task_runner().start(key, f"{METHOD_NAMES[spec.method]} of {spec.points:,} digits", work)
+        state.task_runner().start(key, f"{METHOD_NAMES[spec.method]} of {spec.points:,} digits ({source})", work)
     except TaskBusyError as exc:
         st.error(str(exc))
+        return False
+    return True
 
 
 sidebar()
@@ -196,24 +231,27 @@ except (StopIteration, OSError):
 st.session_state["emb.key"] = key
 result = find_map(spec, key)
 task = state.task_runner().get(key)
-if result is None and task is not None and task.error:
-    st.error(f"The map could not be computed: {task.error}")
+if result is None and task is not None and not task.running and (task.error or task.stopped):
+    if task.error:
+        st.error(f"The map could not be computed: {task.error}")
+    else:
+        st.info(f"{task.label}: {task.stage}. Nothing was saved; press Compute map to start it again.")
     state.task_runner().forget(key)
-if result is None and spec.method == "pca":
-    try:
+    task = None
+if result is None and spec.method == "pca" and spec.source == "pixels":
+    try:  # PCA of pixels takes a second or two even for all 70,000: no need to go to the background
         with st.spinner("Computing PCA..."):
-            result = embed.compute(spec, state.device_data().mnist, model_for(spec))
+            result = embed.compute(spec, state.device_data().mnist)
         embed.save_cached(result, key)
-    except (embed.EmbeddingError, CheckpointError) as exc:
+    except embed.EmbeddingError as exc:
         st.error(str(exc))
 if result is None:
     if task is not None and task.running:
         progress_view(key)
     else:
-        rough = {"tsne": 4.0, "umap": 1.2}[spec.method] * spec.points / 1000
+        rough = (SECONDS_PER_1000[spec.method] + (FEATURES_PER_1000 if spec.source != "pixels" else 0)) * spec.points / 1000
         st.info(f"This map is not computed yet (about {rough:.0f} s on a 2-core CPU; cached afterwards).")
-        if st.button("Compute map", type="primary", key="emb.compute"):
-            start(spec, key)
+        if st.button("Compute map", type="primary", key="emb.compute") and start(spec, key):
             st.rerun()
         running = state.task_runner().running()
         if running:
@@ -223,13 +261,22 @@ else:
                f"{result.seconds:.1f} s.")
     left, right = st.columns([3, 1])
     with left:
-        highlight = st.selectbox("Isolate a class", [None, *range(10)], format_func=lambda d: "all" if d is None else str(d),
+        c1, c2, c3 = st.columns([2, 2, 2])
+        highlight = c1.selectbox("Isolate a class", [None, *range(10)], format_func=lambda d: "all" if d is None else str(d),
                                  key="emb.highlight", help="Grey out the others. Clicking a legend entry hides a class; "
                                  "double-clicking shows it alone.")
-        event = st.plotly_chart(scatter(result, highlight), key=f"emb.scatter.{key}", on_select="rerun",
+        angle = None
+        if result.coords.shape[1] == 3:
+            free = st.toggle("Free rotation (plotly's 3-D scene: drag to turn it; clicking a digit needs the "
+                             "turned view)", key="emb.free3d")
+            if not free:
+                angle = (c2.slider("Turn", -180, 180, 30, 5, key="emb.turn", help="Spin the cloud about the "
+                                   "vertical axis (0, 0 is the 2-D map)."),
+                         c3.slider("Tilt", -90, 90, 20, 5, key="emb.tilt", help="Tip it towards you or away."))
+        event = st.plotly_chart(scatter(result, highlight, angle), key=f"emb.scatter.{key}", on_select="rerun",
                                 selection_mode=("points", "box", "lasso"))
-        selected_digits(event, result)
     with right:
+        selected_digits(selected_ids(event))
         separation_panel(result)
     if result.explained_variance is not None:
         st.plotly_chart(explained_variance(result.explained_variance), key="emb.variance")

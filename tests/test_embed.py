@@ -104,3 +104,56 @@ def test_digits_are_found_by_index_across_both_splits(mnist):
     picked = embed.digits(mnist, np.array([59_999, 60_000, 3]))
     assert (picked[0] == mnist.train_images[59_999]).all()
     assert (picked[1] == mnist.test_images[0]).all() and (picked[2] == mnist.train_images[3]).all()
+
+
+def test_a_task_stops_at_its_next_report_and_can_start_again():
+    runner, reported = TaskRunner(), threading.Event()
+
+    def work(report):
+        for i in range(10_000):
+            report(i / 10_000, f"step {i}")
+            reported.set()
+            threading.Event().wait(0.01)
+        return "finished"
+
+    runner.start("a", "map a", work)
+    assert reported.wait(10)
+    runner.stop("a")
+    task = runner.wait("a", timeout=10)
+    assert not task.running and task.stopped and task.result is None and task.error is None
+    assert task.stage.startswith("stopped at ") and "(step " in task.stage
+    again = runner.start("a", "map a", lambda report: 7)  # a stopped task does not block its key
+    assert again is not task and runner.wait("a").result == 7
+
+
+def test_a_checkpoint_map_reports_feature_progress_and_stops_in_the_middle(mnist):
+    model = load("mlp")[0]
+    stages = []
+    runner = TaskRunner()
+
+    def work(report):
+        def watch(fraction, stage):
+            stages.append((fraction, stage))
+            if len(stages) == 3:
+                runner.stop("pca")
+            report(fraction, stage)
+
+        return embed.compute(EmbedSpec(method="pca", points=20_000, source="mlp"), mnist, model, watch)
+
+    runner.start("pca", "PCA of mlp", work)
+    task = runner.wait("pca", timeout=120)
+    assert task.stopped and task.result is None
+    assert stages[0][1] == "features of digits 0 to 1,000 of 20,000"
+    assert [f for f, _ in stages] == sorted(f for f, _ in stages) and stages[-1][0] < 0.9
+    assert not model._forward_pre_hooks and not any(m._forward_pre_hooks for m in model.modules())
+
+
+def test_a_turned_view_of_a_3d_map_is_a_rotation_that_starts_at_the_2d_map():
+    coords = np.random.default_rng(0).normal(size=(500, 3)).astype(np.float32)
+    flat, depth = embed.turned(coords, 0, 0)
+    assert np.allclose(flat, coords[:, :2]) and np.allclose(depth, coords[:, 2])
+    xy, depth = embed.turned(coords, 35, -20)
+    assert np.allclose(np.linalg.norm(np.column_stack([xy, depth]), axis=1), np.linalg.norm(coords, axis=1),
+                       atol=1e-5)
+    side, _ = embed.turned(coords, 90, 0)
+    assert np.allclose(side[:, 0], coords[:, 2], atol=1e-6)  # turned a quarter: the third component across

@@ -161,3 +161,47 @@ def test_a_two_arm_comparison_of_a_few_batches_draws_both_arms(page, app_url):
         expect(curves.locator(".legendtext", has_text=arm)).to_be_visible()
     assert curves.locator(".scatterlayer .trace").count() == 2  # one loss curve per arm
     assert page.locator('[data-testid="stException"]').count() == 0
+
+
+POINT_ON_SCREEN = """() => {
+    const gd = [...document.querySelectorAll('.js-plotly-plot')].find(
+        g => g.layout && g.layout.title && String(g.layout.title.text || g.layout.title).includes('digits ('));
+    gd.scrollIntoView({block: 'center'});
+    const trace = gd._fullData[3], xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+    let best = 0, bestGap = -1;  // the point of class 3 farthest from any other point: a click cannot miss it
+    const xs = gd._fullData.flatMap(t => Array.from(t.x)), ys = gd._fullData.flatMap(t => Array.from(t.y));
+    for (let i = 0; i < trace.x.length; i++) {
+        let gap = Infinity;
+        for (let j = 0; j < xs.length; j++) {
+            const d = Math.hypot(xa.l2p(xs[j]) - xa.l2p(trace.x[i]), ya.l2p(ys[j]) - ya.l2p(trace.y[i]));
+            if (d > 0 && d < gap) gap = d;
+        }
+        if (gap > bestGap) { bestGap = gap; best = i; }
+    }
+    const box = gd.getBoundingClientRect();
+    return {x: box.left + xa._offset + xa.l2p(trace.x[best]), y: box.top + ya._offset + ya.l2p(trace.y[best]),
+            index: Number(trace.customdata[best])};
+}"""
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_a_click_on_one_point_of_a_map_shows_that_digit(page, app_url, dims):
+    open_page(page, app_url, "Embeddings", "Embeddings")
+    page.get_by_role("combobox", name="Method").click()
+    page.get_by_role("option", name="PCA", exact=True).click()
+    wait_until_idle(page)
+    enter(page.get_by_role("spinbutton", name="Digits (stratified by class)"), "1000")
+    expect(page.get_by_text("PCA of 1,000 digits")).to_be_visible()
+    if dims == 3:
+        page.get_by_role("radiogroup", name="Dimensions").get_by_text("3", exact=True).click()
+        expect(page.get_by_text("seen from turn 30°, tilt 20°")).to_be_visible()
+    wait_until_idle(page)
+    point = page.evaluate(POINT_ON_SCREEN)
+    page.mouse.move(point["x"] - 3, point["y"] - 3)
+    page.mouse.move(point["x"], point["y"], steps=3)  # plotly clicks the point it is hovering
+    page.wait_for_timeout(300)
+    page.mouse.click(point["x"], point["y"])
+    split, number = ("training", point["index"]) if point["index"] < 60_000 else ("test", point["index"] - 60_000)
+    expect(page.get_by_text(f"{split} digit #{number}, label 3")).to_be_visible()
+    expect(page.locator('[data-testid="stImage"] img').first).to_be_visible()
+    assert page.locator('[data-testid="stException"]').count() == 0
