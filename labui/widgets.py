@@ -15,10 +15,10 @@ def label(name: str) -> str:
     return name.replace("_", " ").capitalize()
 
 
-def widget_value(default, value):
-    """A config value as its widget holds it (tuples of numbers are edited as text)."""
+def widget_value(default, value, choices: bool = True):
+    """A config value as its widget holds it (tuples of numbers, and of free text, are edited as text)."""
     if isinstance(default, tuple) and not isinstance(value, str):
-        return list(value) if default and isinstance(default[0], str) else ", ".join(map(str, value))
+        return list(value) if choices and default and isinstance(default[0], str) else ", ".join(map(str, value))
     return value
 
 
@@ -32,7 +32,7 @@ def seed_state(prefix: str, config_cls, values: dict | None = None, overwrite: b
         key = field_key(prefix, f.name)
         if overwrite or key not in st.session_state:
             default = getattr(defaults, f.name)
-            st.session_state[key] = widget_value(default, (values or {}).get(f.name, default))
+            st.session_state[key] = widget_value(default, (values or {}).get(f.name, default), "choices" in f.metadata)
 
 
 def config_widgets(config_cls, prefix: str) -> tuple[dict, list[str]]:
@@ -50,6 +50,8 @@ def config_widgets(config_cls, prefix: str) -> tuple[dict, list[str]]:
             if not value:
                 st.error(f"{name}: choose at least one")
                 errors.append(f"{name}: choose at least one")
+        elif isinstance(default, tuple) and default and isinstance(default[0], str):  # free text, e.g. a layer list
+            value = tuple(part.strip() for part in st.text_area(name, help=help_text, key=key).split(",") if part.strip())
         elif isinstance(default, tuple):
             text = st.text_input(name, help=help_text, key=key)
             try:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .checkpoints import CheckpointError, list_checkpoints, load, save
 from .data import DataError, DeviceData, load_mnist
+from .export_cli import add_export_parser, add_layers_option, apply_layers, cmd_export
 from .models import ModelError, get_architecture, REGISTRY
 from .presets import PRESETS, preset
 from .train import OPTIMIZERS, SCHEDULES, ConfigError, Event, TrainConfig, evaluate, fit
@@ -69,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--arch", choices=list(REGISTRY), help="architecture (default: cnn, or the preset's)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="architecture setting, e.g. --set channels=16,32,64 --set dropout=0.1")
+    add_layers_option(train)
     for f in TRAIN_FLAGS:
         flag = "--" + f.name.replace("_", "-")
         kind = FLAG_TYPES[f.type.split(" ")[0]]  # annotations are strings such as "float | None"
@@ -88,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("name")
     ev.add_argument("--data", type=Path)
 
+    add_export_parser(sub)
     sub.add_parser("list", help="table of the available checkpoints")
     sub.add_parser("presets", help="the named training recipes")
     return parser
@@ -99,6 +102,7 @@ def config_from_args(args) -> TrainConfig:
         config = dataclasses.replace(config, arch=args.arch, model={})
     values = {f.name: getattr(args, f.name) for f in TRAIN_FLAGS if getattr(args, f.name) is not None}
     config = dataclasses.replace(config, **values)
+    config = apply_layers(config, args)
     config.model = model_overrides(config.arch, args.set, config.model)
     if args.dry_run:
         config.max_batches, config.epochs = 5, 1
@@ -177,7 +181,8 @@ def cmd_presets(_args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    command = {"train": cmd_train, "eval": cmd_eval, "list": cmd_list, "presets": cmd_presets}[args.command]
+    command = {"train": cmd_train, "eval": cmd_eval, "list": cmd_list, "presets": cmd_presets,
+               "export": cmd_export}[args.command]
     try:
         return command(args)
     except (ConfigError, ModelError, DataError, CheckpointError, KeyError) as exc:

@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -96,7 +97,7 @@ def reproduce_command(config: TrainConfig, name: str | None = None) -> str:
         parts.append(flag if value is True else f"{flag} {value}")
     for key, value in config.model.items():
         text = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else value
-        parts.append(f"--set {key}={text}")
+        parts.append(f"--set {shlex.quote(f'{key}={text}')}")  # quoted: a layer list has spaces
     if name:
         parts.append(f"--name {name}")
     return " ".join(parts)

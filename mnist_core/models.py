@@ -265,6 +265,8 @@ REGISTRY: dict[str, Architecture] = {
     ]
 }
 
+from . import stack as _stack  # noqa: E402,F401  registers "stack", the layer-stack architecture built on the above
+
 
 def get_architecture(name: str) -> Architecture:
     if name not in REGISTRY:
