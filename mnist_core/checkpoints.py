@@ -1,17 +1,32 @@
 """Checkpoints: weights in safetensors, everything else in a JSON file beside them. Never pickle.
 
 Two folders are searched: the user's runs (written by training) and the shipped checkpoints
-(committed with the project). A name resolves to the runs folder first.
+(committed with the project). The shipped names are reserved: a run cannot take one, and a name
+that is both (an older run) resolves to the shipped checkpoint.
+
+A save is whole or absent, even under kill -9: every file is first written under a unique temporary
+name, then, holding the folder's lock, the files are renamed into place with the JSON last. The JSON
+records the SHA-256 of the weights and the history beside it, checked on load, so a checkpoint whose
+files do not belong together (a save interrupted on a file system without the lock, a hand edit) is
+reported, never loaded with the wrong metadata. Files left by an interrupted save are removed by the
+next save into the folder.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import json
+import math
 import os
 import platform
 import re
 import shlex
+import shutil
 import tempfile
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,7 +37,7 @@ import torch
 import torch.nn as nn
 
 from . import __version__
-from .models import build_model, describe
+from .models import REGISTRY, build_model, describe
 from .probes import ProbeRecord, load_record, save_record
 from .train import RunResult, TrainConfig
 
@@ -30,22 +45,66 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_DIR = PROJECT_ROOT / "checkpoints"
 RUNS_ENV = "MNIST_RUNS_DIR"
 FORMAT_VERSION = 1
+MAX_NAME = 80
 _NAME_OK = re.compile(r"[^A-Za-z0-9._-]+")
+ALLOWED_CHARACTERS = "letters A-Z and a-z, digits, '.', '_' and '-'"
+_TMP_SUFFIX = ".tmp"
+# A temporary file older than this belongs to a save that died (a save takes seconds).
+_STALE_TMP_S = 3600
 
 
 class CheckpointError(ValueError):
     """A checkpoint that is missing, damaged, or does not fit the architecture it claims."""
 
 
+class CheckpointExistsError(CheckpointError):
+    """A save would replace an existing run, and replacing was not asked for."""
+
+
 def runs_dir() -> Path:
     return Path(os.environ.get(RUNS_ENV) or PROJECT_ROOT / "runs")
 
 
+# ---------------------------------------------------------------- names
+
+
 def safe_name(name: str) -> str:
     """A file-name-safe version of a user's name: letters, digits, '.', '_', '-'; never a path."""
-    cleaned = _NAME_OK.sub("-", str(name)).strip(".-")[:80]
+    cleaned = _NAME_OK.sub("-", str(name)).strip(".-")[:MAX_NAME]
     if not cleaned:
-        raise CheckpointError(f"checkpoint name {name!r} has no usable characters; use letters, digits, '-' or '_'")
+        raise CheckpointError(f"checkpoint name {name!r} has no usable characters; names use {ALLOWED_CHARACTERS}")
+    return cleaned
+
+
+def shipped_names() -> set[str]:
+    return {p.stem for p in SHIPPED_DIR.glob("*.json")} if SHIPPED_DIR.is_dir() else set()
+
+
+def is_reserved(name: str) -> bool:
+    """True for the name of a shipped checkpoint (compared without case: 'Best' would read as 'best')."""
+    try:
+        cleaned = safe_name(name).lower()
+    except CheckpointError:
+        return False
+    return cleaned in {n.lower() for n in shipped_names()}
+
+
+def validate_name(name: str) -> str:
+    """The sanitized name a run would be saved under, or CheckpointError saying what is wrong with it.
+
+    Call it before training: a name refused after training costs the run.
+    """
+    if not isinstance(name, str):
+        raise CheckpointError(f"checkpoint name must be text, got {type(name).__name__}")
+    if "\x00" in name:
+        raise CheckpointError("checkpoint name contains a NUL character; names use " + ALLOWED_CHARACTERS)
+    cleaned = _NAME_OK.sub("-", name).strip(".-")
+    if not cleaned:
+        raise CheckpointError(f"checkpoint name {name!r} has no usable characters; names use {ALLOWED_CHARACTERS}")
+    if len(cleaned) > MAX_NAME:
+        raise CheckpointError(f"checkpoint name is {len(cleaned)} characters long; at most {MAX_NAME}")
+    if is_reserved(cleaned):
+        raise CheckpointError(f"{cleaned!r} is the name of a shipped checkpoint; choose another name for your run")
     return cleaned
 
 
@@ -68,17 +127,81 @@ def load_probes(info: "CheckpointInfo") -> ProbeRecord | None:
     return load_record(probes_path(info.weights_path)) if info.meta.get("probes") else None
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename: a crash leaves the old file or none."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+# ---------------------------------------------------------------- writing files
+
+
+def _file_mode() -> int:
+    """The mode open() gives a new file (0666 less the umask), read without changing the umask.
+
+    mkstemp makes its files 0600 (private temporaries); a checkpoint is an ordinary file the user's
+    group and other tools (a backup, a shared lab folder) may read, as any file they save is.
+    os.umask() is not used to read the umask: it sets it, process-wide, racing other threads.
+    """
     try:
-        write(tmp)
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o644
+
+
+FILE_MODE = _file_mode()
+
+
+def _temp_path(directory: Path, final_name: str) -> Path:
+    """A unique temporary name beside the final file (never a fixed name: two saves would collide)."""
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{final_name}.", suffix=_TMP_SUFFIX)
+    os.close(fd)
+    return Path(tmp)
+
+
+def atomic_write(path: Path, write) -> None:
+    """Write through a uniquely named temporary file in the same folder, then rename: a crash leaves
+    the old file or none, never half of one. `write(tmp_path)` writes the content."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_path(path.parent, path.name)
+    try:
+        write(str(tmp))
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+_atomic_write = atomic_write  # the name other modules used
+
+
+_thread_locks: dict[Path, threading.Lock] = {}
+_thread_locks_guard = threading.Lock()
+
+
+@contextlib.contextmanager
+def folder_lock(directory: Path):
+    """Hold the folder's save lock: other processes (flock) and other threads of this one.
+
+    flock is released by the kernel when a process dies, so a killed save never leaves it taken.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    key = directory.resolve()
+    with _thread_locks_guard:
+        thread_lock = _thread_locks.setdefault(key, threading.Lock())
+    with thread_lock:
+        fd = os.open(key, os.O_RDONLY)  # the folder itself: no lock file to leave behind
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the flock
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _versions() -> dict:
@@ -103,11 +226,59 @@ def reproduce_command(config: TrainConfig, name: str | None = None) -> str:
     return " ".join(parts)
 
 
-def save(result: RunResult, name: str, directory: Path | None = None, extra: dict | None = None) -> str:
-    """Save a run's weights and metadata; returns the (sanitized) name it was saved under."""
-    directory = directory or runs_dir()
-    name = safe_name(name)
+def _save_step(step: str) -> None:
+    """Test hook: MNIST_TEST_SAVE_PAUSE=<step> makes a save stop after that step and wait to be killed.
+
+    The fault suite uses it to kill -9 a real save at each of its steps.
+    """
+    if os.environ.get("MNIST_TEST_SAVE_PAUSE") == step:
+        print(f"paused after {step}", flush=True)
+        time.sleep(600)
+
+
+SAVE_STEPS = ("temporaries written", "lock taken", "old metadata removed", "weights renamed", "probes renamed",
+              "metadata renamed")
+
+
+def _remove_leftovers(directory: Path) -> None:
+    """Remove what interrupted saves left: stale temporaries, and weights or histories with no JSON.
+
+    Called with the folder's lock held, so no save is between its renames; weights with no JSON
+    then belong to a save that died before its last rename, and never counted as a checkpoint.
+    """
+    now = time.time()
+    for tmp in directory.glob(f".*{_TMP_SUFFIX}"):
+        with contextlib.suppress(OSError):
+            if now - tmp.stat().st_mtime > _STALE_TMP_S:
+                tmp.unlink()
+    for pattern, strip in (("*.safetensors", ".safetensors"), ("*.safetensors.probes", ".safetensors.probes")):
+        for path in directory.glob(pattern):
+            stem = path.name[: -len(strip)]
+            if not (directory / f"{stem}.json").exists() and _written_by_save(path):
+                path.unlink(missing_ok=True)
+
+
+def _written_by_save(path: Path) -> bool:
+    """True for a safetensors file this module wrote (its header says so); other files are left alone."""
+    try:
+        with safetensors.safe_open(str(path), "pt") as f:
+            return (f.metadata() or {}).get("writer") == "mnist_core.checkpoints"
+    except Exception:  # damaged or not safetensors: not ours to judge
+        return False
+
+
+def save(result: RunResult, name: str, directory: Path | None = None, extra: dict | None = None, *,
+         overwrite: bool = True) -> str:
+    """Save a run's weights and metadata; returns the (sanitized) name it was saved under.
+
+    overwrite=False raises CheckpointExistsError when a run of that name exists; overwrite=True
+    replaces it. Shipped names are refused, except when saving into the shipped folder itself.
+    """
+    directory = Path(directory or runs_dir())
+    shipping = directory.resolve() == SHIPPED_DIR.resolve()
+    name = safe_name(name) if shipping else validate_name(name)
     weights_path, meta_path = _paths(directory, name)
+    directory = weights_path.parent
     model = result.model
     card = describe(model)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -134,14 +305,54 @@ def save(result: RunResult, name: str, directory: Path | None = None, extra: dic
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **(extra or {}),
     }
-    if result.probes is not None and len(result.probes):
+    has_probes = result.probes is not None and len(result.probes) > 0
+    if has_probes:
         meta["probes"] = {"snapshots": len(result.probes), "every": result.probes.every}
-    # Weights first, metadata last: a checkpoint counts as present only once its JSON exists.
-    _atomic_write(weights_path, lambda tmp: safetensors.torch.save_file(state, tmp, metadata={"name": name}))
-    if "probes" in meta:
-        _atomic_write(probes_path(weights_path), lambda tmp: save_record(result.probes, Path(tmp)))
-    _atomic_write(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
+    directory.mkdir(parents=True, exist_ok=True)
+    temporaries: list[Path] = []
+    try:
+        tmp_weights = _temp_path(directory, weights_path.name)
+        temporaries.append(tmp_weights)
+        safetensors.torch.save_file(state, str(tmp_weights),
+                                    metadata={"name": name, "writer": "mnist_core.checkpoints"})
+        meta["files"] = {"weights_sha256": file_sha256(tmp_weights)}
+        if has_probes:
+            tmp_probes = _temp_path(directory, probes_path(weights_path).name)
+            temporaries.append(tmp_probes)
+            save_record(result.probes, tmp_probes)
+            meta["files"]["probes_sha256"] = file_sha256(tmp_probes)
+        tmp_meta = _temp_path(directory, meta_path.name)
+        temporaries.append(tmp_meta)
+        tmp_meta.write_text(json.dumps(meta, indent=1))
+        for tmp in temporaries:
+            os.chmod(tmp, FILE_MODE)
+        _save_step("temporaries written")
+        with folder_lock(directory):
+            _save_step("lock taken")
+            if meta_path.exists():
+                if not overwrite:
+                    raise CheckpointExistsError(f"a run named {name!r} already exists; choose another name "
+                                                "or replace it (--overwrite)")
+                # From here until the last rename the run is absent, never half old and half new.
+                meta_path.unlink()
+            _save_step("old metadata removed")
+            os.replace(tmp_weights, weights_path)
+            _save_step("weights renamed")
+            if has_probes:
+                os.replace(tmp_probes, probes_path(weights_path))
+            else:
+                probes_path(weights_path).unlink(missing_ok=True)
+            _save_step("probes renamed")
+            os.replace(tmp_meta, meta_path)  # the checkpoint exists from this rename on
+            _save_step("metadata renamed")
+            _remove_leftovers(directory)
+    finally:
+        for tmp in temporaries:
+            tmp.unlink(missing_ok=True)
     return name
+
+
+# ---------------------------------------------------------------- reading
 
 
 @dataclass
@@ -153,40 +364,156 @@ class CheckpointInfo:
     meta_path: Path
 
 
-def _read_meta(meta_path: Path) -> dict:
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{meta_path}: unreadable metadata ({exc})") from None
-    if not isinstance(meta, dict) or "arch" not in meta:
-        raise CheckpointError(f"{meta_path}: metadata has no 'arch'; not a checkpoint of this project")
+@dataclass
+class UnreadableCheckpoint:
+    """A checkpoint found on disk that cannot be used, and why; its claimed figures are not shown."""
+    name: str
+    source: str
+    reason: str
+    meta_path: Path
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+# field -> (check, what it must be); a field may be absent unless listed in _REQUIRED.
+_FIELDS = {
+    "format": (lambda v: _is_int(v) and 1 <= v <= FORMAT_VERSION, f"a format number 1-{FORMAT_VERSION}"),
+    "name": (lambda v: isinstance(v, str), "text"),
+    "arch": (lambda v: isinstance(v, str) and v in REGISTRY, "one of " + ", ".join(REGISTRY)),
+    "model_config": (lambda v: v is None or isinstance(v, dict), "a mapping of settings"),
+    "train_config": (lambda v: v is None or isinstance(v, dict), "a mapping of settings"),
+    "seed": (lambda v: v is None or _is_int(v), "a whole number"),
+    "status": (lambda v: isinstance(v, str), "text"),
+    "message": (lambda v: v is None or isinstance(v, str), "text"),
+    "history": (lambda v: isinstance(v, list) and all(
+        isinstance(h, dict) and all(x is None or isinstance(x, bool) or _is_number(x) for x in h.values())
+        for h in v), "a list of epochs, each a mapping of numbers"),
+    "test_accuracy": (lambda v: v is None or (_is_number(v) and 0 <= v <= 1), "a fraction between 0 and 1"),
+    "epochs_done": (lambda v: _is_int(v) and v >= 0, "a whole number >= 0"),
+    "steps": (lambda v: _is_int(v) and v >= 0, "a whole number >= 0"),
+    "params": (lambda v: _is_int(v) and v >= 0, "a whole number >= 0"),
+    "effective_params": (lambda v: _is_int(v) and v >= 0, "a whole number >= 0"),
+    "macs": (lambda v: _is_int(v) and v >= 0, "a whole number >= 0"),
+    "train_seconds": (lambda v: _is_number(v) and v >= 0, "a number of seconds >= 0"),
+    "device": (lambda v: isinstance(v, str), "text"),
+    "versions": (lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()), "a mapping of text"),
+    "command": (lambda v: isinstance(v, str), "text"),
+    "created": (lambda v: isinstance(v, str), "text"),
+    "probes": (lambda v: v is None or (isinstance(v, dict) and _is_int(v.get("snapshots"))
+                                       and _is_int(v.get("every"))), "a mapping with snapshots and every"),
+    "files": (lambda v: isinstance(v, dict) and all(
+        isinstance(x, str) and re.fullmatch(r"[0-9a-f]{64}", x) for x in v.values()), "a mapping of SHA-256 digests"),
+}
+_REQUIRED = ("arch",)
+
+
+def check_meta(meta) -> dict:
+    """The metadata if every field it has is of the kind this project writes, else CheckpointError."""
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"metadata is a {type(meta).__name__}, not a mapping")
+    for key in _REQUIRED:
+        if key not in meta:
+            raise CheckpointError(f"metadata has no {key!r}; not a checkpoint of this project")
+    for key, (check, kind) in _FIELDS.items():
+        if key in meta and not check(meta[key]):
+            raise CheckpointError(f"metadata field {key!r} is {str(meta[key])[:40]!r}; it must be {kind}")
     return meta
 
 
-def list_checkpoints(directories: dict[str, Path] | None = None) -> list[CheckpointInfo]:
-    """Every readable checkpoint, runs first then shipped; damaged ones are skipped."""
+def _read_meta(meta_path: Path) -> dict:
+    try:
+        meta = json.loads(meta_path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise CheckpointError(f"{meta_path.name}: unreadable metadata ({str(exc)[:80]})") from None
+    try:
+        return check_meta(meta)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{meta_path.name}: {exc}") from None
+
+
+_verified: dict[tuple, str | None] = {}  # (path, size, mtime, inode) of files -> None (good) or the reason
+_verified_lock = threading.Lock()
+
+
+def _file_key(path: Path) -> tuple:
+    s = path.stat()
+    return (str(path), s.st_size, s.st_mtime_ns, s.st_ino)
+
+
+def _check_files(meta: dict, weights_path: Path) -> None:
+    """The files' hashes against the ones the JSON recorded (older and shipped checkpoints have none).
+
+    Cached on (size, mtime, inode), so the sidebar's listing hashes each run once per process.
+    """
+    recorded = meta.get("files") or {}
+    pairs = [(weights_path, recorded.get("weights_sha256"), "weights")]
+    if meta.get("probes"):
+        pairs.append((probes_path(weights_path), recorded.get("probes_sha256"), "training history"))
+    for path, digest, what in pairs:
+        if not path.exists():
+            raise CheckpointError(f"its {what} file {path.name} is missing")
+        if digest is None:
+            continue
+        key = _file_key(path) + (digest,)
+        with _verified_lock:
+            known = key in _verified
+        if not known:
+            good = file_sha256(path) == digest
+            with _verified_lock:
+                _verified[key] = good
+        if not _verified[key]:
+            raise CheckpointError(f"its {what} file does not match the SHA-256 its metadata recorded "
+                                  "(an interrupted save or a changed file); train it again or delete it")
+
+
+def scan(directories: dict[str, Path] | None = None) -> tuple[list[CheckpointInfo], list[UnreadableCheckpoint]]:
+    """Every checkpoint on disk: (the usable ones, runs first then shipped; the unusable ones, with why)."""
     directories = directories or {"runs": runs_dir(), "shipped": SHIPPED_DIR}
     found: list[CheckpointInfo] = []
+    broken: list[UnreadableCheckpoint] = []
     for source, directory in directories.items():
         if not directory.is_dir():
             continue
         for meta_path in sorted(directory.glob("*.json")):
-            weights_path = meta_path.with_suffix(".safetensors")
-            if not weights_path.exists():
+            if meta_path.name.startswith("."):
                 continue
+            weights_path = meta_path.with_suffix(".safetensors")
             try:
                 meta = _read_meta(meta_path)
-            except CheckpointError:
+                _check_files(meta, weights_path)
+            except CheckpointError as exc:
+                reason = str(exc).removeprefix(f"{meta_path.name}: ")
+                broken.append(UnreadableCheckpoint(meta_path.stem, source, reason, meta_path))
+                continue
+            except OSError as exc:
+                broken.append(UnreadableCheckpoint(meta_path.stem, source, f"unreadable ({exc.strerror})", meta_path))
                 continue
             found.append(CheckpointInfo(meta_path.stem, source, meta, weights_path, meta_path))
-    return found
+    return found, broken
+
+
+def list_checkpoints(directories: dict[str, Path] | None = None) -> list[CheckpointInfo]:
+    """Every usable checkpoint, runs first then shipped; damaged ones are left out (see scan())."""
+    return scan(directories)[0]
 
 
 def find(name: str, directories: dict[str, Path] | None = None) -> CheckpointInfo:
+    """The checkpoint of that name; a shipped name means the shipped checkpoint, whatever a run is called."""
     wanted = safe_name(name)
-    for info in list_checkpoints(directories):
-        if info.name == wanted:
-            return info
+    found, broken = scan(directories)
+    matches = [info for info in found if info.name == wanted]
+    if matches:
+        shipped = [info for info in matches if info.source == "shipped"]
+        return (shipped or matches)[0]
+    for bad in broken:
+        if bad.name == wanted:
+            raise CheckpointError(f"checkpoint {wanted!r} cannot be used: {bad.reason}")
     raise CheckpointError(f"no checkpoint named {name!r}; `python -m mnist_core list` shows the available ones")
 
 
@@ -199,7 +526,7 @@ def load(name: str, expected_arch: str | None = None, device: str | torch.device
         raise CheckpointError(f"checkpoint {info.name!r} is a {meta['arch']} model, not {expected_arch}")
     try:
         model = build_model(meta["arch"], meta.get("model_config") or {})
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:
         raise CheckpointError(f"checkpoint {info.name!r}: cannot rebuild {meta['arch']}: {exc}") from None
     try:
         state = safetensors.torch.load_file(str(info.weights_path))
@@ -217,28 +544,51 @@ def load(name: str, expected_arch: str | None = None, device: str | torch.device
     return model.to(device).eval(), meta
 
 
+def _user_run(name: str, verb: str) -> Path:
+    """The JSON path of a user run (not a shipped checkpoint), readable or not."""
+    wanted = safe_name(name)
+    _, meta_path = _paths(runs_dir(), wanted)
+    if not meta_path.exists():
+        if (SHIPPED_DIR / f"{wanted}.json").exists():
+            raise CheckpointError(f"{wanted!r} is a shipped checkpoint; only your own runs can be {verb}")
+        raise CheckpointError(f"no run named {name!r}")
+    return meta_path
+
+
 def delete(name: str) -> None:
-    """Delete a user run (shipped checkpoints are part of the project and cannot be deleted here)."""
-    info = find(name)
-    if info.source != "runs":
-        raise CheckpointError(f"{info.name!r} is a shipped checkpoint; only your own runs can be deleted")
-    info.meta_path.unlink()
-    info.weights_path.unlink(missing_ok=True)
-    probes_path(info.weights_path).unlink(missing_ok=True)
+    """Delete a user run, readable or damaged (shipped checkpoints are part of the project)."""
+    meta_path = _user_run(name, "deleted")
+    weights_path = meta_path.with_suffix(".safetensors")
+    with folder_lock(meta_path.parent):
+        meta_path.unlink(missing_ok=True)  # the JSON first: from here the run is absent
+        weights_path.unlink(missing_ok=True)
+        probes_path(weights_path).unlink(missing_ok=True)
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    tmp = _temp_path(target.parent, target.name)
+    tmp.unlink()
+    try:
+        os.link(source, tmp)
+    except OSError:  # a file system without hard links
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
 
 
 def rename(name: str, new_name: str) -> str:
-    info = find(name)
-    if info.source != "runs":
-        raise CheckpointError(f"{info.name!r} is a shipped checkpoint; only your own runs can be renamed")
-    new = safe_name(new_name)
+    """Rename a user run. Until the new JSON exists the old run is whole; after, the new one is."""
+    info = find(name, {"runs": runs_dir()})
+    new = validate_name(new_name)
     weights_path, meta_path = _paths(info.meta_path.parent, new)
-    if meta_path.exists():
-        raise CheckpointError(f"a checkpoint named {new!r} already exists; choose another name")
-    meta = dict(info.meta, name=new)
-    os.replace(info.weights_path, weights_path)
-    if probes_path(info.weights_path).exists():
-        os.replace(probes_path(info.weights_path), probes_path(weights_path))
-    _atomic_write(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
-    info.meta_path.unlink()
+    with folder_lock(meta_path.parent):
+        if meta_path.exists():
+            raise CheckpointExistsError(f"a checkpoint named {new!r} already exists; choose another name")
+        meta = dict(info.meta, name=new)
+        _link_or_copy(info.weights_path, weights_path)
+        if probes_path(info.weights_path).exists():
+            _link_or_copy(probes_path(info.weights_path), probes_path(weights_path))
+        atomic_write(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
+        info.meta_path.unlink()
+        info.weights_path.unlink(missing_ok=True)
+        probes_path(info.weights_path).unlink(missing_ok=True)
     return new

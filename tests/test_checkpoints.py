@@ -84,15 +84,22 @@ def test_loading_checks_the_architecture(short_run, runs):
         load("cnn-run")
 
 
-def test_damaged_files_give_clear_errors_and_are_skipped_in_listing(short_run, runs):
+def test_damaged_files_give_clear_errors_and_are_listed_as_unreadable(short_run, runs):
     save(short_run, "broken")
     (runs / "broken.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(CheckpointError, match="does not match the SHA-256"):
+        load("broken")
+    meta = json.loads((runs / "broken.json").read_text())
+    del meta["files"]  # a checkpoint from before hashes were recorded: the weights are still checked
+    (runs / "broken.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="unreadable weights"):
         load("broken")
     (runs / "junk.json").write_text("{not json")
     (runs / "junk.safetensors").write_bytes(b"")
     names = [info.name for info in list_checkpoints()]
-    assert "junk" not in names and "broken" in names
+    assert "junk" not in names
+    usable, unreadable = checkpoints.scan()
+    assert "junk" in {u.name for u in unreadable}
     with pytest.raises(CheckpointError, match="no checkpoint named 'absent'"):
         load("absent")
 
@@ -116,3 +123,52 @@ def test_shipped_checkpoints_load_and_match_their_recorded_accuracy(data):
         accuracy = evaluate(model, data.test)["accuracy"]
         assert accuracy == pytest.approx(meta["test_accuracy"], abs=5e-4), info.name
         assert os.path.getsize(info.weights_path) < 10 * 2**20  # small enough to commit
+
+
+@pytest.mark.parametrize("name, message", [
+    ("...", "no usable characters; names use letters"),
+    ("数字", "no usable characters; names use letters"),
+    ("a" * 81, "81 characters long; at most 80"),
+    ("best", "name of a shipped checkpoint"),
+    ("Fast", "name of a shipped checkpoint"),
+    ("run\x00x", "NUL character"),
+])
+def test_validate_name_says_what_is_wrong(name, message):
+    with pytest.raises(CheckpointError, match=message):
+        checkpoints.validate_name(name)
+
+
+def test_validate_name_sanitizes_and_reserves_only_shipped_names():
+    assert checkpoints.validate_name("../my run") == "my-run"
+    assert checkpoints.is_reserved("best") and checkpoints.is_reserved("tiny_gap")
+    assert not checkpoints.is_reserved("my-best") and not checkpoints.is_reserved("...")
+
+
+def test_a_shipped_name_cannot_be_saved_or_shadow_the_shipped_checkpoint(short_run, runs):
+    with pytest.raises(CheckpointError, match="shipped checkpoint"):
+        save(short_run, "best")
+    assert not runs.exists() or not any(runs.glob("best*"))
+    # a run of that name left by an older version: the shipped checkpoint still wins
+    save(short_run, "old-best")
+    for suffix in (".json", ".safetensors", ".safetensors.probes"):
+        os.replace(runs / f"old-best{suffix}", runs / f"best{suffix}")
+    info = checkpoints.find("best")
+    assert info.source == "shipped" and info.meta["test_accuracy"] > 0.99
+
+
+def test_saving_over_an_existing_run_needs_overwrite(short_run, runs):
+    save(short_run, "mine", overwrite=False)
+    before = (runs / "mine.json").read_text()
+    with pytest.raises(checkpoints.CheckpointExistsError, match="already exists"):
+        save(short_run, "mine", overwrite=False)
+    assert (runs / "mine.json").read_text() == before
+    assert sorted(p.name for p in runs.iterdir()) == ["mine.json", "mine.safetensors", "mine.safetensors.probes"]
+    assert save(short_run, "mine", overwrite=True) == "mine"
+    assert load("mine")[1]["name"] == "mine"
+
+
+def test_checkpoint_files_are_ordinary_readable_files(short_run, runs):
+    save(short_run, "shared")
+    for path in runs.iterdir():
+        assert path.stat().st_mode & 0o777 == checkpoints.FILE_MODE
+    assert checkpoints.FILE_MODE & 0o044  # group and others may read (with the usual umask 022)
