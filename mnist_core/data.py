@@ -10,6 +10,7 @@ import gzip
 import hashlib
 import math
 import os
+import re
 import socket
 import tempfile
 from dataclasses import dataclass
@@ -78,23 +79,48 @@ def _find_file(directory: Path, stem: str) -> Path:
     raise DataError(f"{directory}: missing {stem}(.gz); expected the four MNIST IDX files there")
 
 
+_SUMS_LINE = re.compile(r"([0-9a-fA-F]{64}) [ *](.+)")
+
+
+def _read_sums(sums_file: Path) -> dict[str, str]:
+    """SHA256SUMS as {file name: digest}, in `sha256sum`'s format, or DataError naming what is wrong."""
+    try:
+        text = sums_file.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise DataError(f"{sums_file}: cannot be read ({exc.strerror or exc}); fix or remove it") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{sums_file}: not UTF-8 text; it must hold lines of '<SHA-256>  <file name>' "
+                        "as sha256sum writes them: fix or remove it") from None
+    expected = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        match = _SUMS_LINE.fullmatch(line.strip())
+        if match is None:
+            raise DataError(f"{sums_file}: line {number} is not '<64 hex digits>  <file name>' "
+                            f"({line.strip()[:40]!r}); fix or remove the file")
+        expected[match.group(2).strip()] = match.group(1).lower()
+    return expected
+
+
 def _check_sha256(directory: Path, files: list[Path]) -> None:
+    """Check the files against the folder's SHA256SUMS, if it has one: every file must be listed and match."""
     sums_file = directory / "SHA256SUMS"
     if not sums_file.exists():
         return
-    expected = {}
-    for line in sums_file.read_text().splitlines():
-        if line.strip():
-            digest, name = line.split(maxsplit=1)
-            expected[name.strip().lstrip("*")] = digest
+    expected = _read_sums(sums_file)
     for path in files:
-        if path.name in expected:
-            actual = hashlib.sha256(path.read_bytes()).hexdigest()
-            if actual != expected[path.name]:
-                raise DataError(
-                    f"{path}: SHA-256 {actual[:12]}... does not match SHA256SUMS ({expected[path.name][:12]}...); "
-                    "the file is corrupted or was replaced: restore it from a fresh clone"
-                )
+        if path.name not in expected:
+            # A file the sums do not cover is not trusted: e.g. a raw IDX beside sums of the .gz files.
+            listed = ", ".join(sorted(expected)) or "nothing"
+            raise DataError(f"{path}: not listed in {sums_file.name} (it lists {listed}), so it cannot be checked; "
+                            f"add its line (sha256sum {path.name} >> SHA256SUMS) or use the listed files")
+        actual = hashlib.sha256(path.read_bytes()).hexdigest()
+        if actual != expected[path.name]:
+            raise DataError(
+                f"{path}: SHA-256 {actual[:12]}... does not match SHA256SUMS ({expected[path.name][:12]}...); "
+                "the file is corrupted or was replaced: restore it from a fresh clone"
+            )
 
 
 def _read_split(directory: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -163,6 +189,8 @@ class Mnist:
 @lru_cache(maxsize=4)
 def _load_cached(directory: str) -> Mnist:
     path = Path(directory)
+    if path.exists() and not path.is_dir():
+        raise DataError(f"{path}: is a file, not a folder; point MNIST_DATA_DIR (or --data) at the folder of MNIST IDX files")
     if not path.is_dir():
         raise DataError(f"{path}: no such folder; point MNIST_DATA_DIR (or --data) at the folder of MNIST IDX files")
     train_images, train_labels = _read_split(path, "train")

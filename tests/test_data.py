@@ -170,3 +170,32 @@ def test_validation_split_is_held_out(mnist):
     assert len(d.train) == 55000 and len(d.val) == 5000
     with pytest.raises(DataError, match="validation size"):
         DeviceData(mnist, device="cpu", val_size=60000)
+
+
+@pytest.mark.parametrize("sums, message", [
+    (b"\xff\xfe not utf-8\n", "not UTF-8 text"),
+    (b"this is not a checksum line\n", "line 1 is not '<64 hex digits>  <file name>'"),
+    (b"abc123  t10k-images-idx3-ubyte.gz\n", "line 1 is not"),
+])
+def test_a_malformed_sums_file_is_one_clear_error(tmp_path, sums, message):
+    folder = tmp_path / "copy"
+    shutil.copytree(BUNDLED_DIR, folder)
+    (folder / "SHA256SUMS").write_bytes(sums)
+    with pytest.raises(DataError, match=message):
+        load_mnist(folder)
+
+
+def test_a_file_the_sums_do_not_list_is_reported_not_trusted(tmp_path):
+    folder = tmp_path / "copy"
+    shutil.copytree(BUNDLED_DIR, folder)
+    gz = folder / "t10k-labels-idx1-ubyte.gz"
+    (folder / "t10k-labels-idx1-ubyte").write_bytes(gzip.decompress(gz.read_bytes()))  # raw beside sums of .gz
+    gz.unlink()
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte: not listed in SHA256SUMS"):
+        load_mnist(folder)
+
+
+def test_a_file_given_as_the_data_folder_is_named_as_such(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(DataError, match="is a file, not a folder"):
+        load_mnist(tmp_path / "f")
