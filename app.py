@@ -51,26 +51,23 @@ def home() -> None:
 
     data = state.device_data()
     mnist = data.mnist
-    left, right = st.columns([2, 3])
-    with left:
-        st.subheader("The data set")
-        st.write(f"**{len(mnist.train_labels):,}** training and **{len(mnist.test_labels):,}** test images, "
-                 f"28 x 28 grey levels; pixel mean {mnist.mean:.4f}, std {mnist.std:.4f}.")
-        counts = torch.bincount(mnist.train_labels, minlength=10).tolist()
-        st.caption("Training images per class: " + ", ".join(f"{d}: {c:,}" for d, c in enumerate(counts)))
-        first_of_each = [int((mnist.train_labels == d).nonzero()[i]) for i in range(4) for d in range(10)]
-        st.image(upscale(tile(mnist.train_images[first_of_each], columns=10), 4), width="stretch",
-                 caption="The first four training digits of each class")
-    with right:
-        st.subheader("Checkpoints")
-        infos = state.checkpoints()
-        if infos:
-            st.dataframe(state.checkpoint_rows(infos), hide_index=True, width="stretch",
-                         column_order=["name", "source", "architecture", "params", "epochs", "test accuracy %",
-                                       "train time s", "status"])
-        else:
-            st.info("No checkpoints yet. Train one on the Train page, or run `python -m mnist_core train --preset fast`.")
-
+    st.subheader("The data set")
+    text, picture = st.columns([1, 1])
+    text.write(f"**{len(mnist.train_labels):,}** training and **{len(mnist.test_labels):,}** test images, "
+               f"28 x 28 grey levels; pixel mean {mnist.mean:.4f}, std {mnist.std:.4f}.")
+    counts = torch.bincount(mnist.train_labels, minlength=10).tolist()
+    text.caption("Training images per class: " + ", ".join(f"{d}: {c:,}" for d, c in enumerate(counts)))
+    first_of_each = [int((mnist.train_labels == d).nonzero()[i]) for i in range(4) for d in range(10)]
+    picture.image(upscale(tile(mnist.train_images[first_of_each], columns=10), 4), width="stretch",
+                  caption="The first four training digits of each class")
+    st.subheader("Checkpoints")  # the full width: the table has eight columns
+    infos = state.checkpoints()
+    if infos:
+        st.dataframe(state.checkpoint_rows(infos), hide_index=True, width="stretch",
+                     column_order=["name", "source", "architecture", "params", "epochs", "test accuracy %",
+                                   "train time s", "status"])
+    else:
+        st.info("No checkpoints yet. Train one on the Train page, or run `python -m mnist_core train --preset fast`.")
 
 errors.apply_error_details()
 page = st.navigation(app_pages(home))

@@ -47,3 +47,26 @@ def padded_square(image: np.ndarray) -> np.ndarray:
     top, left = (side - h) // 2, (side - w) // 2
     out[top:top + h, left:left + w] = image
     return out
+
+
+def png_data_uri(image: np.ndarray) -> str:
+    """A small uint8 image as an inline PNG (a few hundred bytes for a digit)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def digit_grid_html(images: np.ndarray, cell_px: int = 44, titles: list[str] | None = None) -> str:
+    """Digits in a grid that fills the container's width: as many columns as fit cells of at least
+    cell_px, so a phone shows a few readable columns and a wide screen many."""
+    cells = "".join(
+        f'<img src="{png_data_uri(image)}" alt="{titles[i] if titles else "digit"}" '
+        f'title="{titles[i] if titles else ""}" style="width:100%;image-rendering:pixelated;display:block">'
+        for i, image in enumerate(np.asarray(images, dtype=np.uint8)))
+    return (f'<div style="display:grid;grid-template-columns:repeat(auto-fill,minmax({cell_px}px,1fr));gap:2px;'
+            f'background:#282828;padding:2px;border-radius:4px">{cells}</div>')

@@ -33,7 +33,7 @@ def page_label(path: Path) -> str:
 
 
 def app_pages(home: Callable[[], None]) -> list:
-    return [st.Page(home, title=HOME, icon="🏠", default=True), *(st.Page(p) for p in page_files())]
+    return [st.Page(home, title=HOME, icon=":material/home:", default=True), *(st.Page(p) for p in page_files())]
 
 
 def use_app_navigation() -> None:

@@ -49,3 +49,20 @@ def running_app(env_extra: dict | None = None, timeout: float = 60.0):
             process.wait(10)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+# True once a page has finished: the script run is over (Streamlit marks the app root with
+# data-test-script-state), no element is stale (greyed, left over from the previous run), no skeleton or
+# spinner is showing, every plotly chart has drawn its SVG and every image has loaded. A missing status
+# widget alone is not enough: it is absent for the first moments of a run, and during a spinner.
+PAGE_DONE_JS = """() => {
+    const app = document.querySelector('[data-testid="stApp"]');
+    if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
+    if (app.getAttribute('data-test-connection-state') !== 'CONNECTED') return false;
+    if (document.querySelector('[data-stale="true"], [data-testid="stSkeleton"], [data-testid="stSpinner"]')) return false;
+    for (const chart of document.querySelectorAll('[data-testid="stPlotlyChart"]'))
+        if (!chart.querySelector('.main-svg')) return false;
+    for (const img of document.querySelectorAll('[data-testid="stImage"] img, [data-testid="stHtml"] img'))
+        if (!img.complete) return false;
+    return true;
+}"""

@@ -8,11 +8,15 @@ import streamlit as st
 st.set_page_config(page_title="Data · MNIST Lab", page_icon="🔢", layout="wide")
 
 from labui import state  # noqa: E402
+from labui.images import digit_grid_html  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
 from mnist_core import explore  # noqa: E402
 from mnist_core.data import tile  # noqa: E402
 
 DIGITS = list(range(10))
+# A minus B: positive (A has more ink) at the top of the scale. Plotly's "RdBu" runs red to blue from the
+# bottom up, which coloured A's ink blue; reversed, red is A's ink as the caption says.
+DIFFERENCE_SCALE = "RdBu_r"
 
 
 @st.cache_data(show_spinner="Computing class statistics...")
@@ -64,8 +68,9 @@ if s3.button("Reshuffle"):
 images, labels = explore.split_arrays(mnist, split)
 indices = explore.sample_indices(mnist, split, None if digit == "all" else digit, count,
                                  st.session_state.get("data.seed", 0))
-st.image(tile(images[indices], columns=20), width="stretch",
-         caption=f"{len(indices)} {split} digits" + ("" if digit == "all" else f" of class {digit}"))
+st.html(digit_grid_html(images[indices].numpy(), titles=[f"#{i}: {int(labels[i])}" for i in indices]))
+st.caption(f"{len(indices)} {split} digits" + ("" if digit == "all" else f" of class {digit}")
+           + ": as many to a row as the screen holds; hover one for its index and label.")
 
 st.subheader("Look up one digit")
 l1, l2 = st.columns([1, 2])
@@ -80,7 +85,7 @@ d1, d2 = st.columns(2)
 a = d1.selectbox("Class A", DIGITS, index=3)
 b = d2.selectbox("Class B", DIGITS, index=8)
 diff = (stats["means"][a] - stats["means"][b]) / 255
-st.plotly_chart(heatmap(diff, "RdBu", zmid=0.0), key="data.diff")
+st.plotly_chart(heatmap(diff, DIFFERENCE_SCALE, zmid=0.0), key="data.diff")
 st.caption(f"Mean of {a} minus mean of {b}: red where {a}s have more ink, blue where {b}s do.")
 
 st.subheader("Pixel intensity per class")

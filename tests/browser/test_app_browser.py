@@ -5,7 +5,7 @@ import math
 import pytest
 from playwright.sync_api import expect
 
-from labui.serve import running_app
+from labui.serve import PAGE_DONE_JS, running_app
 
 PAGES = {"": "MNIST Lab", "Data": "Data", "Train": "Train", "Draw": "Draw a digit", "Embeddings": "Embeddings", "Inspect": "Inspect", "GAN": "Conditional GAN",
          "Compare": "Compare", "Transfer": "Transfer learning"}  # URL path -> title on that page
@@ -24,8 +24,9 @@ def open_page(page, app_url, path: str, title: str) -> None:
 
 
 def wait_until_idle(page):
+    """Until the page is done (script run over, nothing stale or loading); the status widget alone says too early."""
     page.wait_for_selector('[data-testid="stApp"]')
-    page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
+    page.wait_for_function(PAGE_DONE_JS, timeout=60_000)
 
 
 @pytest.mark.parametrize("path, title", PAGES.items())
