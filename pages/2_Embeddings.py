@@ -95,13 +95,13 @@ def scatter(e: embed.Embedding, highlight: int | None, angle: tuple[float, float
             traces.append(go.Scattergl(x=xy[mask, 0], y=xy[mask, 1], marker=marker, **common))
     fig = go.Figure(traces)
     source = e.spec.source if e.spec.source != "pixels" else "raw pixels"
-    view = f", seen from turn {angle[0]:.0f}°, tilt {angle[1]:.0f}°" if depth is not None else ""
-    fig.update_layout(height=620, margin={"l": 0, "r": 0, "t": 30, "b": 0}, legend={"title": "class", "itemsizing": "constant"},
+    view = f"<br><sub>seen from turn {angle[0]:.0f}°, tilt {angle[1]:.0f}°</sub>" if depth is not None else ""
+    fig.update_layout(height=620, margin={"l": 0, "r": 0, "t": 50 if view else 30, "b": 0}, legend={"title": "class", "itemsizing": "constant"},
                       title=f"{METHOD_NAMES[e.spec.method]} of {len(e.labels):,} digits ({source}){view}")
     if not three_d:
         # No dragmode here: Streamlit then sets clickmode "event+select", so a click selects one point; a
         # figure with dragmode "select" gets clickmode "event" and a click selects nothing.
-        fig.update_layout(xaxis={"visible": False}, yaxis={"visible": False, "scaleanchor": "x"})
+        fig.update_layout(xaxis={"visible": False}, yaxis={"visible": False})
     return fig
 
 
@@ -153,7 +153,7 @@ def selected_digits(ids: list[int]) -> None:
     labels = embed.all_labels(mnist)[ids]
     if len(ids) == 1:
         split, number = ("training", ids[0]) if ids[0] < 60_000 else ("test", ids[0] - 60_000)
-        st.image(upscale(images[0], 6), caption=f"{split} digit #{number}, label {labels[0]}", width="stretch")
+        st.image(upscale(images[0], 8), caption=f"{split} digit #{number}, label {labels[0]}", width=200)
     else:
         st.image(tile(images, columns=10), width="stretch", caption=f"{len(ids)} selected digits; labels: "
                  + ", ".join(f"{d}: {int((labels == d).sum())}" for d in range(10) if (labels == d).any()))
