@@ -1,28 +1,38 @@
-"""Command line: python -m mnist_core train | eval | list | presets."""
+"""Command line: python -m mnist_core train | eval | list | presets | export.
+
+Every option is checked before training starts, and every refusal is one line and exit status 2:
+a run that trained for an hour must not be lost to a bad --out or --name found at the end.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import sys
+import tempfile
 import time
+import uuid
 from pathlib import Path
 
-from .checkpoints import CheckpointError, list_checkpoints, load, save
-from .data import DataError, DeviceData, load_mnist
+from tqdm import tqdm
+
+from .checkpoints import (CheckpointError, CheckpointExistsError, load, runs_dir, save, scan, validate_name)
+from .data import DataError, DeviceData, load_mnist, pick_device
 from .export_cli import add_export_parser, add_layers_option, apply_layers, cmd_export
 from .models import ModelError, get_architecture, REGISTRY
 from .presets import PRESETS, preset
 from .train import OPTIMIZERS, SCHEDULES, ConfigError, Event, TrainConfig, evaluate, fit
 
 PROG = "python -m mnist_core"
+MAX_SEED = 2**32 - 1  # numpy's and most tools' seed range; torch takes more, but a run should be reproducible anywhere
 
 
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but a bad option costs the user one line, not a usage dump."""
 
     def error(self, message: str):
-        print(f"{PROG}: error: {message} (see {PROG} {self.prog.split()[-1]} --help)", file=sys.stderr)
+        # self.prog is "python -m mnist_core" for the top level and "python -m mnist_core train" for a subcommand
+        print(f"{PROG}: error: {message} (see {self.prog} --help)", file=sys.stderr)
         sys.exit(2)
 
 
@@ -80,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
             choices = OPTIMIZERS if f.name == "optimizer" else SCHEDULES if f.name == "schedule" else None
             train.add_argument(flag, type=kind, default=None, choices=choices)
     train.add_argument("--name", help="checkpoint name (default: ARCH-TIMESTAMP)")
+    train.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")
     train.add_argument("--out", type=Path, help="folder to save into (default: runs/, or $MNIST_RUNS_DIR)")
     train.add_argument("--data", type=Path, help="folder of MNIST IDX files (default: $MNIST_DATA_DIR, else bundled)")
     train.add_argument("--download", action="store_true", help="download MNIST through torchvision (needs internet)")
@@ -109,33 +120,93 @@ def config_from_args(args) -> TrainConfig:
     return config
 
 
+def writable_folder(path: Path, option: str = "--out") -> Path:
+    """The folder, created if need be, once a file has been written and removed there; else ConfigError."""
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{option} {path} is a file, not a folder; give a folder to save into")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{option} {path}: cannot save there ({exc.strerror or exc}); give a folder you can write to") from None
+    return path
+
+
+def check_run_options(args, config: TrainConfig) -> tuple[str, Path | None]:
+    """Everything about a train command that can be checked before training: (name, folder to save into)."""
+    if not 0 <= config.seed <= MAX_SEED:
+        raise ConfigError(f"seed must be a whole number from 0 to {MAX_SEED} (got {config.seed})")
+    pick_device(config.device)
+    if args.dry_run:
+        return "", None
+    name = validate_name(args.name) if args.name is not None else f"{config.arch}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = writable_folder(args.out if args.out is not None else runs_dir())
+    if (out / f"{name}.json").exists() and not args.overwrite:
+        raise CheckpointExistsError(f"a run named {name!r} already exists in {out}; choose another --name "
+                                    "or add --overwrite to replace it")
+    return name, out
+
+
+def save_somewhere(result, name: str, out: Path, overwrite: bool) -> tuple[str, Path, str | None]:
+    """Save where asked; if that fails now (disk full, folder gone), save under a unique name in the default
+    runs folder, else the temporary folder, so the trained weights are never lost. (name, folder, problem)."""
+    try:
+        return save(result, name, out, overwrite=overwrite), out, None
+    except (OSError, CheckpointError) as exc:
+        problem = f"could not save {name!r} in {out} ({getattr(exc, 'strerror', None) or exc})"
+    unique = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    for folder in (runs_dir(), Path(tempfile.gettempdir()) / "mnist_core-runs"):
+        if folder.resolve() == out.resolve():
+            continue
+        try:
+            return save(result, unique, folder, overwrite=False), folder, problem
+        except (OSError, CheckpointError):
+            continue
+    raise CheckpointError(problem + "; nor in the runs folder or the temporary folder: the run is lost")
+
+
 class ProgressBar:
+    """tqdm's bar on a terminal (tqdm writes no carriage returns to a log or a pipe); an epoch line always."""
+
     def __init__(self, stream=sys.stderr):
-        self.stream, self.last = stream, 0.0
+        self.stream, self.bar = stream, None
 
     def __call__(self, event: Event) -> None:
         d = event.data
-        if event.kind == "batch" and (time.perf_counter() - self.last > 0.2):
-            self.last = time.perf_counter()
+        if event.kind == "batch":
+            if self.bar is None:
+                # disable=None: tqdm shows the bar only when the stream is a terminal
+                self.bar = tqdm(total=d["steps_per_epoch"], desc=f"epoch {d['epoch']}", file=self.stream,
+                                disable=None, leave=False, unit="batch", mininterval=0.2)
             done = (d["step"] - 1) % d["steps_per_epoch"] + 1
-            frac = done / d["steps_per_epoch"]
-            bar = "#" * int(frac * 20) + "." * (20 - int(frac * 20))
-            self.stream.write(f"\repoch {d['epoch']} [{bar}] {frac:4.0%} loss {d['loss']:.4f} "
-                              f"acc {d['accuracy']:6.2%} {d['images_per_s']:,.0f} img/s ")
-            self.stream.flush()
+            self.bar.update(done - self.bar.n)
+            self.bar.set_postfix_str(f"loss {d['loss']:.4f} acc {d['accuracy']:6.2%} {d['images_per_s']:,.0f} img/s",
+                                     refresh=False)
         elif event.kind == "epoch":
-            self.stream.write(f"\repoch {d['epoch']}: train loss {d['train_loss']:.4f} acc {d['train_accuracy']:.2%}"
-                              f" | test loss {d['test_loss']:.4f} acc {d['test_accuracy']:.2%}"
-                              f" | {d['elapsed']:.1f}s{' ' * 20}\n")
+            self.close()
+            print(f"epoch {d['epoch']}: train loss {d['train_loss']:.4f} acc {d['train_accuracy']:.2%}"
+                  f" | test loss {d['test_loss']:.4f} acc {d['test_accuracy']:.2%} | {d['elapsed']:.1f}s",
+                  file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def cmd_train(args) -> int:
     config = config_from_args(args)
+    name, out = check_run_options(args, config)
     mnist = load_mnist(args.data, download=args.download)
     data = DeviceData(mnist, device=config.device, val_size=config.val_size)
     config.validate(len(mnist.train_labels))
-    callbacks = () if args.quiet else (ProgressBar(),)
-    result = fit(config, data, callbacks)
+    progress = None if args.quiet else ProgressBar()
+    try:
+        result = fit(config, data, (progress,) if progress else ())
+    finally:
+        if progress:
+            progress.close()
     if result.status == "failed":
         print(f"{PROG}: training failed: {result.message}", file=sys.stderr)
     summary = f"{result.status}: {result.steps} steps in {result.seconds:.1f}s on {result.device}"
@@ -145,9 +216,11 @@ def cmd_train(args) -> int:
         print(summary + " (dry run: nothing saved)")
         return 0 if result.status != "failed" else 1
     print(summary)
-    name = args.name or f"{config.arch}-{time.strftime('%Y%m%d-%H%M%S')}"
-    saved = save(result, name, args.out)
-    print(f"saved checkpoint {saved!r} in {args.out or 'runs/'}")
+    saved, folder, problem = save_somewhere(result, name, out, args.overwrite)
+    if problem:
+        print(f"{PROG}: {problem}; saved it as {saved!r} in {folder} instead", file=sys.stderr)
+        return 1
+    print(f"saved checkpoint {saved!r} in {folder}")
     return 0 if result.status != "failed" else 1
 
 
@@ -160,8 +233,8 @@ def cmd_eval(args) -> int:
 
 
 def cmd_list(_args) -> int:
-    rows = list_checkpoints()
-    if not rows:
+    rows, unreadable = scan()
+    if not rows and not unreadable:
         print("no checkpoints yet: train one with `python -m mnist_core train --preset fast`")
         return 0
     print(f"{'name':32} {'source':8} {'arch':10} {'params':>9} {'epochs':>6} {'test acc':>8} {'time':>8}  status")
@@ -170,6 +243,8 @@ def cmd_list(_args) -> int:
         acc = f"{m['test_accuracy']:.2%}" if m.get("test_accuracy") is not None else "-"
         print(f"{info.name:32} {info.source:8} {m['arch']:10} {m.get('params', 0):>9,} {m.get('epochs_done', 0):>6} "
               f"{acc:>8} {m.get('train_seconds', 0):>7.0f}s  {m.get('status', '?')}")
+    for bad in unreadable:  # no claimed figures: they are not to be believed until the checkpoint loads
+        print(f"{bad.name:32} {bad.source:8} {'?':10} {'-':>9} {'-':>6} {'-':>8} {'-':>8}  unreadable: {bad.reason}")
     return 0
 
 

@@ -224,12 +224,28 @@ def load_mnist(path: str | Path | None = None, download: bool = False) -> Mnist:
     return _load_cached(str(resolve_data_dir(path).resolve()))
 
 
+DEVICE_CHOICES = "auto, cpu, cuda, cuda:N or mps"
+
+
 def pick_device(device: str = "auto") -> torch.device:
+    """The torch device a setting names ('auto': the GPU if there is one), or DataError saying what is available."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise DataError(f"device {device!r} asked for, but no CUDA GPU is available; use --device cpu or auto")
-    return torch.device(device)
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise DataError(f"device {device!r} is not a device name; use {DEVICE_CHOICES}") from None
+    if chosen.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DataError(f"device {device!r} asked for, but no CUDA GPU is available; use --device cpu or auto")
+        if chosen.index is not None and chosen.index >= torch.cuda.device_count():
+            raise DataError(f"device {device!r}: this machine has {torch.cuda.device_count()} GPU(s), "
+                            f"numbered from 0")
+    elif chosen.type == "mps" and not torch.backends.mps.is_available():
+        raise DataError(f"device {device!r} asked for, but Apple's MPS is not available here; use cpu or auto")
+    elif chosen.type != "cpu":
+        raise DataError(f"device {device!r} is not supported; use {DEVICE_CHOICES}")
+    return chosen
 
 
 class TensorSplit:

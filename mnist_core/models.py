@@ -275,7 +275,12 @@ def get_architecture(name: str) -> Architecture:
 
 
 def make_config(arch: str, overrides: dict | None = None):
-    """The arch's config with overrides applied; lists become tuples and unknown keys are refused."""
+    """The arch's config with overrides applied; lists become tuples and unknown keys are refused.
+
+    The config is checked in full before anything trains: each value's type and range, and that the
+    network it describes turns a 28x28 digit into 10 scores (a shape that cannot work would otherwise
+    fail at the first batch).
+    """
     cls = get_architecture(arch).config_cls
     overrides = dict(overrides or {})
     known = {f.name for f in dataclasses.fields(cls)}
@@ -284,22 +289,104 @@ def make_config(arch: str, overrides: dict | None = None):
         raise ModelError(f"{arch} has no setting {', '.join(unknown)}; its settings are: {', '.join(sorted(known))}")
     config = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()})
     validate_config(config)
+    check_shapes(arch, config)
     return config
 
 
+def _kind_of(default) -> type:
+    if isinstance(default, tuple):
+        return _kind_of(default[0]) if default else object
+    return bool if isinstance(default, bool) else int if isinstance(default, int) else \
+        float if isinstance(default, float) else str if isinstance(default, str) else object
+
+
+def _type_error(name: str, v, kind: type) -> str | None:
+    if kind is bool:
+        return None if isinstance(v, bool) else f"{name}={v!r} must be true or false"
+    if kind is int:
+        return None if isinstance(v, int) and not isinstance(v, bool) else f"{name}={v!r} must be a whole number"
+    if kind is float:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return f"{name}={v!r} must be a number"
+        return None if math.isfinite(v) else f"{name}={v} must be a finite number"
+    if kind is str:
+        return None if isinstance(v, str) else f"{name}={v!r} must be text"
+    return None
+
+
 def validate_config(config) -> None:
+    defaults = config.__class__()
     for f in dataclasses.fields(config):
         value, meta = getattr(config, f.name), f.metadata
         values = value if isinstance(value, tuple) else (value,)
         if isinstance(value, tuple) and not value:
             raise ModelError(f"{f.name} must not be empty")
+        if isinstance(getattr(defaults, f.name), tuple) != isinstance(value, tuple):
+            raise ModelError(f"{f.name}={value!r} must be {'a list' if isinstance(getattr(defaults, f.name), tuple) else 'one value'}")
+        kind = _kind_of(getattr(defaults, f.name))
         for v in values:
+            problem = _type_error(f.name, v, kind)  # NaN would pass the min/max checks below
+            if problem:
+                raise ModelError(problem)
             if "choices" in meta and v not in meta["choices"]:
                 raise ModelError(f"{f.name}={v!r} is not one of {', '.join(map(str, meta['choices']))}")
             if "min" in meta and isinstance(v, (int, float)) and not isinstance(v, bool) and v < meta["min"]:
                 raise ModelError(f"{f.name}={v} is below its minimum {meta['min']}")
             if "max" in meta and isinstance(v, (int, float)) and not isinstance(v, bool) and v > meta["max"]:
                 raise ModelError(f"{f.name}={v} is above its maximum {meta['max']}")
+
+
+def _spatial_after_halvings(blocks: int, size: int = 28) -> int:
+    for _ in range(blocks):
+        size //= 2
+    return size
+
+
+_REAL_CHECK_PARAMS = 20_000_000
+_checked_shapes: set[tuple[str, str]] = set()  # configs already run once: loading a checkpoint twice checks once
+
+
+def check_shapes(arch: str, config) -> None:
+    """Refuse a config whose network cannot turn a 1x28x28 digit into 10 scores, naming the setting.
+
+    The network runs one blank digit: for real when it is small, on PyTorch's meta device (shapes
+    computed, no memory allocated) when it is too big to build twice.
+    """
+    if arch in ("cnn", "fast"):
+        blocks = len(config.channels)
+        if _spatial_after_halvings(blocks) < 1:
+            most = max(n for n in range(1, 10) if _spatial_after_halvings(n) >= 1)
+            raise ModelError(f"channels: {blocks} blocks halve the 28-pixel digit to nothing "
+                             f"(28 -> {' -> '.join(str(_spatial_after_halvings(i)) for i in range(1, blocks + 1))}); "
+                             f"use at most {most} blocks")
+    def run(device: str) -> torch.Tensor:
+        # fork_rng: building draws initial weights, and must not move the caller's seeded stream
+        with torch.random.fork_rng(devices=[]), torch.device(device):
+            model = get_architecture(arch).builder(config).eval()
+            with torch.no_grad():
+                return model(torch.zeros(1, *INPUT_SHAPE))
+
+    key = (arch, repr(config))
+    if key in _checked_shapes:
+        return
+    try:
+        try:
+            with torch.random.fork_rng(devices=[]), torch.device("meta"):  # allocates nothing: count the weights
+                params = sum(p.numel() for p in get_architecture(arch).builder(config).parameters())
+        except (RuntimeError, NotImplementedError):  # a builder the meta device cannot run (e.g. .item())
+            params = 0
+        # A real forward of one digit takes milliseconds; the meta device's first forward in a
+        # process costs about a second (its kernels load), so it is kept for nets too big to build.
+        out = run("cpu" if params <= _REAL_CHECK_PARAMS else "meta")
+    except ModelError:
+        raise
+    except (RuntimeError, ValueError, TypeError, IndexError, NotImplementedError) as exc:
+        settings = ", ".join(f"{k}={v}" for k, v in config_dict(config).items())
+        raise ModelError(f"{arch} with {settings} cannot process a 28x28 digit: "
+                         f"{str(exc).splitlines()[0][:160]}") from None
+    if tuple(out.shape) != (1, NUM_CLASSES):
+        raise ModelError(f"{arch} gives outputs of shape {tuple(out.shape)[1:]} for a digit, not {NUM_CLASSES} scores")
+    _checked_shapes.add(key)
 
 
 def build_model(arch: str, config=None) -> nn.Module:
@@ -397,3 +484,4 @@ def describe(model: nn.Module) -> ModelCard:
     conv_rfs = [r.receptive_field for r in rows if r.receptive_field is not None and r.receptive_field > 1]
     return ModelCard(rows, params, params - masked_out, sum(r.macs for r in rows),
                      max(conv_rfs) if conv_rfs else None)
+

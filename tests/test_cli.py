@@ -24,6 +24,17 @@ def cli(*args, env_extra=None):
     (["train", "--batch-size", "100000"], "larger than the 60000 training images"),
     (["eval", "no-such-model"], "no checkpoint named 'no-such-model'"),
     (["train", "--data", "/nonexistent"], "no such folder"),
+    (["train", "--seed", "99999999999999999999999"], "seed must be a whole number from 0 to 4294967295"),
+    (["train", "--seed", "-1"], "seed must be a whole number from 0"),
+    (["train", "--device", "foo"], "device 'foo' is not a device name"),
+    (["train", "--out", "README.md"], "--out README.md is a file, not a folder"),
+    (["train", "--out", "/proc/self"], "--out /proc/self: cannot save there"),
+    (["train", "--name", "..."], "has no usable characters"),
+    (["train", "--name", "best"], "name of a shipped checkpoint"),
+    (["train", "--arch", "cnn", "--set", "channels=8,8,8,8,8"], "channels: 5 blocks halve"),
+    (["train", "--arch", "mlp", "--set", "dropout=nan"], "dropout=nan must be a finite number"),
+    (["bogus"], "(see python -m mnist_core --help)"),
+    (["train", "--epochs", "x"], "(see python -m mnist_core train --help)"),
 ])
 def test_bad_options_exit_nonzero_with_one_clear_line(args, message):
     done = cli(*args)
@@ -31,6 +42,7 @@ def test_bad_options_exit_nonzero_with_one_clear_line(args, message):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert message in lines[0]
+    assert "mnist_core mnist_core" not in lines[0]
 
 
 def test_dry_run_trains_a_few_batches_and_saves_nothing(tmp_path):
@@ -53,3 +65,54 @@ def test_train_then_list_then_eval(tmp_path):
     evaluated = cli("eval", "cli-test", env_extra=env)
     assert evaluated.returncode == 0
     assert f"test accuracy {meta['test_accuracy']:.2%}" in evaluated.stdout
+
+
+def test_an_existing_name_needs_overwrite_before_training(tmp_path):
+    env = {"MNIST_RUNS_DIR": str(tmp_path)}
+    (tmp_path / "taken.json").write_text("{}")
+    done = cli("train", "--name", "taken", "--max-batches", "1", env_extra=env)
+    assert done.returncode == 2 and "already exists" in done.stderr and "--overwrite" in done.stderr
+    assert "steps in" not in done.stdout  # refused before training
+    assert (tmp_path / "taken.json").read_text() == "{}"
+
+
+def test_progress_writes_no_carriage_returns_to_a_pipe(tmp_path):
+    done = cli("train", "--arch", "mlp", "--set", "width=16", "--max-batches", "30", "--name", "piped",
+               env_extra={"MNIST_RUNS_DIR": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    assert "\r" not in done.stderr and "epoch 1: train loss" in done.stderr
+
+
+def test_list_shows_an_unreadable_checkpoint_without_its_claimed_accuracy(tmp_path):
+    (tmp_path / "liar.json").write_text(json.dumps({"arch": "mlp", "test_accuracy": "high"}))
+    (tmp_path / "liar.safetensors").write_bytes(b"")
+    (tmp_path / "boast.json").write_text(json.dumps({"arch": "mlp", "test_accuracy": 0.9999}))  # no weights
+    done = cli("list", env_extra={"MNIST_RUNS_DIR": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    liar = next(line for line in done.stdout.splitlines() if line.startswith("liar"))
+    assert "unreadable" in liar and "test_accuracy" in liar
+    boast = next(line for line in done.stdout.splitlines() if line.startswith("boast"))
+    assert "unreadable" in boast and "99.99%" not in boast and "missing" in boast
+    assert "best" in done.stdout  # the shipped ones are still listed
+
+
+def test_a_save_that_fails_after_training_goes_to_a_fallback_folder(tmp_path, monkeypatch, capsys):
+    from mnist_core import __main__ as cli_main
+
+    monkeypatch.setenv("MNIST_RUNS_DIR", str(tmp_path / "runs"))
+    out = tmp_path / "out"
+    real_save = cli_main.save
+
+    def failing_save(result, name, directory=None, extra=None, **kw):
+        if Path(directory) == out:
+            raise OSError(28, "No space left on device")
+        return real_save(result, name, directory, extra, **kw)
+
+    monkeypatch.setattr(cli_main, "save", failing_save)
+    code = cli_main.main(["train", "--arch", "mlp", "--set", "width=16", "--max-batches", "3", "--quiet",
+                          "--name", "precious", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "could not save 'precious'" in err and "No space left on device" in err and "instead" in err
+    saved = list((tmp_path / "runs").glob("precious-*.json"))
+    assert len(saved) == 1 and json.loads(saved[0].read_text())["steps"] == 3

@@ -79,3 +79,31 @@ def test_bad_configs_are_refused_with_the_setting_named():
         make_config("sparsenet", {"density": 0})
     with pytest.raises(ModelError, match="needs 7 channel widths"):
         build_model("tiny_gap", {"channels": [8, 8]})
+
+
+@pytest.mark.parametrize("arch, overrides, message", [
+    ("mlp", {"dropout": float("nan")}, "dropout=nan must be a finite number"),
+    ("cnn", {"dropout": float("inf")}, "dropout=inf must be a finite number"),
+    ("mlp", {"width": 64.5}, "width=64.5 must be a whole number"),
+    ("mlp", {"depth": True}, "depth=True must be a whole number"),
+    ("mlp", {"activation": 3}, "activation=3 must be text"),
+    ("cnn", {"channels": 16}, "channels=16 must be a list"),
+    ("cnn", {"channels": [8, 8, 8, 8, 8]}, "channels: 5 blocks halve the 28-pixel digit to nothing"),
+    ("fast", {"channels": [4] * 6}, "channels: 6 blocks"),
+])
+def test_configs_that_cannot_work_are_refused_before_training(arch, overrides, message):
+    with pytest.raises(ModelError, match=message):
+        make_config(arch, overrides)
+
+
+def test_the_deepest_cnn_that_fits_is_accepted_and_runs():
+    model = build_model("cnn", {"channels": [4, 4, 4, 4]})  # 28 -> 14 -> 7 -> 3 -> 1
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_checking_a_config_leaves_the_seeded_random_stream_alone():
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    make_config("cnn", {"channels": [5, 7]})  # a config not checked before in this process
+    assert torch.equal(torch.rand(3), expected)
