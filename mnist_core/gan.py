@@ -25,14 +25,22 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checkpoints import SHIPPED_DIR, CheckpointError, runs_dir, safe_name
+from .checkpoints import (SHIPPED_DIR, CheckpointError, CheckpointExistsError, atomic_write, folder_lock, runs_dir,
+                          safe_name, validate_name)
 from .data import Mnist, pick_device, standardize
-from .jobs import OwnerSlots
+from .jobs import HostLimits, OwnerSlots
 
 VARIANTS = ("mlp", "dcgan")
+DEVICES = ("cpu", "cuda", "mps")
 CLASSES = 10
 COLLAPSE_BELOW = 0.5  # a class whose samples are less than half as varied as real digits has collapsed
 FEATURE_DIMS = 64  # principal directions of the classifier's features in which quality is measured
+
+
+# A recipe that reliably collapses (checkpoints/gans/cgan-collapsed was trained with it): a one-number
+# noise vector, a generator learning rate five times the discriminator's and no label smoothing. The
+# generator finds one drawing per class that fools the discriminator and stops varying.
+COLLAPSE_RECIPE = dict(variant="dcgan", width=16, latent=1, g_lr=1e-3, d_lr=2e-4, label_smoothing=0.0, epochs=2)
 
 
 class GanConfigError(ValueError):
@@ -54,6 +62,7 @@ class GanConfig:
     seed: int = 0
     grid_per_class: int = 8  # fixed-noise samples per class drawn after every epoch
     max_batches: int | None = None  # stop early (smoke runs)
+    max_seconds: float | None = None  # stop after this long, keeping what was learned (a host's per-run cap)
     device: str = "auto"
 
     def validate(self) -> None:
@@ -61,13 +70,18 @@ class GanConfig:
             (self.variant in VARIANTS, f"unknown GAN variant {self.variant!r}; choose one of {', '.join(VARIANTS)}"),
             (1 <= self.latent <= 512, f"latent size must be between 1 and 512 (got {self.latent})"),
             (4 <= self.width <= 256, f"width must be between 4 and 256 (got {self.width})"),
-            (self.g_lr > 0 and self.d_lr > 0, "learning rates must be positive"),
+            (0 < self.g_lr <= 10 and 0 < self.d_lr <= 10,  # also refuses NaN, which fails every comparison
+             f"learning rates must be above 0 and at most 10 (got G {self.g_lr:g}, D {self.d_lr:g})"),
             (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "Adam betas must be in [0, 1)"),
             (1 <= self.batch_size <= 60_000, f"batch size must be between 1 and 60,000 (got {self.batch_size})"),
             (1 <= self.epochs <= 200, f"epochs must be between 1 and 200 (got {self.epochs})"),
             (0 <= self.label_smoothing < 0.5, f"label smoothing must be in [0, 0.5) (got {self.label_smoothing})"),
             (1 <= self.grid_per_class <= 32, "samples per class in the grid must be between 1 and 32"),
             (self.max_batches is None or self.max_batches >= 1, "max batches must be at least 1"),
+            (self.max_seconds is None or 0 < self.max_seconds < math.inf, "max seconds must be a positive number"),
+            (0 <= self.seed < 2**32, f"seed must be between 0 and {2**32 - 1} (got {self.seed})"),
+            (self.device == "auto" or self.device in DEVICES or self.device.startswith("cuda:"),
+             f"unknown device {self.device!r}; choose auto, {', '.join(DEVICES)}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -261,10 +275,24 @@ class GanResult:
     message: str = ""
 
 
-def train_gan(config: GanConfig, mnist: Mnist, judge: Judge | None = None, on_event: Callable[[str, dict], None] | None = None,
-              stop: threading.Event | None = None) -> GanResult:
-    """Alternate D and G steps over MNIST; after each epoch draw the fixed-noise grid and score quality."""
+def planned_steps(config: GanConfig, train_size: int = 60_000) -> int:
+    full = math.ceil(train_size / config.batch_size) * config.epochs
+    return min(full, config.max_batches or full)
+
+
+def train_gan(config: GanConfig, mnist: Mnist, judge: "Judge | Callable[[], Judge | None] | None" = None,
+              on_event: Callable[[str, dict], None] | None = None, stop: threading.Event | None = None) -> GanResult:
+    """Alternate D and G steps over MNIST; after each epoch draw the fixed-noise grid and score quality.
+
+    judge may be a function returning the Judge (or None to skip scoring): it is called at the first
+    scoring, so a judge that loads in the background does not delay the first step.
+    Events: ("stage", {"text"}) for what it is doing, ("step", ...) per batch, ("epoch", ...) per epoch.
+    The stop event is checked before every batch: a stop ends the run within one batch, draws the
+    grid of what was learned and skips the quality scoring (seconds the user asked not to wait).
+    """
     config.validate()
+    emit = on_event or (lambda kind, data: None)
+    emit("stage", {"text": "warming up"})
     device = pick_device(config.device)
     torch.manual_seed(config.seed)
     g, d = Generator(config).to(device), Discriminator(config).to(device)
@@ -274,17 +302,25 @@ def train_gan(config: GanConfig, mnist: Mnist, judge: Judge | None = None, on_ev
     labels = mnist.train_labels.to(device)
     order_gen = torch.Generator().manual_seed(config.seed)
     grid_z, grid_labels = fixed_noise(config)
-    emit = on_event or (lambda kind, data: None)
     steps, epochs, grids = [], [], []
     status, message, step = "finished", "", 0
     real_target = 1.0 - config.label_smoothing
     start = time.perf_counter()
     per_epoch = math.ceil(len(labels) / config.batch_size)
+    stopped_by_user = False
     try:
         for epoch in range(1, config.epochs + 1):
             g.train(), d.train()
             order = torch.randperm(len(labels), generator=order_gen).to(device)
+            emit("stage", {"text": f"training epoch {epoch} of {config.epochs}"})
             for i in range(0, len(labels), config.batch_size):
+                if stop is not None and stop.is_set():
+                    status, message, stopped_by_user = "stopped", f"stopped at epoch {epoch}, step {step}", True
+                    break
+                if config.max_seconds is not None and time.perf_counter() - start >= config.max_seconds:
+                    status = "stopped"
+                    message = f"stopped after {config.max_seconds:g} s (this host's time limit per run) at step {step}"
+                    break
                 idx = order[i:i + config.batch_size]
                 real, y = images[idx], labels[idx]
                 n = len(y)
@@ -313,15 +349,20 @@ def train_gan(config: GanConfig, mnist: Mnist, judge: Judge | None = None, on_ev
                 if step % 10 == 1:
                     steps.append(record)
                 emit("step", record)
-                if (stop is not None and stop.is_set()) or (config.max_batches and step >= config.max_batches):
-                    status = "stopped"
-                    message = f"stopped at epoch {epoch}, step {step}"
+                if config.max_batches and step >= config.max_batches:
+                    status, message = "stopped", f"stopped after {step} batches (max batches)"
                     break
+            if step == 0:  # stopped before the first batch: nothing learned, nothing to draw
+                break
+            emit("stage", {"text": f"drawing the samples of epoch {epoch}"})
             grid = to_uint8(generate(g, grid_labels, z=grid_z))
             grids.append(grid)
             summary = {"epoch": epoch, "steps": step, "elapsed": time.perf_counter() - start}
-            if judge is not None:
-                summary.update(judge.score(*quality_samples(g)).as_dict())
+            if judge is not None and not stopped_by_user and not (stop is not None and stop.is_set()):
+                emit("stage", {"text": f"scoring the samples of epoch {epoch} with the judge"})
+                scorer = judge() if callable(judge) else judge  # a lazy judge may still be loading: wait here
+                if scorer is not None:
+                    summary.update(scorer.score(*quality_samples(g)).as_dict())
             epochs.append(summary)
             emit("epoch", {**summary, "grid": grid})
             if status != "finished":
@@ -344,23 +385,113 @@ def shipped_gan_dir() -> Path:
     return SHIPPED_DIR / "gans"
 
 
-def save_gan(result: GanResult, name: str, directory: Path | None = None, extra: dict | None = None) -> str:
-    directory = directory or gan_dir()
-    directory.mkdir(parents=True, exist_ok=True)
-    name = safe_name(name)
+def shipped_gan_names() -> set[str]:
+    folder = shipped_gan_dir()
+    return {p.stem for p in folder.glob("*.json")} if folder.is_dir() else set()
+
+
+def validate_gan_name(name: str) -> str:
+    """The name a GAN run would be saved under, or CheckpointError: call it before training.
+
+    The shipped GANs' names are reserved (so are the shipped classifiers', to keep names unambiguous).
+    """
+    cleaned = validate_name(name)
+    if cleaned.lower() in {n.lower() for n in shipped_gan_names()}:
+        raise CheckpointError(f"{cleaned!r} is the name of a shipped GAN; choose another name for your run")
+    return cleaned
+
+
+def gan_exists(name: str) -> bool:
+    """True when a GAN run of that (sanitized) name is saved."""
+    try:
+        return (gan_dir() / f"{safe_name(name)}.json").exists()
+    except CheckpointError:
+        return False
+
+
+def default_run_name(now: float | None = None) -> str:
+    """A name no other visitor will pick by accident: the time, to the second, plus a random suffix."""
+    return f"cgan-{time.strftime('%Y%m%d-%H%M%S', time.localtime(now))}-{os.urandom(2).hex()}"
+
+
+def reproduce_command(config: GanConfig, name: str | None = None) -> str:
+    """The CLI command that trains the same GAN again (settings that differ from the defaults)."""
+    default = GanConfig()
+    parts = ["python -m mnist_core gan"]
+    for f in dataclasses.fields(GanConfig):
+        value = getattr(config, f.name)
+        if value is None or value == getattr(default, f.name):
+            continue
+        parts.append(f"--{f.name.replace('_', '-')} {value}")
+    if name:
+        parts.append(f"--name {name}")
+    return " ".join(parts)
+
+
+def save_gan(result: GanResult, name: str, directory: Path | None = None, extra: dict | None = None, *,
+             overwrite: bool = True) -> str:
+    """Save a GAN run's weights, grids and metadata; returns the name it was saved under.
+
+    Whole or absent: the files are written under temporary names, and under the folder's lock the
+    old JSON goes first and the new JSON is renamed into place last. overwrite=False raises
+    CheckpointExistsError when a run of that name exists. Shipped names are refused, except when
+    saving into the shipped folder itself (checkpoints/make_gan.py).
+    """
+    directory = Path(directory or gan_dir())
+    shipping = directory.resolve() == shipped_gan_dir().resolve()
+    name = safe_name(name) if shipping else validate_gan_name(name)
     tensors = {f"g.{k}": v.detach().cpu().contiguous() for k, v in result.generator.state_dict().items()}
     tensors.update({f"d.{k}": v.detach().cpu().contiguous() for k, v in result.discriminator.state_dict().items()})
     if result.grids:
         tensors["grids"] = torch.from_numpy(np.stack(result.grids))
     meta = {"name": name, "kind": "cgan", "config": dataclasses.asdict(result.config), "status": result.status,
             "message": result.message, "steps": result.steps, "epochs": result.epochs,
-            "train_seconds": round(result.seconds, 1), "created": time.strftime("%Y-%m-%dT%H:%M:%S"), **(extra or {})}
-    tmp = directory / f".{name}.safetensors.tmp"
-    safetensors.torch.save_file(tensors, str(tmp))
-    os.replace(tmp, directory / f"{name}.safetensors")
-    (directory / f".{name}.json.tmp").write_text(json.dumps(meta, indent=1))
-    os.replace(directory / f".{name}.json.tmp", directory / f"{name}.json")
+            "train_seconds": round(result.seconds, 1), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "command": reproduce_command(result.config, name), **(extra or {})}
+    weights_path, meta_path = directory / f"{name}.safetensors", directory / f"{name}.json"
+    with folder_lock(directory):
+        if meta_path.exists():
+            if not overwrite:
+                raise CheckpointExistsError(f"a GAN run named {name!r} already exists; choose another name "
+                                            "or replace it (--overwrite)")
+            meta_path.unlink()  # from here until the last rename the run is absent, never half old and half new
+        atomic_write(weights_path, lambda tmp: safetensors.torch.save_file(tensors, tmp))
+        atomic_write(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
     return name
+
+
+def _user_gan(name: str, verb: str) -> Path:
+    wanted = safe_name(name)
+    meta_path = gan_dir() / f"{wanted}.json"
+    if wanted in shipped_gan_names():
+        raise CheckpointError(f"{wanted!r} is a shipped GAN; only your own GAN runs can be {verb}")
+    if not meta_path.exists():
+        raise CheckpointError(f"no GAN run named {name!r}")
+    return meta_path
+
+
+def delete_gan(name: str) -> None:
+    """Delete a GAN run (shipped GANs are part of the project and cannot be deleted)."""
+    meta_path = _user_gan(name, "deleted")
+    with folder_lock(meta_path.parent):
+        meta_path.unlink(missing_ok=True)  # the JSON first: from here the run is absent
+        meta_path.with_suffix(".safetensors").unlink(missing_ok=True)
+
+
+def rename_gan(name: str, new_name: str) -> str:
+    """Rename a GAN run; the new name follows the rules of a new run's (not shipped, not taken)."""
+    meta_path = _user_gan(name, "renamed")
+    new = validate_gan_name(new_name)
+    target = meta_path.parent / f"{new}.json"
+    with folder_lock(meta_path.parent):
+        if target.exists():
+            raise CheckpointExistsError(f"a GAN run named {new!r} already exists; choose another name")
+        meta = json.loads(meta_path.read_text())
+        meta.update(name=new, command=str(meta.get("command", "")).replace(f"--name {meta_path.stem}", f"--name {new}"))
+        os.replace(meta_path.with_suffix(".safetensors"), target.with_suffix(".safetensors"))
+        atomic_write(target, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
+        meta_path.unlink()
+    return new
 
 
 @dataclass
@@ -372,22 +503,67 @@ class GanCheckpoint:
     config: GanConfig = field(init=False)
 
     def __post_init__(self):
-        self.config = GanConfig(**{k: v for k, v in self.meta["config"].items()
+        config = self.meta["config"]
+        if not isinstance(config, dict):
+            raise TypeError("config is not a mapping")
+        self.config = GanConfig(**{k: v for k, v in config.items()
                                    if k in {f.name for f in dataclasses.fields(GanConfig)}})
+        self.config.validate()
+        for key in ("epochs", "steps"):
+            if not isinstance(self.meta.get(key, []), list) or not all(isinstance(e, dict) for e in self.meta.get(key, [])):
+                raise TypeError(f"{key} is not a list of records")
+
+    @property
+    def epochs(self) -> list[dict]:
+        return self.meta.get("epochs", [])
+
+    @property
+    def scored_epochs(self) -> list[dict]:
+        """The epochs with quality figures (a run stopped early, or trained without the judge, has none)."""
+        return [e for e in self.epochs if has_quality(e)]
+
+    @property
+    def frechet(self) -> float | None:
+        scored = self.scored_epochs
+        return scored[-1]["frechet"] if scored else None
+
+
+def has_quality(epoch: dict) -> bool:
+    try:
+        return (0 <= float(epoch["conditional_accuracy"]) <= 1 and math.isfinite(float(epoch["frechet"]))
+                and len(epoch["diversity"]) == CLASSES and all(math.isfinite(float(x)) for x in epoch["diversity"]))
+    except (KeyError, TypeError, ValueError):
+        return False
 
 
 def list_gans() -> list[GanCheckpoint]:
+    """Every usable GAN: runs first, then shipped. A run named like a shipped GAN (saved before the
+    names were reserved) is left out: the name means the shipped one. Damaged files are skipped."""
     found = []
+    shipped = shipped_gan_names()
     for source, directory in (("runs", gan_dir()), ("shipped", shipped_gan_dir())):
         for meta_path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
+            if meta_path.name.startswith(".") or (source == "runs" and meta_path.stem in shipped):
+                continue
             weights = meta_path.with_name(meta_path.stem + ".safetensors")
             try:
-                meta = json.loads(meta_path.read_text())
-                if weights.exists() and meta.get("kind") == "cgan":
+                meta = json.loads(meta_path.read_bytes().decode("utf-8"))
+                if weights.exists() and isinstance(meta, dict) and meta.get("kind") == "cgan":
                     found.append(GanCheckpoint(meta_path.stem, source, meta, weights))
-            except (ValueError, TypeError):
+            except (OSError, ValueError, TypeError, KeyError, RecursionError):
                 continue
     return found
+
+
+def default_gan(checkpoints: list[GanCheckpoint]) -> GanCheckpoint | None:
+    """The GAN a new visitor sees first: the shipped one with the lowest Frechet distance (never a run
+    because of how its name sorts, and never a deliberately collapsed example)."""
+    for pool in ([c for c in checkpoints if c.source == "shipped"], checkpoints):
+        scored = [c for c in pool if c.frechet is not None]
+        if scored:
+            return min(scored, key=lambda c: c.frechet)
+    shipped = [c for c in checkpoints if c.source == "shipped"]
+    return (shipped or checkpoints or [None])[0]
 
 
 def load_gan(checkpoint: GanCheckpoint) -> tuple[Generator, np.ndarray | None]:
@@ -399,6 +575,8 @@ def load_gan(checkpoint: GanCheckpoint) -> tuple[Generator, np.ndarray | None]:
     except Exception as exc:  # safetensors and load_state_dict raise their own types; say which file
         raise CheckpointError(f"{checkpoint.weights_path}: not a usable GAN checkpoint ({exc})") from None
     grids = tensors["grids"].numpy() if "grids" in tensors else None
+    if grids is not None and (grids.ndim != 4 or grids.shape[1:] != (CLASSES * checkpoint.config.grid_per_class, 28, 28)):
+        grids = None  # not the shape this config draws: show none rather than a wrong one
     return generator.eval(), grids
 
 
@@ -412,10 +590,12 @@ class GanJob:
     config: GanConfig
     status: str = "running"
     message: str = ""
+    stage: str = "starting"  # what the job is doing now, in words
     steps: list[dict] = field(default_factory=list)
     epochs: list[dict] = field(default_factory=list)
     grid: np.ndarray | None = None
     step: int = 0
+    total_steps: int = 0
     saved: str | None = None
     started: float = field(default_factory=time.time)
     stop_event: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -425,9 +605,15 @@ class GanJob:
     def running(self) -> bool:
         return self.status == "running"
 
+    @property
+    def stopping(self) -> bool:
+        return self.running and self.stop_event.is_set()
+
     def on_event(self, kind: str, data: dict) -> None:
         with self.lock:
-            if kind == "step":
+            if kind == "stage":
+                self.stage = data["text"]
+            elif kind == "step":
                 self.step = data["step"]
                 if data["step"] % 5 == 1:
                     self.steps.append(data)
@@ -435,31 +621,110 @@ class GanJob:
                 self.grid = data["grid"]
                 self.epochs.append({k: v for k, v in data.items() if k != "grid"})
 
+    def finish(self, status: str, message: str, saved: str | None = None) -> None:
+        with self.lock:
+            self.status, self.message, self.saved = status, message, saved
+
     def snapshot(self) -> "GanJob":
         with self.lock:
             return dataclasses.replace(self, steps=list(self.steps), epochs=list(self.epochs))
 
 
+class JudgeError(RuntimeError):
+    """The classifier that scores the samples could not be prepared."""
+
+
+class BackgroundJudge:
+    """A judge built in a helper thread while training starts; get() waits for it, unless stopped.
+
+    The build goes on after a stop: when make is a shared cache, it is then ready for the next run.
+    """
+
+    def __init__(self, make: Callable[[], "Judge"], stop: threading.Event, on_wait: Callable[[], None] | None = None):
+        self._stop, self._on_wait, self._box = stop, on_wait, {}
+        self._thread = threading.Thread(target=self._build, args=(make,), name="gan-judge", daemon=True)
+        self._thread.start()
+
+    def _build(self, make) -> None:
+        try:
+            self._box["value"] = make()
+        except BaseException as exc:  # handed to the job, which ends as failed with it
+            self._box["error"] = exc
+
+    @property
+    def loaded(self) -> "Judge | None":
+        return self._box.get("value")
+
+    def get(self, poll: float = 0.1) -> "Judge | None":
+        """The judge; None if the stop event was set while waiting; JudgeError if it could not be built."""
+        if self._thread.is_alive() and self._on_wait is not None:
+            self._on_wait()
+        while self._thread.is_alive():
+            if self._stop.is_set():
+                return None
+            self._thread.join(poll)
+        if "error" in self._box:
+            exc = self._box["error"]
+            raise JudgeError(f"the judge (the classifier that scores the samples) could not be loaded: {exc}")
+        return self._box["value"]
+
+    __call__ = get
+
+
 class GanJobs(OwnerSlots[GanJob]):
-    """One GAN run per owner, at most max_jobs at once across the process."""
+    """One GAN run per owner, at most max_jobs at once across the process, under the host's limits."""
 
-    def __init__(self, max_jobs: int = 1):
-        super().__init__(max_jobs, GanConfigError, "a GAN training", "trains at most {} GAN")
+    def __init__(self, max_jobs: int | None = None, limits: HostLimits | None = None):
+        self.limits = limits or HostLimits.from_env()
+        super().__init__(max_jobs or self.limits.max_jobs, GanConfigError, "a GAN training", "trains at most {} GAN")
 
-    def start(self, owner: str, config: GanConfig, mnist: Mnist, judge: Judge | None, name: str) -> GanJob:
+    def start(self, owner: str, config: GanConfig, mnist: Mnist, judge: "Judge | Callable[[], Judge] | None",
+              name: str, overwrite: bool = False) -> GanJob:
+        """Start a run in the background. judge may be a Judge or a function that builds one (called in
+        the job, so the page does not wait for it). Refuses, before anything runs: a config the host's
+        limits do not allow (JobLimitError), a bad config (GanConfigError), a reserved name, or an
+        existing run's name unless overwrite (CheckpointError)."""
+        config = self.limits.apply(config)
         config.validate()
-        job = self.admit(owner, lambda: GanJob(owner, safe_name(name), config))
-
-        def work():
-            result = train_gan(config, mnist, judge, job.on_event, job.stop_event)
-            saved = None
-            try:
-                extra = {"real_frechet": judge.real_frechet} if judge is not None else None
-                saved = save_gan(result, job.name, extra=extra) if result.grids else None
-            except OSError as exc:
-                result.message += f" (could not save: {exc})"
-            with job.lock:
-                job.status, job.message, job.saved = result.status, result.message, saved
-
-        threading.Thread(target=work, name=f"gan-{job.name}", daemon=True).start()
+        name = validate_gan_name(name)
+        if not overwrite and gan_exists(name):
+            raise CheckpointExistsError(f"a GAN run named {name!r} already exists; choose another name or confirm "
+                                        "that it should be replaced")
+        job = self.admit(owner, lambda: GanJob(owner, name, config, total_steps=planned_steps(config,
+                                                                                             len(mnist.train_labels))))
+        threading.Thread(target=self._work, args=(job, mnist, judge, overwrite), name=f"gan-{job.name}",
+                         daemon=True).start()
         return job
+
+    def _work(self, job: GanJob, mnist: Mnist, judge, overwrite: bool) -> None:
+        # Whatever happens here ends the job (failed, with the message) and so frees the owner's slot.
+        status, message, saved = "failed", "the GAN job ended unexpectedly", None
+        try:
+            if callable(judge) and not isinstance(judge, Judge):
+                judge = BackgroundJudge(judge, job.stop_event, on_wait=lambda: job.on_event(
+                    "stage", {"text": "waiting for the judge (the classifier that scores the samples) to load"}))
+            result = train_gan(job.config, mnist, judge, job.on_event, job.stop_event)
+            status, message = result.status, result.message
+            if result.grids:
+                job.on_event("stage", {"text": "saving"})
+                scorer = judge.loaded if isinstance(judge, BackgroundJudge) else judge
+                saved, note = self._save(result, job.name, scorer, overwrite)
+                message = f"{message} {note}".strip()
+        except Exception as exc:
+            status, message = "failed", f"{type(exc).__name__}: {exc}"
+        finally:
+            job.finish(status, message, saved)
+
+    @staticmethod
+    def _save(result: GanResult, name: str, judge, overwrite: bool) -> tuple[str | None, str]:
+        extra = {"real_frechet": judge.real_frechet} if judge is not None else None
+        try:
+            return save_gan(result, name, extra=extra, overwrite=overwrite), ""
+        except CheckpointExistsError:  # another visitor saved that name while this run trained: keep both
+            for i in range(2, 100):
+                if not gan_exists(f"{name}-{i}"):
+                    saved = save_gan(result, f"{name}-{i}", extra=extra, overwrite=False)
+                    return saved, f"({name!r} was taken while this run trained, so it was saved as {saved!r})"
+            raise
+        except OSError as exc:
+            return None, f"(could not save: {exc})"

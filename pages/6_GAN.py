@@ -13,6 +13,7 @@ from labui.sidebar import sidebar  # noqa: E402
 from mnist_core import gan  # noqa: E402
 from mnist_core.checkpoints import CheckpointError  # noqa: E402
 from mnist_core.data import tile  # noqa: E402
+from mnist_core.jobs import JobLimitError  # noqa: E402
 
 METRICS_HELP = {
     "conditional accuracy": "The share of generated digits that the best shipped classifier reads as the class "
@@ -25,18 +26,48 @@ METRICS_HELP = {
 }
 
 
-@st.cache_resource(show_spinner=False)
-def cached_gan(name: str, modified: float):
-    checkpoint = next(c for c in gan.list_gans() if c.name == name)
+@st.cache_resource(show_spinner=False, max_entries=8)
+def cached_gan(source: str, name: str, modified: float):
+    checkpoint = next(c for c in gan.list_gans() if c.name == name and c.source == source)
     return gan.load_gan(checkpoint)
+
+
+SAMPLES_WIDTH = 640  # px at most; narrower screens shrink it (the container never exceeds the page)
+
+
+def epoch_frames(checkpoint, grids) -> None:
+    """The fixed-noise grid after each epoch: an animation when there are several, else the one grid."""
+    per_class = checkpoint.config.grid_per_class
+    if grids is None or not len(grids):
+        st.info("This run stopped before its first grid of samples: the epoch-by-epoch view starts after the "
+                "first epoch (or the first stop after at least one batch).")
+        return
+    st.subheader("How it learned, epoch by epoch")
+    if len(grids) == 1:
+        steps = checkpoint.epochs[-1].get("steps") if checkpoint.epochs else None
+        with st.container(width=SAMPLES_WIDTH):
+            st.image(tile(grids[0], columns=per_class), width="stretch",
+                     caption="The fixed noise after its only epoch" + (f" (step {steps})" if steps else "")
+                             + ": train longer to see it change.")
+        return
+    st.caption("The same fixed noise for every epoch, so each frame differs only by what the generator learned.")
+    frames = np.stack([tile(g, columns=per_class) for g in grids])
+    fig = px.imshow(frames, animation_frame=0, binary_string=True, labels={"animation_frame": "epoch"})
+    fig.update_layout(height=520, margin={"l": 0, "r": 0, "t": 10, "b": 0}, xaxis={"visible": False},
+                      yaxis={"visible": False})
+    for i, step in enumerate(fig.layout.sliders[0].steps if fig.layout.sliders else ()):
+        step.label = str(i + 1)
+    st.plotly_chart(fig, key="gan.epochs")
 
 
 def browse(checkpoint) -> None:
     try:
-        generator, grids = cached_gan(checkpoint.name, checkpoint.weights_path.stat().st_mtime)
-    except CheckpointError as exc:
-        st.error(str(exc))
+        generator, grids = cached_gan(checkpoint.source, checkpoint.name, checkpoint.weights_path.stat().st_mtime)
+    except (CheckpointError, OSError, StopIteration) as exc:
+        st.error(f"GAN {checkpoint.name!r} cannot be shown: {exc or 'it was deleted or renamed'}")
         return
+    if not checkpoint.meta.get("steps") and not checkpoint.epochs:
+        st.warning("This run stopped before its first batch: its generator is untrained, so it draws noise.")
     c1, c2, c3 = st.columns(3)
     digit = c1.selectbox("Class", ["all", *range(10)], key="gan.class")
     count = c2.slider("Samples per class" if digit == "all" else "Samples", 1, 16 if digit == "all" else 64,
@@ -45,25 +76,17 @@ def browse(checkpoint) -> None:
     labels = torch.arange(10).repeat_interleave(count) if digit == "all" else torch.full((count,), int(digit))
     images = gan.to_uint8(gan.generate(generator, labels, seed=int(seed)))
     caption = (f"One row per class, {count} samples each" if digit == "all" else f"{count} samples of class {digit}")
-    st.image(tile(images, columns=count if digit == "all" else 16), caption=caption, width=min(900, 60 * min(count, 16)))
-    if grids is not None and len(grids):
-        st.subheader("How it learned, epoch by epoch")
-        st.caption("The same fixed noise for every epoch, so each frame differs only by what the generator learned.")
-        per_class = checkpoint.config.grid_per_class
-        frames = np.stack([tile(g, columns=per_class) for g in grids])
-        fig = px.imshow(frames, animation_frame=0, binary_string=True, labels={"animation_frame": "epoch"})
-        fig.update_layout(height=520, margin={"l": 0, "r": 0, "t": 10, "b": 0}, xaxis={"visible": False},
-                          yaxis={"visible": False})
-        for i, step in enumerate(fig.layout.sliders[0].steps):
-            step.label = str(i + 1)
-        st.plotly_chart(fig, key="gan.epochs")
+    columns = count if digit == "all" else 16
+    with st.container(width=min(SAMPLES_WIDTH, 60 * min(columns, count) + 40)):
+        st.image(tile(images, columns=columns), caption=caption, width="stretch")
+    epoch_frames(checkpoint, grids)
     st.subheader("Walking through the noise")
     i1, i2, i3 = st.columns(3)
     walk_digit = i1.selectbox("Class", range(10), index=3, key="gan.walk_class")
     seed_a = i2.number_input("From noise seed", 0, 10**6, 1, key="gan.seed_a")
     seed_b = i3.number_input("To noise seed", 0, 10**6, 2, key="gan.seed_b")
     walk = gan.to_uint8(gan.interpolate(generator, int(walk_digit), int(seed_a), int(seed_b), steps=12))
-    st.image(tile(walk, columns=12), width=720,
+    st.image(tile(walk, columns=12), width="stretch",
              caption="Straight line between two noise vectors, same class: a smooth change of style means the "
                      "generator learned a continuous space, not a lookup table.")
     st.subheader("Real vs generated")
@@ -71,13 +94,37 @@ def browse(checkpoint) -> None:
     cls = int(walk_digit)
     real = mnist.test_images[(mnist.test_labels == cls).nonzero().squeeze(1)[:16]].numpy()
     fake = gan.to_uint8(gan.generate(generator, torch.full((16,), cls), seed=int(seed) + 99))
-    left, right = st.columns(2)
-    left.image(tile(real, columns=8), caption=f"Real test digits of class {cls}", width=400)
-    right.image(tile(fake, columns=8), caption=f"Generated digits of class {cls}", width=400)
+    with st.container(width=2 * SAMPLES_WIDTH):
+        left, right = st.columns(2)
+        left.image(tile(real, columns=8), caption=f"Real test digits of class {cls}", width="stretch")
+        right.image(tile(fake, columns=8), caption=f"Generated digits of class {cls}", width="stretch")
+
+
+def manage(checkpoint) -> None:
+    """Reproduce command, rename and delete, for the visitor's own runs (shipped GANs stay as they are)."""
+    command = checkpoint.meta.get("command")
+    if command:
+        st.caption(f"Reproduce: `{command}`")
+    if checkpoint.source == "shipped":
+        st.caption("Shipped GANs cannot be renamed or deleted.")
+        return
+    with st.expander("Rename or delete this run"):
+        c1, c2, c3 = st.columns([3, 1, 1], vertical_alignment="bottom")
+        new_name = c1.text_input("New name", key="gan.new_name", placeholder="new name for this run")
+        try:
+            if c2.button("Rename", key="gan.rename", disabled=not new_name):
+                st.session_state["gan.select"] = gan.rename_gan(checkpoint.name, new_name)
+                st.rerun()
+            if c3.button("Delete", key="gan.delete"):
+                gan.delete_gan(checkpoint.name)
+                st.session_state.pop("gan.checkpoint", None)
+                st.rerun()
+        except CheckpointError as exc:
+            st.error(str(exc))
 
 
 def quality_charts(epochs: list[dict], key: str) -> None:
-    scored = [e for e in epochs if "conditional_accuracy" in e]
+    scored = [e for e in epochs if gan.has_quality(e)]
     if not scored:
         return
     x = [e["epoch"] for e in scored]
@@ -99,10 +146,11 @@ def quality_charts(epochs: list[dict], key: str) -> None:
 
 
 def metrics(checkpoint) -> None:
-    epochs = checkpoint.meta.get("epochs", [])
-    last = next((e for e in reversed(epochs) if "conditional_accuracy" in e), None)
+    epochs = checkpoint.epochs
+    last = next((e for e in reversed(epochs) if gan.has_quality(e)), None)
     if last is None:
-        st.info("This GAN was trained without the classifier's scores.")
+        st.info(f"**{checkpoint.name}** has no quality figures: it was trained without the judge, or stopped "
+                "before the end of its first epoch (a stop skips the scoring). Train it for a full epoch to see them.")
         return
     c1, c2, c3 = st.columns(3)
     c1.metric("Conditional accuracy", f"{last['conditional_accuracy']:.1%}", help=METRICS_HELP["conditional accuracy"])
@@ -126,22 +174,36 @@ def metrics(checkpoint) -> None:
     quality_charts(epochs, "gan.metrics")
 
 
+WIDGET_KEYS = {"variant": "gan.variant", "latent": "gan.latent", "width": "gan.width", "epochs": "gan.epochs_n",
+               "g_lr": "gan.g_lr", "d_lr": "gan.d_lr", "label_smoothing": "gan.smoothing"}
+
+
+def use_collapse_recipe() -> None:
+    for field, value in gan.COLLAPSE_RECIPE.items():
+        st.session_state[WIDGET_KEYS[field]] = value
+
+
 def settings() -> gan.GanConfig:
     d = gan.GanConfig()
+    for field, key in WIDGET_KEYS.items():  # defaults through the state only, so the recipe button can set them
+        st.session_state.setdefault(key, getattr(d, field))
+    st.button("Fill in a recipe that collapses", key="gan.collapse_recipe", on_click=use_collapse_recipe,
+              help="A one-number noise vector, a generator learning rate five times the discriminator's and no "
+                   "label smoothing: the generator soon draws one image per class. Train it (2 epochs), then see "
+                   "the diversity warning under Metrics; or browse the shipped cgan-collapsed.")
     c1, c2, c3, c4 = st.columns(4)
     values = dict(
-        variant=c1.selectbox("Variant", gan.VARIANTS, index=gan.VARIANTS.index(d.variant), key="gan.variant",
+        variant=c1.selectbox("Variant", gan.VARIANTS, key="gan.variant",
                              help="mlp: fully connected G and D, fast. dcgan: transposed convolutions, sharper digits."),
-        latent=c2.number_input("Latent size", 1, 512, d.latent, key="gan.latent", help="Length of the noise vector."),
-        width=c3.number_input("Width", 4, 256, d.width, key="gan.width", help="Base channels (dcgan) or 8x units (mlp)."),
-        epochs=c4.number_input("Epochs", 1, 200, d.epochs, key="gan.epochs_n"),
-        g_lr=c1.number_input("G learning rate", 1e-6, 1.0, d.g_lr, format="%g", key="gan.g_lr"),
-        d_lr=c2.number_input("D learning rate", 1e-6, 1.0, d.d_lr, format="%g", key="gan.d_lr"),
+        latent=c2.number_input("Latent size", 1, 512, key="gan.latent", help="Length of the noise vector."),
+        width=c3.number_input("Width", 4, 256, key="gan.width", help="Base channels (dcgan) or 8x units (mlp)."),
+        epochs=c4.number_input("Epochs", 1, 200, key="gan.epochs_n"),
+        g_lr=c1.number_input("G learning rate", 1e-6, 1.0, format="%g", key="gan.g_lr"),
+        d_lr=c2.number_input("D learning rate", 1e-6, 1.0, format="%g", key="gan.d_lr"),
         beta1=c3.number_input("Adam beta1", 0.0, 0.999, d.beta1, key="gan.beta1", help="0.5 is the DCGAN choice."),
         beta2=c4.number_input("Adam beta2", 0.0, 0.9999, d.beta2, format="%g", key="gan.beta2"),
         batch_size=c1.number_input("Batch size", 1, 60000, d.batch_size, key="gan.batch"),
-        label_smoothing=c2.number_input("Label smoothing (real = 1 - this)", 0.0, 0.49, d.label_smoothing,
-                                        key="gan.smoothing"),
+        label_smoothing=c2.number_input("Label smoothing (real = 1 - this)", 0.0, 0.49, key="gan.smoothing"),
         seed=c3.number_input("Seed", 0, 10**6, d.seed, key="gan.train_seed"),
     )
     batches = c4.number_input("Stop after N batches (0 = all)", 0, 10**7, 0, key="gan.max_batches")
@@ -156,17 +218,27 @@ def live() -> None:
         return
     snap = job.snapshot()
     if snap.running:
-        top = st.columns([5, 1])
-        per_epoch = snap.steps[-1]["steps_per_epoch"] if snap.steps else 1
-        top[0].progress(min(snap.step / (per_epoch * snap.config.epochs), 1.0),
-                        text=f"**{snap.name}**: step {snap.step} of {per_epoch * snap.config.epochs}")
-        if top[1].button("Stop", key="gan.stop"):
+        top = st.columns([5, 1], vertical_alignment="bottom")
+        stage = "stopping after this batch" if snap.stopping else snap.stage
+        top[0].progress(min(snap.step / max(snap.total_steps, 1), 1.0),
+                        text=f"**{snap.name}**: {stage} · step {snap.step} of {snap.total_steps}")
+        if top[1].button("Stop", key="gan.stop", disabled=snap.stopping):
             state.gan_jobs().stop(state.session_id())
+            st.rerun(scope="fragment")
     else:
-        text = f"**{snap.name}** {snap.status}. {snap.message}"
+        text = f"**{snap.name}** {snap.status}" + (f": {snap.message.rstrip('.')}." if snap.message else ".")
         if snap.saved:
-            text += f" Saved as **{snap.saved}**: pick it under Browse."
+            text += f" Saved as **{snap.saved}**: it is picked under Browse."
+        elif snap.status != "failed":
+            text += " Nothing was saved (no batch was trained)."
         (st.error if snap.status == "failed" else st.success)(text)
+        ended = (snap.name, snap.started)
+        if st.session_state.get("gan.ended") != ended:  # once per run: the whole page, so Browse lists it
+            st.session_state["gan.ended"] = ended
+            st.session_state["gan.renew_name"] = True
+            if snap.saved:
+                st.session_state["gan.select"] = snap.saved
+            st.rerun()
     if snap.steps:
         steps = [s["step"] for s in snap.steps]
         left, right = st.columns(2)
@@ -180,23 +252,33 @@ def live() -> None:
                           xaxis={"title": "step"}, margin={"t": 40, "b": 10})
         right.plotly_chart(fig, key="gan.live.d")
     if snap.grid is not None:
-        st.image(tile(snap.grid, columns=snap.config.grid_per_class), width=420,
-                 caption=f"Fixed-noise grid after epoch {len(snap.epochs)}")
+        with st.container(width=420):
+            st.image(tile(snap.grid, columns=snap.config.grid_per_class), width="stretch",
+                     caption=f"Fixed-noise grid after epoch {len(snap.epochs)}")
     quality_charts(snap.epochs, "gan.live")
 
 
 def train_tab() -> None:
     config = settings()
-    name = st.text_input("Run name", "my-cgan", key="gan.name")
+    if "gan.name" not in st.session_state or st.session_state.pop("gan.renew_name", False):
+        st.session_state["gan.name"] = gan.default_run_name()  # a fresh name per visitor and per run
+    name = st.text_input("Run name", key="gan.name")
     try:
         config.validate()
-    except gan.GanConfigError as exc:
+        cleaned = gan.validate_gan_name(name)
+    except (gan.GanConfigError, CheckpointError) as exc:
         st.error(str(exc))
         return
-    if st.button("Start training", type="primary", key="gan.start"):
+    replace = False
+    if gan.gan_exists(cleaned):
+        replace = st.checkbox(f"Replace my existing run **{cleaned}** (its weights and figures are lost)",
+                              key="gan.overwrite")
+    if st.button("Start training", type="primary", key="gan.start", disabled=gan.gan_exists(cleaned) and not replace):
         try:
-            state.gan_jobs().start(state.session_id(), config, state.device_data().mnist, state.gan_judge(), name)
-        except (gan.GanConfigError, CheckpointError, ValueError) as exc:
+            # The judge loads inside the job (st.cache_resource: built once per process), so training starts now.
+            state.gan_jobs().start(state.session_id(), config, state.device_data().mnist, state.gan_judge, name,
+                                   overwrite=replace)
+        except (gan.GanConfigError, CheckpointError, JobLimitError, ValueError) as exc:
             st.error(str(exc))
     live()
 
@@ -206,20 +288,29 @@ st.title("Conditional GAN")
 st.caption("A generator learns to draw a digit of the class you ask for; a discriminator learns to tell its "
            "drawings from real ones, given the same class. Each improves by beating the other.")
 checkpoints = gan.list_gans()
+by_name = {c.name: c for c in checkpoints}
+chosen = None
 browse_tab, train, metrics_tab = st.tabs(["Browse", "Train", "Metrics"])
 with browse_tab:
     if not checkpoints:
         st.info("No GAN checkpoint yet: train one in the Train tab.")
     else:
-        by_name = {c.name: c for c in checkpoints}
-        chosen = st.selectbox("GAN checkpoint", list(by_name), key="gan.checkpoint",
-                              format_func=lambda n: f"{n} ({by_name[n].config.variant}, "
-                                                    f"{len(by_name[n].meta.get('epochs', []))} epochs"
-                                                    f"{', shipped' if by_name[n].source == 'shipped' else ''})")
-        browse(by_name[chosen])
+        wanted = st.session_state.pop("gan.select", None)
+        if wanted in by_name:
+            st.session_state["gan.checkpoint"] = wanted
+        elif st.session_state.get("gan.checkpoint") not in by_name:  # first visit, or the run was deleted
+            st.session_state["gan.checkpoint"] = gan.default_gan(checkpoints).name
+
+        def label(n: str) -> str:
+            c = by_name[n]
+            return f"{n} ({c.config.variant}, {len(c.epochs)} epochs{', shipped' if c.source == 'shipped' else ''})"
+
+        chosen = by_name[st.selectbox("GAN checkpoint", list(by_name), key="gan.checkpoint", format_func=label)]
+        manage(chosen)
+        browse(chosen)
 with train:
     train_tab()
 with metrics_tab:
-    if checkpoints:
-        names = {c.name: c for c in checkpoints}
-        metrics(names.get(st.session_state.get("gan.checkpoint"), checkpoints[0]))
+    if chosen is not None:
+        st.caption(f"Quality of **{chosen.name}**, the GAN picked under Browse.")
+        metrics(chosen)

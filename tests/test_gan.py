@@ -1,12 +1,24 @@
 """The conditional GAN: shapes, learning, conditioning, quality measures, checkpoints."""
 
+import json
+import os
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from mnist_core import gan
-from mnist_core.checkpoints import load
+from mnist_core.checkpoints import CheckpointError, CheckpointExistsError, load
 from mnist_core.gan import GanConfig, GanConfigError
+from mnist_core.jobs import HostLimits, JobLimitError
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +44,7 @@ def test_a_few_steps_on_real_digits_teach_the_discriminator(mnist, variant):
 
 
 def test_the_shipped_generator_draws_the_class_it_is_asked_for(judge):
-    shipped = next(c for c in gan.list_gans() if c.source == "shipped")
+    shipped = next(c for c in gan.list_gans() if c.source == "shipped" and c.name == "cgan")
     generator, grids = gan.load_gan(shipped)
     images, labels = gan.quality_samples(generator, per_class=20, seed=7)
     quality = judge.score(images, labels)
@@ -40,6 +52,14 @@ def test_the_shipped_generator_draws_the_class_it_is_asked_for(judge):
     assert grids is not None and grids.shape[1:] == (10 * shipped.config.grid_per_class, 28, 28)
     swapped = judge.features(gan.generate(generator, torch.full((50,), 3), seed=1))[1]
     assert (swapped == 3).mean() >= 0.9  # the label, not the noise, decides the digit
+
+
+def test_the_shipped_collapse_example_is_flagged_by_the_judge(judge):
+    collapsed = next(c for c in gan.list_gans() if c.name == "cgan-collapsed")
+    generator, _ = gan.load_gan(collapsed)
+    quality = judge.score(*gan.quality_samples(generator, per_class=50, seed=3))  # fresh noise, not the saved figures
+    assert (quality.diversity < gan.COLLAPSE_BELOW).sum() >= 3
+    assert gan.default_gan(gan.list_gans()).name == "cgan"  # a visitor never lands on it by default
 
 
 def test_real_digits_score_as_real(mnist, judge):
@@ -65,3 +85,105 @@ def test_bad_settings_are_refused_and_a_run_round_trips(mnist, runs):
     generator, grids = gan.load_gan(saved)
     z, labels = gan.fixed_noise(saved.config)
     assert np.array_equal(gan.to_uint8(gan.generate(generator, labels, z=z)), grids[-1])
+
+
+TINY = dict(variant="mlp", width=8)
+
+
+def wait(job, timeout=60.0):
+    deadline = time.time() + timeout
+    while job.running and time.time() < deadline:
+        time.sleep(0.05)
+    assert not job.running, f"the job is still {job.stage!r} after {timeout} s"
+
+
+def test_a_job_whose_work_raises_ends_failed_and_frees_the_slot(mnist, runs):
+    jobs = gan.GanJobs(limits=HostLimits(max_jobs=1))
+
+    def broken_judge():
+        raise OSError("weights file is gone")
+
+    job = jobs.start("me", GanConfig(**TINY, max_batches=2), mnist, broken_judge, "judge-fails")
+    wait(job)
+    assert job.status == "failed" and "judge" in job.message and "weights file is gone" in job.message
+    # A setting that passes validation and fails inside the job (no such GPU): failed, and the slot is free.
+    job = jobs.start("me", GanConfig(**TINY, max_batches=2, device="cuda:7"), mnist, None, "no-such-gpu")
+    wait(job)
+    assert job.status == "failed" and "cuda:7" in job.message
+    job = jobs.start("someone else", GanConfig(**TINY, max_batches=2), mnist, None, "after-failures")
+    wait(job)
+    assert job.status == "stopped" and job.saved == "after-failures"
+
+
+def test_stop_ends_a_job_while_its_judge_is_still_loading(mnist, runs):
+    release = threading.Event()
+    jobs = gan.GanJobs(limits=HostLimits())
+
+    def slow_judge():  # a judge that takes as long as the test wants
+        release.wait(60)
+        raise RuntimeError("released")
+
+    job = jobs.start("me", GanConfig(**TINY, max_batches=2), mnist, slow_judge, "waits-for-judge")
+    deadline = time.time() + 60
+    while "waiting for the judge" not in job.stage and time.time() < deadline:
+        time.sleep(0.05)
+    assert job.running and "waiting for the judge" in job.stage
+    jobs.stop("me")
+    wait(job, timeout=5)
+    release.set()
+    assert job.status == "stopped" and job.saved == "waits-for-judge"  # what was learned is kept
+
+
+def test_the_host_caps_apply_to_gan_runs(mnist, runs, monkeypatch):
+    monkeypatch.setenv("MNIST_MAX_EPOCHS", "2")
+    with pytest.raises(JobLimitError, match="at most 2 epochs"):
+        gan.GanJobs().start("me", GanConfig(**TINY, epochs=3), mnist, None, "too-long")
+    jobs = gan.GanJobs(limits=HostLimits(max_run_seconds=0.5))
+    job = jobs.start("me", GanConfig(**TINY, epochs=50), mnist, None, "time-capped")
+    wait(job)
+    assert job.status == "stopped" and "time limit" in job.message
+    saved = next(c for c in gan.list_gans() if c.name == "time-capped")
+    assert saved.meta["steps"] and saved.config.max_seconds == 0.5  # kept what was learned, recorded the cap
+
+
+def test_names_are_reserved_and_an_existing_run_is_replaced_only_when_asked(mnist, runs):
+    result = gan.train_gan(GanConfig(**TINY, max_batches=2), mnist)
+    with pytest.raises(CheckpointError, match="shipped GAN"):
+        gan.save_gan(result, "CGAN")
+    gan.save_gan(result, "mine")
+    with pytest.raises(CheckpointExistsError):
+        gan.save_gan(result, "mine", overwrite=False)
+    with pytest.raises(CheckpointExistsError):
+        gan.GanJobs(limits=HostLimits()).start("me", GanConfig(**TINY, max_batches=2), mnist, None, "mine")
+    with pytest.raises(CheckpointError, match="shipped GAN"):
+        gan.delete_gan("cgan")
+    assert gan.rename_gan("mine", "yours") == "yours"
+    renamed = next(c for c in gan.list_gans() if c.name == "yours")
+    assert renamed.meta["command"].endswith("--name yours")
+    gan.delete_gan("yours")
+    assert [c.source for c in gan.list_gans()] == ["shipped"] * len(gan.shipped_gan_names())
+    assert gan.default_run_name() != gan.default_run_name()
+
+
+def run_cli(*args, env_runs):
+    env = {**os.environ, "MNIST_RUNS_DIR": str(env_runs)}
+    return subprocess.run([sys.executable, "-m", "mnist_core", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_a_saved_gan_runs_records_a_command_that_runs_as_printed(mnist, runs, tmp_path):
+    result = gan.train_gan(GanConfig(**TINY, max_batches=3, g_lr=1e-3, label_smoothing=0.0, latent=4), mnist)
+    gan.save_gan(result, "recorded")
+    command = next(c for c in gan.list_gans() if c.name == "recorded").meta["command"]
+    assert command.startswith("python -m mnist_core gan ") and "--max-batches 3" in command
+    args = shlex.split(command)[3:] + ["--no-judge"]  # no judge: seconds, not a minute, on a shared CI box
+    fresh = tmp_path / "elsewhere"
+    done = run_cli(*args, env_runs=fresh)
+    assert done.returncode == 0, done.stderr
+    rerun = json.loads((fresh / "gans" / "recorded.json").read_text())["config"]
+    assert {k: rerun[k] for k in ("latent", "g_lr", "label_smoothing", "max_batches")} == \
+        {"latent": 4, "g_lr": 1e-3, "label_smoothing": 0.0, "max_batches": 3}
+    again = run_cli(*args, env_runs=fresh)  # the name is taken now: refused before training, one line
+    assert again.returncode == 2 and "--overwrite" in again.stderr and len(again.stderr.strip().splitlines()) == 1
+    bad = run_cli("gan", "--width", "wide", env_runs=fresh)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
