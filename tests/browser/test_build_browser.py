@@ -1,0 +1,64 @@
+"""The Build page in real Chromium: build a 3-layer net from empty, carry it to the Train page, start it."""
+
+from playwright.sync_api import expect
+
+from labui.serve import PAGE_DONE_JS
+
+
+def wait_until_idle(page):
+    page.wait_for_selector('[data-testid="stApp"]')
+    page.wait_for_function(PAGE_DONE_JS, timeout=60_000)
+
+
+def choose(page, label: str, option: str) -> None:
+    """Pick an option of a Streamlit selectbox, as a user does: open it, click the option."""
+    page.locator('[data-testid="stSelectbox"]').filter(has_text=label).locator("input").click()
+    page.get_by_role("option", name=option).first.click()
+    wait_until_idle(page)
+
+
+def add(page, kind: str) -> None:
+    choose(page, "Layer type", kind)
+    page.get_by_role("button", name="Add layer", exact=True).click()
+    wait_until_idle(page)
+
+
+def test_build_a_three_layer_net_take_it_to_the_train_page_and_start_it(page, app_url):
+    page.goto(f"{app_url}/Build")
+    expect(page.locator("h1").first).to_contain_text("Build")
+    wait_until_idle(page)
+    choose(page, "Start from", "(empty)")
+    page.get_by_role("button", name="Load", exact=True).click()
+    wait_until_idle(page)
+    expect(page.get_by_test_id("stAlertContentError").get_by_text("the stack is empty")).to_be_visible()
+    expect(page.get_by_role("button", name="Start training", exact=True)).to_be_disabled()
+
+    add(page, "conv: 2-D convolution")
+    expect(page.get_by_text("finish with flatten, linear 10")).to_be_visible()  # checked live, layer named
+    expect(page.get_by_role("button", name="Start training", exact=True)).to_be_disabled()
+    add(page, "flatten: C x H x W -> one vector")
+    add(page, "linear: fully connected layer")
+    expect(page.get_by_text("The stack works")).to_be_visible()
+    expect(page.get_by_text("→ 10 · 125,450 params")).to_be_visible()  # 16 x 28 x 28 -> 10
+
+    page.get_by_role("button", name="Open on the Train page (every setting)").click()
+    expect(page.locator("h1").first).to_contain_text("Train")
+    wait_until_idle(page)
+    expect(page.get_by_role("textbox", name="Layers")).to_have_value("conv 16 k=3 s=1 p=1, flatten, linear 10")
+
+    page.get_by_role("link", name="Build").first.click()  # back: the stack is still there
+    expect(page.locator("h1").first).to_contain_text("Build")
+    wait_until_idle(page)
+    expect(page.get_by_text("The stack works")).to_be_visible()
+    stop_after = page.get_by_role("spinbutton", name="Stop after N batches")
+    stop_after.fill("30")
+    stop_after.press("Enter")
+    name = page.get_by_label("Run name (optional)")
+    name.fill("browser-built")
+    name.press("Enter")
+    wait_until_idle(page)
+    page.get_by_role("button", name="Start training", exact=True).click()
+    expect(page.get_by_text("Training browser-built in the background")).to_be_visible()
+    page.get_by_role("link", name="Watch it on the Train page").click()
+    expect(page.get_by_text("Saved as checkpoint browser-built")).to_be_visible(timeout=90_000)
+    assert page.locator('[data-testid="stException"]').count() == 0
