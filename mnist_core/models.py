@@ -485,3 +485,32 @@ def describe(model: nn.Module) -> ModelCard:
     return ModelCard(rows, params, params - masked_out, sum(r.macs for r in rows),
                      max(conv_rfs) if conv_rfs else None)
 
+
+def layer_labels(model: nn.Module) -> dict[str, str]:
+    """A learner's name for each layer, by module path: "conv 2 (layer 4)", "ReLU after conv 2 (layer 5)",
+    "output layer (layer 12)". Layers are numbered in the model card's order; "after" is said only inside a
+    Sequential (elsewhere the listed order need not be the running order); a conv or linear that holds a
+    helper module (a padding layer) counts as one layer. A parameter maps through its module: "3.weight"
+    is labels["3"]."""
+    units = [(path, m) for path, m in model.named_modules()
+             if path and (isinstance(m, (nn.Conv2d, nn.Linear)) or not list(m.children()))]
+    units = [(path, m) for path, m in units  # drop the helpers inside a conv or linear
+             if not any(path.startswith(p + ".") for p, o in units if isinstance(o, (nn.Conv2d, nn.Linear)))]
+    linears = [path for path, m in units if isinstance(m, nn.Linear)]
+    names = {nn.BatchNorm1d: "BatchNorm", nn.BatchNorm2d: "BatchNorm", nn.MaxPool2d: "max-pool",
+             nn.AvgPool2d: "average pool", nn.AdaptiveAvgPool2d: "global average pool", nn.Flatten: "flatten"}
+    labels, count, last = {}, {"conv": 0, "linear": 0}, None
+    for n, (path, m) in enumerate(units, start=1):
+        parts = path.split(".")
+        where = f" in column {int(parts[parts.index('columns') + 1]) + 1}" if "columns" in parts[:-1] else ""
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            kind = "conv" if isinstance(m, nn.Conv2d) else "linear"
+            count[kind] += 1
+            last = f"{kind} {count[kind]}"
+            what = "output layer" if linears and path == linears[-1] and not isinstance(m, nn.Conv2d) else last + where
+        else:
+            kind = "dropout" if isinstance(m, nn.Dropout) else names.get(type(m), type(m).__name__)
+            in_order = isinstance(model.get_submodule(path.rpartition(".")[0]), nn.Sequential)  # runs as listed
+            what = kind if not in_order else f"{kind} after {last}{where}" if last else f"{kind} on the input"
+        labels[path] = f"{what} (layer {n})"
+    return labels

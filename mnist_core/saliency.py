@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,33 +11,72 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .data import standardize
-from .models import ACTIVATIONS
+from .models import ACTIVATIONS, layer_labels
 
 BACKGROUND = float(standardize(0.0))  # a black pixel, standardized: the "no ink" baseline
-_ACTIVATION_TYPES = tuple(ACTIVATIONS.values())
+_ACTIVATION_TYPES = (*ACTIVATIONS.values(), nn.ReLU6, nn.Hardswish)
 
 
 @dataclass
 class FeatureMap:
-    name: str  # e.g. "conv 1 (layer 0, after ReLU)"
+    name: str  # e.g. "conv 1 (layer 1), after its ReLU"
     maps: np.ndarray  # (channels, height, width)
 
 
+def private_view(model: nn.Module) -> nn.Module:
+    """The same network for one call: its own module objects (own hooks, own train/eval flag) around the
+    very same weights, in eval mode.
+
+    The app loads a model once and shares it between every visitor's session, each running in its own
+    thread: a hook put on the shared model would see every session's forward pass, and an eval()/train()
+    switch would flip it for all of them. A view costs a shallow copy of each module object, no weights.
+    """
+    views: dict[int, nn.Module] = {}  # a module used in two places stays one module in the view
+
+    def view(module: nn.Module) -> nn.Module:
+        if id(module) not in views:
+            clone = copy.copy(module)  # a new __dict__ sharing the parameter and buffer dicts
+            views[id(module)] = clone
+            state = clone.__dict__
+            for key, value in list(state.items()):
+                if "hooks" in key and isinstance(value, dict):
+                    state[key] = type(value)(value)  # hooks added to the view stay on the view
+            state["_modules"] = {name: None if child is None else view(child) for name, child in module._modules.items()}
+            state["training"] = False
+        return views[id(module)]
+
+    return view(model)
+
+
+def _captured(modules: list[nn.Module]):
+    """Forward hooks on a private view's modules, each keeping its outputs in a list of this call's own
+    (the hooks go away with the view)."""
+    store: list[list[torch.Tensor]] = [[] for _ in modules]
+    for module, kept in zip(modules, store):
+        module.register_forward_hook(lambda _m, _i, out, kept=kept: kept.append(out))
+    return store
+
+
 def _conv_outputs(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """For each conv layer, the module whose output shows it: its activation when one follows it directly."""
-    leaves = [(name, m) for name, m in model.named_modules() if not list(m.children())]
-    picked, count = [], 0
-    for i, (name, module) in enumerate(leaves):
-        if not isinstance(module, nn.Conv2d):
+    """For each conv layer, the module whose output shows it: the activation right after it (past a BatchNorm)
+    when they sit in one Sequential, which runs them in the order listed; else the conv itself."""
+    labels = layer_labels(model)
+    picked = []
+    for path, module in model.named_modules():
+        if path not in labels or not isinstance(module, nn.Conv2d):
             continue
-        count += 1
-        shown, label = module, f"conv {count} ({name})"
-        for later_name, later in leaves[i + 1:i + 3]:  # skip a BatchNorm between conv and activation
-            if isinstance(later, nn.Conv2d):
-                break
-            if isinstance(later, _ACTIVATION_TYPES):
-                shown, label = later, f"conv {count} ({name}, after {type(later).__name__})"
-                break
+        shown, label = module, labels[path]
+        parent_path, _, own = path.rpartition(".")
+        parent = model.get_submodule(parent_path)
+        if isinstance(parent, nn.Sequential):
+            siblings = list(parent._modules.items())
+            at = [name for name, _ in siblings].index(own)
+            for _name, later in siblings[at + 1:at + 3]:  # skip a BatchNorm between conv and activation
+                if isinstance(later, nn.Conv2d):
+                    break
+                if isinstance(later, _ACTIVATION_TYPES):
+                    shown, label = later, f"{labels[path]}, after its {type(later).__name__}"
+                    break
         picked.append((label, shown))
     return picked
 
@@ -47,17 +87,12 @@ def has_conv(model: nn.Module) -> bool:
 
 @torch.no_grad()
 def feature_maps(model: nn.Module, x: torch.Tensor) -> list[FeatureMap]:
-    """The maps every conv layer computes for one input (1, 1, 28, 28); empty for a model without convs."""
-    captured: list[FeatureMap] = []
-    hooks = [module.register_forward_hook(
-        lambda _m, _i, out, label=label: captured.append(FeatureMap(label, out[0].float().cpu().numpy())))
-        for label, module in _conv_outputs(model)]
-    try:
-        model(x)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return captured
+    """The maps every conv layer computes for one input (1, C, H, W); empty for a model without convs."""
+    view = private_view(model)
+    layers = _conv_outputs(view)
+    store = _captured([module for _, module in layers])
+    view(x)
+    return [FeatureMap(label, kept[0][0].float().cpu().numpy()) for (label, _), kept in zip(layers, store) if kept]
 
 
 def _normalized(heat: torch.Tensor) -> np.ndarray:
@@ -68,27 +103,16 @@ def _normalized(heat: torch.Tensor) -> np.ndarray:
 
 def grad_cam(model: nn.Module, x: torch.Tensor, target: int) -> np.ndarray:
     """Grad-CAM at the last conv layer, upsampled to the input: (28, 28), non-negative, max 1 (or all 0)."""
-    layers = _conv_outputs(model)
+    view = private_view(model)
+    layers = _conv_outputs(view)
     if not layers:
         raise ValueError("Grad-CAM needs a conv layer; use integrated_gradients for fully connected nets")
-    store: dict[str, torch.Tensor] = {}
-
-    def keep(_m, _i, out):
-        out.retain_grad()
-        store["maps"] = out
-
-    hook = layers[-1][1].register_forward_hook(keep)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.enable_grad():
-            logits = model(x.detach().clone().requires_grad_(True))
-            model.zero_grad(set_to_none=True)
-            logits[0, target].backward()
-    finally:
-        hook.remove()
-        model.train(was_training)
-    maps, grads = store["maps"][0], store["maps"].grad[0]
+    (kept,) = _captured([layers[-1][1]])
+    with torch.enable_grad():
+        logits = view(x.detach().clone().requires_grad_(True))  # an input that needs grad: a graph even when frozen
+        # The gradient with respect to the maps only: nothing lands in the shared parameters' .grad.
+        (grads,) = torch.autograd.grad(logits[0, target], kept[-1])
+    maps, grads = kept[-1][0].detach(), grads[0]
     weights = grads.mean(dim=(1, 2))  # one weight per channel: its average gradient
     cam = F.relu((weights[:, None, None] * maps).sum(0))
     cam = F.interpolate(cam[None, None], size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
@@ -100,15 +124,10 @@ def integrated_gradients(model: nn.Module, x: torch.Tensor, target: int, steps: 
     baseline = torch.full_like(x, BACKGROUND)
     alphas = torch.linspace(1 / steps, 1.0, steps, device=x.device).view(-1, 1, 1, 1)
     path = (baseline + alphas * (x - baseline)).detach().requires_grad_(True)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.enable_grad():
-            model.zero_grad(set_to_none=True)
-            model(path)[:, target].sum().backward()
-    finally:
-        model.train(was_training)
-    attribution = (x - baseline)[0] * path.grad.mean(0)
+    view = private_view(model)
+    with torch.enable_grad():
+        (grads,) = torch.autograd.grad(view(path)[:, target].sum(), path)  # the shared .grad stays untouched
+    attribution = (x - baseline)[0] * grads.mean(0)
     return attribution.sum(0).detach().float().cpu().numpy()
 
 
@@ -121,25 +140,16 @@ def explain(model: nn.Module, x: torch.Tensor, target: int) -> tuple[str, np.nda
 
 @torch.no_grad()
 def dense_activations(model: nn.Module, x: torch.Tensor) -> list[tuple[str, np.ndarray]]:
-    """For one input, the output of every fully connected layer's activation (and the final logits)."""
-    captured: list[tuple[str, np.ndarray]] = []
-    leaves = [(name, m) for name, m in model.named_modules() if not list(m.children())]
-    watched = [(f"{name} ({type(m).__name__})", m) for name, m in leaves if isinstance(m, _ACTIVATION_TYPES)]
-    linears = [(name, m) for name, m in leaves if isinstance(m, nn.Linear)]
+    """For one input, the output of every fully connected layer's activation (and the final logits),
+    each named by its layer: ("ReLU after linear 1 (layer 3)", values)."""
+    view = private_view(model)
+    labels = layer_labels(view)
+    watched = [(labels[path], m) for path, m in view.named_modules()
+               if path in labels and isinstance(m, _ACTIVATION_TYPES)]
+    linears = [(path, m) for path, m in view.named_modules() if path in labels and isinstance(m, nn.Linear)]
     if linears:
-        watched.append((f"{linears[-1][0]} (logits)", linears[-1][1]))
-
-    def keep(label):
-        def hook(_m, _i, out):
-            if out.dim() == 2:
-                captured.append((label, out[0].float().cpu().numpy()))
-        return hook
-
-    hooks = [m.register_forward_hook(keep(label)) for label, m in watched]
-    try:
-        model.eval()
-        model(x)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return captured
+        watched.append((labels[linears[-1][0]].replace("output layer", "output layer: logits", 1), linears[-1][1]))
+    store = _captured([m for _, m in watched])
+    view(x)
+    return [(label, kept[0][0].float().cpu().numpy()) for (label, _), kept in zip(watched, store)
+            if kept and kept[0].dim() == 2]

@@ -117,6 +117,11 @@ class Backbone:
     def features(self, images: torch.Tensor) -> torch.Tensor:
         return self.tail(self.trunk(self.prepare(images)))
 
+    @property
+    def network(self) -> nn.Module:
+        """Trunk and tail as one module (sharing their weights): what feature maps and layer names look at."""
+        return nn.Sequential(self.trunk, self.tail)
+
     def trunk_params(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().clone() for k, v in self.trunk.state_dict().items()}
 

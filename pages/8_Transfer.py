@@ -6,7 +6,6 @@ st.set_page_config(page_title="Transfer · MNIST Lab", page_icon="🔁", layout=
 
 import threading  # noqa: E402
 
-import torch  # noqa: E402
 
 from labui import state  # noqa: E402
 from labui.images import map_grid, upscale  # noqa: E402
@@ -159,8 +158,7 @@ def backbone_maps(backbone: Backbone) -> None:
     mnist = state.device_data().mnist
     index = int(st.number_input("Test digit", 0, len(mnist.test_labels) - 1, value=0, key=key("digit")))
     x = backbone.prepare(mnist.test_images[index:index + 1])
-    with torch.no_grad():
-        maps = feature_maps(torch.nn.Sequential(backbone.trunk, backbone.tail), x)
+    maps = feature_maps(backbone.network, x)
     if not maps:
         st.info("This backbone has no conv layers to show.")
         return
@@ -171,7 +169,7 @@ def backbone_maps(backbone: Backbone) -> None:
     for col, fmap, where in ((cols[1], maps[0], "first"), (cols[2], maps[-1], "last")):
         channels = fmap.maps[:32]
         col.image(map_grid(channels, columns=8), width="stretch",
-                  caption=f"{where} conv layer ({fmap.name}): {len(channels)} of {fmap.maps.shape[0]} maps, "
+                  caption=f"{where.capitalize()} conv layer, {fmap.name}: {len(channels)} of {fmap.maps.shape[0]} maps, "
                           f"{fmap.maps.shape[1]}x{fmap.maps.shape[2]}")
 
 

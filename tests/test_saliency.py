@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from mnist_core.checkpoints import load
-from mnist_core.saliency import BACKGROUND, explain, feature_maps, grad_cam, integrated_gradients
+from mnist_core.saliency import BACKGROUND, dense_activations, explain, feature_maps, grad_cam, integrated_gradients
 
 
 @pytest.fixture(scope="module")
@@ -35,3 +35,19 @@ def test_feature_maps_come_from_every_conv_layer_and_none_from_an_mlp(digit):
     assert feature_maps(load("mlp")[0], digit) == []
     method, heat = explain(load("mlp")[0], digit, 7)
     assert "integrated gradients" in method and heat.shape == (28, 28) and heat.min() >= 0
+
+
+def test_layers_are_named_in_words_a_learner_can_follow(digit):
+    from mnist_core.models import build_model, layer_labels
+
+    labels = layer_labels(load("fast")[0])  # conv, BatchNorm, ReLU, max-pool x3, flatten, linear
+    assert labels["0"] == "conv 1 (layer 1)" and labels["2"] == "ReLU after conv 1 (layer 3)"
+    assert labels["6"] == "ReLU after conv 2 (layer 7)" and labels[max(labels, key=int)].startswith("output layer")
+    columns = layer_labels(build_model("columnet"))
+    assert columns["1.columns.1.1"] == "Tanh after linear 3 in column 2 (layer 7)"
+    maps = feature_maps(load("fast")[0], digit)
+    assert [m.name for m in maps] == [f"conv {i} (layer {4 * i - 3}), after its ReLU" for i in (1, 2, 3)]
+    dense = dense_activations(load("mlp")[0], digit)
+    assert [name for name, _ in dense] == ["ReLU after linear 1 (layer 3)", "ReLU after linear 2 (layer 5)",
+                                           "output layer: logits (layer 6)"]
+    assert dense[-1][1].shape == (10,)

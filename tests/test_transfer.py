@@ -4,10 +4,12 @@ import json
 import threading
 import time
 
+import numpy as np
 import pytest
 import torch
 
 from mnist_core.data import balanced_order
+from mnist_core.saliency import feature_maps
 from mnist_core.transfer import (
     BACKBONE_DIR,
     Backbone,
@@ -113,6 +115,16 @@ def test_efficientnet_lite0_loads_its_imagenet_weights_offline(mnist):
     assert feats.shape == (4, 1280) and torch.isfinite(feats).all()
     stem = backbone.trunk.stem.weight
     assert stem.shape == (32, 3, 3, 3) and float(stem.std()) > 0.05  # trained filters, not a fresh init's scale
+
+
+def test_every_backbone_shows_its_conv_layers_by_name(fashion, mnist):
+    efficient = load_backbone("efficientnet_lite0")  # its convs are nn.Conv2d subclasses holding a padding module
+    for backbone, convs in ((efficient, 49), (fashion, 3)):
+        maps = feature_maps(backbone.network, backbone.prepare(mnist.test_images[:1]))
+        assert len(maps) == convs
+        assert maps[0].name.startswith("conv 1 (layer 1)") and maps[-1].name.startswith(f"conv {convs} (layer")
+        assert all(m.maps.ndim == 3 and np.isfinite(m.maps).all() for m in maps)
+    assert maps[0].name == "conv 1 (layer 1), after its ReLU"  # the fashion CNN: conv, ReLU in one Sequential
 
 
 def test_a_missing_torchvision_weight_says_so_at_once(tmp_path, monkeypatch):
