@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from PIL import Image
+from scipy import ndimage
 
 from .data import standardize
 
@@ -19,6 +20,14 @@ BOX = 20  # MNIST's digits fit a 20x20 box inside the 28x28 image
 SIZE = 28
 INK_LEVEL = 0.1  # a pixel darker than this (on a 0-1 scale) is background
 MIN_INK_PIXELS = 30  # fewer inked canvas pixels than this is a click, not a digit
+# Refusals before any model, each a rule a learner can check by eye. A model asked about a dot or a
+# filled square still answers (a dot reads as "0 (90%)"): its softmax has no "none of these".
+MIN_EXTENT = 0.18  # the ink's longer side, as a share of the canvas's shorter side: below it, "draw larger"
+# (a dot from the page's widest brush is 0.14 of the canvas; the synthetic digits are 0.39 and more)
+MAX_SOLID = 0.6  # share of the 20x20 box covered by ink (above half brightness): above it, a filled shape
+# (MNIST's training digits: median 0.25, 99.9th percentile 0.575; a filled dot 0.64-0.79, a box up to 0.93)
+MAX_PIECES = 2  # separate pieces of ink (each at least PIECE_SHARE of it): a digit has one, two when a stroke
+PIECE_SHARE = 0.01  # is lifted (a 5's bar); a smiley has four. MNIST's test digits: 98% one piece, 0.27% three+
 UNSURE_TOP_PROBABILITY = 0.7
 UNSURE_ENTROPY_BITS = 1.2
 
@@ -31,7 +40,8 @@ class DrawingError(ValueError):
 class Preprocessed:
     steps: list[tuple[str, np.ndarray]] = field(default_factory=list)  # (caption, image in 0-1) for display
     pixels: np.ndarray | None = None  # the 28x28 result in 0-1; None when there is nothing to classify
-    message: str = ""
+    message: str = ""  # why nothing is classified: what was wrong and what to do
+    refusal: str = ""  # "" when the drawing goes to the model, else "empty", "too small", "solid" or "pieces"
 
     @property
     def empty(self) -> bool:
@@ -91,21 +101,50 @@ def paste_centred(digit: np.ndarray, size: int = SIZE) -> np.ndarray:
     return field_
 
 
+def pieces(gray: np.ndarray) -> int:
+    """Separate pieces of ink (8-connected), counting only those holding at least PIECE_SHARE of the ink."""
+    labels, count = ndimage.label(gray > INK_LEVEL, structure=np.ones((3, 3)))
+    if count == 0:
+        return 0
+    sizes = np.bincount(labels.ravel())[1:]
+    return int((sizes >= PIECE_SHARE * sizes.sum()).sum())
+
+
+def solid_share(pixels: np.ndarray) -> float:
+    """How much of the BOX x BOX square the ink fills: a digit is strokes, a filled shape is nearly all ink."""
+    return float((pixels > 0.5).sum()) / (BOX * BOX)
+
+
+def refuse(result: Preprocessed, refusal: str, message: str) -> Preprocessed:
+    result.refusal, result.message = refusal, message
+    return result
+
+
 def preprocess(image: np.ndarray) -> Preprocessed:
-    """Every step from the canvas to the 28x28 input, kept for display."""
+    """Every step from the canvas to the 28x28 input, kept for display; a drawing no digit can be is refused."""
     gray = to_grayscale(image)
     result = Preprocessed(steps=[("grayscale", gray)])
     box = ink_box(gray)
     if box is None:
-        result.message = "Draw a digit: the canvas is empty (or holds only a dot)."
-        return result
+        return refuse(result, "empty", "Draw a digit: the canvas is empty.")
     top, bottom, left, right = box
+    extent = max(bottom - top, right - left)
+    if extent < MIN_EXTENT * min(gray.shape):
+        return refuse(result, "too small", f"Too little ink to read: the drawing is only {extent} px across. "
+                      f"Draw the digit larger, over at least half the canvas's height.")
     cropped = gray[top:bottom, left:right]
     result.steps.append((f"cropped to the ink ({right - left}x{bottom - top})", cropped))
     fitted = fit_box(cropped)
     result.steps.append((f"scaled to {fitted.shape[1]}x{fitted.shape[0]} (longer side {BOX})", fitted))
     pixels = paste_centred(fitted)
     result.steps.append(("28x28, centred on the centre of mass", pixels))
+    if (count := pieces(cropped)) > MAX_PIECES:
+        return refuse(result, "pieces", f"Not read: the drawing is {count} separate pieces of ink, and a digit is "
+                      f"one or two strokes. Clear it and draw one digit (stray dots count as pieces).")
+    if (solid := solid_share(pixels)) > MAX_SOLID:
+        return refuse(result, "solid", f"Not read: ink fills {solid:.0%} of the digit's box, so this is a filled "
+                      f"shape, not a digit's strokes (MNIST's digits fill about a quarter). Draw the digit with a "
+                      f"thinner brush.")
     result.pixels = pixels
     return result
 
@@ -129,10 +168,16 @@ class Prediction:
         return self.confidence < UNSURE_TOP_PROBABILITY or self.entropy_bits > UNSURE_ENTROPY_BITS
 
     @property
+    def runner_up(self) -> int:
+        """The second most probable digit: with the label, the two guesses an unsure reading offers."""
+        return int(np.argsort(self.probabilities)[-2])
+
+    @property
     def verdict(self) -> str:
+        """The reading in words: an answer only when the model is sure, else no answer and two guesses."""
         if not self.unsure:
             return f"{self.label} ({self.confidence:.0%})"
-        return f"unsure: maybe {self.label} ({self.confidence:.0%}, entropy {self.entropy_bits:.2f} bits)"
+        return f"Not sure: maybe a {self.label} or a {self.runner_up}"
 
 
 @torch.no_grad()
@@ -148,10 +193,16 @@ def reading(probabilities: np.ndarray) -> Prediction:
     return Prediction(p, label, float(p[label]), -float((p[p > 0] * np.log2(p[p > 0])).sum()))
 
 
+def screen_all(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 28, 28) inputs for a stack of drawings, and which of them are refused (each then a blank input)."""
+    results = [preprocess(image) for image in images]
+    pixels = np.stack([p.pixels if p.pixels is not None else np.zeros((SIZE, SIZE), np.float32) for p in results])
+    return pixels, np.array([p.empty for p in results], dtype=bool)
+
+
 def preprocess_all(images: np.ndarray) -> np.ndarray:
-    """(N, 28, 28) inputs for a stack of drawings; a blank drawing becomes a blank input."""
-    return np.stack([p.pixels if p.pixels is not None else np.zeros((SIZE, SIZE), np.float32)
-                     for p in map(preprocess, images)])
+    """(N, 28, 28) inputs for a stack of drawings; a refused drawing becomes a blank input."""
+    return screen_all(images)[0]
 
 
 @torch.no_grad()

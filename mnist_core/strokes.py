@@ -161,3 +161,40 @@ def scribbles(count: int = 100, seed: int = 0) -> np.ndarray:
         render([[tuple(p) for p in rng.uniform(0, 1, (int(rng.integers(6, 16)), 2))]],
                Placement(rng.uniform(120, 250), (CANVAS / 2, CANVAS / 2), rng.uniform(12, 26)))
         for _ in range(count)])
+
+
+# What a visitor draws that is no digit: the Draw page must refuse these or flag them as unsure.
+def _filled_box(rows: int = 14) -> list[Stroke]:
+    zigzag = []
+    for i, y in enumerate(np.linspace(0, 1, rows)):
+        zigzag += [(0.0, y), (1.0, y)] if i % 2 == 0 else [(1.0, y), (0.0, y)]
+    return [zigzag]
+
+
+NON_DIGITS: dict[str, list[Stroke]] = {
+    "dot": [[(0.5, 0.5), (0.5, 0.5)]],
+    "filled box": _filled_box(),
+    "X": [[(0.0, 0.0), (1.0, 1.0)], [(1.0, 0.0), (0.0, 1.0)]],
+    "smiley": [arc(0.5, 0.5, 0.5, 0.5, 0, 360, n=60), [(0.33, 0.33), (0.33, 0.33)], [(0.67, 0.33), (0.67, 0.33)],
+               arc(0.5, 0.55, 0.27, 0.22, 20, 160)],
+    "#": [[(0.38, 0.0), (0.3, 1.0)], [(0.72, 0.0), (0.64, 1.0)], [(0.0, 0.33), (1.0, 0.33)],
+          [(0.0, 0.67), (1.0, 0.67)]],
+}
+
+
+def non_digits(per_shape: int = 50, seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded drawings that are no digit, by shape: dot, filled box, X, smiley, #, scribble. uint8 (n, 280, 280)."""
+    rng = np.random.default_rng(seed)
+    shapes = {}
+    for shape, strokes in NON_DIGITS.items():
+        images = []
+        for _ in range(per_shape):
+            placement = random_placement(rng)
+            if shape == "dot":  # a click or a short dab, with any brush the page's slider allows
+                placement.brush = rng.uniform(8, 40)
+            elif shape == "filled box":  # rows closer than the brush, so the box is solid
+                placement.brush = max(placement.brush, 1.3 * placement.height / (len(strokes[0]) // 2 - 1))
+            images.append(render(transform(strokes, rng), placement))
+        shapes[shape] = np.stack(images)
+    shapes["scribble"] = scribbles(per_shape, seed)
+    return shapes

@@ -13,7 +13,7 @@ from mnist_core.checkpoints import CheckpointError  # noqa: E402
 from mnist_core.data import PIXEL_MEAN, PIXEL_STD, tile  # noqa: E402
 from mnist_core.drawing import UNSURE_ENTROPY_BITS, UNSURE_TOP_PROBABILITY, predict, predict_all, preprocess, \
     preprocess_all, score, to_input  # noqa: E402
-from mnist_core.drawings import DrawingSetError, load_drawings, save_drawing  # noqa: E402
+from mnist_core.drawings import DrawingSetError, fine_tune_name, load_drawings, save_drawing  # noqa: E402
 from mnist_core.jobs import JobLimitError  # noqa: E402
 from mnist_core.saliency import explain, feature_maps  # noqa: E402
 from mnist_core.strokes import synthetic_drawings  # noqa: E402
@@ -37,8 +37,10 @@ def model_for(info):
         return None
 
 
-def probability_chart(probs: np.ndarray, label: int) -> go.Figure:
-    colours = ["#e45756" if d == label else "#4c78a8" for d in range(10)]
+def probability_chart(probs: np.ndarray, label: int, unsure: bool = False) -> go.Figure:
+    # An unsure reading has no answer to highlight: its two guesses are shown alike, in grey-orange.
+    top = {label, int(np.argsort(probs)[-2])} if unsure else {label}
+    colours = [("#f2a65a" if unsure else "#e45756") if d in top else "#4c78a8" for d in range(10)]
     fig = go.Figure(go.Bar(x=list(range(10)), y=probs, marker_color=colours,
                            hovertemplate="digit %{x}: %{y:.1%}<extra></extra>"))
     fig.update_layout(height=260, margin={"l": 0, "r": 0, "t": 30, "b": 0}, title="Probabilities",
@@ -95,8 +97,8 @@ def comparison(pixels: np.ndarray) -> None:
         p = predict(model, pixels)
         rows.append({"checkpoint": info.name, "architecture": info.meta["arch"],
                      "test accuracy %": round(100 * (info.meta.get("test_accuracy") or 0), 2),
-                     "prediction": p.label, "confidence %": round(100 * p.confidence, 1),
-                     "unsure": "unsure" if p.unsure else ""})
+                     "reading": f"not sure: {p.label} or {p.runner_up}" if p.unsure else str(p.label),
+                     "confidence %": round(100 * p.confidence, 1)})
     if rows:
         st.dataframe(rows, hide_index=True, width="stretch")
 
@@ -119,10 +121,11 @@ def fine_tune(active) -> None:
                          batch_size=128, optimizer="adam", lr=1e-4, rotation=8.0, shift=2.0, drawings_share=0.25,
                          init_checkpoint=active.name, seed=0)
     try:
-        state.job_manager().start(state.session_id(), config, state.device_data(), f"{active.name}-drawings")
+        name = fine_tune_name(active.name)  # unique per click: visitors never replace each other's run
+        state.job_manager().start(state.session_id(), config, state.device_data(), name)
         st.success(f"Fine-tuning {active.name} on MNIST plus your drawings (100 batches, a quarter of each "
-                   f"batch from your drawings). Follow it on the Train page; it saves {active.name}-drawings.")
-    except (JobLimitError, ConfigError) as exc:
+                   f"batch from your drawings). Follow it on the Train page; it saves {name}.")
+    except (JobLimitError, ConfigError, CheckpointError) as exc:
         st.error(str(exc))
 
 
@@ -168,8 +171,11 @@ pre = preprocess(image) if image is not None else None
 model = model_for(active) if active is not None else None
 guess = predict(model, pre.pixels) if model is not None and pre is not None and not pre.empty else None
 with right:
-    if pre is None or pre.empty:
+    if pre is None or pre.refusal == "empty":
         st.info("Draw a digit on the canvas: the prediction updates after every stroke.")
+    elif pre.empty:  # refused before any model: a model would still answer, confidently, about a dot or a blob
+        st.warning(pre.message)
+        preprocessing_steps(pre)
     elif active is None:
         st.warning("No checkpoint to predict with: train one on the Train page.")
     else:
@@ -177,16 +183,17 @@ with right:
         preprocessing_steps(pre)
         st.caption(f"Last, the 28x28 pixels (0-1) are standardized with MNIST's training mean {PIXEL_MEAN} and "
                    f"std {PIXEL_STD}, exactly as every model saw its training digits.")
-        if guess is not None and guess.unsure:
-            st.warning(f"**{active.name}** is unsure: maybe a {guess.label} ({guess.confidence:.0%}, entropy "
-                       f"{guess.entropy_bits:.2f} bits). It flags answers below {UNSURE_TOP_PROBABILITY:.0%} "
-                       f"or above {UNSURE_ENTROPY_BITS} bits: a scribble, or a digit drawn unlike MNIST's.")
+        if guess is not None and guess.unsure:  # no answer, no big number: two guesses and why
+            st.warning(f"**{guess.verdict}.** {active.name} gives no answer: its top probability is "
+                       f"{guess.confidence:.0%} (entropy {guess.entropy_bits:.2f} bits), and it answers only above "
+                       f"{UNSURE_TOP_PROBABILITY:.0%} and below {UNSURE_ENTROPY_BITS} bits. A scribble, a shape "
+                       f"that is no digit, or a digit drawn unlike MNIST's.")
         elif guess is not None:
             st.success(f"**{active.name}** reads **{guess.label}** ({guess.confidence:.1%}).")
         if guess is not None:
-            st.plotly_chart(probability_chart(guess.probabilities, guess.label), key="draw.probs")
+            st.plotly_chart(probability_chart(guess.probabilities, guess.label, guess.unsure), key="draw.probs")
 if guess is not None:
-    st.subheader("Why")
+    st.subheader(f"Why it leans towards {guess.label}" if guess.unsure else "Why")
     explanation(model, pre.pixels, guess.label)
     st.subheader("Every model's reading")
     comparison(pre.pixels)
