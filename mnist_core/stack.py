@@ -31,6 +31,7 @@ MAX_LAYERS = 64
 MAX_CHANNELS = 1024
 MAX_WIDTH = 8192
 MAX_PARAMS = 20_000_000
+MAX_MACS = 1_000_000_000  # multiply-adds per image; conv2_fc2, the largest shipped net, needs 12 million
 
 # kind -> its settings in positional order, with defaults (None = required)
 SETTINGS: dict[str, dict[str, float | int | None]] = {
@@ -308,6 +309,10 @@ def check(spec) -> StackCheck:
         if total > MAX_PARAMS:
             return fail(i, layer, f"the stack reaches {total:,} parameters here; the builder's limit is "
                                   f"{MAX_PARAMS:,}: use fewer channels or a pool before flatten")
+        work = sum(r.macs for r in rows)
+        if work > MAX_MACS:
+            return fail(i, layer, f"the stack reaches {work:,} multiply-adds per image here; the builder's limit "
+                                  f"is {MAX_MACS:,}: use fewer channels, or a stride or pool earlier")
     if shape != (NUM_CLASSES,):
         last = layers[-1]
         return StackCheck(rows, f"layer {len(layers)} ({last.text}): the net ends in {_shape_text(shape)}, but a "
