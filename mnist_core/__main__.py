@@ -19,8 +19,11 @@ from tqdm import tqdm
 from .checkpoints import (CheckpointError, CheckpointExistsError, load, runs_dir, save, scan, validate_name)
 from .data import DataError, DeviceData, load_mnist, pick_device
 from .export_cli import add_export_parser, add_layers_option, apply_layers, cmd_export
+from .gan_cli import add_gan_parser, cmd_gan
+from .host import problem as host_problem
 from .models import ModelError, get_architecture, REGISTRY
 from .presets import PRESETS, preset
+from .scratch.cli import add_scratch_parser, cmd_scratch
 from .train import OPTIMIZERS, SCHEDULES, ConfigError, Event, TrainConfig, evaluate, fit
 
 PROG = "python -m mnist_core"
@@ -102,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data", type=Path)
 
     add_export_parser(sub)
+    add_gan_parser(sub)
+    add_scratch_parser(sub)
     sub.add_parser("list", help="table of the available checkpoints")
     sub.add_parser("presets", help="the named training recipes")
     return parser
@@ -256,8 +261,12 @@ def cmd_presets(_args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if (problem := host_problem()) is not None:  # bad MNIST_* settings: refuse to start, in one line
+        print(f"{PROG}: error: {problem}", file=sys.stderr)
+        return 2
     command = {"train": cmd_train, "eval": cmd_eval, "list": cmd_list, "presets": cmd_presets,
-               "export": cmd_export}[args.command]
+               "export": cmd_export, "gan": cmd_gan,
+               "scratch": cmd_scratch}[args.command]
     try:
         return command(args)
     except (ConfigError, ModelError, DataError, CheckpointError, KeyError) as exc:

@@ -1,0 +1,260 @@
+"""Fully connected nets built from the graph's nodes, their initialisation, the MNIST arrays, and training.
+
+    x (N, 784) -> [matmul W1, add b1, activation, dropout] -> ... -> matmul Wk, add bk -> logits (N, 10)
+    loss = softmax_cross_entropy(logits, labels)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .graph import (DTYPES, Add, Dropout, Graph, GraphError, Input, MatMul, Node, Parameter, ReLU, Sigmoid,
+                    SoftmaxCrossEntropy, Tanh)
+from .optim import OPTIMIZERS, make_optimizer
+
+ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh}
+INITS = ("auto", "he", "xavier")
+N_PIXELS, N_CLASSES = 784, 10
+MAX_WIDTH, MAX_LAYERS = 4096, 8
+
+
+class ScratchError(ValueError):
+    """A setting the engine cannot use; the message says which and why."""
+
+
+# ---------------------------------------------------------------- initialisation
+
+
+def he_normal(rng: np.random.Generator, fan_in: int, fan_out: int) -> np.ndarray:
+    """He et al. 2015: std sqrt(2 / fan_in) keeps a ReLU layer's output variance equal to its input's."""
+    return rng.normal(0.0, math.sqrt(2.0 / fan_in), size=(fan_in, fan_out))
+
+
+def xavier_uniform(rng: np.random.Generator, fan_in: int, fan_out: int) -> np.ndarray:
+    """Glorot & Bengio 2010: U(-a, a), a = sqrt(6 / (fan_in + fan_out)), for tanh and sigmoid."""
+    limit = math.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-limit, limit, size=(fan_in, fan_out))
+
+
+# ---------------------------------------------------------------- the net
+
+
+@dataclass
+class NetConfig:
+    widths: tuple[int, ...] = (256, 128)  # hidden layers; () is logistic regression
+    activation: str = "relu"
+    dropout: float = 0.0
+    init: str = "auto"  # auto: He for ReLU, Xavier otherwise
+    dtype: str = "float32"
+    seed: int = 0
+
+    def validate(self) -> None:
+        self.widths = tuple(self.widths)
+        checks = [
+            (len(self.widths) <= MAX_LAYERS, f"at most {MAX_LAYERS} hidden layers (got {len(self.widths)})"),
+            (all(isinstance(w, (int, np.integer)) and 1 <= w <= MAX_WIDTH for w in self.widths),
+             f"each width must be a whole number from 1 to {MAX_WIDTH} (got {', '.join(map(str, self.widths))})"),
+            (self.activation in ACTIVATIONS, f"unknown activation {self.activation!r}; choose one of {', '.join(ACTIVATIONS)}"),
+            (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1,
+             f"dropout must be in [0, 1) (got {self.dropout})"),
+            (self.init in INITS, f"unknown init {self.init!r}; choose one of {', '.join(INITS)}"),
+            (self.dtype in DTYPES, f"unknown dtype {self.dtype!r}; choose one of {', '.join(DTYPES)}"),
+            (isinstance(self.seed, (int, np.integer)) and 0 <= self.seed < 2**32, f"seed must be in 0..2^32-1 (got {self.seed})"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ScratchError(message)
+
+
+class Net:
+    """A fully connected classifier as a graph. Build with Net(NetConfig(...))."""
+
+    def __init__(self, config: NetConfig):
+        config.validate()
+        self.config = config
+        self.dtype = DTYPES[config.dtype]
+        rng = np.random.default_rng([config.seed, 0])  # weights
+        self.dropout_rng = np.random.default_rng([config.seed, 1])  # masks: their own stream
+        init = config.init if config.init != "auto" else ("he" if config.activation == "relu" else "xavier")
+        draw = he_normal if init == "he" else xavier_uniform
+
+        self.x = Input((None, N_PIXELS), "x")
+        self.y = Input((None,), "label", dtype=np.int64)
+        self.layers: list[tuple[Parameter, Parameter]] = []
+        self.hidden: list[Node] = []  # each hidden layer's activation output
+        h: Node = self.x
+        sizes = [N_PIXELS, *config.widths, N_CLASSES]
+        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
+            W = Parameter(draw(rng, fan_in, fan_out).astype(self.dtype), f"W{i}")
+            b = Parameter(np.zeros(fan_out, dtype=self.dtype), f"b{i}")
+            self.layers.append((W, b))
+            h = Add(MatMul(h, W, f"matmul{i}"), b, f"add{i}")
+            if i < len(sizes) - 1:
+                h = ACTIVATIONS[config.activation](h, f"{config.activation}{i}")
+                self.hidden.append(h)
+                if config.dropout > 0:
+                    h = Dropout(h, config.dropout, self.dropout_rng, f"dropout{i}")
+        self.logits = h
+        self.loss = SoftmaxCrossEntropy(self.logits, self.y, "loss")
+        self.params = [p for layer in self.layers for p in layer]
+        self.graph = Graph(self.loss, self.params)
+
+    @property
+    def n_params(self) -> int:
+        return sum(p.value.size for p in self.params)
+
+    def step(self, x: np.ndarray, y: np.ndarray, optimizer, training: bool = True) -> tuple[float, float]:
+        """One training step on a batch: forward, backward, update. Returns (loss, accuracy) of the batch."""
+        loss = float(self.graph.forward({self.x: x.astype(self.dtype, copy=False), self.y: y}, training=training))
+        accuracy = float((self.logits.value.argmax(axis=1) == y).mean())
+        self.graph.backward()
+        optimizer.step()
+        return loss, accuracy
+
+    def run(self, x: np.ndarray, until: Node | None = None, batch: int = 2000) -> np.ndarray:
+        """Evaluation: the value of `until` (default: the logits) for every row of x, dropout off."""
+        until = until or self.logits
+        sub = Graph(until, params=[])
+        out = [sub.forward({self.x: x[i:i + batch].astype(self.dtype, copy=False)}) .copy()
+               for i in range(0, len(x), batch)]
+        return np.concatenate(out)
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> dict:
+        logits = self.run(x).astype(np.float64)
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        return {"loss": float(-log_probs[np.arange(len(y)), y].mean()),
+                "accuracy": float((logits.argmax(axis=1) == y).mean())}
+
+
+# ---------------------------------------------------------------- data
+
+
+@dataclass
+class Arrays:
+    """MNIST as NumPy: images (N, 784) standardized with the training pixels' mean and std, labels int64."""
+
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    mean: float
+    std: float
+    test_images: np.ndarray  # uint8 (N, 28, 28), for showing digits
+
+
+_ARRAYS: dict[tuple, Arrays] = {}
+
+
+def load_arrays(dtype: str = "float32", path=None) -> Arrays:
+    """Read MNIST through the project's IDX reader (mnist_core.data), converted to NumPy once per process."""
+    from ..data import load_mnist  # the data path uses torch tensors; the engine itself never does
+
+    mnist = load_mnist(path)
+    key = (mnist.source, dtype)
+    if key not in _ARRAYS:
+        def norm(images):
+            x = images.numpy().reshape(len(images), N_PIXELS).astype(DTYPES[dtype])
+            return (x / 255 - mnist.mean) / mnist.std  # the same standardization as Mnist.normalize
+        _ARRAYS[key] = Arrays(norm(mnist.train_images).astype(DTYPES[dtype]), mnist.train_labels.numpy(),
+                              norm(mnist.test_images).astype(DTYPES[dtype]), mnist.test_labels.numpy(),
+                              mnist.mean, mnist.std, mnist.test_images.numpy())
+    return _ARRAYS[key]
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The shuffled order of an epoch, a pure function of (seed, epoch): anyone can replay the same batches."""
+    return np.random.default_rng([seed, 2, epoch]).permutation(n)
+
+
+# ---------------------------------------------------------------- training
+
+
+@dataclass
+class TrainSettings:
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9  # sgd only
+    epochs: int = 5
+    batch_size: int = 128
+    lr_decay: float = 1.0  # the learning rate is multiplied by this after each epoch
+    seed: int = 0  # the batches' order
+    max_batches: int | None = None  # stop after this many steps (smoke runs, tests)
+    train_subset: int | None = None  # train on the first this-many images of the training set
+
+    def validate(self, n_train: int = 60_000) -> None:
+        checks = [
+            (self.optimizer in OPTIMIZERS, f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"),
+            (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and 0 < self.lr <= 10,
+             f"learning rate must be a number in (0, 10] (got {self.lr})"),
+            (0 <= self.momentum < 1, f"momentum must be in [0, 1) (got {self.momentum})"),
+            (isinstance(self.epochs, int) and 1 <= self.epochs <= 1000, f"epochs must be from 1 to 1000 (got {self.epochs})"),
+            (isinstance(self.batch_size, int) and 1 <= self.batch_size <= n_train,
+             f"batch size must be from 1 to {n_train} (got {self.batch_size})"),
+            (0 < self.lr_decay <= 1, f"lr decay must be in (0, 1] (got {self.lr_decay})"),
+            (self.max_batches is None or self.max_batches >= 1, f"max batches must be at least 1 (got {self.max_batches})"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ScratchError(message)
+
+
+@dataclass
+class TrainResult:
+    status: str  # "finished" or "stopped"
+    history: list[dict] = field(default_factory=list)  # one entry per epoch
+    curve: list[dict] = field(default_factory=list)  # one entry per reported batch
+    steps: int = 0
+    seconds: float = 0.0
+
+    @property
+    def test_accuracy(self) -> float | None:
+        return self.history[-1]["test_accuracy"] if self.history else None
+
+
+def train(net: Net, data: Arrays, settings: TrainSettings, on_event: Callable[[dict], None] | None = None,
+          should_stop: Callable[[], bool] | None = None, report_every: int = 50) -> TrainResult:
+    """Mini-batch training. on_event gets {"kind": "batch"|"epoch", ...}; should_stop() is asked before each batch.
+
+    A stopped run keeps what it learned and still measures the test set, so the net can be used.
+    """
+    n_train = len(data.train_x) if settings.train_subset is None else min(settings.train_subset, len(data.train_x))
+    settings.validate(n_train)
+    optimizer = make_optimizer(settings.optimizer, net.params, settings.lr, settings.momentum)
+    result = TrainResult("finished")
+    started = time.perf_counter()
+    steps_per_epoch = math.ceil(n_train / settings.batch_size)
+    emit = on_event or (lambda event: None)
+    for epoch in range(1, settings.epochs + 1):
+        order = epoch_order(n_train, settings.seed, epoch)
+        losses, correct, seen = 0.0, 0.0, 0
+        for start in range(0, n_train, settings.batch_size):
+            if (should_stop and should_stop()) or (settings.max_batches and result.steps >= settings.max_batches):
+                result.status = "stopped"
+                break
+            idx = order[start:start + settings.batch_size]
+            loss, acc = net.step(data.train_x[idx], data.train_y[idx], optimizer)
+            result.steps += 1
+            losses, correct, seen = losses + loss * len(idx), correct + acc * len(idx), seen + len(idx)
+            if result.steps % report_every == 0 or start + settings.batch_size >= n_train:
+                point = {"kind": "batch", "epoch": epoch, "step": result.steps, "loss": loss, "accuracy": acc,
+                         "fraction": result.steps / (settings.epochs * steps_per_epoch)}
+                result.curve.append(point)
+                emit(point)
+        if seen:
+            test = net.evaluate(data.test_x, data.test_y)
+            record = {"epoch": epoch, "train_loss": losses / seen, "train_accuracy": correct / seen,
+                      "test_loss": test["loss"], "test_accuracy": test["accuracy"], "lr": optimizer.lr,
+                      "elapsed": time.perf_counter() - started}
+            result.history.append(record)
+            emit({"kind": "epoch", **record})
+        optimizer.lr *= settings.lr_decay
+        if result.status == "stopped":
+            break
+    result.seconds = time.perf_counter() - started
+    return result
