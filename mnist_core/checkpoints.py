@@ -150,8 +150,12 @@ FILE_MODE = _file_mode()
 
 
 def _temp_path(directory: Path, final_name: str) -> Path:
-    """A unique temporary name beside the final file (never a fixed name: two saves would collide)."""
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{final_name}.", suffix=_TMP_SUFFIX)
+    """A unique temporary name beside the final file (never a fixed name: two saves would collide).
+
+    The writer's process id is in the name, so a later save can tell a dead save's leftovers from
+    the files of a save still running: ".<final name>.<pid>.<random>.tmp".
+    """
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{final_name}.{os.getpid()}.", suffix=_TMP_SUFFIX)
     os.close(fd)
     return Path(tmp)
 
@@ -217,7 +221,8 @@ def reproduce_command(config: TrainConfig, name: str | None = None) -> str:
         if key in ("arch", "model") or value == getattr(default, key) or value is None:
             continue
         flag = "--" + key.replace("_", "-")
-        parts.append(flag if value is True else f"{flag} {value}")
+        # Booleans as the CLI parses them (argparse.BooleanOptionalAction): --record / --no-record.
+        parts.append(flag if value is True else f"--no-{flag[2:]}" if value is False else f"{flag} {value}")
     for key, value in config.model.items():
         text = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else value
         parts.append(f"--set {shlex.quote(f'{key}={text}')}")  # quoted: a layer list has spaces
@@ -249,13 +254,28 @@ def _remove_leftovers(directory: Path) -> None:
     now = time.time()
     for tmp in directory.glob(f".*{_TMP_SUFFIX}"):
         with contextlib.suppress(OSError):
-            if now - tmp.stat().st_mtime > _STALE_TMP_S:
+            if not _writer_alive(tmp) or now - tmp.stat().st_mtime > _STALE_TMP_S:
                 tmp.unlink()
     for pattern, strip in (("*.safetensors", ".safetensors"), ("*.safetensors.probes", ".safetensors.probes")):
         for path in directory.glob(pattern):
             stem = path.name[: -len(strip)]
             if not (directory / f"{stem}.json").exists() and _written_by_save(path):
                 path.unlink(missing_ok=True)
+
+
+def _writer_alive(tmp: Path) -> bool:
+    """Whether the process that named this temporary file still runs (True when the name has no pid)."""
+    parts = tmp.name.split(".")
+    pid = parts[-3] if len(parts) >= 4 else ""
+    if not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, but belongs to someone else
+        return True
+    return True
 
 
 def _written_by_save(path: Path) -> bool:
@@ -446,6 +466,24 @@ def _file_key(path: Path) -> tuple:
     return (str(path), s.st_size, s.st_mtime_ns, s.st_ino)
 
 
+def _safetensors_problem(path: Path) -> str | None:
+    """Why a file is not a whole safetensors file (header read, sizes summed: no tensor is loaded), or None."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(8)
+            length = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if not 2 <= length <= min(size - 8, 100 * 2**20):
+                return "is not a safetensors file (no valid header)"
+            header = json.loads(f.read(length).decode("utf-8"))
+        ends = [int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"]
+    except (OSError, ValueError, UnicodeDecodeError, TypeError, KeyError, IndexError, AttributeError, RecursionError):
+        return "is not a safetensors file (unreadable header)"
+    if 8 + length + max(ends, default=0) != size:
+        return f"is truncated or padded ({size} bytes; its header describes {8 + length + max(ends, default=0)})"
+    return None
+
+
 def _check_files(meta: dict, weights_path: Path) -> None:
     """The files' hashes against the ones the JSON recorded (older and shipped checkpoints have none).
 
@@ -458,7 +496,18 @@ def _check_files(meta: dict, weights_path: Path) -> None:
     for path, digest, what in pairs:
         if not path.exists():
             raise CheckpointError(f"its {what} file {path.name} is missing")
-        if digest is None:
+        if digest is None:  # older and shipped checkpoints: at least the file must be whole safetensors
+            key = _file_key(path) + ("header",)
+            with _verified_lock:
+                known = key in _verified
+            if not known:
+                problem = _safetensors_problem(path)
+                with _verified_lock:
+                    _verified[key] = problem is None
+                if problem:
+                    raise CheckpointError(f"its {what} file {path.name} {problem}")
+            if not _verified[key]:
+                raise CheckpointError(f"its {what} file {path.name} is not a whole safetensors file")
             continue
         key = _file_key(path) + (digest,)
         with _verified_lock:
