@@ -17,6 +17,7 @@ import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -75,6 +76,9 @@ def main() -> int:
     for key, value in now.items():
         before = BASELINE[key]
         print(f"{key:32} {value:8.2f} {'n/a' if before is None else f'{before:.2f}':>8}")
+    for thread in threading.enumerate():  # judges still building after a stop: let them end before exit
+        if thread.name == "gan-judge":
+            thread.join()
     return 0
 
 

@@ -1,6 +1,8 @@
 """GAN: a conditional GAN's samples by class and by epoch, training it live, and how good it is."""
 
 import numpy as np
+import pandas  # noqa: F401  imported whole before any chart: plotly peeks at sys.modules['pandas'], and a
+#   half-imported pandas (another thread importing it on a busy server) broke the live charts' fragment
 import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st

@@ -1,6 +1,7 @@
 """The GAN page with runs stopped at every point, and managing GAN runs from the page (AppTest)."""
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,21 @@ def test_the_collapse_recipe_fills_the_settings_and_the_collapsed_example_shows_
     at.selectbox(key="gan.checkpoint").set_value("cgan-collapsed").run()
     assert not at.exception, [e.message for e in at.exception]
     assert any("Mode collapse in class(es)" in w.value for w in at.warning)
+
+
+def test_a_run_that_ends_is_picked_under_browse_and_the_next_run_gets_a_new_name(runs):
+    at = page().run()
+    at.selectbox(key="gan.variant").set_value("mlp").run()
+    at.number_input(key="gan.width").set_value(8).run()
+    at.number_input(key="gan.max_batches").set_value(3).run()
+    at.text_input(key="gan.name").set_value("ends-here").run()
+    at.button(key="gan.start").click().run()
+    deadline = time.time() + 240
+    while not any("Saved as **ends-here**" in m.value for m in at.success):
+        assert time.time() < deadline, "the GAN run did not end"
+        assert not at.exception, [e.message for e in at.exception]
+        time.sleep(1)
+        at.run()
+    at.run()
+    assert at.selectbox(key="gan.checkpoint").value == "ends-here"
+    assert at.text_input(key="gan.name").value.startswith("cgan-")
