@@ -103,3 +103,36 @@ def reliability_figure(cal: Calibration) -> go.Figure:
                       xaxis={"title": "confidence (top probability)", "range": [0, 1]},
                       yaxis={"title": "accuracy", "range": [0, 1]}, margin={"t": 40, "b": 10})
     return fig
+
+
+def per_class_ticks(accuracy: np.ndarray) -> dict:
+    """A y axis for per-class accuracy: a floor a step below the worst class, at most 8 ticks, and enough
+    decimals that no two tick labels read the same ("99%, 99%" would)."""
+    worst = float(np.nanmin(accuracy)) if len(accuracy) else 0.0
+    for step in (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2):
+        floor = max(0.0, math.floor(worst / step - 1e-9) * step - step)
+        if (1.0 - floor) / step <= 8:
+            break
+    return {"range": [floor, 1.0], "tick0": floor, "dtick": step, "tickformat": ".1%" if step < 0.01 else ".0%"}
+
+
+def per_class_figure(accuracy: np.ndarray, overall: float) -> go.Figure:
+    fig = go.Figure(go.Bar(x=list(range(10)), y=accuracy, hovertemplate="class %{x}: %{y:.2%}<extra></extra>"))
+    fig.update_layout(height=260, title=f"Per-class accuracy (overall {overall:.2%})", xaxis={"dtick": 1},
+                      yaxis=per_class_ticks(accuracy), margin={"t": 40, "b": 10})
+    return fig
+
+
+def reliability_caption(cal: Calibration, name: str) -> str:
+    """What the diagram says about this checkpoint: over- or underconfident, from its own numbers."""
+    gap = cal.mean_confidence - cal.accuracy_overall
+    general = ("A calibrated model that says 90% is right 90% of the time: its bars sit on the dotted line. "
+               "Expected calibration error is the digit-weighted gap between bars and line. ")
+    said = f"on average it says {cal.mean_confidence:.2%} and is right {cal.accuracy_overall:.2%} of the time"
+    if abs(gap) < 0.001:
+        return general + f"**{name}** is well calibrated: {said}."
+    if gap > 0:
+        return general + (f"**{name}** is overconfident: {said}; its bars sit below the line (it is right less "
+                          "often than it claims).")
+    return general + (f"**{name}** is underconfident: {said}; its bars sit above the line (it is right more often "
+                      "than it claims, as nets trained with label smoothing or strong augmentation often are).")

@@ -7,11 +7,13 @@ import os
 import threading
 import time
 
+import numpy as np
 import streamlit as st
 import torch
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from mnist_core.checkpoints import CheckpointInfo, list_checkpoints, load
+from mnist_core import evaluation
+from mnist_core.checkpoints import SHIPPED_DIR, CheckpointInfo, list_checkpoints, load, runs_dir
 from mnist_core.compare import ComparisonJobs
 from mnist_core.data import DeviceData, load_mnist, pick_device
 from mnist_core.embed import Embedding, all_labels, cache_dir, file_digest, load_cached, shipped_cache_dir, warm_up
@@ -20,6 +22,7 @@ from mnist_core.jobs import HostLimits, JobManager
 from mnist_core.tasks import TaskRunner
 
 ACTIVE_KEY = "active_checkpoint"
+PREDICTIONS = "predictions"  # the folder of saved test-set outputs, one .npy per weights version
 
 
 @st.cache_resource(show_spinner="Loading MNIST...")
@@ -82,23 +85,76 @@ def weights_digest(info: CheckpointInfo) -> str:
     return _digest(str(info.weights_path), info.weights_path.stat().st_mtime)
 
 
+class SharedMemory:
+    """Results kept once per server for every session, safe when sessions (threads) ask at the same moment:
+    the first computes a key while the others wait for its answer; at most max_entries, oldest dropped first."""
+
+    def __init__(self, max_entries: int):
+        self.max_entries = max_entries
+        self._items: dict = {}
+        self._lock = threading.Lock()
+        self._computing: dict = {}
+
+    def get(self, key):
+        with self._lock:
+            return self._items.get(key)
+
+    def get_or_compute(self, key, compute):
+        """The value for key, from compute() the first time; a None answer is not kept (asked again next time)."""
+        with self._lock:
+            if key in self._items:
+                return self._items[key]
+            turn = self._computing.setdefault(key, threading.Lock())
+        with turn:
+            with self._lock:
+                if key in self._items:
+                    return self._items[key]
+            value = compute()
+            with self._lock:
+                if value is not None:
+                    self._items[key] = value
+                    while len(self._items) > self.max_entries:
+                        self._items.pop(next(iter(self._items)))
+                self._computing.pop(key, None)
+        return value
+
+
 @st.cache_resource
-def _embedding_memory() -> dict[str, Embedding]:
-    return {}
+def _embedding_memory() -> SharedMemory:
+    return SharedMemory(max_entries=32)
 
 
 def cached_embedding(key: str) -> Embedding | None:
     """A map computed before: from memory, else from the disk cache, else from the ones shipped with the lab."""
-    memory = _embedding_memory()
-    if key not in memory:
+    def from_disk():
         labels = all_labels(device_data().mnist)
-        found = load_cached(key, labels, cache_dir()) or load_cached(key, labels, shipped_cache_dir())
-        if found is None:
-            return None
-        if len(memory) >= 32:
-            memory.pop(next(iter(memory)))
-        memory[key] = found
-    return memory[key]
+        return load_cached(key, labels, cache_dir()) or load_cached(key, labels, shipped_cache_dir())
+
+    return _embedding_memory().get_or_compute(key, from_disk)
+
+
+@st.cache_resource
+def _predictions_memory() -> SharedMemory:
+    return SharedMemory(max_entries=16)  # 400 KB each
+
+
+def test_predictions(info: CheckpointInfo, progress=None) -> np.ndarray:
+    """The active checkpoint's softmax outputs on the test set, scored once per weights version for the whole
+    server: from memory, else from a file saved earlier (runs folder, or shipped beside the checkpoints), else
+    scored in small batches (progress(share done)) and saved for the next start."""
+    version = weights_digest(info)
+    test = device_data().test
+
+    def score():
+        for folder in (runs_dir() / PREDICTIONS, SHIPPED_DIR / PREDICTIONS):
+            if (found := evaluation.stored_probabilities(folder, version, len(test))) is not None:
+                return found
+        model, _ = load_checkpoint(info)
+        probs = evaluation.test_probabilities(model, test, progress=progress)
+        evaluation.store_probabilities(runs_dir() / PREDICTIONS, version, probs)
+        return probs
+
+    return _predictions_memory().get_or_compute(version, score)
 
 
 def load_checkpoint(info: CheckpointInfo):
@@ -164,7 +220,7 @@ def set_active(name: str) -> None:
 
 def checkpoint_rows(infos: list[CheckpointInfo]) -> list[dict]:
     """One table row per checkpoint, as the home page and the runs table show them."""
-    return [{"name": i.name, "source": i.source, "architecture": i.meta["arch"], "params": i.meta.get("params"),
+    return [{"name": i.name, "source": i.source, "architecture": i.meta["arch"], "params": i.meta.get("effective_params", i.meta.get("params")),  # pruned weights do not count
              "epochs": i.meta.get("epochs_done"),
              "test accuracy %": round(100 * i.meta["test_accuracy"], 2) if i.meta.get("test_accuracy") else None,
              "train time s": i.meta.get("train_seconds"), "status": i.meta.get("status"),

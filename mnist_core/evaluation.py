@@ -2,21 +2,60 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn as nn
 
 from .data import TensorSplit
+from .saliency import private_view
 
 
 @torch.no_grad()
-def test_probabilities(model: nn.Module, split: TensorSplit, batch_size: int = 2000) -> np.ndarray:
-    """Softmax outputs (N, 10) for a whole split, in order."""
-    model.eval()
+def test_probabilities(model: nn.Module, split: TensorSplit, batch_size: int = 500,
+                       progress: Callable[[float], None] | None = None) -> np.ndarray:
+    """Softmax outputs (N, 10) for a whole split, in order; progress(share done) after each batch.
+
+    Small batches keep the peak memory low (a conv net's activations for 2,000 digits are hundreds of MB);
+    the model may be shared with other threads, so it runs through a private view, never switched itself.
+    """
+    view = private_view(model)
     device = next(model.parameters()).device
-    return torch.cat([torch.softmax(model(x.to(device)), 1).cpu() for x, _ in split.batches(batch_size)]).numpy()
+    out, done = [], 0
+    for x, _ in split.batches(batch_size):
+        out.append(torch.softmax(view(x.to(device)), 1).float().cpu())
+        done += len(x)
+        if progress is not None:
+            progress(done / len(split))
+    return torch.cat(out).numpy()
+
+
+def stored_probabilities(folder: Path, version: str, rows: int) -> np.ndarray | None:
+    """Test-set outputs saved for this version of a checkpoint's weights, or None when there are none (or the file
+    is not a plain (rows, 10) float array: it is then scored again)."""
+    try:
+        probs = np.load(folder / f"{version}.npy", allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    ok = probs.shape == (rows, 10) and probs.dtype == np.float32 and np.isfinite(probs).all()
+    return probs if ok else None
+
+
+def store_probabilities(folder: Path, version: str, probs: np.ndarray) -> None:
+    """Save beside the runs (best effort: a read-only disk only means scoring again after a restart)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        part = folder / f"{version}.{os.getpid()}.{threading.get_ident()}.part"
+        with open(part, "wb") as f:
+            np.save(f, np.ascontiguousarray(probs, dtype=np.float32), allow_pickle=False)
+        os.replace(part, folder / f"{version}.npy")  # readers never see half a file
+    except OSError:
+        pass
 
 
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, classes: int = 10) -> np.ndarray:
@@ -42,6 +81,8 @@ class Calibration:
     accuracy: np.ndarray  # accuracy per bin (nan when empty)
     counts: np.ndarray
     ece: float  # expected calibration error: sum over bins of share x |accuracy - confidence|
+    mean_confidence: float = float("nan")  # over all digits: above accuracy = overconfident, below = underconfident
+    accuracy_overall: float = float("nan")
 
 
 def calibration(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> Calibration:
@@ -55,4 +96,4 @@ def calibration(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> Calibr
         accuracy = np.bincount(which, weights=correct, minlength=bins) / counts
     filled = counts > 0
     ece = float((counts[filled] / len(labels) * np.abs(accuracy[filled] - mean_conf[filled])).sum())
-    return Calibration(edges, mean_conf, accuracy, counts, ece)
+    return Calibration(edges, mean_conf, accuracy, counts, ece, float(confidence.mean()), float(correct.mean()))

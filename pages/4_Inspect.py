@@ -1,5 +1,7 @@
 """Inspect: look inside the active checkpoint: its training history, weights, one digit's path, its errors."""
 
+import dataclasses
+
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
@@ -14,6 +16,7 @@ from labui.sidebar import sidebar  # noqa: E402
 from mnist_core import evaluation  # noqa: E402
 from mnist_core.checkpoints import CheckpointError, load_probes  # noqa: E402
 from mnist_core.data import tile  # noqa: E402
+from mnist_core.models import layer_labels  # noqa: E402
 from mnist_core.saliency import dense_activations, explain, feature_maps  # noqa: E402
 
 FLOW_NOTE = ("**Reading gradient flow.** Healthy: every layer's gradients within an order of magnitude or two "
@@ -23,20 +26,38 @@ FLOW_NOTE = ("**Reading gradient flow.** Healthy: every layer's gradients within
              "(units that output 0 for every digit) stop learning for good.")
 
 
-@st.cache_data(max_entries=8, show_spinner="Scoring the test set...")
-def test_outputs(name: str, modified: float) -> np.ndarray:
-    info = next(i for i in state.checkpoints() if i.name == name)
-    model, _ = state.load_checkpoint(info)
-    return evaluation.test_probabilities(model, state.device_data().test)
+WITH_HISTORY = "fast"  # the shipped checkpoint that comes with its recorded training history
 
 
-def history_tab(info) -> None:
+def test_outputs(info) -> np.ndarray:
+    bar = st.empty()
+    probs = state.test_predictions(info, progress=lambda share: bar.progress(
+        share, text=f"Scoring the 10,000 test digits with {info.name}: {share:.0%} (once per checkpoint version, "
+                    "kept for every visitor)"))
+    bar.empty()
+    return probs
+
+
+def recorded_history(info, model):
+    """The checkpoint's training history with its layers named in words, or None."""
     record = load_probes(info)
     if record is None or not len(record):
+        return None
+    labels = layer_labels(model)
+    return dataclasses.replace(
+        record, layers=[labels.get(n.rsplit(".", 1)[0], n).replace(" (layer", " weights (layer", 1) for n in record.layers],
+        activations=[labels.get(n, n) for n in record.activations])
+
+
+def history_tab(info, record) -> None:
+    if record is None:
         st.info(f"**{info.name}** has no recorded training history (most shipped checkpoints, and runs trained "
                 "with recording off, have none; the shipped `fast` has one). Everything on the other tabs works "
                 "without it. To record one, train a run on the Train page (recording is on by default), or "
                 "`python -m mnist_core train --preset fast --name fast-recorded`, then make it the active checkpoint.")
+        if info.name != WITH_HISTORY and any(i.name == WITH_HISTORY for i in state.checkpoints()):
+            st.button(f"Make `{WITH_HISTORY}` the active checkpoint: see its recorded history", key="inspect.to_fast",
+                      on_click=state.set_active, args=(WITH_HISTORY,))
         return
     st.caption(f"{len(record)} snapshots, one every {record.every} steps; histogram axes stay fixed for the whole "
                "run, so a distribution that shrinks is seen shrinking.")
@@ -69,16 +90,18 @@ def effective_weight(model: torch.nn.Module, name: str) -> torch.Tensor:
 
 def weights_tab(model) -> None:
     params = [(n, p) for n, p in model.named_parameters() if p.dim() >= 2 and n.endswith("weight")]
+    labels = layer_labels(model)
+    named = lambda n: labels.get(n.rsplit(".", 1)[0], n)  # noqa: E731
     first_name, first = params[0]
     w = effective_weight(model, first_name).cpu().numpy()
     if w.ndim == 4:
         st.image(upscale(map_grid(w[:, 0] if w.shape[1] == 1 else w.mean(1), columns=16), 8),
-                 caption=f"First conv layer ({first_name}): {w.shape[0]} kernels of {w.shape[2]}x{w.shape[3]} "
+                 caption=f"First conv layer, {named(first_name)}: {w.shape[0]} kernels of {w.shape[2]}x{w.shape[3]} "
                          "(bright = positive weight, each scaled to its own range)")
     else:
         shown = w[:64].reshape(-1, 28, 28)
         st.image(upscale(map_grid(shown, columns=16), 3),
-                 caption=f"First layer ({first_name}): the first {len(shown)} of {w.shape[0]} units' weights as 28x28 "
+                 caption=f"First layer, {named(first_name)}: the first {len(shown)} of {w.shape[0]} units' weights as 28x28 "
                          "templates: each unit fires for digits that put ink on its bright pixels")
     last_name, _ = params[-1]
     last = effective_weight(model, last_name).cpu().numpy()
@@ -89,7 +112,7 @@ def weights_tab(model) -> None:
         limit = float(np.abs(last).max())
         fig = go.Figure(go.Heatmap(z=last, colorscale="RdBu", zmin=-limit, zmax=limit, y=list(range(10)),
                                    hovertemplate="digit %{y}, feature %{x}: %{z:.3f}<extra></extra>"))
-        fig.update_layout(height=320, title=f"Last layer ({last_name}): weight from each feature to each digit",
+        fig.update_layout(height=320, title=f"Last layer, {named(last_name)}: weight from each feature to each digit",
                           xaxis={"title": "feature"}, yaxis={"title": "digit", "dtick": 1}, margin={"t": 40, "b": 10})
         st.plotly_chart(fig, key="inspect.last_layer")
 
@@ -142,7 +165,7 @@ def digit_tab(model, probs: np.ndarray, labels: np.ndarray) -> None:
             cols[i % len(cols)].plotly_chart(fig, key=f"inspect.dense.{i}")
 
 
-def evaluation_tab(probs: np.ndarray, labels: np.ndarray) -> None:
+def evaluation_tab(info, probs: np.ndarray, labels: np.ndarray) -> None:
     predicted = probs.argmax(1)
     confusion = evaluation.confusion_matrix(labels, predicted)
     left, right = st.columns([1, 1])
@@ -160,20 +183,15 @@ def evaluation_tab(probs: np.ndarray, labels: np.ndarray) -> None:
                      (" (showing 100)" if len(chosen) > 100 else ""))
             if len(chosen):
                 st.image(tile(state.device_data().mnist.test_images[chosen[:100]].numpy(), columns=10), width=360)
-        accuracy = evaluation.per_class_accuracy(confusion)
-        fig = go.Figure(go.Bar(x=list(range(10)), y=accuracy, hovertemplate="class %{x}: %{y:.2%}<extra></extra>"))
-        fig.update_layout(height=260, title=f"Per-class accuracy (overall {(predicted == labels).mean():.2%})",
-                          xaxis={"dtick": 1}, yaxis={"range": [max(0.0, float(accuracy.min()) - 0.02), 1],
-                                                      "tickformat": ".0%"}, margin={"t": 40, "b": 10})
-        st.plotly_chart(fig, key="inspect.per_class")
+        st.plotly_chart(charts.per_class_figure(evaluation.per_class_accuracy(confusion), (predicted == labels).mean()),
+                        key="inspect.per_class")
     worst = evaluation.confident_mistakes(probs, labels, count=30)
     st.subheader("Most confident mistakes")
     st.image(tile(state.device_data().mnist.test_images[worst].numpy(), columns=15), width=720,
              caption="  ·  ".join(f"#{i}: {labels[i]}→{predicted[i]} ({probs[i].max():.0%})" for i in worst[:15]))
     cal = evaluation.calibration(probs, labels)
     st.plotly_chart(charts.reliability_figure(cal), key="inspect.reliability")
-    st.caption("A calibrated model that says 90% is right 90% of the time: its bars sit on the dotted line. "
-               "Bars below it mean overconfidence. Expected calibration error is the digit-weighted gap.")
+    st.caption(charts.reliability_caption(cal, info.name))
 
 
 sidebar()
@@ -190,14 +208,17 @@ except CheckpointError as exc:
 acc = meta.get("test_accuracy")
 st.caption(f"Active checkpoint **{info.name}**: {meta['arch']}, {meta.get('params', 0):,} parameters, "
            f"test accuracy {acc:.2%}" if acc is not None else f"Active checkpoint **{info.name}**")
-probs = test_outputs(info.name, info.weights_path.stat().st_mtime)
+probs = test_outputs(info)
 labels = state.device_data().mnist.test_labels.numpy()
-history, weights, digit, errors = st.tabs(["Training history", "Weights", "One digit", "Evaluation"])
+record = recorded_history(info, model)
+# Open where there is something to see: the history when there is one, else the test-set evaluation.
+history, weights, digit, errors = st.tabs(["Training history", "Weights", "One digit", "Evaluation"],
+                                          default="Training history" if record is not None else "Evaluation")
 with history:
-    history_tab(info)
+    history_tab(info, record)
 with weights:
     weights_tab(model)
 with digit:
     digit_tab(model, probs, labels)
 with errors:
-    evaluation_tab(probs, labels)
+    evaluation_tab(info, probs, labels)

@@ -90,3 +90,29 @@ def test_test_set_scoring_from_many_threads_matches_scoring_alone(data):
         t.join()
     assert all(r is not None and np.allclose(r, expected, atol=1e-6) for r in results)
     assert not any(m.training for m in model.modules())
+
+
+def test_a_result_kept_for_the_whole_server_is_computed_once_when_sessions_ask_together():
+    from labui.state import SharedMemory
+
+    memory, calls, barrier = SharedMemory(max_entries=2), [], threading.Barrier(12)
+    answers: list = [None] * 12
+
+    def slow(key):
+        calls.append(key)
+        threading.Event().wait(0.2)  # long enough for every other thread to ask meanwhile
+        return f"value of {key}"
+
+    def worker(k: int):
+        barrier.wait()
+        answers[k] = memory.get_or_compute(k % 2, lambda: slow(k % 2))
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(calls) == [0, 1] and answers == [f"value of {k % 2}" for k in range(12)]
+    memory.get_or_compute(2, lambda: "third")  # over max_entries: the oldest goes
+    assert memory.get(2) == "third" and [memory.get(k) is None for k in (0, 1)].count(True) == 1
+    assert memory.get_or_compute(3, lambda: None) is None and memory.get(3) is None  # None is not kept

@@ -47,3 +47,32 @@ def test_a_shipped_model_has_a_small_calibration_error(scored):
     probs, labels = scored
     result = evaluation.calibration(probs, labels)
     assert result.counts.sum() == 10_000 and 0 <= result.ece < 0.05
+
+
+def test_saved_predictions_are_read_back_only_when_they_are_plain_arrays_of_the_right_shape(tmp_path):
+    probs = np.random.default_rng(0).dirichlet(np.ones(10), size=50).astype(np.float32)
+    evaluation.store_probabilities(tmp_path, "abc", probs)
+    assert np.array_equal(evaluation.stored_probabilities(tmp_path, "abc", 50), probs)
+    assert evaluation.stored_probabilities(tmp_path, "abc", 49) is None  # another split
+    assert evaluation.stored_probabilities(tmp_path, "missing", 50) is None
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}] * 50, dtype=object), allow_pickle=True)
+    assert evaluation.stored_probabilities(tmp_path, "objects", 50) is None  # never unpickled
+    (tmp_path / "broken.npy").write_bytes(b"not an array")
+    assert evaluation.stored_probabilities(tmp_path, "broken", 50) is None
+    assert not list(tmp_path.glob("*.part"))
+
+
+def test_scoring_in_small_batches_reports_progress_and_matches_one_batch(data):
+    model, _ = load("fast")
+    split = data.test.take(np.arange(1200))
+    seen: list[float] = []
+    probs = evaluation.test_probabilities(model, split, batch_size=500, progress=seen.append)
+    assert seen == [500 / 1200, 1000 / 1200, 1.0]
+    assert np.allclose(probs, evaluation.test_probabilities(model, split, batch_size=1200), atol=1e-6)
+
+
+def test_calibration_says_whether_the_model_claims_more_or_less_than_it_gets():
+    labels = np.array([0, 0, 0, 0])
+    sure = np.tile(np.eye(10)[0] * 0.6 + 0.04 * (1 - np.eye(10)[0]), (4, 1))  # says 60%, right every time
+    cal = evaluation.calibration(sure, labels)
+    assert cal.mean_confidence == pytest.approx(0.6) and cal.accuracy_overall == 1.0  # underconfident
