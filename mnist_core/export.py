@@ -16,6 +16,7 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -496,15 +497,20 @@ def curves_csv(meta: dict) -> str:
     return out.getvalue()
 
 
+def run_file_makers(info: CheckpointInfo) -> dict[str, Callable[[], bytes]]:
+    """File name -> a function that makes its bytes: the weights (safetensors), the run's JSON, its curves
+    (CSV). Functions, so a page can offer the downloads without reading megabytes of weights on every rerun."""
+    return {f"{info.name}.safetensors": info.weights_path.read_bytes,
+            f"{info.name}.json": lambda: json.dumps(info.meta, indent=1).encode(),
+            f"{info.name}-curves.csv": lambda: curves_csv(info.meta).encode()}
+
+
 def run_files(info: CheckpointInfo) -> dict[str, bytes]:
     """File name -> bytes: the weights (safetensors), the run's JSON and its curves (CSV)."""
     try:
-        weights = info.weights_path.read_bytes()
+        return {file_name: make() for file_name, make in run_file_makers(info).items()}
     except OSError as exc:
-        raise ExportError(f"cannot read the weights of {info.name!r}: {exc}") from None
-    return {f"{info.name}.safetensors": weights,
-            f"{info.name}.json": json.dumps(info.meta, indent=1).encode(),
-            f"{info.name}-curves.csv": curves_csv(info.meta).encode()}
+        raise ExportError(f"cannot read the files of {info.name!r}: {exc.strerror or exc}") from None
 
 
 # ---------------------------------------------------------------- to disk

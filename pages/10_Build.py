@@ -10,7 +10,7 @@ from labui import state  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
 from mnist_core import stack  # noqa: E402
 from mnist_core.checkpoints import CheckpointError  # noqa: E402
-from mnist_core.export import ExportError, check_onnx, onnx_bytes, run_files, script_text  # noqa: E402
+from mnist_core.export import ExportError, check_onnx, onnx_bytes, run_file_makers, script_text  # noqa: E402
 from mnist_core.jobs import JobLimitError  # noqa: E402
 from mnist_core.models import REGISTRY, ModelError  # noqa: E402
 from mnist_core.presets import PRESETS, preset  # noqa: E402
@@ -301,13 +301,8 @@ def export_section() -> None:
             st.rerun()
     with c3:
         st.markdown("**Files**")
-        try:
-            files = run_files(info)
-        except ExportError as exc:
-            st.error(str(exc))
-            return
-        for i, (file_name, content) in enumerate(files.items()):
-            st.download_button(file_name, content, file_name=file_name, key=f"build.dl.file{i}", on_click="ignore")
+        for i, (file_name, make) in enumerate(run_file_makers(info).items()):  # made when clicked
+            st.download_button(file_name, make, file_name=file_name, key=f"build.dl.file{i}", on_click="ignore")
 
 
 sidebar()

@@ -1,5 +1,7 @@
 """The Build page in real Chromium: build a 3-layer net from empty, carry it to the Train page, start it."""
 
+import time
+
 from playwright.sync_api import expect
 
 from labui.serve import PAGE_DONE_JS
@@ -12,7 +14,7 @@ def wait_until_idle(page):
 
 def choose(page, label: str, option: str) -> None:
     """Pick an option of a Streamlit selectbox, as a user does: open it, click the option."""
-    page.locator('[data-testid="stSelectbox"]').filter(has_text=label).locator("input").click()
+    page.get_by_role("combobox", name=label, exact=True).click()
     page.get_by_role("option", name=option).first.click()
     wait_until_idle(page)
 
@@ -59,6 +61,38 @@ def test_build_a_three_layer_net_take_it_to_the_train_page_and_start_it(page, ap
     wait_until_idle(page)
     page.get_by_role("button", name="Start training", exact=True).click()
     expect(page.get_by_text("Training browser-built in the background")).to_be_visible()
-    page.get_by_role("link", name="Watch it on the Train page").click()
-    expect(page.get_by_text("Saved as checkpoint browser-built")).to_be_visible(timeout=90_000)
+    expect(page.get_by_role("link", name="Watch it on the Train page")).to_be_visible()
     assert page.locator('[data-testid="stException"]').count() == 0
+    deadline = time.time() + 120
+    while True:  # the run ends as a checkpoint: the export section lists it
+        page.goto(f"{app_url}/Build")
+        wait_until_idle(page)
+        page.get_by_role("combobox", name="Checkpoint", exact=True).click()
+        if page.get_by_role("option", name="browser-built").count():
+            break
+        assert time.time() < deadline, "the built net's run did not become a checkpoint"
+        page.keyboard.press("Escape")
+        time.sleep(3)
+
+
+def test_the_export_downloads_are_real_files(page, app_url, tmp_path):
+    page.goto(f"{app_url}/Build")
+    expect(page.locator("h1").first).to_contain_text("Build")
+    wait_until_idle(page)
+    choose(page, "Checkpoint", "fast")
+    with page.expect_download() as script:
+        page.get_by_role("button", name="Download the script (.py)").click()
+    path = tmp_path / "fast.py"
+    script.value.save_as(path)
+    assert path.read_text().startswith("#!/usr/bin/env python3") and "class Net(nn.Sequential)" in path.read_text()
+    with page.expect_download() as weights:  # made when clicked, not on every rerun
+        page.get_by_role("button", name="fast.safetensors").click()
+    weights.value.save_as(tmp_path / "fast.safetensors")
+    import safetensors.torch
+
+    assert "0.weight" in safetensors.torch.load_file(str(tmp_path / "fast.safetensors"))
+    page.get_by_role("button", name="Export to ONNX").click()
+    expect(page.get_by_text("agree on 10,000 of 10,000 test digits")).to_be_visible(timeout=60_000)
+    with page.expect_download() as onnx:
+        page.get_by_role("button", name="Download the model (.onnx)").click()
+    assert onnx.value.suggested_filename == "fast.onnx"
