@@ -46,7 +46,9 @@ def test_every_file_in_pages_is_in_the_navigation_and_on_the_home_page(runs):
                                              key=lambda n: (int(n.split("_")[0]), n))
     at = app().run()
     assert not at.exception, [e.message for e in at.exception]
-    assert [link.proto.page for link in at.get("page_link")] == [page_label(p) for p in files]
+    links = at.get("page_link")
+    assert [link.proto.label for link in links] == [f"**{page_label(p)}**" for p in files]
+    assert [link.proto.page for link in links] == [p.stem.split("_", 1)[1] for p in files]  # the URL path
     for path in files:  # each file is a registered page of app.py's navigation
         at.switch_page(f"pages/{path.name}").run()
         assert not at.exception, (path.name, [e.message for e in at.exception])

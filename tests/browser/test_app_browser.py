@@ -8,7 +8,7 @@ from playwright.sync_api import expect
 from labui.serve import PAGE_DONE_JS, running_app
 
 PAGES = {"": "MNIST Lab", "Data": "Data", "Train": "Train", "Draw": "Draw a digit", "Embeddings": "Embeddings", "Inspect": "Inspect", "GAN": "Conditional GAN",
-         "Compare": "Compare", "Transfer": "Transfer learning"}  # URL path -> title on that page
+         "Compare": "Compare", "Transfer": "Transfer learning", "Build": "Build"}  # URL path -> title on that page
 
 
 def enter(field, text: str) -> None:
