@@ -1,0 +1,111 @@
+"""The host's settings (the MNIST_* environment variables), read and checked in one place.
+
+The app and the CLI call settings() once at start: a bad value stops them with one line naming the
+variable and what it accepts, instead of a traceback on every page or a refusal that blames the user.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+TRUE, FALSE = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
+FOLDERS = {  # variable -> what it holds; each may be unset (the default folder is used)
+    "MNIST_RUNS_DIR": "the folder saved runs go to",
+    "MNIST_DRAWINGS_DIR": "the folder saved drawings go to",
+    "MNIST_CACHE_DIR": "the folder computed maps are cached in",
+    "FASHION_MNIST_DIR": "the folder of Fashion-MNIST IDX files",
+}
+EXISTING_FOLDERS = {  # these are read, so they must exist
+    "MNIST_DATA_DIR": "the folder of MNIST IDX files",
+}
+
+
+class HostSettingError(ValueError):
+    """An MNIST_* variable whose value cannot work, named with what it accepts."""
+
+
+@dataclass(frozen=True)
+class HostSettings:
+    max_jobs: int = 1
+    max_epochs: int | None = None
+    max_run_seconds: float | None = None
+    hosted: bool = False
+    folders: tuple[tuple[str, Path], ...] = ()  # (variable, path) of each folder variable that is set
+
+
+def _whole(env: Mapping[str, str], name: str, meaning: str) -> int | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    if not re.fullmatch(r"\+?\d+", raw) or int(raw) < 1:
+        raise HostSettingError(f"{name}={env[name]!r} is not valid: it takes a whole number of at least 1 "
+                               f"({meaning}), or leave it unset")
+    return int(raw)
+
+
+def _seconds(env: Mapping[str, str], name: str, meaning: str) -> float | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise HostSettingError(f"{name}={env[name]!r} is not valid: it takes a number of seconds above 0 "
+                               f"({meaning}), or leave it unset for no cap")
+    return value
+
+
+def _folder(env: Mapping[str, str], name: str, meaning: str, must_exist: bool) -> Path | None:
+    raw = env.get(name, "")
+    if not raw.strip():
+        return None
+    path = Path(raw).expanduser()
+    if "\0" in raw:
+        problem = "contains a NUL character"
+    elif path.exists() and not path.is_dir():
+        problem = "is a file, not a folder"
+    elif must_exist and not path.is_dir():
+        problem = "does not exist"
+    else:
+        return path
+    raise HostSettingError(f"{name}={raw!r} is not valid: it {problem}; it takes {meaning} (a folder), "
+                           "or leave it unset for the default")
+
+
+def settings(environ: Mapping[str, str] | None = None) -> HostSettings:
+    """Every MNIST_* setting, checked; raises HostSettingError for the first bad one."""
+    env = os.environ if environ is None else environ
+    hosted = env.get("MNIST_HOSTED", "").strip().lower()
+    if hosted not in TRUE + FALSE:
+        raise HostSettingError(f"MNIST_HOSTED={env['MNIST_HOSTED']!r} is not valid: it takes 1 (a public, hosted app) "
+                               "or 0 (a local app), or leave it unset")
+    folders = []
+    for name, meaning in FOLDERS.items():
+        if (path := _folder(env, name, meaning, must_exist=False)) is not None:
+            folders.append((name, path))
+    for name, meaning in EXISTING_FOLDERS.items():
+        if (path := _folder(env, name, meaning, must_exist=True)) is not None:
+            folders.append((name, path))
+    return HostSettings(
+        max_jobs=_whole(env, "MNIST_MAX_JOBS", "how many training jobs may run at once; unset means 1") or 1,
+        max_epochs=_whole(env, "MNIST_MAX_EPOCHS", "the most epochs one run may ask for"),
+        max_run_seconds=_seconds(env, "MNIST_MAX_RUN_SECONDS", "the longest one run may train"),
+        hosted=hosted in TRUE,
+        folders=tuple(folders),
+    )
+
+
+def problem(environ: Mapping[str, str] | None = None) -> str | None:
+    """The one line that says what is wrong with the host's settings, or None when they are fine."""
+    try:
+        settings(environ)
+    except HostSettingError as exc:
+        return str(exc)
+    return None
