@@ -23,6 +23,8 @@ DESCRIPTIONS = {  # pages/ file -> one line for the home page; a page missing he
                     "identical starting weights, over several seeds, and compare the curves.",
     "8_Transfer.py": "Freeze a pretrained backbone (Fashion-MNIST CNN, EfficientNet-Lite0, torchvision's) and train "
                      "a new head on 100, 1,000 or all labelled digits, against training from scratch.",
+    "10_Build.py": "Stack layers one by one with shapes, parameters and multiply-adds checked as you go, train the "
+                   "network, or download any checkpoint as a training script, ONNX or its files.",
 }
 
 
