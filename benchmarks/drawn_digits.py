@@ -23,17 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 from mnist_core.checkpoints import list_checkpoints, load  # noqa: E402
-from mnist_core.drawing import SIZE, predict_all, preprocess, reading  # noqa: E402
+from mnist_core.drawing import predict_all, reading, screen_all  # noqa: E402
 from mnist_core.strokes import non_digits, synthetic_drawings  # noqa: E402
 
 TARGET = 0.90
-
-
-def screened(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Model inputs and, per drawing, whether the page refuses it before the model."""
-    results = [preprocess(image) for image in images]
-    pixels = np.stack([r.pixels if r.pixels is not None else np.zeros((SIZE, SIZE), np.float32) for r in results])
-    return pixels, np.array([r.empty for r in results])
 
 
 def flagged(model, pixels: np.ndarray, refused: np.ndarray) -> np.ndarray:
@@ -47,8 +40,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     images, labels, _ = synthetic_drawings(args.per_class, args.seed)
-    digits, digits_refused = screened(images)
-    shapes = {name: screened(drawn) for name, drawn in non_digits(args.per_shape, args.seed).items()}
+    digits, digits_refused = screen_all(images)
+    shapes = {name: screen_all(drawn) for name, drawn in non_digits(args.per_shape, args.seed).items()}
     shipped = [i for i in list_checkpoints() if i.source == "shipped"]
     default = max(shipped, key=lambda i: i.meta["test_accuracy"]).name
     print(f"{len(labels)} synthetic drawn digits ({args.per_class} per class), {args.per_shape} of each non-digit, "
