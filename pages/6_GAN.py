@@ -305,7 +305,8 @@ with browse_tab:
 
         def label(n: str) -> str:
             c = by_name[n]
-            return f"{n} ({c.config.variant}, {len(c.epochs)} epochs{', shipped' if c.source == 'shipped' else ''})"
+            epochs = f"{len(c.epochs)} epoch{'' if len(c.epochs) == 1 else 's'}"
+            return f"{n} ({c.config.variant}, {epochs}{', shipped' if c.source == 'shipped' else ''})"
 
         chosen = by_name[st.selectbox("GAN checkpoint", list(by_name), key="gan.checkpoint", format_func=label)]
         manage(chosen)
