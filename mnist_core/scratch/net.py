@@ -250,7 +250,7 @@ def train(net: Net, data: Arrays, settings: TrainSettings, on_event: Callable[[d
             test = net.evaluate(data.test_x, data.test_y)
             record = {"epoch": epoch, "train_loss": losses / seen, "train_accuracy": correct / seen,
                       "test_loss": test["loss"], "test_accuracy": test["accuracy"], "lr": optimizer.lr,
-                      "elapsed": time.perf_counter() - started}
+                      "steps": result.steps, "elapsed": time.perf_counter() - started}
             result.history.append(record)
             emit({"kind": "epoch", **record})
         optimizer.lr *= settings.lr_decay
