@@ -33,7 +33,11 @@ def test_the_test_set_is_scored_once_and_saved_beside_the_runs(runs, data):
 def test_the_reliability_caption_says_what_this_checkpoint_is(runs, data):
     at = inspect("best")
     assert not at.exception, [e.message for e in at.exception]
-    cal = evaluation.calibration(evaluation.test_probabilities(load("best")[0], data.test), data.test.labels.numpy())
+    probs = evaluation.test_probabilities(load("best")[0], data.test)
+    shipped = ROOT / "checkpoints/predictions" / f"{file_digest(ROOT / 'checkpoints/best.safetensors')}.npy"
+    assert np.allclose(np.load(shipped, allow_pickle=False), probs, atol=1e-6)  # shipped with best: its real outputs
+    assert not (runs / "predictions").exists()  # read from the shipped file, not scored again
+    cal = evaluation.calibration(probs, data.test.labels.numpy())
     caption = next(c.value for c in at.caption if "calibrated" in c.value)
     said = "underconfident" if cal.mean_confidence < cal.accuracy_overall else "overconfident"
     assert f"**best** is {said}" in caption
