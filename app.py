@@ -1,5 +1,6 @@
 """MNIST Lab: the entry point (`streamlit run app.py`): the navigation over pages/, and the home page."""
 
+import pandas  # noqa: F401  plotly asks for pandas from fragment threads; a half-imported pandas raises there
 import streamlit as st
 import torch
 
@@ -21,6 +22,8 @@ DESCRIPTIONS = {  # pages/ file -> one line for the home page; a page missing he
     "6_GAN.py": "A conditional GAN: its digits class by class and epoch by epoch, trained live, measured.",
     "7_Compare.py": "Vary one setting (optimizer, architecture, BatchNorm, dropout, augmentation, depth) from "
                     "identical starting weights, over several seeds, and compare the curves.",
+    "9_Under_the_hood.py": "Backpropagation by hand: a small graph engine written in NumPy, one training step on a "
+                           "real digit node by node, every gradient checked against PyTorch's.",
     "8_Transfer.py": "Freeze a pretrained backbone (Fashion-MNIST CNN, EfficientNet-Lite0, torchvision's) and train "
                      "a new head on 100, 1,000 or all labelled digits, against training from scratch.",
     "10_Build.py": "Stack layers one by one with shapes, parameters and multiply-adds checked as you go, train the "
