@@ -6,6 +6,7 @@ import streamlit as st
 
 from . import state
 from .navigation import use_app_navigation
+from mnist_core.host import problem as host_problem
 
 
 def checkpoint_label(info) -> str:
@@ -15,6 +16,9 @@ def checkpoint_label(info) -> str:
 
 
 def sidebar() -> None:
+    if (problem := host_problem()) is not None:  # bad MNIST_* settings: one line, not a traceback on every page
+        st.error(f"This app cannot start: {problem}")
+        st.stop()
     use_app_navigation()  # a shared link opened first in a fresh server gets the app's navigation too
     state.umap_warm_up()  # so the first UMAP map a user asks for does not wait a minute for numba
     infos = state.checkpoints()

@@ -9,6 +9,7 @@ or in parallel worker processes when the machine has cores or a GPU to spare.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import multiprocessing
 import os
@@ -22,11 +23,11 @@ from pathlib import Path
 
 import torch
 
-from .checkpoints import safe_name, save
+from .checkpoints import CheckpointError, safe_name, save, validate_name
 from .data import DeviceData
-from .jobs import HostLimits, Job, JobLimitError, OwnerSlots
+from .jobs import HostLimits, Job, JobLimitError, OwnerSlots, saved_run_exists
 from .models import REGISTRY, build_model, describe, make_config
-from .train import Event, TrainConfig, fit, planned_steps
+from .train import Event, TrainConfig, check_fits_in_memory, fit, planned_steps
 
 OPTIMIZER_ARMS: dict[str, dict] = {
     "SGD": {"optimizer": "sgd", "lr": 0.05, "momentum": 0.0, "nesterov": False},
@@ -171,7 +172,11 @@ class RunSpec:
 
 
 def plan(base: TrainConfig, arms: list[Arm], seeds: list[int], name: str, n_train: int = 60_000) -> list[RunSpec]:
-    """Every (arm, seed) run, checked before any starts."""
+    """Every (arm, seed) run, checked before any starts: settings, the network's shapes, memory, names."""
+    try:
+        name = validate_name(name)
+    except CheckpointError as exc:
+        raise CompareError(f"comparison name: {exc}") from None
     if len(arms) < 2:
         raise CompareError("a comparison needs at least two arms")
     labels = [a.label for a in arms]
@@ -187,10 +192,22 @@ def plan(base: TrainConfig, arms: list[Arm], seeds: list[int], name: str, n_trai
             config = arm_config(base, arm, seed)
             try:
                 config.validate(n_train)  # builds the arch's config too: ModelError is a ValueError
-            except ValueError as exc:
+                check_fits_in_memory(config)
+                run_name = validate_name(safe_name(f"{name}-{arm.label}-s{seed}"))
+            except (ValueError, RuntimeError) as exc:  # RuntimeError: shapes that cannot work
                 raise CompareError(f"arm {arm.label!r}: {exc}") from None
-            specs.append(RunSpec(arm.label, seed, config, safe_name(f"{name}-{arm.label}-s{seed}")))
+            specs.append(RunSpec(arm.label, seed, config, run_name))
     return specs
+
+
+def existing_runs(specs: list[RunSpec], runs_dir: Path | None = None) -> list[str]:
+    """The names of the saved runs a comparison would replace."""
+    return [spec.name for spec in specs if saved_run_exists(spec.name, runs_dir)]
+
+
+def default_name(dimension: str, now: float | None = None) -> str:
+    """A comparison name no other visitor's comparison takes: cmp-<what>-<date>-<time>."""
+    return f"cmp-{dimension}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(now))}"
 
 
 # ---------------------------------------------------------------- results
@@ -228,6 +245,7 @@ def summary_rows(runs: list[RunState]) -> list[dict]:
             "final train loss": _rounded(_mean_std([j.epochs[-1]["train_loss"] for j in done])[0]),
             "final test loss": _rounded(_mean_std([j.epochs[-1]["test_loss"] for j in done])[0]),
             "wall time s": _rounded(_mean_std([j.seconds for j in mine if j.status in ENDED])[0], 1),
+            "warm-up s": _rounded(sum(j.warmup_seconds for j in mine), 1),
             "params": next(r.params for r in runs if r.spec.arm == arm),
         })
     return rows
@@ -262,6 +280,7 @@ class Comparison:
     runs: list[RunState]
     parallel: int = 1
     started: float = field(default_factory=time.time)
+    overwrite: bool = False  # the user agreed to replace saved runs of the same names
     stop_event: threading.Event = field(default_factory=threading.Event, repr=False)
     done: bool = False
 
@@ -275,29 +294,73 @@ class Comparison:
         return steps / total if total else 0.0
 
 
-def _run_in_this_process(run: RunState, data: DeviceData, stop, runs_dir: Path | None) -> dict:
-    result = fit(run.spec.config, data, callbacks=(run.job.on_event,), stop=stop)
-    return _finish(result, run.spec, runs_dir)
+_warmed: set[str] = set()  # the setups this process has run before (kernels chosen, memory allocated)
+_warmed_lock = threading.Lock()
+WARM_UP_BATCHES = 3
 
 
-def _finish(result, spec: RunSpec, runs_dir: Path | None) -> dict:
+def warm_up(config: TrainConfig, data: DeviceData, stop=None) -> float:
+    """A few untimed batches of a setup this process has not run yet; returns the seconds they took.
+
+    The first run of a setup in a process pays one-off costs (kernel choice, memory growth, the first
+    test pass) that the runs after it skip: timed as it is, the first arm looked many times slower
+    than an identical second one. Every timed run now starts warm, and the warm-up is shown apart.
+    """
+    key = json.dumps([config.arch, config.model, config.batch_size, config.optimizer, config.device],
+                     sort_keys=True, default=str)
+    with _warmed_lock:
+        if key in _warmed:
+            return 0.0
+        _warmed.add(key)
+    started = time.perf_counter()
+    fit(dataclasses.replace(config, max_batches=WARM_UP_BATCHES, epochs=1, record=False, target_accuracy=None,
+                            drawings_share=0.0, max_seconds=None), data, stop=stop)
+    return time.perf_counter() - started
+
+
+def _run(spec: RunSpec, data: DeviceData, callback, stop, runs_dir: Path | None, overwrite: bool) -> dict:
+    """One run of a comparison, warm-up first; whatever goes wrong ends it as failed, never stuck as running."""
+    warm = 0.0
+    try:
+        warm = warm_up(spec.config, data, stop)
+        callback(Event("warmup", {"seconds": warm}))
+        if stop is not None and stop.is_set():
+            return {"status": "stopped", "message": "not started: the comparison was stopped", "seconds": 0.0,
+                    "checkpoint": None, "warmup": warm}
+        result = fit(spec.config, data, callbacks=(callback,), stop=stop)
+        return {**_finish(result, spec, runs_dir, overwrite), "warmup": warm}
+    except Exception as exc:  # noqa: BLE001 - the run ends, says why, and the comparison goes on
+        return {"status": "failed", "message": f"{type(exc).__name__}: {exc}", "seconds": 0.0, "checkpoint": None,
+                "warmup": warm}
+
+
+def _run_in_this_process(run: RunState, data: DeviceData, stop, runs_dir: Path | None, overwrite: bool) -> dict:
+    return _run(run.spec, data, run.job.on_event, stop, runs_dir, overwrite)
+
+
+def _finish(result, spec: RunSpec, runs_dir: Path | None, overwrite: bool) -> dict:
     checkpoint = None
-    if result.steps:
+    if result.steps and result.model is not None:
         try:
-            checkpoint = save(result, spec.name, runs_dir, extra={"comparison": {"arm": spec.arm, "seed": spec.seed}})
+            checkpoint = save(result, spec.name, runs_dir, extra={"comparison": {"arm": spec.arm, "seed": spec.seed}},
+                              overwrite=overwrite)
         except (OSError, ValueError) as exc:
             result.message += f" (the checkpoint could not be saved: {exc})"
     return {"status": result.status, "message": result.message, "seconds": result.seconds, "checkpoint": checkpoint}
 
 
 def _run_in_worker(index: int, config: dict, arm: str, seed: int, name: str, runs_dir: str | None, threads: int,
-                   events, stop) -> tuple[int, dict]:
+                   events, stop, overwrite: bool) -> tuple[int, dict]:
     """A worker process's run: progress goes back through the events queue."""
     torch.set_num_threads(threads)
     spec = RunSpec(arm, seed, TrainConfig.from_dict(config), name)
-    result = fit(spec.config, DeviceData(device=spec.config.device),
-                 callbacks=(lambda event: events.put((index, event.kind, event.data)),), stop=stop)
-    return index, _finish(result, spec, Path(runs_dir) if runs_dir else None)
+    try:
+        data = DeviceData(device=spec.config.device)
+    except Exception as exc:  # noqa: BLE001
+        return index, {"status": "failed", "message": f"{type(exc).__name__}: {exc}", "seconds": 0.0,
+                       "checkpoint": None, "warmup": 0.0}
+    return index, _run(spec, data, lambda event: events.put((index, event.kind, event.data)), stop,
+                       Path(runs_dir) if runs_dir else None, overwrite)
 
 
 class ComparisonJobs(OwnerSlots[Comparison]):
@@ -309,9 +372,13 @@ class ComparisonJobs(OwnerSlots[Comparison]):
         super().__init__(self.limits.max_jobs, CompareError, "a comparison running", "runs at most {} comparison(s)")
 
     def start(self, owner: str, name: str, dimension: str, specs: list[RunSpec], data: DeviceData,
-              parallel: int = 1) -> Comparison:
+              parallel: int = 1, overwrite: bool = False) -> Comparison:
         if parallel < 1:
             raise CompareError(f"parallel runs must be at least 1 (got {parallel})")
+        taken = [] if overwrite else existing_runs(specs, self.runs_dir)
+        if taken:
+            raise CompareError(f"saved runs named {', '.join(taken[:3])}{' ...' if len(taken) > 3 else ''} exist "
+                               "already; choose another comparison name, or allow replacing them")
         runs = []
         for spec in specs:
             try:
@@ -323,7 +390,7 @@ class ComparisonJobs(OwnerSlots[Comparison]):
             job.status = "queued"
             runs.append(RunState(spec, job, count_params(spec.config.arch, spec.config.model)))
         comparison = self.admit(owner, lambda: Comparison(uuid.uuid4().hex[:8], owner, safe_name(name), dimension,
-                                                          runs, min(parallel, len(runs))))
+                                                          runs, min(parallel, len(runs)), overwrite=overwrite))
         target = self._work_in_processes if comparison.parallel > 1 else self._work_in_thread
         threading.Thread(target=target, args=(comparison, data), name=f"compare-{comparison.id}", daemon=True).start()
         return comparison
@@ -336,7 +403,8 @@ class ComparisonJobs(OwnerSlots[Comparison]):
                                     "seconds": 0.0, "checkpoint": None})
                     continue
                 run.job.status = "running"
-                _mark(run.job, _run_in_this_process(run, data, comparison.stop_event, self.runs_dir))
+                _mark(run.job, _run_in_this_process(run, data, comparison.stop_event, self.runs_dir,
+                                                    comparison.overwrite))
         finally:
             comparison.done = True
 
@@ -351,7 +419,8 @@ class ComparisonJobs(OwnerSlots[Comparison]):
                 with ProcessPoolExecutor(comparison.parallel, mp_context=context) as pool:
                     futures = [pool.submit(_run_in_worker, i, dataclasses.asdict(r.spec.config), r.spec.arm,
                                            r.spec.seed, r.spec.name, str(self.runs_dir) if self.runs_dir else None,
-                                           threads, events, stop) for i, r in enumerate(comparison.runs)]
+                                           threads, events, stop, comparison.overwrite)
+                               for i, r in enumerate(comparison.runs)]
                     pending = set(range(len(futures)))
                     while pending:
                         if comparison.stop_event.is_set():
@@ -383,7 +452,7 @@ def _collect(comparison: Comparison, events) -> None:
         job = comparison.runs[index].job
         if kind == "done" and "checkpoint" in data:
             _mark(job, data)
-        elif kind in ("batch", "epoch"):
+        elif kind in ("batch", "epoch", "stage", "warmup"):
             if job.status == "queued":
                 job.status = "running"
             job.on_event(Event(kind, data))
@@ -393,4 +462,6 @@ def _mark(job: Job, outcome: dict) -> None:
     with job.lock:
         job.status, job.message = outcome["status"], outcome["message"]
         job.seconds, job.checkpoint = outcome["seconds"] or job.seconds, outcome["checkpoint"]
+        job.warmup_seconds = outcome.get("warmup", job.warmup_seconds)
+        job.stage = "done"
 

@@ -8,19 +8,26 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import os
 import threading
 import time
 import uuid
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Callable, Generic, TypeVar
 
-from .checkpoints import save
+from .checkpoints import CheckpointExistsError, runs_dir, save, validate_name
 from .data import DeviceData
-from .train import Event, TrainConfig, fit, planned_steps
+from .host import settings
+from .train import Event, TrainConfig, check_fits_in_memory, fit, planned_steps
 
-SMOOTHING = 0.9  # exponential smoothing of the per-batch loss curve
+SMOOTHING = 0.9  # exponential smoothing of the per-batch loss and accuracy curves
+RATE_SMOOTHING = 0.8  # exponential smoothing of the step rate behind the ETA, updated about once a second
 MAX_CURVE_POINTS = 2000  # per-batch points kept for the live curve; older ones are thinned
+
+
+def saved_run_exists(name: str, folder: Path | str | None = None) -> bool:
+    """Whether a saved run holds this (sanitised) name, readable or not: saving would replace it."""
+    return (Path(folder or runs_dir()) / f"{name}.json").exists()
 
 
 class JobLimitError(RuntimeError):
@@ -70,12 +77,9 @@ class HostLimits:
 
     @classmethod
     def from_env(cls) -> "HostLimits":
-        def number(name, kind):
-            value = os.environ.get(name)
-            return kind(value) if value else None
-
-        return cls(number("MNIST_MAX_JOBS", int) or 1, number("MNIST_MAX_EPOCHS", int),
-                   number("MNIST_MAX_RUN_SECONDS", float))
+        """The limits of host.settings(), which raises HostSettingError naming a bad variable."""
+        values = settings()
+        return cls(values.max_jobs, values.max_epochs, values.max_run_seconds)
 
     def apply(self, config: TrainConfig) -> TrainConfig:
         """The config as this host runs it: refused over the epoch cap, time-capped when there is a cap."""
@@ -96,6 +100,7 @@ class Job:
     config: TrainConfig
     status: str = "running"  # running, finished, stopped, target_reached, failed
     message: str = ""
+    stage: str = "queued"  # preparing, training, evaluating, saving: what a learner is waiting for
     started: float = field(default_factory=time.time)
     seconds: float = 0.0
     step: int = 0
@@ -105,6 +110,10 @@ class Job:
     batch_curve: list[dict] = field(default_factory=list)  # step, loss (smoothed), accuracy
     epochs: list[dict] = field(default_factory=list)
     checkpoint: str | None = None
+    overwrite: bool = False  # the user agreed to replace an existing run of this name
+    steps_per_s: float = 0.0  # smoothed, so the ETA does not swing with every busy second
+    warmup_seconds: float = 0.0  # untimed batches before the run (comparisons time every run warm)
+    _rate_mark: tuple[float, int] = (0.0, 0)
     stop_event: threading.Event = field(default_factory=threading.Event, repr=False)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -113,10 +122,14 @@ class Job:
         return self.status == "running"
 
     @property
+    def stopping(self) -> bool:
+        return self.running and self.stop_event.is_set()
+
+    @property
     def eta_seconds(self) -> float | None:
-        if not self.step or not self.total_steps:
+        if not self.step or not self.total_steps or not self.steps_per_s:
             return None
-        return (time.time() - self.started) * (self.total_steps - self.step) / self.step
+        return (self.total_steps - self.step) / self.steps_per_s
 
     def snapshot(self) -> "Job":
         """A consistent copy for drawing, taken under the lock."""
@@ -129,15 +142,29 @@ class Job:
         d = event.data
         with self.lock:
             if event.kind == "batch":
-                previous = self.batch_curve[-1]["loss"] if self.batch_curve else d["loss"]
-                self.batch_curve.append({"step": d["step"], "loss": SMOOTHING * previous + (1 - SMOOTHING) * d["loss"],
-                                         "raw_loss": d["loss"], "accuracy": d["accuracy"]})
+                last = self.batch_curve[-1] if self.batch_curve else {"loss": d["loss"], "accuracy": d["accuracy"]}
+                self.batch_curve.append({"step": d["step"], "loss": SMOOTHING * last["loss"] + (1 - SMOOTHING) * d["loss"],
+                                         "raw_loss": d["loss"], "raw_accuracy": d["accuracy"],
+                                         "accuracy": SMOOTHING * last["accuracy"] + (1 - SMOOTHING) * d["accuracy"]})
+                self._update_rate(d["elapsed"], d["step"])
                 if len(self.batch_curve) > MAX_CURVE_POINTS:
                     self.batch_curve = self.batch_curve[::2]
                 self.step, self.epoch, self.images_per_s = d["step"], d["epoch"], d["images_per_s"]
                 self.seconds = d["elapsed"]
             elif event.kind == "epoch":
                 self.epochs.append(dict(d))
+            elif event.kind == "stage":
+                self.stage = d["stage"]
+            elif event.kind == "warmup":
+                self.warmup_seconds = d["seconds"]
+
+    def _update_rate(self, elapsed: float, step: int) -> None:
+        mark_time, mark_step = self._rate_mark
+        if elapsed - mark_time < 1.0:
+            return
+        rate = (step - mark_step) / (elapsed - mark_time)
+        self.steps_per_s = rate if not self.steps_per_s else RATE_SMOOTHING * self.steps_per_s + (1 - RATE_SMOOTHING) * rate
+        self._rate_mark = (elapsed, step)
 
 
 class JobManager:
@@ -159,9 +186,22 @@ class JobManager:
             mine = [job for job in self._jobs.values() if job.owner == owner]
         return max(mine, key=lambda job: job.started) if mine else None
 
-    def start(self, owner: str, config: TrainConfig, data: DeviceData, name: str | None = None) -> Job:
+    def run_exists(self, name: str) -> bool:
+        return saved_run_exists(name, self.runs_dir)
+
+    def start(self, owner: str, config: TrainConfig, data: DeviceData, name: str | None = None,
+              overwrite: bool = False) -> Job:
+        """Check everything a run needs before it starts (a refusal after training would cost the run)."""
         config = self.limits.apply(config)
         config.validate(len(data.train) + (len(data.val) if data.val else 0))
+        check_fits_in_memory(config)
+        if name:
+            name = validate_name(name)
+            if not overwrite and self.run_exists(name):
+                raise CheckpointExistsError(f"a run named {name!r} exists already; choose another name, "
+                                            "or allow replacing it")
+        else:  # a default name no other visitor's run can take in the same second
+            name, overwrite = f"{config.arch}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}", False
         with self._lock:
             if any(job.running and job.owner == owner for job in self._jobs.values()):
                 raise JobLimitError("you already have a training run going; stop it or wait for it to finish")
@@ -169,24 +209,29 @@ class JobManager:
             if running >= self.limits.max_jobs:
                 raise JobLimitError(f"this host runs at most {self.limits.max_jobs} training job(s) at once and "
                                     f"{running} is running; try again when it finishes")
-            job = Job(uuid.uuid4().hex[:8], owner, name or f"{config.arch}-{time.strftime('%Y%m%d-%H%M%S')}",
-                      copy.deepcopy(config))
+            job = Job(uuid.uuid4().hex[:8], owner, name, copy.deepcopy(config), overwrite=overwrite)
             job.total_steps = planned_steps(config, len(data.train))
             self._jobs[job.id] = job
         threading.Thread(target=self._work, args=(job, data), name=f"train-{job.id}", daemon=True).start()
         return job
 
     def _work(self, job: Job, data: DeviceData) -> None:
-        result = fit(job.config, data, callbacks=(job.on_event,), stop=job.stop_event)
-        checkpoint = None
-        if result.steps:
-            try:
-                checkpoint = save(result, job.name, self.runs_dir)
-            except (OSError, ValueError) as exc:
-                result.message += f" (the checkpoint could not be saved: {exc})"
-        with job.lock:
-            job.status, job.message, job.seconds = result.status, result.message, result.seconds
-            job.checkpoint = checkpoint
+        status, message, seconds, checkpoint = "failed", "", 0.0, None
+        try:
+            result = fit(job.config, data, callbacks=(job.on_event,), stop=job.stop_event)
+            status, message, seconds = result.status, result.message, result.seconds
+            if result.steps and result.model is not None:
+                job.on_event(Event("stage", {"stage": "saving"}))
+                try:
+                    checkpoint = save(result, job.name, self.runs_dir, overwrite=job.overwrite)
+                except (OSError, ValueError) as exc:
+                    message += f" (the checkpoint could not be saved: {exc})"
+        except Exception as exc:  # whatever happens, the job ends and its slot is free for the next one
+            status, message = "failed", f"{type(exc).__name__}: {exc}"
+        finally:
+            with job.lock:
+                job.status, job.message, job.seconds = status, message, seconds or time.time() - job.started
+                job.checkpoint, job.stage = checkpoint, "done"
 
     def stop(self, owner: str) -> bool:
         job = self.latest(owner)

@@ -18,11 +18,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .data import Augment, DeviceData, TensorSplit, balanced_order, standardize
-from .models import build_model, get_architecture, make_config
+from .models import build_model, describe, get_architecture, make_config
 from .probes import ProbeRecord, Recorder, auto_interval
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta")
 SCHEDULES = ("none", "step", "cosine", "onecycle")
+MAX_SEED = 2**62  # the run derives seed + 1 and seed + 2 for its other streams; all must fit torch's 64 bits
+MEMORY_HEADROOM = 0.8  # a run may take at most this share of the memory the host has available
 DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3, "adagrad": 0.01, "adadelta": 1.0}
 
 
@@ -74,11 +76,14 @@ class TrainConfig:
             (0 <= self.momentum < 1, f"momentum must be in [0, 1) (got {self.momentum})"),
             (not self.nesterov or (self.optimizer == "sgd" and self.momentum > 0),
              "Nesterov momentum needs the sgd optimizer with momentum > 0"),
-            (self.weight_decay >= 0, f"weight decay must be >= 0 (got {self.weight_decay})"),
+            (math.isfinite(self.weight_decay) and self.weight_decay >= 0,
+             f"weight decay must be a number >= 0 (got {self.weight_decay})"),
             (self.step_size >= 1, f"step size must be at least 1 epoch (got {self.step_size})"),
             (0 < self.gamma <= 1, f"gamma must be in (0, 1] (got {self.gamma})"),
             (0 <= self.label_smoothing < 1, f"label smoothing must be in [0, 1) (got {self.label_smoothing})"),
-            (self.grad_clip >= 0, f"gradient clipping must be >= 0 (got {self.grad_clip})"),
+            (math.isfinite(self.grad_clip) and self.grad_clip >= 0,
+             f"gradient clipping must be a number >= 0 (got {self.grad_clip})"),
+            (0 <= self.seed <= MAX_SEED, f"seed must be between 0 and {MAX_SEED} (got {self.seed})"),
             (0 <= self.rotation <= 180, f"rotation must be between 0 and 180 degrees (got {self.rotation})"),
             (0 <= self.shift <= 14, f"shift must be between 0 and 14 pixels (got {self.shift})"),
             (0 <= self.val_size < n_train, f"validation size must be between 0 and {n_train - 1}"),
@@ -144,7 +149,10 @@ class RunResult:
 
     @property
     def test_accuracy(self) -> float | None:
-        return self.history[-1]["test_accuracy"] if self.history else None
+        """The test accuracy of the weights kept, or None when those weights were not scored (a stop, a failure)."""
+        if not self.history or self.history[-1]["steps"] != self.steps or self.status == "failed":
+            return None
+        return self.history[-1]["test_accuracy"]
 
 
 def training_split(config: TrainConfig, data: DeviceData) -> TensorSplit:
@@ -176,6 +184,41 @@ def seeded_model(config: TrainConfig, device: torch.device) -> nn.Module:
         return model.train()
     torch.manual_seed(config.seed)
     return build_model(config.arch, config.model).to(device)
+
+
+def memory_needed(config: TrainConfig) -> int:
+    """Bytes a run needs at its peak, estimated from the model card: each layer's output for a whole
+    batch, kept for the backward pass and matched by its gradient, plus weights, gradients and two
+    optimizer buffers per weight (Adam's), plus the resident data set (70,000 images as float32)."""
+    card = describe(build_model(config.arch, config.model))
+    per_image = sum(math.prod(layer.output_shape) for layer in card.layers)
+    activations = 2 * config.batch_size * per_image * 4
+    weights = 4 * card.params * 4
+    return activations + weights + 70_000 * 28 * 28 * 4
+
+
+def memory_available() -> int | None:
+    """MemAvailable from /proc/meminfo (Linux), in bytes; None where the host does not say."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def check_fits_in_memory(config: TrainConfig, available: int | None = None) -> None:
+    """Refuse, with the figures, a run this host cannot hold (before it starts, not when it is killed)."""
+    available = memory_available() if available is None else available
+    if available is None:
+        return
+    needed = memory_needed(config)
+    if needed > MEMORY_HEADROOM * available:
+        raise ConfigError(f"this run needs about {needed / 2**30:.1f} GB of memory (batch {config.batch_size} through "
+                          f"{config.arch}) and this host has {available / 2**30:.1f} GB free; lower the batch size "
+                          "or the layer widths")
 
 
 class DrawingBatches:
@@ -223,12 +266,16 @@ def make_scheduler(config: TrainConfig, optimizer, steps_per_epoch: int):
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, split: TensorSplit, batch_size: int = 2000) -> dict:
-    """Mean loss and accuracy of a model on a split, in eval mode."""
+def evaluate(model: nn.Module, split: TensorSplit, batch_size: int = 2000,
+             stop: threading.Event | None = None) -> dict | None:
+    """Mean loss and accuracy of a model on a split, in eval mode; None if stop was set before it ended."""
     was_training = model.training
     model.eval()
     loss_sum, correct = 0.0, 0
     for x, y in split.batches(batch_size):
+        if stop is not None and stop.is_set():
+            model.train(was_training)
+            return None
         logits = model(x)
         loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
         correct += int((logits.argmax(1) == y).sum())
@@ -236,22 +283,81 @@ def evaluate(model: nn.Module, split: TensorSplit, batch_size: int = 2000) -> di
     return {"loss": loss_sum / len(split), "accuracy": correct / len(split)}
 
 
-class _LastGood:
-    """A copy of the weights from a step whose loss was finite, refreshed every few steps."""
+class _BestWeights:
+    """The weights with the lowest smoothed training loss so far, refreshed every few steps.
+
+    "Finite" is not "good": a net at a huge learning rate can sit at a finite loss of 1e30, or at
+    chance with BatchNorm hiding the blow-up, so a failed run falls back to its best weights, not its last.
+    """
 
     def __init__(self, model: nn.Module, every: int = 20):
         self.model, self.every = model, every
         self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        self.step = 0
+        self.step, self.loss, self._checked = 0, math.inf, 0
 
-    def offer(self, step: int) -> None:
-        if step - self.step >= self.every:
+    def offer(self, step: int, smoothed_loss: float) -> None:
+        if step - self._checked < self.every:
+            return
+        self._checked = step
+        if smoothed_loss < self.loss:
             for k, v in self.model.state_dict().items():
                 self.state[k].copy_(v)
-            self.step = step
+            self.step, self.loss = step, smoothed_loss
 
     def restore(self) -> None:
         self.model.load_state_dict(self.state)
+
+
+class _LearningWatch:
+    """Tells a run that has stopped learning: at chance after a while, after its smoothed loss went far above
+    where it started (a net that blew up and died sits at chance with a tame loss), or after it had learned
+    something and lost it. A slow but healthy run (a tiny learning rate) is neither."""
+
+    SMOOTHING = 0.9
+    AFTER_STEPS = 50  # a healthy run has left chance well before this
+    LOSS_FACTOR = 2.0  # smoothed loss at least this many times the starting loss
+
+    def __init__(self, num_classes: int = 10):
+        self.chance = 1.0 / num_classes
+        self.loss = self.accuracy = self.start_loss = None
+        self.peak_loss = self.peak_accuracy = 0.0
+
+    def update(self, loss: float, accuracy: float) -> None:
+        if self.loss is None:
+            self.loss, self.accuracy, self.start_loss = loss, accuracy, loss
+        else:
+            self.loss = self.SMOOTHING * self.loss + (1 - self.SMOOTHING) * loss
+            self.accuracy = self.SMOOTHING * self.accuracy + (1 - self.SMOOTHING) * accuracy
+        self.peak_loss = max(self.peak_loss, self.loss)
+        self.peak_accuracy = max(self.peak_accuracy, self.accuracy)
+
+    def stopped_learning(self, step: int) -> bool:
+        return (step >= self.AFTER_STEPS and self.accuracy < 2 * self.chance
+                and (self.peak_loss > self.LOSS_FACTOR * self.start_loss or self.peak_accuracy >= 3 * self.chance))
+
+    def diagnosis(self) -> str:
+        now = f"the accuracy is at chance ({self.accuracy:.0%}, smoothed)"
+        if self.loss > self.LOSS_FACTOR * self.start_loss:
+            return f"{now} and the loss ({self.loss:.3g}) is far above where it started ({self.start_loss:.3g})"
+        if self.peak_loss > self.LOSS_FACTOR * self.start_loss:
+            return (f"{now}: the loss shot up to {self.peak_loss:.3g} (it started at {self.start_loss:.3g}) and the "
+                    "network never recovered")
+        return f"{now}, after it had reached {self.peak_accuracy:.0%}: the updates undid what it had learned"
+
+
+def likely_cause(config: TrainConfig) -> str:
+    """The setting most likely to blame for a run that blew up, in the learner's terms."""
+    usual = DEFAULT_LR[config.optimizer]
+    if config.lr >= 10 * usual:
+        return (f"The learning rate ({config.lr:g}) is probably too high for {config.optimizer} (its usual value "
+                f"is {usual:g}); try it 10x lower.")
+    if config.weight_decay >= 0.1:
+        return (f"The weight decay ({config.weight_decay:g}) is very large: it pulls every weight to zero faster "
+                "than the data can teach them; try 1e-4 or 0.")
+    if config.momentum >= 0.99 and config.optimizer in ("sgd", "rmsprop"):
+        return f"The momentum ({config.momentum:g}) is very close to 1; try 0.9."
+    return (f"The learning rate ({config.lr:g}) may be too high for {config.optimizer}; try it 10x lower, "
+            "or add gradient clipping.")
 
 
 def fit(config: TrainConfig, data: DeviceData | None = None, callbacks: tuple[Callable[[Event], None], ...] = (),
@@ -260,26 +366,6 @@ def fit(config: TrainConfig, data: DeviceData | None = None, callbacks: tuple[Ca
     data = data or DeviceData(device=config.device, val_size=config.val_size)
     config.validate(len(data.train) + (len(data.val) if data.val else 0))
     device = data.device
-    model = model if model is not None else seeded_model(config, device)
-    model.to(device).train()
-    # oneDNN's conv kernels run some nets faster on NHWC tensors on a CPU (see Architecture.channels_last).
-    nhwc = device.type == "cpu" and get_architecture(config.arch).channels_last
-    fmt = torch.channels_last if nhwc else torch.contiguous_format
-    model.to(memory_format=fmt)
-
-    # Separate generators so that, e.g., adding dropout or augmentation does not change the data order.
-    order_gen = torch.Generator().manual_seed(config.seed)
-    augment_gen = torch.Generator().manual_seed(config.seed + 2)
-    torch.manual_seed(config.seed + 1)  # dropout and other in-model randomness
-    train = training_split(config, data)
-    augment = Augment(config.rotation, config.shift)
-    drawings = (DrawingBatches(config.drawings_share, config.batch_size, device, train.background)
-                if config.drawings_share > 0 else None)
-    steps_per_epoch = batches_per_epoch(len(train), config.batch_size)
-    optimizer = make_optimizer(config, model.parameters())
-    scheduler = make_scheduler(config, optimizer, steps_per_epoch)
-    last_good = _LastGood(model)
-    recorder = Recorder(model, config.record_every or auto_interval(steps_per_epoch)) if config.record else None
 
     def emit(kind: str, **payload) -> None:
         for callback in callbacks:
@@ -287,9 +373,42 @@ def fit(config: TrainConfig, data: DeviceData | None = None, callbacks: tuple[Ca
 
     history: list[dict] = []
     status, message, step = "finished", "", 0
+    recorder = None
     start = time.perf_counter()
-    window_start, window_images = start, 0
+    # Everything that can fail, loading the starting weights and the drawings included, is inside the
+    # try: a run that fails must end as a result, or the job that runs it never frees its slot.
     try:
+        emit("stage", stage="preparing")
+        model = model if model is not None else seeded_model(config, device)
+        model.to(device).train()
+        # oneDNN's conv kernels run some nets faster on NHWC tensors on a CPU (see Architecture.channels_last).
+        nhwc = device.type == "cpu" and get_architecture(config.arch).channels_last
+        fmt = torch.channels_last if nhwc else torch.contiguous_format
+        model.to(memory_format=fmt)
+
+        # Separate generators so that, e.g., adding dropout or augmentation does not change the data order.
+        order_gen = torch.Generator().manual_seed(config.seed)
+        augment_gen = torch.Generator().manual_seed(config.seed + 2)
+        torch.manual_seed(config.seed + 1)  # dropout and other in-model randomness
+        train = training_split(config, data)
+        augment = Augment(config.rotation, config.shift)
+        drawings = (DrawingBatches(config.drawings_share, config.batch_size, device, train.background)
+                    if config.drawings_share > 0 else None)
+        steps_per_epoch = batches_per_epoch(len(train), config.batch_size)
+        optimizer = make_optimizer(config, model.parameters())
+        scheduler = make_scheduler(config, optimizer, steps_per_epoch)
+        best = _BestWeights(model)
+        watch = _LearningWatch()
+        recorder = Recorder(model, config.record_every or auto_interval(steps_per_epoch)) if config.record else None
+        emit("stage", stage="training")
+        start = time.perf_counter()
+        window_start, window_images = start, 0
+
+        def fail(reason: str) -> tuple[str, str]:
+            best.restore()
+            kept = f"the weights of step {best.step}" if best.step else "the starting weights"
+            return "failed", f"{reason}. {likely_cause(config)} The best weights seen ({kept}) were kept."
+
         for epoch in range(1, config.epochs + 1):
             seen, loss_sum, correct = 0, 0.0, 0
             for x, y in train.batches(config.batch_size, order_gen, augment, augment_gen):
@@ -301,13 +420,16 @@ def fit(config: TrainConfig, data: DeviceData | None = None, callbacks: tuple[Ca
                 loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
                 loss_value = float(loss.detach())
                 if not math.isfinite(loss_value):
-                    last_good.restore()
-                    status = "failed"
-                    message = (f"training diverged at epoch {epoch}, step {step + 1}: the loss became {loss_value}. "
-                               f"The learning rate ({config.lr:g}) is probably too high for {config.optimizer}; "
-                               f"try it 10x lower. The last good weights (step {last_good.step}) were kept.")
+                    status, message = fail(f"training diverged at epoch {epoch}, step {step + 1}: "
+                                           f"the loss became {loss_value}")
                     break
-                last_good.offer(step)
+                batch_correct = int((logits.argmax(1) == y).sum())
+                watch.update(loss_value, batch_correct / len(y))
+                best.offer(step, watch.loss)
+                if watch.stopped_learning(step):
+                    status, message = fail(f"training stopped learning at epoch {epoch}, step {step}: "
+                                           f"{watch.diagnosis()}")
+                    break
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if config.grad_clip > 0:
@@ -321,7 +443,6 @@ def fit(config: TrainConfig, data: DeviceData | None = None, callbacks: tuple[Ca
                 if scheduler is not None and step + 1 < config.epochs * steps_per_epoch:
                     scheduler.step()
                 step += 1
-                batch_correct = int((logits.argmax(1) == y).sum())
                 seen += len(y)
                 loss_sum += loss_value * len(y)
                 correct += batch_correct
@@ -336,20 +457,34 @@ def fit(config: TrainConfig, data: DeviceData | None = None, callbacks: tuple[Ca
                     status, message = "stopped", f"stopped by request at epoch {epoch}, step {step}"
                     break
                 if config.max_batches is not None and step >= config.max_batches:
-                    status, message = "stopped", f"stopped after {step} batches (max_batches)"
+                    status, message = "capped", f"reached its {config.max_batches}-batch cap"
                     break
                 if config.max_seconds is not None and now - start >= config.max_seconds:
                     status, message = "stopped", f"stopped after {config.max_seconds:g} s (time cap)"
                     break
             if status == "failed":
                 break
+            if status == "stopped" and stop is not None and stop.is_set():
+                # A stop by request ends now: the full test pass would keep the learner waiting many
+                # seconds more (24 s on a busy 2-core box); the weights are kept unscored, as Transfer does.
+                message += " (not scored on the test set: the Inspect page scores it)"
+                break
             if seen:
                 record = {"epoch": epoch, "steps": step, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
                           "complete": seen == len(train)}
-                test = evaluate(model, data.test)
+                emit("stage", stage="evaluating")
+                test = evaluate(model, data.test, stop=stop)
+                if test is None:  # Stop pressed while scoring: end now, the weights unscored
+                    status, message = "stopped", (f"stopped by request at epoch {epoch}, step {step}, while scoring "
+                                                  "on the test set (not scored: the Inspect page scores it)")
+                    break
                 record.update(test_loss=test["loss"], test_accuracy=test["accuracy"])
                 if data.val is not None:
-                    val = evaluate(model, data.val)
+                    val = evaluate(model, data.val, stop=stop)
+                    if val is None:
+                        status, message = "stopped", (f"stopped by request at epoch {epoch}, step {step}, while "
+                                                      "scoring on the validation set")
+                        break
                     record.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
                 record["elapsed"] = time.perf_counter() - start
                 history.append(record)
@@ -358,10 +493,15 @@ def fit(config: TrainConfig, data: DeviceData | None = None, callbacks: tuple[Ca
                         and test["accuracy"] >= config.target_accuracy):
                     status = "target_reached"
                     message = f"reached {test['accuracy']:.2%} test accuracy at epoch {epoch}"
+                if status == "finished":
+                    emit("stage", stage="training")
             if status != "finished":
                 break
-    except Exception as exc:  # out of memory, a bad custom model... the caller gets a result, not a crash
+    except Exception as exc:  # out of memory, weights that do not load... the caller gets a result, not a crash
         status, message = "failed", f"{type(exc).__name__}: {exc}"
+        model = model if isinstance(model, nn.Module) else None
+    if status == "capped":  # a run that did all it was asked to do finished; it was not stopped
+        status = "finished"
     seconds = time.perf_counter() - start
     probes = recorder.close() if recorder is not None else None
     result = RunResult(model, config, status, history, seconds, str(device), message, step, probes)

@@ -12,7 +12,8 @@ from mnist_core import checkpoints as ckpt  # noqa: E402
 from mnist_core.jobs import JobLimitError  # noqa: E402
 from mnist_core.models import REGISTRY, ModelError, build_model, describe  # noqa: E402
 from mnist_core.presets import PRESETS, preset  # noqa: E402
-from mnist_core.train import DEFAULT_LR, OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig  # noqa: E402
+from mnist_core.train import (DEFAULT_LR, OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig,  # noqa: E402
+                              check_fits_in_memory)
 
 # Training settings shown as widgets: (field, label, help). The arch's own settings are generated.
 SETTINGS = ["optimizer", "lr", "momentum", "nesterov", "weight_decay", "schedule", "batch_size", "epochs",
@@ -122,11 +123,31 @@ def model_card(config: TrainConfig) -> None:
                       for r in card.layers], hide_index=True, width="stretch")
 
 
-def start(config: TrainConfig, name: str) -> None:
+STAGES = {"queued": "starting...", "preparing": "preparing the model and data...", "training": "training",
+          "evaluating": "scoring on the test set...", "saving": "saving the checkpoint..."}
+
+
+def start(config: TrainConfig, name: str, overwrite: bool) -> None:
     try:
-        state.job_manager().start(state.session_id(), config, state.device_data(), name or None)
-    except (JobLimitError, ConfigError, ModelError) as exc:
+        state.job_manager().start(state.session_id(), config, state.device_data(), name or None, overwrite=overwrite)
+    except (JobLimitError, ConfigError, ModelError, ckpt.CheckpointError) as exc:
         st.error(str(exc))
+
+
+def request_stop() -> None:
+    """A callback, so the stop lands before the page's next run, not after it."""
+    state.job_manager().stop(state.session_id())
+
+
+def name_problems(name: str) -> tuple[list[str], bool]:
+    """(errors, exists) for a run name typed by the user, checked before Start, not after training."""
+    if not name:
+        return [], False
+    try:
+        cleaned = ckpt.validate_name(name)
+    except ckpt.CheckpointError as exc:
+        return [str(exc)], False
+    return [], state.job_manager().run_exists(cleaned)
 
 
 @st.fragment(run_every=1.0)
@@ -140,12 +161,16 @@ def live_view() -> None:
     if snap.running:
         top = st.columns([5, 1])
         eta = snap.eta_seconds
-        top[0].progress(min(snap.step / max(snap.total_steps, 1), 1.0),
-                        text=f"**{snap.name}** · epoch {snap.epoch}/{snap.config.epochs} · step {snap.step}/"
-                             f"{snap.total_steps} · {snap.images_per_s:,.0f} images/s · "
-                             f"ETA {eta:.0f}s" if eta is not None else f"**{snap.name}** · starting...")
-        if top[1].button("Stop", type="primary", key="train.stop"):
-            manager.stop(state.session_id())
+        if snap.stopping:
+            doing = "stopping after this batch" if snap.stage == "training" else STAGES.get(snap.stage, snap.stage)
+            text = f"**{snap.name}** · {doing}: what was learned so far is kept"
+        elif snap.stage == "training" and snap.step:
+            text = (f"**{snap.name}** · epoch {snap.epoch}/{snap.config.epochs} · step {snap.step}/{snap.total_steps}"
+                    f" · {snap.images_per_s:,.0f} images/s" + (f" · about {eta:.0f} s left" if eta is not None else ""))
+        else:
+            text = f"**{snap.name}** · {STAGES.get(snap.stage, snap.stage)}"
+        top[0].progress(min(snap.step / max(snap.total_steps, 1), 1.0), text=text)
+        top[1].button("Stop", type="primary", key="train.stop", on_click=request_stop, disabled=snap.stopping)
     else:
         text = f"**{snap.name}** {snap.status} after {snap.seconds:.1f}s"
         if snap.epochs:
@@ -201,13 +226,22 @@ model_card(config)
 
 try:
     config.validate(len(state.device_data().train))
-except (ConfigError, ModelError) as exc:
+    check_fits_in_memory(config)
+except (ConfigError, ModelError, RuntimeError) as exc:  # RuntimeError: a stack whose shapes cannot work
     errors.append(str(exc))
 for message in dict.fromkeys(errors):
     st.error(message)
 run_name = st.text_input("Run name (optional)", key=key("name"), placeholder=f"{config.arch}-<date>-<time>")
-if st.button("Start training", type="primary", disabled=bool(errors)):
-    start(config, run_name)
+name_errors, name_taken = name_problems(run_name)
+for message in name_errors:
+    st.error(message)
+overwrite = False
+if name_taken:
+    overwrite = st.checkbox(f"Replace the existing run **{run_name}**", key=key("overwrite"),
+                            help="Its weights and history are replaced by this run's when it ends.")
+blocked = bool(errors or name_errors) or (name_taken and not overwrite)
+if st.button("Start training", type="primary", disabled=blocked):
+    start(config, run_name, overwrite)
 
 st.subheader("Live")
 live_view()

@@ -16,6 +16,8 @@ from mnist_core.compare import (  # noqa: E402
     OPTIMIZER_ARMS,
     CompareError,
     build_arms,
+    default_name,
+    existing_runs,
     plan,
     summary_rows,
 )
@@ -135,8 +137,11 @@ def live_view() -> None:
         top = st.columns([5, 1])
         ended = sum(r.ended for r in comparison.runs)
         top[0].progress(comparison.progress(), text=f"**{comparison.name}**: {ended}/{len(comparison.runs)} runs done")
-        if top[1].button("Stop", type="primary", key=key("stop")):
-            state.comparison_jobs().stop(state.session_id())
+        stopping = comparison.stop_event.is_set()
+        top[1].button("Stop", type="primary", key=key("stop"), disabled=stopping,
+                      on_click=lambda: state.comparison_jobs().stop(state.session_id()))
+        if stopping:
+            st.caption("Stopping after this batch: what was learned so far is kept.")
     else:
         failed = [r for r in comparison.runs if r.job.status == "failed"]
         for run in failed:
@@ -148,6 +153,8 @@ def live_view() -> None:
     st.plotly_chart(live_loss_curves(comparison.runs), key=key("live"))
     st.plotly_chart(arm_curves(comparison.runs), key=key("epochs"))
     st.dataframe(summary_rows(comparison.runs), hide_index=True, width="stretch", key=key("table"))
+    st.caption("Wall time is each run's training and scoring, timed warm: a few untimed batches of each new setup "
+               "run first (warm-up s), so the first arm is not charged with one-off start-up costs.")
 
 
 sidebar()
@@ -157,11 +164,16 @@ st.write("Vary one thing and keep everything else fixed. Every arm with the same
          "differ because of the setting alone. Repeat over several seeds: one run can mislead.")
 base, base_errors = base_setup()
 dimension = st.selectbox("Vary", list(DIMENSIONS), format_func=DIMENSIONS.get, key=key("dimension"))
+# A default name of its own for each visitor and dimension, fixed for the session (not one per rerun).
+st.session_state.setdefault(key(f"name.{dimension}"), default_name(dimension))
+name = st.text_input("Comparison name", key=key(f"name.{dimension}"),
+                     help="Each run is saved as a checkpoint named NAME-ARM-sSEED.")
 specs, problem = [], None
 try:
     arms = arms_for(base, dimension)
     seeds, parallel = run_controls()
-    specs = plan(base, arms, seeds, f"cmp-{dimension}", len(state.device_data().train))
+    # Everything is checked here, before Start: settings, each network's shapes, memory, the names.
+    specs = plan(base, arms, seeds, name, len(state.device_data().train))
 except (CompareError, ConfigError, ModelError) as exc:
     problem = str(exc)
     seeds, parallel = [0], 1
@@ -172,13 +184,15 @@ elif base_errors:
     st.error("Fix the architecture settings in the base setup first: " + base_errors[0])
 else:
     st.caption(f"{len(specs)} runs: " + ", ".join(dict.fromkeys(s.arm for s in specs)) + f" x seeds {seeds}.")
-name = st.text_input("Comparison name", value=f"cmp-{dimension}", key=key(f"name.{dimension}"),
-                     help="Each run is saved as a checkpoint named NAME-ARM-sSEED.")
-if st.button("Start comparison", type="primary", disabled=not specs):
+taken = existing_runs(specs) if specs else []
+overwrite = False
+if taken:
+    overwrite = st.checkbox(f"Replace the saved runs {', '.join(taken[:3])}{' ...' if len(taken) > 3 else ''}",
+                            key=key("overwrite"), help="Runs of these names exist; they are replaced as each run ends.")
+if st.button("Start comparison", type="primary", disabled=not specs or (bool(taken) and not overwrite)):
     try:
-        specs = plan(base, arms, seeds, name or f"cmp-{dimension}", len(state.device_data().train))
-        state.comparison_jobs().start(state.session_id(), name or f"cmp-{dimension}", dimension, specs,
-                                      state.device_data(), parallel)
+        state.comparison_jobs().start(state.session_id(), name, dimension, specs, state.device_data(), parallel,
+                                      overwrite=overwrite)
     except CompareError as exc:
         st.error(str(exc))
 

@@ -16,7 +16,7 @@ def test_a_job_trains_in_the_background_and_saves_its_checkpoint(data, runs):
     job = manager.start("alice", TrainConfig(arch="mlp", model=SMALL, max_batches=40), data, "bg run")
     assert manager.wait(job, 60)
     snap = job.snapshot()
-    assert snap.status == "stopped" and snap.step == 40
+    assert snap.status == "finished" and snap.step == 40 and "40-batch cap" in snap.message
     assert len(snap.batch_curve) == 40 and snap.epochs
     assert snap.checkpoint == "bg-run"
     assert load("bg-run")[1]["steps"] == 40
@@ -61,3 +61,71 @@ def test_a_failed_run_says_why(data, runs):
     job = manager.start("dave", TrainConfig(arch="mlp", model=SMALL, optimizer="sgd", lr=1e6), data)
     assert manager.wait(job, 60)
     assert job.status == "failed" and "learning rate" in job.message
+
+
+def test_a_job_that_fails_before_training_frees_its_slot_for_everyone(data, runs):
+    from mnist_core.checkpoints import save
+    from mnist_core.train import fit
+
+    import json
+
+    from mnist_core.checkpoints import file_sha256
+
+    save(fit(TrainConfig(arch="mlp", model=SMALL, max_batches=2, record=False), data), "unloadable")
+    save(fit(TrainConfig(arch="mlp", model={"depth": 1, "width": 64}, max_batches=2, record=False), data), "wider")
+    # a wider net's weights under this run's name, with a matching recorded hash: listed, but they do not load
+    (runs / "unloadable.safetensors").write_bytes((runs / "wider.safetensors").read_bytes())
+    meta = json.loads((runs / "unloadable.json").read_text())
+    meta["files"]["weights_sha256"] = file_sha256(runs / "unloadable.safetensors")
+    (runs / "unloadable.json").write_text(json.dumps(meta))
+    manager = JobManager(HostLimits(max_jobs=1))
+    job = manager.start("alice", TrainConfig(arch="mlp", model=SMALL, init_checkpoint="unloadable", max_batches=5),
+                        data, "fine-tune")
+    assert manager.wait(job, 60)
+    assert job.status == "failed" and job.message and job.stage == "done"
+    assert manager.running_count() == 0
+    other = manager.start("bob", TrainConfig(arch="mlp", model=SMALL, max_batches=3, record=False), data)
+    assert manager.wait(other, 60) and other.status == "finished"
+
+
+def test_names_are_checked_before_training_and_an_existing_run_is_replaced_only_when_asked(data, runs):
+    from mnist_core.checkpoints import CheckpointError, CheckpointExistsError
+
+    manager = JobManager(HostLimits())
+    quick = TrainConfig(arch="mlp", model=SMALL, max_batches=2, record=False)
+    for bad in ("...", "best"):
+        with pytest.raises(CheckpointError):
+            manager.start("erin", quick, data, bad)
+    assert manager.latest("erin") is None  # nothing trained for a name that could not be saved
+    first = manager.start("erin", quick, data, "mine")
+    assert manager.wait(first, 60) and first.checkpoint == "mine"
+    with pytest.raises(CheckpointExistsError, match="exists already"):
+        manager.start("erin", quick, data, "mine")
+    again = manager.start("erin", quick, data, "mine", overwrite=True)
+    assert manager.wait(again, 60) and again.checkpoint == "mine"
+
+
+def test_default_names_of_runs_started_in_the_same_second_differ(data, runs):
+    manager = JobManager(HostLimits(max_jobs=2))
+    quick = TrainConfig(arch="mlp", model=SMALL, max_batches=2, record=False)
+    a, b = manager.start("frank", quick, data), manager.start("gina", quick, data)
+    assert manager.wait(a, 60) and manager.wait(b, 60)
+    assert a.checkpoint != b.checkpoint and a.checkpoint and b.checkpoint
+
+
+def test_the_eta_follows_a_smoothed_step_rate_not_every_busy_second():
+    from mnist_core.jobs import Job
+    from mnist_core.train import Event
+
+    job = Job("j", "me", "eta", TrainConfig(), total_steps=1000)
+    elapsed, step = 0.0, 0
+    for second in range(20):  # 10 steps a second, then one second where a page stole the CPU
+        rate = 1 if second == 15 else 10
+        for _ in range(rate):
+            step += 1
+            elapsed += 1.0 / rate
+            job.on_event(Event("batch", {"step": step, "epoch": 1, "loss": 1.0, "accuracy": 0.5,
+                                         "images_per_s": 0.0, "elapsed": elapsed}))
+    raw_eta_at_stall = (1000 - step) / 1.0
+    assert job.eta_seconds < 0.5 * raw_eta_at_stall
+    assert 60 < job.eta_seconds < 150  # about (1000 - 191) / 10 steps a second

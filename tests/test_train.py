@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mnist_core.presets import PRESETS, preset
-from mnist_core.train import OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig, fit
+from mnist_core.train import OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig, evaluate, fit
 
 SMALL_MLP = {"depth": 1, "width": 32}
 
@@ -127,3 +127,74 @@ def test_every_preset_is_a_valid_config():
         preset(name).validate()
     with pytest.raises(ConfigError):
         TrainConfig(arch="mlp", label_smoothing=1.0).validate()
+
+
+def test_a_run_at_its_batch_cap_finished_it_was_not_stopped(data):
+    result = fit(TrainConfig(arch="mlp", model=SMALL_MLP, max_batches=12, record=False), data)
+    assert result.status == "finished" and result.steps == 12
+    assert "12-batch cap" in result.message
+
+
+def test_weights_that_do_not_load_fail_the_run_instead_of_raising(data, runs):
+    from mnist_core.checkpoints import save
+
+    import json
+
+    from mnist_core.checkpoints import file_sha256
+
+    save(fit(TrainConfig(arch="mlp", model=SMALL_MLP, max_batches=3, record=False), data), "to-break")
+    save(fit(TrainConfig(arch="mlp", model={"depth": 1, "width": 64}, max_batches=3, record=False), data), "wider")
+    # a wider net's weights under this run's name, with a matching recorded hash: listed, but they do not load
+    (runs / "to-break.safetensors").write_bytes((runs / "wider.safetensors").read_bytes())
+    meta = json.loads((runs / "to-break.json").read_text())
+    meta["files"]["weights_sha256"] = file_sha256(runs / "to-break.safetensors")
+    (runs / "to-break.json").write_text(json.dumps(meta))
+    result = fit(TrainConfig(arch="mlp", model=SMALL_MLP, init_checkpoint="to-break", max_batches=3), data)
+    assert result.status == "failed" and result.steps == 0 and result.message
+
+
+def test_a_run_that_blows_up_keeps_its_best_weights_not_merely_finite_ones(data):
+    config = TrainConfig(arch="mlp", model=SMALL_MLP, optimizer="sgd", lr=1.0, momentum=0.9, max_batches=300,
+                         record=False)
+    result = fit(config, data)
+    assert result.status == "failed"
+    assert "learning rate" in result.message and "best weights" in result.message
+    kept = evaluate(result.model, data.test)
+    assert kept["loss"] < 3.0  # about chance (2.30) or better; the last finite weights scored ~1e30
+
+
+def test_a_batchnorm_net_at_an_absurd_learning_rate_is_told_it_stopped_learning(data):
+    config = TrainConfig(arch="cnn", model={"channels": [4, 8]}, optimizer="sgd", lr=1000.0, momentum=0.0,
+                         max_batches=200, record=False)
+    result = fit(config, data)
+    assert result.status == "failed", result.message
+    assert ("stopped learning" in result.message or "diverged" in result.message) and "learning rate" in result.message
+
+
+def test_the_likely_cause_names_weight_decay_when_it_is_the_culprit():
+    from mnist_core.train import likely_cause
+
+    assert "weight decay" in likely_cause(TrainConfig(optimizer="sgd", lr=0.05, weight_decay=50.0))
+    assert "learning rate" in likely_cause(TrainConfig(optimizer="sgd", lr=5.0))
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"weight_decay": float("inf")}, "weight decay"),
+    ({"weight_decay": float("nan")}, "weight decay"),
+    ({"grad_clip": float("inf")}, "gradient clipping"),
+    ({"lr": float("nan")}, "learning rate"),
+    ({"seed": 99999999999999999999999}, "seed"),
+    ({"seed": -1}, "seed"),
+])
+def test_settings_that_are_not_numbers_or_out_of_range_are_refused_before_training(changes, words):
+    with pytest.raises(ConfigError, match=words):
+        TrainConfig(arch="mlp", model=SMALL_MLP, **changes).validate()
+
+
+def test_a_run_the_host_cannot_hold_is_refused_with_the_figures():
+    from mnist_core.train import check_fits_in_memory
+
+    huge = TrainConfig(arch="cnn", model={"channels": [512, 512, 512]}, batch_size=60000)
+    with pytest.raises(ConfigError, match=r"needs about \d+\.\d GB .* 8\.0 GB free"):
+        check_fits_in_memory(huge, available=8 * 2**30)
+    check_fits_in_memory(TrainConfig(arch="fast"), available=8 * 2**30)  # a normal run passes

@@ -1,0 +1,66 @@
+"""The Train and Compare pages check everything before Start: names, shapes, memory, existing runs."""
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def page(path: str) -> AppTest:
+    return AppTest.from_file(str(ROOT / path), default_timeout=120)
+
+
+def start_button(at: AppTest, label: str = "Start training"):
+    return next(b for b in at.button if b.label == label)
+
+
+def test_bad_run_names_are_refused_before_start(runs):
+    at = page("pages/3_Train.py").run()
+    assert not start_button(at).disabled
+    for name, message in (("...", "no usable characters"), ("数字", "no usable characters"),
+                          ("best", "shipped checkpoint")):
+        at.text_input(key="train.name").set_value(name).run()
+        assert any(message in e.value for e in at.error), (name, [e.value for e in at.error])
+        assert start_button(at).disabled, name
+    assert not at.exception
+
+
+def test_replacing_an_existing_run_asks_first(runs):
+    runs.mkdir(parents=True, exist_ok=True)
+    (runs / "mine.json").write_text("{}")  # a run of that name (unreadable, but it holds the name)
+    (runs / "mine.safetensors").write_bytes(b"")
+    at = page("pages/3_Train.py").run()
+    at.text_input(key="train.name").set_value("mine").run()
+    assert start_button(at).disabled
+    at.checkbox(key="train.overwrite").check().run()
+    assert not start_button(at).disabled
+
+
+def test_a_cnn_that_shrinks_to_nothing_and_a_run_too_big_for_memory_are_refused(runs):
+    at = page("pages/3_Train.py").run()
+    at.selectbox(key="train.arch").set_value("cnn").run()
+    at.text_input(key="model.cnn.channels").set_value("8, 8, 8, 8, 8").run()
+    assert start_button(at).disabled and at.error
+    at.text_input(key="model.cnn.channels").set_value("512, 512, 512").run()
+    at.number_input(key="train.batch_size").set_value(60_000).run()
+    memory = [e.value for e in at.error if "GB of memory" in e.value]
+    assert memory and "batch 60000" in memory[0], [e.value for e in at.error]
+    assert start_button(at).disabled
+    assert not at.exception
+
+
+def test_compare_names_are_per_visitor_and_taken_names_ask_first(runs):
+    first = page("pages/7_Compare.py").run()
+    name = first.text_input(key="compare.name.optimizer").value
+    assert name.startswith("cmp-optimizer-") and name != "cmp-optimizer"  # date and time: not shared by everyone
+    first.text_input(key="compare.name.optimizer").set_value("...").run()
+    assert any("no usable characters" in e.value for e in first.error)
+    assert start_button(first, "Start comparison").disabled
+    runs.mkdir(parents=True, exist_ok=True)
+    (runs / "taken-SGD-s0.json").write_text("{}")
+    first.text_input(key="compare.name.optimizer").set_value("taken").run()
+    assert start_button(first, "Start comparison").disabled
+    first.checkbox(key="compare.overwrite").check().run()
+    assert not start_button(first, "Start comparison").disabled
+    assert not first.exception
