@@ -14,7 +14,7 @@ from typing import Callable
 
 import streamlit as st
 
-from .hosting import hosted
+from mnist_core.host import HostSettingError, hosted
 
 MESSAGE = ("Something went wrong on this page and it stopped. Nothing you saved is lost: reload the page or pick "
            "another one. The error has been logged on the server.")
@@ -28,9 +28,18 @@ if not log.handlers:  # Streamlit configures only its own loggers; ours goes to 
     log.propagate = False
 
 
+def shows_tracebacks() -> bool:
+    """Only where MNIST_HOSTED says plainly that this is a developer's own app: a bad value hides them too,
+    and the sidebar then names the bad value."""
+    try:
+        return not hosted()
+    except HostSettingError:
+        return False
+
+
 def apply_error_details() -> None:
     """Hosted: Streamlit shows no traceback for anything that still escapes (fragments, app.py itself)."""
-    st.set_option("client.showErrorDetails", "none" if hosted() else "full")
+    st.set_option("client.showErrorDetails", "full" if shows_tracebacks() else "none")
 
 
 def log_line(page: str, exc: BaseException) -> str:
@@ -44,7 +53,7 @@ def log_line(page: str, exc: BaseException) -> str:
 def show_error(page: str, exc: Exception) -> None:
     log.error(log_line(page, exc))
     st.error(MESSAGE)
-    if not hosted():  # a developer's own app: the traceback, folded away
+    if shows_tracebacks():  # a developer's own app: the traceback, folded away
         with st.expander("Error details (shown because MNIST_HOSTED is not set)", expanded=False):
             st.exception(exc)
 

@@ -79,13 +79,20 @@ def _folder(env: Mapping[str, str], name: str, meaning: str, must_exist: bool) -
                            "or leave it unset for the default")
 
 
+def hosted(environ: Mapping[str, str] | None = None) -> bool:
+    """MNIST_HOSTED alone: the error guard needs it before anything else is read, even when another setting is bad."""
+    env = os.environ if environ is None else environ
+    value = env.get("MNIST_HOSTED", "").strip().lower()
+    if value not in TRUE + FALSE:
+        raise HostSettingError(f"MNIST_HOSTED={env['MNIST_HOSTED']!r} is not valid: it takes 1 (a public, hosted app) "
+                               "or 0 (a local app), or leave it unset")
+    return value in TRUE
+
+
 def settings(environ: Mapping[str, str] | None = None) -> HostSettings:
     """Every MNIST_* setting, checked; raises HostSettingError for the first bad one."""
     env = os.environ if environ is None else environ
-    hosted = env.get("MNIST_HOSTED", "").strip().lower()
-    if hosted not in TRUE + FALSE:
-        raise HostSettingError(f"MNIST_HOSTED={env['MNIST_HOSTED']!r} is not valid: it takes 1 (a public, hosted app) "
-                               "or 0 (a local app), or leave it unset")
+    is_hosted = hosted(env)
     folders = []
     for name, meaning in FOLDERS.items():
         if (path := _folder(env, name, meaning, must_exist=False)) is not None:
@@ -97,7 +104,7 @@ def settings(environ: Mapping[str, str] | None = None) -> HostSettings:
         max_jobs=_whole(env, "MNIST_MAX_JOBS", "how many training jobs may run at once; unset means 1") or 1,
         max_epochs=_whole(env, "MNIST_MAX_EPOCHS", "the most epochs one run may ask for"),
         max_run_seconds=_seconds(env, "MNIST_MAX_RUN_SECONDS", "the longest one run may train"),
-        hosted=hosted in TRUE,
+        hosted=is_hosted,
         folders=tuple(folders),
     )
 

@@ -8,7 +8,7 @@ from streamlit import config
 from streamlit.testing.v1 import AppTest
 
 from labui import errors
-from labui.hosting import hosted
+from mnist_core.host import hosted
 from labui.navigation import page_files, page_label
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,5 +120,13 @@ def test_hosted_reads_mnist_hosted(monkeypatch, value, expected):
 
 def test_a_bad_mnist_hosted_value_is_named(monkeypatch):
     monkeypatch.setenv("MNIST_HOSTED", "maybe")
-    with pytest.raises(ValueError, match="MNIST_HOSTED must be 1 .* got 'maybe'"):
+    with pytest.raises(ValueError, match="MNIST_HOSTED='maybe' is not valid: it takes 1"):
         hosted()
+
+
+def test_a_bad_mnist_hosted_value_hides_tracebacks_and_the_sidebar_names_it(monkeypatch, runs):
+    monkeypatch.setenv("MNIST_HOSTED", "maybe")
+    assert not errors.shows_tracebacks()
+    at = app().run()
+    assert not at.exception
+    assert any("MNIST_HOSTED='maybe' is not valid" in e.value for e in at.error), [e.value for e in at.error]
