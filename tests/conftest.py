@@ -27,3 +27,4 @@ def runs(tmp_path, monkeypatch):
     for shared in ("MNIST_DRAWINGS_DIR", "MNIST_CACHE_DIR"):  # so drawings and maps live in the private folder
         monkeypatch.delenv(shared, raising=False)
     return folder
+

@@ -1,5 +1,6 @@
 import pytest
 
+from saved_runs import save_unloadable_run
 from mnist_core.checkpoints import load
 from mnist_core.jobs import HostLimits, JobLimitError, JobManager
 from mnist_core.train import TrainConfig
@@ -64,20 +65,7 @@ def test_a_failed_run_says_why(data, runs):
 
 
 def test_a_job_that_fails_before_training_frees_its_slot_for_everyone(data, runs):
-    from mnist_core.checkpoints import save
-    from mnist_core.train import fit
-
-    import json
-
-    from mnist_core.checkpoints import file_sha256
-
-    save(fit(TrainConfig(arch="mlp", model=SMALL, max_batches=2, record=False), data), "unloadable")
-    save(fit(TrainConfig(arch="mlp", model={"depth": 1, "width": 64}, max_batches=2, record=False), data), "wider")
-    # a wider net's weights under this run's name, with a matching recorded hash: listed, but they do not load
-    (runs / "unloadable.safetensors").write_bytes((runs / "wider.safetensors").read_bytes())
-    meta = json.loads((runs / "unloadable.json").read_text())
-    meta["files"]["weights_sha256"] = file_sha256(runs / "unloadable.safetensors")
-    (runs / "unloadable.json").write_text(json.dumps(meta))
+    save_unloadable_run(data, runs, "unloadable", SMALL)
     manager = JobManager(HostLimits(max_jobs=1))
     job = manager.start("alice", TrainConfig(arch="mlp", model=SMALL, init_checkpoint="unloadable", max_batches=5),
                         data, "fine-tune")

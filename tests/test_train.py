@@ -5,6 +5,7 @@ import threading
 import pytest
 import torch
 
+from saved_runs import save_unloadable_run
 from mnist_core.presets import PRESETS, preset
 from mnist_core.train import OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig, evaluate, fit
 
@@ -136,19 +137,7 @@ def test_a_run_at_its_batch_cap_finished_it_was_not_stopped(data):
 
 
 def test_weights_that_do_not_load_fail_the_run_instead_of_raising(data, runs):
-    from mnist_core.checkpoints import save
-
-    import json
-
-    from mnist_core.checkpoints import file_sha256
-
-    save(fit(TrainConfig(arch="mlp", model=SMALL_MLP, max_batches=3, record=False), data), "to-break")
-    save(fit(TrainConfig(arch="mlp", model={"depth": 1, "width": 64}, max_batches=3, record=False), data), "wider")
-    # a wider net's weights under this run's name, with a matching recorded hash: listed, but they do not load
-    (runs / "to-break.safetensors").write_bytes((runs / "wider.safetensors").read_bytes())
-    meta = json.loads((runs / "to-break.json").read_text())
-    meta["files"]["weights_sha256"] = file_sha256(runs / "to-break.safetensors")
-    (runs / "to-break.json").write_text(json.dumps(meta))
+    save_unloadable_run(data, runs, "to-break", SMALL_MLP)
     result = fit(TrainConfig(arch="mlp", model=SMALL_MLP, init_checkpoint="to-break", max_batches=3), data)
     assert result.status == "failed" and result.steps == 0 and result.message
 
