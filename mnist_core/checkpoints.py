@@ -275,7 +275,10 @@ def _writer_alive(tmp: Path) -> bool:
         return False
     except OSError:  # it exists, but belongs to someone else
         return True
-    return True
+    try:  # a killed process nobody has reaped yet (a zombie) writes nothing more
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def _written_by_save(path: Path) -> bool:

@@ -1,10 +1,11 @@
-"""A separate process that saves one real run, for the fault suite to kill -9 or race.
+"""A separate process that saves real runs, for the fault suite to kill -9 or race.
 
-usage: python tests/faults_worker.py RUNS_DIR NAME FILL [--no-overwrite]
-The model's weights are all FILL and the metadata records {"fill": FILL}, so a test can tell which save
-a checkpoint's files came from. MNIST_TEST_SAVE_PAUSE=<step> stops the save after that step.
+python tests/faults_worker.py "RUNS_DIR,NAME,FILL,OVERWRITE(0/1),PAUSE_STEP(or -)". It prints "<pid> start", then "paused after <step>" if it pauses (and waits to be killed), then
+"<pid> saved" or "<pid> exists". The model's weights are all FILL and the metadata records
+{"fill": FILL}, so a test can tell which save a checkpoint's files came from.
 """
 
+import os
 import sys
 from pathlib import Path
 
@@ -14,7 +15,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mnist_core.checkpoints import CheckpointExistsError, save  # noqa: E402
 from mnist_core.models import build_model  # noqa: E402
-from mnist_core.probes import ProbeRecord  # noqa: E402,F401
 from mnist_core.train import RunResult, TrainConfig  # noqa: E402
 
 
@@ -24,15 +24,24 @@ def run(runs_dir: str, name: str, fill: float, overwrite: bool) -> int:
     with torch.no_grad():
         for p in model.parameters():
             p.fill_(fill)
-    result = RunResult(model, config, "finished", [{"epoch": 1, "test_accuracy": 0.5}], 1.0, "cpu", steps=1)
+    result = RunResult(model, config, "finished", [{"epoch": 1, "steps": 1, "test_accuracy": 0.5}], 1.0, "cpu",
+                       steps=1)
     try:
         save(result, name, Path(runs_dir), extra={"fill": fill}, overwrite=overwrite)
     except CheckpointExistsError:
-        print("exists", flush=True)
+        print(f"{os.getpid()} exists", flush=True)
         return 3
-    print("saved", flush=True)
+    print(f"{os.getpid()} saved", flush=True)
     return 0
 
 
+def main(job: str) -> int:
+    runs_dir, name, fill, overwrite, pause = job.split(",")
+    if pause != "-":
+        os.environ["MNIST_TEST_SAVE_PAUSE"] = pause
+    print(f"{os.getpid()} start {pause}", flush=True)
+    return run(runs_dir, name, float(fill), overwrite == "1")
+
+
 if __name__ == "__main__":
-    sys.exit(run(sys.argv[1], sys.argv[2], float(sys.argv[3]), "--no-overwrite" not in sys.argv))
+    sys.exit(main(sys.argv[1]))

@@ -2,9 +2,11 @@
 folder the app reads, and names that try to leave their folder. Each case asserts the specific
 answer and that nothing saved earlier was lost."""
 
+import contextlib
 import json
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -31,7 +33,7 @@ def run_with_fill(fill: float, width: int = 16) -> RunResult:
     with torch.no_grad():
         for p in model.parameters():
             p.fill_(fill)
-    return RunResult(model, config, "finished", [{"epoch": 1, "test_accuracy": 0.5}], 1.0, "cpu", steps=1)
+    return RunResult(model, config, "finished", [{"epoch": 1, "steps": 1, "test_accuracy": 0.5}], 1.0, "cpu", steps=1)
 
 
 def whole_fill(name: str, directory: Path):
@@ -44,13 +46,12 @@ def whole_fill(name: str, directory: Path):
     return meta["fill"]
 
 
-def worker(directory: Path, name: str, fill: float, *flags, pause: str | None = None) -> subprocess.Popen:
+def worker(directory: Path, name: str, fill: float, overwrite: bool, pause: str | None) -> subprocess.Popen:
+    """A separate process saving one run: a real concurrent save, or one paused for a real kill -9."""
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     env.pop("MNIST_TEST_SAVE_PAUSE", None)
-    if pause:
-        env["MNIST_TEST_SAVE_PAUSE"] = pause
-    return subprocess.Popen([sys.executable, str(WORKER), str(directory), name, str(fill), *flags],
-                            stdout=subprocess.PIPE, text=True, env=env)
+    spec = f"{directory},{name},{fill},{int(overwrite)},{pause or '-'}"
+    return subprocess.Popen([sys.executable, str(WORKER), spec], stdout=subprocess.PIPE, text=True, env=env)
 
 
 def test_kill_9_at_each_step_of_a_save_leaves_the_run_absent_or_whole(tmp_path):
@@ -59,13 +60,19 @@ def test_kill_9_at_each_step_of_a_save_leaves_the_run_absent_or_whole(tmp_path):
     for folder in folders.values():
         save(run_with_fill(0.1), "victim", folder, extra={"fill": 0.1})
         save(run_with_fill(0.3), "bystander", folder, extra={"fill": 0.3})
-    procs = {step: worker(folders[step], "victim", 0.2, pause=step) for step in SAVE_STEPS}  # all at once: fast
-    for step, proc in procs.items():
-        line = proc.stdout.readline()
-        assert line.strip() == f"paused after {step}", line
-        proc.send_signal(signal.SIGKILL)  # a real kill -9: no handler, no finally, no flush
-        proc.wait(timeout=30)
-        proc.stdout.close()
+    procs = {step: worker(folders[step], "victim", 0.2, True, step) for step in SAVE_STEPS}  # all at once: faster
+    try:
+        for step, proc in procs.items():
+            lines = [proc.stdout.readline() for _ in range(2)]
+            assert lines[1].strip() == f"paused after {step}", lines
+            proc.send_signal(signal.SIGKILL)  # a real kill -9: no handler, no finally, no flush
+            proc.wait(timeout=30)
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=30)
+            proc.stdout.close()
     expected = {"temporaries written": 0.1, "lock taken": 0.1, "old metadata removed": None,
                 "weights renamed": None, "probes renamed": None, "metadata renamed": 0.2}
     assert set(expected) == set(SAVE_STEPS)
@@ -83,11 +90,11 @@ def test_kill_9_at_each_step_of_a_save_leaves_the_run_absent_or_whole(tmp_path):
 
 
 def test_concurrent_processes_saving_one_new_name_one_wins_whole(tmp_path):
-    procs = [worker(tmp_path, "race", fill, "--no-overwrite") for fill in (0.5, 0.6, 0.7)]
-    outcomes = [(proc.communicate(timeout=120)[0].strip(), proc.returncode) for proc in procs]
-    assert sorted(o for o, _ in outcomes) == ["exists", "exists", "saved"], outcomes
-    winner = [fill for fill, (o, _) in zip((0.5, 0.6, 0.7), outcomes) if o == "saved"][0]
-    assert whole_fill("race", tmp_path) == winner
+    fills = (0.5, 0.6, 0.7)
+    procs = [worker(tmp_path, "race", fill, False, None) for fill in fills]
+    outcomes = [proc.communicate(timeout=120)[0].split()[-1] for proc in procs]
+    assert sorted(outcomes) == ["exists", "exists", "saved"], outcomes
+    assert whole_fill("race", tmp_path) == fills[outcomes.index("saved")]
 
 
 def test_concurrent_threads_saving_runs_lose_nothing(tmp_path):
