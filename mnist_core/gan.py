@@ -29,6 +29,7 @@ from .checkpoints import (SHIPPED_DIR, CheckpointError, CheckpointExistsError, a
                           safe_name, validate_name)
 from .data import Mnist, pick_device, standardize
 from .jobs import HostLimits, OwnerSlots
+from .saliency import private_view
 
 VARIANTS = ("mlp", "dcgan")
 DEVICES = ("cpu", "cuda", "mps")
@@ -175,8 +176,8 @@ class Judge:
     def __init__(self, classifier: nn.Module, mnist: Mnist, real_per_class: int = 300):
         self.model = classifier.eval()
         self.device = next(classifier.parameters()).device
-        linears = [m for m in classifier.modules() if isinstance(m, nn.Linear)]
-        self._last = linears[-1]
+        linears = [path for path, m in classifier.named_modules() if isinstance(m, nn.Linear)]
+        self._last_path = linears[-1]
         test = (mnist.test_images.float() / 127.5 - 1).unsqueeze(1)
         raw, real_labels = self._raw_features(test)[0], mnist.test_labels.numpy()
         # Statistics in the top principal directions of the real features: with ~1,000 samples a
@@ -206,12 +207,16 @@ class Judge:
     @torch.no_grad()
     def _raw_features(self, images: torch.Tensor, batch_size: int = 1000) -> tuple[np.ndarray, np.ndarray]:
         captured: list[torch.Tensor] = []
-        hook = self._last.register_forward_pre_hook(lambda _m, args: captured.append(args[0].detach().cpu()))
+        # The judge is shared by every session's GAN job: the hook goes on a per-call view of the model,
+        # so two scorings at once never capture each other's features.
+        model = private_view(self.model)
+        last = model.get_submodule(self._last_path)
+        hook = last.register_forward_pre_hook(lambda _m, args: captured.append(args[0].detach().cpu()))
         predicted = []
         try:
             for chunk in images.split(batch_size):
                 x = standardize((chunk.float() + 1) / 2)
-                predicted.append(self.model(x.to(self.device)).argmax(1).cpu())
+                predicted.append(model(x.to(self.device)).argmax(1).cpu())
         finally:
             hook.remove()
         return torch.cat(captured).double().numpy(), torch.cat(predicted).numpy()

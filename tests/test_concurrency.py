@@ -116,3 +116,25 @@ def test_a_result_kept_for_the_whole_server_is_computed_once_when_sessions_ask_t
     memory.get_or_compute(2, lambda: "third")  # over max_entries: the oldest goes
     assert memory.get(2) == "third" and [memory.get(k) is None for k in (0, 1)].count(True) == 1
     assert memory.get_or_compute(3, lambda: None) is None and memory.get(3) is None  # None is not kept
+
+
+def test_the_gan_judge_scores_from_many_threads_as_it_does_alone(mnist):
+    from mnist_core.gan import Judge
+
+    judge = Judge(load("fast")[0], mnist)  # one judge, shared by every session's GAN job
+    batches = [(mnist.test_images[i * 200:(i + 1) * 200].float() / 127.5 - 1).unsqueeze(1) for i in range(6)]
+    alone = [judge.features(x)[0] for x in batches]
+    together: dict[int, list[np.ndarray]] = {i: [] for i in range(len(batches))}
+
+    def score(i: int) -> None:
+        for _ in range(3):
+            together[i].append(judge.features(batches[i])[0])
+
+    threads = [threading.Thread(target=score, args=(i,)) for i in range(len(batches))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, results in together.items():
+        assert all(np.allclose(r, alone[i], atol=1e-5) for r in results), f"batch {i} got another batch's features"
+    assert not any(m._forward_pre_hooks for m in judge.model.modules())  # nothing left on the shared model
