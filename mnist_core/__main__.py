@@ -24,10 +24,9 @@ from .host import problem as host_problem
 from .models import ModelError, get_architecture, REGISTRY
 from .presets import PRESETS, preset
 from .scratch.cli import add_scratch_parser, cmd_scratch
-from .train import OPTIMIZERS, SCHEDULES, ConfigError, Event, TrainConfig, evaluate, fit
+from .train import MAX_SEED, OPTIMIZERS, SCHEDULES, ConfigError, Event, TrainConfig, evaluate, fit
 
 PROG = "python -m mnist_core"
-MAX_SEED = 2**32 - 1  # numpy's and most tools' seed range; torch takes more, but a run should be reproducible anywhere
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -23,7 +23,7 @@ from .probes import ProbeRecord, Recorder, auto_interval
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta")
 SCHEDULES = ("none", "step", "cosine", "onecycle")
-MAX_SEED = 2**62  # the run derives seed + 1 and seed + 2 for its other streams; all must fit torch's 64 bits
+MAX_SEED = 2**32 - 1  # numpy's and most tools' seed range (torch takes more): a run should be reproducible anywhere
 MEMORY_HEADROOM = 0.8  # a run may take at most this share of the memory the host has available
 DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3, "adagrad": 0.01, "adadelta": 1.0}
 
