@@ -33,6 +33,11 @@ def sidebar() -> None:
             state.set_active(choice)
         else:
             st.warning("No checkpoints found: train one on the Train page.")
+        unreadable = state.unreadable_checkpoints()
+        if unreadable:
+            with st.expander(f"{len(unreadable)} checkpoint(s) could not be read"):
+                for bad in unreadable:
+                    st.caption(f"**{bad.name}** ({bad.source}): {bad.reason}")
         job = state.job_manager().latest(state.session_id())
         if job is not None:
             snap = job.snapshot()

@@ -13,7 +13,7 @@ import torch
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from mnist_core import evaluation
-from mnist_core.checkpoints import SHIPPED_DIR, CheckpointInfo, list_checkpoints, load, runs_dir
+from mnist_core.checkpoints import SHIPPED_DIR, CheckpointInfo, UnreadableCheckpoint, list_checkpoints, load, runs_dir, scan
 from mnist_core.compare import ComparisonJobs
 from mnist_core.data import DeviceData, load_mnist, pick_device
 from mnist_core.embed import Embedding, all_labels, cache_dir, file_digest, load_cached, shipped_cache_dir, warm_up
@@ -196,6 +196,11 @@ def device_label() -> str:
 
 def checkpoints() -> list[CheckpointInfo]:
     return list_checkpoints()
+
+
+def unreadable_checkpoints() -> list[UnreadableCheckpoint]:
+    """Checkpoints on disk that cannot be used, with why: listed as such, never with the figures they claim."""
+    return scan()[1]
 
 
 def best_shipped(infos: list[CheckpointInfo]) -> str | None:

@@ -213,3 +213,21 @@ def test_the_real_command_line_gives_the_same_one_line_answer(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert "--out /proc/self: cannot save there" in done.stderr
+
+
+def test_every_page_lists_damaged_checkpoints_as_unreadable_with_the_reason(runs):
+    from streamlit.testing.v1 import AppTest
+
+    runs.mkdir(parents=True, exist_ok=True)
+    (runs / "claims.json").write_text(json.dumps({"arch": "mlp", "test_accuracy": "high"}))
+    (runs / "claims.safetensors").write_bytes(b"")
+    (runs / "pickled.json").write_text(json.dumps({"arch": "mlp", "test_accuracy": 0.9999}))
+    (runs / "pickled.safetensors").write_bytes(b"\x80\x04\x95" + b"\x00" * 64)
+    root = Path(__file__).resolve().parent.parent
+    at = AppTest.from_file(str(root / "app.py"), default_timeout=120).run()
+    assert not at.exception
+    listed = " ".join(c.value for c in at.sidebar.caption)
+    assert "**claims** (runs)" in listed and "**pickled** (runs)" in listed
+    assert "99.99" not in listed  # the accuracy a damaged JSON claims is never shown
+    names = [n for df in at.dataframe if "name" in df.value.columns for n in df.value["name"]]
+    assert "claims" not in names and "pickled" not in names  # never offered as usable checkpoints
