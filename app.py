@@ -16,18 +16,18 @@ DESCRIPTIONS = {  # pages/ file -> one line for the home page; a page missing he
     "1_Data.py": "The digits: counts, samples by class, pixel statistics, class means and differences.",
     "2_Embeddings.py": "PCA, t-SNE and UMAP maps of the digits, from pixels or a network's features.",
     "3_Train.py": "Pick an architecture and its settings, train it, and watch the curves live.",
-    "4_Inspect.py": "Look inside a checkpoint: histograms over training, gradient flow, filters, feature maps, "
-                    "saliency, confusion matrix, calibration, its mistakes.",
-    "5_Draw.py": "Draw a digit and watch every model read it, with the preprocessing and the why.",
-    "6_GAN.py": "A conditional GAN: its digits class by class and epoch by epoch, trained live, measured.",
-    "7_Compare.py": "Vary one setting (optimizer, architecture, BatchNorm, dropout, augmentation, depth) from "
-                    "identical starting weights, over several seeds, and compare the curves.",
-    "9_Under_the_hood.py": "Backpropagation by hand: a small graph engine written in NumPy, one training step on a "
+    "4_Under_the_hood.py": "Backpropagation by hand: a small graph engine written in NumPy, one training step on a "
                            "real digit node by node, every gradient checked against PyTorch's.",
-    "8_Transfer.py": "Freeze a pretrained backbone (Fashion-MNIST CNN, EfficientNet-Lite0, torchvision's) and train "
-                     "a new head on 100, 1,000 or all labelled digits, against training from scratch.",
-    "10_Build.py": "Stack layers one by one with shapes, parameters and multiply-adds checked as you go, train the "
-                   "network, or download any checkpoint as a training script, ONNX or its files.",
+    "5_Build.py": "Stack layers one by one with shapes, parameters and multiply-adds checked as you go, train the "
+                  "network, or download any checkpoint as a training script, ONNX or its files.",
+    "6_Inspect.py": "Look inside a checkpoint: histograms over training, gradient flow, filters, feature maps, "
+                    "saliency, confusion matrix, calibration, its mistakes.",
+    "7_Draw.py": "Draw a digit and watch every model read it, with the preprocessing and the why.",
+    "8_GAN.py": "A conditional GAN: its digits class by class and epoch by epoch, trained live, measured.",
+    "9_Compare.py": "Vary one setting (optimizer, architecture, BatchNorm, dropout, augmentation, depth) from "
+                    "identical starting weights, over several seeds, and compare the curves.",
+    "10_Transfer.py": "Freeze a pretrained backbone (Fashion-MNIST CNN, EfficientNet-Lite0, torchvision's) and train "
+                      "a new head on 100, 1,000 or all labelled digits, against training from scratch.",
 }
 
 

@@ -1,7 +1,7 @@
 """The app's navigation: Home, then every script in pages/ in its numbered order.
 
 Every file in pages/ is picked up, so a new page needs no change here. Its label and URL come from
-the file name as Streamlit infers them ("5_Draw.py" -> "Draw" at /Draw), which keeps shared links
+the file name as Streamlit infers them ("7_Draw.py" -> "Draw" at /Draw), which keeps shared links
 the same as under Streamlit's automatic pages/ navigation.
 """
 
@@ -28,7 +28,7 @@ def page_files() -> list[Path]:
 
 
 def page_label(path: Path) -> str:
-    """The label Streamlit gives a page file: "9_Under_the_hood.py" -> "Under the hood"."""
+    """The label Streamlit gives a page file: "4_Under_the_hood.py" -> "Under the hood"."""
     return re.sub(r"^\d+_", "", path.stem).replace("_", " ")
 
 

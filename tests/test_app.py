@@ -104,7 +104,7 @@ def test_data_page_filters_samples_and_compares_classes(runs):
 
 
 def test_draw_page_scores_every_checkpoint_on_drawings_and_fine_tunes_only_with_some(runs):
-    at = page("pages/5_Draw.py").run()
+    at = page("pages/7_Draw.py").run()
     assert any("Draw a digit on the canvas" in m.value for m in at.info)
     assert at.button(key="draw.finetune").disabled  # no saved drawings yet
     at.button(key="draw.evaluate").click().run()
@@ -138,7 +138,7 @@ def test_embeddings_page_maps_digits_and_refuses_impossible_parameters(runs):
 
 @pytest.mark.parametrize("checkpoint, feature_maps", [("mlp", False), ("best", True)])
 def test_inspect_page_shows_a_shipped_checkpoint_without_history(runs, checkpoint, feature_maps):
-    at = page("pages/4_Inspect.py")
+    at = page("pages/6_Inspect.py")
     at.session_state["active_checkpoint"] = checkpoint
     at.run()
     assert not at.exception, [e.message for e in at.exception]
@@ -157,7 +157,7 @@ def test_inspect_page_plays_back_a_recorded_run(runs, data):
     from mnist_core.train import TrainConfig, fit
 
     save(fit(TrainConfig(arch="cnn", model={"channels": [4, 8]}, max_batches=40, record_every=4), data), "recorded")
-    at = page("pages/4_Inspect.py")
+    at = page("pages/6_Inspect.py")
     at.session_state["active_checkpoint"] = "recorded"
     at.run()
     assert not at.exception, [e.message for e in at.exception]
@@ -169,7 +169,7 @@ def test_inspect_page_plays_back_a_recorded_run(runs, data):
 
 
 def test_gan_page_browses_the_shipped_gan_by_class(runs):
-    at = page("pages/6_GAN.py").run()
+    at = page("pages/8_GAN.py").run()
     assert not at.exception, [e.message for e in at.exception]
     assert any("One row per class" in str(img.proto) for img in at.get("image"))
     assert any(m.label == "Conditional accuracy" for m in at.metric)
@@ -179,7 +179,7 @@ def test_gan_page_browses_the_shipped_gan_by_class(runs):
 
 
 def test_gan_page_trains_a_short_run_and_saves_it(runs):
-    at = page("pages/6_GAN.py").run()
+    at = page("pages/8_GAN.py").run()
     at.selectbox(key="gan.variant").set_value("mlp").run()
     at.number_input(key="gan.width").set_value(8).run()
     at.number_input(key="gan.max_batches").set_value(20).run()
@@ -195,7 +195,7 @@ def test_gan_page_trains_a_short_run_and_saves_it(runs):
 
 
 def test_compare_page_runs_two_arms_and_tabulates_them(runs):
-    at = page("pages/7_Compare.py").run()
+    at = page("pages/9_Compare.py").run()
     at.number_input(key="compare.max_batches").set_value(5)
     at.selectbox(key="compare.optimizer.(defaults)").set_value("sgd")
     at.number_input(key="compare.lr.(defaults)").set_value(0.05)
@@ -219,7 +219,7 @@ def test_compare_page_runs_two_arms_and_tabulates_them(runs):
 
 
 def test_compare_page_refuses_to_start_with_bad_architecture_settings(runs):
-    at = page("pages/7_Compare.py").run()
+    at = page("pages/9_Compare.py").run()
     at.selectbox(key="compare.arch.(defaults)").set_value("cnn").run()
     at.text_input(key="compare.model.(defaults).cnn.channels").set_value("16, x").run()
     assert any("Fix the architecture settings" in e.value for e in at.error)
@@ -228,14 +228,14 @@ def test_compare_page_refuses_to_start_with_bad_architecture_settings(runs):
 
 
 def test_compare_page_says_why_a_dimension_does_not_fit_the_base(runs):
-    at = page("pages/7_Compare.py").run()
+    at = page("pages/9_Compare.py").run()
     at.selectbox(key="compare.dimension").set_value("bn").run()
     assert any("BatchNorm position can be varied for the cnn architecture" in e.value for e in at.error)
     assert not at.exception
 
 
 def test_transfer_page_trains_a_head_and_a_scratch_baseline(runs):
-    at = page("pages/8_Transfer.py").run()
+    at = page("pages/10_Transfer.py").run()
     at.selectbox(key="transfer.labels").set_value(100)
     at.number_input(key="transfer.steps").set_value(20).run()
     at.button(key="transfer.start").click().run()
@@ -250,7 +250,7 @@ def test_transfer_page_trains_a_head_and_a_scratch_baseline(runs):
 
 
 def test_transfer_page_stops_a_run_on_request(runs):
-    at = page("pages/8_Transfer.py").run()
+    at = page("pages/10_Transfer.py").run()
     at.selectbox(key="transfer.labels").set_value(100)
     at.multiselect(key="transfer.arms").set_value(["scratch"])
     at.number_input(key="transfer.steps").set_value(20_000).run()  # minutes of work, unless stopped
@@ -272,7 +272,7 @@ def test_transfer_page_stops_a_run_on_request(runs):
 
 def test_transfer_page_explains_a_missing_torchvision_weight(runs, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    at = page("pages/8_Transfer.py").run()
+    at = page("pages/10_Transfer.py").run()
     at.selectbox(key="transfer.backbone").set_value("resnet18").run()
     assert not at.exception
     assert any("ResNet18's ImageNet weights are not in the torch hub cache" in e.value for e in at.error)

@@ -13,7 +13,7 @@ from mnist_core.compare import arch_arms, plan
 from mnist_core.train import TrainConfig, fit
 
 ROOT = Path(__file__).resolve().parent.parent
-BUILD = "pages/10_Build.py"
+BUILD = "pages/5_Build.py"
 
 
 def page(path: str = BUILD) -> AppTest:
@@ -136,8 +136,8 @@ def built(runs, data):
     return checkpoints.save(fit(config, data), "built")
 
 
-@pytest.mark.parametrize("path", ["pages/4_Inspect.py", "pages/5_Draw.py", "pages/2_Embeddings.py",
-                                  "pages/7_Compare.py", "pages/3_Train.py", BUILD])
+@pytest.mark.parametrize("path", ["pages/6_Inspect.py", "pages/7_Draw.py", "pages/2_Embeddings.py",
+                                  "pages/9_Compare.py", "pages/3_Train.py", BUILD])
 def test_every_page_renders_with_a_built_checkpoint_active(built, path):
     at = page(path)
     at.session_state["active_checkpoint"] = built

@@ -15,7 +15,7 @@ def test_an_image_bomb_in_the_drawings_folder_is_a_warning_not_a_crash(runs):
     save_drawing(np.zeros((28, 28)), 4)
     bomb_png(drawings_dir() / "7-20260101-000000-abcdef.png")  # crashed the page with DecompressionBombError
     (drawings_dir() / "labels.json").write_text("[{")
-    at = AppTest.from_file(str(ROOT / "pages/5_Draw.py"), default_timeout=120).run()
+    at = AppTest.from_file(str(ROOT / "pages/7_Draw.py"), default_timeout=120).run()
     assert not at.exception
     warnings = [w.value for w in at.warning]
     assert any("7-20260101-000000-abcdef.png" in w and "not a readable PNG" in w for w in warnings), warnings

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def inspect(checkpoint: str) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "pages/4_Inspect.py"), default_timeout=300)
+    at = AppTest.from_file(str(ROOT / "pages/6_Inspect.py"), default_timeout=300)
     at.session_state["active_checkpoint"] = checkpoint
     return at.run()
 

@@ -56,7 +56,7 @@ def test_every_file_in_pages_is_in_the_navigation_and_on_the_home_page(runs):
 
 
 def test_page_label_matches_streamlits_file_name_rule():
-    assert page_label(Path("9_Under_the_hood.py")) == "Under the hood"
+    assert page_label(Path("4_Under_the_hood.py")) == "Under the hood"
     assert page_label(Path("2_Embeddings.py")) == "Embeddings"
 
 

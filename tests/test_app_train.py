@@ -51,7 +51,7 @@ def test_a_cnn_that_shrinks_to_nothing_and_a_run_too_big_for_memory_are_refused(
 
 
 def test_compare_names_are_per_visitor_and_taken_names_ask_first(runs):
-    first = page("pages/7_Compare.py").run()
+    first = page("pages/9_Compare.py").run()
     name = first.text_input(key="compare.name.optimizer").value
     assert name.startswith("cmp-optimizer-") and name != "cmp-optimizer"  # date and time: not shared by everyone
     first.text_input(key="compare.name.optimizer").set_value("...").run()

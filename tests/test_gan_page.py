@@ -15,7 +15,7 @@ TINY = dict(variant="mlp", width=8)
 
 
 def page() -> AppTest:
-    return AppTest.from_file(str(ROOT / "pages/6_GAN.py"), default_timeout=120)
+    return AppTest.from_file(str(ROOT / "pages/8_GAN.py"), default_timeout=120)
 
 
 def stop_after(steps: int):

@@ -60,7 +60,7 @@ def test_the_cli_refuses_to_start_in_one_line(name, value, tmp_path):
     assert len(lines) == 1 and name in lines[0] and "Traceback" not in done.stderr, done.stderr
 
 
-@pytest.mark.parametrize("page", ["pages/3_Train.py", "pages/7_Compare.py"])
+@pytest.mark.parametrize("page", ["pages/3_Train.py", "pages/9_Compare.py"])
 def test_the_app_shows_one_error_and_stops(page, monkeypatch, runs):
     monkeypatch.setenv("MNIST_MAX_JOBS", "1e3")
     at = AppTest.from_file(str(ROOT / page), default_timeout=120).run()

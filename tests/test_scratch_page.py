@@ -7,7 +7,7 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGE = str(ROOT / "pages" / "9_Under_the_hood.py")
+PAGE = str(ROOT / "pages" / "4_Under_the_hood.py")
 
 
 def page() -> AppTest:
