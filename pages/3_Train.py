@@ -10,7 +10,7 @@ from labui.sidebar import sidebar  # noqa: E402
 from labui.widgets import config_widgets, seed_state  # noqa: E402
 from mnist_core import checkpoints as ckpt  # noqa: E402
 from mnist_core.jobs import JobLimitError  # noqa: E402
-from mnist_core.models import REGISTRY, ModelError, build_model, describe  # noqa: E402
+from mnist_core.models import REGISTRY, ModelError, build_model, describe, layer_labels  # noqa: E402
 from mnist_core.presets import PRESETS, preset  # noqa: E402
 from mnist_core.train import (DEFAULT_LR, OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig,  # noqa: E402
                               check_fits_in_memory)
@@ -108,7 +108,8 @@ def settings_widgets() -> tuple[TrainConfig, list[str]]:
 
 def model_card(config: TrainConfig) -> None:
     try:
-        card = describe(build_model(config.arch, config.model))
+        model = build_model(config.arch, config.model)
+        card = describe(model)
     except (ModelError, RuntimeError) as exc:
         st.error(f"This architecture cannot be built with these settings: {exc}")
         return
@@ -117,8 +118,9 @@ def model_card(config: TrainConfig) -> None:
     cols[1].metric("Effective parameters", f"{card.effective_params:,}", help="Non-zero weights (sparse nets).")
     cols[2].metric("Multiply-adds per image", f"{card.macs:,}")
     cols[3].metric("Receptive field", f"{card.receptive_field} px" if card.receptive_field else "whole image")
+    labels = layer_labels(model)
     with st.expander("Layer table"):
-        st.dataframe([{"layer": r.name, "type": r.kind, "output shape": " x ".join(map(str, r.output_shape)),
+        st.dataframe([{"layer": labels.get(r.name, r.name), "module": r.name, "type": r.kind, "output shape": " x ".join(map(str, r.output_shape)),
                        "params": r.params, "multiply-adds": r.macs, "receptive field": r.receptive_field}
                       for r in card.layers], hide_index=True, width="stretch")
 

@@ -64,3 +64,11 @@ def test_compare_names_are_per_visitor_and_taken_names_ask_first(runs):
     first.checkbox(key="compare.overwrite").check().run()
     assert not start_button(first, "Start comparison").disabled
     assert not first.exception
+
+
+def test_the_model_cards_layer_table_names_layers_in_words(runs):
+    at = page("pages/3_Train.py").run()
+    at.selectbox(key="train.arch").set_value("cnn").run()
+    table = next(df.value for df in at.dataframe if "multiply-adds" in df.value.columns)
+    assert list(table["layer"][:3]) == ["conv 1 (layer 1)", "ReLU after conv 1 (layer 2)", "BatchNorm after conv 1 (layer 3)"]
+    assert list(table["module"][:3]) == ["0", "1", "2"]  # the module path is still there for readers of the code
