@@ -13,8 +13,10 @@ def wait_until_idle(page):
 
 
 def choose(page, label: str, option: str) -> None:
-    """Pick an option of a Streamlit selectbox, as a user does: open it, click the option."""
+    """Pick an option of a Streamlit selectbox, as a user does: open it, type to filter, click the option.
+    (A long list, such as the checkpoints after other tests have saved runs, renders only its first options.)"""
     page.get_by_role("combobox", name=label, exact=True).click()
+    page.keyboard.type(option)
     page.get_by_role("option", name=option).first.click()
     wait_until_idle(page)
 
