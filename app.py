@@ -48,7 +48,8 @@ def home() -> None:
     st.write(
         "A laboratory for seeing what a neural network does, on the real MNIST digits: train fully connected "
         "nets, parallel-column nets, sparse nets and CNNs with live curves, compare them fairly, transfer what a "
-        "network learned elsewhere, and look inside."
+        "network learned elsewhere, build your own layer by layer and take it home, and look inside, down to "
+        "backpropagation itself."
     )
 
     st.subheader("Pages")
