@@ -118,5 +118,6 @@ def test_a_run_that_ends_is_picked_under_browse_and_the_next_run_gets_a_new_name
         time.sleep(1)
         at.run()
     at.run()
+    assert (runs / "gans" / "ends-here.safetensors").exists()
     assert at.selectbox(key="gan.checkpoint").value == "ends-here"
     assert at.text_input(key="gan.name").value.startswith("cgan-")
