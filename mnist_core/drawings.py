@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .checkpoints import MAX_NAME, runs_dir, validate_name
+from .checkpoints import MAX_NAME, atomic_write, runs_dir, validate_name
 from .drawing import SIZE
 
 ENV_DIR = "MNIST_DRAWINGS_DIR"
@@ -38,15 +38,6 @@ class DrawingSetError(ValueError):
 def drawings_dir() -> Path:
     return Path(os.environ.get(ENV_DIR) or runs_dir() / "drawings")
 
-
-def _write_atomically(path: Path, write) -> None:
-    """write(tmp_path) then one rename: readers see the old file or the new one, never half of one."""
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"  # unique: concurrent writers never share it
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _read_index(directory: Path) -> tuple[dict[str, int], list[str]]:
@@ -82,7 +73,7 @@ def save_drawing(pixels: np.ndarray, label: int, directory: Path | None = None) 
     directory.mkdir(parents=True, exist_ok=True)
     name = f"{int(label)}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:12]}.png"
     image = Image.fromarray((np.clip(pixels, 0, 1) * 255).round().astype(np.uint8), mode="L")
-    _write_atomically(directory / name, lambda tmp: image.save(tmp, format="PNG"))
+    atomic_write(directory / name, lambda tmp: image.save(tmp, format="PNG"))
     return name
 
 
@@ -167,4 +158,4 @@ def delete_drawing(name: str, directory: Path | None = None) -> None:
         legacy, _ = _read_index(directory)
         if name in legacy and (directory / INDEX).exists():
             entries = [{"file": f, "label": label} for f, label in legacy.items() if f != name]
-            _write_atomically(directory / INDEX, lambda tmp: tmp.write_text(json.dumps(entries, indent=1)))
+            atomic_write(directory / INDEX, lambda tmp: Path(tmp).write_text(json.dumps(entries, indent=1)))

@@ -21,7 +21,7 @@ import safetensors.numpy
 import torch
 import torch.nn as nn
 
-from .checkpoints import SHIPPED_DIR, runs_dir
+from .checkpoints import SHIPPED_DIR, atomic_write, runs_dir
 from .data import Mnist
 
 METHODS = ("pca", "tsne", "umap")
@@ -322,12 +322,10 @@ def save_cached(embedding: Embedding, key: str, directory: Path | None = None) -
     arrays = {"coords": embedding.coords, "indices": embedding.indices.astype(np.int64)}
     if embedding.explained_variance is not None:
         arrays["explained_variance"] = embedding.explained_variance.astype(np.float64)
-    tmp = directory / f".{key}.tmp"
-    safetensors.numpy.save_file(arrays, str(tmp))
-    os.replace(tmp, directory / f"{key}.safetensors")
+    # Two sessions can compute the same map at once: unique temporaries, the JSON (what readers look for) last.
+    atomic_write(directory / f"{key}.safetensors", lambda tmp: safetensors.numpy.save_file(arrays, tmp))
     meta = {"spec": asdict(embedding.spec), "seconds": embedding.seconds}
-    (directory / f".{key}.json.tmp").write_text(json.dumps(meta))
-    os.replace(directory / f".{key}.json.tmp", directory / f"{key}.json")
+    atomic_write(directory / f"{key}.json", lambda tmp: Path(tmp).write_text(json.dumps(meta)))
 
 
 def load_cached(key: str, labels: np.ndarray, directory: Path | None = None) -> Embedding | None:

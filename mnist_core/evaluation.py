@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -12,6 +10,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .checkpoints import atomic_write
 from .data import TensorSplit
 from .saliency import private_view
 
@@ -48,12 +47,14 @@ def stored_probabilities(folder: Path, version: str, rows: int) -> np.ndarray | 
 
 def store_probabilities(folder: Path, version: str, probs: np.ndarray) -> None:
     """Save beside the runs (best effort: a read-only disk only means scoring again after a restart)."""
+    array = np.ascontiguousarray(probs, dtype=np.float32)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.save would add ".npy" to a temporary's name
+            np.save(f, array, allow_pickle=False)
+
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        part = folder / f"{version}.{os.getpid()}.{threading.get_ident()}.part"
-        with open(part, "wb") as f:
-            np.save(f, np.ascontiguousarray(probs, dtype=np.float32), allow_pickle=False)
-        os.replace(part, folder / f"{version}.npy")  # readers never see half a file
+        atomic_write(folder / f"{version}.npy", write)
     except OSError:
         pass
 

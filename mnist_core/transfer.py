@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoints import SHIPPED_DIR, runs_dir
+from .checkpoints import SHIPPED_DIR, atomic_write, runs_dir
 from .data import Mnist, balanced_order, pick_device
 from .models import build_model
 
@@ -344,10 +344,8 @@ def cached_features(backbone: Backbone, mnist: Mnist, n_train: int, progress: Pr
 
 
 def _write_features(path: Path, train: torch.Tensor, test: torch.Tensor) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    safetensors.torch.save_file({"train": train.contiguous(), "test": test.contiguous()}, str(tmp))
-    os.replace(tmp, path)
+    tensors = {"train": train.contiguous(), "test": test.contiguous()}
+    atomic_write(path, lambda tmp: safetensors.torch.save_file(tensors, tmp))  # sessions share this cache
 
 
 def _read_features(path: Path) -> dict[str, torch.Tensor]:

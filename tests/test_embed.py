@@ -157,3 +157,27 @@ def test_a_turned_view_of_a_3d_map_is_a_rotation_that_starts_at_the_2d_map():
                        atol=1e-5)
     side, _ = embed.turned(coords, 90, 0)
     assert np.allclose(side[:, 0], coords[:, 2], atol=1e-6)  # turned a quarter: the third component across
+
+
+def test_sessions_saving_the_same_map_at_once_leave_one_whole_map(mnist, labels, tmp_path):
+    import threading
+
+    spec = EmbedSpec(method="pca", points=1_000, dims=2)
+    result, key = embed.compute(spec, mnist), embed.cache_key(spec)
+    errors: list[BaseException] = []
+
+    def save() -> None:
+        try:
+            for _ in range(20):
+                embed.save_cached(result, key, tmp_path)
+        except BaseException as exc:  # a shared temporary name: one writer renames it from under another
+            errors.append(exc)
+
+    threads = [threading.Thread(target=save) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:1]
+    assert np.array_equal(embed.load_cached(key, labels, tmp_path).coords, result.coords)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{key}.json", f"{key}.safetensors"]  # no leftovers
