@@ -21,7 +21,7 @@ def sidebar() -> None:
         st.stop()
     use_app_navigation()  # a shared link opened first in a fresh server gets the app's navigation too
     state.umap_warm_up()  # so the first UMAP map a user asks for does not wait a minute for numba
-    infos = state.checkpoints()
+    infos, unreadable = state.checkpoints_and_unreadable()
     with st.sidebar:
         st.caption(f"Device: **{state.device_label()}**")
         active = state.active_checkpoint(infos)
@@ -33,7 +33,6 @@ def sidebar() -> None:
             state.set_active(choice)
         else:
             st.warning("No checkpoints found: train one on the Train page.")
-        unreadable = state.unreadable_checkpoints()
         if unreadable:
             with st.expander(f"{len(unreadable)} checkpoint(s) could not be read"):
                 for bad in unreadable:

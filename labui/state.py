@@ -109,13 +109,16 @@ class SharedMemory:
             with self._lock:
                 if key in self._items:
                     return self._items[key]
-            value = compute()
-            with self._lock:
-                if value is not None:
-                    self._items[key] = value
-                    while len(self._items) > self.max_entries:
-                        self._items.pop(next(iter(self._items)))
-                self._computing.pop(key, None)
+            try:
+                value = compute()
+                with self._lock:  # stored before the turn goes, so no later session computes it again
+                    if value is not None:
+                        self._items[key] = value
+                        while len(self._items) > self.max_entries:
+                            self._items.pop(next(iter(self._items)))
+            finally:  # a failed or interrupted compute (a page's rerun) must not leave its turn behind
+                with self._lock:
+                    self._computing.pop(key, None)
         return value
 
 
@@ -198,9 +201,10 @@ def checkpoints() -> list[CheckpointInfo]:
     return list_checkpoints()
 
 
-def unreadable_checkpoints() -> list[UnreadableCheckpoint]:
-    """Checkpoints on disk that cannot be used, with why: listed as such, never with the figures they claim."""
-    return scan()[1]
+def checkpoints_and_unreadable() -> tuple[list[CheckpointInfo], list[UnreadableCheckpoint]]:
+    """One scan: the usable checkpoints, and those that cannot be used with why (never with the figures
+    they claim)."""
+    return scan()
 
 
 def best_shipped(infos: list[CheckpointInfo]) -> str | None:

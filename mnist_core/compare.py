@@ -206,8 +206,8 @@ def existing_runs(specs: list[RunSpec], runs_dir: Path | None = None) -> list[st
 
 
 def default_name(dimension: str, now: float | None = None) -> str:
-    """A comparison name no other visitor's comparison takes: cmp-<what>-<date>-<time>."""
-    return f"cmp-{dimension}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(now))}"
+    """A comparison name no other visitor's comparison takes: cmp-<what>-<date>-<time>-<random>."""
+    return f"cmp-{dimension}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(now))}-{uuid.uuid4().hex[:4]}"
 
 
 # ---------------------------------------------------------------- results
@@ -311,10 +311,12 @@ def warm_up(config: TrainConfig, data: DeviceData, stop=None) -> float:
     with _warmed_lock:
         if key in _warmed:
             return 0.0
-        _warmed.add(key)
     started = time.perf_counter()
-    fit(dataclasses.replace(config, max_batches=WARM_UP_BATCHES, epochs=1, record=False, target_accuracy=None,
-                            drawings_share=0.0, max_seconds=None), data, stop=stop)
+    result = fit(dataclasses.replace(config, max_batches=WARM_UP_BATCHES, epochs=1, record=False,
+                                     target_accuracy=None, drawings_share=0.0, max_seconds=None), data, stop=stop)
+    if result.status == "finished":  # marked only once really warm: a concurrent twin warms up too (harmless)
+        with _warmed_lock:
+            _warmed.add(key)
     return time.perf_counter() - started
 
 

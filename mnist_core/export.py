@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checkpoints import CheckpointError, CheckpointInfo, find, load
+from .checkpoints import CheckpointError, CheckpointInfo, atomic_write, find, load
 from .models import ACTIVATIONS, Columns, SparseLinear, build_model, describe, make_config
 from .stack import ResidualBlock
 from .train import TrainConfig
@@ -571,7 +571,7 @@ def export(name: str, fmt: str, out: str | Path, force: bool = False, test_image
     try:
         for target, content in files.items():
             target.parent.mkdir(exist_ok=True)
-            target.write_bytes(content)
+            atomic_write(target, lambda tmp, content=content: Path(tmp).write_bytes(content))  # --force never leaves half a file
     except OSError as exc:
         raise ExportError(f"cannot write to {str(out)!r}: {exc.strerror or exc}") from None
     return list(files), summary

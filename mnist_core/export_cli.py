@@ -17,10 +17,17 @@ LAYERS_HELP = ('build your own net: a layer stack such as "conv 16 3, relu, bn, 
                "or the path of a JSON file holding a list of layers (implies --arch stack)")
 
 
+def _is_file(text: str) -> bool:
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):  # a long layer list is "File name too long"; a NUL byte is a ValueError
+        return False
+
+
 def layers_arg(text: str) -> tuple[str, ...]:
     """--layers: the stack's text, or a JSON file's path; a stack that cannot work is refused naming its layer."""
     spec = text
-    if not any(sep in text for sep in (",", " ")) and text.endswith(".json") or Path(text).is_file():
+    if (not any(sep in text for sep in (",", " ")) and text.endswith(".json")) or _is_file(text):
         try:
             spec = json.loads(Path(text).read_text())
         except OSError as exc:

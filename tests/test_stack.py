@@ -158,3 +158,10 @@ def test_the_cli_trains_a_stack_given_as_text_or_json_and_refuses_a_bad_one_in_o
         assert done.returncode == 2
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and words in lines[0], done.stderr
+
+
+def test_a_long_layer_list_is_read_as_a_stack_not_a_file_name():
+    from mnist_core.export_cli import layers_arg
+
+    layers = layers_arg(", ".join(["conv 8 3 p=1, relu"] * 30) + ", flatten, linear 10")  # over 255 characters
+    assert len(layers) == 62

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .graph import Graph, Input, Node, Parameter, _shape_text
+from .graph import Graph, Input, Parameter, _shape_text
 from .net import Net
 
 COLORS = {"input": "#dbeafe", "param": "#fef3c7", "loss": "#fee2e2"}
@@ -94,10 +94,6 @@ def templates(net: Net, limit: int = 32) -> np.ndarray:
     """The first layer's weights, one 28x28 template per unit (up to `limit` units)."""
     W = net.layers[0][0].value
     return W[:, :limit].T.reshape(-1, 28, 28)
-
-
-def node_of(net: Net, name: str) -> Node:
-    return next(n for n in net.graph.order if n.name == name)
 
 
 def features(net: Net, x: np.ndarray) -> np.ndarray:
