@@ -250,12 +250,15 @@ def _script(name: str, modified: float) -> tuple[str | None, str | None]:
 def _onnx(name: str, modified: float) -> tuple[bytes | None, str]:
     from mnist_core.checkpoints import load
 
+    data = None
     try:
         model, _ = load(name)
         data = onnx_bytes(model)
+        check = check_onnx(data, model, state.device_data().test.images)
     except (ExportError, CheckpointError) as exc:
         return None, str(exc)
-    check = check_onnx(data, model, state.device_data().test.images)
+    except Exception as exc:  # noqa: BLE001 - onnxruntime's own errors: the export is still offered, unchecked
+        return data, f"the ONNX file could not be checked in onnxruntime ({type(exc).__name__}: {exc})"
     return data, (f"onnxruntime and PyTorch agree on {check['agree']:,} of {check['total']:,} test digits "
                   f"(largest logit difference {check['max_abs_diff']:.1e}).")
 

@@ -98,11 +98,14 @@ def weights_tab(model) -> None:
         st.image(upscale(map_grid(w[:, 0] if w.shape[1] == 1 else w.mean(1), columns=16), 8),
                  caption=f"First conv layer, {named(first_name)}: {w.shape[0]} kernels of {w.shape[2]}x{w.shape[3]} "
                          "(bright = positive weight, each scaled to its own range)")
-    else:
+    elif w.shape[1] == 784:  # a first layer that reads the pixels: its rows are 28x28 templates
         shown = w[:64].reshape(-1, 28, 28)
         st.image(upscale(map_grid(shown, columns=16), 3),
                  caption=f"First layer, {named(first_name)}: the first {len(shown)} of {w.shape[0]} units' weights as 28x28 "
                          "templates: each unit fires for digits that put ink on its bright pixels")
+    else:  # e.g. a built stack that pools before its first linear layer: no 28x28 picture to draw
+        st.caption(f"First layer, {named(first_name)}: {w.shape[0]} units reading {w.shape[1]} inputs, "
+                   "not the 784 pixels, so its weights are not drawn as 28x28 templates.")
     last_name, _ = params[-1]
     last = effective_weight(model, last_name).cpu().numpy()
     if last.shape[1] == 784:

@@ -171,3 +171,15 @@ def test_export_offers_the_script_and_files_and_says_why_a_fine_tuned_run_has_no
     assert any("agree on 10,000 of 10,000 test digits" in c.value for c in at.caption)
     at.selectbox(key="build.export.pick").set_value("tuned").run()
     assert any("was fine-tuned from 'fast'" in e.value for e in at.error)
+
+
+def test_inspect_shows_a_built_net_that_pools_before_its_first_linear_layer(runs, data):
+    config = TrainConfig(arch="stack", model={"layers": ["maxpool 2", "flatten", "linear 10"]}, max_batches=5,
+                         device="cpu", record=False)
+    name = checkpoints.save(fit(config, data), "pooled")
+    at = page("pages/6_Inspect.py")
+    at.session_state["active_checkpoint"] = name
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert not any("Something went wrong" in e.value for e in at.error)  # the page's guard caught nothing
+    assert any("not the 784 pixels" in c.value for c in at.caption)
