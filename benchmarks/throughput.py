@@ -28,6 +28,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from mnist_core.data import BUNDLED_DIR, DeviceData, load_mnist  # noqa: E402
 from mnist_core.models import describe  # noqa: E402
+from mnist_core.reporter import Reporter  # noqa: E402
 from mnist_core.train import TrainConfig, fit, seeded_model  # noqa: E402
 
 TARGET_RATIO = 5.0
@@ -86,7 +87,7 @@ def training_flops_per_batch(config: TrainConfig) -> float:
 
 def engine_rate(data: DeviceData, config: TrainConfig) -> float:
     last = {}
-    fit(config, data, callbacks=(lambda e: e.kind == "batch" and last.update(e.data),))
+    fit(config, data, Reporter(lambda kind, d: kind == "batch" and last.update(d)))
     return last["step"] * config.batch_size / last["elapsed"]  # the evaluation at the end is not training
 
 

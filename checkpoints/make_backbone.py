@@ -17,6 +17,7 @@ import safetensors.torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mnist_core.data import DataError, DeviceData, load_mnist  # noqa: E402
+from mnist_core.reporter import Reporter  # noqa: E402
 from mnist_core.train import TrainConfig, fit  # noqa: E402
 from mnist_core.transfer import BACKBONE_DIR, FASHION_MODEL, fashion_dir  # noqa: E402
 
@@ -34,9 +35,8 @@ def main() -> int:
     config = TrainConfig(arch="cnn", model=dict(FASHION_MODEL), epochs=args.epochs, batch_size=128, optimizer="adam",
                          lr=3e-3, schedule="onecycle", record=False)
     result = fit(config, DeviceData(fashion, device="auto"),
-                 callbacks=(lambda e: e.kind == "epoch" and print(
-                     f"epoch {e.data['epoch']}: Fashion-MNIST test accuracy {e.data['test_accuracy']:.2%}",
-                     flush=True),))
+                 Reporter(lambda kind, d: kind == "epoch" and print(
+                     f"epoch {d['epoch']}: Fashion-MNIST test accuracy {d['test_accuracy']:.2%}", flush=True)))
     if result.status != "finished":
         print(f"error: training {result.status}: {result.message}", file=sys.stderr)
         return 1

@@ -23,8 +23,9 @@ from .gan_cli import add_gan_parser, cmd_gan
 from .host import problem as host_problem
 from .models import ModelError, get_architecture, REGISTRY
 from .presets import PRESETS, preset
+from .reporter import NULL_REPORTER, Reporter
 from .scratch.cli import add_scratch_parser, cmd_scratch
-from .train import MAX_SEED, OPTIMIZERS, SCHEDULES, ConfigError, Event, TrainConfig, evaluate, fit
+from .train import MAX_SEED, OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig, evaluate, fit
 
 PROG = "python -m mnist_core"
 
@@ -176,9 +177,8 @@ class ProgressBar:
     def __init__(self, stream=sys.stderr):
         self.stream, self.bar = stream, None
 
-    def __call__(self, event: Event) -> None:
-        d = event.data
-        if event.kind == "batch":
+    def __call__(self, kind: str, d: dict) -> None:
+        if kind == "batch":
             if self.bar is None:
                 # disable=None: tqdm shows the bar only when the stream is a terminal
                 self.bar = tqdm(total=d["steps_per_epoch"], desc=f"epoch {d['epoch']}", file=self.stream,
@@ -187,7 +187,7 @@ class ProgressBar:
             self.bar.update(done - self.bar.n)
             self.bar.set_postfix_str(f"loss {d['loss']:.4f} acc {d['accuracy']:6.2%} {d['images_per_s']:,.0f} img/s",
                                      refresh=False)
-        elif event.kind == "epoch":
+        elif kind == "epoch":
             self.close()
             print(f"epoch {d['epoch']}: train loss {d['train_loss']:.4f} acc {d['train_accuracy']:.2%}"
                   f" | test loss {d['test_loss']:.4f} acc {d['test_accuracy']:.2%} | {d['elapsed']:.1f}s",
@@ -207,7 +207,7 @@ def cmd_train(args) -> int:
     config.validate(len(mnist.train_labels))
     progress = None if args.quiet else ProgressBar()
     try:
-        result = fit(config, data, (progress,) if progress else ())
+        result = fit(config, data, Reporter(progress) if progress else NULL_REPORTER)
     finally:
         if progress:
             progress.close()

@@ -27,7 +27,8 @@ from .checkpoints import CheckpointError, safe_name, save, validate_name
 from .data import DeviceData
 from .jobs import HostLimits, Job, JobLimitError, OwnerSlots, saved_run_exists
 from .models import REGISTRY, build_model, describe, make_config
-from .train import Event, TrainConfig, check_fits_in_memory, fit, planned_steps
+from .reporter import Reporter
+from .train import TrainConfig, check_fits_in_memory, fit, planned_steps
 
 OPTIMIZER_ARMS: dict[str, dict] = {
     "SGD": {"optimizer": "sgd", "lr": 0.05, "momentum": 0.0, "nesterov": False},
@@ -313,7 +314,7 @@ def warm_up(config: TrainConfig, data: DeviceData, stop=None) -> float:
             return 0.0
     started = time.perf_counter()
     result = fit(dataclasses.replace(config, max_batches=WARM_UP_BATCHES, epochs=1, record=False,
-                                     target_accuracy=None, drawings_share=0.0, max_seconds=None), data, stop=stop)
+                                     target_accuracy=None, drawings_share=0.0, max_seconds=None), data, Reporter(stop=stop))
     if result.status == "finished":  # marked only once really warm: a concurrent twin warms up too (harmless)
         with _warmed_lock:
             _warmed.add(key)
@@ -325,11 +326,11 @@ def _run(spec: RunSpec, data: DeviceData, callback, stop, runs_dir: Path | None,
     warm = 0.0
     try:
         warm = warm_up(spec.config, data, stop)
-        callback(Event("warmup", {"seconds": warm}))
+        callback("warmup", {"seconds": warm})
         if stop is not None and stop.is_set():
             return {"status": "stopped", "message": "not started: the comparison was stopped", "seconds": 0.0,
                     "checkpoint": None, "warmup": warm}
-        result = fit(spec.config, data, callbacks=(callback,), stop=stop)
+        result = fit(spec.config, data, Reporter(callback, stop))
         return {**_finish(result, spec, runs_dir, overwrite), "warmup": warm}
     except Exception as exc:  # noqa: BLE001 - the run ends, says why, and the comparison goes on
         return {"status": "failed", "message": f"{type(exc).__name__}: {exc}", "seconds": 0.0, "checkpoint": None,
@@ -361,7 +362,7 @@ def _run_in_worker(index: int, config: dict, arm: str, seed: int, name: str, run
     except Exception as exc:  # noqa: BLE001
         return index, {"status": "failed", "message": f"{type(exc).__name__}: {exc}", "seconds": 0.0,
                        "checkpoint": None, "warmup": 0.0}
-    return index, _run(spec, data, lambda event: events.put((index, event.kind, event.data)), stop,
+    return index, _run(spec, data, lambda kind, data: events.put((index, kind, data)), stop,
                        Path(runs_dir) if runs_dir else None, overwrite)
 
 
@@ -457,7 +458,7 @@ def _collect(comparison: Comparison, events) -> None:
         elif kind in ("batch", "epoch", "stage", "warmup"):
             if job.status == "queued":
                 job.status = "running"
-            job.on_event(Event(kind, data))
+            job.on_event(kind, data)
 
 
 def _mark(job: Job, outcome: dict) -> None:

@@ -18,7 +18,8 @@ from typing import Callable, Generic, TypeVar
 from .checkpoints import CheckpointExistsError, runs_dir, save, validate_name
 from .data import DeviceData
 from .host import settings
-from .train import Event, TrainConfig, check_fits_in_memory, fit, planned_steps
+from .reporter import Reporter
+from .train import TrainConfig, check_fits_in_memory, fit, planned_steps
 
 SMOOTHING = 0.9  # exponential smoothing of the per-batch loss and accuracy curves
 RATE_SMOOTHING = 0.8  # exponential smoothing of the step rate behind the ETA, updated about once a second
@@ -138,10 +139,9 @@ class Job:
             copied.batch_curve, copied.epochs = list(self.batch_curve), list(self.epochs)
         return copied
 
-    def on_event(self, event: Event) -> None:
-        d = event.data
+    def on_event(self, kind: str, d: dict) -> None:
         with self.lock:
-            if event.kind == "batch":
+            if kind == "batch":
                 last = self.batch_curve[-1] if self.batch_curve else {"loss": d["loss"], "accuracy": d["accuracy"]}
                 self.batch_curve.append({"step": d["step"], "loss": SMOOTHING * last["loss"] + (1 - SMOOTHING) * d["loss"],
                                          "raw_loss": d["loss"], "raw_accuracy": d["accuracy"],
@@ -151,11 +151,11 @@ class Job:
                     self.batch_curve = self.batch_curve[::2]
                 self.step, self.epoch, self.images_per_s = d["step"], d["epoch"], d["images_per_s"]
                 self.seconds = d["elapsed"]
-            elif event.kind == "epoch":
+            elif kind == "epoch":
                 self.epochs.append(dict(d))
-            elif event.kind == "stage":
+            elif kind == "stage":
                 self.stage = d["stage"]
-            elif event.kind == "warmup":
+            elif kind == "warmup":
                 self.warmup_seconds = d["seconds"]
 
     def _update_rate(self, elapsed: float, step: int) -> None:
@@ -218,10 +218,10 @@ class JobManager:
     def _work(self, job: Job, data: DeviceData) -> None:
         status, message, seconds, checkpoint = "failed", "", 0.0, None
         try:
-            result = fit(job.config, data, callbacks=(job.on_event,), stop=job.stop_event)
+            result = fit(job.config, data, Reporter(job.on_event, job.stop_event))
             status, message, seconds = result.status, result.message, result.seconds
             if result.steps and result.model is not None:
-                job.on_event(Event("stage", {"stage": "saving"}))
+                job.on_event("stage", {"stage": "saving"})
                 try:
                     checkpoint = save(result, job.name, self.runs_dir, overwrite=job.overwrite)
                 except (OSError, ValueError) as exc:

@@ -1,4 +1,4 @@
-"""fit(): one training run, reporting through callbacks; cancellable; guarded against divergence.
+"""fit(): one training run, reporting through a Reporter; cancellable; guarded against divergence.
 
 The seed fixes the initial weights, the data order, the augmentation draws and dropout, so two runs
 that differ in one setting differ only in that setting.
@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from .data import Augment, DeviceData, TensorSplit, balanced_order, standardize
 from .models import build_model, describe, get_architecture, make_config
 from .probes import ProbeRecord, Recorder, auto_interval
+from .reporter import NULL_REPORTER, Reporter
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta")
 SCHEDULES = ("none", "step", "cosine", "onecycle")
@@ -127,12 +128,6 @@ class TrainConfig:
     def from_dict(cls, values: dict) -> "TrainConfig":
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
-
-
-@dataclass
-class Event:
-    kind: str  # "batch", "epoch", "done" or "error"
-    data: dict
 
 
 @dataclass
@@ -360,16 +355,26 @@ def likely_cause(config: TrainConfig) -> str:
             "or add gradient clipping.")
 
 
-def fit(config: TrainConfig, data: DeviceData | None = None, callbacks: tuple[Callable[[Event], None], ...] = (),
-        stop: threading.Event | None = None, model: nn.Module | None = None) -> RunResult:
-    """Train one model. Never raises for a failed run: the result says why it failed."""
+PROGRESS_EVERY_S = 0.25  # "progress" events at most this often (every batch would double the event traffic)
+
+
+def fit(config: TrainConfig, data: DeviceData | None = None, reporter: Reporter = NULL_REPORTER,
+        model: nn.Module | None = None, on_epoch_end: Callable[[RunResult], None] | None = None) -> RunResult:
+    """Train one model. Never raises for a failed run: the result says why it failed.
+
+    Events on the reporter: "stage" (preparing, training, evaluating), "progress" (steps done of the
+    planned steps), "batch" (loss, accuracy, lr, images/s of each step), "epoch" (each epoch's record),
+    "error" (a failed run's reason) and "done" (status, message, seconds). reporter.stop ends the run
+    within a batch, keeping what was learned. on_epoch_end(result so far) runs after each scored epoch
+    (the job saves its checkpoint there, so a killed worker leaves the last completed epoch).
+    """
     data = data or DeviceData(device=config.device, val_size=config.val_size)
     config.validate(len(data.train) + (len(data.val) if data.val else 0))
     device = data.device
+    stop = reporter.stop
 
     def emit(kind: str, **payload) -> None:
-        for callback in callbacks:
-            callback(Event(kind, payload))
+        reporter.event(kind, payload)
 
     history: list[dict] = []
     status, message, step = "finished", "", 0
@@ -395,6 +400,7 @@ def fit(config: TrainConfig, data: DeviceData | None = None, callbacks: tuple[Ca
         drawings = (DrawingBatches(config.drawings_share, config.batch_size, device, train.background)
                     if config.drawings_share > 0 else None)
         steps_per_epoch = batches_per_epoch(len(train), config.batch_size)
+        total_steps = planned_steps(config, len(train))
         optimizer = make_optimizer(config, model.parameters())
         scheduler = make_scheduler(config, optimizer, steps_per_epoch)
         best = _BestWeights(model)
@@ -402,7 +408,7 @@ def fit(config: TrainConfig, data: DeviceData | None = None, callbacks: tuple[Ca
         recorder = Recorder(model, config.record_every or auto_interval(steps_per_epoch)) if config.record else None
         emit("stage", stage="training")
         start = time.perf_counter()
-        window_start, window_images = start, 0
+        window_start, window_images, progress_mark = start, 0, 0.0
 
         def fail(reason: str) -> tuple[str, str]:
             best.restore()
@@ -451,9 +457,12 @@ def fit(config: TrainConfig, data: DeviceData | None = None, callbacks: tuple[Ca
                 emit("batch", epoch=epoch, step=step, steps_per_epoch=steps_per_epoch, loss=loss_value,
                      accuracy=batch_correct / len(y), lr=lr,
                      images_per_s=window_images / max(now - window_start, 1e-9), elapsed=now - start)
+                if now - progress_mark >= PROGRESS_EVERY_S or step == total_steps:
+                    reporter.progress(step, total_steps)
+                    progress_mark = now
                 if now - window_start > 2.0:  # images/s over the last couple of seconds, not since the start
                     window_start, window_images = now, 0
-                if stop is not None and stop.is_set():
+                if stop.is_set():
                     status, message = "stopped", f"stopped by request at epoch {epoch}, step {step}"
                     break
                 if config.max_batches is not None and step >= config.max_batches:
@@ -464,7 +473,7 @@ def fit(config: TrainConfig, data: DeviceData | None = None, callbacks: tuple[Ca
                     break
             if status == "failed":
                 break
-            if status == "stopped" and stop is not None and stop.is_set():
+            if status == "stopped" and stop.is_set():
                 # A stop by request ends now: the full test pass would keep the learner waiting many
                 # seconds more (24 s on a busy 2-core box); the weights are kept unscored, as Transfer does.
                 message += " (not scored on the test set: the Inspect page scores it)"
@@ -489,6 +498,9 @@ def fit(config: TrainConfig, data: DeviceData | None = None, callbacks: tuple[Ca
                 record["elapsed"] = time.perf_counter() - start
                 history.append(record)
                 emit("epoch", **record)
+                if on_epoch_end is not None:
+                    on_epoch_end(RunResult(model, config, "running", list(history), time.perf_counter() - start,
+                                           str(device), f"epoch {epoch} of {config.epochs} done", step))
                 if (status == "finished" and config.target_accuracy is not None
                         and test["accuracy"] >= config.target_accuracy):
                     status = "target_reached"

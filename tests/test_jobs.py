@@ -103,7 +103,6 @@ def test_default_names_of_runs_started_in_the_same_second_differ(data, runs):
 
 def test_the_eta_follows_a_smoothed_step_rate_not_every_busy_second():
     from mnist_core.jobs import Job
-    from mnist_core.train import Event
 
     job = Job("j", "me", "eta", TrainConfig(), total_steps=1000)
     elapsed, step = 0.0, 0
@@ -112,8 +111,8 @@ def test_the_eta_follows_a_smoothed_step_rate_not_every_busy_second():
         for _ in range(rate):
             step += 1
             elapsed += 1.0 / rate
-            job.on_event(Event("batch", {"step": step, "epoch": 1, "loss": 1.0, "accuracy": 0.5,
-                                         "images_per_s": 0.0, "elapsed": elapsed}))
+            job.on_event("batch", {"step": step, "epoch": 1, "loss": 1.0, "accuracy": 0.5,
+                                   "images_per_s": 0.0, "elapsed": elapsed})
     raw_eta_at_stall = (1000 - step) / 1.0
     assert job.eta_seconds < 0.5 * raw_eta_at_stall
     assert 60 < job.eta_seconds < 150  # about (1000 - 191) / 10 steps a second

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from saved_runs import save_unloadable_run
+from mnist_core.reporter import Reporter
 from mnist_core.presets import PRESETS, preset
 from mnist_core.train import OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig, evaluate, fit
 
@@ -14,7 +15,7 @@ SMALL_MLP = {"depth": 1, "width": 32}
 
 def losses_of(config, data):
     losses = []
-    result = fit(config, data, callbacks=(lambda e: e.kind == "batch" and losses.append(e.data["loss"]),))
+    result = fit(config, data, Reporter(lambda kind, d: kind == "batch" and losses.append(d["loss"])))
     return result, losses
 
 
@@ -39,15 +40,15 @@ def test_same_seed_gives_same_weights_and_losses(data):
 def test_stop_from_another_thread_ends_the_run_within_one_batch(data):
     stop, seen, latest = threading.Event(), threading.Event(), {"step": 0}
 
-    def on_event(event):
-        if event.kind == "batch":
-            latest["step"] = event.data["step"]
-            if event.data["step"] >= 5:
+    def on_event(kind, d):
+        if kind == "batch":
+            latest["step"] = d["step"]
+            if d["step"] >= 5:
                 seen.set()
 
     holder = {}
     config = TrainConfig(arch="mlp", model=SMALL_MLP, epochs=3)
-    worker = threading.Thread(target=lambda: holder.update(result=fit(config, data, (on_event,), stop)))
+    worker = threading.Thread(target=lambda: holder.update(result=fit(config, data, Reporter(on_event, stop))))
     worker.start()
     assert seen.wait(60)
     stop.set()
@@ -63,7 +64,7 @@ def test_stop_from_another_thread_ends_the_run_within_one_batch(data):
 def test_divergence_stops_with_a_learning_rate_hint_and_keeps_finite_weights(data):
     errors = []
     config = TrainConfig(arch="mlp", model=SMALL_MLP, optimizer="sgd", lr=1e6, epochs=1)
-    result = fit(config, data, callbacks=(lambda e: e.kind == "error" and errors.append(e.data["message"]),))
+    result = fit(config, data, Reporter(lambda kind, d: kind == "error" and errors.append(d["message"])))
     assert result.status == "failed"
     assert "learning rate" in result.message and "too high" in result.message
     assert errors == [result.message]
@@ -92,7 +93,7 @@ def test_schedules_shape_the_learning_rate(schedule, data):
     config = TrainConfig(arch="mlp", model=SMALL_MLP, schedule=schedule, epochs=2, step_size=1, lr=0.01,
                          batch_size=1000, max_batches=2 * 60 - 1)
     lrs = []
-    fit(config, data, callbacks=(lambda e: e.kind == "batch" and lrs.append(e.data["lr"]),))
+    fit(config, data, Reporter(lambda kind, d: kind == "batch" and lrs.append(d["lr"])))
     if schedule == "none":
         assert set(lrs) == {0.01}
     elif schedule == "step":

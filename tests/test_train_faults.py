@@ -148,7 +148,6 @@ def test_the_live_view_has_a_running_accuracy_and_a_steady_eta():
 
     from labui.charts import training_curves
     from mnist_core.jobs import Job
-    from mnist_core.train import Event
 
     job = Job("id", "me", "run", TrainConfig())
     job.started -= 20  # the job began 20 s ago: loading the data and building the model took that long
@@ -156,8 +155,8 @@ def test_the_live_view_has_a_running_accuracy_and_a_steady_eta():
     noise, elapsed, errors = random.Random(0), 0.0, []
     for step in range(1, 301):
         elapsed += noise.uniform(0.05, 0.15)  # a busy host: every batch takes 0.05 to 0.15 s, 0.1 s on average
-        job.on_event(Event("batch", {"step": step, "epoch": 1, "loss": 2.0, "accuracy": 0.5, "images_per_s": 1.0,
-                                     "elapsed": elapsed}))
+        job.on_event("batch", {"step": step, "epoch": 1, "loss": 2.0, "accuracy": 0.5, "images_per_s": 1.0,
+                               "elapsed": elapsed})
         if step >= 30:
             truth = (1000 - step) * 0.1
             errors.append(abs(job.eta_seconds - truth) / truth)
