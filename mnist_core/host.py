@@ -25,6 +25,10 @@ EXISTING_FOLDERS = {  # these are read, so they must exist
 }
 
 
+BACKENDS = {"processes": "a pool of worker processes, the default", "threads": "threads of the server",
+            "ray": "a Ray cluster or a local Ray"}
+
+
 class HostSettingError(ValueError):
     """An MNIST_* variable whose value cannot work, named with what it accepts."""
 
@@ -36,6 +40,11 @@ class HostSettings:
     max_run_seconds: float | None = None
     hosted: bool = False
     folders: tuple[tuple[str, Path], ...] = ()  # (variable, path) of each folder variable that is set
+    backend: str = "processes"  # where jobs run: worker processes, threads of the server, or Ray
+    workers: int | None = None  # worker processes in the pool; None: as many as max_jobs
+    ray_address: str | None = None  # "auto" or "host:port" of a Ray cluster; None: a local Ray when backend is ray
+    max_compare_runs: int = 40  # training runs one comparison may hold (arms x seeds)
+    max_queued: int = 20  # jobs that may wait for a free slot
 
 
 def _whole(env: Mapping[str, str], name: str, meaning: str) -> int | None:
@@ -60,6 +69,27 @@ def _seconds(env: Mapping[str, str], name: str, meaning: str) -> float | None:
         raise HostSettingError(f"{name}={env[name]!r} is not valid: it takes a number of seconds above 0 "
                                f"({meaning}), or leave it unset for no cap")
     return value
+
+
+def _choice(env: Mapping[str, str], name: str, choices: dict[str, str], default: str) -> str:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in choices:
+        accepts = "; ".join(f"{key} ({meaning})" for key, meaning in choices.items())
+        raise HostSettingError(f"{name}={env[name]!r} is not valid: it takes {accepts}, or leave it unset")
+    return raw
+
+
+def _ray_address(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    host, _, port = raw.removeprefix("ray://").rpartition(":")
+    if raw == "auto" or (host and not any(c.isspace() for c in host) and port.isdigit() and 0 < int(port) < 65536):
+        return raw
+    raise HostSettingError(f"{name}={env[name]!r} is not valid: it takes auto (the cluster this machine belongs "
+                           "to) or host:port (the address `ray start --head` prints), or leave it unset")
 
 
 def _folder(env: Mapping[str, str], name: str, meaning: str, must_exist: bool) -> Path | None:
@@ -106,6 +136,12 @@ def settings(environ: Mapping[str, str] | None = None) -> HostSettings:
         max_run_seconds=_seconds(env, "MNIST_MAX_RUN_SECONDS", "the longest one run may train"),
         hosted=is_hosted,
         folders=tuple(folders),
+        backend=_choice(env, "MNIST_BACKEND", BACKENDS, "processes"),
+        workers=_whole(env, "MNIST_WORKERS", "how many worker processes run jobs; unset means MNIST_MAX_JOBS"),
+        ray_address=_ray_address(env, "MNIST_RAY_ADDRESS"),
+        max_compare_runs=_whole(env, "MNIST_MAX_COMPARE_RUNS",
+                                "how many training runs one comparison may hold; unset means 40") or 40,
+        max_queued=_whole(env, "MNIST_MAX_QUEUED", "how many jobs may wait for a free slot; unset means 20") or 20,
     )
 
 

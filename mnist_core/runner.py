@@ -1,0 +1,913 @@
+"""One runner for every long computation: the host's caps in one place, jobs out of the web process.
+
+A job is a kind (mnist_core.kinds), a checked config and an owner. The runner admits it under the
+host's limits (a global cap on running jobs, one live job per owner, a cap on a comparison's runs, a
+FIFO queue of bounded length; the kind's prepare applies the epoch cap), starts it on a backend, folds
+its events into a JobState the pages read by snapshot(), and stops it on request or when it passes the
+host's time limit. Backends:
+
+- "processes" (default): a pool of worker processes (spawn) that import torch once and take jobs one
+  after another; events come back through a pipe per worker to a collector thread. A worker that dies
+  mid-job fails that job with a plain message and is replaced; the server and other jobs go on.
+- "threads": each job in a thread of this process (tests, tiny hosts).
+- "ray": each job a Ray actor on a local Ray or a cluster (MNIST_RAY_ADDRESS); events polled live.
+
+Nothing here imports torch or ray at module level: the web process pays only for what it uses.
+"""
+
+from __future__ import annotations
+
+import atexit
+import copy
+import importlib
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import uuid
+import weakref
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping
+
+from .host import settings
+from .reporter import DONE, ENDED, FAILED, QUEUED, RUNNING, STOPPED, Reporter
+
+log = logging.getLogger("mnist_core.runner")
+
+BACKENDS = ("processes", "threads", "ray")
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+RAY_CONNECT_SECONDS = 10.0  # an unreachable Ray address fails within this, never hangs
+POLL_SECONDS = 0.1  # how often the time limit and Ray jobs' events are looked at
+ENDED_KEPT_PER_OWNER = 5  # ended jobs remembered per owner (the newest), so a long-lived server stays small
+WORKER_DIED = ("the worker running this job ended unexpectedly (killed, or out of memory); the server and other "
+               "jobs are fine, and what the job saved before that is kept (a training run keeps its last "
+               "completed epoch); start it again, or with a smaller setting")
+_INTERNAL_EVENTS = ("worker",)  # the runner's own, not passed to the kind's view
+
+
+class JobRefused(RuntimeError):
+    """The host's limits do not allow this job now; the message names the limit."""
+
+    def __init__(self, message: str, limit: str = ""):
+        super().__init__(message)
+        self.limit = limit
+
+
+class RunnerError(RuntimeError):
+    """The runner cannot work as configured (Ray missing or unreachable); the message says what to do."""
+
+
+@dataclass
+class HostLimits:
+    """The host's caps on jobs (MNIST_MAX_JOBS, MNIST_MAX_EPOCHS, MNIST_MAX_RUN_SECONDS,
+    MNIST_MAX_COMPARE_RUNS, MNIST_MAX_QUEUED), applied by the runner to every kind."""
+
+    max_jobs: int = 1
+    max_epochs: int | None = None
+    max_run_seconds: float | None = None
+    max_compare_runs: int = 40
+    max_queued: int = 20
+
+    @classmethod
+    def from_env(cls) -> "HostLimits":
+        """The limits of host.settings(), which raises HostSettingError naming a bad variable."""
+        values = settings()
+        return cls(values.max_jobs, values.max_epochs, values.max_run_seconds, values.max_compare_runs,
+                   values.max_queued)
+
+    def apply(self, config):
+        """A TrainConfig as this host runs it: refused over the epoch cap, time-capped when there is a cap.
+
+        (jobs.JobManager's call; the runner's kinds apply the same caps in their prepare step.)"""
+        import dataclasses
+
+        if self.max_epochs is not None and config.epochs > self.max_epochs:
+            raise JobRefused(f"this host allows at most {self.max_epochs} epochs per run; you asked for "
+                             f"{config.epochs}", limit="max_epochs")
+        if self.max_run_seconds is not None:
+            cap = min(config.max_seconds or self.max_run_seconds, self.max_run_seconds)
+            config = dataclasses.replace(config, max_seconds=cap)
+        return config
+
+
+@dataclass
+class JobSpec:
+    """What travels to the worker (picklable): everything work(spec, reporter) needs."""
+
+    id: str
+    kind: str
+    owner: str
+    config: dict
+    name: str | None = None
+    overwrite: bool = False
+    runs_dir: str | None = None
+    work: str = ""  # the kind's work function, "module:function": a worker needs no registry to find it
+    env: dict = field(default_factory=dict)  # the MNIST_* settings at submit, applied in a worker process
+
+
+@dataclass
+class JobState:
+    """What the page reads; the runner updates it under its lock, pages take snapshot()."""
+
+    spec: JobSpec
+    status: str = QUEUED
+    message: str = ""  # the reason for failed; what done or stopped means
+    stage: str = ""  # the last "stage" event
+    done: float = 0.0  # the last "progress" event
+    total: float = 0.0
+    submitted: float = field(default_factory=time.time)
+    started: float | None = None
+    finished: float | None = None
+    result: dict | None = None  # work's return value
+    view: object = None  # kind.view(config), fed every event
+    position: int | None = None  # 1-based place in the queue while queued
+    label: str = ""  # the kind's words for it ("training run")
+    page: str = ""  # the page that shows it
+    worker: str = ""  # where it runs ("pid 1234 on host"), once it has started
+    pid: int | None = None
+    stop_requested: bool = False
+    time_capped: bool = False  # the runner stopped it at the host's time limit
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    @property
+    def kind(self) -> str:
+        return self.spec.kind
+
+    @property
+    def owner(self) -> str:
+        return self.spec.owner
+
+    @property
+    def name(self) -> str | None:
+        return self.spec.name
+
+    @property
+    def running(self) -> bool:
+        """Queued or running: the job holds its owner's one slot."""
+        return self.status in (QUEUED, RUNNING)
+
+    @property
+    def ended(self) -> bool:
+        return self.status in ENDED
+
+    @property
+    def stopping(self) -> bool:
+        return self.running and self.stop_requested
+
+    @property
+    def fraction(self) -> float | None:
+        return min(1.0, max(0.0, self.done / self.total)) if self.total else None
+
+    @property
+    def seconds(self) -> float:
+        if self.started is None:
+            return 0.0
+        return (self.finished or time.time()) - self.started
+
+    def snapshot(self) -> "JobState":
+        """A consistent copy for drawing, taken under the job's lock."""
+        with self._lock:
+            copied = copy.copy(self)
+            view = self.view
+            copied.view = view.snapshot() if hasattr(view, "snapshot") else copy.deepcopy(view)
+            copied.result = dict(self.result) if self.result is not None else None
+        copied._lock = threading.Lock()
+        return copied
+
+
+# ---------------------------------------------------------------- running one job, anywhere
+
+
+def work_function(path: str) -> Callable:
+    module, _, attribute = path.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def _apply_env(env: Mapping[str, str]) -> None:
+    """Make this worker process's MNIST_* settings those of the job (a pool outlives a setting change)."""
+    for name in [n for n in os.environ if _is_setting(n) and n not in env]:
+        del os.environ[name]
+    os.environ.update(env)
+
+
+def _is_setting(name: str) -> bool:
+    return name.startswith("MNIST_") or name == "FASHION_MNIST_DIR"
+
+
+def execute(spec: JobSpec, send: Callable[[str, dict], None], stop, in_worker: bool) -> dict:
+    """Run one job's work and return its result dict; never raises (a raise is a failed job)."""
+    try:
+        if in_worker:
+            _apply_env(spec.env)
+        send("worker", {"pid": os.getpid(), "host": socket.gethostname()})
+        result = work_function(spec.work)(spec, Reporter(send, stop))
+    except Exception as exc:  # noqa: BLE001 - whatever happens, the job ends and says why
+        log.exception("job %s (%s) raised", spec.id, spec.kind)
+        return {"status": FAILED, "message": f"{type(exc).__name__}: {exc}"}
+    if not isinstance(result, dict) or result.get("status") not in ENDED:
+        return {"status": FAILED, "message": f"the {spec.kind} job ended without a status (returned {result!r:.80})"}
+    return result
+
+
+# ---------------------------------------------------------------- backends
+
+
+class _ThreadBackend:
+    """Each job in a thread of this process."""
+
+    name = "threads"
+
+    def __init__(self, on_event, on_end):
+        self._on_event, self._on_end = on_event, on_end
+        self._flags: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def capacity(self) -> int | None:
+        return None
+
+    def start(self, spec: JobSpec) -> None:
+        flag = threading.Event()
+        with self._lock:
+            self._flags[spec.id] = flag
+        threading.Thread(target=self._run, args=(spec, flag), name=f"job-{spec.id}", daemon=True).start()
+
+    def _run(self, spec: JobSpec, flag: threading.Event) -> None:
+        result = execute(spec, lambda name, data: self._on_event(spec.id, name, data), flag, in_worker=False)
+        with self._lock:
+            self._flags.pop(spec.id, None)
+        self._on_end(spec.id, result)
+
+    def stop(self, job_id: str) -> None:
+        with self._lock:
+            flag = self._flags.get(job_id)
+        if flag is not None:
+            flag.set()
+
+    def shutdown(self) -> None:
+        with self._lock:
+            for flag in self._flags.values():
+                flag.set()
+
+
+class _SharedFlag:
+    """A stop flag in shared memory. No lock: a worker killed while reading it cannot wedge the server
+    (a multiprocessing.Event holds a lock a dead process never gives back)."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def is_set(self) -> bool:
+        return bool(self.value.value)
+
+    def set(self) -> None:
+        self.value.value = 1
+
+    def clear(self) -> None:
+        self.value.value = 0
+
+
+def _worker_main(tasks, events, flag_value, threads: int) -> None:
+    """A pool worker: import torch once, then run jobs one after another until told to stop."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the server's to handle; it ends the pool
+    try:
+        import torch
+
+        if threads:
+            torch.set_num_threads(threads)
+        importlib.import_module("mnist_core.kinds")
+    except Exception:  # noqa: BLE001 - a job that needs them will fail and say why
+        pass
+    flag = _SharedFlag(flag_value)
+    try:
+        events.send(("ready", None, os.getpid(), None))
+        while True:
+            spec = tasks.recv()
+            if spec is None:
+                return
+            result = execute(spec, lambda name, data, job=spec.id: events.send(("event", job, name, data)), flag,
+                             in_worker=True)
+            events.send(("end", spec.id, result, None))
+    except (EOFError, OSError):  # the server went away: nothing left to report to
+        return
+
+
+class _Worker:
+    def __init__(self, ctx, threads: int, number: int):
+        tasks_reader, self.tasks = ctx.Pipe(duplex=False)
+        self.events, events_writer = ctx.Pipe(duplex=False)
+        self.flag = _SharedFlag(ctx.RawValue("b", 0))
+        self.process = ctx.Process(target=_worker_main, args=(tasks_reader, events_writer, self.flag.value, threads),
+                                   name=f"mnist-worker-{number}", daemon=False)  # a comparison may start its own pool
+        self.process.start()
+        tasks_reader.close()
+        events_writer.close()
+        self.job: str | None = None
+        self.ready = False
+
+    def close(self) -> None:
+        for conn in (self.tasks, self.events):
+            try:
+                conn.close()
+            except OSError:
+                pass
+
+
+class _ProcessBackend:
+    """A pool of worker processes; a collector thread applies their events and notices deaths."""
+
+    name = "processes"
+
+    def __init__(self, on_event, on_end, workers: int):
+        self._on_event, self._on_end = on_event, on_end
+        self._ctx = multiprocessing.get_context("spawn")
+        # Each worker gets an equal share of the cores, so jobs side by side do not thrash.
+        self._threads = max(1, (os.cpu_count() or 1) // workers)
+        self._lock = threading.Lock()
+        self._closed = False
+        self._numbers = iter(range(1, 1_000_000))
+        self._workers = [self._new_worker() for _ in range(workers)]
+        self._collector = threading.Thread(target=self._collect, name="runner-collector", daemon=True)
+        self._collector.start()
+
+    def _new_worker(self) -> _Worker:
+        return _Worker(self._ctx, self._threads, next(self._numbers))
+
+    def capacity(self) -> int | None:
+        return len(self._workers)
+
+    def pids(self) -> list[int]:
+        with self._lock:
+            return [w.process.pid for w in self._workers]
+
+    def start(self, spec: JobSpec) -> None:
+        with self._lock:
+            idle = next((w for w in self._workers if w.job is None), None)
+            if idle is None:  # the runner never starts more jobs than workers; say so if it did
+                raise RuntimeError("no idle worker for a job the runner started")
+            idle.flag.clear()
+            idle.job = spec.id
+            try:
+                idle.tasks.send(spec)
+            except OSError:
+                pass  # the worker died: the collector sees its sentinel and fails the job
+
+    def stop(self, job_id: str) -> None:
+        with self._lock:
+            for worker in self._workers:
+                if worker.job == job_id:
+                    worker.flag.set()
+
+    def _collect(self) -> None:
+        while not self._closed:
+            with self._lock:
+                workers = list(self._workers)
+            by_conn = {w.events: w for w in workers}
+            by_sentinel = {w.process.sentinel: w for w in workers}
+            try:
+                ready = multiprocessing.connection.wait([*by_conn, *by_sentinel], timeout=0.5)
+            except OSError:  # a connection closed under us at shutdown
+                continue
+            dead = []
+            for item in ready:
+                if item in by_conn:
+                    worker = by_conn[item]
+                    try:
+                        self._handle(worker, item.recv())
+                    except Exception:  # noqa: BLE001 - EOF or a message cut off by a kill
+                        if worker not in dead:
+                            dead.append(worker)
+                elif by_sentinel[item] not in dead:
+                    dead.append(by_sentinel[item])
+            for worker in dead:
+                self._drain(worker)
+                self._lost(worker)
+
+    def _handle(self, worker: _Worker, message) -> None:
+        what, job_id, a, b = message
+        if what == "event":
+            self._on_event(job_id, a, b)
+        elif what == "end":
+            with self._lock:
+                worker.job = None
+            self._on_end(job_id, a)
+        elif what == "ready":
+            worker.ready = True
+
+    def _drain(self, worker: _Worker) -> None:
+        """Apply what a dead worker sent before it died (its last events, maybe its end)."""
+        try:
+            while worker.events.poll(0):
+                self._handle(worker, worker.events.recv())
+        except Exception:  # noqa: BLE001 - the rest was cut off by the kill
+            pass
+
+    def _lost(self, worker: _Worker) -> None:
+        worker.process.join(timeout=5)
+        with self._lock:
+            if worker not in self._workers:
+                return
+            job = worker.job
+            worker.job = None
+            index = self._workers.index(worker)
+            replace = not self._closed
+            if replace:
+                self._workers[index] = self._new_worker()
+            else:
+                self._workers.pop(index)
+        worker.close()
+        if self._closed:
+            return
+        log.warning("worker pid %s ended (exit code %s)%s; a new worker replaces it", worker.process.pid,
+                    worker.process.exitcode, f" while running job {job}" if job else "")
+        if job is not None:
+            self._on_end(job, {"status": FAILED, "message": WORKER_DIED, "exit_code": worker.process.exitcode})
+
+    def shutdown(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            workers = list(self._workers)
+        for worker in workers:
+            worker.flag.set()
+            try:
+                worker.tasks.send(None)
+            except OSError:
+                pass
+        deadline = time.time() + 3
+        for worker in workers:
+            worker.process.join(max(0.0, deadline - time.time()))
+        for worker in workers:
+            if worker.process.is_alive():
+                worker.process.terminate()
+                worker.process.join(2)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join(2)
+            worker.close()
+        self._collector.join(2)
+
+
+class _RayJob:
+    """One job as a Ray actor: run() does the work in one thread while drain() and stop() answer in others."""
+
+    def __init__(self):
+        self._events: list = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+
+    def run(self, spec: JobSpec) -> dict:
+        def send(name, data):
+            with self._lock:
+                self._events.append((name, data))
+
+        return execute(spec, send, self._stop, in_worker=True)
+
+    def drain(self) -> list:
+        with self._lock:
+            events, self._events = self._events, []
+        return events
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def connect_ray(address: str | None):
+    """ray, initialised: the Ray this process started already, else address ("auto", "host:port"), else a
+    new local Ray. An unreachable address raises RunnerError within RAY_CONNECT_SECONDS, never hangs."""
+    try:
+        import ray
+    except ImportError:
+        raise RunnerError("the ray backend needs Ray installed: pip install -r requirements-cluster.txt") from None
+    if ray.is_initialized():
+        return ray
+    deadline = time.time() + RAY_CONNECT_SECONDS
+    where = f"the Ray cluster at {address!r} (MNIST_RAY_ADDRESS)" if address else "a new local Ray"
+    if address and address != "auto":
+        host, _, port = address.rpartition(":")
+        if address.startswith("ray://"):
+            host, port = address[len("ray://"):].rpartition(":")[0], address.rpartition(":")[2]
+        if not host or not port.isdigit():
+            raise RunnerError(f"MNIST_RAY_ADDRESS={address!r} is not an address: it takes auto or host:port "
+                              "(the address `ray start --head` prints)")
+        try:  # ray.init itself retries an unreachable address for a minute or more
+            socket.create_connection((host, int(port)), timeout=RAY_CONNECT_SECONDS / 2).close()
+        except OSError as exc:
+            raise RunnerError(f"cannot reach {where}: {exc}; start the cluster with `ray start --head` "
+                              "or fix the address") from None
+    outcome: dict = {}
+
+    def init() -> None:
+        try:
+            if address:
+                ray.init(address=address, log_to_driver=False)
+            else:
+                ray.init(include_dashboard=False, log_to_driver=False)
+            outcome["ok"] = True
+        except Exception as exc:  # noqa: BLE001 - said to the caller below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=init, name="ray-connect", daemon=True)
+    thread.start()
+    thread.join(max(0.5, deadline - time.time()))
+    if "error" in outcome:
+        raise RunnerError(f"cannot connect to {where}: {outcome['error']}") from None
+    if thread.is_alive() or not outcome:
+        raise RunnerError(f"{where} did not answer within {RAY_CONNECT_SECONDS:g} s; check that the cluster is up "
+                          "(`ray status`) and the address is the one `ray start --head` printed")
+    return ray
+
+
+class _RayBackend:
+    """Each job a Ray actor (one CPU); a poller thread drains its events live and collects its end."""
+
+    name = "ray"
+
+    def __init__(self, on_event, on_end, address: str | None):
+        self._on_event, self._on_end = on_event, on_end
+        self._ray = ray = connect_ray(address)
+        from ray.exceptions import RayActorError
+
+        self._actor_errors = (RayActorError,)
+        # Workers find this package as the server does; on a cluster every node holds the project at this path.
+        path = os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")) if p)
+        self._actor = ray.remote(_RayJob).options(num_cpus=1, max_concurrency=3, max_restarts=0,
+                                                  runtime_env={"env_vars": {"PYTHONPATH": path}})
+        self._jobs: dict[str, tuple] = {}
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._poller = threading.Thread(target=self._poll, name="runner-ray", daemon=True)
+        self._poller.start()
+
+    def capacity(self) -> int | None:
+        return None
+
+    def start(self, spec: JobSpec) -> None:
+        actor = self._actor.remote()
+        with self._lock:
+            self._jobs[spec.id] = (actor, actor.run.remote(spec))
+
+    def stop(self, job_id: str) -> None:
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is not None:
+            job[0].stop.remote()
+
+    def _poll(self) -> None:
+        ray = self._ray
+        while not self._closed.wait(POLL_SECONDS):
+            with self._lock:
+                jobs = list(self._jobs.items())
+            for job_id, (actor, run) in jobs:
+                try:
+                    finished = bool(ray.wait([run], timeout=0)[0])
+                    events = ray.get(actor.drain.remote(), timeout=30)
+                except self._actor_errors:
+                    finished, events = True, []
+                except Exception:  # noqa: BLE001 - a slow answer: look again next time
+                    continue
+                for name, data in events:
+                    self._on_event(job_id, name, data)
+                if finished:
+                    self._end(job_id, actor, run)
+
+    def _end(self, job_id: str, actor, run) -> None:
+        ray = self._ray
+        try:
+            result = ray.get(run, timeout=30)
+        except self._actor_errors:
+            result = {"status": FAILED, "message": WORKER_DIED}
+        except Exception as exc:  # noqa: BLE001 - Ray's own failure, said plainly
+            result = {"status": FAILED, "message": f"Ray could not run the job: {type(exc).__name__}: {exc}"}
+        with self._lock:
+            self._jobs.pop(job_id, None)
+        try:
+            ray.kill(actor)
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+        self._on_end(job_id, result)
+
+    def shutdown(self) -> None:
+        self._closed.set()
+        self._poller.join(2)
+        with self._lock:
+            jobs = list(self._jobs.values())
+            self._jobs.clear()
+        for actor, _ in jobs:
+            try:
+                self._ray.kill(actor)
+            except Exception:  # noqa: BLE001
+                pass
+
+
+# ---------------------------------------------------------------- the runner
+
+
+def _kinds_registry() -> Mapping:
+    from .kinds import KINDS
+
+    return KINDS
+
+
+class Runner:
+    """Every long job of every visitor, under the host's limits; thread-safe, one per server."""
+
+    def __init__(self, limits: HostLimits | None = None, backend: str | None = None, workers: int | None = None,
+                 runs_dir=None, ray_address: str | None = None, kinds: Mapping | None = None,
+                 on_event: Callable[[JobState, str, dict], None] | None = None):
+        host = settings() if (limits is None or backend is None or workers is None or ray_address is None) else None
+        self.limits = limits or HostLimits.from_env()
+        self.backend = backend or host.backend
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
+        self.runs_dir = runs_dir
+        self._kinds = kinds
+        self._on_event_hook = on_event
+        self._jobs: dict[str, JobState] = {}
+        self._queue: deque[str] = deque()
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self._closed = False
+        if self.backend == "threads":
+            self._backend = _ThreadBackend(self._event, self._end)
+        elif self.backend == "processes":
+            count = workers or (host.workers if host else None) or self.limits.max_jobs
+            self._backend = _ProcessBackend(self._event, self._end, count)
+        else:
+            address = ray_address if ray_address is not None else (host.ray_address if host else None)
+            self._backend = _RayBackend(self._event, self._end, address or None)
+        self._watch_stop = threading.Event()
+        if self.limits.max_run_seconds is not None:
+            threading.Thread(target=self._watch_time, name="runner-time-limit", daemon=True).start()
+        ref = weakref.ref(self)
+        atexit.register(lambda: (runner := ref()) is not None and runner.shutdown())
+
+    # ---- reading
+
+    def get(self, job_id: str) -> JobState | None:
+        with self._lock:
+            return self._jobs.get(job_id)
+
+    def latest(self, owner: str, kind: str | None = None) -> JobState | None:
+        """The owner's newest job (of this kind); another owner's jobs are never returned."""
+        with self._lock:
+            mine = [job for job in self._jobs.values() if job.owner == owner and kind in (None, job.kind)]
+        return max(mine, key=lambda job: job.submitted) if mine else None
+
+    def live(self, owner: str) -> JobState | None:
+        """The owner's queued or running job of any kind."""
+        with self._lock:
+            return self._live(owner)
+
+    def running_count(self) -> int:
+        with self._lock:
+            return self._running()
+
+    def queued_count(self) -> int:
+        with self._lock:
+            return len(self._queue)
+
+    def worker_pids(self) -> list[int]:
+        """The pool's worker processes (processes backend), e.g. for a host's memory figures."""
+        return self._backend.pids() if hasattr(self._backend, "pids") else []
+
+    # ---- submitting
+
+    def _kind(self, name: str):
+        registry = self._kinds if self._kinds is not None else _kinds_registry()
+        if name not in registry:
+            raise ValueError(f"unknown job kind {name!r}; the kinds are {', '.join(registry)}")
+        return registry[name]
+
+    def submit(self, owner: str, kind: str, config: dict, name: str | None = None,
+               overwrite: bool = False) -> JobState:
+        """Admit a job under the host's limits, start it or queue it; raise JobRefused naming the limit,
+        or the kind's own error for a bad config or name (nothing runs then)."""
+        spec_kind = self._kind(kind)
+        try:
+            config = spec_kind.prepare(dict(config), self.limits)
+            runs = spec_kind.runs(config)
+            if runs > self.limits.max_compare_runs:
+                raise JobRefused(f"this host runs at most {self.limits.max_compare_runs} training runs in one "
+                                 f"{spec_kind.label} (MNIST_MAX_COMPARE_RUNS); this one asks for {runs}: use fewer "
+                                 "values or seeds", limit="max_compare_runs")
+            runs_dir = str(self.runs_dir or _default_runs_dir())
+            settle = getattr(spec_kind, "settle_name", None)
+            if settle is not None:
+                name = settle(config, name, overwrite, runs_dir)
+            with self._lock:
+                if self._closed:
+                    raise RunnerError("the job runner has shut down")
+                live = self._live(owner)
+                if live is not None:
+                    where = "waiting to start" if live.status == QUEUED else "running"
+                    raise JobRefused(f"you already have a {live.label} {where} ({_page_name(live.page)}); "
+                                     "stop it or wait for it to finish", limit="one job per visitor")
+                start_now = not self._queue and self._running() < self._slots()
+                if not start_now and len(self._queue) >= self.limits.max_queued:
+                    raise JobRefused(f"this host runs at most {self.limits.max_jobs} job(s) at once (MNIST_MAX_JOBS) "
+                                     f"and {len(self._queue)} are waiting already, the most it queues "
+                                     "(MNIST_MAX_QUEUED); try again in a few minutes", limit="max_queued")
+                spec = JobSpec(uuid.uuid4().hex[:10], kind, owner, config, name, overwrite, runs_dir,
+                               spec_kind.work, {k: v for k, v in os.environ.items() if _is_setting(k)})
+                job = JobState(spec, view=spec_kind.view(config), label=spec_kind.label, page=spec_kind.page)
+                self._jobs[spec.id] = job
+                self._forget_old(owner)
+                if start_now:
+                    self._launch(job)
+                else:
+                    self._queue.append(spec.id)
+                    self._number_queue()
+                    log.info("job %s queued at %d: owner=%s kind=%s", spec.id, job.position, owner, kind)
+            return job
+        except JobRefused as exc:
+            log.warning("refused: owner=%s kind=%s limit=%s: %s", owner, kind, exc.limit or "-", exc)
+            raise
+
+    def _slots(self) -> int:
+        capacity = self._backend.capacity()
+        return self.limits.max_jobs if capacity is None else min(self.limits.max_jobs, capacity)
+
+    def _running(self) -> int:
+        return sum(job.status == RUNNING for job in self._jobs.values())
+
+    def _live(self, owner: str) -> JobState | None:
+        return next((job for job in self._jobs.values() if job.owner == owner and job.running), None)
+
+    def _number_queue(self) -> None:
+        for place, job_id in enumerate(self._queue, start=1):
+            job = self._jobs[job_id]
+            with job._lock:
+                job.position = place
+
+    def _forget_old(self, owner: str) -> None:
+        ended = sorted((job for job in self._jobs.values() if job.owner == owner and job.ended),
+                       key=lambda job: job.submitted)
+        for job in ended[:-ENDED_KEPT_PER_OWNER]:
+            del self._jobs[job.id]
+
+    def _launch(self, job: JobState) -> None:
+        with job._lock:
+            job.status, job.started, job.position, job.stage = RUNNING, time.time(), None, "starting"
+        log.info("job %s started: owner=%s kind=%s backend=%s", job.id, job.owner, job.kind, self.backend)
+        try:
+            self._backend.start(job.spec)
+        except Exception as exc:  # noqa: BLE001 - the job fails, its slot frees
+            threading.Thread(target=self._end, args=(job.id, {"status": FAILED, "message": f"could not start: {exc}"}),
+                             daemon=True).start()
+
+    def _start_queued(self) -> None:
+        while self._queue and self._running() < self._slots() and not self._closed:
+            self._launch(self._jobs[self._queue.popleft()])
+        self._number_queue()
+
+    # ---- events and ends (called by the backends)
+
+    def _event(self, job_id: str, name: str, data: dict) -> None:
+        job = self.get(job_id)
+        if job is None:
+            return
+        with job._lock:
+            if name == "worker":
+                job.pid, job.worker = data.get("pid"), f"pid {data.get('pid')} on {data.get('host')}"
+            elif name == "stage":
+                job.stage = str(data.get("stage", ""))
+            elif name == "progress":
+                job.done, job.total = float(data.get("done", 0)), float(data.get("total", 0))
+            if name not in _INTERNAL_EVENTS and job.view is not None and hasattr(job.view, "on_event"):
+                try:
+                    job.view.on_event(name, data)
+                except Exception:  # noqa: BLE001 - a view's bug must not end the job's reporting
+                    log.exception("the view of job %s could not take a %r event", job_id, name)
+        if self._on_event_hook is not None:
+            self._on_event_hook(job, name, data)
+
+    def _end(self, job_id: str, result: dict) -> None:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None or job.ended:
+                return
+            status = result.get("status") if result.get("status") in ENDED else FAILED
+            message = str(result.get("message", ""))
+            if job.time_capped and status == STOPPED:
+                message = (f"stopped after {self.limits.max_run_seconds:g} s, this host's time limit per run "
+                           "(MNIST_MAX_RUN_SECONDS); what it learned is kept")
+            with job._lock:
+                job.status, job.message, job.result, job.finished = status, message, result, time.time()
+                job.stage = "done"
+            log_level = logging.WARNING if status == FAILED else logging.INFO
+            log.log(log_level, "job %s %s: owner=%s kind=%s seconds=%.1f: %s", job_id, status, job.owner, job.kind,
+                    job.seconds, message)
+            self._start_queued()
+            self._changed.notify_all()
+
+    def _watch_time(self) -> None:
+        cap = self.limits.max_run_seconds
+        while not self._watch_stop.wait(POLL_SECONDS):
+            now = time.time()
+            with self._lock:
+                over = [job for job in self._jobs.values()
+                        if job.status == RUNNING and not job.time_capped and now - job.started >= cap]
+                for job in over:
+                    job.time_capped = True
+            for job in over:
+                log.info("job %s reached the time limit of %g s: owner=%s kind=%s limit=max_run_seconds",
+                         job.id, cap, job.owner, job.kind)
+                self._backend.stop(job.id)
+
+    # ---- control
+
+    def stop(self, job_id_or_owner: str) -> bool:
+        """Stop a job (by id, or the owner's live job): a queued one ends at once, a running one is asked
+        to stop and keeps what it learned. False when there was nothing to stop."""
+        with self._lock:
+            job = self._jobs.get(job_id_or_owner) or self._live(job_id_or_owner)
+            if job is None or not job.running:
+                return False
+            if job.status == QUEUED:
+                self._queue.remove(job.id)
+                with job._lock:
+                    job.status, job.message, job.finished, job.position = STOPPED, "stopped before it started", \
+                        time.time(), None
+                    job.stop_requested = True
+                self._number_queue()
+                log.info("job %s stopped before it started: owner=%s kind=%s", job.id, job.owner, job.kind)
+                self._changed.notify_all()
+                return True
+            job.stop_requested = True
+        self._backend.stop(job.id)
+        return True
+
+    def wait(self, job_id: str, timeout: float | None = 60.0) -> JobState | None:
+        """The job once it has ended, or as it is when the timeout passes (None: unknown id)."""
+        deadline = None if timeout is None else time.time() + timeout
+        with self._lock:
+            job = self._jobs.get(job_id)
+            while job is not None and not job.ended and not self._closed:
+                left = None if deadline is None else deadline - time.time()
+                if left is not None and left <= 0:
+                    break
+                self._changed.wait(0.5 if left is None else min(left, 0.5))
+            return job
+
+    def shutdown(self) -> None:
+        """Stop every job and the workers; jobs that had not ended are marked stopped."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.clear()
+        self._watch_stop.set()
+        self._backend.shutdown()
+        with self._lock:
+            for job in self._jobs.values():
+                if job.running:
+                    with job._lock:
+                        job.status, job.finished = STOPPED, time.time()
+                        job.message = "stopped: the server shut down"
+            self._changed.notify_all()
+
+
+def _default_runs_dir() -> Path:
+    from .checkpoints import runs_dir
+
+    return runs_dir()
+
+
+def _page_name(page: str) -> str:
+    """'pages/3_Train.py' -> 'the Train page'."""
+    stem = Path(page).stem
+    words = stem.split("_", 1)[-1].replace("_", " ") if "_" in stem else stem
+    return f"the {words} page" if words else "its page"
+
+
+def run_to_end(kind: str, config: dict, name: str | None = None, backend: str = "processes",
+               on_event: Callable[[str, dict], None] | None = None, overwrite: bool = False,
+               limits: HostLimits | None = None, ray_address: str | None = None) -> JobState:
+    """For the command line: one job on a private runner, its events to on_event, its end state back.
+    Ctrl+C stops the job (it keeps what it learned) and waits for it to end. backend "local" means processes."""
+    backend = "processes" if backend == "local" else backend
+    hook = (lambda job, event, data: on_event(event, data)) if on_event is not None else None
+    runner = Runner(limits or HostLimits.from_env(), backend=backend, workers=1, ray_address=ray_address, on_event=hook)
+    try:
+        job = runner.submit("cli", kind, config, name=name, overwrite=overwrite)
+        try:
+            runner.wait(job.id, timeout=None)
+        except KeyboardInterrupt:
+            print("stopping (keeping what was learned)...", file=sys.stderr)
+            runner.stop(job.id)
+            runner.wait(job.id, timeout=None)
+        return job.snapshot()
+    finally:
+        runner.shutdown()
