@@ -19,6 +19,7 @@ from .checkpoints import CheckpointExistsError, runs_dir, save, validate_name
 from .data import DeviceData
 from .host import settings
 from .reporter import Reporter
+from .runner import HostLimits, JobRefused  # noqa: F401 - HostLimits moved to the runner; kept importable here
 from .train import TrainConfig, check_fits_in_memory, fit, planned_steps
 
 SMOOTHING = 0.9  # exponential smoothing of the per-batch loss and accuracy curves
@@ -31,8 +32,7 @@ def saved_run_exists(name: str, folder: Path | str | None = None) -> bool:
     return (Path(folder or runs_dir()) / f"{name}.json").exists()
 
 
-class JobLimitError(RuntimeError):
-    """The host's limits do not allow this job now."""
+JobLimitError = JobRefused  # the host's limits do not allow this job now (one refusal type: runner.JobRefused)
 
 
 OwnedJob = TypeVar("OwnedJob")  # anything with .running and .stop_event
@@ -66,31 +66,6 @@ class OwnerSlots(Generic[OwnedJob]):
         job = self.latest(owner)
         if job is not None:
             job.stop_event.set()
-
-
-@dataclass
-class HostLimits:
-    """Limits for a shared host, from the environment: MNIST_MAX_JOBS, MNIST_MAX_EPOCHS, MNIST_MAX_RUN_SECONDS."""
-
-    max_jobs: int = 1
-    max_epochs: int | None = None
-    max_run_seconds: float | None = None
-
-    @classmethod
-    def from_env(cls) -> "HostLimits":
-        """The limits of host.settings(), which raises HostSettingError naming a bad variable."""
-        values = settings()
-        return cls(values.max_jobs, values.max_epochs, values.max_run_seconds)
-
-    def apply(self, config: TrainConfig) -> TrainConfig:
-        """The config as this host runs it: refused over the epoch cap, time-capped when there is a cap."""
-        if self.max_epochs is not None and config.epochs > self.max_epochs:
-            raise JobLimitError(f"this host allows at most {self.max_epochs} epochs per run; "
-                                f"you asked for {config.epochs}")
-        if self.max_run_seconds is not None:
-            cap = min(config.max_seconds or self.max_run_seconds, self.max_run_seconds)
-            config = dataclasses.replace(config, max_seconds=cap)
-        return config
 
 
 @dataclass
