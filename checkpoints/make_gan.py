@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mnist_core.checkpoints import load  # noqa: E402
 from mnist_core.data import load_mnist  # noqa: E402
 from mnist_core.gan import COLLAPSE_RECIPE, GanConfig, Judge, save_gan, shipped_gan_dir, train_gan  # noqa: E402
+from mnist_core.reporter import Reporter  # noqa: E402
 
 RECIPES = {
     "default": ("cgan", {}),
@@ -48,7 +49,7 @@ def main() -> int:
                   f"{' '.join(f'{d:.2f}' for d in data['diversity'])}, Frechet {data['frechet']:.1f}", flush=True)
 
     print(f"torch threads: {torch.get_num_threads()}")
-    result = train_gan(GanConfig(**settings), mnist, judge, report)
+    result = train_gan(GanConfig(**settings), mnist, judge, Reporter(report))
     print(result.status, result.message, f"{result.seconds:.0f} s")
     print(f"Frechet distance of 1,000 real training digits to the test set: {judge.real_frechet:.1f}")
     name = args.name or default_name

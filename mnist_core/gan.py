@@ -29,6 +29,7 @@ from .checkpoints import (SHIPPED_DIR, CheckpointError, CheckpointExistsError, a
                           safe_name, validate_name)
 from .data import Mnist, pick_device, standardize
 from .jobs import HostLimits, OwnerSlots
+from .reporter import NULL_REPORTER, Reporter
 from .saliency import private_view
 
 VARIANTS = ("mlp", "dcgan")
@@ -286,18 +287,24 @@ def planned_steps(config: GanConfig, train_size: int = 60_000) -> int:
 
 
 def train_gan(config: GanConfig, mnist: Mnist, judge: "Judge | Callable[[], Judge | None] | None" = None,
-              on_event: Callable[[str, dict], None] | None = None, stop: threading.Event | None = None) -> GanResult:
+              reporter: Reporter = NULL_REPORTER, *, on_event: Callable[[str, dict], None] | None = None,
+              stop: threading.Event | None = None) -> GanResult:
     """Alternate D and G steps over MNIST; after each epoch draw the fixed-noise grid and score quality.
 
     judge may be a function returning the Judge (or None to skip scoring): it is called at the first
     scoring, so a judge that loads in the background does not delay the first step.
-    Events: ("stage", {"text"}) for what it is doing, ("step", ...) per batch, ("epoch", ...) per epoch.
-    The stop event is checked before every batch: a stop ends the run within one batch, draws the
-    grid of what was learned and skips the quality scoring (seconds the user asked not to wait).
+    Events on the reporter: "stage" for what it is doing, "progress" (batches of the planned batches),
+    "step" per batch, "epoch" per epoch (with its fixed-noise grid). reporter.stop is checked before
+    every batch: a stop ends the run within one batch, draws the grid of what was learned and skips the
+    quality scoring (seconds the user asked not to wait). on_event= and stop= are the older way to pass
+    the same (kept while pages still call it so).
     """
     config.validate()
-    emit = on_event or (lambda kind, data: None)
-    emit("stage", {"text": "warming up"})
+    if on_event is not None or stop is not None:
+        reporter = Reporter(on_event, stop)
+    stop = reporter.stop
+    emit = reporter.event
+    reporter.stage("warming up")
     device = pick_device(config.device)
     torch.manual_seed(config.seed)
     g, d = Generator(config).to(device), Discriminator(config).to(device)
@@ -312,14 +319,15 @@ def train_gan(config: GanConfig, mnist: Mnist, judge: "Judge | Callable[[], Judg
     real_target = 1.0 - config.label_smoothing
     start = time.perf_counter()
     per_epoch = math.ceil(len(labels) / config.batch_size)
+    total = planned_steps(config, len(labels))
     stopped_by_user = False
     try:
         for epoch in range(1, config.epochs + 1):
             g.train(), d.train()
             order = torch.randperm(len(labels), generator=order_gen).to(device)
-            emit("stage", {"text": f"training epoch {epoch} of {config.epochs}"})
+            reporter.stage(f"training epoch {epoch} of {config.epochs}")
             for i in range(0, len(labels), config.batch_size):
-                if stop is not None and stop.is_set():
+                if stop.is_set():
                     status, message, stopped_by_user = "stopped", f"stopped at epoch {epoch}, step {step}", True
                     break
                 if config.max_seconds is not None and time.perf_counter() - start >= config.max_seconds:
@@ -354,17 +362,19 @@ def train_gan(config: GanConfig, mnist: Mnist, judge: "Judge | Callable[[], Judg
                 if step % 10 == 1:
                     steps.append(record)
                 emit("step", record)
+                if step % 10 == 1 or step == total:
+                    reporter.progress(step, total)
                 if config.max_batches and step >= config.max_batches:
                     status, message = "stopped", f"stopped after {step} batches (max batches)"
                     break
             if step == 0:  # stopped before the first batch: nothing learned, nothing to draw
                 break
-            emit("stage", {"text": f"drawing the samples of epoch {epoch}"})
+            reporter.stage(f"drawing the samples of epoch {epoch}")
             grid = to_uint8(generate(g, grid_labels, z=grid_z))
             grids.append(grid)
             summary = {"epoch": epoch, "steps": step, "elapsed": time.perf_counter() - start}
-            if judge is not None and not stopped_by_user and not (stop is not None and stop.is_set()):
-                emit("stage", {"text": f"scoring the samples of epoch {epoch} with the judge"})
+            if judge is not None and not stopped_by_user and not stop.is_set():
+                reporter.stage(f"scoring the samples of epoch {epoch} with the judge")
                 scorer = judge() if callable(judge) else judge  # a lazy judge may still be loading: wait here
                 if scorer is not None:
                     summary.update(scorer.score(*quality_samples(g)).as_dict())
@@ -617,7 +627,7 @@ class GanJob:
     def on_event(self, kind: str, data: dict) -> None:
         with self.lock:
             if kind == "stage":
-                self.stage = data["text"]
+                self.stage = data["stage"]
             elif kind == "step":
                 self.step = data["step"]
                 if data["step"] % 5 == 1:
@@ -707,11 +717,11 @@ class GanJobs(OwnerSlots[GanJob]):
         try:
             if callable(judge) and not isinstance(judge, Judge):
                 judge = BackgroundJudge(judge, job.stop_event, on_wait=lambda: job.on_event(
-                    "stage", {"text": "waiting for the judge (the classifier that scores the samples) to load"}))
-            result = train_gan(job.config, mnist, judge, job.on_event, job.stop_event)
+                    "stage", {"stage": "waiting for the judge (the classifier that scores the samples) to load"}))
+            result = train_gan(job.config, mnist, judge, Reporter(job.on_event, job.stop_event))
             status, message = result.status, result.message
             if result.grids:
-                job.on_event("stage", {"text": "saving"})
+                job.on_event("stage", {"stage": "saving"})
                 scorer = judge.loaded if isinstance(judge, BackgroundJudge) else judge
                 saved, note = self._save(result, job.name, scorer, overwrite)
                 message = f"{message} {note}".strip()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .checkpoints import CheckpointError, CheckpointExistsError, list_checkpoints, load
 from .data import DataError, load_mnist
+from .reporter import Reporter
 from .gan import (VARIANTS, GanConfig, GanConfigError, Judge, default_run_name, gan_dir, gan_exists,
                   planned_steps, save_gan, train_gan, validate_gan_name)
 
@@ -105,7 +106,7 @@ def cmd_gan(args) -> int:
     progress = Progress(planned_steps(config, len(mnist.train_labels)), args.quiet)
     started = time.perf_counter()
     try:
-        result = train_gan(config, mnist, judge, progress)
+        result = train_gan(config, mnist, judge, Reporter(progress))
     except KeyboardInterrupt:
         print(f"\n{PROG} gan: interrupted", file=sys.stderr)
         return 130
