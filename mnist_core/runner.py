@@ -231,6 +231,7 @@ class _ThreadBackend:
     def __init__(self, on_event, on_end):
         self._on_event, self._on_end = on_event, on_end
         self._flags: dict[str, threading.Event] = {}
+        self._threads: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
 
     def capacity(self) -> int | None:
@@ -238,14 +239,17 @@ class _ThreadBackend:
 
     def start(self, spec: JobSpec) -> None:
         flag = threading.Event()
+        thread = threading.Thread(target=self._run, args=(spec, flag), name=f"job-{spec.id}", daemon=True)
         with self._lock:
             self._flags[spec.id] = flag
-        threading.Thread(target=self._run, args=(spec, flag), name=f"job-{spec.id}", daemon=True).start()
+            self._threads[spec.id] = thread
+        thread.start()
 
     def _run(self, spec: JobSpec, flag: threading.Event) -> None:
         result = execute(spec, lambda name, data: self._on_event(spec.id, name, data), flag, in_worker=False)
         with self._lock:
             self._flags.pop(spec.id, None)
+            self._threads.pop(spec.id, None)
         self._on_end(spec.id, result)
 
     def stop(self, job_id: str) -> None:
@@ -255,9 +259,14 @@ class _ThreadBackend:
             flag.set()
 
     def shutdown(self) -> None:
+        """Stop every job and wait for it (a thread still in torch when the interpreter exits aborts it)."""
         with self._lock:
             for flag in self._flags.values():
                 flag.set()
+            threads = list(self._threads.values())
+        deadline = time.time() + 30
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.time()))
 
 
 class _SharedFlag:
@@ -800,7 +809,9 @@ class Runner:
                 return
             status = result.get("status") if result.get("status") in ENDED else FAILED
             message = str(result.get("message", ""))
-            if job.time_capped and status == STOPPED:
+            # Only a visitor's Stop and the host's time limit stop a job (the kind may apply the limit itself).
+            capped = job.time_capped or (self.limits.max_run_seconds is not None and not job.stop_requested)
+            if capped and status == STOPPED:
                 message = (f"stopped after {self.limits.max_run_seconds:g} s, this host's time limit per run "
                            "(MNIST_MAX_RUN_SECONDS); what it learned is kept")
             with job._lock:

@@ -1,0 +1,178 @@
+"""The job runner's contract, run against every backend: threads, a pool of worker processes, a local Ray.
+
+Real kinds (mnist_core.kinds), real MNIST, tiny runs. Ray is started once for the module by the test
+itself (ray.init(num_cpus=2)), so no cluster is needed.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mnist_core.reporter import DONE, FAILED, QUEUED, RUNNING, STOPPED
+from mnist_core.runner import HostLimits, JobRefused, Runner
+
+ROOT = Path(__file__).resolve().parent.parent
+BACKENDS = ["threads", "processes", "ray"]
+SMALL = {"arch": "mlp", "model": {"depth": 1, "width": 32}}
+TINY = {**SMALL, "max_batches": 30}  # a few seconds, scored and saved
+LONG = {**SMALL, "epochs": 20}  # runs until stopped
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    import ray  # requirements-dev.txt pins it: a missing Ray fails these tests, it does not skip them
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def make_runner(request, runs):
+    """Runners on the parametrised backend, shut down after the test."""
+    made = []
+
+    def make(**limits) -> Runner:
+        if request.param == "ray":
+            request.getfixturevalue("local_ray")
+        runner = Runner(HostLimits(**limits), backend=request.param, workers=limits.get("max_jobs", 1))
+        made.append(runner)
+        return runner
+
+    yield make
+    for runner in made:
+        runner.shutdown()
+
+
+def until(condition, timeout=90.0, what="the condition"):
+    deadline = time.time() + timeout
+    while not condition():
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def learning(job) -> bool:
+    """The job has trained at least one batch (so a stop keeps something)."""
+    return job.ended or bool(job.snapshot().view.batch_curve)
+
+
+def ended(runner, job, timeout=90.0):
+    state = runner.wait(job.id, timeout)
+    assert state.ended, f"job {job.id} still {state.status} after {timeout} s ({state.stage})"
+    return state.snapshot()
+
+
+@pytest.mark.parametrize("make_runner", BACKENDS, indirect=True)
+def test_a_job_runs_reports_its_events_and_saves_its_checkpoint(make_runner, runs):
+    runner = make_runner()
+    job = runner.submit("alice", "train", TINY, name="tiny run")
+    assert job.status == RUNNING and job.position is None and runner.running_count() == 1
+    state = ended(runner, job)
+    assert state.status == DONE and "30-batch cap" in state.message, state.message
+    assert [p["step"] for p in state.view.batch_curve] == list(range(1, 31))  # every event, in order
+    assert state.view.epochs and state.stage == "done"
+    assert state.result["checkpoint"] == "tiny-run" and (runs / "tiny-run.json").exists()
+    assert state.pid and (state.pid == os.getpid()) == (runner.backend == "threads")  # out of the server unless threads
+    assert runner.running_count() == 0 and runner.latest("alice") is job and runner.live("alice") is None
+
+
+@pytest.mark.parametrize("make_runner", BACKENDS, indirect=True)
+def test_the_cap_queues_in_order_owners_are_isolated_and_stop_keeps_what_was_learned(make_runner, runs):
+    runner = make_runner(max_jobs=1)
+    first = runner.submit("alice", "train", LONG, name="alice long")
+    until(lambda: learning(first), what="alice's first batch")
+    second = runner.submit("bob", "train", TINY, name="bob tiny")
+    third = runner.submit("carol", "train", TINY, name="carol tiny")
+    fourth = runner.submit("dave", "train", TINY, name="dave tiny")
+    assert (second.status, second.position, third.position, fourth.position) == (QUEUED, 1, 2, 3)
+    assert first.status == RUNNING and runner.running_count() == 1
+
+    # One live job per visitor, whatever its state; another visitor's job is never returned or stopped.
+    with pytest.raises(JobRefused, match="you already have a training run waiting to start .*Train page"):
+        runner.submit("bob", "train", TINY)
+    assert runner.latest("bob") is second and runner.live("bob") is second and runner.live("erin") is None
+    assert runner.latest("erin") is None and runner.stop("erin") is False
+    assert runner.stop(third.id) and third.status == STOPPED and third.message == "stopped before it started"
+    assert fourth.position == 2 and second.position == 1
+
+    assert runner.stop("alice")  # by owner: her live job
+    stopped = ended(runner, first)
+    assert stopped.status == STOPPED and stopped.result["steps"] > 0
+    assert (runs / f"{stopped.result['checkpoint']}.json").exists()  # what it learned is kept
+    done_second, done_fourth = ended(runner, second), ended(runner, fourth)
+    assert done_second.status == done_fourth.status == DONE
+    assert first.finished <= done_second.started <= done_second.finished <= done_fourth.started  # FIFO, one at a time
+    assert runner.running_count() == 0 and runner.stop(first.id) is False
+
+
+@pytest.mark.parametrize("make_runner", ["processes", "ray"], indirect=True)
+def test_a_worker_killed_mid_run_fails_its_job_plainly_and_the_next_job_runs(make_runner, runs):
+    runner = make_runner(max_jobs=1)
+    doomed = runner.submit("alice", "train", LONG)
+    queued = runner.submit("bob", "train", TINY, name="after the kill")
+    until(lambda: learning(doomed), what="the first batch")
+    assert doomed.pid != os.getpid()
+    os.kill(doomed.pid, signal.SIGKILL)
+    state = ended(runner, doomed)
+    assert state.status == FAILED and "ended unexpectedly (killed, or out of memory)" in state.message
+    assert "Traceback" not in state.message
+    after = ended(runner, queued)
+    assert after.status == DONE and after.pid != doomed.pid and after.result["checkpoint"] == "after-the-kill"
+    again = ended(runner, runner.submit("alice", "train", TINY))  # the pool (or cluster) still takes work
+    assert again.status == DONE
+
+
+@pytest.mark.parametrize("make_runner", BACKENDS, indirect=True)
+def test_the_runner_stops_a_job_at_the_hosts_time_limit_and_says_so(make_runner, runs):
+    runner = make_runner(max_run_seconds=4.0)
+    job = runner.submit("alice", "train", LONG)
+    state = ended(runner, job)
+    assert state.status == STOPPED and "MNIST_MAX_RUN_SECONDS" in state.message and "4 s" in state.message
+    assert 4.0 <= state.seconds < 30
+
+
+def test_refusals_name_the_limit_and_leave_nothing_behind(runs):
+    runner = Runner(HostLimits(max_jobs=1, max_epochs=2, max_queued=1), backend="threads")
+    try:
+        with pytest.raises(JobRefused, match=r"at most 2 epochs per run \(MNIST_MAX_EPOCHS"):
+            runner.submit("alice", "train", {**SMALL, "epochs": 3})
+        with pytest.raises(ValueError, match="unknown job kind 'juggle'"):
+            runner.submit("alice", "juggle", {})
+        assert runner.latest("alice") is None
+        first = runner.submit("alice", "train", {**SMALL, "epochs": 2})
+        runner.submit("bob", "train", TINY)
+        with pytest.raises(JobRefused, match=r"1 are waiting already.*MNIST_MAX_QUEUED") as caught:
+            runner.submit("carol", "train", TINY)
+        assert caught.value.limit == "max_queued" and runner.latest("carol") is None
+        runner.stop(first.id)
+    finally:
+        runner.shutdown()
+
+
+def test_an_unreachable_ray_address_fails_within_ten_seconds_with_one_message():
+    # In a fresh interpreter: this module's own Ray must not answer for the address under test.
+    # One address refuses connections; the other accepts them but is not Ray (ray.init alone would hang).
+    script = r"""
+import socket, sys, time
+from mnist_core.runner import Runner, HostLimits, RunnerError
+closed = socket.socket(); closed.bind(("127.0.0.1", 0)); port = closed.getsockname()[1]; closed.close()
+mute = socket.socket(); mute.bind(("127.0.0.1", 0)); mute.listen(); mute_port = mute.getsockname()[1]
+for address in (f"127.0.0.1:{port}", f"127.0.0.1:{mute_port}"):
+    start = time.time()
+    try:
+        Runner(HostLimits(), backend="ray", ray_address=address)
+    except RunnerError as exc:
+        print(f"{time.time() - start:.1f}|{exc}")
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=90)
+    lines = [line for line in done.stdout.splitlines() if "|" in line]
+    assert len(lines) == 2, done.stdout + done.stderr
+    for line in lines:
+        seconds, message = line.split("|", 1)
+        assert float(seconds) <= 11 and "Ray cluster at '127.0.0.1:" in message and "MNIST_RAY_ADDRESS" in message
+    assert "ray start --head" in lines[0] and "within 10 s" in lines[1]
