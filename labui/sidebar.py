@@ -1,11 +1,15 @@
-"""The sidebar every page shares: device, active checkpoint, this session's running job."""
+"""The sidebar every page shares: device, active checkpoint, this browser's live job of any kind."""
 
 from __future__ import annotations
 
-import streamlit as st
+from pathlib import Path
 
-from . import state
-from .navigation import use_app_navigation
+import streamlit as st
+from streamlit.errors import StreamlitAPIException
+
+from . import live, state
+from .navigation import page_label, use_app_navigation
+from mnist_core.kinds import kind
 from mnist_core.host import problem as host_problem
 
 
@@ -37,11 +41,41 @@ def sidebar() -> None:
             with st.expander(f"{len(unreadable)} checkpoint(s) could not be read"):
                 for bad in unreadable:
                     st.caption(f"**{bad.name}** ({bad.source}): {bad.reason}")
-        job = state.job_manager().latest(state.session_id())
-        if job is not None:
-            snap = job.snapshot()
-            if snap.running:
-                st.info(f"Training **{snap.name}**: epoch {snap.epoch}/{snap.config.epochs}, "
-                        f"step {snap.step}/{snap.total_steps}")
-            else:
-                st.caption(f"Last run **{snap.name}**: {snap.status}")
+        job_entry()
+
+
+def job_entry() -> None:
+    """This browser's queued or running job of any kind: what it is, where it is shown, progress, Stop.
+
+    It reruns every second only while there is such a job; otherwise the last one's end is one line."""
+    if live.live_job() is not None:
+        _live_entry()
+        return
+    last = live.latest()
+    if last is not None:
+        st.caption(f"Your last {kind(last.kind).label} **{last.name or last.kind}**: {live.status_text(last)}")
+
+
+@st.fragment(run_every=live.POLL_SECONDS)
+def _live_entry() -> None:
+    snap = live.live_job()
+    if snap is None:
+        st.rerun()  # it ended: the whole page shows its end, and nothing polls any more
+    job_kind = kind(snap.kind)
+    with st.container(border=True):
+        st.markdown(f"**Your {job_kind.label}** · {snap.name or snap.kind}")
+        st.progress(min(max(snap.fraction or 0.0, 0.0), 1.0), text=live.status_text(snap))
+        link, button = st.columns([3, 2], vertical_alignment="center")
+        with link:
+            page_link(job_kind.page)
+        button.button("Stop", key="sidebar.stop", on_click=live.stop, args=(snap.id,), disabled=snap.stopping,
+                      help="Ends the job after the current step; what was learned so far is kept.")
+
+
+def page_link(page: str) -> None:
+    """A link to the page that shows the job (plain text where the page runs outside the app's navigation)."""
+    label = page_label(Path(page))
+    try:
+        st.page_link(page, label=f"Open {label}", icon=":material/open_in_new:")
+    except StreamlitAPIException:  # a page run on its own (tests), without app.py's navigation
+        st.caption(f"Shown on the {label} page")

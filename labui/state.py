@@ -18,7 +18,9 @@ from mnist_core.compare import ComparisonJobs
 from mnist_core.data import DeviceData, load_mnist, pick_device
 from mnist_core.embed import Embedding, all_labels, cache_dir, file_digest, load_cached, shipped_cache_dir, warm_up
 from mnist_core.gan import GanJobs, Judge
+from mnist_core.host import settings as host_settings
 from mnist_core.jobs import HostLimits, JobManager
+from mnist_core.runner import Runner
 from mnist_core.tasks import TaskRunner
 
 ACTIVE_KEY = "active_checkpoint"
@@ -33,6 +35,24 @@ def device_data() -> DeviceData:
 @st.cache_resource
 def job_manager() -> JobManager:
     return JobManager()
+
+
+def _release(runner: Runner) -> None:
+    runner.shutdown()
+
+
+@st.cache_resource(max_entries=1, on_release=_release, show_spinner=False)
+def _runner(host: str) -> Runner:
+    return Runner()  # limits, backend and pool size from the host settings
+
+
+def runner() -> Runner:
+    """The server's one job runner: every page submits its long work here, under the host's limits.
+
+    Cached per host settings: they never change in a running server; a test that changes them (another
+    runs folder, another cap) gets a runner of its own, and the previous one is shut down.
+    """
+    return _runner(repr(host_settings()))
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)

@@ -4,12 +4,12 @@ import streamlit as st
 
 st.set_page_config(page_title="Train · MNIST Lab", page_icon="🏋️", layout="wide")
 
-from labui import state  # noqa: E402
+from labui import live, state  # noqa: E402
 from labui.charts import training_curves  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
 from labui.widgets import config_widgets, seed_state  # noqa: E402
 from mnist_core import checkpoints as ckpt  # noqa: E402
-from mnist_core.jobs import JobLimitError  # noqa: E402
+from mnist_core.kinds import saved_run_exists  # noqa: E402
 from mnist_core.models import REGISTRY, ModelError, build_model, describe, layer_labels  # noqa: E402
 from mnist_core.presets import PRESETS, preset  # noqa: E402
 from mnist_core.train import (DEFAULT_LR, OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig,  # noqa: E402
@@ -125,20 +125,12 @@ def model_card(config: TrainConfig) -> None:
                       for r in card.layers], hide_index=True, width="stretch")
 
 
-STAGES = {"queued": "starting...", "preparing": "preparing the model and data...", "training": "training",
-          "evaluating": "scoring on the test set...", "saving": "saving the checkpoint..."}
+STAGES = {"queued": "starting...", "loading MNIST": "loading MNIST...", "preparing": "preparing the model and data...",
+          "training": "training", "evaluating": "scoring on the test set...", "saving": "saving the checkpoint..."}
 
 
 def start(config: TrainConfig, name: str, overwrite: bool) -> None:
-    try:
-        state.job_manager().start(state.session_id(), config, state.device_data(), name or None, overwrite=overwrite)
-    except (JobLimitError, ConfigError, ModelError, ckpt.CheckpointError) as exc:
-        st.error(str(exc))
-
-
-def request_stop() -> None:
-    """A callback, so the stop lands before the page's next run, not after it."""
-    state.job_manager().stop(state.session_id())
+    live.submit("train", config.to_dict(), name or None, overwrite=overwrite)
 
 
 def name_problems(name: str) -> tuple[list[str], bool]:
@@ -149,43 +141,36 @@ def name_problems(name: str) -> tuple[list[str], bool]:
         cleaned = ckpt.validate_name(name)
     except ckpt.CheckpointError as exc:
         return [str(exc)], False
-    return [], state.job_manager().run_exists(cleaned)
+    return [], saved_run_exists(cleaned)
 
 
-@st.fragment(run_every=1.0)
-def live_view() -> None:
-    manager = state.job_manager()
-    job = manager.latest(state.session_id())
-    if job is None:
+def run_view(snap) -> None:
+    """This browser's latest training run: progress and Stop while it runs, how it ended, its curves."""
+    if snap is None:
         st.info("No run yet in this session: choose settings above and press Start.")
         return
-    snap = job.snapshot()
+    view, epochs = snap.view, snap.spec.config["epochs"]
     if snap.running:
-        top = st.columns([5, 1])
-        eta = snap.eta_seconds
-        if snap.stopping:
-            doing = "stopping after this batch" if snap.stage == "training" else STAGES.get(snap.stage, snap.stage)
-            text = f"**{snap.name}** · {doing}: what was learned so far is kept"
-        elif snap.stage == "training" and snap.step:
-            text = (f"**{snap.name}** · epoch {snap.epoch}/{snap.config.epochs} · step {snap.step}/{snap.total_steps}"
-                    f" · {snap.images_per_s:,.0f} images/s" + (f" · about {eta:.0f} s left" if eta is not None else ""))
+        eta = view.eta_seconds
+        if view.stage == "training" and view.step:
+            text = (f"epoch {view.epoch}/{epochs} · step {view.step}/{view.total_steps}"
+                    f" · {view.images_per_s:,.0f} images/s" + (f" · about {eta:.0f} s left" if eta is not None else ""))
         else:
-            text = f"**{snap.name}** · {STAGES.get(snap.stage, snap.stage)}"
-        top[0].progress(min(snap.step / max(snap.total_steps, 1), 1.0), text=text)
-        top[1].button("Stop", type="primary", key="train.stop", on_click=request_stop, disabled=snap.stopping)
+            text = STAGES.get(view.stage, view.stage)
+        live.progress_row(snap, "train.stop", text, fraction=view.step / max(view.total_steps, 1))
     else:
-        text = f"**{snap.name}** {snap.status} after {snap.seconds:.1f}s"
-        if snap.epochs:
-            text += f": test accuracy {snap.epochs[-1]['test_accuracy']:.2%}"
-        text += f". {snap.message.rstrip('.')}." if snap.message else "."
-        if snap.checkpoint:
-            text += f" Saved as checkpoint **{snap.checkpoint}**."
-        {"failed": st.error, "stopped": st.warning}.get(snap.status, st.success)(text)
-    st.plotly_chart(training_curves(snap.batch_curve, snap.epochs), key="train.curves")
-    if not snap.running and st.session_state.get("train.seen_done") != snap.id:
-        st.session_state["train.seen_done"] = snap.id
-        st.session_state["train.select_run"] = snap.checkpoint
-        st.rerun()  # the whole page, so the runs table and sidebar show the new checkpoint
+        text = f"**{snap.name}** {snap.status} after {view.seconds or snap.seconds:.1f}s"
+        if view.epochs:
+            text += f": test accuracy {view.epochs[-1]['test_accuracy']:.2%}"
+        text += f". {live.sentence(snap.message)}" if snap.message else "."
+        checkpoint = (snap.result or {}).get("checkpoint")
+        if checkpoint:
+            text += f" Saved as checkpoint **{checkpoint}**."
+        live.ended_box(snap, text)
+        if st.session_state.get("train.seen_done") != snap.id:  # once: the runs table below shows the new run
+            st.session_state["train.seen_done"] = snap.id
+            st.session_state["train.select_run"] = checkpoint
+    st.plotly_chart(training_curves(view.batch_curve, view.epochs), key="train.curves")
 
 
 def runs_table() -> None:
@@ -246,6 +231,6 @@ if st.button("Start training", type="primary", disabled=blocked):
     start(config, run_name, overwrite)
 
 st.subheader("Live")
-live_view()
+live.watch("train", run_view)
 st.subheader("Runs")
 runs_table()

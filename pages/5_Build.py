@@ -6,15 +6,14 @@ import streamlit as st
 
 st.set_page_config(page_title="Build · MNIST Lab", page_icon="🧱", layout="wide")
 
-from labui import state  # noqa: E402
+from labui import live, state  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
 from mnist_core import stack  # noqa: E402
 from mnist_core.checkpoints import CheckpointError  # noqa: E402
 from mnist_core.export import ExportError, check_onnx, onnx_bytes, run_file_makers, script_text  # noqa: E402
-from mnist_core.jobs import JobLimitError  # noqa: E402
 from mnist_core.models import REGISTRY, ModelError  # noqa: E402
 from mnist_core.presets import PRESETS, preset  # noqa: E402
-from mnist_core.train import ConfigError  # noqa: E402
+from mnist_core.reporter import QUEUED  # noqa: E402
 
 STACK = "build.stack"  # [(uid, layer text)]: the stack, kept outside widget state so it survives page changes
 NEXT_UID = "build.next_uid"
@@ -221,12 +220,12 @@ def train_section(texts: list[str], ok: bool) -> None:
                  help=None if ok else "Fix the stack first: the message above says which layer is wrong."):
         config = dataclasses.replace(base, arch="stack", model={"layers": list(texts)}, epochs=int(epochs),
                                      max_batches=int(max_batches) or None)
-        try:
-            job = state.job_manager().start(state.session_id(), config, state.device_data(), name or None)
-            st.success(f"Training **{job.name}** in the background: its live curves are on the Train page.")
+        job = live.submit("train", config.to_dict(), name or None)
+        if job is not None:
+            where = "queued" if job.status == QUEUED else "Training"
+            st.success(f"{where} **{job.name}** in the background: its live curves are on the Train page, "
+                       "its progress and Stop in the sidebar.")
             st.page_link("pages/3_Train.py", label="Watch it on the Train page", icon="📈")
-        except (JobLimitError, ConfigError, ModelError, CheckpointError) as exc:
-            st.error(str(exc))
     if b2.button("Open on the Train page (every setting)", disabled=not ok, key="build.to_train"):
         st.session_state["train.arch"] = "stack"
         st.session_state["model.stack.layers"] = ", ".join(texts)
