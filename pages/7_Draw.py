@@ -122,7 +122,7 @@ def fine_tune(active) -> None:
                          init_checkpoint=active.name, seed=0)
     try:
         name = fine_tune_name(active.name)  # unique per click: visitors never replace each other's run
-        state.job_manager().start(state.session_id(), config, state.device_data(), name)
+        state.runner().submit(state.session_id(), "train", config.to_dict(), name)  # the server's one job runner
         st.success(f"Fine-tuning {active.name} on MNIST plus your drawings (100 batches, a quarter of each "
                    f"batch from your drawings). Follow it on the Train page; it saves {name}.")
     except (JobLimitError, ConfigError, CheckpointError) as exc:
