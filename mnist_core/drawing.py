@@ -228,3 +228,42 @@ def score(probabilities: np.ndarray, labels: np.ndarray) -> DrawnScore:
     for t, p in zip(labels[wrong], predicted[wrong]):
         confusions[(int(t), int(p))] = confusions.get((int(t), int(p)), 0) + 1
     return DrawnScore(float((~wrong).mean()) if len(labels) else float("nan"), errors, confusions)
+
+
+def flagged(probabilities: np.ndarray, refused: np.ndarray) -> np.ndarray:
+    """Which drawings the page gives no answer for: refused before any model, or read as unsure."""
+    return np.asarray(refused, dtype=bool) | np.array([reading(p).unsure for p in probabilities], dtype=bool)
+
+
+@dataclass
+class GroupScore:
+    """How one group of drawings (a style, a framing, a brush) was read."""
+
+    name: str
+    count: int
+    accuracy: float  # the top guess is right (a refused drawing counts as wrong)
+    unsure: float  # share flagged: refused, or read as unsure
+    read: float  # right and not flagged: what the page shows as an answer
+    confusions: list[tuple[int, int]]  # (digit wrongly read, how often), most common first
+
+    def top_confusions(self, k: int = 2) -> str:
+        return ", ".join(f"->{digit}: {n}" for digit, n in self.confusions[:k]) or "-"
+
+
+def score_groups(probabilities: np.ndarray, refused: np.ndarray, labels: np.ndarray,
+                 groups: list[str]) -> list[GroupScore]:
+    """Accuracy, unsure rate and the most common confusions per group, groups in their first-seen order."""
+    predicted = np.asarray(probabilities).argmax(1)
+    refused = np.asarray(refused, dtype=bool)
+    right = (predicted == labels) & ~refused
+    flags = flagged(probabilities, refused)
+    names = np.asarray(groups)
+    out = []
+    for name in dict.fromkeys(groups):
+        mask = names == name
+        wrong = predicted[mask & ~right & ~refused]
+        counts = np.bincount(wrong, minlength=10)
+        confusions = [(int(d), int(counts[d])) for d in np.argsort(-counts, kind="stable") if counts[d]]
+        out.append(GroupScore(str(name), int(mask.sum()), float(right[mask].mean()), float(flags[mask].mean()),
+                              float((right & ~flags)[mask].mean()), confusions))
+    return out

@@ -77,6 +77,26 @@ def save_drawing(pixels: np.ndarray, label: int, directory: Path | None = None) 
     return name
 
 
+def save_drawing_set(pixels: np.ndarray, labels: np.ndarray, directory: Path) -> list[str]:
+    """Store a generated set (e.g. synthetic training drawings) in index order: each file's date-time is
+    derived from its index, so load_drawings returns them in that same order on every run (training
+    from them is reproducible). Up to 86,400 drawings, one per second of a fixed day."""
+    if len(pixels) != len(labels) or len(labels) > 86_400:
+        raise DrawingSetError(f"a set is at most 86400 drawings with one label each (got {len(pixels)} images, "
+                              f"{len(labels)} labels)")
+    directory.mkdir(parents=True, exist_ok=True)
+    names = []
+    for i, (image, label) in enumerate(zip(pixels, labels)):
+        if image.shape != (SIZE, SIZE) or not 0 <= int(label) <= 9:
+            raise DrawingSetError(f"drawing {i}: a {SIZE}x{SIZE} image labelled 0-9 is expected")
+        hours, rest = divmod(i, 3600)
+        name = f"{int(label)}-20000101-{hours:02d}{rest // 60:02d}{rest % 60:02d}-{i:06x}.png"
+        png = Image.fromarray((np.clip(image, 0, 1) * 255).round().astype(np.uint8), mode="L")
+        atomic_write(directory / name, lambda tmp, png=png: png.save(tmp, format="PNG"))
+        names.append(name)
+    return names
+
+
 def fine_tune_name(base: str, now: float | None = None) -> str:
     """A run name for fine-tuning `base` on drawings, unique per click so visitors never replace each other's
     run: `<base>-drawings-<date>-<time>-<id>`. Validated now (CheckpointError), not after training."""

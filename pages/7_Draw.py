@@ -1,5 +1,7 @@
 """Draw: draw a digit, see it preprocessed the way MNIST was made, and what every model makes of it."""
 
+import hashlib
+
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
@@ -12,21 +14,21 @@ from labui.sidebar import sidebar  # noqa: E402
 from mnist_core.checkpoints import CheckpointError  # noqa: E402
 from mnist_core.data import PIXEL_MEAN, PIXEL_STD, tile  # noqa: E402
 from mnist_core.drawing import UNSURE_ENTROPY_BITS, UNSURE_TOP_PROBABILITY, predict, predict_all, preprocess, \
-    preprocess_all, score, to_input  # noqa: E402
+    score, score_groups, screen_all, to_input  # noqa: E402
 from mnist_core.drawings import DrawingSetError, fine_tune_name, load_drawings, save_drawing  # noqa: E402
 from mnist_core.jobs import JobLimitError  # noqa: E402
 from mnist_core.saliency import explain, feature_maps  # noqa: E402
-from mnist_core.strokes import synthetic_drawings  # noqa: E402
+from mnist_core.strokes import style_test_split  # noqa: E402
 from mnist_core.train import ConfigError, TrainConfig  # noqa: E402
 
 CANVAS_SIZE = 280
-SYNTHETIC_PER_CLASS = 30
+SYNTHETIC_PER_STYLE = 10  # the style-rich test split's first 10 of each style (benchmarks/drawn_digits.py reads 40)
 
 
 @st.cache_resource(show_spinner="Rendering the synthetic drawn digits...")
-def synthetic_inputs() -> tuple[np.ndarray, np.ndarray]:
-    images, labels, _ = synthetic_drawings(SYNTHETIC_PER_CLASS, seed=0)
-    return preprocess_all(images), labels
+def synthetic_inputs() -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    split = style_test_split(SYNTHETIC_PER_STYLE)
+    return *screen_all(split.images), split.labels, split.styles
 
 
 def model_for(info):
@@ -103,16 +105,37 @@ def comparison(pixels: np.ndarray) -> None:
         st.dataframe(rows, hide_index=True, width="stretch")
 
 
+def store(pixels: np.ndarray, label: int) -> None:
+    """Save the drawing with its label, once: a second click on the same drawing and label says where it is."""
+    key = (hashlib.sha256(np.ascontiguousarray(pixels, np.float32).tobytes()).hexdigest(), int(label))
+    saved = st.session_state.setdefault("draw.saved", {})
+    if key in saved:
+        st.info(f"Already saved as {saved[key]}.")
+        return
+    try:
+        saved[key] = save_drawing(pixels, int(label))
+        st.success(f"Saved as {saved[key]}, labelled {int(label)}.")
+    except (DrawingSetError, OSError) as exc:
+        st.error(f"Could not save the drawing: {exc}")
+
+
+def confirm_guess(pixels: np.ndarray, guess) -> None:
+    """An unsure reading offers its two best guesses; one click on the right one saves the drawing with it."""
+    first, second = guess.label, guess.runner_up
+    st.write("Which is it? One click saves your drawing with that label, for evaluating and fine-tuning.")
+    cols = st.columns(2)
+    clicked = [digit for col, digit in zip(cols, (first, second))
+               if col.button(f"It is a {digit} ({guess.probabilities[digit]:.0%})", key=f"draw.confirm.{digit}")]
+    if clicked:
+        store(pixels, clicked[0])
+
+
 def save_example(pixels: np.ndarray, guess: int) -> None:
     cols = st.columns([1, 1, 3])
     label = cols[0].selectbox("It is a", list(range(10)), index=guess, key="draw.label",
                               help="The digit you meant; it is stored with the drawing.")
     if cols[1].button("Save as example", key="draw.save"):
-        try:
-            name = save_drawing(pixels, int(label))
-            st.success(f"Saved as {name}.")
-        except (DrawingSetError, OSError) as exc:
-            st.error(f"Could not save the drawing: {exc}")
+        store(pixels, int(label))
 
 
 def fine_tune(active) -> None:
@@ -133,24 +156,29 @@ def drawing_sets(active) -> None:
     drawn = load_drawings()
     for problem in drawn.problems:
         st.warning(problem)
-    synthetic, synthetic_labels = synthetic_inputs()
+    synthetic, synthetic_refused, synthetic_labels, synthetic_styles = synthetic_inputs()
     st.write(f"**Your drawings:** {len(drawn)} saved" + (
         " (" + ", ".join(f"{d}: {int((drawn.labels == d).sum())}" for d in range(10)) + ")" if len(drawn) else
         ". Draw a digit above, pick its label and press *Save as example*."))
     if len(drawn):
         st.image(tile(to_uint8(drawn.pixels[-40:]), columns=20), caption="The latest 40, as the models see them")
-    st.write(f"**Synthetic drawn digits:** {len(synthetic_labels)} strokes rendered like a canvas brush at random "
-             "sizes, positions and brush widths (several pen styles per class), then preprocessed like a drawing.")
+    st.write(f"**Synthetic drawn digits:** {len(synthetic_labels)} pen strokes in {len(set(synthetic_styles))} styles "
+             "(a flagged 1, a crossed 7, an open 4, a 9 with a straight stem...), rendered like a canvas brush centred, "
+             "small in a corner or touching the edges, thin to thick, then preprocessed like a drawing. No model "
+             "trains on these.")
     if st.button("Evaluate every checkpoint on both sets", key="draw.evaluate"):
         rows = []
         for info in state.checkpoints():
             if (model := model_for(info)) is None:
                 continue
-            synth = score(predict_all(model, synthetic), synthetic_labels)
+            probabilities = predict_all(model, synthetic)
+            synth = score(probabilities, synthetic_labels)
+            by_style = score_groups(probabilities, synthetic_refused, synthetic_labels, synthetic_styles)
             row = {"checkpoint": info.name, "architecture": info.meta["arch"],
                    "MNIST test %": round(100 * (info.meta.get("test_accuracy") or 0), 2),
                    "synthetic drawings %": round(100 * synth.accuracy, 1),
-                   "synthetic errors by class": ", ".join(f"{c}: {n}" for c, n in synth.errors_per_class.items() if n)}
+                   "synthetic misreadings by style": ", ".join(f"{g.name} {g.accuracy:.0%} ({g.top_confusions(1)})"
+                                                               for g in by_style if g.accuracy < 1)}
             if len(drawn):
                 row["your drawings %"] = round(100 * score(predict_all(model, drawn.pixels), drawn.labels).accuracy, 1)
             rows.append(row)
@@ -190,6 +218,8 @@ with right:
                        f"that is no digit, or a digit drawn unlike MNIST's.")
         elif guess is not None:
             st.success(f"**{active.name}** reads **{guess.label}** ({guess.confidence:.1%}).")
+        if guess is not None and guess.unsure:
+            confirm_guess(pre.pixels, guess)
         if guess is not None:
             st.plotly_chart(probability_chart(guess.probabilities, guess.label, guess.unsure), key="draw.probs")
 if guess is not None:

@@ -22,7 +22,7 @@ def test_the_pixel_constants_are_mnists_own_statistics(mnist):
 
 
 def test_a_digit_drawn_anywhere_gives_the_same_input():
-    seven = STYLES[7][0]
+    seven = STYLES[7]["plain"]
     reference = preprocess(render(seven, Placement(160, (140, 140), 16))).pixels
     for centre in [(90, 90), (190, 90), (90, 190), (185, 185)]:  # near each corner
         moved = preprocess(render(seven, Placement(160, centre, 16))).pixels
@@ -34,7 +34,7 @@ def test_a_digit_drawn_anywhere_gives_the_same_input():
 
 
 def test_the_result_looks_like_mnist_fits_20_pixels_centred_by_mass():
-    pixels = preprocess(render(STYLES[0][0], Placement(150, (60, 200), 14))).pixels
+    pixels = preprocess(render(STYLES[0]["oval"], Placement(150, (60, 200), 14))).pixels
     rows, cols = np.flatnonzero(pixels.sum(1) > 0), np.flatnonzero(pixels.sum(0) > 0)
     assert max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1) <= 21  # LANCZOS may ring by a pixel
     ys, xs = np.mgrid[:28, :28]
@@ -103,7 +103,7 @@ def test_an_unsure_reading_gives_two_guesses_and_no_answer():
 
 
 def test_rgba_from_the_canvas_reads_like_the_grey_image():
-    grey = render(STYLES[3][0], Placement(180, (140, 140), 18))
+    grey = render(STYLES[3]["round"], Placement(180, (140, 140), 18))
     rgba = np.zeros((280, 280, 4), np.uint8)
     rgba[..., :3] = grey[..., None]
     rgba[..., 3] = 255
@@ -132,7 +132,7 @@ def test_scribbles_are_flagged_unsure_and_digits_are_not():
 
 
 def test_drawings_round_trip_and_bad_ones_are_refused_or_skipped(runs):
-    pixels = preprocess(render(STYLES[4][0], Placement(180, (140, 140), 18))).pixels
+    pixels = preprocess(render(STYLES[4]["open"], Placement(180, (140, 140), 18))).pixels
     first = save_drawing(pixels, 4)
     save_drawing(np.zeros((28, 28)), 0)
     with pytest.raises(DrawingSetError, match="0-9"):
@@ -158,7 +158,7 @@ def test_fine_tuning_starts_from_the_checkpoint_and_mixes_in_drawings(runs, data
         config.validate()
     with pytest.raises(ConfigError, match="fast model"):
         TrainConfig(arch="mlp", init_checkpoint="fast").validate()
-    save_drawing(preprocess(render(STYLES[1][0], Placement(200, (140, 140), 18))).pixels, 1)
+    save_drawing(preprocess(render(STYLES[1]["stick"], Placement(200, (140, 140), 18))).pixels, 1)
     mixer = DrawingBatches(0.25, 128, torch.device("cpu"), data.train.background)
     x, y = next(data.train.batches(128))
     mixed_x, mixed_y = mixer.mix(x, y, torch.Generator().manual_seed(0), Augment())
