@@ -46,6 +46,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RAY_CONNECT_SECONDS = 10.0  # an unreachable Ray address fails within this, never hangs
 POLL_SECONDS = 0.1  # how often the time limit and Ray jobs' events are looked at
 ENDED_KEPT_PER_OWNER = 5  # ended jobs remembered per owner (the newest), so a long-lived server stays small
+ENDED_KEPT = 500  # and in all
 WORKER_DIED = ("the worker running this job ended unexpectedly (killed, or out of memory); the server and other "
                "jobs are fine, and what the job saved before that is kept (a training run keeps its last "
                "completed epoch); start it again, or with a smaller setting")
@@ -294,7 +295,7 @@ def _worker_main(tasks, events, flag_value, threads: int) -> None:
 
         if threads:
             torch.set_num_threads(threads)
-        importlib.import_module("mnist_core.kinds")
+        importlib.import_module("mnist_core.kinds").device_data()  # MNIST resident before the first job asks
     except Exception:  # noqa: BLE001 - a job that needs them will fail and say why
         pass
     flag = _SharedFlag(flag_value)
@@ -761,10 +762,10 @@ class Runner:
                 job.position = place
 
     def _forget_old(self, owner: str) -> None:
-        ended = sorted((job for job in self._jobs.values() if job.owner == owner and job.ended),
-                       key=lambda job: job.submitted)
-        for job in ended[:-ENDED_KEPT_PER_OWNER]:
-            del self._jobs[job.id]
+        ended = sorted((job for job in self._jobs.values() if job.ended), key=lambda job: job.submitted)
+        mine = [job for job in ended if job.owner == owner]
+        for job in mine[:-ENDED_KEPT_PER_OWNER] + ended[:-ENDED_KEPT]:
+            self._jobs.pop(job.id, None)
 
     def _launch(self, job: JobState) -> None:
         with job._lock:

@@ -68,23 +68,10 @@ def ended(runner, job, timeout=90.0):
 
 
 @pytest.mark.parametrize("make_runner", BACKENDS, indirect=True)
-def test_a_job_runs_reports_its_events_and_saves_its_checkpoint(make_runner, runs):
-    runner = make_runner()
-    job = runner.submit("alice", "train", TINY, name="tiny run")
-    assert job.status == RUNNING and job.position is None and runner.running_count() == 1
-    state = ended(runner, job)
-    assert state.status == DONE and "30-batch cap" in state.message, state.message
-    assert [p["step"] for p in state.view.batch_curve] == list(range(1, 31))  # every event, in order
-    assert state.view.epochs and state.stage == "done"
-    assert state.result["checkpoint"] == "tiny-run" and (runs / "tiny-run.json").exists()
-    assert state.pid and (state.pid == os.getpid()) == (runner.backend == "threads")  # out of the server unless threads
-    assert runner.running_count() == 0 and runner.latest("alice") is job and runner.live("alice") is None
-
-
-@pytest.mark.parametrize("make_runner", BACKENDS, indirect=True)
-def test_the_cap_queues_in_order_owners_are_isolated_and_stop_keeps_what_was_learned(make_runner, runs):
+def test_events_queue_order_owner_isolation_and_a_stop_that_keeps_the_checkpoint(make_runner, runs):
     runner = make_runner(max_jobs=1)
     first = runner.submit("alice", "train", LONG, name="alice long")
+    assert first.status == RUNNING and first.position is None and runner.running_count() == 1
     until(lambda: learning(first), what="alice's first batch")
     second = runner.submit("bob", "train", TINY, name="bob tiny")
     third = runner.submit("carol", "train", TINY, name="carol tiny")
@@ -105,7 +92,11 @@ def test_the_cap_queues_in_order_owners_are_isolated_and_stop_keeps_what_was_lea
     assert stopped.status == STOPPED and stopped.result["steps"] > 0
     assert (runs / f"{stopped.result['checkpoint']}.json").exists()  # what it learned is kept
     done_second, done_fourth = ended(runner, second), ended(runner, fourth)
-    assert done_second.status == done_fourth.status == DONE
+    assert done_second.status == done_fourth.status == DONE and "30-batch cap" in done_second.message
+    assert [p["step"] for p in done_second.view.batch_curve] == list(range(1, 31))  # every event, in order
+    assert done_second.view.epochs and done_second.stage == "done"
+    assert done_second.result["checkpoint"] == "bob-tiny" and (runs / "bob-tiny.json").exists()
+    assert (done_second.pid == os.getpid()) == (runner.backend == "threads")  # out of the server unless threads
     assert first.finished <= done_second.started <= done_second.finished <= done_fourth.started  # FIFO, one at a time
     assert runner.running_count() == 0 and runner.stop(first.id) is False
 
@@ -123,8 +114,7 @@ def test_a_worker_killed_mid_run_fails_its_job_plainly_and_the_next_job_runs(mak
     assert "Traceback" not in state.message
     after = ended(runner, queued)
     assert after.status == DONE and after.pid != doomed.pid and after.result["checkpoint"] == "after-the-kill"
-    again = ended(runner, runner.submit("alice", "train", TINY))  # the pool (or cluster) still takes work
-    assert again.status == DONE
+    assert runner.running_count() == 0 and runner.live("alice") is None
 
 
 @pytest.mark.parametrize("make_runner", BACKENDS, indirect=True)
