@@ -292,28 +292,35 @@ st.caption("A generator learns to draw a digit of the class you ask for; a discr
 checkpoints = gan.list_gans()
 by_name = {c.name: c for c in checkpoints}
 chosen = None
-browse_tab, train, metrics_tab = st.tabs(["Browse", "Train", "Metrics"])
-with browse_tab:
-    if not checkpoints:
-        st.info("No GAN checkpoint yet: train one in the Train tab.")
-    else:
-        wanted = st.session_state.pop("gan.select", None)
-        if wanted in by_name:
-            st.session_state["gan.checkpoint"] = wanted
-        elif st.session_state.get("gan.checkpoint") not in by_name:  # first visit, or the run was deleted
-            st.session_state["gan.checkpoint"] = gan.default_gan(checkpoints).name
-
+# Only the open tab runs (on_change="rerun"): Browse's samples and Metrics' charts cost nothing while training.
+browse_tab, train, metrics_tab = st.tabs(["Browse", "Train", "Metrics"], key="gan.tab", on_change="rerun")
+if checkpoints:
+    # The pick lives outside the widget too: a widget's state is dropped on a run that does not draw it (another tab).
+    picked, wanted = st.session_state.get("gan.picked"), st.session_state.pop("gan.select", None)
+    if wanted in by_name or st.session_state.get("gan.checkpoint") not in by_name:
+        picked = wanted if wanted in by_name else picked
+        if picked not in by_name:  # first visit, or the run was deleted
+            picked = gan.default_gan(checkpoints).name
+        st.session_state["gan.checkpoint"] = picked
+    st.session_state["gan.picked"] = st.session_state["gan.checkpoint"]
+    chosen = by_name[st.session_state["gan.checkpoint"]]
+elif browse_tab.open:
+    browse_tab.info("No GAN checkpoint yet: train one in the Train tab.")
+if browse_tab.open and checkpoints:
+    with browse_tab:
         def label(n: str) -> str:
             c = by_name[n]
             epochs = f"{len(c.epochs)} epoch{'' if len(c.epochs) == 1 else 's'}"
             return f"{n} ({c.config.variant}, {epochs}{', shipped' if c.source == 'shipped' else ''})"
 
         chosen = by_name[st.selectbox("GAN checkpoint", list(by_name), key="gan.checkpoint", format_func=label)]
+        st.session_state["gan.picked"] = chosen.name
         manage(chosen)
         browse(chosen)
-with train:
-    train_tab()
-with metrics_tab:
-    if chosen is not None:
+if train.open:
+    with train:
+        train_tab()
+if metrics_tab.open and chosen is not None:
+    with metrics_tab:
         st.caption(f"Quality of **{chosen.name}**, the GAN picked under Browse.")
         metrics(chosen)

@@ -14,8 +14,17 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY = dict(variant="mlp", width=8)
 
 
-def page() -> AppTest:
-    return AppTest.from_file(str(ROOT / "pages/8_GAN.py"), default_timeout=120)
+def page(tab: str | None = None) -> AppTest:
+    """The GAN page; only its open tab runs, so a test opens the tab whose widgets it uses."""
+    at = AppTest.from_file(str(ROOT / "pages/8_GAN.py"), default_timeout=120)
+    if tab is not None:
+        at.session_state["gan.tab"] = tab
+    return at
+
+
+def open_tab(at: AppTest, tab: str) -> AppTest:
+    at.session_state["gan.tab"] = tab
+    return at.run()
 
 
 def stop_after(steps: int):
@@ -53,7 +62,9 @@ def test_runs_stopped_early_are_browsable_and_the_default_is_the_best_shipped_ga
         at.selectbox(key="gan.checkpoint").set_value(name).run()
         assert not at.exception, (name, [e.message for e in at.exception])
         assert any("One row per class" in str(img.proto) for img in at.get("image")), name
+        open_tab(at, "Metrics")
         assert any("has no quality figures" in m.value for m in at.info), name
+        open_tab(at, "Browse")
     at.selectbox(key="gan.checkpoint").set_value("a3-zero-steps").run()
     assert any("stopped before its first batch" in m.value for m in at.warning)
     assert any("before its first grid" in m.value for m in at.info)
@@ -81,7 +92,7 @@ def test_a_run_can_be_renamed_and_deleted_but_a_shipped_gan_cannot(early_runs, r
 
 
 def test_run_names_are_per_visitor_reserved_names_are_refused_and_replacing_asks(early_runs):
-    first, second = page().run(), page().run()
+    first, second = page("Train").run(), page("Train").run()
     assert first.text_input(key="gan.name").value.startswith("cgan-")
     assert first.text_input(key="gan.name").value != second.text_input(key="gan.name").value
     first.text_input(key="gan.name").set_value("cgan").run()
@@ -94,18 +105,19 @@ def test_run_names_are_per_visitor_reserved_names_are_refused_and_replacing_asks
 
 
 def test_the_collapse_recipe_fills_the_settings_and_the_collapsed_example_shows_the_warning(runs):
-    at = page().run()
+    at = page("Train").run()
     at.button(key="gan.collapse_recipe").click().run()
     assert not at.exception and not at.warning, [w.value for w in at.warning]
     assert at.number_input(key="gan.latent").value == gan.COLLAPSE_RECIPE["latent"]
     assert at.number_input(key="gan.g_lr").value == gan.COLLAPSE_RECIPE["g_lr"]
-    at.selectbox(key="gan.checkpoint").set_value("cgan-collapsed").run()
+    open_tab(at, "Browse").selectbox(key="gan.checkpoint").set_value("cgan-collapsed").run()
+    open_tab(at, "Metrics")
     assert not at.exception, [e.message for e in at.exception]
     assert any("Mode collapse in class(es)" in w.value for w in at.warning)
 
 
 def test_a_run_that_ends_is_picked_under_browse_and_the_next_run_gets_a_new_name(runs):
-    at = page().run()
+    at = page("Train").run()
     at.selectbox(key="gan.variant").set_value("mlp").run()
     at.number_input(key="gan.width").set_value(8).run()
     at.number_input(key="gan.max_batches").set_value(3).run()
@@ -119,5 +131,19 @@ def test_a_run_that_ends_is_picked_under_browse_and_the_next_run_gets_a_new_name
         at.run()
     at.run()
     assert (runs / "gans" / "ends-here.safetensors").exists()
-    assert at.selectbox(key="gan.checkpoint").value == "ends-here"
     assert at.text_input(key="gan.name").value.startswith("cgan-")
+    assert open_tab(at, "Browse").selectbox(key="gan.checkpoint").value == "ends-here"
+
+
+def test_only_the_open_tab_runs_and_the_pick_survives_a_tab_switch(runs):
+    at = page().run()
+    assert not any(b.key == "gan.start" for b in at.button)  # the Train tab is closed: its code did not run
+    at.selectbox(key="gan.checkpoint").set_value("cgan-collapsed").run()
+    open_tab(at, "Metrics")
+    assert any("Quality of **cgan-collapsed**" in c.value for c in at.caption)
+    assert not any("One row per class" in str(img.proto) for img in at.get("image"))
+    open_tab(at, "Train")
+    assert any(b.key == "gan.start" for b in at.button)
+    open_tab(at, "Browse")
+    assert at.selectbox(key="gan.checkpoint").value == "cgan-collapsed"
+    assert not at.exception
