@@ -13,6 +13,7 @@ their ImageNet weights are in the torch hub cache or can be downloaded.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import math
@@ -33,6 +34,7 @@ from torch import nn
 from .checkpoints import SHIPPED_DIR, atomic_write, runs_dir
 from .data import Mnist, balanced_order, pick_device
 from .models import build_model
+from .reporter import NULL_REPORTER, Reporter
 
 BACKBONE_DIR = SHIPPED_DIR / "backbones"
 FASHION_ENV = "FASHION_MNIST_DIR"
@@ -206,7 +208,15 @@ def _load_efficientnet_lite0() -> Backbone:
 
 def _torchvision_parts(name: str):
     """(a builder of the model, its ImageNet weights enum, a function splitting it into trunk and tail)."""
-    from torchvision import models
+    try:  # optional: a CPU-only install has no torchvision (and PyPI's does not load beside every torch build)
+        from torchvision import models
+    except (ImportError, RuntimeError) as exc:
+        raise BackboneUnavailable(
+            f"{BACKBONES[name].label if name in BACKBONES else name} needs torchvision, which "
+            f"{'is not installed' if isinstance(exc, ImportError) else 'does not load'} here ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:120] if str(exc) else 'no detail'}). Use the "
+            "Fashion-MNIST CNN or EfficientNet-Lite0, or install the torchvision built for this torch "
+            "(pip install torchvision).") from None
 
     pooled = lambda *layers: nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())  # noqa: E731
     if name == "resnet18":
@@ -481,19 +491,54 @@ def _train(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, test_in
     return result
 
 
+def arm_result(values: dict) -> ArmResult:
+    """An ArmResult from the plain dict an "arm" event carries."""
+    return ArmResult(**values)
+
+
+def _compat_reporter(progress: Progress | None, on_step: Callable[[ArmResult], None] | None,
+                     stop: threading.Event | None) -> Reporter:
+    """The older keywords (a progress function, an on_step function, a stop event) as one Reporter."""
+    stage = {"text": ""}
+
+    def send(name: str, data: dict) -> None:
+        if name == "stage":
+            stage["text"] = data["stage"]
+        elif name == "progress" and progress is not None:
+            progress(data["done"] / data["total"], stage["text"])
+        elif name == "arm" and on_step is not None:
+            on_step(arm_result(data["result"]))
+    return Reporter(send, stop)
+
+
 def run_transfer(config: TransferConfig, mnist: Mnist, backbone: Backbone | None = None,
+                 reporter: Reporter = NULL_REPORTER, directory: Path | None = None, device: str = "auto", *,
                  progress: Progress | None = None, on_step: Callable[[ArmResult], None] | None = None,
-                 stop: threading.Event | None = None, directory: Path | None = None,
-                 device: str = "auto") -> list[ArmResult]:
-    """Train each arm on the same labelled digits and score it on the whole test set (on a GPU when there is one)."""
+                 stop: threading.Event | None = None) -> list[ArmResult]:
+    """Train each arm on the same labelled digits and score it on the whole test set (on a GPU when there is one).
+
+    Events on the reporter: "stage" and "progress" (a fraction of the whole run), "arm" ({"arm", "result":
+    the ArmResult as a dict}) at each scoring of an arm's curve. reporter.stop ends the run within a batch;
+    features computed so far are kept for next time. progress=, on_step= and stop= are the older way to
+    pass the same (kept while pages still call it so).
+    """
     config.validate()
+    if progress is not None or on_step is not None or stop is not None:
+        reporter = _compat_reporter(progress, on_step, stop)
+    stop = reporter.stop
+
+    def progress(fraction: float, text: str) -> None:
+        reporter.progress(fraction, 1.0, stage=text)
+
+    def on_step(result: ArmResult) -> None:
+        reporter.event("arm", {"arm": result.arm, "result": dataclasses.asdict(result)})
+
     target = pick_device(device)
     n = min(config.labels, len(mnist.train_labels))
     results = []
     for number, arm in enumerate(config.arms):
         result = ArmResult(arm, ARMS[arm], n)
-        if progress is not None:
-            progress(number / len(config.arms), f"training arm {number + 1} of {len(config.arms)}: {ARMS[arm]}")
+        progress(number / len(config.arms), f"training arm {number + 1} of {len(config.arms)}: {ARMS[arm]}")
         if arm == "frozen":
             backbone = (backbone or load_backbone(config.backbone)).to(target)
             try:
@@ -501,9 +546,9 @@ def run_transfer(config: TransferConfig, mnist: Mnist, backbone: Backbone | None
             except TransferStopped as exc:
                 result.stopped = str(exc)
                 results.append(result)
+                on_step(result)
                 break
-            if progress is not None:
-                progress(number / len(config.arms), f"training arm {number + 1} of {len(config.arms)}: {ARMS[arm]}")
+            progress(number / len(config.arms), f"training arm {number + 1} of {len(config.arms)}: {ARMS[arm]}")
             result.feature_seconds = feats.seconds
             torch.manual_seed(config.seed)
             head = make_head(backbone.info.feature_dim, config.hidden).to(target)
@@ -526,6 +571,8 @@ def run_transfer(config: TransferConfig, mnist: Mnist, backbone: Backbone | None
             model = nn.Sequential(trunk, tail, make_head(BACKBONES["fashion_cnn"].feature_dim, config.hidden)).to(target)
             results.append(_train(model, mnist.train_images[order], mnist.train_labels[order], mnist.test_images,
                                   mnist.test_labels, config, result, mnist.normalize, on_step, stop))
-        if stop is not None and stop.is_set():
+        on_step(results[-1])  # the arm's final figures (its test accuracy on the whole test set)
+        if stop.is_set():
             break
+    progress(1.0, "done")
     return results

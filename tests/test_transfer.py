@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from mnist_core.data import balanced_order
+from mnist_core.reporter import Reporter
 from mnist_core.saliency import feature_maps
 from mnist_core.transfer import (
     BACKBONE_DIR,
@@ -83,12 +84,18 @@ def test_a_stop_during_feature_extraction_keeps_what_was_computed(fashion, mnist
 def test_a_stop_during_training_ends_the_run_after_that_batch(fashion, mnist, tmp_path):
     stop = threading.Event()
     config = TransferConfig("fashion_cnn", labels=100, steps=400, arms=("scratch", "frozen"))
-    results = run_transfer(config, mnist, fashion, directory=tmp_path, stop=stop,
-                           on_step=lambda r: r.curve[-1]["step"] >= 80 and stop.set())
+    events = []
+
+    def on_event(name, data):
+        events.append(name)
+        if name == "arm" and data["result"]["curve"][-1]["step"] >= 80:
+            stop.set()
+    results = run_transfer(config, mnist, fashion, Reporter(on_event, stop), directory=tmp_path)
     assert [r.arm for r in results] == ["scratch"]  # the frozen arm never started
     (scratch,) = results
     assert scratch.stopped == "stopped at step 80 of 400" and scratch.curve[-1]["step"] == 80
     assert scratch.test_accuracy is None  # no full test pass after a stop
+    assert {"stage", "progress", "arm"} <= set(events)
 
 
 def test_the_labelled_digits_are_class_balanced_and_the_same_for_every_arm(fashion, mnist, tmp_path):
