@@ -10,7 +10,8 @@ host's time limit. Backends:
   after another; events come back through a pipe per worker to a collector thread. A worker that dies
   mid-job fails that job with a plain message and is replaced; the server and other jobs go on.
 - "threads": each job in a thread of this process (tests, tiny hosts).
-- "ray": each job a Ray actor on a local Ray or a cluster (MNIST_RAY_ADDRESS); events polled live.
+- "ray": each job a Ray task on a local Ray or a cluster (MNIST_RAY_ADDRESS); Ray reuses warm workers;
+  events and stop flags go through one light actor the server polls.
 
 Nothing here imports torch or ray at module level: the web process pays only for what it uses.
 """
@@ -469,28 +470,65 @@ class _ProcessBackend:
         self._collector.join(2)
 
 
-class _RayJob:
-    """One job as a Ray actor: run() does the work in one thread while drain() and stop() answer in others."""
+class _RayBoard:
+    """One light Ray actor per runner: the jobs' events on their way to the server and their stop flags.
+
+    Jobs are plain Ray tasks, so Ray reuses warm worker processes (torch imported, MNIST loaded) from one
+    job to the next; a task pushes its events here every POLL_SECONDS and learns in the answer whether it
+    should stop. The server drains every job's events in one call."""
 
     def __init__(self):
-        self._events: list = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
+        self._events: dict[str, list] = {}
+        self._stops: set[str] = set()
 
-    def run(self, spec: JobSpec) -> dict:
-        def send(name, data):
-            with self._lock:
-                self._events.append((name, data))
+    def push(self, job_id: str, events: list) -> bool:
+        self._events.setdefault(job_id, []).extend(events)
+        return job_id in self._stops
 
-        return execute(spec, send, self._stop, in_worker=True)
+    def stop(self, job_id: str) -> None:
+        self._stops.add(job_id)
 
-    def drain(self) -> list:
-        with self._lock:
-            events, self._events = self._events, []
+    def drain(self) -> dict:
+        events, self._events = self._events, {}
         return events
 
-    def stop(self) -> None:
-        self._stop.set()
+    def forget(self, job_id: str) -> None:
+        self._stops.discard(job_id)
+        self._events.pop(job_id, None)
+
+
+def _ray_job(spec: JobSpec, board) -> dict:
+    """A job as a Ray task: the same execute() as a pool worker, its events and stop flag through the board."""
+    import ray
+
+    buffer: list = []
+    lock = threading.Lock()
+    stop = threading.Event()
+    finished = threading.Event()
+
+    def send(name, data):
+        with lock:
+            buffer.append((name, data))
+
+    def flush() -> None:
+        with lock:
+            events = buffer[:]
+            buffer.clear()
+        if ray.get(board.push.remote(spec.id, events)):
+            stop.set()
+
+    def pump() -> None:
+        while not finished.wait(POLL_SECONDS):
+            flush()
+
+    pumper = threading.Thread(target=pump, name=f"job-{spec.id}-events", daemon=True)
+    pumper.start()
+    try:
+        return execute(spec, send, stop, in_worker=True)
+    finally:
+        finished.set()
+        pumper.join()
+        flush()  # every event is on the board before the server sees the task end
 
 
 def connect_ray(address: str | None):
@@ -540,21 +578,20 @@ def connect_ray(address: str | None):
 
 
 class _RayBackend:
-    """Each job a Ray actor (one CPU); a poller thread drains its events live and collects its end."""
+    """Each job a Ray task (one CPU) on a local Ray or a cluster; a poller thread drains the board live."""
 
     name = "ray"
 
     def __init__(self, on_event, on_end, address: str | None):
         self._on_event, self._on_end = on_event, on_end
         self._ray = ray = connect_ray(address)
-        from ray.exceptions import RayActorError
-
-        self._actor_errors = (RayActorError,)
         # Workers find this package as the server does; on a cluster every node holds the project at this path.
         path = os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")) if p)
-        self._actor = ray.remote(_RayJob).options(num_cpus=1, max_concurrency=3, max_restarts=0,
-                                                  runtime_env={"env_vars": {"PYTHONPATH": path}})
-        self._jobs: dict[str, tuple] = {}
+        runtime_env = {"env_vars": {"PYTHONPATH": path}}
+        # max_retries=0: a job whose worker died is failed and said so, not silently run again from the start.
+        self._task = ray.remote(_ray_job).options(num_cpus=1, max_retries=0, runtime_env=runtime_env)
+        self._board = ray.remote(_RayBoard).options(num_cpus=0, runtime_env=runtime_env).remote()
+        self._jobs: dict[str, object] = {}
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="runner-ray", daemon=True)
@@ -564,61 +601,66 @@ class _RayBackend:
         return None
 
     def start(self, spec: JobSpec) -> None:
-        actor = self._actor.remote()
         with self._lock:
-            self._jobs[spec.id] = (actor, actor.run.remote(spec))
+            self._jobs[spec.id] = self._task.remote(spec, self._board)
 
     def stop(self, job_id: str) -> None:
-        with self._lock:
-            job = self._jobs.get(job_id)
-        if job is not None:
-            job[0].stop.remote()
+        self._board.stop.remote(job_id)
 
     def _poll(self) -> None:
         ray = self._ray
         while not self._closed.wait(POLL_SECONDS):
             with self._lock:
-                jobs = list(self._jobs.items())
-            for job_id, (actor, run) in jobs:
-                try:
-                    finished = bool(ray.wait([run], timeout=0)[0])
-                    events = ray.get(actor.drain.remote(), timeout=30)
-                except self._actor_errors:
-                    finished, events = True, []
-                except Exception:  # noqa: BLE001 - a slow answer: look again next time
-                    continue
-                for name, data in events:
+                jobs = dict(self._jobs)
+            try:
+                finished = set(ray.wait(list(jobs.values()), num_returns=len(jobs), timeout=0)[0]) if jobs else set()
+                events = ray.get(self._board.drain.remote(), timeout=30)
+            except Exception:  # noqa: BLE001 - a slow or lost answer: look again next time
+                log.exception("could not read the jobs' events from Ray")
+                continue
+            for job_id, batch in events.items():
+                for name, data in batch:
                     self._on_event(job_id, name, data)
-                if finished:
-                    self._end(job_id, actor, run)
+            for job_id, ref in jobs.items():
+                if ref in finished:
+                    self._end(job_id, ref)
 
-    def _end(self, job_id: str, actor, run) -> None:
+    def _end(self, job_id: str, ref) -> None:
         ray = self._ray
+        from ray.exceptions import RayTaskError
+
         try:
-            result = ray.get(run, timeout=30)
-        except self._actor_errors:
+            result = ray.get(ref, timeout=30)
+        except RayTaskError as exc:  # execute() never raises, so this is Ray's own failure
+            result = {"status": FAILED, "message": f"Ray could not run the job: {exc}"}
+        except Exception:  # noqa: BLE001 - the worker process died (WorkerCrashedError) or its node went away
             result = {"status": FAILED, "message": WORKER_DIED}
-        except Exception as exc:  # noqa: BLE001 - Ray's own failure, said plainly
-            result = {"status": FAILED, "message": f"Ray could not run the job: {type(exc).__name__}: {exc}"}
         with self._lock:
             self._jobs.pop(job_id, None)
-        try:
-            ray.kill(actor)
-        except Exception:  # noqa: BLE001 - already gone
-            pass
+        self._board.forget.remote(job_id)
         self._on_end(job_id, result)
 
     def shutdown(self) -> None:
+        with self._lock:
+            jobs = list(self._jobs.items())
+        for job_id, _ in jobs:
+            self.stop(job_id)
+        deadline = time.time() + 30  # running jobs stop within a batch and keep what they learned
+        while jobs and time.time() < deadline:
+            with self._lock:
+                jobs = list(self._jobs.items())
+            time.sleep(POLL_SECONDS)
         self._closed.set()
         self._poller.join(2)
-        with self._lock:
-            jobs = list(self._jobs.values())
-            self._jobs.clear()
-        for actor, _ in jobs:
+        for _, ref in jobs:
             try:
-                self._ray.kill(actor)
-            except Exception:  # noqa: BLE001
+                self._ray.cancel(ref, force=True)
+            except Exception:  # noqa: BLE001 - already gone
                 pass
+        try:
+            self._ray.kill(self._board)
+        except Exception:  # noqa: BLE001
+            pass
 
 
 # ---------------------------------------------------------------- the runner
