@@ -23,6 +23,7 @@ import torch.nn as nn
 
 from .checkpoints import SHIPPED_DIR, atomic_write, runs_dir
 from .data import Mnist
+from .reporter import NULL_REPORTER, Reporter
 
 METHODS = ("pca", "tsne", "umap")
 MIN_POINTS, MAX_POINTS = 1_000, 70_000
@@ -32,6 +33,10 @@ Progress = Callable[[float, str], None]  # (fraction done, what is happening)
 
 class EmbeddingError(ValueError):
     """Parameters that cannot work for this subset, said in the user's terms."""
+
+
+class EmbedStopped(Exception):
+    """A map whose computation was asked to stop; raised at its next progress report (nothing is saved)."""
 
 
 @dataclass(frozen=True)
@@ -131,7 +136,7 @@ def feature_inputs(model: nn.Module, mnist: Mnist, indices: np.ndarray, batch_si
     progress(fraction, stage) after each batch, fractions running up to `share` (the rest of the map's work
     comes after); a caller can stop the computation there by raising.
     """
-    images = mnist.normalize(digits(mnist, indices))
+    images = digits(mnist, indices)  # uint8, standardized chunk by chunk: a float copy of 70,000 is 220 MB
     model = copy.deepcopy(model)  # the hook goes on a private copy: the app shares one model between sessions
     captured: list[torch.Tensor] = []
     hook = last_linear(model).register_forward_pre_hook(lambda _m, args: captured.append(args[0].detach().cpu()))
@@ -143,7 +148,7 @@ def feature_inputs(model: nn.Module, mnist: Mnist, indices: np.ndarray, batch_si
                 progress(share * i * batch_size / len(images),
                          f"features of digits {i * batch_size:,} to {min((i + 1) * batch_size, len(images)):,} "
                          f"of {len(images):,}")
-            model(chunk.to(device))
+            model(mnist.normalize(chunk).to(device))
     finally:
         hook.remove()
     return torch.cat(captured).float().numpy()
@@ -226,11 +231,24 @@ def warm_up() -> float:
 
 
 def compute(spec: EmbedSpec, mnist: Mnist, model: nn.Module | None = None,
-            progress: Progress | None = None) -> Embedding:
-    """One map, from the subset to the coordinates. `model` is needed when the source is a checkpoint."""
+            reporter: Reporter | Progress | None = None) -> Embedding:
+    """One map, from the subset to the coordinates. `model` is needed when the source is a checkpoint.
+
+    The reporter gets "stage" and "progress" (a fraction of the map) events; once reporter.stop is set,
+    the next progress report raises EmbedStopped. A plain progress(fraction, stage) function is the older
+    way to ask for the same (kept while pages still call it so).
+    """
     import time
 
+    if reporter is None or not isinstance(reporter, Reporter):
+        reporter = _progress_reporter(reporter)
     spec.validate()
+
+    def progress(fraction: float, stage: str) -> None:
+        if reporter.stopping:
+            raise EmbedStopped(f"stopped at {fraction:.0%} ({stage})")
+        reporter.progress(fraction, 1.0, stage=stage)
+
     start = time.perf_counter()
     labels = all_labels(mnist)
     indices = stratified_subset(labels, spec.points, spec.seed)
@@ -241,8 +259,7 @@ def compute(spec: EmbedSpec, mnist: Mnist, model: nn.Module | None = None,
     else:
         # Features are nearly all of a PCA's time and a fair part of the others' before their own steps start.
         x = feature_inputs(model, mnist, indices, progress=progress, share=0.9 if spec.method == "pca" else 0.1)
-    if progress:
-        progress(0.9 if spec.method == "pca" else 0.1, "principal components")
+    progress(0.9 if spec.method == "pca" else 0.1, "principal components")
     reduced, share = pca(x, min(PCA_BEFORE, x.shape[1]))
     if spec.method == "pca":
         coords = reduced[:, : spec.dims]
@@ -252,6 +269,28 @@ def compute(spec: EmbedSpec, mnist: Mnist, model: nn.Module | None = None,
         coords = umap(reduced, spec, progress)
     return Embedding(spec, np.ascontiguousarray(coords, dtype=np.float32), indices, labels[indices],
                      time.perf_counter() - start, share if spec.method == "pca" else None)
+
+
+def _progress_reporter(progress: Progress | None) -> Reporter:
+    if progress is None:
+        return NULL_REPORTER
+    stage = {"text": ""}
+
+    def send(name: str, data: dict) -> None:
+        if name == "stage":
+            stage["text"] = data["stage"]
+        elif name == "progress":
+            progress(data["done"] / data["total"], stage["text"])
+    return Reporter(send)
+
+
+def source_version(source: str) -> str:
+    """The version of a map's source: "" for pixels, else the content hash of the checkpoint's weights."""
+    if source == "pixels":
+        return ""
+    from .checkpoints import find
+
+    return file_digest(find(source).weights_path)
 
 
 def turned(coords: np.ndarray, turn: float, tilt: float) -> tuple[np.ndarray, np.ndarray]:
