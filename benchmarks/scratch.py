@@ -23,6 +23,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from mnist_core.reporter import Reporter  # noqa: E402
 from mnist_core.scratch import Net, NetConfig, TrainSettings, epoch_order, load_arrays, train  # noqa: E402
 from mnist_core.scratch.torch_bridge import to_torch  # noqa: E402
 
@@ -78,14 +79,14 @@ def main() -> int:
     ours_secs: list[float] = []
     last = [0.0]
 
-    def on_event(e):
-        if e["kind"] == "epoch":
+    def on_event(kind, e):
+        if kind == "epoch":
             ours_secs.append(e["elapsed"] - last[0])  # includes nothing but the training steps' epoch...
             last[0] = e["elapsed"]
             print(f"  engine  epoch {e['epoch']}: test acc {e['test_accuracy']:.2%}, {ours_secs[-1]:.1f}s", flush=True)
 
     started = time.perf_counter()
-    result = train(net, data, s, on_event=on_event)
+    result = train(net, data, s, Reporter(on_event))
     ours_wall = time.perf_counter() - started
     started = time.perf_counter()
     torch_accs, torch_secs = train_torch(model, data, s)

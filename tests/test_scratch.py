@@ -4,6 +4,7 @@ finite differences, bad graphs named, real training on MNIST, export to an ordin
 import ast
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import torch
 
 from mnist_core.scratch import (Add, Dropout, Graph, GraphError, Input, MatMul, Mean, Mul, Net, NetConfig,
                                 Parameter, ReLU, Sigmoid, SoftmaxCrossEntropy, Tanh, TrainSettings, load_arrays, train)
+from mnist_core.reporter import Reporter
 from mnist_core.scratch.net import epoch_order
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -229,10 +231,11 @@ def test_short_training_on_real_digits_lowers_the_loss_and_beats_chance_by_far(a
     net = Net(NetConfig(widths=(64,), seed=0))
     before = net.evaluate(arrays.test_x, arrays.test_y)
     seen = []
-    result = train(net, arrays, TrainSettings(epochs=1, batch_size=64, max_batches=150), on_event=seen.append,
-                   report_every=25)
+    result = train(net, arrays, TrainSettings(epochs=1, batch_size=64, max_batches=150),
+                   Reporter(lambda name, d: seen.append((name, d))), report_every=25)
     assert result.status == "stopped" and result.steps == 150
-    losses = [e["loss"] for e in seen if e["kind"] == "batch"]
+    losses = [d["loss"] for name, d in seen if name == "batch"]
+    assert [d for name, d in seen if name == "progress"][-1] == {"done": 150, "total": 150}
     assert losses[-1] < losses[0] < before["loss"]  # about 2.3 (ln 10) untrained
     assert losses[-1] < before["loss"] / 4
     assert result.history[0]["test_loss"] < before["loss"] / 3
@@ -243,9 +246,14 @@ def test_training_is_seeded_and_can_be_stopped(arrays):
     def run(stop_after=None):
         net = Net(NetConfig(widths=(16,), dropout=0.2, seed=5))
         steps = []
-        stop = (lambda: len(steps) >= stop_after) if stop_after else None
-        train(net, arrays, TrainSettings(epochs=1, max_batches=20, seed=5), on_event=lambda e: steps.append(e)
-              if e["kind"] == "batch" else None, should_stop=stop, report_every=1)
+        stop = threading.Event()
+
+        def on_event(name, d):
+            if name == "batch":
+                steps.append(d)
+                if stop_after and len(steps) >= stop_after:
+                    stop.set()
+        train(net, arrays, TrainSettings(epochs=1, max_batches=20, seed=5), Reporter(on_event, stop), report_every=1)
         return net, steps
     (a, _), (b, _) = run(), run()
     np.testing.assert_array_equal(a.layers[0][0].value, b.layers[0][0].value)

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..reporter import Reporter
 from .net import ACTIVATIONS, Net, NetConfig, ScratchError, TrainSettings, load_arrays, train
 from .optim import OPTIMIZERS
 
@@ -78,10 +79,10 @@ def cmd_scratch(args) -> int:
     print(f"scratch engine: {widths} {config.activation}, {net.n_params:,} parameters, {settings.optimizer} "
           f"lr {settings.lr:g}, {settings.epochs} epochs of batches of {settings.batch_size}", flush=True)
 
-    def progress(event: dict) -> None:
-        if args.quiet:
+    def progress(kind: str, event: dict) -> None:
+        if args.quiet or kind not in ("batch", "epoch"):
             return
-        if event["kind"] == "batch":
+        if kind == "batch":
             print(f"  epoch {event['epoch']} step {event['step']}: loss {event['loss']:.4f} "
                   f"({event['fraction']:.0%})", file=sys.stderr, flush=True)
         else:
@@ -89,7 +90,7 @@ def cmd_scratch(args) -> int:
                   f" | test loss {event['test_loss']:.4f} acc {event['test_accuracy']:.2%} | {event['elapsed']:.1f}s",
                   flush=True)
 
-    result = train(net, data, settings, on_event=progress, report_every=100)
+    result = train(net, data, settings, Reporter(progress), report_every=100)
     acc = f", test accuracy {result.test_accuracy:.2%}" if result.test_accuracy is not None else ""
     print(f"{result.status}: {result.steps} steps in {result.seconds:.1f}s{acc}")
     out.mkdir(parents=True, exist_ok=True)

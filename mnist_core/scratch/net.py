@@ -15,6 +15,7 @@ import numpy as np
 
 from .graph import (DTYPES, Add, Dropout, Graph, GraphError, Input, MatMul, Node, Parameter, ReLU, Sigmoid,
                     SoftmaxCrossEntropy, Tanh)
+from ..reporter import NULL_REPORTER, Reporter
 from .optim import OPTIMIZERS, make_optimizer
 
 ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh}
@@ -217,24 +218,46 @@ class TrainResult:
         return self.history[-1]["test_accuracy"] if self.history else None
 
 
-def train(net: Net, data: Arrays, settings: TrainSettings, on_event: Callable[[dict], None] | None = None,
-          should_stop: Callable[[], bool] | None = None, report_every: int = 50) -> TrainResult:
-    """Mini-batch training. on_event gets {"kind": "batch"|"epoch", ...}; should_stop() is asked before each batch.
+class _AskedFlag:
+    """should_stop() seen as a stop flag."""
+
+    def __init__(self, should_stop: Callable[[], bool]):
+        self.is_set = should_stop
+
+
+def _compat_reporter(on_event: Callable[[dict], None] | None, should_stop: Callable[[], bool] | None) -> Reporter:
+    """The older keywords: on_event({"kind": "batch"|"epoch", ...}) and should_stop()."""
+    def send(name: str, data: dict) -> None:
+        if on_event is not None and name in ("batch", "epoch"):
+            on_event({"kind": name, **data})
+    return Reporter(send, _AskedFlag(should_stop) if should_stop is not None else None)
+
+
+def train(net: Net, data: Arrays, settings: TrainSettings, reporter: Reporter = NULL_REPORTER,
+          report_every: int = 50, *, on_event: Callable[[dict], None] | None = None,
+          should_stop: Callable[[], bool] | None = None) -> TrainResult:
+    """Mini-batch training, reporting "batch" (every report_every steps), "epoch", "stage" and "progress"
+    events; reporter.stop is checked before each batch. on_event({"kind": ...}) and should_stop() are the
+    older way to ask for the same (kept while pages still call it so).
 
     A stopped run keeps what it learned and still measures the test set, so the net can be used.
     """
+    if on_event is not None or should_stop is not None:
+        reporter = _compat_reporter(on_event, should_stop)
     n_train = len(data.train_x) if settings.train_subset is None else min(settings.train_subset, len(data.train_x))
     settings.validate(n_train)
     optimizer = make_optimizer(settings.optimizer, net.params, settings.lr, settings.momentum)
     result = TrainResult("finished")
     started = time.perf_counter()
     steps_per_epoch = math.ceil(n_train / settings.batch_size)
-    emit = on_event or (lambda event: None)
+    total = settings.epochs * steps_per_epoch
+    if settings.max_batches:
+        total = min(total, settings.max_batches)
     for epoch in range(1, settings.epochs + 1):
         order = epoch_order(n_train, settings.seed, epoch)
         losses, correct, seen = 0.0, 0.0, 0
         for start in range(0, n_train, settings.batch_size):
-            if (should_stop and should_stop()) or (settings.max_batches and result.steps >= settings.max_batches):
+            if reporter.stopping or (settings.max_batches and result.steps >= settings.max_batches):
                 result.status = "stopped"
                 break
             idx = order[start:start + settings.batch_size]
@@ -245,14 +268,17 @@ def train(net: Net, data: Arrays, settings: TrainSettings, on_event: Callable[[d
                 point = {"kind": "batch", "epoch": epoch, "step": result.steps, "loss": loss, "accuracy": acc,
                          "fraction": result.steps / (settings.epochs * steps_per_epoch)}
                 result.curve.append(point)
-                emit(point)
+                reporter.event("batch", {k: v for k, v in point.items() if k != "kind"})
+                reporter.progress(result.steps, total)
         if seen:
+            reporter.stage(f"scoring epoch {epoch} on the test set")
             test = net.evaluate(data.test_x, data.test_y)
             record = {"epoch": epoch, "train_loss": losses / seen, "train_accuracy": correct / seen,
                       "test_loss": test["loss"], "test_accuracy": test["accuracy"], "lr": optimizer.lr,
                       "steps": result.steps, "elapsed": time.perf_counter() - started}
             result.history.append(record)
-            emit({"kind": "epoch", **record})
+            reporter.event("epoch", record)
+            reporter.stage("training")
         optimizer.lr *= settings.lr_decay
         if result.status == "stopped":
             break
