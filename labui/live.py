@@ -19,6 +19,7 @@ from mnist_core.runner import JobRefused, JobState
 from . import state
 
 POLL_SECONDS = 1.0
+SUBMITTED = "live.submitted"  # session key: (tag, id) of the job a page submitted in its previous run
 
 
 def ordinal(n: int) -> str:
@@ -26,13 +27,30 @@ def ordinal(n: int) -> str:
     return f"{n}{suffix}"
 
 
-def submit(kind: str, config: dict, name: str | None = None, overwrite: bool = False) -> JobState | None:
-    """The new job, or None with the reason shown (a host limit, a bad setting, a taken name)."""
+def submit(kind: str, config: dict, name: str | None = None, overwrite: bool = False, tag: str | None = None) -> None:
+    """Submit this browser's job, or show why not (a host limit, a bad setting, a taken name).
+
+    A job that was taken reruns the whole page at once: the sidebar, drawn before the button that
+    started it, then shows it (and polls), and so does the page's live view. just_submitted() tells
+    the page's next run which job that was (when submitted with a tag)."""
     try:
-        return state.runner().submit(state.session_id(), kind, config, name=name, overwrite=overwrite)
+        job = state.runner().submit(state.session_id(), kind, config, name=name, overwrite=overwrite)
     except (JobRefused, ValueError) as exc:
         st.error(f"Not started: {exc}")
+        return
+    if tag is not None:
+        st.session_state[SUBMITTED] = (tag, job.id)
+    st.rerun()
+
+
+def just_submitted(tag: str) -> JobState | None:
+    """The job submitted with this tag by the run before this one, once."""
+    tagged, job_id = st.session_state.get(SUBMITTED, (None, None))
+    if tagged != tag:
         return None
+    del st.session_state[SUBMITTED]
+    job = state.runner().get(job_id)
+    return job.snapshot() if job is not None else None
 
 
 def latest(kind: str | None = None) -> JobState | None:
@@ -52,6 +70,14 @@ def stop(job_id: str) -> None:
     state.runner().stop(job_id)
 
 
+def fraction(snap: JobState) -> float:
+    """How far the job is, 0 to 1: its progress events, else its view's steps (a training run's batches)."""
+    if snap.fraction is not None:
+        return snap.fraction
+    step, total = getattr(snap.view, "step", None), getattr(snap.view, "total_steps", None)
+    return min(max(step / total, 0.0), 1.0) if step and total else 0.0
+
+
 def sentence(text: str) -> str:
     """A job's message as a sentence of its own: capital first letter, one full stop."""
     text = text.strip().rstrip(".")
@@ -68,18 +94,21 @@ def status_text(snap: JobState, doing: str | None = None) -> str:
     if snap.running:
         if snap.stopping:
             return "stopping: what was learned so far is kept"
-        return f"running: {doing or snap.stage or 'starting'}"
+        if doing is None:
+            step, total = getattr(snap.view, "step", None), getattr(snap.view, "total_steps", None)
+            doing = (snap.stage or "starting") + (f" · step {step:,} of {total:,}" if step and total else "")
+        return f"running: {doing}"
     return snap.status + (f": {snap.message.rstrip('.')}." if snap.message else ".")
 
 
-def progress_row(snap: JobState, key: str, text: str | None = None, fraction: float | None = None) -> None:
+def progress_row(snap: JobState, key: str, text: str | None = None, share: float | None = None) -> None:
     """A queued or running job's bar, its status and its Stop (every kind has one).
 
-    text says what a running job is doing (the kind's own words); fraction overrides the job's progress."""
+    text says what a running job is doing (the kind's own words); share overrides how far it is (0 to 1)."""
     bar, button = st.columns([5, 1], vertical_alignment="bottom")
     words = text if text and snap.status == RUNNING and not snap.stopping else status_text(snap)
-    share = snap.fraction if fraction is None or snap.status != RUNNING else fraction
-    bar.progress(min(max(share or 0.0, 0.0), 1.0), text=f"**{snap.name or snap.kind}** · {words}")
+    share = fraction(snap) if share is None else share
+    bar.progress(min(max(share, 0.0), 1.0), text=f"**{snap.name or snap.kind}** · {words}")
     button.button("Stop", type="primary", key=key, on_click=stop, args=(snap.id,), disabled=snap.stopping,
                   help="Ends the job after the current step; what was learned so far is kept."
                        if snap.status == RUNNING else "Takes it out of the queue.")

@@ -64,7 +64,7 @@ def _live_entry() -> None:
     job_kind = kind(snap.kind)
     with st.container(border=True):
         st.markdown(f"**Your {job_kind.label}** · {snap.name or snap.kind}")
-        st.progress(min(max(snap.fraction or 0.0, 0.0), 1.0), text=live.status_text(snap))
+        st.progress(live.fraction(snap), text=live.status_text(snap))
         link, button = st.columns([3, 2], vertical_alignment="center")
         with link:
             page_link(job_kind.page)

@@ -157,7 +157,7 @@ def run_view(snap) -> None:
                     f" · {view.images_per_s:,.0f} images/s" + (f" · about {eta:.0f} s left" if eta is not None else ""))
         else:
             text = STAGES.get(view.stage, view.stage)
-        live.progress_row(snap, "train.stop", text, fraction=view.step / max(view.total_steps, 1))
+        live.progress_row(snap, "train.stop", text)
     else:
         text = f"**{snap.name}** {snap.status} after {view.seconds or snap.seconds:.1f}s"
         if view.epochs:

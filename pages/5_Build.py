@@ -220,12 +220,13 @@ def train_section(texts: list[str], ok: bool) -> None:
                  help=None if ok else "Fix the stack first: the message above says which layer is wrong."):
         config = dataclasses.replace(base, arch="stack", model={"layers": list(texts)}, epochs=int(epochs),
                                      max_batches=int(max_batches) or None)
-        job = live.submit("train", config.to_dict(), name or None)
-        if job is not None:
-            where = "queued" if job.status == QUEUED else "Training"
-            st.success(f"{where} **{job.name}** in the background: its live curves are on the Train page, "
-                       "its progress and Stop in the sidebar.")
-            st.page_link("pages/3_Train.py", label="Watch it on the Train page", icon="📈")
+        live.submit("train", config.to_dict(), name or None, tag="build")
+    job = live.just_submitted("build")
+    if job is not None:
+        where = "Queued" if job.status == QUEUED else "Training"
+        st.success(f"{where} **{job.name}** in the background: its live curves are on the Train page, "
+                   "its progress and Stop in the sidebar.")
+        st.page_link("pages/3_Train.py", label="Watch it on the Train page", icon="📈")
     if b2.button("Open on the Train page (every setting)", disabled=not ok, key="build.to_train"):
         st.session_state["train.arch"] = "stack"
         st.session_state["model.stack.layers"] = ", ".join(texts)

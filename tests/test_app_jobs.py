@@ -1,0 +1,118 @@
+"""Long work from the pages goes through the server's one job runner: one live job per browser, Stop for
+every kind, a sidebar entry for the live job, a queue place and refusals that name the limit (AppTest)."""
+
+import time
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parent.parent
+LONG = 100_000  # batches: minutes of work, unless stopped
+APPTEST_OWNER = "test session id"  # AppTest's session id: every AppTest is the same browser (no cookie)
+
+
+def page(path: str) -> AppTest:
+    return AppTest.from_file(str(ROOT / path), default_timeout=120)
+
+
+def app_at(path: str) -> AppTest:
+    """A page under app.py's navigation, as a visitor opens it (the sidebar's page links need it)."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    at.switch_page(path).run()
+    return at
+
+
+def wait(at: AppTest, done, timeout: float = 60, what: str = "the page") -> AppTest:
+    deadline = time.time() + timeout
+    while not done(at):
+        assert time.time() < deadline, f"{what} did not happen in {timeout:.0f} s"
+        assert not at.exception, [e.message for e in at.exception]
+        time.sleep(0.5)
+        at.run()
+    return at
+
+
+def progress_texts(at: AppTest) -> str:
+    return " ".join(str(p.proto) for p in at.get("progress"))
+
+
+def other_visitor_job(owner: str):
+    """A long training run of that browser, on the page's runner (the server's one: same settings)."""
+    from labui import state
+    from mnist_core.train import TrainConfig
+
+    config = TrainConfig(arch="mlp", model={"width": 16}, epochs=1, max_batches=LONG)
+    return state.runner().submit(owner, "train", config.to_dict(), name=f"{owner}-run")
+
+
+def long_train_settings(at: AppTest) -> AppTest:
+    at.selectbox(key="train.arch").set_value("mlp").run()
+    at.number_input(key="model.mlp.width").set_value(16)
+    at.number_input(key="train.max_batches").set_value(LONG)
+    return at.run()
+
+
+def test_the_sidebar_shows_a_training_run_at_once_and_stops_it(runs):
+    at = long_train_settings(page("pages/3_Train.py").run())
+    at.button[0].click().run()  # Start training: the sidebar, drawn before the button, shows the run at once
+    assert any("Your training run" in m.value for m in at.sidebar.markdown), [m.value for m in at.sidebar.markdown]
+    at.sidebar.button(key="sidebar.stop").click().run()
+    wait(at, lambda a: any("stopped" in w.value for w in a.warning), timeout=90, what="the stop")
+    at.run()  # the sidebar is drawn before the page: it may have seen the job a moment before it ended
+    assert not any(b.key == "sidebar.stop" for b in at.sidebar.button)
+    assert any("Your last training run" in c.value and "stopped" in c.value for c in at.sidebar.caption)
+
+
+def test_the_sidebar_links_the_live_job_to_its_page_from_any_page(runs):
+    from labui import state
+
+    job = other_visitor_job(APPTEST_OWNER)  # this browser's run, started on another page
+    try:
+        at = app_at("pages/1_Data.py")  # another page than the job's
+        assert any("Your training run" in m.value for m in at.sidebar.markdown)
+        links = [(link.proto.page, link.proto.label) for link in at.sidebar.get("page_link")]
+        assert ("Train", "Open Train") in links, links
+    finally:
+        state.runner().stop(job.id)
+        state.runner().wait(job.id, 60)
+
+
+def test_a_job_over_the_hosts_cap_waits_with_its_place_in_line(runs, monkeypatch):
+    from labui import state
+
+    monkeypatch.setenv("MNIST_MAX_JOBS", "1")
+    first, second = other_visitor_job("visitor-a"), other_visitor_job("visitor-b")
+    try:
+        at = long_train_settings(page("pages/3_Train.py").run())
+        at.button[0].click().run()
+        assert "queued: 2nd in line" in progress_texts(at), progress_texts(at)
+        assert any(b.key == "train.stop" for b in at.button)  # a queued job can be taken out of the line
+        state.runner().stop(first.id)  # the running job ends: the line moves up
+        wait(at, lambda a: "queued: 1st in line" in progress_texts(a), what="moving up the line")
+        at.button(key="train.stop").click().run()  # a queued job stops at once, before it started
+        wait(at, lambda a: any("stopped before it started" in w.value.lower() for w in a.warning), what="the stop")
+        assert not any(b.key == "train.stop" for b in at.button)
+    finally:
+        state.runner().stop(first.id)
+        state.runner().stop(second.id)
+
+
+def test_a_refusal_names_the_limit(runs, monkeypatch):
+    monkeypatch.setenv("MNIST_MAX_EPOCHS", "2")
+    at = page("pages/3_Train.py").run()
+    at.number_input(key="train.epochs").set_value(5).run()
+    at.button[0].click().run()  # Start training
+    assert any("at most 2 epochs" in e.value and "MNIST_MAX_EPOCHS" in e.value for e in at.error), \
+        [e.value for e in at.error]
+    assert not at.get("progress") and not at.exception
+
+
+def test_one_live_job_per_browser_across_pages(runs):
+    at = long_train_settings(page("pages/3_Train.py").run())
+    at.button[0].click().run()
+    build = page("pages/5_Build.py").run()  # the same browser (AppTest's one session id), another page
+    build.button(key="build.start_training").click().run()
+    assert any("you already have a training run running" in e.value for e in build.error), \
+        [e.value for e in build.error]
+    at.button(key="train.stop").click().run()
+    wait(at, lambda a: any("stopped" in w.value for w in a.warning), timeout=90, what="the stop")
