@@ -349,7 +349,8 @@ def _finish(result, spec: RunSpec, runs_dir: Path | None, overwrite: bool) -> di
                               overwrite=overwrite)
         except (OSError, ValueError) as exc:
             result.message += f" (the checkpoint could not be saved: {exc})"
-    return {"status": result.status, "message": result.message, "seconds": result.seconds, "checkpoint": checkpoint}
+    return {"status": result.status, "message": result.message, "seconds": result.seconds, "checkpoint": checkpoint,
+            "steps": result.steps, "test_accuracy": result.test_accuracy}
 
 
 def _run_in_worker(index: int, config: dict, arm: str, seed: int, name: str, runs_dir: str | None, threads: int,
@@ -364,6 +365,209 @@ def _run_in_worker(index: int, config: dict, arm: str, seed: int, name: str, run
                        "checkpoint": None, "warmup": 0.0}
     return index, _run(spec, data, lambda kind, data: events.put((index, kind, data)), stop,
                        Path(runs_dir) if runs_dir else None, overwrite)
+
+
+# ---------------------------------------------------------------- a comparison as one job (kinds.work_compare)
+
+
+def run_comparison(specs: list[RunSpec], data: DeviceData, reporter: Reporter, runs_dir: Path | str | None = None,
+                   overwrite: bool = False, parallel: int = 1) -> list[dict]:
+    """Every run of a comparison, and each run's outcome (status, message, seconds, checkpoint, warmup...).
+
+    Inside a Ray task the runs spread over the cluster as Ray tasks; else they go one after another in
+    this process, or in `parallel` worker processes. Events on the reporter: ("run", {"index", "name",
+    "data"}) carries each run's own events, ("run_end", {"index", **outcome}) its end, and "progress"
+    counts the steps of all runs together. reporter.stop stops the run in flight (keeping what it learned)
+    and the runs not started yet.
+    """
+    runs_dir = Path(runs_dir) if runs_dir else None
+    totals = [planned_steps(s.config, len(data.train)) for s in specs]
+    done = [0] * len(specs)
+    lock, mark = threading.Lock(), [0.0]
+    outcomes: list[dict | None] = [None] * len(specs)
+
+    def forward(index: int, name: str, payload: dict) -> None:
+        if name == "done" and "checkpoint" in payload:
+            outcomes[index] = payload
+            done[index] = max(done[index], payload.get("steps") or 0)
+            reporter.event("run_end", {"index": index, **payload})
+            reporter.progress(sum(done), sum(totals))
+            return
+        if name in ("progress", "done", "error"):
+            return  # a run's own progress is counted here, over all runs
+        reporter.event("run", {"index": index, "name": name, "data": payload})
+        if name == "batch":
+            with lock:
+                done[index] = payload["step"]
+                now = time.perf_counter()
+                if now - mark[0] < 0.25:
+                    return
+                mark[0] = now
+            reporter.progress(sum(done), sum(totals))
+
+    if _inside_ray_task():
+        _runs_on_ray(specs, forward, reporter.stop, runs_dir, overwrite)
+    elif parallel > 1 and len(specs) > 1:
+        _runs_in_processes(specs, forward, reporter.stop, runs_dir, overwrite, min(parallel, len(specs)))
+    else:
+        for index, spec in enumerate(specs):
+            if reporter.stopping:
+                outcome = {"status": "stopped", "message": "not started: the comparison was stopped", "seconds": 0.0,
+                           "checkpoint": None}
+            else:
+                outcome = _run(spec, data, lambda name, payload, i=index: forward(i, name, payload), reporter.stop,
+                               runs_dir, overwrite)
+            forward(index, "done", outcome)
+    return [o or {"status": "failed", "message": "the run ended without a result", "seconds": 0.0, "checkpoint": None}
+            for o in outcomes]
+
+
+def _runs_in_processes(specs: list[RunSpec], forward, stop_flag, runs_dir: Path | None, overwrite: bool,
+                       parallel: int) -> None:
+    threads = max(1, (os.cpu_count() or 1) // parallel)
+    context = multiprocessing.get_context("spawn")  # fork would copy this process's threads and locks
+    try:
+        with context.Manager() as manager:
+            events, stop = manager.Queue(), manager.Event()
+
+            def collect() -> None:
+                while (item := events.get()) is not None:
+                    forward(*item)
+            collector = threading.Thread(target=collect, daemon=True)
+            collector.start()
+            with ProcessPoolExecutor(parallel, mp_context=context) as pool:
+                futures = [pool.submit(_run_in_worker, i, dataclasses.asdict(s.config), s.arm, s.seed, s.name,
+                                       str(runs_dir) if runs_dir else None, threads, events, stop, overwrite)
+                           for i, s in enumerate(specs)]
+                pending = set(range(len(futures)))
+                while pending:
+                    if stop_flag.is_set():
+                        stop.set()
+                    for i in list(pending):
+                        if futures[i].done():
+                            pending.discard(i)
+                            try:
+                                _, outcome = futures[i].result()
+                            except Exception as exc:  # a worker that died; the others go on
+                                outcome = {"status": "failed", "message": f"{type(exc).__name__}: {exc}",
+                                           "seconds": 0.0, "checkpoint": None}
+                            events.put((i, "done", outcome))
+                    time.sleep(0.1)
+            events.put(None)
+            collector.join(timeout=10)
+    except Exception as exc:  # the worker pool could not start; say so on every run
+        for i in range(len(specs)):
+            forward(i, "done", {"status": "failed", "message": f"parallel runs could not start: {exc}",
+                                "seconds": 0.0, "checkpoint": None})
+
+
+def _inside_ray_task() -> bool:
+    """Whether this code runs as a Ray task (the runner's Ray backend): then the runs go to the cluster."""
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return False
+    try:
+        return ray.get_runtime_context().get_task_id() is not None
+    except Exception:  # noqa: BLE001 - an older Ray without the call: run here
+        return False
+
+
+class _RayEvents:
+    """A run's events, sent to the comparison's Ray queue a few times a second (one call per event is slow)."""
+
+    def __init__(self, queue, index: int):
+        self.queue, self.index, self.buffer, self.sent = queue, index, [], 0.0
+
+    def __call__(self, name: str, data: dict) -> None:
+        self.buffer.append((self.index, name, data))
+        if time.perf_counter() - self.sent > 0.25:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.buffer:
+            self.queue.put_nowait_batch(self.buffer)
+            self.buffer = []
+        self.sent = time.perf_counter()
+
+
+class _RayStopFlag:
+    """The comparison's stop flag (a Ray actor), asked at most twice a second."""
+
+    def __init__(self, actor):
+        self.actor, self.value, self.asked = actor, False, 0.0
+
+    def is_set(self) -> bool:
+        if not self.value and time.perf_counter() - self.asked > 0.5:
+            import ray
+
+            self.value, self.asked = bool(ray.get(self.actor.is_set.remote())), time.perf_counter()
+        return self.value
+
+
+def _ray_run(index: int, config: dict, arm: str, seed: int, name: str, runs_dir: str | None, queue, flag,
+             overwrite: bool) -> dict:
+    """One run of a comparison as a Ray task; its events go back through the queue."""
+    spec = RunSpec(arm, seed, TrainConfig.from_dict(config), name)
+    send = _RayEvents(queue, index)
+    try:
+        data = DeviceData(device=spec.config.device)
+        outcome = _run(spec, data, send, _RayStopFlag(flag), Path(runs_dir) if runs_dir else None, overwrite)
+    except Exception as exc:  # noqa: BLE001
+        outcome = {"status": "failed", "message": f"{type(exc).__name__}: {exc}", "seconds": 0.0, "checkpoint": None}
+    send.flush()
+    return outcome
+
+
+def _runs_on_ray(specs: list[RunSpec], forward, stop_flag, runs_dir: Path | None, overwrite: bool) -> None:
+    import ray
+    from ray.util.queue import Queue
+
+    @ray.remote(num_cpus=0)
+    class StopFlag:
+        def __init__(self):
+            self.value = False
+
+        def set(self):
+            self.value = True
+
+        def is_set(self):
+            return self.value
+
+    queue, flag = Queue(), StopFlag.remote()
+    task = ray.remote(num_cpus=1)(_ray_run)
+    pending = {task.remote(i, dataclasses.asdict(s.config), s.arm, s.seed, s.name, str(runs_dir) if runs_dir else None,
+                           queue, flag, overwrite): i for i, s in enumerate(specs)}
+    stopping = False
+
+    def drain() -> None:
+        size = queue.qsize()
+        if size:
+            for item in queue.get_nowait_batch(size):
+                forward(*item)
+    try:
+        while pending:
+            if stop_flag.is_set() and not stopping:
+                stopping = True
+                flag.set.remote()
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.2)
+            drain()
+            for ref in ready:
+                index = pending.pop(ref)
+                try:
+                    outcome = ray.get(ref)
+                except Exception as exc:  # noqa: BLE001 - a lost task or node; the other runs go on
+                    outcome = {"status": "failed", "message": f"the Ray task of this run failed: {exc}",
+                               "seconds": 0.0, "checkpoint": None}
+                drain()
+                forward(index, "done", outcome)
+    finally:
+        for actor in (flag, queue.actor):
+            try:
+                ray.kill(actor)
+            except Exception:  # noqa: BLE001
+                pass
 
 
 class ComparisonJobs(OwnerSlots[Comparison]):

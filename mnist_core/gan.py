@@ -732,14 +732,19 @@ class GanJobs(OwnerSlots[GanJob]):
 
     @staticmethod
     def _save(result: GanResult, name: str, judge, overwrite: bool) -> tuple[str | None, str]:
-        extra = {"real_frechet": judge.real_frechet} if judge is not None else None
-        try:
-            return save_gan(result, name, extra=extra, overwrite=overwrite), ""
-        except CheckpointExistsError:  # another visitor saved that name while this run trained: keep both
-            for i in range(2, 100):
-                if not gan_exists(f"{name}-{i}"):
-                    saved = save_gan(result, f"{name}-{i}", extra=extra, overwrite=False)
-                    return saved, f"({name!r} was taken while this run trained, so it was saved as {saved!r})"
-            raise
-        except OSError as exc:
-            return None, f"(could not save: {exc})"
+        return save_gan_run(result, name, judge, overwrite)
+
+
+def save_gan_run(result: GanResult, name: str, judge, overwrite: bool) -> tuple[str | None, str]:
+    """Save a trained run under its name ((saved name, a note)); a name taken while it trained gets -2, -3..."""
+    extra = {"real_frechet": judge.real_frechet} if judge is not None else None
+    try:
+        return save_gan(result, name, extra=extra, overwrite=overwrite), ""
+    except CheckpointExistsError:  # another visitor saved that name while this run trained: keep both
+        for i in range(2, 100):
+            if not gan_exists(f"{name}-{i}"):
+                saved = save_gan(result, f"{name}-{i}", extra=extra, overwrite=False)
+                return saved, f"({name!r} was taken while this run trained, so it was saved as {saved!r})"
+        raise
+    except OSError as exc:
+        return None, f"(could not save: {exc})"

@@ -26,11 +26,11 @@ RATE_SMOOTHING = 0.8  # exponential smoothing of the step rate behind the ETA, u
 MAX_CURVE_POINTS = 2000  # per-batch points kept for the live curve; older ones are thinned
 
 
-def refuse(message: str) -> Exception:
+def refuse(message: str, limit: str) -> Exception:
     """The runner's refusal (a host limit), built lazily: the runner imports this module."""
     from .runner import JobRefused
 
-    return JobRefused(message)
+    return JobRefused(message, limit=limit)
 
 
 def epoch_cap(limits, asked: int, what: str) -> None:
@@ -38,7 +38,13 @@ def epoch_cap(limits, asked: int, what: str) -> None:
     cap = getattr(limits, "max_epochs", None)
     if cap is not None and asked > cap:
         raise refuse(f"this host allows at most {cap} epochs per run (MNIST_MAX_EPOCHS; {what}); "
-                     f"you asked for {asked}")
+                     f"you asked for {asked}", "max_epochs")
+
+
+def seconds_cap(limits, asked: float | None) -> float | None:
+    """A run's own seconds cap under the host's MNIST_MAX_RUN_SECONDS (the run then ends cleanly, scored)."""
+    cap = getattr(limits, "max_run_seconds", None)
+    return asked if cap is None else min(asked or cap, cap)
 
 
 def known_fields(cls, config: dict, error: type[Exception], what: str) -> dict:
@@ -136,9 +142,7 @@ def prepare_train(config: dict, limits) -> dict:
 
     train_config = TrainConfig(**known_fields(TrainConfig, config, ConfigError, "training"))
     epoch_cap(limits, train_config.epochs, "an epoch is one pass over the training images")
-    cap = getattr(limits, "max_run_seconds", None)
-    if cap is not None:
-        train_config = dataclasses.replace(train_config, max_seconds=min(train_config.max_seconds or cap, cap))
+    train_config = dataclasses.replace(train_config, max_seconds=seconds_cap(limits, train_config.max_seconds))
     train_config.validate()
     check_fits_in_memory(train_config)
     return train_config.to_dict()
@@ -219,6 +223,465 @@ def work_train(spec, reporter: Reporter) -> dict:
         return _failed(exc)
 
 
+# ---------------------------------------------------------------- compare
+
+EPOCH_OF_A_RUN = "each run's epochs count, one pass over the training images each"
+
+
+def _compare_plan(config: dict, name: str = "check"):
+    from .compare import Arm, plan
+    from .train import TrainConfig
+
+    base = TrainConfig.from_dict(config["base"])
+    return plan(base, [Arm(**a) for a in config["arms"]], list(config["seeds"]), name)
+
+
+def prepare_compare(config: dict, limits) -> dict:
+    """{"base": a training config, "dimension": what varies, "values": its values (or None for the usual
+    ones), "options": {"lrs", "rate", "rotation", "shift"}, "seeds": [...], "parallel": 1}: every run checked."""
+    from .compare import DIMENSIONS, CompareError, build_arms
+    from .train import ConfigError, TrainConfig
+
+    if not isinstance(config, dict):
+        raise CompareError("a comparison config is a mapping of settings")
+    unknown = sorted(set(config) - {"base", "dimension", "values", "options", "seeds", "parallel", "arms"})
+    if unknown:
+        raise CompareError(f"unknown comparison setting {unknown[0]!r}; the settings are base, dimension, values, "
+                           "options, seeds, parallel")
+    try:
+        base = TrainConfig(**known_fields(TrainConfig, dict(config.get("base") or {}), ConfigError, "training"))
+    except ConfigError as exc:
+        raise CompareError(f"base setup: {exc}") from None
+    epoch_cap(limits, base.epochs, EPOCH_OF_A_RUN)
+    base = dataclasses.replace(base, max_seconds=seconds_cap(limits, base.max_seconds))
+    dimension = config.get("dimension", "optimizer")
+    if dimension not in DIMENSIONS:
+        raise CompareError(f"unknown dimension {dimension!r}; choose one of {', '.join(DIMENSIONS)}")
+    seeds = config.get("seeds") or [0]
+    if not all(isinstance(x, int) and not isinstance(x, bool) for x in seeds):
+        raise CompareError(f"seeds are whole numbers (got {seeds})")
+    parallel = config.get("parallel", 1)
+    if not isinstance(parallel, int) or parallel < 1:
+        raise CompareError(f"parallel runs must be at least 1 (got {parallel})")
+    arms = build_arms(base, dimension, config.get("values"), **(config.get("options") or {}))
+    prepared = {"base": base.to_dict(), "dimension": dimension, "values": config.get("values"),
+                "options": dict(config.get("options") or {}), "seeds": list(seeds), "parallel": parallel,
+                "arms": [dataclasses.asdict(a) for a in arms]}
+    _compare_plan(prepared)  # every run's settings, shapes and memory, before any starts
+    return prepared
+
+
+def compare_runs(config: dict) -> int:
+    return len(config["arms"]) * len(config["seeds"])
+
+
+def compare_name(config: dict, name: str | None, overwrite: bool, runs_dir: str | Path | None) -> str:
+    """The comparison's name (its runs are saved as <name>-<arm>-s<seed>), refused when it would replace
+    saved runs unless overwrite."""
+    from .compare import CompareError, default_name, existing_runs
+
+    name = name or default_name(config["dimension"])
+    specs = _compare_plan(config, name)
+    taken = [] if overwrite else existing_runs(specs, Path(runs_dir) if runs_dir else None)
+    if taken:
+        raise CompareError(f"saved runs named {', '.join(taken[:3])}{' ...' if len(taken) > 3 else ''} exist "
+                           "already; choose another comparison name, or allow replacing them")
+    return name
+
+
+class RunView(TrainView):
+    """One run of a comparison: a training view plus its status (queued, running, then the run's own end:
+    finished, stopped, target_reached or failed), message and checkpoint."""
+
+    def __init__(self, config: dict):
+        super().__init__(config)
+        self.status, self.message, self.checkpoint = "queued", "", None
+
+
+class CompareView:
+    """A comparison as the Compare page draws it: per run (compare.RunState: spec, job = a RunView, params)."""
+
+    def __init__(self, config: dict):
+        from .compare import RunState, count_params
+
+        self.dimension = config["dimension"]
+        self.runs = [RunState(s, RunView(s.config.to_dict()), count_params(s.config.arch, s.config.model))
+                     for s in _compare_plan(config)]
+
+    def snapshot(self) -> "CompareView":
+        copied = copy.copy(self)
+        copied.runs = [dataclasses.replace(r, job=r.job.snapshot()) for r in self.runs]
+        return copied
+
+    def on_event(self, kind: str, d: dict) -> None:
+        if kind == "run":
+            job = self.runs[d["index"]].job
+            if job.status == "queued":
+                job.status = "running"
+            job.on_event(d["name"], d["data"])
+        elif kind == "run_end":
+            job = self.runs[d["index"]].job
+            job.status, job.message, job.checkpoint = d["status"], d["message"], d.get("checkpoint")
+            job.seconds = d.get("seconds") or job.seconds
+            job.warmup_seconds = d.get("warmup", job.warmup_seconds)
+            job.stage = "done"
+
+
+def work_compare(spec, reporter: Reporter) -> dict:
+    """Every (arm, seed) run, each saved as <name>-<arm>-s<seed>; on Ray they spread over the cluster."""
+    from .compare import run_comparison
+
+    try:
+        name = spec.name or compare_name(spec.config, None, False, spec.runs_dir)
+        specs = _compare_plan(spec.config, name)
+        reporter.stage("loading MNIST")
+        data = device_data(specs[0].config.device)
+        reporter.stage(f"{len(specs)} runs")
+        outcomes = run_comparison(specs, data, reporter, spec.runs_dir, spec.overwrite, spec.config.get("parallel", 1))
+    except Exception as exc:  # noqa: BLE001
+        return _failed(exc)
+    ended = [o["status"] for o in outcomes]
+    finished = sum(s in ("finished", "target_reached") for s in ended)
+    message = f"{finished} of {len(outcomes)} runs finished"
+    if "stopped" in ended:
+        message += f", {ended.count('stopped')} stopped"
+    if "failed" in ended:
+        message += f", {ended.count('failed')} failed"
+    status = STOPPED if reporter.stopping or "stopped" in ended else DONE
+    if ended.count("failed") == len(ended):
+        status = FAILED
+        message += f": {outcomes[0]['message']}"
+    return {"status": status, "message": message, "name": name,
+            "runs": [{"arm": s.arm, "seed": s.seed, "name": s.name, **o} for s, o in zip(specs, outcomes)]}
+
+
+# ---------------------------------------------------------------- gan
+
+GAN_EPOCH = "an epoch is one pass of the GAN over the 60,000 training digits"
+
+
+def _gan_config(config: dict):
+    from .gan import GanConfig, GanConfigError
+
+    values = dict(config)
+    values.pop("judge", None)
+    return GanConfig(**known_fields(GanConfig, values, GanConfigError, "GAN"))
+
+
+def prepare_gan(config: dict, limits) -> dict:
+    """GanConfig's fields, plus "judge": the classifier that scores the samples (a checkpoint name; absent:
+    the most accurate shipped one; None: no scoring)."""
+    from .checkpoints import find
+
+    gan_config = _gan_config(config)
+    epoch_cap(limits, gan_config.epochs, GAN_EPOCH)
+    gan_config = dataclasses.replace(gan_config, max_seconds=seconds_cap(limits, gan_config.max_seconds))
+    gan_config.validate()
+    prepared = dataclasses.asdict(gan_config)
+    if "judge" in config:
+        prepared["judge"] = config["judge"]
+        if config["judge"] is not None:
+            find(config["judge"])  # CheckpointError (a ValueError) names a judge that is not there
+    return prepared
+
+
+def gan_name(config: dict, name: str | None, overwrite: bool, runs_dir: str | Path | None) -> str:
+    from .checkpoints import CheckpointExistsError
+    from .gan import default_run_name, gan_exists, validate_gan_name
+
+    name = validate_gan_name(name or default_run_name())
+    if not overwrite and gan_exists(name):
+        raise CheckpointExistsError(f"a GAN run named {name!r} already exists; choose another name or confirm "
+                                    "that it should be replaced")
+    return name
+
+
+class GanView:
+    """A GAN run as the GAN page draws it: decimated losses, epochs' quality figures, the latest grid."""
+
+    def __init__(self, config: dict):
+        from .gan import planned_steps
+
+        self.config = _gan_config(config)
+        self.total_steps = planned_steps(self.config)
+        self.stage, self.step, self.grid = "starting", 0, None
+        self.steps: list[dict] = []
+        self.epochs: list[dict] = []
+
+    def snapshot(self) -> "GanView":
+        copied = copy.copy(self)
+        copied.steps, copied.epochs = list(self.steps), list(self.epochs)
+        return copied
+
+    def on_event(self, kind: str, data: dict) -> None:
+        if kind == "stage":
+            self.stage = data["stage"]
+        elif kind == "step":
+            self.step = data["step"]
+            if data["step"] % 5 == 1:
+                self.steps.append(data)
+        elif kind == "epoch":
+            self.grid = data["grid"]
+            self.epochs.append({k: v for k, v in data.items() if k != "grid"})
+
+
+_judges: dict[str, object] = {}
+
+
+def gan_judge(name: str | None = None):
+    """The classifier that scores GAN samples, built once per process (the most accurate shipped one by default)."""
+    from .checkpoints import load
+    from .data import load_mnist
+    from .gan import Judge
+    from .gan_cli import best_shipped_classifier
+
+    name = name or best_shipped_classifier()
+    with _cache_lock:
+        if name not in _judges:
+            _judges[name] = Judge(load(name)[0], load_mnist())
+        return _judges[name]
+
+
+def work_gan(spec, reporter: Reporter) -> dict:
+    """A GAN run, its judge loading beside the first batches; saved where the GAN page finds it."""
+    from .data import load_mnist
+    from .gan import BackgroundJudge, default_run_name, save_gan_run, train_gan
+
+    try:
+        config = _gan_config(spec.config)
+        name = spec.name or default_run_name()
+        mnist = load_mnist()
+        judge = None
+        if spec.config.get("judge", "") is not None:
+            judge = BackgroundJudge(lambda: gan_judge(spec.config.get("judge")), reporter.stop, on_wait=lambda:
+                                    reporter.stage("waiting for the judge (the classifier that scores the samples) "
+                                                   "to load"))
+        result = train_gan(config, mnist, judge, reporter)
+        saved, note = None, ""
+        if result.grids:
+            reporter.stage("saving")
+            saved, note = save_gan_run(result, name, judge.loaded if judge is not None else None, spec.overwrite)
+    except Exception as exc:  # noqa: BLE001
+        return _failed(exc)
+    message = f"{result.message} {note}".strip()
+    capped = config.max_batches is not None and result.message.startswith(f"stopped after {config.max_batches} batches")
+    status = {"finished": DONE, "failed": FAILED}.get(result.status, DONE if capped else STOPPED)
+    if status == DONE and not message:
+        message = f"trained {len(result.grids)} epoch(s)"
+    return {"status": status, "message": message, "saved": saved, "gan_status": result.status,
+            "epochs": result.epochs, "seconds": result.seconds}
+
+
+# ---------------------------------------------------------------- transfer
+
+TRANSFER_EPOCH = "an epoch is 60,000 digits shown to an arm: steps x batch size / 60,000"
+
+
+def _transfer_config(config: dict):
+    from .transfer import TransferConfig, TransferError
+
+    values = known_fields(TransferConfig, config, TransferError, "transfer")
+    if "arms" in values:
+        values["arms"] = tuple(values["arms"])
+    return TransferConfig(**values)
+
+
+def prepare_transfer(config: dict, limits) -> dict:
+    import math
+
+    transfer_config = _transfer_config(config)
+    transfer_config.validate()
+    epoch_cap(limits, math.ceil(transfer_config.steps * transfer_config.batch_size / 60_000), TRANSFER_EPOCH)
+    return {**dataclasses.asdict(transfer_config), "arms": list(transfer_config.arms)}
+
+
+class TransferView:
+    """A transfer run as the Transfer page draws it: each arm's latest figures (transfer.ArmResult) by arm."""
+
+    def __init__(self, config: dict):
+        self.config = _transfer_config(config)
+        self.stage, self.fraction = "starting", 0.0
+        self.results: dict = {}
+
+    def snapshot(self) -> "TransferView":
+        copied = copy.copy(self)
+        copied.results = dict(self.results)
+        return copied
+
+    def on_event(self, kind: str, data: dict) -> None:
+        from .transfer import arm_result
+
+        if kind == "stage":
+            self.stage = data["stage"]
+        elif kind == "progress" and data["total"]:
+            self.fraction = data["done"] / data["total"]
+        elif kind == "arm":
+            self.results[data["arm"]] = arm_result(data["result"])
+
+
+_backbones: dict[str, object] = {}
+
+
+def backbone(name: str):
+    """A pretrained backbone, loaded once per process."""
+    from .transfer import load_backbone
+
+    with _cache_lock:
+        if name not in _backbones:
+            _backbones[name] = load_backbone(name)
+        return _backbones[name]
+
+
+def work_transfer(spec, reporter: Reporter) -> dict:
+    from .data import load_mnist
+    from .transfer import run_transfer
+
+    try:
+        config = _transfer_config(spec.config)
+        reporter.stage(f"loading the {config.backbone} backbone")
+        results = run_transfer(config, load_mnist(), backbone(config.backbone) if config.arms != ("scratch",) else None,
+                               reporter)
+    except Exception as exc:  # noqa: BLE001 - a backbone that cannot load, a device that is not there...
+        return _failed(exc)
+    stopped = [r.stopped for r in results if r.stopped]
+    scored = ", ".join(f"{r.arm} {r.test_accuracy:.2%}" for r in results if r.test_accuracy is not None)
+    message = stopped[0] if stopped else f"test accuracy: {scored}"
+    return {"status": STOPPED if stopped or reporter.stopping else DONE, "message": message,
+            "results": [dataclasses.asdict(r) for r in results]}
+
+
+# ---------------------------------------------------------------- embed (a map)
+
+EMBED_EPOCH = "an epoch is 10,000 digits mapped"
+
+
+def _embed_spec(config: dict):
+    from .embed import EmbedSpec, EmbeddingError
+
+    return EmbedSpec(**known_fields(EmbedSpec, config, EmbeddingError, "map"))
+
+
+def prepare_embed(config: dict, limits) -> dict:
+    import math
+
+    from .checkpoints import find
+
+    spec = _embed_spec(config)
+    spec.validate()
+    epoch_cap(limits, math.ceil(spec.points / 10_000), EMBED_EPOCH)
+    if spec.source != "pixels":
+        find(spec.source)  # CheckpointError (a ValueError) names a source that is not there
+    return dataclasses.asdict(spec)
+
+
+class ProgressView:
+    """What a kind with no curves shows while it runs: its stage and the fraction done."""
+
+    def __init__(self, config: dict):
+        self.stage, self.fraction = "starting", 0.0
+
+    def snapshot(self) -> "ProgressView":
+        return copy.copy(self)
+
+    def on_event(self, kind: str, data: dict) -> None:
+        if kind == "stage":
+            self.stage = data["stage"]
+        elif kind == "progress" and data["total"]:
+            self.fraction = data["done"] / data["total"]
+
+
+def work_embed(spec, reporter: Reporter) -> dict:
+    """One map, saved in the map cache (under the key the Embeddings page looks for) and returned."""
+    from .checkpoints import load
+    from .data import load_mnist
+    from .embed import EmbedStopped, cache_key, compute, save_cached, source_version
+
+    try:
+        embed_spec = _embed_spec(spec.config)
+        reporter.stage("loading")
+        model = None if embed_spec.source == "pixels" else load(embed_spec.source)[0]
+        key = cache_key(embed_spec, source_version(embed_spec.source))
+        result = compute(embed_spec, load_mnist(), model, reporter)
+        save_cached(result, key)
+    except EmbedStopped as exc:
+        return {"status": STOPPED, "message": f"{exc}; nothing was saved"}
+    except Exception as exc:  # noqa: BLE001
+        return _failed(exc)
+    return {"status": DONE, "message": f"{embed_spec.method} of {embed_spec.points:,} digits in {result.seconds:.1f} s",
+            "key": key, "coords": result.coords, "indices": result.indices, "seconds": result.seconds,
+            "explained_variance": result.explained_variance}
+
+
+# ---------------------------------------------------------------- scratch (the Under-the-hood engine)
+
+_arrays: dict[str, object] = {}
+
+
+def _scratch_configs(config: dict):
+    from .scratch.net import NetConfig, ScratchError, TrainSettings
+
+    if not isinstance(config, dict) or set(config) - {"net", "train"}:
+        raise ScratchError("a scratch config is {\"net\": NetConfig settings, \"train\": TrainSettings settings}")
+    net = NetConfig(**known_fields(NetConfig, dict(config.get("net") or {}), ScratchError, "net"))
+    settings = TrainSettings(**known_fields(TrainSettings, dict(config.get("train") or {}), ScratchError, "training"))
+    return net, settings
+
+
+def prepare_scratch(config: dict, limits) -> dict:
+    net, settings = _scratch_configs(config)
+    net.validate()
+    settings.validate()
+    epoch_cap(limits, settings.epochs, "one pass over the training images")
+    return {"net": {**dataclasses.asdict(net), "widths": list(net.widths)}, "train": dataclasses.asdict(settings)}
+
+
+class ScratchView:
+    """The from-scratch engine's run: its loss curve (every reported batch) and epoch records."""
+
+    def __init__(self, config: dict):
+        self.stage, self.fraction = "starting", 0.0
+        self.curve: list[dict] = []
+        self.epochs: list[dict] = []
+
+    def snapshot(self) -> "ScratchView":
+        copied = copy.copy(self)
+        copied.curve, copied.epochs = list(self.curve), list(self.epochs)
+        return copied
+
+    def on_event(self, kind: str, data: dict) -> None:
+        if kind == "batch":
+            self.curve.append(data)
+        elif kind == "epoch":
+            self.epochs.append(data)
+        elif kind == "stage":
+            self.stage = data["stage"]
+        elif kind == "progress" and data["total"]:
+            self.fraction = data["done"] / data["total"]
+
+
+def work_scratch(spec, reporter: Reporter) -> dict:
+    """Train the NumPy engine's net from its seeded start; returns the trained net (picklable NumPy)."""
+    from .scratch.net import Net, load_arrays, train
+
+    try:
+        net_config, settings = _scratch_configs(spec.config)
+        with _cache_lock:
+            if net_config.dtype not in _arrays:
+                reporter.stage("loading MNIST")
+                _arrays[net_config.dtype] = load_arrays(net_config.dtype)
+            data = _arrays[net_config.dtype]
+        net = Net(net_config)
+        reporter.stage("training")
+        result = train(net, data, settings, reporter, report_every=20)
+    except Exception as exc:  # noqa: BLE001
+        return _failed(exc)
+    capped = settings.max_batches is not None and result.steps >= settings.max_batches and not reporter.stopping
+    status = DONE if result.status == "finished" or capped else STOPPED
+    accuracy = f", test accuracy {result.test_accuracy:.2%}" if result.test_accuracy is not None else ""
+    return {"status": status, "message": f"{result.steps} steps in {result.seconds:.1f} s{accuracy}",
+            "net": net, "result": result}
+
+
 # ---------------------------------------------------------------- the registry
 
 
@@ -239,6 +702,16 @@ class Kind:
 KINDS: dict[str, Kind] = {
     "train": Kind("train", "training run", "pages/3_Train.py", "mnist_core.kinds:work_train", prepare_train,
                   TrainView, epoch="one pass over the training images", settle_name=train_name),
+    "compare": Kind("compare", "comparison", "pages/9_Compare.py", "mnist_core.kinds:work_compare", prepare_compare,
+                    CompareView, runs=compare_runs, epoch=EPOCH_OF_A_RUN, settle_name=compare_name),
+    "gan": Kind("gan", "GAN", "pages/8_GAN.py", "mnist_core.kinds:work_gan", prepare_gan, GanView, epoch=GAN_EPOCH,
+                settle_name=gan_name),
+    "transfer": Kind("transfer", "transfer run", "pages/10_Transfer.py", "mnist_core.kinds:work_transfer",
+                     prepare_transfer, TransferView, epoch=TRANSFER_EPOCH),
+    "embed": Kind("embed", "map", "pages/2_Embeddings.py", "mnist_core.kinds:work_embed", prepare_embed, ProgressView,
+                  epoch=EMBED_EPOCH),
+    "scratch": Kind("scratch", "from-scratch training", "pages/4_Under_the_hood.py", "mnist_core.kinds:work_scratch",
+                    prepare_scratch, ScratchView, epoch="one pass over the training images"),
 }
 
 

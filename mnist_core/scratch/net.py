@@ -283,4 +283,5 @@ def train(net: Net, data: Arrays, settings: TrainSettings, reporter: Reporter = 
         if result.status == "stopped":
             break
     result.seconds = time.perf_counter() - started
+    reporter.progress(result.steps, total)
     return result
