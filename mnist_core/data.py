@@ -1,7 +1,8 @@
 """MNIST as four validated IDX files held in memory as tensors, served as sliced batches.
 
 The whole data set is 70,000 x 28 x 28 bytes (55 MB), so it lives in memory (on the GPU when
-there is one) and batches are made by indexing, never by per-sample Python work.
+there is one) as bytes and batches are made by indexing, never by per-sample Python work; each batch
+is standardized as it is taken (a float32 copy of the set would be 220 MB more).
 """
 
 from __future__ import annotations
@@ -149,7 +150,12 @@ def resolve_data_dir(path: str | Path | None = None) -> Path:
 
 def download_mnist(root: str | Path, timeout_s: float = 15.0) -> Path:
     """Fetch MNIST through torchvision into root; returns the folder of raw IDX files."""
-    from torchvision import datasets
+    try:  # optional: a CPU-only install has no torchvision, and the bundled files need none
+        from torchvision import datasets
+    except (ImportError, RuntimeError) as exc:  # RuntimeError: a torchvision built for another torch
+        raise DataError(f"downloading MNIST needs torchvision, which cannot be imported here ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0][:120] if str(exc) else 'no detail'}); use the bundled files "
+                        "(drop --download), set MNIST_DATA_DIR, or pip install torchvision") from None
 
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(timeout_s)
@@ -209,8 +215,12 @@ def _load_cached(directory: str) -> Mnist:
 
 
 def _pixel_mean_std(images: np.ndarray) -> tuple[float, float]:
-    """Mean and std of uint8 pixels in [0, 1] units, exact, from a 256-bin histogram (no float copy of the set)."""
-    counts = np.bincount(images.ravel(), minlength=256).astype(np.float64)
+    """Mean and std of uint8 pixels in [0, 1] units, exact, from a 256-bin histogram (no float copy of the set).
+
+    Counted a million pixels at a time: bincount widens its input to int64, 8 bytes a pixel (376 MB at once)."""
+    flat, counts = images.reshape(-1), np.zeros(256, dtype=np.float64)
+    for start in range(0, flat.size, 1 << 20):
+        counts += np.bincount(flat[start:start + (1 << 20)], minlength=256)
     values = np.arange(256, dtype=np.float64) / 255.0
     mean = float(counts @ values / counts.sum())
     return mean, float(np.sqrt(counts @ (values - mean) ** 2 / counts.sum()))
@@ -248,14 +258,40 @@ def pick_device(device: str = "auto") -> torch.device:
     return chosen
 
 
-class TensorSplit:
-    """Normalized images and labels of one split, resident on a device, served as batches by slicing."""
+class StandardizedImages:
+    """A split's uint8 digits read as model inputs: indexing standardizes only the rows asked for.
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, device: torch.device, background: float):
-        self.images = images.to(device)
+    images[a:b] or images[indices] gives floats (n, 1, 28, 28), images[i] one digit (1, 28, 28), as a
+    float tensor of the whole split would, without holding one (70,000 digits as float32 are 220 MB,
+    as bytes 55 MB).
+    """
+
+    def __init__(self, pixels: torch.Tensor, mean: float, std: float):
+        self.pixels, self.mean, self.std = pixels, mean, std
+
+    def __len__(self) -> int:
+        return len(self.pixels)
+
+    def __getitem__(self, key) -> torch.Tensor:
+        if isinstance(key, torch.Tensor) and key.device != self.pixels.device:
+            key = key.to(self.pixels.device)
+        return self.pixels[key].float().div_(255.0).sub_(self.mean).div_(self.std).unsqueeze(-3)
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixels.device
+
+
+class TensorSplit:
+    """Images (uint8) and labels of one split, resident on a device, served as standardized batches by slicing."""
+
+    def __init__(self, pixels: torch.Tensor, labels: torch.Tensor, device: torch.device, mean: float, std: float):
+        self.pixels = pixels.to(device)  # (N, 28, 28) uint8
+        self.images = StandardizedImages(self.pixels, mean, std)
         self.labels = labels.to(device)
         self.device = device
-        self.background = background  # the normalized value of a black pixel: what augmentation pads with
+        self.mean, self.std = mean, std
+        self.background = (0.0 - mean) / std  # the standardized value of a black pixel: what augmentation pads with
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -263,12 +299,12 @@ class TensorSplit:
     def take(self, indices: torch.Tensor) -> "TensorSplit":
         """The images at these indices, as a split of their own."""
         idx = torch.as_tensor(indices, dtype=torch.long).to(self.device)
-        return TensorSplit(self.images.index_select(0, idx), self.labels.index_select(0, idx), self.device,
-                           self.background)
+        return TensorSplit(self.pixels.index_select(0, idx), self.labels.index_select(0, idx), self.device,
+                           self.mean, self.std)
 
     def batches(self, batch_size: int, generator: torch.Generator | None = None, augment: "Augment | None" = None,
                 augment_generator: torch.Generator | None = None):
-        """Yield (images, labels); shuffled when a generator is given, else in order.
+        """Yield (images, labels), images standardized batch by batch; shuffled when a generator is given, else in order.
 
         Augmentation draws from augment_generator when given, so switching augmentation on or off leaves
         the data order of later epochs unchanged.
@@ -280,7 +316,7 @@ class TensorSplit:
                 x, y = self.images[start : start + batch_size], self.labels[start : start + batch_size]
             else:
                 idx = order[start : start + batch_size].to(self.device)
-                x, y = self.images.index_select(0, idx), self.labels.index_select(0, idx)
+                x, y = self.images[idx], self.labels.index_select(0, idx)
             if augment is not None and augment.active:
                 x = augment(x, augment_generator or generator, self.background)
             yield x, y
@@ -328,27 +364,27 @@ class Augment:
 
 
 class DeviceData:
-    """Train / validation / test splits of MNIST, normalized and resident on one device."""
+    """Train / validation / test splits of MNIST, resident on one device as bytes, standardized per batch."""
 
     def __init__(self, mnist: Mnist | None = None, device: str | torch.device = "auto", val_size: int = 0,
                  val_seed: int = 0):
         mnist = mnist or load_mnist()
         self.mnist = mnist
         self.device = device if isinstance(device, torch.device) else pick_device(device)
-        background = (0.0 - mnist.mean) / mnist.std
         n_train = len(mnist.train_labels)
         if not 0 <= val_size < n_train:
             raise DataError(f"validation size {val_size} must be between 0 and {n_train - 1}")
-        images = mnist.normalize(mnist.train_images)
+        split = lambda images, labels: TensorSplit(images, labels, self.device, mnist.mean, mnist.std)  # noqa: E731
         if val_size:
             order = torch.randperm(n_train, generator=torch.Generator().manual_seed(val_seed))
             train_idx, val_idx = order[val_size:].sort().values, order[:val_size].sort().values
-            self.train = TensorSplit(images[train_idx], mnist.train_labels[train_idx], self.device, background)
-            self.val = TensorSplit(images[val_idx], mnist.train_labels[val_idx], self.device, background)
+            self.train = split(mnist.train_images[train_idx], mnist.train_labels[train_idx])
+            self.val = split(mnist.train_images[val_idx], mnist.train_labels[val_idx])
         else:
-            self.train = TensorSplit(images, mnist.train_labels, self.device, background)
+            # On the CPU the split shares the loaded bytes (no copy); .to(device) copies to a GPU.
+            self.train = split(mnist.train_images, mnist.train_labels)
             self.val = None
-        self.test = TensorSplit(mnist.normalize(mnist.test_images), mnist.test_labels, self.device, background)
+        self.test = split(mnist.test_images, mnist.test_labels)
 
 
 def tile(images: torch.Tensor | np.ndarray, columns: int, pad: int = 2) -> np.ndarray:

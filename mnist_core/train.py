@@ -184,12 +184,12 @@ def seeded_model(config: TrainConfig, device: torch.device) -> nn.Module:
 def memory_needed(config: TrainConfig) -> int:
     """Bytes a run needs at its peak, estimated from the model card: each layer's output for a whole
     batch, kept for the backward pass and matched by its gradient, plus weights, gradients and two
-    optimizer buffers per weight (Adam's), plus the resident data set (70,000 images as float32)."""
+    optimizer buffers per weight (Adam's), plus the resident data set (70,000 images as bytes)."""
     card = describe(build_model(config.arch, config.model))
     per_image = sum(math.prod(layer.output_shape) for layer in card.layers)
     activations = 2 * config.batch_size * per_image * 4
     weights = 4 * card.params * 4
-    return activations + weights + 70_000 * 28 * 28 * 4
+    return activations + weights + 70_000 * 28 * 28
 
 
 def memory_available() -> int | None:

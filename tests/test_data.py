@@ -199,3 +199,36 @@ def test_a_file_given_as_the_data_folder_is_named_as_such(tmp_path):
     (tmp_path / "f").write_text("x")
     with pytest.raises(DataError, match="is a file, not a folder"):
         load_mnist(tmp_path / "f")
+
+
+def test_the_resident_splits_are_the_loaded_bytes_not_a_float_copy(mnist, data):
+    """MNIST stays in memory as uint8 (55 MB): on the CPU the splits share the loaded tensors' storage."""
+    for split, images in ((data.train, mnist.train_images), (data.test, mnist.test_images)):
+        assert split.pixels.dtype == torch.uint8
+        assert split.pixels.data_ptr() == images.data_ptr()
+    held = [v for v in vars(data.train).values() if isinstance(v, torch.Tensor)]
+    assert all(t.dtype != torch.float32 for t in held)
+
+
+def test_images_are_standardized_per_batch_exactly_as_the_whole_set_would_be(mnist, data):
+    whole = mnist.normalize(mnist.test_images)  # what the splits used to hold
+    assert torch.equal(data.test.images[100:164], whole[100:164])
+    assert data.test.images[7].shape == (1, 28, 28) and torch.equal(data.test.images[7], whole[7])
+    picked = torch.tensor([5, 3, 9999])
+    assert torch.equal(data.test.images[picked], whole[picked])
+    assert len(data.test.images) == 10000
+    in_order = torch.cat([x for x, _ in data.test.batches(3000)])
+    assert torch.equal(in_order, whole)
+    gen = torch.Generator().manual_seed(1)
+    x, y = next(data.test.batches(256, torch.Generator().manual_seed(1)))
+    order = torch.randperm(10000, generator=gen)[:256]
+    assert torch.equal(x, whole[order]) and torch.equal(y, mnist.test_labels[order])
+
+
+def test_a_subset_and_a_validation_split_keep_bytes_and_standardize_alike(mnist):
+    d = DeviceData(mnist, device="cpu", val_size=5000)
+    assert d.val.pixels.dtype == torch.uint8 and d.train.take(torch.arange(10)).pixels.dtype == torch.uint8
+    whole = mnist.normalize(mnist.train_images)
+    sub = d.train.take(torch.tensor([0, 2]))
+    assert torch.equal(sub.images[0:2], d.train.images[torch.tensor([0, 2])])
+    assert d.val.background == pytest.approx(float(whole.min()))
