@@ -17,7 +17,6 @@ from mnist_core.checkpoints import SHIPPED_DIR, CheckpointInfo, UnreadableCheckp
 from mnist_core.compare import ComparisonJobs
 from mnist_core.data import DeviceData, load_mnist, pick_device
 from mnist_core.embed import Embedding, all_labels, cache_dir, file_digest, load_cached, shipped_cache_dir, warm_up
-from mnist_core.gan import GanJobs, Judge
 from mnist_core.host import settings as host_settings
 from mnist_core.jobs import HostLimits, JobManager
 from mnist_core.runner import Runner
@@ -63,18 +62,6 @@ def _cached_model(name: str, modified: float):
 @st.cache_resource
 def comparison_jobs() -> ComparisonJobs:
     return ComparisonJobs(HostLimits.from_env())
-
-
-@st.cache_resource
-def gan_jobs() -> GanJobs:
-    return GanJobs(max_jobs=HostLimits.from_env().max_jobs)
-
-
-@st.cache_resource(show_spinner="Preparing the classifier that scores the GAN...")
-def gan_judge() -> Judge:
-    """The most accurate shipped classifier, with the real test set's feature statistics."""
-    name = best_shipped(checkpoints())
-    return Judge(load(name)[0], device_data().mnist)
 
 
 @st.cache_resource

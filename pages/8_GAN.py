@@ -1,5 +1,7 @@
 """GAN: a conditional GAN's samples by class and by epoch, training it live, and how good it is."""
 
+import dataclasses
+
 import numpy as np
 import pandas  # noqa: F401  imported whole before any chart: plotly peeks at sys.modules['pandas'], and a
 #   half-imported pandas (another thread importing it on a busy server) broke the live charts' fragment
@@ -10,12 +12,12 @@ import torch
 
 st.set_page_config(page_title="GAN · MNIST Lab", page_icon="🔢", layout="wide")
 
-from labui import state  # noqa: E402
+from labui import live, state  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
 from mnist_core import gan  # noqa: E402
 from mnist_core.checkpoints import CheckpointError  # noqa: E402
 from mnist_core.data import tile  # noqa: E402
-from mnist_core.jobs import JobLimitError  # noqa: E402
+from mnist_core.reporter import FAILED  # noqa: E402
 
 METRICS_HELP = {
     "conditional accuracy": "The share of generated digits that the best shipped classifier reads as the class "
@@ -212,52 +214,45 @@ def settings() -> gan.GanConfig:
     return gan.GanConfig(**values, max_batches=int(batches) or None)
 
 
-@st.fragment(run_every=1.0)
-def live() -> None:
-    job = state.gan_jobs().latest(state.session_id())
-    if job is None:
+def run_view(snap) -> None:
+    """This browser's latest GAN run: progress and Stop while it runs, how it ended, its live figures."""
+    if snap is None:
         st.info("No GAN run yet in this session.")
         return
-    snap = job.snapshot()
+    view = snap.view
     if snap.running:
-        top = st.columns([5, 1], vertical_alignment="bottom")
-        stage = "stopping after this batch" if snap.stopping else snap.stage
-        top[0].progress(min(snap.step / max(snap.total_steps, 1), 1.0),
-                        text=f"**{snap.name}**: {stage} · step {snap.step} of {snap.total_steps}")
-        if top[1].button("Stop", key="gan.stop", disabled=snap.stopping):
-            state.gan_jobs().stop(state.session_id())
-            st.rerun(scope="fragment")
+        live.progress_row(snap, "gan.stop", f"{view.stage} · step {view.step} of {view.total_steps}")
     else:
-        text = f"**{snap.name}** {snap.status}" + (f": {snap.message.rstrip('.')}." if snap.message else ".")
-        if snap.saved:
-            text += f" Saved as **{snap.saved}**: it is picked under Browse."
-        elif snap.status != "failed":
+        saved = (snap.result or {}).get("saved")
+        text = f"**{snap.name}** {snap.status}" + (f": {live.sentence(snap.message)}" if snap.message else ".")
+        if saved:
+            text += f" Saved as **{saved}**: it is picked under Browse."
+        elif snap.status != FAILED:
             text += " Nothing was saved (no batch was trained)."
-        (st.error if snap.status == "failed" else st.success)(text)
-        ended = (snap.name, snap.started)
-        if st.session_state.get("gan.ended") != ended:  # once per run: the whole page, so Browse lists it
-            st.session_state["gan.ended"] = ended
+        live.ended_box(snap, text)
+        if st.session_state.get("gan.ended") != snap.id:  # once per run: the whole page, so Browse lists it
+            st.session_state["gan.ended"] = snap.id
             st.session_state["gan.renew_name"] = True
-            if snap.saved:
-                st.session_state["gan.select"] = snap.saved
+            if saved:
+                st.session_state["gan.select"] = saved
             st.rerun()
-    if snap.steps:
-        steps = [s["step"] for s in snap.steps]
+    if view.steps:
+        steps = [s["step"] for s in view.steps]
         left, right = st.columns(2)
-        fig = go.Figure([go.Scatter(x=steps, y=[s["g_loss"] for s in snap.steps], name="G loss"),
-                         go.Scatter(x=steps, y=[s["d_loss"] for s in snap.steps], name="D loss")])
+        fig = go.Figure([go.Scatter(x=steps, y=[s["g_loss"] for s in view.steps], name="G loss"),
+                         go.Scatter(x=steps, y=[s["d_loss"] for s in view.steps], name="D loss")])
         fig.update_layout(height=280, title="Losses", xaxis={"title": "step"}, margin={"t": 40, "b": 10})
         left.plotly_chart(fig, key="gan.live.loss")
-        fig = go.Figure([go.Scatter(x=steps, y=[s["d_real"] for s in snap.steps], name="D(real)"),
-                         go.Scatter(x=steps, y=[s["d_fake"] for s in snap.steps], name="D(G(z))")])
+        fig = go.Figure([go.Scatter(x=steps, y=[s["d_real"] for s in view.steps], name="D(real)"),
+                         go.Scatter(x=steps, y=[s["d_fake"] for s in view.steps], name="D(G(z))")])
         fig.update_layout(height=280, title="Discriminator outputs (0.5 = cannot tell)", yaxis={"range": [0, 1]},
                           xaxis={"title": "step"}, margin={"t": 40, "b": 10})
         right.plotly_chart(fig, key="gan.live.d")
-    if snap.grid is not None:
+    if view.grid is not None:
         with st.container(width=420):
-            st.image(tile(snap.grid, columns=snap.config.grid_per_class), width="stretch",
-                     caption=f"Fixed-noise grid after epoch {len(snap.epochs)}")
-    quality_charts(snap.epochs, "gan.live")
+            st.image(tile(view.grid, columns=view.config.grid_per_class), width="stretch",
+                     caption=f"Fixed-noise grid after epoch {len(view.epochs)}")
+    quality_charts(view.epochs, "gan.live")
 
 
 def train_tab() -> None:
@@ -276,13 +271,9 @@ def train_tab() -> None:
         replace = st.checkbox(f"Replace my existing run **{cleaned}** (its weights and figures are lost)",
                               key="gan.overwrite")
     if st.button("Start training", type="primary", key="gan.start", disabled=gan.gan_exists(cleaned) and not replace):
-        try:
-            # The judge loads inside the job (st.cache_resource: built once per process), so training starts now.
-            state.gan_jobs().start(state.session_id(), config, state.device_data().mnist, state.gan_judge, name,
-                                   overwrite=replace)
-        except (gan.GanConfigError, CheckpointError, JobLimitError, ValueError) as exc:
-            st.error(str(exc))
-    live()
+        # The judge (the best shipped classifier) loads inside the job, beside the first batches.
+        live.submit("gan", dataclasses.asdict(config), cleaned, overwrite=replace)
+    live.watch("gan", run_view)
 
 
 sidebar()

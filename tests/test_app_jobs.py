@@ -116,3 +116,25 @@ def test_one_live_job_per_browser_across_pages(runs):
         [e.value for e in build.error]
     at.button(key="train.stop").click().run()
     wait(at, lambda a: any("stopped" in w.value for w in a.warning), timeout=90, what="the stop")
+
+
+def test_the_sidebar_shows_a_gan_job_and_its_stop_keeps_what_was_learned(runs):
+    at = page("pages/8_GAN.py")
+    at.session_state["gan.tab"] = "Train"
+    at.run()
+    at.selectbox(key="gan.variant").set_value("mlp")
+    at.number_input(key="gan.width").set_value(8)
+    at.text_input(key="gan.name").set_value("sidebar-gan")
+    at.run().button(key="gan.start").click().run()
+    assert any("Your GAN" in m.value and "sidebar-gan" in m.value for m in at.sidebar.markdown), \
+        [m.value for m in at.sidebar.markdown]
+    assert any("Shown on the GAN page" in c.value for c in at.sidebar.caption)  # a link under the app's navigation
+    wait(at, lambda a: "step 3 of" in progress_texts(a) or "step 1" in progress_texts(a), timeout=120,
+         what="the first GAN batches")
+    at.sidebar.button(key="sidebar.stop").click().run()
+    wait(at, lambda a: any("sidebar-gan" in w.value and "stopped" in w.value for w in a.warning), timeout=120,
+         what="the stop")
+    at.run()
+    assert not any(b.key == "sidebar.stop" for b in at.sidebar.button)
+    assert any("Your last GAN" in c.value and "stopped" in c.value for c in at.sidebar.caption)
+    assert (runs / "gans" / "sidebar-gan.safetensors").exists()  # what it learned before the stop is kept
