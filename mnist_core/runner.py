@@ -6,8 +6,8 @@ FIFO queue of bounded length; the kind's prepare applies the epoch cap), starts 
 its events into a JobState the pages read by snapshot(), and stops it on request or when it passes the
 host's time limit. Backends:
 
-- "processes" (default): a pool of worker processes (spawn) that import torch once and take jobs one
-  after another; events come back through a pipe per worker to a collector thread. A worker that dies
+- "processes" (default): a pool of worker processes that import torch once and take jobs one after
+  another; events come back through a pipe per worker to a collector thread. A worker that dies
   mid-job fails that job with a plain message and is replaced; the server and other jobs go on.
 - "threads": each job in a thread of this process (tests, tiny hosts).
 - "ray": each job a Ray task on a local Ray or a cluster (MNIST_RAY_ADDRESS); Ray reuses warm workers;
@@ -22,11 +22,12 @@ import atexit
 import copy
 import importlib
 import logging
-import multiprocessing
 import multiprocessing.connection
 import os
+import queue
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -45,6 +46,7 @@ log = logging.getLogger("mnist_core.runner")
 BACKENDS = ("processes", "threads", "ray")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RAY_CONNECT_SECONDS = 10.0  # an unreachable Ray address fails within this, never hangs
+WORKER_NICE = 10  # pool workers yield the CPU to the web server's threads
 POLL_SECONDS = 0.1  # how often the time limit and Ray jobs' events are looked at
 ENDED_KEPT_PER_OWNER = 5  # ended jobs remembered per owner (the newest), so a long-lived server stays small
 ENDED_KEPT = 500  # and in all
@@ -271,26 +273,19 @@ class _ThreadBackend:
             thread.join(max(0.0, deadline - time.time()))
 
 
-class _SharedFlag:
-    """A stop flag in shared memory. No lock: a worker killed while reading it cannot wedge the server
-    (a multiprocessing.Event holds a lock a dead process never gives back)."""
+def _worker_main(task_fd: int, event_fd: int, threads: int) -> None:
+    """A pool worker: import torch once, then run jobs one after another until told to stop.
 
-    def __init__(self, value):
-        self.value = value
-
-    def is_set(self) -> bool:
-        return bool(self.value.value)
-
-    def set(self) -> None:
-        self.value.value = 1
-
-    def clear(self) -> None:
-        self.value.value = 0
-
-
-def _worker_main(tasks, events, flag_value, threads: int) -> None:
-    """A pool worker: import torch once, then run jobs one after another until told to stop."""
+    A listener thread reads the server's messages: a job (queued for the main thread, which runs it) or a
+    stop request for the job in hand. When the server goes away (its end of the pipe closes), the worker
+    exits at once rather than train for no one."""
+    tasks = multiprocessing.connection.Connection(task_fd, writable=False)
+    events = multiprocessing.connection.Connection(event_fd, readable=False)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the server's to handle; it ends the pool
+    try:  # pages first: a visitor's click should not wait behind a training batch (torch's threads inherit this)
+        os.nice(WORKER_NICE)
+    except OSError:
+        pass
     try:
         import torch
 
@@ -299,32 +294,64 @@ def _worker_main(tasks, events, flag_value, threads: int) -> None:
         importlib.import_module("mnist_core.kinds").device_data()  # MNIST resident before the first job asks
     except Exception:  # noqa: BLE001 - a job that needs them will fail and say why
         pass
-    flag = _SharedFlag(flag_value)
+    inbox: queue.SimpleQueue = queue.SimpleQueue()
+    stop = threading.Event()
+    current: list[str | None] = [None]
+
+    def listen() -> None:
+        try:
+            while True:
+                message = tasks.recv()
+                if message is None:
+                    inbox.put(None)
+                    return
+                what, payload = message
+                if what == "job":  # one job at a time: the server sends the next only after this one's end
+                    current[0] = payload.id
+                    stop.clear()
+                    inbox.put(payload)
+                elif what == "stop" and payload == current[0]:
+                    stop.set()
+        except (EOFError, OSError):
+            os._exit(0)
+
+    threading.Thread(target=listen, name="worker-listener", daemon=True).start()
     try:
         events.send(("ready", None, os.getpid(), None))
-        while True:
-            spec = tasks.recv()
-            if spec is None:
-                return
-            result = execute(spec, lambda name, data, job=spec.id: events.send(("event", job, name, data)), flag,
+        while (spec := inbox.get()) is not None:
+            result = execute(spec, lambda name, data, job=spec.id: events.send(("event", job, name, data)), stop,
                              in_worker=True)
             events.send(("end", spec.id, result, None))
     except (EOFError, OSError):  # the server went away: nothing left to report to
-        return
+        pass
+    os._exit(0)  # no interpreter teardown with torch's threads about
 
 
 class _Worker:
-    def __init__(self, ctx, threads: int, number: int):
-        tasks_reader, self.tasks = ctx.Pipe(duplex=False)
-        self.events, events_writer = ctx.Pipe(duplex=False)
-        self.flag = _SharedFlag(ctx.RawValue("b", 0))
-        self.process = ctx.Process(target=_worker_main, args=(tasks_reader, events_writer, self.flag.value, threads),
-                                   name=f"mnist-worker-{number}", daemon=False)  # a comparison may start its own pool
-        self.process.start()
-        tasks_reader.close()
-        events_writer.close()
+    """One worker process and its two pipes. A plain subprocess, not multiprocessing's spawn: spawn re-runs
+    the parent's __main__ in the child, and under `streamlit run` that is the app itself."""
+
+    def __init__(self, threads: int):
+        task_r, task_w = os.pipe()
+        event_r, event_w = os.pipe()
+        path = os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")) if p)
+        code = f"from mnist_core.runner import _worker_main; _worker_main({task_r}, {event_w}, {threads})"
+        try:
+            self.process = subprocess.Popen([sys.executable, "-c", code], pass_fds=(task_r, event_w),
+                                            env=dict(os.environ, PYTHONPATH=path), stdin=subprocess.DEVNULL)
+        finally:
+            os.close(task_r)
+            os.close(event_w)
+        self.tasks = multiprocessing.connection.Connection(task_w, readable=False)
+        self.events = multiprocessing.connection.Connection(event_r, writable=False)
         self.job: str | None = None
         self.ready = False
+
+    def send(self, message) -> None:
+        try:
+            self.tasks.send(message)
+        except OSError:
+            pass  # the worker died: the collector sees its pipe close and fails its job
 
     def close(self) -> None:
         for conn in (self.tasks, self.events):
@@ -341,18 +368,13 @@ class _ProcessBackend:
 
     def __init__(self, on_event, on_end, workers: int):
         self._on_event, self._on_end = on_event, on_end
-        self._ctx = multiprocessing.get_context("spawn")
         # Each worker gets an equal share of the cores, so jobs side by side do not thrash.
         self._threads = max(1, (os.cpu_count() or 1) // workers)
         self._lock = threading.Lock()
         self._closed = False
-        self._numbers = iter(range(1, 1_000_000))
-        self._workers = [self._new_worker() for _ in range(workers)]
+        self._workers = [_Worker(self._threads) for _ in range(workers)]
         self._collector = threading.Thread(target=self._collect, name="runner-collector", daemon=True)
         self._collector.start()
-
-    def _new_worker(self) -> _Worker:
-        return _Worker(self._ctx, self._threads, next(self._numbers))
 
     def capacity(self) -> int | None:
         return len(self._workers)
@@ -366,43 +388,31 @@ class _ProcessBackend:
             idle = next((w for w in self._workers if w.job is None), None)
             if idle is None:  # the runner never starts more jobs than workers; say so if it did
                 raise RuntimeError("no idle worker for a job the runner started")
-            idle.flag.clear()
             idle.job = spec.id
-            try:
-                idle.tasks.send(spec)
-            except OSError:
-                pass  # the worker died: the collector sees its sentinel and fails the job
+            idle.send(("job", spec))
 
     def stop(self, job_id: str) -> None:
         with self._lock:
             for worker in self._workers:
                 if worker.job == job_id:
-                    worker.flag.set()
+                    worker.send(("stop", job_id))
 
     def _collect(self) -> None:
         while not self._closed:
             with self._lock:
-                workers = list(self._workers)
-            by_conn = {w.events: w for w in workers}
-            by_sentinel = {w.process.sentinel: w for w in workers}
+                by_conn = {w.events: w for w in self._workers}
             try:
-                ready = multiprocessing.connection.wait([*by_conn, *by_sentinel], timeout=0.5)
+                ready = multiprocessing.connection.wait(list(by_conn), timeout=0.5)
             except OSError:  # a connection closed under us at shutdown
                 continue
-            dead = []
-            for item in ready:
-                if item in by_conn:
-                    worker = by_conn[item]
-                    try:
-                        self._handle(worker, item.recv())
-                    except Exception:  # noqa: BLE001 - EOF or a message cut off by a kill
-                        if worker not in dead:
-                            dead.append(worker)
-                elif by_sentinel[item] not in dead:
-                    dead.append(by_sentinel[item])
-            for worker in dead:
-                self._drain(worker)
-                self._lost(worker)
+            for conn in ready:
+                worker = by_conn[conn]
+                try:
+                    message = conn.recv()
+                except Exception:  # noqa: BLE001 - EOF: the worker is gone (or its last message was cut off)
+                    self._lost(worker)
+                    continue
+                self._handle(worker, message)
 
     def _handle(self, worker: _Worker, message) -> None:
         what, job_id, a, b = message
@@ -415,34 +425,24 @@ class _ProcessBackend:
         elif what == "ready":
             worker.ready = True
 
-    def _drain(self, worker: _Worker) -> None:
-        """Apply what a dead worker sent before it died (its last events, maybe its end)."""
-        try:
-            while worker.events.poll(0):
-                self._handle(worker, worker.events.recv())
-        except Exception:  # noqa: BLE001 - the rest was cut off by the kill
-            pass
-
     def _lost(self, worker: _Worker) -> None:
-        worker.process.join(timeout=5)
-        with self._lock:
-            if worker not in self._workers:
-                return
-            job = worker.job
-            worker.job = None
-            index = self._workers.index(worker)
-            replace = not self._closed
-            if replace:
-                self._workers[index] = self._new_worker()
-            else:
-                self._workers.pop(index)
+        try:
+            code = worker.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:  # its pipe closed but it lives on: end it, it cannot report
+            worker.process.kill()
+            code = worker.process.wait()
         worker.close()
-        if self._closed:
-            return
-        log.warning("worker pid %s ended (exit code %s)%s; a new worker replaces it", worker.process.pid,
-                    worker.process.exitcode, f" while running job {job}" if job else "")
+        if not worker.ready:  # it died starting up: do not respawn in a tight loop
+            time.sleep(1.0)
+        with self._lock:
+            if self._closed or worker not in self._workers:
+                return
+            job, worker.job = worker.job, None
+            self._workers[self._workers.index(worker)] = _Worker(self._threads)
+        log.warning("worker pid %s ended (exit code %s)%s; a new worker replaces it", worker.process.pid, code,
+                    f" while running job {job}" if job else "")
         if job is not None:
-            self._on_end(job, {"status": FAILED, "message": WORKER_DIED, "exit_code": worker.process.exitcode})
+            self._on_end(job, {"status": FAILED, "message": WORKER_DIED, "exit_code": code})
 
     def shutdown(self) -> None:
         with self._lock:
@@ -451,21 +451,20 @@ class _ProcessBackend:
             self._closed = True
             workers = list(self._workers)
         for worker in workers:
-            worker.flag.set()
+            if worker.job is not None:
+                worker.send(("stop", worker.job))
+            worker.send(None)
+        deadline = time.time() + 3  # a running job stops within a batch and saves what it learned
+        for worker in workers:
             try:
-                worker.tasks.send(None)
-            except OSError:
-                pass
-        deadline = time.time() + 3
-        for worker in workers:
-            worker.process.join(max(0.0, deadline - time.time()))
-        for worker in workers:
-            if worker.process.is_alive():
+                worker.process.wait(max(0.0, deadline - time.time()))
+            except subprocess.TimeoutExpired:
                 worker.process.terminate()
-                worker.process.join(2)
-            if worker.process.is_alive():
-                worker.process.kill()
-                worker.process.join(2)
+                try:
+                    worker.process.wait(2)
+                except subprocess.TimeoutExpired:
+                    worker.process.kill()
+                    worker.process.wait()
             worker.close()
         self._collector.join(2)
 
@@ -754,7 +753,7 @@ class Runner:
                 raise JobRefused(f"this host runs at most {self.limits.max_compare_runs} training runs in one "
                                  f"{spec_kind.label} (MNIST_MAX_COMPARE_RUNS); this one asks for {runs}: use fewer "
                                  "values or seeds", limit="max_compare_runs")
-            runs_dir = str(self.runs_dir or _default_runs_dir())
+            runs_dir = str(Path(self.runs_dir or _default_runs_dir()).resolve())  # workers may start elsewhere
             settle = getattr(spec_kind, "settle_name", None)
             if settle is not None:
                 name = settle(config, name, overwrite, runs_dir)

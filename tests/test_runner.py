@@ -166,3 +166,24 @@ for address in (f"127.0.0.1:{port}", f"127.0.0.1:{mute_port}"):
         seconds, message = line.split("|", 1)
         assert float(seconds) <= 11 and "Ray cluster at '127.0.0.1:" in message and "MNIST_RAY_ADDRESS" in message
     assert "ray start --head" in lines[0] and "within 10 s" in lines[1]
+
+
+def test_pool_workers_do_not_run_the_servers_main_script(tmp_path):
+    # Under `streamlit run`, __main__ is the app script itself; a worker that re-ran it would run the app
+    # (and die). A script with top-level code stands in for it: only the server may run that code.
+    marker, script = tmp_path / "ran", tmp_path / "server.py"
+    script.write_text(f"""
+import os, sys
+sys.path.insert(0, {str(ROOT)!r})
+with open({str(marker)!r}, "a") as out:
+    out.write(f"{{os.getpid()}}\\n")
+from mnist_core.runner import HostLimits, Runner
+runner = Runner(HostLimits(), backend="processes", workers=1, runs_dir={str(tmp_path / "runs")!r})
+job = runner.submit("me", "train", {{"arch": "mlp", "model": {{"depth": 1, "width": 8}}, "max_batches": 1,
+                                   "record": False}})
+print(runner.wait(job.id, 120).status, job.message)
+runner.shutdown()
+""")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180)
+    assert done.stdout.startswith("done"), done.stdout + done.stderr[-2000:]
+    assert len(marker.read_text().split()) == 1  # the server's own run of it, no worker's
