@@ -10,6 +10,7 @@ from labui import errors, state  # noqa: E402
 from labui.images import upscale  # noqa: E402
 from labui.navigation import app_pages, page_files, page_label  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
+from mnist_core import readiness  # noqa: E402
 from mnist_core.data import tile  # noqa: E402
 
 DESCRIPTIONS = {  # pages/ file -> one line for the home page; a page missing here is still listed, by its name
@@ -42,6 +43,18 @@ def page_list() -> None:
                     st.caption(DESCRIPTIONS[path.name])
 
 
+@st.cache_resource(show_spinner="Checking MNIST and the shipped checkpoints...")
+def ready() -> readiness.Readiness:
+    """Checked once per server process, when its first page runs: one line in the server log."""
+    status = readiness.check()
+    (errors.log.info if status.ok else errors.log.error)(status.line())
+    return status
+
+
+def not_ready(status: readiness.Readiness) -> None:
+    st.error("**This installation is missing something.** " + " ".join(f"\n- {p}" for p in status.problems))
+
+
 def home() -> None:
     sidebar()
     st.title("MNIST Lab")
@@ -55,6 +68,11 @@ def home() -> None:
     st.subheader("Pages")
     page_list()
 
+    status = ready()
+    if not status.ok:
+        not_ready(status)
+    if not status.mnist_loaded:
+        return
     data = state.device_data()
     mnist = data.mnist
     st.subheader("The data set")
@@ -76,5 +94,6 @@ def home() -> None:
         st.info("No checkpoints yet. Train one on the Train page, or run `python -m mnist_core train --preset fast`.")
 
 errors.apply_error_details()
+ready()  # the first run in this server process checks and logs; later runs find the answer cached
 page = st.navigation(app_pages(home))
 errors.run_guarded(page.title, page.run)  # every page's unexpected error: a plain message and a log line

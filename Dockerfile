@@ -1,0 +1,45 @@
+# The MNIST Lab as a hosted demo: CPU-only PyTorch (no CUDA libraries), hosted mode on, the runs in a volume.
+#   docker build -t mnist-lab .
+#   docker run -p 8501:8501 -v mnist-lab-data:/data mnist-lab      then open http://localhost:8501
+# Memory: about 0.5 GB after the first visitor, under 1 GB once every page has been opened (benchmarks/footprint.py).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+# The dependencies first, so a code change does not reinstall them. torch comes from PyPI's CPU-only index.
+COPY requirements-cpu.txt ./
+RUN pip install -r requirements-cpu.txt
+
+# The app's code, the bundled MNIST files and the shipped checkpoints, owned by root: the app cannot change them.
+COPY .streamlit ./.streamlit
+COPY app.py ./
+COPY mnist_core ./mnist_core
+COPY labui ./labui
+COPY pages ./pages
+COPY data ./data
+COPY checkpoints ./checkpoints
+
+# Everything the app writes goes under /data (a volume): runs, drawings, computed maps and features.
+# NUMBA_CACHE_DIR: UMAP's compiled functions are cached there, as site-packages is read-only for the app user.
+ENV MNIST_HOSTED=1 \
+    MNIST_RUNS_DIR=/data/runs \
+    MNIST_DRAWINGS_DIR=/data/drawings \
+    MNIST_CACHE_DIR=/data/cache \
+    NUMBA_CACHE_DIR=/data/numba \
+    HOME=/home/lab
+RUN useradd --create-home --no-log-init --uid 10001 lab \
+    && mkdir -p /data \
+    && chown lab:lab /data
+VOLUME ["/data"]
+USER 10001:10001
+
+EXPOSE 8501
+# Streamlit's own health endpoint answers "ok" once the server is up (python: the slim image has no curl).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://localhost:8501/_stcore/health', timeout=4).read() != b'ok')"]
+CMD ["python", "-m", "streamlit", "run", "app.py", "--server.port=8501", "--server.address=0.0.0.0", \
+     "--server.headless=true", "--browser.gatherUsageStats=false"]
