@@ -14,11 +14,9 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from mnist_core import evaluation
 from mnist_core.checkpoints import SHIPPED_DIR, CheckpointInfo, UnreadableCheckpoint, list_checkpoints, load, runs_dir, scan
-from mnist_core.compare import ComparisonJobs
 from mnist_core.data import DeviceData, load_mnist, pick_device
 from mnist_core.embed import Embedding, all_labels, cache_dir, file_digest, load_cached, shipped_cache_dir, warm_up
 from mnist_core.host import settings as host_settings
-from mnist_core.jobs import HostLimits, JobManager
 from mnist_core.runner import Runner
 from mnist_core.tasks import TaskRunner
 
@@ -29,11 +27,6 @@ PREDICTIONS = "predictions"  # the folder of saved test-set outputs, one .npy pe
 @st.cache_resource(show_spinner="Loading MNIST...")
 def device_data() -> DeviceData:
     return DeviceData(load_mnist(), device="auto")
-
-
-@st.cache_resource
-def job_manager() -> JobManager:
-    return JobManager()
 
 
 def _release(runner: Runner) -> None:
@@ -57,11 +50,6 @@ def runner() -> Runner:
 @st.cache_resource(max_entries=16, show_spinner=False)
 def _cached_model(name: str, modified: float):
     return load(name, device=pick_device("auto"))
-
-
-@st.cache_resource
-def comparison_jobs() -> ComparisonJobs:
-    return ComparisonJobs(HostLimits.from_env())
 
 
 @st.cache_resource

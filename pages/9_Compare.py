@@ -6,7 +6,7 @@ import streamlit as st
 
 st.set_page_config(page_title="Compare · MNIST Lab", page_icon="⚖️", layout="wide")
 
-from labui import state  # noqa: E402
+from labui import live, state  # noqa: E402
 from labui.compare_charts import arm_curves, live_loss_curves  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
 from labui.widgets import config_widgets, seed_state  # noqa: E402
@@ -83,7 +83,9 @@ def recipe_widgets(config: TrainConfig, start: str) -> list[str]:
     return errors
 
 
-def arms_for(base: TrainConfig, dimension: str):
+def arm_choices(dimension: str) -> tuple[list | None, dict]:
+    """(values, options) of the varied setting, as build_arms takes them: the arms are built from these
+    again when the comparison is submitted, so what runs is what was checked here."""
     if dimension == "optimizer":
         names = st.multiselect("Optimizers", list(OPTIMIZER_ARMS), default=["SGD", "SGD+momentum", "Adam"],
                                key=key("optimizers"))
@@ -94,25 +96,23 @@ def arms_for(base: TrainConfig, dimension: str):
         bad = [n for n, lr in lrs.items() if not lr or lr <= 0]
         if bad:
             raise CompareError(f"the learning rate of {bad[0]} must be above 0")
-        return build_arms(base, "optimizer", names, lrs=lrs)
+        return names, {"lrs": lrs}
     if dimension == "arch":
-        names = st.multiselect("Architectures", list(REGISTRY), default=["mlp", "cnn"], key=key("archs"))
-        return build_arms(base, "arch", names)
+        return st.multiselect("Architectures", list(REGISTRY), default=["mlp", "cnn"], key=key("archs")), {}
     if dimension == "bn":
-        positions = st.multiselect("BatchNorm positions", BN_POSITIONS, default=["after", "before"], key=key("bn"))
-        return build_arms(base, "bn", positions)
+        return st.multiselect("BatchNorm positions", BN_POSITIONS, default=["after", "before"], key=key("bn")), {}
     if dimension == "dropout":
         rate = st.number_input("Dropout rate of the 'on' arm", 0.05, 0.9, value=0.25, step=0.05, key=key("rate"))
-        return build_arms(base, "dropout", rate=rate)
+        return None, {"rate": rate}
     if dimension == "augmentation":
         c1, c2 = st.columns(2)
         rotation = c1.number_input("Rotation (degrees)", 0.0, 45.0, value=10.0, key=key("rotation"))
         shift = c2.number_input("Shift (pixels)", 0.0, 6.0, value=2.0, step=0.5, key=key("shift"))
-        return build_arms(base, "augmentation", rotation=rotation, shift=shift)
+        return None, {"rotation": rotation, "shift": shift}
     if dimension == "depth":
         depths = st.multiselect("Hidden layers", [1, 2, 3, 4, 5, 6, 7, 8], default=[1, 2, 3, 4, 5], key=key("depths"))
-        return build_arms(base, "depth", sorted(depths))
-    return build_arms(base, dimension)
+        return sorted(depths), {}
+    return None, {}
 
 
 def run_controls() -> tuple[list[int], int]:
@@ -127,32 +127,30 @@ def run_controls() -> tuple[list[int], int]:
     return list(range(repeats)), parallel
 
 
-@st.fragment(run_every=1.0)
-def live_view() -> None:
-    comparison = state.comparison_jobs().latest(state.session_id())
-    if comparison is None:
+def comparison_view(snap) -> None:
+    """This browser's latest comparison: progress and Stop while it runs, how it ended, curves and table."""
+    if snap is None:
         st.info("No comparison yet in this session: set it up above and press Start.")
         return
-    if comparison.running:
-        top = st.columns([5, 1])
-        ended = sum(r.ended for r in comparison.runs)
-        top[0].progress(comparison.progress(), text=f"**{comparison.name}**: {ended}/{len(comparison.runs)} runs done")
-        stopping = comparison.stop_event.is_set()
-        top[1].button("Stop", type="primary", key=key("stop"), disabled=stopping,
-                      on_click=lambda: state.comparison_jobs().stop(state.session_id()))
-        if stopping:
-            st.caption("Stopping after this batch: what was learned so far is kept.")
+    runs = snap.view.runs
+    if snap.running:
+        ended = sum(r.ended for r in runs)
+        total = sum(r.job.total_steps for r in runs)
+        live.progress_row(snap, key("stop"), f"{ended}/{len(runs)} runs done",
+                          share=sum(r.job.step for r in runs) / total if total else 0.0)
     else:
-        failed = [r for r in comparison.runs if r.job.status == "failed"]
+        failed = [r for r in runs if r.job.status == "failed"]
         for run in failed:
             st.error(f"{run.spec.name}: {run.job.message}")
-        if not failed:
-            st.success(f"**{comparison.name}** done: {len(comparison.runs)} runs, each saved as a checkpoint "
-                       f"({', '.join(r.job.checkpoint or '-' for r in comparison.runs[:4])}"
-                       f"{', ...' if len(comparison.runs) > 4 else ''}).")
-    st.plotly_chart(live_loss_curves(comparison.runs), key=key("live"))
-    st.plotly_chart(arm_curves(comparison.runs), key=key("epochs"))
-    st.dataframe(summary_rows(comparison.runs), hide_index=True, width="stretch", key=key("table"))
+        saved = [r.job.checkpoint for r in runs if r.job.checkpoint]
+        text = f"**{snap.name}** {snap.status}: {live.sentence(snap.message)}"
+        if saved:
+            text += (f" Each run is saved as a checkpoint ({', '.join(saved[:4])}{', ...' if len(saved) > 4 else ''}).")
+        if snap.status != "failed" or not failed:
+            live.ended_box(snap, text)
+    st.plotly_chart(live_loss_curves(runs), key=key("live"))
+    st.plotly_chart(arm_curves(runs), key=key("epochs"))
+    st.dataframe(summary_rows(runs), hide_index=True, width="stretch", key=key("table"))
     st.caption("Wall time is each run's training and scoring, timed warm: a few untimed batches of each new setup "
                "run first (warm-up s), so the first arm is not charged with one-off start-up costs.")
 
@@ -168,9 +166,10 @@ dimension = st.selectbox("Vary", list(DIMENSIONS), format_func=DIMENSIONS.get, k
 st.session_state.setdefault(key(f"name.{dimension}"), default_name(dimension))
 name = st.text_input("Comparison name", key=key(f"name.{dimension}"),
                      help="Each run is saved as a checkpoint named NAME-ARM-sSEED.")
-specs, problem = [], None
+specs, problem, values, options = [], None, None, {}
 try:
-    arms = arms_for(base, dimension)
+    values, options = arm_choices(dimension)
+    arms = build_arms(base, dimension, values, **options)
     seeds, parallel = run_controls()
     # Everything is checked here, before Start: settings, each network's shapes, memory, the names.
     specs = plan(base, arms, seeds, name, len(state.device_data().train))
@@ -190,11 +189,8 @@ if taken:
     overwrite = st.checkbox(f"Replace the saved runs {', '.join(taken[:3])}{' ...' if len(taken) > 3 else ''}",
                             key=key("overwrite"), help="Runs of these names exist; they are replaced as each run ends.")
 if st.button("Start comparison", type="primary", disabled=not specs or (bool(taken) and not overwrite)):
-    try:
-        state.comparison_jobs().start(state.session_id(), name, dimension, specs, state.device_data(), parallel,
-                                      overwrite=overwrite)
-    except CompareError as exc:
-        st.error(str(exc))
+    live.submit("compare", {"base": base.to_dict(), "dimension": dimension, "values": values, "options": options,
+                            "seeds": seeds, "parallel": parallel}, name, overwrite=overwrite)
 
 st.subheader("Results")
-live_view()
+live.watch("compare", comparison_view)

@@ -138,3 +138,25 @@ def test_the_sidebar_shows_a_gan_job_and_its_stop_keeps_what_was_learned(runs):
     assert not any(b.key == "sidebar.stop" for b in at.sidebar.button)
     assert any("Your last GAN" in c.value and "stopped" in c.value for c in at.sidebar.caption)
     assert (runs / "gans" / "sidebar-gan.safetensors").exists()  # what it learned before the stop is kept
+
+
+def test_a_comparison_over_the_runs_cap_is_refused_naming_it(runs, monkeypatch):
+    monkeypatch.setenv("MNIST_MAX_COMPARE_RUNS", "2")
+    at = page("pages/9_Compare.py").run()  # the default: three optimizers, one seed each
+    next(b for b in at.button if b.label == "Start comparison").click().run()
+    assert any("at most 2 training runs" in e.value and "MNIST_MAX_COMPARE_RUNS" in e.value and "asks for 3" in e.value
+               for e in at.error), [e.value for e in at.error]
+    assert not at.get("progress") and not at.exception
+
+
+def test_stop_ends_a_comparison_and_keeps_its_runs(runs):
+    at = page("pages/9_Compare.py").run()
+    at.selectbox(key="compare.dimension").set_value("augmentation").run()  # two arms of a full epoch each
+    at.text_input(key="compare.name.augmentation").set_value("to-stop").run()
+    next(b for b in at.button if b.label == "Start comparison").click().run()
+    wait(at, lambda a: any(p.proto.value > 0 for p in a.get("progress")), timeout=120, what="the first batches")
+    at.button(key="compare.stop").click().run()
+    wait(at, lambda a: any("to-stop" in w.value and "stopped" in w.value for w in a.warning), timeout=120,
+         what="the stop")
+    assert not any(b.key == "compare.stop" for b in at.button)
+    assert list(runs.glob("to-stop-*-s0.json"))  # what the first run learned before the stop is kept
