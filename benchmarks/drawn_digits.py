@@ -119,15 +119,15 @@ def main() -> int:
           + ", ".join(f"{name} {r.mean():.0%}" for name, (_, r) in shapes.items()))
     print()
     print(f"{'checkpoint':<16} {'MNIST test':>17} {'styled digits':>17} {'unsure':>15} "
-          f"{'worst style':>32} {'scribbles flagged':>18}")
+          f"{'worst style':>38} {'scribbles flagged':>18}")
     for name, old, now in results:
         mark = " *" if name == default else ""
-        worst = f"{now.worst.name} {now.worst.accuracy:.0%}"
+        worst = f"{now.worst.name} {now.worst.accuracy:.1%}"
         if old is not None:
-            worst = f"{old.worst.name} {old.worst.accuracy:.0%} -> {worst}"
+            worst = f"{old.worst.name} {old.worst.accuracy:.1%} -> {worst}"
         print(f"{name + mark:<16} {pair(old and old.mnist, now.mnist, '{:.2%}'):>17} "
               f"{pair(old and old.overall.accuracy, now.overall.accuracy):>17} "
-              f"{pair(old and old.overall.unsure, now.overall.unsure):>15} {worst:>32} "
+              f"{pair(old and old.overall.unsure, now.overall.unsure):>15} {worst:>38} "
               f"{pair(old and old.shapes['scribble'], now.shapes['scribble'], '{:.0%}'):>18}")
     print("* the default checkpoint. styled digits: top guess right; unsure: refused or read as unsure "
           "(no answer shown); 'a -> b' is before -> after")
@@ -142,7 +142,7 @@ def main() -> int:
         for i, style in enumerate(now.styles):
             was = old.styles[i] if old else None
             confusions = style.top_confusions()
-            if was is not None:
+            if was is not None and was.top_confusions() != confusions:
                 confusions = f"{was.top_confusions()} -> {confusions}"
             print(f"  {style.name:<20} {pair(was and was.accuracy, style.accuracy, '{:.0%}'):>12} "
                   f"{pair(was and was.unsure, style.unsure, '{:.0%}'):>12}  {confusions}")

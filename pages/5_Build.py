@@ -237,13 +237,16 @@ def train_section(texts: list[str], ok: bool) -> None:
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def _script(name: str, modified: float) -> tuple[str | None, str | None]:
+def _script(name: str, modified: float) -> tuple[str | None, str | None, bool]:
+    """(script, why there is none, whether that is a fault): a fine-tuned run simply has no from-scratch script."""
     from mnist_core.checkpoints import find
 
     try:
-        return script_text(find(name)), None
-    except (ExportError, CheckpointError, ModelError) as exc:
-        return None, str(exc)
+        return script_text(find(name)), None, False
+    except ExportError as exc:
+        return None, str(exc), False
+    except (CheckpointError, ModelError) as exc:
+        return None, str(exc), True
 
 
 @st.cache_data(max_entries=8, show_spinner="Exporting to ONNX and checking it in onnxruntime on the test set...")
@@ -283,9 +286,9 @@ def export_section() -> None:
     c1, c2, c3 = st.columns(3)
     with c1:
         st.markdown("**Training script**")
-        text, error = _script(name, modified)
+        text, error, fault = _script(name, modified)
         if error:
-            st.error(error)
+            (st.error if fault else st.info)(error)
         else:
             st.download_button("Download the script (.py)", text, file_name=f"{name}.py", mime="text/x-python",
                                key="build.dl.script", on_click="ignore")

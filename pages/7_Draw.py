@@ -163,9 +163,9 @@ def drawing_sets(active) -> None:
     if len(drawn):
         st.image(tile(to_uint8(drawn.pixels[-40:]), columns=20), caption="The latest 40, as the models see them")
     st.write(f"**Synthetic drawn digits:** {len(synthetic_labels)} pen strokes in {len(set(synthetic_styles))} styles "
-             "(a flagged 1, a crossed 7, an open 4, a 9 with a straight stem...), rendered like a canvas brush centred, "
-             "small in a corner or touching the edges, thin to thick, then preprocessed like a drawing. No model "
-             "trains on these.")
+             "(a flagged 1, a crossed 7, an open 4, a 9 with a straight stem...), rendered like a canvas brush "
+             "centred, small in a corner or touching the edges, thin to thick, then preprocessed like a drawing. "
+             "No model trains on these.")
     if st.button("Evaluate every checkpoint on both sets", key="draw.evaluate"):
         rows = []
         for info in state.checkpoints():

