@@ -4,15 +4,14 @@ import streamlit as st
 
 st.set_page_config(page_title="Transfer · MNIST Lab", page_icon="🔁", layout="wide")
 
-import threading  # noqa: E402
+import dataclasses  # noqa: E402
 
-
-from labui import state  # noqa: E402
+from labui import live, state  # noqa: E402
 from labui.images import map_grid, upscale  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
 from labui.transfer_charts import transfer_curves  # noqa: E402
 from mnist_core.saliency import feature_maps  # noqa: E402
-from mnist_core.tasks import TaskBusyError  # noqa: E402
+from mnist_core.reporter import DONE  # noqa: E402
 from mnist_core.transfer import (  # noqa: E402
     ARMS,
     BACKBONES,
@@ -20,8 +19,8 @@ from mnist_core.transfer import (  # noqa: E402
     BackboneUnavailable,
     TransferConfig,
     TransferError,
+    arm_result,
     load_backbone,
-    run_transfer,
 )
 
 BUDGETS = {100: "100", 1000: "1,000", 10_000: "10,000", 60_000: "all 60,000"}
@@ -72,78 +71,39 @@ def settings(backbone: Backbone) -> TransferConfig:
     return TransferConfig(backbone.info.name, labels, hidden, steps, batch, lr, seed, tuple(arms))
 
 
-def task_key(config: TransferConfig) -> str:
-    return "transfer-" + "-".join(str(v) for v in (config.backbone, config.labels, config.hidden, config.steps,
-                                                    config.batch_size, config.lr, config.seed, *config.arms))
+def start(config: TransferConfig) -> None:
+    """One transfer run for this browser: a second press while one runs is refused, and the page keeps
+    showing (and stopping) the running one."""
+    labels = f"{config.labels:,} labels"
+    live.submit("transfer", {**dataclasses.asdict(config), "arms": list(config.arms)},
+                name=f"{BACKBONES[config.backbone].label}, {labels}")
 
 
-@st.cache_resource
-def live_results() -> dict:
-    """Results as they arrive, by task key: the background task writes, the page reads."""
-    return {}
+def results_of(snap) -> list:
+    """The arms' figures: the run's result once it ended, else the latest the arms reported."""
+    if snap.result and snap.result.get("results") is not None:
+        return [arm_result(r) for r in snap.result["results"]]
+    return list(snap.view.results.values())
 
 
-@st.cache_resource
-def stop_requests() -> dict[str, threading.Event]:
-    """One stop switch per task key, shared by every session that watches the run."""
-    return {}
-
-
-def start(config: TransferConfig, backbone: Backbone) -> None:
-    live = live_results()
-    tkey = task_key(config)
-    while len(live) >= 16:  # keep memory bounded on a long-lived host: the oldest runs go first
-        live.pop(next(iter(live)))
-    live[tkey] = {}
-    stops = stop_requests()
-    while len(stops) >= 16:
-        stops.pop(next(iter(stops)))
-    stops[tkey] = threading.Event()
-    mnist = state.device_data().mnist
-
-    def work(report):
-        return run_transfer(config, mnist, backbone, progress=report,
-                            on_step=lambda r: live[tkey].__setitem__(r.arm, r), stop=stops[tkey])
-
-    try:
-        state.task_runner().forget(tkey)
-        state.task_runner().start(tkey, f"transfer {config.backbone} {config.labels} labels", work)
-        st.session_state[key("task")] = tkey
-    except TaskBusyError as exc:
-        st.error(str(exc))
-
-
-@st.fragment(run_every=1.0)
-def live_view() -> None:
-    tkey = st.session_state.get(key("task"))
-    task = state.task_runner().get(tkey) if tkey else None
-    if task is None:
+def run_view(snap) -> None:
+    """This browser's latest transfer run: progress and Stop while it runs, how it ended, curves and table."""
+    if snap is None:
         st.info("No transfer run yet in this session: choose the settings above and press Train.")
         return
-    if task.running:
-        bar, button = st.columns([5, 1])
-        bar.progress(task.fraction, text=task.stage)
-        stop = stop_requests().get(tkey)
-        if stop is not None and stop.is_set():
-            button.caption("stopping...")
-        elif stop is not None and button.button("Stop", key=key("stop"), help="End the run after the current "
-                                                "batch; features computed so far are kept for next time."):
-            stop.set()
-    elif task.error:
-        st.error(f"The run failed: {task.error}")
-    results = task.result if task.result is not None else list(live_results().get(tkey, {}).values())
-    for result in results if not task.running else []:
-        if result.stopped:
-            st.warning(f"{result.label}: {result.stopped}.")
+    if snap.running:
+        live.progress_row(snap, key("stop"), snap.view.stage, share=snap.view.fraction)
+    else:
+        live.ended_box(snap, f"**{snap.name}** {snap.status}" + (f": {snap.message}." if snap.message else "."))
+    results = results_of(snap)
     if any(r.curve for r in results):
         st.plotly_chart(transfer_curves(results), key=key("curves"))
     if results:
         st.dataframe([row(r) for r in results], hide_index=True, width="stretch", key=key("table"))
-    if not task.running and task.result and st.session_state.get(key("logged")) != tkey:
-        st.session_state[key("logged")] = tkey
-        st.session_state.setdefault(key("history"), []).extend(
-            {"backbone": BACKBONES[tkey.split("-")[1]].label, **row(r)} for r in task.result)
-        st.rerun()
+    if snap.status == DONE and results and st.session_state.get(key("logged")) != snap.id:
+        st.session_state[key("logged")] = snap.id  # once per run, into this session's table below
+        backbone_label = BACKBONES[snap.spec.config["backbone"]].label
+        st.session_state.setdefault(key("history"), []).extend({"backbone": backbone_label, **row(r)} for r in results)
 
 
 def row(result) -> dict:
@@ -188,9 +148,9 @@ if backbone is not None:
         problem = str(exc)
         st.error(problem)
     if st.button("Train", type="primary", disabled=problem is not None, key=key("start")):
-        start(config, backbone)
+        start(config)
     st.subheader("This run")
-    live_view()
+    live.watch("transfer", run_view)
     history = st.session_state.get(key("history"))
     if history:
         st.subheader("All runs in this session")

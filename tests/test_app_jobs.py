@@ -160,3 +160,21 @@ def test_stop_ends_a_comparison_and_keeps_its_runs(runs):
          what="the stop")
     assert not any(b.key == "compare.stop" for b in at.button)
     assert list(runs.glob("to-stop-*-s0.json"))  # what the first run learned before the stop is kept
+
+
+def test_pressing_train_again_on_the_transfer_page_keeps_stop_working(runs):
+    at = page("pages/10_Transfer.py").run()
+    at.selectbox(key="transfer.labels").set_value(100)
+    at.multiselect(key="transfer.arms").set_value(["scratch"])
+    at.number_input(key="transfer.steps").set_value(20_000).run()  # minutes of work, unless stopped
+    at.button(key="transfer.start").click().run()
+    wait(at, lambda a: any(b.key == "transfer.stop" for b in a.button), what="the Stop button")
+    at.button(key="transfer.start").click().run()  # the same settings again, while it runs
+    assert any("you already have a transfer run running" in e.value for e in at.error), [e.value for e in at.error]
+    at.button(key="transfer.stop").click().run()  # stops the one that runs (it used to be orphaned)
+    wait(at, lambda a: any("stopped" in w.value for w in a.warning), timeout=60, what="the stop")
+    at.run()
+    assert not any(b.key == "transfer.stop" for b in at.button)
+    from labui import state
+
+    assert state.runner().running_count() == 0  # nothing left running in the background
