@@ -129,6 +129,8 @@ def test_loading_order_explicit_then_environment_then_bundled(tmp_path, monkeypa
 
 
 def test_download_fails_fast_and_clearly_when_offline(tmp_path, monkeypatch):
+    pytest.importorskip("torchvision", reason="downloads go through torchvision; without it the message says so "
+                        "(tests/test_hosted_no_torchvision.py)")
     # A proxy on a closed local port makes every request fail at once, online machine or not.
     for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
         monkeypatch.setenv(var, "http://127.0.0.1:9")
