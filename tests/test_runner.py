@@ -21,6 +21,7 @@ BACKENDS = ["threads", "processes", "ray"]
 SMALL = {"arch": "mlp", "model": {"depth": 1, "width": 32}}
 TINY = {**SMALL, "max_batches": 30}  # a few seconds, scored and saved
 LONG = {**SMALL, "epochs": 20}  # runs until stopped
+GAN = {"variant": "mlp", "width": 8, "max_batches": 5, "judge": None}
 
 
 @pytest.fixture(scope="module")
@@ -73,17 +74,18 @@ def test_events_queue_order_owner_isolation_and_a_stop_that_keeps_the_checkpoint
     first = runner.submit("alice", "train", LONG, name="alice long")
     assert first.status == RUNNING and first.position is None and runner.running_count() == 1
     until(lambda: learning(first), what="alice's first batch")
-    second = runner.submit("bob", "train", TINY, name="bob tiny")
+    # The cap holds across kinds: bob's GAN waits behind alice's training run.
+    second = runner.submit("bob", "gan", GAN, name="bob-gan")
     third = runner.submit("carol", "train", TINY, name="carol tiny")
     fourth = runner.submit("dave", "train", TINY, name="dave tiny")
     assert (second.status, second.position, third.position, fourth.position) == (QUEUED, 1, 2, 3)
     assert first.status == RUNNING and runner.running_count() == 1
 
-    # One live job per visitor, whatever its state; another visitor's job is never returned or stopped.
-    with pytest.raises(JobRefused, match="you already have a training run waiting to start .*Train page"):
+    # One live job per visitor, whatever its kind and state; another visitor's job is never returned or stopped.
+    with pytest.raises(JobRefused, match="you already have a GAN waiting to start .*GAN page"):
         runner.submit("bob", "train", TINY)
     assert runner.latest("bob") is second and runner.live("bob") is second and runner.live("erin") is None
-    assert runner.latest("erin") is None and runner.stop("erin") is False
+    assert runner.latest("bob", "train") is None and runner.latest("erin") is None and runner.stop("erin") is False
     assert runner.stop(third.id) and third.status == STOPPED and third.message == "stopped before it started"
     assert fourth.position == 2 and second.position == 1
 
@@ -92,11 +94,11 @@ def test_events_queue_order_owner_isolation_and_a_stop_that_keeps_the_checkpoint
     assert stopped.status == STOPPED and stopped.result["steps"] > 0
     assert (runs / f"{stopped.result['checkpoint']}.json").exists()  # what it learned is kept
     done_second, done_fourth = ended(runner, second), ended(runner, fourth)
-    assert done_second.status == done_fourth.status == DONE and "30-batch cap" in done_second.message
-    assert [p["step"] for p in done_second.view.batch_curve] == list(range(1, 31))  # every event, in order
-    assert done_second.view.epochs and done_second.stage == "done"
-    assert done_second.result["checkpoint"] == "bob-tiny" and (runs / "bob-tiny.json").exists()
-    assert (done_second.pid == os.getpid()) == (runner.backend == "threads")  # out of the server unless threads
+    assert done_second.status == done_fourth.status == DONE and "30-batch cap" in done_fourth.message
+    assert [p["step"] for p in done_fourth.view.batch_curve] == list(range(1, 31))  # every event, in order
+    assert done_fourth.view.epochs and done_fourth.stage == "done"
+    assert done_fourth.result["checkpoint"] == "dave-tiny" and (runs / "dave-tiny.json").exists()
+    assert (done_fourth.pid == os.getpid()) == (runner.backend == "threads")  # out of the server unless threads
     assert first.finished <= done_second.started <= done_second.finished <= done_fourth.started  # FIFO, one at a time
     assert runner.running_count() == 0 and runner.stop(first.id) is False
 
@@ -127,10 +129,15 @@ def test_the_runner_stops_a_job_at_the_hosts_time_limit_and_says_so(make_runner,
 
 
 def test_refusals_name_the_limit_and_leave_nothing_behind(runs):
-    runner = Runner(HostLimits(max_jobs=1, max_epochs=2, max_queued=1), backend="threads")
+    runner = Runner(HostLimits(max_jobs=1, max_epochs=2, max_queued=1, max_compare_runs=4), backend="threads")
     try:
         with pytest.raises(JobRefused, match=r"at most 2 epochs per run \(MNIST_MAX_EPOCHS"):
             runner.submit("alice", "train", {**SMALL, "epochs": 3})
+        sweep = {"base": SMALL, "dimension": "optimizer", "values": ["SGD", "Adam"], "seeds": [0, 1, 2]}
+        with pytest.raises(JobRefused, match=r"at most 4 training runs in one comparison \(MNIST_MAX_COMPARE_RUNS\); "
+                                             "this one asks for 6") as caught:
+            runner.submit("alice", "compare", sweep)
+        assert caught.value.limit == "max_compare_runs"
         with pytest.raises(ValueError, match="unknown job kind 'juggle'"):
             runner.submit("alice", "juggle", {})
         assert runner.latest("alice") is None
