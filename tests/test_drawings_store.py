@@ -114,3 +114,19 @@ def test_fine_tune_names_differ_per_click_and_are_validated_first():
     assert len(fine_tune_name("x" * 200)) <= 80
     with pytest.raises(CheckpointError):
         fine_tune_name("...\x00")
+
+
+def test_a_generated_set_is_stored_in_index_order_and_bad_input_is_refused(tmp_path):
+    from mnist_core.drawings import DrawingSetError, save_drawing_set
+
+    pixels = np.stack([np.full((28, 28), i / 11, np.float32) for i in range(12)])
+    labels = np.arange(12) % 10
+    names = save_drawing_set(pixels, labels, tmp_path / "set")
+    assert names[0] == "0-20000101-000000-000000.png" and names[11] == "1-20000101-000011-00000b.png"
+    drawn = load_drawings(tmp_path / "set")
+    assert drawn.files == names and drawn.labels.tolist() == labels.tolist() and not drawn.problems
+    assert np.allclose(drawn.pixels[:, 0, 0], np.round(pixels[:, 0, 0] * 255) / 255)
+    with pytest.raises(DrawingSetError, match="one label each"):
+        save_drawing_set(pixels, labels[:3], tmp_path / "other")
+    with pytest.raises(DrawingSetError, match="drawing 1"):
+        save_drawing_set(np.zeros((2, 28, 28)), np.array([3, 12]), tmp_path / "other")
