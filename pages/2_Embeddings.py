@@ -1,18 +1,19 @@
 """Embeddings: PCA, t-SNE and UMAP maps of the digits, from raw pixels or a network's learned features."""
 
+import dataclasses
+
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
 st.set_page_config(page_title="Embeddings · MNIST Lab", page_icon="🔢", layout="wide")
 
-from labui import state  # noqa: E402
+from labui import live, state  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
 from mnist_core import embed  # noqa: E402
-from mnist_core.checkpoints import CheckpointError  # noqa: E402
 from labui.images import upscale  # noqa: E402
 from mnist_core.data import tile  # noqa: E402
-from mnist_core.tasks import TaskBusyError  # noqa: E402
+from mnist_core.reporter import DONE, FAILED  # noqa: E402
 
 METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE (openTSNE)", "umap": "UMAP"}
 COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
@@ -59,13 +60,6 @@ def source_version(spec: embed.EmbedSpec) -> str:
         return ""
     info = next(i for i in state.checkpoints() if i.name == spec.source)
     return state.weights_digest(info)
-
-
-def model_for(spec: embed.EmbedSpec):
-    if spec.source == "pixels":
-        return None
-    info = next(i for i in state.checkpoints() if i.name == spec.source)
-    return state.load_checkpoint(info)[0]
 
 
 def scatter(e: embed.Embedding, highlight: int | None, angle: tuple[float, float] | None = None) -> go.Figure:
@@ -159,58 +153,26 @@ def selected_digits(ids: list[int]) -> None:
                  + ", ".join(f"{d}: {int((labels == d).sum())}" for d in range(10) if (labels == d).any()))
 
 
-@st.fragment(run_every=1.0)
-def progress_view(key: str) -> None:
-    runner = state.task_runner()
-    task = runner.get(key)
-    if task is None:
+def map_label(spec: embed.EmbedSpec) -> str:
+    source = "raw pixels" if spec.source == "pixels" else f"{spec.source}'s features"
+    return f"{METHOD_NAMES[spec.method]} of {spec.points:,} digits ({source})"
+
+
+def progress_view(snap) -> None:
+    """This browser's map while it computes (queued or running), with its Stop."""
+    if snap is None or not snap.running:
         return
-    if not task.running:
-        st.rerun()  # the whole page, to draw the finished map (or say it stopped)
-    bar, button = st.columns([5, 1], vertical_alignment="center")
-    bar.progress(task.fraction, text=f"{task.label}: {task.stage} · {time_since(task.started)}. "
-                                     "You can look at other pages meanwhile; it keeps computing.")
-    if task.stop_requested.is_set():
-        button.caption("stopping at the next step...")
-    elif button.button("Stop", key="emb.stop", help="End this computation; nothing is saved."):
-        runner.stop(key)
-        button.caption("stopping at the next step...")
+    live.progress_row(snap, "emb.stop", f"{snap.view.stage} · {snap.seconds:.0f} s. You can look at other pages "
+                                         "meanwhile; it keeps computing.", share=snap.view.fraction)
 
 
-def time_since(t: float) -> str:
-    import time
-
-    return f"{time.time() - t:.0f} s"
-
-
-def find_map(spec: embed.EmbedSpec, key: str) -> embed.Embedding | None:
-    task = state.task_runner().get(key)
-    if task is not None and not task.running and task.result is not None:
-        return task.result
+def find_map(key: str) -> embed.Embedding | None:
     return state.cached_embedding(key)
 
 
-def start(spec: embed.EmbedSpec, key: str) -> bool:
-    """Start the map in the background; False (with the reason shown) when it cannot start."""
-    try:
-        model = model_for(spec)
-    except CheckpointError as exc:
-        st.error(str(exc))
-        return False
-    mnist = state.device_data().mnist
-
-    def work(report):
-        result = embed.compute(spec, mnist, model, report)
-        embed.save_cached(result, key)
-        return result
-
-    source = "raw pixels" if spec.source == "pixels" else f"{spec.source}'s features"
-    try:
-        state.task_runner().start(key, f"{METHOD_NAMES[spec.method]} of {spec.points:,} digits ({source})", work)
-    except TaskBusyError as exc:
-        st.error(str(exc))
-        return False
-    return True
+def start(spec: embed.EmbedSpec) -> None:
+    """Compute the map in the background, as this browser's job; the reason is shown when it cannot start."""
+    live.submit("embed", dataclasses.asdict(spec), name=map_label(spec))
 
 
 sidebar()
@@ -229,15 +191,12 @@ except (StopIteration, OSError):
     st.error(f"Checkpoint {spec.source!r} is gone; pick another input.")
     st.stop()
 st.session_state["emb.key"] = key
-result = find_map(spec, key)
-task = state.task_runner().get(key)
-if result is None and task is not None and not task.running and (task.error or task.stopped):
-    if task.error:
-        st.error(f"The map could not be computed: {task.error}")
-    else:
-        st.info(f"{task.label}: {task.stage}. Nothing was saved; press Compute map to start it again.")
-    state.task_runner().forget(key)
-    task = None
+result = find_map(key)
+mine = live.latest("embed")  # this browser's latest map job, of these settings or others
+this_map = mine is not None and mine.spec.config == dataclasses.asdict(spec)
+if result is None and this_map and mine.ended and mine.status != DONE:
+    said = f"{mine.name} failed: {mine.message}" if mine.status == FAILED else f"{mine.name}: {mine.message}"
+    (st.error if mine.status == FAILED else st.info)(f"{said}. Press Compute map to start it again.")
 if result is None and spec.method == "pca" and spec.source == "pixels":
     try:  # PCA of pixels takes a second or two even for all 70,000: no need to go to the background
         with st.spinner("Computing PCA..."):
@@ -246,16 +205,12 @@ if result is None and spec.method == "pca" and spec.source == "pixels":
     except embed.EmbeddingError as exc:
         st.error(str(exc))
 if result is None:
-    if task is not None and task.running:
-        progress_view(key)
-    else:
+    if not (this_map and mine.running):
         rough = (SECONDS_PER_1000[spec.method] + (FEATURES_PER_1000 if spec.source != "pixels" else 0)) * spec.points / 1000
         st.info(f"This map is not computed yet (about {rough:.0f} s on a 2-core CPU; cached afterwards).")
-        if st.button("Compute map", type="primary", key="emb.compute") and start(spec, key):
-            st.rerun()
-        running = state.task_runner().running()
-        if running:
-            st.caption(f"Computing now: {running[0].label} ({running[0].fraction:.0%}).")
+        if st.button("Compute map", type="primary", key="emb.compute"):
+            start(spec)
+    live.watch("embed", progress_view)  # polls only while a map of this browser computes; its end reruns the page
 else:
     st.caption(f"{'Loaded from the cache' if result.meta.get('cached') else 'Computed'}; computing it took "
                f"{result.seconds:.1f} s.")
