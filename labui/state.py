@@ -18,7 +18,6 @@ from mnist_core.data import DeviceData, load_mnist, pick_device
 from mnist_core.embed import Embedding, all_labels, cache_dir, file_digest, load_cached, shipped_cache_dir, warm_up
 from mnist_core.host import settings as host_settings
 from mnist_core.runner import Runner
-from mnist_core.tasks import TaskRunner
 
 ACTIVE_KEY = "active_checkpoint"
 PREDICTIONS = "predictions"  # the folder of saved test-set outputs, one .npy per weights version
@@ -50,11 +49,6 @@ def runner() -> Runner:
 @st.cache_resource(max_entries=16, show_spinner=False)
 def _cached_model(name: str, modified: float):
     return load(name, device=pick_device("auto"))
-
-
-@st.cache_resource
-def task_runner() -> TaskRunner:
-    return TaskRunner()
 
 
 @st.cache_resource

@@ -5,15 +5,17 @@ import streamlit as st
 
 st.set_page_config(page_title="Under the hood · MNIST Lab", page_icon="⚙️", layout="wide")
 
+import dataclasses  # noqa: E402
+
 import numpy as np  # noqa: E402
 import plotly.express as px  # noqa: E402
 
-from labui import state  # noqa: E402
+from labui import live  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
 from mnist_core.checkpoints import CheckpointError  # noqa: E402
 from mnist_core.scratch import ACTIVATIONS, Net, NetConfig, ScratchError, TrainSettings, load_arrays, train  # noqa: E402
 from mnist_core.scratch.walkthrough import features, graph_dot, pca_2d, templates, top_activating, trace_step  # noqa: E402
-from mnist_core.tasks import TaskBusyError, TaskStopped  # noqa: E402
+from mnist_core.reporter import FAILED  # noqa: E402
 
 K = "scratch."  # session-state prefix
 
@@ -129,38 +131,39 @@ def step_through(net: Net, data) -> None:
         st.caption(f"The change to {first}; the page's net is not changed by this step.")
 
 
-@st.fragment(run_every=1.0)
-def training_view(key: str) -> None:
-    runner = state.task_runner()
-    task = runner.get(key)
-    if task is None:
+def training_view(snap) -> None:
+    """This browser's from-scratch run while it is queued or runs: progress, Stop, the loss so far."""
+    if snap is None or not snap.running:
         return
-    if not task.running:
-        st.rerun()
-    curve = st.session_state.get(K + "curve", [])
-    st.progress(task.fraction, text=f"{task.label}: {task.stage}")
+    live.progress_row(snap, K + "stop", snap.view.stage, share=snap.view.fraction)
+    curve = snap.view.curve
     if curve:
         st.plotly_chart(px.line(x=[p["step"] for p in curve], y=[p["loss"] for p in curve], height=250,
                                 labels={"x": "step", "y": "training loss"}), key=K + "live")
-    if task.stop_requested.is_set():
-        st.caption("stopping at the next step...")
-    elif st.button("Stop", key=K + "stop"):
-        runner.stop(key)
+
+
+def take_ended(snap) -> None:
+    """Once per run: its trained net replaces the page's net when the settings above are still the same."""
+    if snap is None or not snap.ended or st.session_state.get(K + "taken") == snap.id:
+        return
+    st.session_state[K + "taken"] = snap.id
+    if snap.status == FAILED:
+        st.error(f"Training failed: {snap.message}")
+        return
+    net_config = snap.spec.config["net"]
+    key = (tuple(net_config["widths"]), net_config["activation"], net_config["dropout"])
+    if snap.result and snap.result.get("net") is not None and key == st.session_state.get(K + "net_key"):
+        st.session_state[K + "net"] = snap.result["net"]
+        st.session_state[K + "trained"] = {"net": snap.result["net"], "result": snap.result["result"],
+                                           "settings": TrainSettings(**snap.spec.config["train"]), "key": key,
+                                           "curve": snap.view.curve}
 
 
 def train_section(net: Net, data) -> None:
-    key = f"scratch.{state.session_id()}"
-    runner = state.task_runner()
-    task = runner.get(key)
-    if task is not None and not task.running:
-        if task.error:
-            st.error(f"Training failed: {task.error}")
-        elif task.result is not None and task.result["key"] == st.session_state.get(K + "net_key"):
-            st.session_state[K + "net"], st.session_state[K + "trained"] = task.result["net"], task.result
-        runner.forget(key)
-        task = None
-    if task is not None and task.running:
-        training_view(key)
+    snap = live.latest("scratch")
+    take_ended(snap)
+    if snap is not None and snap.running:
+        live.watch("scratch", training_view)  # polls while it runs; its end reruns the page, which takes the net
         return
     c1, c2, c3, c4 = st.columns(4)
     optimizer = c1.selectbox("Optimizer", ["adam", "sgd"], key=K + "opt")
@@ -169,34 +172,10 @@ def train_section(net: Net, data) -> None:
     batch = int(c4.select_slider("Batch size", [32, 64, 128, 256], 128, key=K + "batch"))
     if st.button("Train in the background", type="primary", key=K + "train"):
         settings = TrainSettings(optimizer=optimizer, lr=lr, momentum=0.9, epochs=epochs, batch_size=batch)
-        config, net_key = net.config, st.session_state[K + "net_key"]
-        curve: list[dict] = []
-        st.session_state[K + "curve"] = curve
-
-        def work(report):
-            fresh = Net(NetConfig(**{**config.__dict__}))  # the same seeded start as the page's net
-            stop = [False]
-
-            def on_event(event):
-                if event["kind"] == "batch":
-                    curve.append(event)
-                    stage = f"epoch {event['epoch']}, step {event['step']}, loss {event['loss']:.3f}"
-                else:
-                    stage = f"epoch {event['epoch']}: test accuracy {event['test_accuracy']:.2%}"
-                try:
-                    report(min(event.get("fraction", 1.0), 1.0), stage)
-                except TaskStopped:
-                    stop[0] = True  # keep what was learned: the loop ends at the next batch
-
-            result = train(fresh, data, settings, on_event=on_event, should_stop=lambda: stop[0], report_every=20)
-            return {"net": fresh, "result": result, "settings": settings, "key": net_key, "curve": curve}
-
-        try:
-            runner.start(key, f"Training {'-'.join(map(str, (784, *config.widths, 10)))} from scratch", work)
-        except TaskBusyError as exc:
-            st.error(str(exc))
-            return
-        st.rerun()
+        config = net.config  # the same seeded start as the page's net
+        live.submit("scratch", {"net": {**dataclasses.asdict(config), "widths": list(config.widths)},
+                                "train": dataclasses.asdict(settings)},
+                    name=f"Training {'-'.join(map(str, (784, *config.widths, 10)))} from scratch")
     trained = st.session_state.get(K + "trained")
     if trained:
         result = trained["result"]

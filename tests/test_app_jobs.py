@@ -178,3 +178,16 @@ def test_pressing_train_again_on_the_transfer_page_keeps_stop_working(runs):
     from labui import state
 
     assert state.runner().running_count() == 0  # nothing left running in the background
+
+
+def test_stop_ends_a_from_scratch_run_and_keeps_the_net_it_trained(runs):
+    at = AppTest.from_file(str(ROOT / "pages/4_Under_the_hood.py"), default_timeout=180).run()
+    at.number_input(key="scratch.epochs").set_value(5).run()
+    at.button(key="scratch.train").click().run()
+    assert any("Your from-scratch training" in m.value for m in at.sidebar.markdown)
+    wait(at, lambda a: any(p.proto.value > 0 for p in a.get("progress")), timeout=120, what="the first batches")
+    at.button(key="scratch.stop").click().run()
+    wait(at, lambda a: bool(a.success), timeout=120, what="the stop")
+    assert "Trained (stopped)" in at.success[0].value  # the net it trained is the page's now
+    assert not any(b.key == "scratch.stop" for b in at.button)
+    assert any(b.key == "scratch.export" for b in at.button)  # and it can be saved as a checkpoint
