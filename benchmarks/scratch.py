@@ -33,7 +33,7 @@ def train_torch(model, data, s: TrainSettings) -> tuple[list[float], list[float]
     opt = (torch.optim.Adam(model.parameters(), lr=s.lr) if s.optimizer == "adam"
            else torch.optim.SGD(model.parameters(), lr=s.lr, momentum=s.momentum))
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=s.lr_decay)
-    x, y = torch.from_numpy(data.train_x), torch.from_numpy(data.train_y)
+    x, y = torch.from_numpy(np.asarray(data.train_x)), torch.from_numpy(data.train_y)
     tx, ty = torch.from_numpy(data.test_x), torch.from_numpy(data.test_y)
     accs, secs = [], []
     for epoch in range(1, s.epochs + 1):

@@ -201,3 +201,20 @@ def test_the_images_command_and_health_check_run_here_as_written(tmp_path):
         server.terminate()
         server.wait(20)
     assert subprocess.run(health, env=env, capture_output=True).returncode != 0  # and fails once it is down
+
+
+def test_the_from_scratch_engine_reads_training_digits_from_the_bytes_standardized_as_before():
+    """Under the hood's NumPy engine held the 60,000 training digits as float32 for the server's life (188 MB)."""
+    import numpy as np
+
+    from mnist_core.data import load_mnist
+    from mnist_core.scratch import load_arrays
+
+    mnist, arrays = load_mnist(), load_arrays("float32")
+    assert np.shares_memory(arrays.train_x.images, mnist.train_images.numpy())  # no copy of the set is held
+    whole = mnist.train_images.numpy().reshape(60_000, 784).astype(np.float32)
+    whole = ((whole / 255 - mnist.mean) / mnist.std).astype(np.float32)  # what the engine used to hold
+    idx = np.array([5, 59_999, 0, 123])
+    assert len(arrays.train_x) == 60_000
+    assert np.array_equal(arrays.train_x[idx], whole[idx]) and arrays.train_x[idx].dtype == np.float32
+    assert np.array_equal(arrays.train_x[10:20], whole[10:20]) and np.array_equal(np.asarray(arrays.train_x), whole)
