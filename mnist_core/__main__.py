@@ -1,4 +1,4 @@
-"""Command line: python -m mnist_core train | eval | list | presets | export.
+"""Command line: python -m mnist_core train | eval | list | presets | export | gan | compare | transfer | embed | scratch.
 
 Every option is checked before training starts, and every refusal is one line and exit status 2:
 a run that trained for an hour must not be lost to a bad --out or --name found at the end.
@@ -21,6 +21,7 @@ from .data import DataError, DeviceData, load_mnist, pick_device
 from .export_cli import add_export_parser, add_layers_option, apply_layers, cmd_export
 from .gan_cli import add_gan_parser, cmd_gan
 from .host import problem as host_problem
+from .job_cli import add_job_parsers, cmd_compare, cmd_embed, cmd_transfer
 from .models import ModelError, get_architecture, REGISTRY
 from .presets import PRESETS, preset
 from .reporter import NULL_REPORTER, Reporter
@@ -106,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_export_parser(sub)
     add_gan_parser(sub)
+    add_job_parsers(sub)
     add_scratch_parser(sub)
     sub.add_parser("list", help="table of the available checkpoints")
     sub.add_parser("presets", help="the named training recipes")
@@ -264,8 +266,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: {problem}", file=sys.stderr)
         return 2
     command = {"train": cmd_train, "eval": cmd_eval, "list": cmd_list, "presets": cmd_presets,
-               "export": cmd_export, "gan": cmd_gan,
-               "scratch": cmd_scratch}[args.command]
+               "export": cmd_export, "gan": cmd_gan, "compare": cmd_compare, "transfer": cmd_transfer,
+               "embed": cmd_embed, "scratch": cmd_scratch}[args.command]
     try:
         return command(args)
     except (ConfigError, ModelError, DataError, CheckpointError, KeyError) as exc:

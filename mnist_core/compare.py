@@ -517,7 +517,7 @@ def _ray_run(index: int, config: dict, arm: str, seed: int, name: str, runs_dir:
     except Exception as exc:  # noqa: BLE001
         outcome = {"status": "failed", "message": f"{type(exc).__name__}: {exc}", "seconds": 0.0, "checkpoint": None}
     send.flush()
-    return outcome
+    return {**outcome, "pid": os.getpid()}
 
 
 def _runs_on_ray(specs: list[RunSpec], forward, stop_flag, runs_dir: Path | None, overwrite: bool) -> None:

@@ -11,14 +11,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-import time
 from pathlib import Path
 
-from .checkpoints import CheckpointError, CheckpointExistsError, list_checkpoints, load
-from .data import DataError, load_mnist
-from .reporter import Reporter
-from .gan import (VARIANTS, GanConfig, GanConfigError, Judge, default_run_name, gan_dir, gan_exists,
-                  planned_steps, save_gan, train_gan, validate_gan_name)
+from .checkpoints import CheckpointError, CheckpointExistsError, list_checkpoints
+from .gan import VARIANTS, GanConfig, GanConfigError, default_run_name, gan_dir, gan_exists, validate_gan_name
 
 PROG = "python -m mnist_core"
 FLAG_TYPES = {"int": int, "float": float, "str": str}
@@ -46,6 +42,9 @@ def add_gan_parser(sub) -> None:
                    help="classifier that scores the samples (default: the most accurate shipped one)")
     p.add_argument("--no-judge", action="store_true", help="do not score the samples (faster; no quality figures)")
     p.add_argument("--data", type=Path, help="folder of MNIST IDX files (default: $MNIST_DATA_DIR, else bundled)")
+    p.add_argument("--backend", choices=("local", "threads", "ray"), default="local",
+                   help="local: a worker process (default); threads: in this process; ray: a Ray cluster")
+    p.add_argument("--ray-address", help="the Ray cluster (auto, or host:port; default: $MNIST_RAY_ADDRESS)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
 
 
@@ -61,70 +60,43 @@ def best_shipped_classifier() -> str:
     return max(shipped, key=lambda i: i.meta["test_accuracy"]).name
 
 
-class Progress:
-    """A bar on a terminal (tqdm); one line per epoch either way, so a log file stays readable."""
-
-    def __init__(self, total: int, quiet: bool, stream=sys.stderr):
-        self.stream, self.quiet = stream, quiet
-        self.bar = None
-        if not quiet and stream.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, file=stream, unit="batch", dynamic_ncols=True)
-
-    def __call__(self, kind: str, data: dict) -> None:
-        if self.quiet:
-            return
-        if kind == "step" and self.bar is not None:
-            self.bar.update(data["step"] - self.bar.n)
-            self.bar.set_postfix_str(f"epoch {data['epoch']} D {data['d_loss']:.3f} G {data['g_loss']:.3f}")
-        elif kind == "epoch":
-            line = f"epoch {data['epoch']}: step {data['steps']}, {data['elapsed']:.0f} s"
-            if "conditional_accuracy" in data:
-                line += (f", conditional accuracy {data['conditional_accuracy']:.1%}, lowest class diversity "
-                         f"{min(data['diversity']):.2f}, Frechet {data['frechet']:.1f}")
-            (self.bar.write if self.bar is not None else lambda t: print(t, file=self.stream, flush=True))(line)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+def epoch_line(kind: str, data: dict) -> str | None:
+    """One line per epoch (kept in a log file too)."""
+    if kind != "epoch":
+        return None
+    line = f"epoch {data['epoch']}: step {data['steps']}, {data['elapsed']:.0f} s"
+    if "conditional_accuracy" in data:
+        line += (f", conditional accuracy {data['conditional_accuracy']:.1%}, lowest class diversity "
+                 f"{min(data['diversity']):.2f}, Frechet {data['frechet']:.1f}")
+    return line
 
 
 def cmd_gan(args) -> int:
+    """Train through the job runner (--backend local: a worker process; threads; ray), as the GAN page does."""
+    from .job_cli import run_job, use_data_folder
+
     try:
-        config = config_from_args(args)
-        config.validate()
+        config = dataclasses.asdict(config_from_args(args))
         name = validate_gan_name(args.name or default_run_name())
         if gan_exists(name) and not args.overwrite:  # before training: a refusal after it would cost the run
             raise CheckpointExistsError(f"a GAN run named {name!r} already exists; choose another --name or "
                                         "replace it with --overwrite")
-        mnist = load_mnist(args.data)
-        judge = None if args.no_judge else Judge(load(args.judge or best_shipped_classifier())[0], mnist)
-    except (GanConfigError, CheckpointError, DataError) as exc:
+    except (GanConfigError, CheckpointError) as exc:
         print(f"{PROG} gan: error: {exc}", file=sys.stderr)
         return 2
-    progress = Progress(planned_steps(config, len(mnist.train_labels)), args.quiet)
-    started = time.perf_counter()
-    try:
-        result = train_gan(config, mnist, judge, Reporter(progress))
-    except KeyboardInterrupt:
-        print(f"\n{PROG} gan: interrupted", file=sys.stderr)
-        return 130
-    finally:
-        progress.close()
-    if result.status == "failed":
-        print(f"{PROG} gan: training failed: {result.message}", file=sys.stderr)
-    print(f"{result.status}: {len(result.grids)} epoch(s) drawn, {time.perf_counter() - started:.1f} s"
-          + (f" ({result.message})" if result.message and result.status != "failed" else ""))
-    if not result.grids:
-        print("nothing learned, nothing saved")
+    if args.no_judge:
+        config["judge"] = None
+    elif args.judge:
+        config["judge"] = args.judge
+    use_data_folder(args.data)
+    state, code = run_job("gan", config, args, name, args.overwrite, epoch_line)
+    if state is None:
+        return code
+    result = state.result or {}
+    print(f"{state.status}: {len(result.get('epochs', []))} epoch(s) drawn, {state.seconds:.1f} s"
+          + (f" ({state.message})" if state.message and state.status != "failed" else ""))
+    if not result.get("saved"):
+        print("nothing learned, nothing saved" if state.status != "failed" else "nothing saved")
         return 1
-    extra = {"real_frechet": judge.real_frechet} if judge is not None else None
-    try:
-        saved = save_gan(result, name, extra=extra, overwrite=args.overwrite)
-    except (CheckpointError, OSError) as exc:
-        print(f"{PROG} gan: error: could not save: {exc}", file=sys.stderr)
-        return 1
-    print(f"saved GAN {saved!r} in {gan_dir()}")
-    return 0 if result.status != "failed" else 1
-
+    print(f"saved GAN {result['saved']!r} in {gan_dir()}")
+    return 0 if state.status != "failed" else 1

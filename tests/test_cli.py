@@ -116,3 +116,68 @@ def test_a_save_that_fails_after_training_goes_to_a_fallback_folder(tmp_path, mo
     assert "could not save 'precious'" in err and "No space left on device" in err and "instead" in err
     saved = list((tmp_path / "runs").glob("precious-*.json"))
     assert len(saved) == 1 and json.loads(saved[0].read_text())["steps"] == 3
+
+
+# ---------------------------------------------------------------- the job commands (run through the job runner)
+
+SMALL_COMPARE = ["compare", "--arch", "mlp", "--train-subset", "500", "--batch-size", "100", "--epochs", "1"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["compare", "--values", "SGD,Nope"], "unknown optimizer 'Nope'"),
+    (["compare", "--seeds", "one,two"], "expected a comma-separated list of int"),
+    (["compare", "--vary", "colour"], "invalid choice: 'colour'"),
+    (["compare", "--vary", "bn", "--arch", "mlp"], "BatchNorm position can be varied for the cnn architecture"),
+    (["compare", "--seeds", "1,1"], "the seeds must differ"),
+    (["compare", "--name", "best"], "name of a shipped checkpoint"),
+    (["compare", "--backend", "cloud"], "invalid choice: 'cloud'"),
+    (["transfer", "--arms", "frozen,nope"], "unknown arm"),
+    (["transfer", "--steps", "0"], "steps must be between 1 and 100,000"),
+    (["embed", "--points", "5"], "subset size must be between 1,000 and 70,000"),
+    (["embed", "--method", "tsne", "--dims", "3"], "3-D maps are offered for PCA only"),
+    (["embed", "--source", "no-such-run"], "no checkpoint named 'no-such-run'"),
+    (["gan", "--epochs", "0"], "epochs"),
+])
+def test_job_commands_refuse_bad_options_in_one_line(args, message):
+    done = cli(*args)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], done.stderr
+
+
+def test_job_commands_apply_the_hosts_epoch_cap_naming_it():
+    done = cli(*SMALL_COMPARE, "--epochs", "3", "--values", "SGD,Adam", env_extra={"MNIST_MAX_EPOCHS": "2"})
+    assert done.returncode == 2 and "at most 2 epochs per run (MNIST_MAX_EPOCHS" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_compare_command_trains_each_arm_and_seed_in_a_worker_process_and_saves_them(tmp_path):
+    done = cli(*SMALL_COMPARE, "--values", "SGD,Adam", "--seeds", "0,1", "--max-batches", "3", "--name", "sweep",
+               env_extra={"MNIST_RUNS_DIR": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    assert "done: 4 of 4 runs finished" in done.stdout and "local backend" in done.stdout
+    for arm in ("SGD", "Adam"):
+        assert f"{arm}: test accuracy" in done.stdout and "over 2 seed(s)" in done.stdout
+        for seed in (0, 1):
+            meta = json.loads((tmp_path / f"sweep-{arm}-s{seed}.json").read_text())
+            assert meta["steps"] == 3 and meta["comparison"] == {"arm": arm, "seed": seed}
+    assert "run 4: finished" in done.stderr and "\r" not in done.stderr  # one line per run, no bar in a pipe
+    again = cli(*SMALL_COMPARE, "--values", "SGD,Adam", "--seeds", "0,1", "--name", "sweep",
+                env_extra={"MNIST_RUNS_DIR": str(tmp_path)})
+    assert again.returncode == 2 and "exist already" in again.stderr  # refused before any run
+
+
+def test_gan_transfer_and_embed_commands_run_their_jobs_to_the_end(tmp_path):
+    env = {"MNIST_RUNS_DIR": str(tmp_path)}
+    gan = cli("gan", "--variant", "mlp", "--width", "8", "--max-batches", "3", "--no-judge", "--name", "g",
+              "--backend", "threads", env_extra=env)
+    assert gan.returncode == 0, gan.stderr
+    assert "saved GAN 'g'" in gan.stdout and (tmp_path / "gans" / "g.json").exists()
+    transfer = cli("transfer", "--arms", "scratch", "--labels", "100", "--steps", "10", "--batch-size", "32",
+                   "--backend", "threads", env_extra=env)
+    assert transfer.returncode == 0, transfer.stderr
+    assert "from scratch" in transfer.stdout and "done: test accuracy: scratch" in transfer.stdout
+    embed = cli("embed", "--method", "pca", "--points", "1000", env_extra=env)  # a worker process
+    assert embed.returncode == 0, embed.stderr
+    saved = tmp_path / "embeddings" / embed.stdout.split("/embeddings/")[1].split()[0]
+    assert saved.exists() and saved.with_suffix(".json").exists()

@@ -231,3 +231,30 @@ def test_scratch_work_returns_the_trained_net(runs):
     assert result["status"] == DONE and result["result"].steps == 30
     assert result["result"].test_accuracy > 0.3 and view.epochs and view.fraction == 1.0  # chance is 0.1
     assert result["net"].evaluate  # the trained net itself, usable by the page
+
+
+def test_on_ray_a_comparison_spreads_its_runs_as_ray_tasks_with_the_same_results_as_locally(runs):
+    """The comparison job is a Ray task; its arms x seeds go to the cluster as tasks of their own, and give
+    the accuracies the same runs give one after another in this process (same seeds, same data order)."""
+    import ray
+
+    from mnist_core.runner import Runner
+
+    config = kinds.kind("compare").prepare(COMPARE, HostLimits())
+    local = kinds.work_compare(spec("compare", config, "cmp-local", runs), Reporter())
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        runner = Runner(HostLimits(), backend="ray", runs_dir=runs)
+        try:
+            job = runner.submit("me", "compare", COMPARE, name="cmp-ray")
+            state = runner.wait(job.id, timeout=600)
+        finally:
+            runner.shutdown()
+    finally:
+        ray.shutdown()
+    assert state.status == DONE, state.message
+    on_ray = state.result["runs"]
+    assert {r["pid"] for r in on_ray}.isdisjoint({state.pid})  # the runs were tasks of their own, not the job's
+    assert [r["test_accuracy"] for r in on_ray] == [r["test_accuracy"] for r in local["runs"]]
+    assert all(r.job.status == "finished" and r.job.epochs for r in state.view.runs)  # events came back live
+    assert find("cmp-ray-Adam-s1").meta["steps"] == 4
