@@ -8,19 +8,32 @@ import os
 import shlex
 import subprocess
 import sys
-import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from mnist_core import compare
 from mnist_core.checkpoints import CheckpointError, CheckpointExistsError, file_sha256, load, reproduce_command
 from mnist_core.drawings import delete_drawing, load_drawings, save_drawing
-from mnist_core.jobs import HostLimits, JobManager
+from mnist_core.reporter import DONE, FAILED
+from mnist_core.runner import HostLimits, Runner
 from mnist_core.train import ConfigError, TrainConfig, check_fits_in_memory, evaluate, fit, memory_needed
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def compare_kind():
+    from mnist_core.kinds import kind
+
+    return kind("compare")
+
+
+def compare_kind_work(spec):
+    from mnist_core.kinds import work_compare
+    from mnist_core.reporter import Reporter
+
+    return work_compare(spec, Reporter())
 SMALL = {"depth": 1, "width": 32}
 
 
@@ -28,46 +41,50 @@ def tiny(**changes):
     return TrainConfig(**{"arch": "mlp", "model": SMALL, "record": False, "max_batches": 5, **changes})
 
 
-def test_fine_tuning_from_weights_that_do_not_load_fails_and_frees_the_slot(data, runs):
-    manager = JobManager(HostLimits(max_jobs=1))
-    base = manager.start("alice", tiny(), data, "base")
-    assert manager.wait(base, 60) and base.status == "finished"
-    wider = manager.start("alice", tiny(model={"depth": 1, "width": 64}), data, "wider")
-    assert manager.wait(wider, 60)
+@pytest.fixture
+def runner(runs):
+    """The job runner as a tiny host runs it (threads), one job at a time."""
+    made = Runner(HostLimits(max_jobs=1), backend="threads", runs_dir=runs)
+    yield made
+    made.shutdown()
+
+
+def run_job(runner, owner, kind, config, name=None, overwrite=False):
+    job = runner.submit(owner, kind, config.to_dict() if isinstance(config, TrainConfig) else config, name, overwrite)
+    assert runner.wait(job.id, 120).ended, "the job never ended"
+    return job
+
+
+def test_fine_tuning_from_weights_that_do_not_load_fails_and_frees_the_slot(runner, runs):
+    base = run_job(runner, "alice", "train", tiny(), "base")
+    assert base.status == DONE
+    run_job(runner, "alice", "train", tiny(model={"depth": 1, "width": 64}), "wider")
     # base's weights replaced by a wider net's, its recorded hash updated: it is listed, and fails to load
     (runs / "base.safetensors").write_bytes((runs / "wider.safetensors").read_bytes())
     meta = json.loads((runs / "base.json").read_text())
     meta["files"]["weights_sha256"] = file_sha256(runs / "base.safetensors")
     (runs / "base.json").write_text(json.dumps(meta))
-    job = manager.start("alice", tiny(init_checkpoint="base"), data, "tuned")
-    assert manager.wait(job, 60), "the job never ended"
-    assert job.status == "failed" and job.message and job.stage == "done"
-    assert manager.running_count() == 0
-    other = manager.start("bob", tiny(), data, "bobs")  # the slot is free for everyone
-    assert manager.wait(other, 60) and other.status == "finished", other.message
+    job = run_job(runner, "alice", "train", tiny(init_checkpoint="base"), "tuned")
+    assert job.status == FAILED and job.message and job.stage == "done"
+    assert runner.running_count() == 0
+    other = run_job(runner, "bob", "train", tiny(), "bobs")  # the slot is free for everyone
+    assert other.status == DONE, other.message
 
 
-def test_a_comparison_whose_runs_raise_ends_each_as_failed_and_frees_the_slot(data, runs):
-    # the arms are planned while a drawing exists; another tab deletes it before the runs start
+def test_a_comparison_whose_runs_cannot_start_ends_as_failed_and_frees_the_slot(runner, runs):
+    # the arms are checked while a drawing exists; another tab deletes it before the runs start
     save_drawing(np.zeros((28, 28), dtype=np.uint8) + 200, 3)
-    base = tiny(drawings_share=0.1)
-    specs = compare.plan(base, compare.optimizer_arms(["SGD", "Adam"]), [0], "vanish")
+    vanishing = {"base": tiny(drawings_share=0.1).to_dict(), "dimension": "optimizer", "values": ["SGD", "Adam"],
+                 "seeds": [0]}
+    prepared = compare_kind().prepare(vanishing, runner.limits)
     for drawing in list(load_drawings().files):
         delete_drawing(drawing)
-    jobs = compare.ComparisonJobs(HostLimits(max_jobs=1))
-    comparison = jobs.start("carol", "vanish", "optimizer", specs, data)
-    deadline = time.time() + 60
-    while comparison.running and time.time() < deadline:
-        time.sleep(0.1)
-    assert not comparison.running
-    assert [r.job.status for r in comparison.runs] == ["failed", "failed"]
-    assert all("drawings" in r.job.message for r in comparison.runs)
-    again = jobs.start("carol", "again", "optimizer", compare.plan(tiny(), compare.optimizer_arms(["SGD", "Adam"]),
-                                                                    [0], "again"), data)
-    deadline = time.time() + 60
-    while again.running and time.time() < deadline:
-        time.sleep(0.1)
-    assert [r.job.status for r in again.runs] == ["finished", "finished"]
+    spec = SimpleNamespace(id="v", kind="compare", owner="carol", config=prepared, name="vanish", overwrite=False,
+                           runs_dir=str(runs))
+    result = compare_kind_work(spec)
+    assert result["status"] == FAILED and "drawings" in result["message"]  # it says why, it does not hang
+    again = run_job(runner, "carol", "compare", {**vanishing, "base": tiny().to_dict()}, "again")
+    assert again.status == DONE and [r["status"] for r in again.result["runs"]] == ["finished", "finished"]
 
 
 @pytest.mark.parametrize("config, cause, kept_accuracy", [
@@ -96,19 +113,18 @@ def test_a_healthy_tiny_run_is_not_called_stuck(data):
     assert result.status == "finished" and "150-batch cap" in result.message
 
 
-def test_names_and_memory_are_checked_before_the_job_starts(data, runs):
-    manager = JobManager(HostLimits())
-    for bad in ("...", "", "best"):
-        if bad:
-            with pytest.raises(CheckpointError):
-                manager.start("dan", tiny(), data, bad)
-    assert manager.latest("dan") is None
-    job = manager.start("dan", tiny(), data, "mine")
-    assert manager.wait(job, 60)
+def test_names_and_memory_are_checked_before_the_job_starts(runner, runs):
+    for bad in ("...", "best"):
+        with pytest.raises(CheckpointError):
+            runner.submit("dan", "train", tiny().to_dict(), bad)
+    assert runner.latest("dan") is None
+    run_job(runner, "dan", "train", tiny(), "mine")
     with pytest.raises(CheckpointExistsError, match="exists already"):
-        manager.start("dan", tiny(), data, "mine")
-    job = manager.start("dan", tiny(max_batches=7), data, "mine", overwrite=True)
-    assert manager.wait(job, 60) and load("mine")[1]["steps"] == 7
+        runner.submit("dan", "train", tiny().to_dict(), "mine")
+    run_job(runner, "dan", "train", tiny(max_batches=7), "mine", overwrite=True)
+    assert load("mine")[1]["steps"] == 7
+    with pytest.raises(ConfigError, match=r"needs about \d+\.\d GB"):  # refused at submit, not when killed
+        runner.submit("dan", "train", {"arch": "cnn", "model": {"channels": [512, 512, 512]}, "batch_size": 60_000})
     huge = TrainConfig(arch="cnn", model={"channels": [512, 512, 512]}, batch_size=60_000)
     needed = memory_needed(huge)
     assert needed > 100 * 2**30  # 60,000 images through 512-channel blocks: hundreds of GB
@@ -125,17 +141,11 @@ def run_printed(command: str, runs: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
-def test_the_recorded_commands_of_train_and_compare_runs_run_as_printed(data, runs):
-    manager = JobManager(HostLimits())
-    job = manager.start("erin", tiny(record=False, nesterov=False), data, "printed")
-    assert manager.wait(job, 60)
-    specs = compare.plan(tiny(), compare.optimizer_arms(["SGD", "Adam"]), [0], "cmp-printed")
-    jobs = compare.ComparisonJobs(HostLimits())
-    comparison = jobs.start("erin", "cmp-printed", "optimizer", specs, data)
-    deadline = time.time() + 60
-    while comparison.running and time.time() < deadline:
-        time.sleep(0.1)
-    for name in ("printed", comparison.runs[0].job.checkpoint):
+def test_the_recorded_commands_of_train_and_compare_runs_run_as_printed(runner, runs):
+    run_job(runner, "erin", "train", tiny(record=False, nesterov=False), "printed")
+    comparison = run_job(runner, "erin", "compare", {"base": tiny().to_dict(), "dimension": "optimizer",
+                                                     "values": ["SGD", "Adam"], "seeds": [0]}, "cmp-printed")
+    for name in ("printed", comparison.result["runs"][0]["checkpoint"]):
         command = load(name)[1]["command"]
         assert "--no-record" in command and " False" not in command
         done = run_printed(command, runs)
@@ -147,10 +157,9 @@ def test_the_live_view_has_a_running_accuracy_and_a_steady_eta():
     import random
 
     from labui.charts import training_curves
-    from mnist_core.jobs import Job
+    from mnist_core.kinds import TrainView
 
-    job = Job("id", "me", "run", TrainConfig())
-    job.started -= 20  # the job began 20 s ago: loading the data and building the model took that long
+    job = TrainView(TrainConfig().to_dict())  # the start-up before the first batch is not in its elapsed times
     job.total_steps = 1000
     noise, elapsed, errors = random.Random(0), 0.0, []
     for step in range(1, 301):
