@@ -114,6 +114,7 @@ class JobSpec:
     runs_dir: str | None = None
     work: str = ""  # the kind's work function, "module:function": a worker needs no registry to find it
     env: dict = field(default_factory=dict)  # the MNIST_* settings at submit, applied in a worker process
+    runs: int = 1  # training runs the job holds (a comparison: arms x seeds)
 
 
 @dataclass
@@ -588,7 +589,8 @@ class _RayBackend:
         path = os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")) if p)
         runtime_env = {"env_vars": {"PYTHONPATH": path}}
         # max_retries=0: a job whose worker died is failed and said so, not silently run again from the start.
-        self._task = ray.remote(_ray_job).options(num_cpus=1, max_retries=0, runtime_env=runtime_env)
+        self._task = ray.remote(_ray_job)
+        self._task_options = {"max_retries": 0, "runtime_env": runtime_env}
         self._board = ray.remote(_RayBoard).options(num_cpus=0, runtime_env=runtime_env).remote()
         self._jobs: dict[str, object] = {}
         self._lock = threading.Lock()
@@ -600,8 +602,11 @@ class _RayBackend:
         return None
 
     def start(self, spec: JobSpec) -> None:
+        # A job of several runs (a comparison) sends each run to the cluster as a task of its own: it only
+        # waits for them, so it holds no CPU they could use.
+        task = self._task.options(num_cpus=0 if spec.runs > 1 else 1, **self._task_options)
         with self._lock:
-            self._jobs[spec.id] = self._task.remote(spec, self._board)
+            self._jobs[spec.id] = task.remote(spec, self._board)
 
     def stop(self, job_id: str) -> None:
         self._board.stop.remote(job_id)
@@ -771,7 +776,7 @@ class Runner:
                                      f"and {len(self._queue)} are waiting already, the most it queues "
                                      "(MNIST_MAX_QUEUED); try again in a few minutes", limit="max_queued")
                 spec = JobSpec(uuid.uuid4().hex[:10], kind, owner, config, name, overwrite, runs_dir,
-                               spec_kind.work, {k: v for k, v in os.environ.items() if _is_setting(k)})
+                               spec_kind.work, {k: v for k, v in os.environ.items() if _is_setting(k)}, runs)
                 job = JobState(spec, view=spec_kind.view(config), label=spec_kind.label, page=spec_kind.page)
                 self._jobs[spec.id] = job
                 self._forget_old(owner)
@@ -947,12 +952,13 @@ def _page_name(page: str) -> str:
 
 def run_to_end(kind: str, config: dict, name: str | None = None, backend: str = "processes",
                on_event: Callable[[str, dict], None] | None = None, overwrite: bool = False,
-               limits: HostLimits | None = None, ray_address: str | None = None) -> JobState:
+               limits: HostLimits | None = None, ray_address: str | None = None, runs_dir=None) -> JobState:
     """For the command line: one job on a private runner, its events to on_event, its end state back.
     Ctrl+C stops the job (it keeps what it learned) and waits for it to end. backend "local" means processes."""
     backend = "processes" if backend == "local" else backend
     hook = (lambda job, event, data: on_event(event, data)) if on_event is not None else None
-    runner = Runner(limits or HostLimits.from_env(), backend=backend, workers=1, ray_address=ray_address, on_event=hook)
+    runner = Runner(limits or HostLimits.from_env(), backend=backend, workers=1, ray_address=ray_address,
+                    runs_dir=runs_dir, on_event=hook)
     try:
         job = runner.submit("cli", kind, config, name=name, overwrite=overwrite)
         try:
