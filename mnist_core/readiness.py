@@ -38,12 +38,13 @@ def _check_mnist(data_dir: Path | None) -> tuple[str, bool, list[str]]:
     except (DataError, OSError) as exc:
         return "MNIST not loaded", False, [f"MNIST did not load: {exc}"]
     sizes = {"train": len(mnist.train_labels), "test": len(mnist.test_labels)}
-    if sizes != SPLIT_SIZES:
-        return "MNIST loaded", True, [f"{folder} holds {sizes['train']:,} training and {sizes['test']:,} test images, not "
-                                "MNIST's 60,000 and 10,000; point MNIST_DATA_DIR at the MNIST files"]
     checked = "SHA-256 checked against SHA256SUMS" if (folder / "SHA256SUMS").exists() else \
         "no SHA256SUMS beside them, so not checked"
-    return f"MNIST 60,000 + 10,000 digits from {folder} ({checked})", True, []
+    summary = f"MNIST {sizes['train']:,} + {sizes['test']:,} digits from {folder} ({checked})"
+    if sizes != SPLIT_SIZES:
+        return summary, True, [f"{folder} holds {sizes['train']:,} training and {sizes['test']:,} test images, not "
+                               "MNIST's 60,000 and 10,000; point MNIST_DATA_DIR at the MNIST files"]
+    return summary, True, []
 
 
 def _check_shipped(shipped_dir: Path) -> tuple[list[str], list[str]]:

@@ -11,7 +11,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
 from labui.serve import free_port
@@ -43,6 +42,15 @@ def test_a_damaged_mnist_file_is_named_with_what_to_do(tmp_path):
     assert not status.ok and not status.mnist_loaded
     assert "t10k-labels-idx1-ubyte.gz" in status.line() and "does not match SHA256SUMS" in status.line()
     assert status.line().startswith("NOT READY: MNIST did not load")
+
+
+def test_a_folder_of_other_idx_files_is_not_taken_for_mnist(tmp_path):
+    from tests.test_data import write_set
+
+    status = readiness.check(write_set(tmp_path / "small", n_train=20, n_test=10))
+    assert status.mnist_loaded and not status.ok
+    assert "holds 20 training and 10 test images, not MNIST's 60,000 and 10,000" in status.line()
+    assert "no SHA256SUMS" in status.mnist
 
 
 def test_a_missing_or_damaged_shipped_checkpoint_is_named(tmp_path):
