@@ -18,12 +18,27 @@ FLAGGED_ONE = [line((100, 100), (150, 55), 6) + line((150, 55), (150, 240), 12)[
 CROSSED_SEVEN = [line((85, 60), (195, 60), 8) + line((195, 60), (120, 240), 12)[1:], line((105, 150), (185, 150), 8)]
 
 
+def settled(page, quiet_ms: int = 1500) -> None:
+    """Until the reading (an answer or two guesses) has stayed the same for quiet_ms with the page idle."""
+    verdict = page.get_by_text(re.compile(r"reads \d \(\d|Not sure: maybe a \d or a \d"))
+    before = None
+    for _ in range(20):
+        wait_until_idle(page)
+        now = verdict.first.inner_text()
+        if now == before:
+            return
+        before = now
+        page.wait_for_timeout(quiet_ms)
+    raise AssertionError(f"the reading never settled (last: {before!r})")
+
+
 def test_a_flagged_one_and_a_crossed_seven_drawn_with_the_mouse_are_read(page, app_url):
     for digit, strokes in ((1, FLAGGED_ONE), (7, CROSSED_SEVEN)):
         open_draw(page, app_url)
         for stroke in strokes:
             draw(page, stroke)
             wait_until_idle(page)
+        settled(page)  # the reading of the whole drawing, not of its first stroke
         expect(page.get_by_text(re.compile(rf"reads {digit} \(\d"))).to_be_visible()
         assert page.get_by_text("Not sure").count() == 0
         assert page.locator('[data-testid="stException"]').count() == 0
@@ -35,6 +50,7 @@ def test_an_unsure_drawing_is_saved_with_the_guess_the_user_confirms_in_one_clic
         draw(page, stroke)
         wait_until_idle(page)
     expect(page.get_by_text("Not sure: maybe a")).to_be_visible()
+    settled(page)  # the canvas may still send its last image: the guesses must be those of the whole X
     buttons = page.get_by_role("button", name=re.compile(r"^It is a \d \(\d+%\)$"))
     expect(buttons).to_have_count(2)  # the two best guesses
     second = buttons.nth(1)
