@@ -1,7 +1,8 @@
 # The MNIST Lab as a hosted demo: CPU-only PyTorch (no CUDA libraries), hosted mode on, the runs in a volume.
 #   docker build -t mnist-lab .
 #   docker run -p 8501:8501 -v mnist-lab-data:/data mnist-lab      then open http://localhost:8501
-# Memory: about 0.5 GB after the first visitor, under 1 GB once every page has been opened (benchmarks/footprint.py).
+# Memory (benchmarks/footprint.py): the app about 450 MB after its first visitor, under 900 MB once every page has been
+# opened; each job worker process 200-300 MB more while it exists.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
