@@ -13,6 +13,7 @@ work, so expect noise).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import sys
@@ -24,10 +25,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("MNIST_RUNS_DIR", tempfile.mkdtemp(prefix="gan-latency-"))
 
-from mnist_core import gan  # noqa: E402
+from mnist_core import gan, kinds  # noqa: E402
 from mnist_core.checkpoints import load  # noqa: E402
 from mnist_core.data import load_mnist  # noqa: E402
-from mnist_core.jobs import HostLimits  # noqa: E402
+from mnist_core.runner import HostLimits, Runner  # noqa: E402
 
 # Before: the page built the judge in the script thread on Start (page blocked, no Stop button), then
 # started training; Stop scored the partial epoch before ending. Medians of 3 on this 2-core box.
@@ -47,23 +48,24 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     mnist = load_mnist()
-    config = gan.GanConfig()  # the page's defaults
-    make_judge = lambda: gan.Judge(load("best")[0], mnist)  # noqa: E731  cold every time, as for a first visitor
+    config = {**dataclasses.asdict(gan.GanConfig())}  # the page's defaults
+    # cold every time, as for a first visitor (the job runner's worker builds it once per process)
+    kinds.gan_judge = lambda name=None: gan.Judge(load("best")[0], mnist)
     firsts, stops, judge_stops = [], [], []
+    jobs = Runner(HostLimits(), backend="threads")  # the judge is swapped in this process, so threads
     for rep in range(args.repeats):
-        jobs = gan.GanJobs(limits=HostLimits())
         t0 = time.perf_counter()
-        job = jobs.start("me", config, mnist, make_judge, f"latency-{rep}", overwrite=True)
-        wait_until(lambda: job.step >= 1 or not job.running)
+        job = jobs.submit("me", "gan", config, f"latency-{rep}", overwrite=True)
+        wait_until(lambda: job.snapshot().view.step >= 1 or not job.running)
         firsts.append(time.perf_counter() - t0)
-        wait_until(lambda: job.step >= 20 or not job.running)
+        wait_until(lambda: job.snapshot().view.step >= 20 or not job.running)
         t1 = time.perf_counter()
         jobs.stop("me")
         wait_until(lambda: not job.running)
         stops.append(time.perf_counter() - t1)
-        job = jobs.start("me", gan.GanConfig(variant="mlp", width=8, max_batches=2), mnist, make_judge,
-                         f"latency-judge-{rep}", overwrite=True)
-        wait_until(lambda: "waiting for the judge" in job.stage or not job.running)
+        job = jobs.submit("me", "gan", {"variant": "mlp", "width": 8, "max_batches": 2}, f"latency-judge-{rep}",
+                          overwrite=True)
+        wait_until(lambda: "waiting for the judge" in job.snapshot().view.stage or not job.running)
         t2 = time.perf_counter()
         jobs.stop("me")
         wait_until(lambda: not job.running)
@@ -79,6 +81,7 @@ def main() -> int:
     for thread in threading.enumerate():  # judges still building after a stop: let them end before exit
         if thread.name == "gan-judge":
             thread.join()
+    jobs.shutdown()
     return 0
 
 

@@ -1,7 +1,8 @@
 """How long Stop takes: from the click (the stop event) to the last batch, and to the run being over.
 
 A learner presses Stop and waits; the first figure is when training stops, the second when the run is
-saved and shown as ended. Runs the `fast` preset as the Train page does (JobManager, a thread).
+saved and shown as ended. Runs the `fast` preset as the Train page does (the job runner; --backend
+processes, the app's default, or threads).
 Baseline (before a stop skipped the final test pass), same busy 2-core box: last batch 0.10 s, run ended
 24.84 s (medians of 3).
 
@@ -19,28 +20,27 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mnist_core.data import DeviceData, load_mnist
-from mnist_core.jobs import HostLimits, JobManager
 from mnist_core.presets import preset
+from mnist_core.runner import HostLimits, Runner
 
 TARGET_S = 1.0  # training must stop within about a second of the click
 BASELINE_ENDED_S = 24.84  # stop -> run ended before the change (it scored the whole test set first)
 
 
-def one_stop(manager: JobManager, data: DeviceData, after_steps: int) -> tuple[float, float]:
+def one_stop(runner: Runner, after_steps: int) -> tuple[float, float]:
     config = preset("fast")
-    job = manager.start("bench", config, data, f"stop-{time.time_ns()}")
-    while job.snapshot().step < after_steps:
+    job = runner.submit("bench", "train", config.to_dict(), f"stop-{time.time_ns()}")
+    while job.snapshot().view.step < after_steps:
         time.sleep(0.01)
     clicked = time.perf_counter()
-    manager.stop("bench")
-    last_step, last_change = job.snapshot().step, time.perf_counter()
+    runner.stop("bench")
+    last_step, last_change = job.snapshot().view.step, time.perf_counter()
     stages: dict[str, float] = {}
     while job.running:
         snap = job.snapshot()
-        if snap.step != last_step:
-            last_step, last_change = snap.step, time.perf_counter()
-        stages.setdefault(getattr(snap, "stage", "?"), time.perf_counter() - clicked)
+        if snap.view.step != last_step:
+            last_step, last_change = snap.view.step, time.perf_counter()
+        stages.setdefault(snap.stage or "?", time.perf_counter() - clicked)
         time.sleep(0.005)
     ended = time.perf_counter()
     print("  stages after the click:", ", ".join(f"{k} {v:.2f} s" for k, v in stages.items()), flush=True)
@@ -51,11 +51,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--after-steps", type=int, default=30)
+    parser.add_argument("--backend", choices=("processes", "threads"), default="processes")
     args = parser.parse_args()
-    data = DeviceData(load_mnist(), device="cpu")
     with tempfile.TemporaryDirectory() as runs:
-        manager = JobManager(HostLimits(), runs_dir=runs)
-        times = [one_stop(manager, data, args.after_steps) for _ in range(args.repeats)]
+        runner = Runner(HostLimits(), backend=args.backend, workers=1, runs_dir=runs)
+        try:
+            times = [one_stop(runner, args.after_steps) for _ in range(args.repeats)]
+        finally:
+            runner.shutdown()
     training = statistics.median(t for t, _ in times)
     whole = statistics.median(t for _, t in times)
     print(f"stop -> last batch: median {training:.2f} s over {args.repeats} ({', '.join(f'{t:.2f}' for t, _ in times)})"

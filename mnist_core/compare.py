@@ -2,8 +2,9 @@
 
 Arms differ only in the varied setting. With the same seed and architecture, fit() starts every arm
 from the same initial weights and shows it the data in the same order (see train.fit), so a
-difference in the curves is the setting's doing. Runs go one after another in a background thread,
-or in parallel worker processes when the machine has cores or a GPU to spare.
+difference in the curves is the setting's doing. A comparison is one job (kinds "compare"): its runs go
+one after another, or in parallel worker processes when the machine has cores or a GPU to spare, or,
+when the job runs on Ray, as Ray tasks spread over the cluster.
 """
 
 from __future__ import annotations
@@ -18,14 +19,14 @@ import threading
 import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from .checkpoints import CheckpointError, safe_name, save, validate_name
 from .data import DeviceData
-from .jobs import HostLimits, Job, JobLimitError, OwnerSlots, saved_run_exists
+from .kinds import RunView, saved_run_exists
 from .models import REGISTRY, build_model, describe, make_config
 from .reporter import Reporter
 from .train import TrainConfig, check_fits_in_memory, fit, planned_steps
@@ -217,7 +218,7 @@ def default_name(dimension: str, now: float | None = None) -> str:
 @dataclass
 class RunState:
     spec: RunSpec
-    job: Job  # progress and curves, as a training job keeps them
+    job: RunView  # kinds.RunView: the run's status, message, curves and epochs
     params: int = 0
 
     @property
@@ -272,29 +273,6 @@ def epoch_curves(runs: list[RunState], key: str) -> dict[str, list[tuple[int, fl
 # ---------------------------------------------------------------- running
 
 
-@dataclass
-class Comparison:
-    id: str
-    owner: str
-    name: str
-    dimension: str
-    runs: list[RunState]
-    parallel: int = 1
-    started: float = field(default_factory=time.time)
-    overwrite: bool = False  # the user agreed to replace saved runs of the same names
-    stop_event: threading.Event = field(default_factory=threading.Event, repr=False)
-    done: bool = False
-
-    @property
-    def running(self) -> bool:
-        return not self.done
-
-    def progress(self) -> float:
-        steps = sum(r.job.step for r in self.runs)
-        total = sum(r.job.total_steps for r in self.runs)
-        return steps / total if total else 0.0
-
-
 _warmed: set[str] = set()  # the setups this process has run before (kernels chosen, memory allocated)
 _warmed_lock = threading.Lock()
 WARM_UP_BATCHES = 3
@@ -335,10 +313,6 @@ def _run(spec: RunSpec, data: DeviceData, callback, stop, runs_dir: Path | None,
     except Exception as exc:  # noqa: BLE001 - the run ends, says why, and the comparison goes on
         return {"status": "failed", "message": f"{type(exc).__name__}: {exc}", "seconds": 0.0, "checkpoint": None,
                 "warmup": warm}
-
-
-def _run_in_this_process(run: RunState, data: DeviceData, stop, runs_dir: Path | None, overwrite: bool) -> dict:
-    return _run(run.spec, data, run.job.on_event, stop, runs_dir, overwrite)
 
 
 def _finish(result, spec: RunSpec, runs_dir: Path | None, overwrite: bool) -> dict:
@@ -568,107 +542,3 @@ def _runs_on_ray(specs: list[RunSpec], forward, stop_flag, runs_dir: Path | None
                 ray.kill(actor)
             except Exception:  # noqa: BLE001
                 pass
-
-
-class ComparisonJobs(OwnerSlots[Comparison]):
-    """One comparison per owner, at most max_jobs comparisons at once in this process."""
-
-    def __init__(self, limits: HostLimits | None = None, runs_dir: Path | None = None):
-        self.limits = limits or HostLimits()
-        self.runs_dir = runs_dir
-        super().__init__(self.limits.max_jobs, CompareError, "a comparison running", "runs at most {} comparison(s)")
-
-    def start(self, owner: str, name: str, dimension: str, specs: list[RunSpec], data: DeviceData,
-              parallel: int = 1, overwrite: bool = False) -> Comparison:
-        if parallel < 1:
-            raise CompareError(f"parallel runs must be at least 1 (got {parallel})")
-        taken = [] if overwrite else existing_runs(specs, self.runs_dir)
-        if taken:
-            raise CompareError(f"saved runs named {', '.join(taken[:3])}{' ...' if len(taken) > 3 else ''} exist "
-                               "already; choose another comparison name, or allow replacing them")
-        runs = []
-        for spec in specs:
-            try:
-                spec = dataclasses.replace(spec, config=self.limits.apply(spec.config))
-            except JobLimitError as exc:
-                raise CompareError(str(exc)) from None
-            job = Job(uuid.uuid4().hex[:8], owner, spec.name, spec.config)
-            job.total_steps = planned_steps(spec.config, len(data.train))
-            job.status = "queued"
-            runs.append(RunState(spec, job, count_params(spec.config.arch, spec.config.model)))
-        comparison = self.admit(owner, lambda: Comparison(uuid.uuid4().hex[:8], owner, safe_name(name), dimension,
-                                                          runs, min(parallel, len(runs)), overwrite=overwrite))
-        target = self._work_in_processes if comparison.parallel > 1 else self._work_in_thread
-        threading.Thread(target=target, args=(comparison, data), name=f"compare-{comparison.id}", daemon=True).start()
-        return comparison
-
-    def _work_in_thread(self, comparison: Comparison, data: DeviceData) -> None:
-        try:
-            for run in comparison.runs:
-                if comparison.stop_event.is_set():
-                    _mark(run.job, {"status": "stopped", "message": "not started: the comparison was stopped",
-                                    "seconds": 0.0, "checkpoint": None})
-                    continue
-                run.job.status = "running"
-                _mark(run.job, _run_in_this_process(run, data, comparison.stop_event, self.runs_dir,
-                                                    comparison.overwrite))
-        finally:
-            comparison.done = True
-
-    def _work_in_processes(self, comparison: Comparison, data: DeviceData) -> None:
-        threads = max(1, (os.cpu_count() or 1) // comparison.parallel)
-        context = multiprocessing.get_context("spawn")  # fork would copy this process's threads and locks
-        try:
-            with context.Manager() as manager:
-                events, stop = manager.Queue(), manager.Event()
-                collector = threading.Thread(target=_collect, args=(comparison, events), daemon=True)
-                collector.start()
-                with ProcessPoolExecutor(comparison.parallel, mp_context=context) as pool:
-                    futures = [pool.submit(_run_in_worker, i, dataclasses.asdict(r.spec.config), r.spec.arm,
-                                           r.spec.seed, r.spec.name, str(self.runs_dir) if self.runs_dir else None,
-                                           threads, events, stop, comparison.overwrite)
-                               for i, r in enumerate(comparison.runs)]
-                    pending = set(range(len(futures)))
-                    while pending:
-                        if comparison.stop_event.is_set():
-                            stop.set()
-                        for i in list(pending):
-                            if futures[i].done():
-                                pending.discard(i)
-                                try:
-                                    _, outcome = futures[i].result()
-                                except Exception as exc:  # a worker that died; the others go on
-                                    outcome = {"status": "failed", "message": f"{type(exc).__name__}: {exc}",
-                                               "seconds": 0.0, "checkpoint": None}
-                                events.put((i, "done", outcome))
-                        time.sleep(0.1)
-                events.put(None)
-                collector.join(timeout=10)
-        except Exception as exc:  # the worker pool could not start; say so on every run that did not end
-            for run in comparison.runs:
-                if not run.ended:
-                    _mark(run.job, {"status": "failed", "message": f"parallel runs could not start: {exc}",
-                                    "seconds": 0.0, "checkpoint": None})
-        finally:
-            comparison.done = True
-
-
-def _collect(comparison: Comparison, events) -> None:
-    while (item := events.get()) is not None:
-        index, kind, data = item
-        job = comparison.runs[index].job
-        if kind == "done" and "checkpoint" in data:
-            _mark(job, data)
-        elif kind in ("batch", "epoch", "stage", "warmup"):
-            if job.status == "queued":
-                job.status = "running"
-            job.on_event(kind, data)
-
-
-def _mark(job: Job, outcome: dict) -> None:
-    with job.lock:
-        job.status, job.message = outcome["status"], outcome["message"]
-        job.seconds, job.checkpoint = outcome["seconds"] or job.seconds, outcome["checkpoint"]
-        job.warmup_seconds = outcome.get("warmup", job.warmup_seconds)
-        job.stage = "done"
-

@@ -28,7 +28,6 @@ import torch.nn.functional as F
 from .checkpoints import (SHIPPED_DIR, CheckpointError, CheckpointExistsError, atomic_write, folder_lock, runs_dir,
                           safe_name, validate_name)
 from .data import Mnist, pick_device, standardize
-from .jobs import HostLimits, OwnerSlots
 from .reporter import NULL_REPORTER, Reporter
 from .saliency import private_view
 
@@ -595,54 +594,7 @@ def load_gan(checkpoint: GanCheckpoint) -> tuple[Generator, np.ndarray | None]:
     return generator.eval(), grids
 
 
-# ---------------------------------------------------------------- background runs (the app's Train tab)
-
-
-@dataclass
-class GanJob:
-    owner: str
-    name: str
-    config: GanConfig
-    status: str = "running"
-    message: str = ""
-    stage: str = "starting"  # what the job is doing now, in words
-    steps: list[dict] = field(default_factory=list)
-    epochs: list[dict] = field(default_factory=list)
-    grid: np.ndarray | None = None
-    step: int = 0
-    total_steps: int = 0
-    saved: str | None = None
-    started: float = field(default_factory=time.time)
-    stop_event: threading.Event = field(default_factory=threading.Event, repr=False)
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    @property
-    def running(self) -> bool:
-        return self.status == "running"
-
-    @property
-    def stopping(self) -> bool:
-        return self.running and self.stop_event.is_set()
-
-    def on_event(self, kind: str, data: dict) -> None:
-        with self.lock:
-            if kind == "stage":
-                self.stage = data["stage"]
-            elif kind == "step":
-                self.step = data["step"]
-                if data["step"] % 5 == 1:
-                    self.steps.append(data)
-            elif kind == "epoch":
-                self.grid = data["grid"]
-                self.epochs.append({k: v for k, v in data.items() if k != "grid"})
-
-    def finish(self, status: str, message: str, saved: str | None = None) -> None:
-        with self.lock:
-            self.status, self.message, self.saved = status, message, saved
-
-    def snapshot(self) -> "GanJob":
-        with self.lock:
-            return dataclasses.replace(self, steps=list(self.steps), epochs=list(self.epochs))
+# ---------------------------------------------------------------- background runs (kinds.work_gan)
 
 
 class JudgeError(RuntimeError):
@@ -684,55 +636,6 @@ class BackgroundJudge:
         return self._box["value"]
 
     __call__ = get
-
-
-class GanJobs(OwnerSlots[GanJob]):
-    """One GAN run per owner, at most max_jobs at once across the process, under the host's limits."""
-
-    def __init__(self, max_jobs: int | None = None, limits: HostLimits | None = None):
-        self.limits = limits or HostLimits.from_env()
-        super().__init__(max_jobs or self.limits.max_jobs, GanConfigError, "a GAN training", "trains at most {} GAN")
-
-    def start(self, owner: str, config: GanConfig, mnist: Mnist, judge: "Judge | Callable[[], Judge] | None",
-              name: str, overwrite: bool = False) -> GanJob:
-        """Start a run in the background. judge may be a Judge or a function that builds one (called in
-        the job, so the page does not wait for it). Refuses, before anything runs: a config the host's
-        limits do not allow (JobLimitError), a bad config (GanConfigError), a reserved name, or an
-        existing run's name unless overwrite (CheckpointError)."""
-        config = self.limits.apply(config)
-        config.validate()
-        name = validate_gan_name(name)
-        if not overwrite and gan_exists(name):
-            raise CheckpointExistsError(f"a GAN run named {name!r} already exists; choose another name or confirm "
-                                        "that it should be replaced")
-        job = self.admit(owner, lambda: GanJob(owner, name, config, total_steps=planned_steps(config,
-                                                                                             len(mnist.train_labels))))
-        threading.Thread(target=self._work, args=(job, mnist, judge, overwrite), name=f"gan-{job.name}",
-                         daemon=True).start()
-        return job
-
-    def _work(self, job: GanJob, mnist: Mnist, judge, overwrite: bool) -> None:
-        # Whatever happens here ends the job (failed, with the message) and so frees the owner's slot.
-        status, message, saved = "failed", "the GAN job ended unexpectedly", None
-        try:
-            if callable(judge) and not isinstance(judge, Judge):
-                judge = BackgroundJudge(judge, job.stop_event, on_wait=lambda: job.on_event(
-                    "stage", {"stage": "waiting for the judge (the classifier that scores the samples) to load"}))
-            result = train_gan(job.config, mnist, judge, Reporter(job.on_event, job.stop_event))
-            status, message = result.status, result.message
-            if result.grids:
-                job.on_event("stage", {"stage": "saving"})
-                scorer = judge.loaded if isinstance(judge, BackgroundJudge) else judge
-                saved, note = self._save(result, job.name, scorer, overwrite)
-                message = f"{message} {note}".strip()
-        except Exception as exc:
-            status, message = "failed", f"{type(exc).__name__}: {exc}"
-        finally:
-            job.finish(status, message, saved)
-
-    @staticmethod
-    def _save(result: GanResult, name: str, judge, overwrite: bool) -> tuple[str | None, str]:
-        return save_gan_run(result, name, judge, overwrite)
 
 
 def save_gan_run(result: GanResult, name: str, judge, overwrite: bool) -> tuple[str | None, str]:

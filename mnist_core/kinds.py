@@ -15,7 +15,7 @@ import dataclasses
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -464,7 +464,8 @@ def work_gan(spec, reporter: Reporter) -> dict:
     except Exception as exc:  # noqa: BLE001
         return _failed(exc)
     message = f"{result.message} {note}".strip()
-    capped = config.max_batches is not None and result.message.startswith(f"stopped after {config.max_batches} batches")
+    capped = (config.max_batches is not None and not reporter.stopping
+              and result.message.startswith(f"stopped after {config.max_batches} batches"))
     status = {"finished": DONE, "failed": FAILED}.get(result.status, DONE if capped else STOPPED)
     if status == DONE and not message:
         message = f"trained {len(result.grids)} epoch(s)"

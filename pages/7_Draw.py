@@ -16,7 +16,7 @@ from mnist_core.data import PIXEL_MEAN, PIXEL_STD, tile  # noqa: E402
 from mnist_core.drawing import UNSURE_ENTROPY_BITS, UNSURE_TOP_PROBABILITY, predict, predict_all, preprocess, \
     score, score_groups, screen_all, to_input  # noqa: E402
 from mnist_core.drawings import DrawingSetError, fine_tune_name, load_drawings, save_drawing  # noqa: E402
-from mnist_core.jobs import JobLimitError  # noqa: E402
+from mnist_core.runner import JobRefused  # noqa: E402
 from mnist_core.saliency import explain, feature_maps  # noqa: E402
 from mnist_core.strokes import style_test_split  # noqa: E402
 from mnist_core.train import ConfigError, TrainConfig  # noqa: E402
@@ -148,7 +148,7 @@ def fine_tune(active) -> None:
         state.runner().submit(state.session_id(), "train", config.to_dict(), name)  # the server's one job runner
         st.success(f"Fine-tuning {active.name} on MNIST plus your drawings (100 batches, a quarter of each "
                    f"batch from your drawings). Follow it on the Train page; it saves {name}.")
-    except (JobLimitError, ConfigError, CheckpointError) as exc:
+    except (JobRefused, ConfigError, CheckpointError) as exc:
         st.error(str(exc))
 
 

@@ -7,7 +7,6 @@ import torch
 import torch.nn as nn
 
 from mnist_core.compare import (
-    ComparisonJobs,
     CompareError,
     build_arms,
     count_params,
@@ -16,7 +15,8 @@ from mnist_core.compare import (
     summary_rows,
 )
 from mnist_core.data import Augment, balanced_order
-from mnist_core.jobs import HostLimits
+from mnist_core.reporter import DONE, STOPPED
+from mnist_core.runner import HostLimits, JobRefused, Runner
 from mnist_core.train import TrainConfig, fit, seeded_model
 
 SMALL_MLP = {"depth": 1, "width": 32}
@@ -123,18 +123,27 @@ def test_a_run_on_a_subset_takes_the_subsets_steps(data):
     assert result.steps == 10 and [e["steps"] for e in result.history] == [5, 10]
 
 
+@pytest.fixture
+def runner(runs):
+    """The job runner, comparisons in a thread of this process (each may start its own worker pool)."""
+    made = Runner(HostLimits(), backend="threads", runs_dir=runs)
+    yield made
+    made.shutdown()
+
+
+def compare_config(base: TrainConfig, values, seeds, parallel=1) -> dict:
+    return {"base": base.to_dict(), "dimension": "optimizer", "values": values, "seeds": seeds, "parallel": parallel}
+
+
 @pytest.mark.parametrize("parallel", [1, 2])
-def test_a_comparison_runs_every_arm_and_seed_to_a_checkpoint(parallel, data, runs):
+def test_a_comparison_runs_every_arm_and_seed_to_a_checkpoint(parallel, runner, runs):
     base = TrainConfig(arch="mlp", model=SMALL_MLP, max_batches=15, record=False)
-    specs = plan(base, build_arms(base, "optimizer", ["SGD", "Adam"]), [0, 1], "cmp")
-    jobs = ComparisonJobs(runs_dir=runs)
-    comparison = jobs.start("me", "cmp", "optimizer", specs, data, parallel=parallel)
-    with pytest.raises(CompareError, match="already have a comparison running"):
-        jobs.start("me", "cmp", "optimizer", specs, data)
-    deadline = time.time() + 180
-    while comparison.running and time.time() < deadline:
-        time.sleep(0.2)
-    assert not comparison.running
+    job = runner.submit("me", "compare", compare_config(base, ["SGD", "Adam"], [0, 1], parallel), "cmp")
+    with pytest.raises(JobRefused, match="already have a comparison"):
+        runner.submit("me", "compare", compare_config(base, ["SGD", "Adam"], [0, 1]), "cmp2")
+    state = runner.wait(job.id, 180)
+    assert state.status == DONE, state.message
+    comparison = state.snapshot().view
     assert [r.job.status for r in comparison.runs] == ["finished"] * 4, [r.job.message for r in comparison.runs]
     assert {r.job.checkpoint for r in comparison.runs} == {"cmp-SGD-s0", "cmp-SGD-s1", "cmp-Adam-s0", "cmp-Adam-s1"}
     assert all((runs / f"{r.job.checkpoint}.safetensors").exists() for r in comparison.runs)
@@ -145,43 +154,46 @@ def test_a_comparison_runs_every_arm_and_seed_to_a_checkpoint(parallel, data, ru
     assert all(len(points) == 1 for points in epoch_curves(comparison.runs, "test_accuracy").values())
 
 
-def test_stopping_a_comparison_stops_the_run_and_skips_the_rest(data, runs):
+def test_stopping_a_comparison_stops_the_run_and_skips_the_rest(runner):
     base = TrainConfig(arch="mlp", model=SMALL_MLP, epochs=3, record=False)
-    specs = plan(base, build_arms(base, "optimizer", ["SGD", "Adam"]), [0], "cmp")
-    jobs = ComparisonJobs(runs_dir=runs)
-    comparison = jobs.start("me", "cmp", "optimizer", specs, data)
-    while comparison.runs[0].job.step < 3:
+    job = runner.submit("me", "compare", compare_config(base, ["SGD", "Adam"], [0]), "cmp")
+    deadline = time.time() + 120
+    while job.snapshot().view.runs[0].job.step < 3 and time.time() < deadline:
         time.sleep(0.05)
-    jobs.stop("me")
-    deadline = time.time() + 60
-    while comparison.running and time.time() < deadline:
-        time.sleep(0.1)
-    assert [r.job.status for r in comparison.runs] == ["stopped", "stopped"]
-    assert "not started" in comparison.runs[1].job.message
+    assert runner.stop("me")
+    state = runner.wait(job.id, 60)
+    assert state.status == STOPPED
+    runs = state.snapshot().view.runs
+    assert [r.job.status for r in runs] == ["stopped", "stopped"]
+    assert "not started" in runs[1].job.message
 
 
-def test_a_hosts_epoch_cap_applies_to_comparisons_too(data, runs):
+def test_a_hosts_caps_apply_to_comparisons_too(runs):
     base = TrainConfig(arch="mlp", model=SMALL_MLP, epochs=3)
-    specs = plan(base, build_arms(base, "optimizer", ["SGD", "Adam"]), [0], "cmp")
-    jobs = ComparisonJobs(HostLimits(max_epochs=2), runs_dir=runs)
-    with pytest.raises(CompareError, match="at most 2 epochs per run"):
-        jobs.start("me", "cmp", "optimizer", specs, data)
-    assert jobs.latest("me") is None
+    capped = Runner(HostLimits(max_epochs=2, max_compare_runs=3), backend="threads", runs_dir=runs)
+    try:
+        with pytest.raises(JobRefused, match="at most 2 epochs per run"):
+            capped.submit("me", "compare", compare_config(base, ["SGD", "Adam"], [0]), "cmp")
+        with pytest.raises(JobRefused, match="at most 3 training runs"):  # 2 arms x 2 seeds
+            capped.submit("me", "compare", compare_config(TrainConfig(arch="mlp", model=SMALL_MLP), ["SGD", "Adam"],
+                                                          [0, 1]), "cmp")
+        assert capped.latest("me") is None
+    finally:
+        capped.shutdown()
 
 
 TIMING_SCRIPT = """
 import json, sys, time
 sys.path.insert(0, sys.argv[1])
-from mnist_core.compare import Arm, ComparisonJobs, plan
+from mnist_core.compare import Arm, plan, run_comparison
 from mnist_core.data import DeviceData, load_mnist
+from mnist_core.reporter import Reporter
 from mnist_core.train import TrainConfig
 data = DeviceData(load_mnist(), device="cpu")
 base = TrainConfig(arch="cnn", model={"channels": [8, 16]}, batch_size=64, max_batches=15, record=False)
 specs = plan(base, [Arm("first", {}), Arm("second", {})], [0], "timing")
-comparison = ComparisonJobs(runs_dir=sys.argv[2]).start("t", "timing", "optimizer", specs, data)
-while comparison.running:
-    time.sleep(0.1)
-print(json.dumps([[r.job.status, r.job.seconds, r.job.warmup_seconds] for r in comparison.runs]))
+outcomes = run_comparison(specs, data, Reporter(), sys.argv[2])
+print(json.dumps([[o["status"], o["seconds"], o["warmup"]] for o in outcomes]))
 """
 
 

@@ -8,7 +8,8 @@ import pytest
 from mnist_core import embed
 from mnist_core.checkpoints import load
 from mnist_core.embed import EmbedSpec, EmbeddingError
-from mnist_core.tasks import TaskBusyError, TaskRunner
+from mnist_core.reporter import Reporter
+from mnist_core.runner import HostLimits, JobRefused, Runner
 
 
 @pytest.fixture(scope="module")
@@ -88,16 +89,26 @@ def test_the_cache_round_trips_and_ignores_what_the_method_does_not_use(mnist, l
     assert embed.load_cached(key, labels, tmp_path) is None  # recomputed, never trusted
 
 
-def test_tasks_run_once_per_key_one_at_a_time_and_keep_their_errors():
-    runner, release = TaskRunner(), threading.Event()
-    task = runner.start("a", "map a", lambda report: release.wait(10) and 42)
-    assert runner.start("a", "map a", lambda report: 0) is task
-    with pytest.raises(TaskBusyError, match="map a"):
-        runner.start("b", "map b", lambda report: 0)
-    release.set()
-    assert runner.wait("a").result == 42
-    failed = runner.wait(runner.start("c", "map c", lambda report: 1 / 0).key)
-    assert "ZeroDivisionError" in failed.error
+@pytest.fixture
+def runner(runs):
+    """Maps as the Embeddings page runs them: jobs on the job runner (threads: the test watches the model)."""
+    made = Runner(HostLimits(max_jobs=1), backend="threads", runs_dir=runs)
+    yield made
+    made.shutdown()
+
+
+def test_maps_run_one_at_a_time_queue_in_order_and_keep_their_errors(runner, data, runs):
+    from saved_runs import save_unloadable_run
+
+    save_unloadable_run(data, runs, "no-load", {"depth": 1, "width": 16})  # listed; its weights do not load
+    first = runner.submit("a", "embed", {"method": "pca", "points": 2_000, "source": "mlp"})
+    second = runner.submit("b", "embed", {"method": "pca", "points": 1_000})
+    assert second.status == "queued" and second.position == 1  # one map at a time on this host: b waits its turn
+    with pytest.raises(JobRefused, match="already have a map"):
+        runner.submit("a", "embed", {"method": "pca", "points": 1_000})
+    assert runner.wait(first.id, 120).status == "done" and runner.wait(second.id, 120).status == "done"
+    failed = runner.wait(runner.submit("a", "embed", {"method": "pca", "points": 1_000, "source": "no-load"}).id, 120)
+    assert failed.status == "failed" and "no-load" in failed.message and "wrong shape" in failed.message
 
 
 def test_digits_are_found_by_index_across_both_splits(mnist):
@@ -106,46 +117,26 @@ def test_digits_are_found_by_index_across_both_splits(mnist):
     assert (picked[1] == mnist.test_images[0]).all() and (picked[2] == mnist.train_images[3]).all()
 
 
-def test_a_task_stops_at_its_next_report_and_can_start_again():
-    runner, reported = TaskRunner(), threading.Event()
-
-    def work(report):
-        for i in range(10_000):
-            report(i / 10_000, f"step {i}")
-            reported.set()
-            threading.Event().wait(0.01)
-        return "finished"
-
-    runner.start("a", "map a", work)
-    assert reported.wait(10)
-    runner.stop("a")
-    task = runner.wait("a", timeout=10)
-    assert not task.running and task.stopped and task.result is None and task.error is None
-    assert task.stage.startswith("stopped at ") and "(step " in task.stage
-    again = runner.start("a", "map a", lambda report: 7)  # a stopped task does not block its key
-    assert again is not task and runner.wait("a").result == 7
-
-
-def test_a_checkpoint_map_reports_feature_progress_and_stops_in_the_middle(mnist):
+def test_a_checkpoint_map_reports_feature_progress_stops_in_the_middle_and_can_start_again(mnist):
     model = load("mlp")[0]
-    stages = []
-    runner = TaskRunner()
+    stages, stop = [], threading.Event()
 
-    def work(report):
-        def watch(fraction, stage):
-            stages.append((fraction, stage))
-            if len(stages) == 3:
-                runner.stop("pca")
-            report(fraction, stage)
+    def on_event(name, data):
+        if name == "stage":
+            stages.append(data["stage"])
+        if name == "progress":
+            stages.append(data["done"] / data["total"])
+            if len(stages) == 6:
+                stop.set()
 
-        return embed.compute(EmbedSpec(method="pca", points=20_000, source="mlp"), mnist, model, watch)
-
-    runner.start("pca", "PCA of mlp", work)
-    task = runner.wait("pca", timeout=120)
-    assert task.stopped and task.result is None
-    assert stages[0][1] == "features of digits 0 to 1,000 of 20,000"
-    assert [f for f, _ in stages] == sorted(f for f, _ in stages) and stages[-1][0] < 0.9
+    spec = EmbedSpec(method="pca", points=20_000, source="mlp")
+    with pytest.raises(embed.EmbedStopped, match=r"stopped at \d+% \(features of digits"):
+        embed.compute(spec, mnist, model, Reporter(on_event, stop))
+    assert stages[0] == "features of digits 0 to 1,000 of 20,000"
+    fractions = [f for f in stages if isinstance(f, float)]
+    assert fractions == sorted(fractions) and fractions[-1] < 0.9
     assert not model._forward_pre_hooks and not any(m._forward_pre_hooks for m in model.modules())
+    assert embed.compute(spec, mnist, model).coords.shape == (20_000, 2)  # a stopped map does not block the next
 
 
 def test_a_turned_view_of_a_3d_map_is_a_rotation_that_starts_at_the_2d_map():

@@ -16,7 +16,8 @@ import torch
 from mnist_core import gan
 from mnist_core.checkpoints import CheckpointError, CheckpointExistsError, load
 from mnist_core.gan import GanConfig, GanConfigError
-from mnist_core.jobs import HostLimits, JobLimitError
+from mnist_core.runner import HostLimits, JobRefused, Runner
+from saved_runs import save_unloadable_run
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -90,60 +91,69 @@ def test_bad_settings_are_refused_and_a_run_round_trips(mnist, runs):
 TINY = dict(variant="mlp", width=8)
 
 
-def wait(job, timeout=60.0):
-    deadline = time.time() + timeout
-    while job.running and time.time() < deadline:
-        time.sleep(0.05)
-    assert not job.running, f"the job is still {job.stage!r} after {timeout} s"
+@pytest.fixture
+def runner(runs):
+    """GAN jobs on the job runner as the GAN page submits them (threads: a test can slow the judge down)."""
+    made = []
+
+    def make(limits=None):
+        made.append(Runner(limits or HostLimits(), backend="threads", runs_dir=runs))
+        return made[-1]
+    yield make
+    for r in made:
+        r.shutdown()
 
 
-def test_a_job_whose_work_raises_ends_failed_and_frees_the_slot(mnist, runs):
-    jobs = gan.GanJobs(limits=HostLimits(max_jobs=1))
+def finished(runner, job, timeout=120.0):
+    state = runner.wait(job.id, timeout)
+    assert state.ended, f"the job is still {state.stage!r} after {timeout} s"
+    return state
 
-    def broken_judge():
-        raise OSError("weights file is gone")
 
-    job = jobs.start("me", GanConfig(**TINY, max_batches=2), mnist, broken_judge, "judge-fails")
-    wait(job)
-    assert job.status == "failed" and "judge" in job.message and "weights file is gone" in job.message
+def test_a_job_whose_work_raises_ends_failed_and_frees_the_slot(data, runs, runner):
+    save_unloadable_run(data, runs, "broken-judge", {"depth": 1, "width": 16})  # listed, its weights do not load
+    jobs = runner(HostLimits(max_jobs=1))
+    job = finished(jobs, jobs.submit("me", "gan", {**TINY, "max_batches": 2, "judge": "broken-judge"}, "judge-fails"))
+    assert job.status == "failed" and "judge" in job.message and "broken-judge" in job.message
     # A setting that passes validation and fails inside the job (no such GPU): failed, and the slot is free.
-    job = jobs.start("me", GanConfig(**TINY, max_batches=2, device="cuda:7"), mnist, None, "no-such-gpu")
-    wait(job)
+    job = finished(jobs, jobs.submit("me", "gan", {**TINY, "max_batches": 2, "device": "cuda:7", "judge": None},
+                                     "no-such-gpu"))
     assert job.status == "failed" and "cuda:7" in job.message
-    job = jobs.start("someone else", GanConfig(**TINY, max_batches=2), mnist, None, "after-failures")
-    wait(job)
-    assert job.status == "stopped" and job.saved == "after-failures"
+    job = finished(jobs, jobs.submit("someone else", "gan", {**TINY, "max_batches": 2, "judge": None},
+                                     "after-failures"))
+    assert job.status == "done" and job.result["saved"] == "after-failures"  # its batch cap reached: all it was asked
 
 
-def test_stop_ends_a_job_while_its_judge_is_still_loading(mnist, runs):
+def test_stop_ends_a_job_while_its_judge_is_still_loading(runs, runner, monkeypatch):
+    from mnist_core import kinds
+
     release = threading.Event()
-    jobs = gan.GanJobs(limits=HostLimits())
 
-    def slow_judge():  # a judge that takes as long as the test wants
+    def slow_judge(name=None):  # a judge that takes as long as the test wants
         release.wait(60)
         raise RuntimeError("released")
 
-    job = jobs.start("me", GanConfig(**TINY, max_batches=2), mnist, slow_judge, "waits-for-judge")
+    monkeypatch.setattr(kinds, "gan_judge", slow_judge)
+    jobs = runner()
+    job = jobs.submit("me", "gan", {**TINY, "max_batches": 2}, "waits-for-judge")
     deadline = time.time() + 60
-    while "waiting for the judge" not in job.stage and time.time() < deadline:
+    while "waiting for the judge" not in job.snapshot().view.stage and time.time() < deadline:
         time.sleep(0.05)
-    assert job.running and "waiting for the judge" in job.stage
-    jobs.stop("me")
-    wait(job, timeout=5)
+    assert job.running and "waiting for the judge" in job.snapshot().view.stage
+    assert jobs.stop("me")
+    finished(jobs, job, timeout=5)
     release.set()
-    assert job.status == "stopped" and job.saved == "waits-for-judge"  # what was learned is kept
+    assert job.status == "stopped" and job.result["saved"] == "waits-for-judge"  # what was learned is kept
 
 
-def test_the_host_caps_apply_to_gan_runs(mnist, runs, monkeypatch):
-    monkeypatch.setenv("MNIST_MAX_EPOCHS", "2")
-    with pytest.raises(JobLimitError, match="at most 2 epochs"):
-        gan.GanJobs().start("me", GanConfig(**TINY, epochs=3), mnist, None, "too-long")
-    jobs = gan.GanJobs(limits=HostLimits(max_run_seconds=0.5))
-    job = jobs.start("me", GanConfig(**TINY, epochs=50), mnist, None, "time-capped")
-    wait(job)
+def test_the_host_caps_apply_to_gan_runs(runs, runner, mnist):  # MNIST loaded: the cap's seconds go to training
+    with pytest.raises(JobRefused, match="at most 2 epochs per run .*one pass of the GAN"):
+        runner(HostLimits(max_epochs=2)).submit("me", "gan", {**TINY, "epochs": 3, "judge": None}, "too-long")
+    jobs = runner(HostLimits(max_run_seconds=12.0))  # setting a GAN up takes seconds on a busy 2-core box
+    job = finished(jobs, jobs.submit("me", "gan", {**TINY, "epochs": 50, "judge": None}, "time-capped"))
     assert job.status == "stopped" and "time limit" in job.message
     saved = next(c for c in gan.list_gans() if c.name == "time-capped")
-    assert saved.meta["steps"] and saved.config.max_seconds == 0.5  # kept what was learned, recorded the cap
+    assert saved.meta["steps"] and saved.config.max_seconds == 12.0  # kept what was learned, recorded the cap
 
 
 def test_names_are_reserved_and_an_existing_run_is_replaced_only_when_asked(mnist, runs):
@@ -154,7 +164,7 @@ def test_names_are_reserved_and_an_existing_run_is_replaced_only_when_asked(mnis
     with pytest.raises(CheckpointExistsError):
         gan.save_gan(result, "mine", overwrite=False)
     with pytest.raises(CheckpointExistsError):
-        gan.GanJobs(limits=HostLimits()).start("me", GanConfig(**TINY, max_batches=2), mnist, None, "mine")
+        Runner(HostLimits(), backend="threads").submit("me", "gan", {**TINY, "max_batches": 2}, "mine")
     with pytest.raises(CheckpointError, match="shipped GAN"):
         gan.delete_gan("cgan")
     assert gan.rename_gan("mine", "yours") == "yours"

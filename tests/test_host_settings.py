@@ -9,7 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from mnist_core.host import HostSettingError, settings
-from mnist_core.jobs import HostLimits
+from mnist_core.runner import HostLimits
 
 ROOT = Path(__file__).resolve().parent.parent
 BAD = [
