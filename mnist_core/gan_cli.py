@@ -8,7 +8,6 @@ records the command that trains it again, and that command runs as printed.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 from pathlib import Path
