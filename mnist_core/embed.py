@@ -231,17 +231,14 @@ def warm_up() -> float:
 
 
 def compute(spec: EmbedSpec, mnist: Mnist, model: nn.Module | None = None,
-            reporter: Reporter | Progress | None = None) -> Embedding:
+            reporter: Reporter = NULL_REPORTER) -> Embedding:
     """One map, from the subset to the coordinates. `model` is needed when the source is a checkpoint.
 
     The reporter gets "stage" and "progress" (a fraction of the map) events; once reporter.stop is set,
-    the next progress report raises EmbedStopped. A plain progress(fraction, stage) function is the older
-    way to ask for the same (kept while pages still call it so).
+    the next progress report raises EmbedStopped.
     """
     import time
 
-    if reporter is None or not isinstance(reporter, Reporter):
-        reporter = _progress_reporter(reporter)
     spec.validate()
 
     def progress(fraction: float, stage: str) -> None:
@@ -269,19 +266,6 @@ def compute(spec: EmbedSpec, mnist: Mnist, model: nn.Module | None = None,
         coords = umap(reduced, spec, progress)
     return Embedding(spec, np.ascontiguousarray(coords, dtype=np.float32), indices, labels[indices],
                      time.perf_counter() - start, share if spec.method == "pca" else None)
-
-
-def _progress_reporter(progress: Progress | None) -> Reporter:
-    if progress is None:
-        return NULL_REPORTER
-    stage = {"text": ""}
-
-    def send(name: str, data: dict) -> None:
-        if name == "stage":
-            stage["text"] = data["stage"]
-        elif name == "progress":
-            progress(data["done"] / data["total"], stage["text"])
-    return Reporter(send)
 
 
 def source_version(source: str) -> str:

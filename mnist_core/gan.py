@@ -286,8 +286,7 @@ def planned_steps(config: GanConfig, train_size: int = 60_000) -> int:
 
 
 def train_gan(config: GanConfig, mnist: Mnist, judge: "Judge | Callable[[], Judge | None] | None" = None,
-              reporter: Reporter = NULL_REPORTER, *, on_event: Callable[[str, dict], None] | None = None,
-              stop: threading.Event | None = None) -> GanResult:
+              reporter: Reporter = NULL_REPORTER) -> GanResult:
     """Alternate D and G steps over MNIST; after each epoch draw the fixed-noise grid and score quality.
 
     judge may be a function returning the Judge (or None to skip scoring): it is called at the first
@@ -295,12 +294,9 @@ def train_gan(config: GanConfig, mnist: Mnist, judge: "Judge | Callable[[], Judg
     Events on the reporter: "stage" for what it is doing, "progress" (batches of the planned batches),
     "step" per batch, "epoch" per epoch (with its fixed-noise grid). reporter.stop is checked before
     every batch: a stop ends the run within one batch, draws the grid of what was learned and skips the
-    quality scoring (seconds the user asked not to wait). on_event= and stop= are the older way to pass
-    the same (kept while pages still call it so).
+    quality scoring (seconds the user asked not to wait).
     """
     config.validate()
-    if on_event is not None or stop is not None:
-        reporter = Reporter(on_event, stop)
     stop = reporter.stop
     emit = reporter.event
     reporter.stage("warming up")

@@ -496,35 +496,16 @@ def arm_result(values: dict) -> ArmResult:
     return ArmResult(**values)
 
 
-def _compat_reporter(progress: Progress | None, on_step: Callable[[ArmResult], None] | None,
-                     stop: threading.Event | None) -> Reporter:
-    """The older keywords (a progress function, an on_step function, a stop event) as one Reporter."""
-    stage = {"text": ""}
-
-    def send(name: str, data: dict) -> None:
-        if name == "stage":
-            stage["text"] = data["stage"]
-        elif name == "progress" and progress is not None:
-            progress(data["done"] / data["total"], stage["text"])
-        elif name == "arm" and on_step is not None:
-            on_step(arm_result(data["result"]))
-    return Reporter(send, stop)
-
-
 def run_transfer(config: TransferConfig, mnist: Mnist, backbone: Backbone | None = None,
-                 reporter: Reporter = NULL_REPORTER, directory: Path | None = None, device: str = "auto", *,
-                 progress: Progress | None = None, on_step: Callable[[ArmResult], None] | None = None,
-                 stop: threading.Event | None = None) -> list[ArmResult]:
+                 reporter: Reporter = NULL_REPORTER, directory: Path | None = None,
+                 device: str = "auto") -> list[ArmResult]:
     """Train each arm on the same labelled digits and score it on the whole test set (on a GPU when there is one).
 
     Events on the reporter: "stage" and "progress" (a fraction of the whole run), "arm" ({"arm", "result":
     the ArmResult as a dict}) at each scoring of an arm's curve. reporter.stop ends the run within a batch;
-    features computed so far are kept for next time. progress=, on_step= and stop= are the older way to
-    pass the same (kept while pages still call it so).
+    features computed so far are kept for next time.
     """
     config.validate()
-    if progress is not None or on_step is not None or stop is not None:
-        reporter = _compat_reporter(progress, on_step, stop)
     stop = reporter.stop
 
     def progress(fraction: float, text: str) -> None:

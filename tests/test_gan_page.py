@@ -9,6 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from mnist_core import gan
 from mnist_core.gan import GanConfig
+from mnist_core.reporter import Reporter
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = dict(variant="mlp", width=8)
@@ -42,10 +43,10 @@ def early_runs(runs, mnist):
     """Runs that sort before the shipped GAN, each stopped at a different point, trained for real."""
     first_epoch = gan.train_gan(GanConfig(**TINY, max_batches=3), mnist)  # one grid, never scored
     stop, on_event = stop_after(2)
-    stopped = gan.train_gan(GanConfig(**TINY), mnist, on_event=on_event, stop=stop)  # a user's Stop mid-epoch
+    stopped = gan.train_gan(GanConfig(**TINY), mnist, reporter=Reporter(on_event, stop))  # a user's Stop mid-epoch
     before_start = threading.Event()
     before_start.set()
-    zero = gan.train_gan(GanConfig(**TINY), mnist, stop=before_start)  # stopped before its first batch
+    zero = gan.train_gan(GanConfig(**TINY), mnist, reporter=Reporter(stop=before_start))  # stopped before a batch
     assert len(first_epoch.grids) == 1 and not any("frechet" in e for e in first_epoch.epochs)
     assert stopped.status == "stopped" and len(stopped.grids) == 1
     assert zero.status == "stopped" and not zero.grids and not zero.steps

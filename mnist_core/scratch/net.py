@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -240,32 +239,13 @@ class TrainResult:
         return self.history[-1]["test_accuracy"] if self.history else None
 
 
-class _AskedFlag:
-    """should_stop() seen as a stop flag."""
-
-    def __init__(self, should_stop: Callable[[], bool]):
-        self.is_set = should_stop
-
-
-def _compat_reporter(on_event: Callable[[dict], None] | None, should_stop: Callable[[], bool] | None) -> Reporter:
-    """The older keywords: on_event({"kind": "batch"|"epoch", ...}) and should_stop()."""
-    def send(name: str, data: dict) -> None:
-        if on_event is not None and name in ("batch", "epoch"):
-            on_event({"kind": name, **data})
-    return Reporter(send, _AskedFlag(should_stop) if should_stop is not None else None)
-
-
 def train(net: Net, data: Arrays, settings: TrainSettings, reporter: Reporter = NULL_REPORTER,
-          report_every: int = 50, *, on_event: Callable[[dict], None] | None = None,
-          should_stop: Callable[[], bool] | None = None) -> TrainResult:
+          report_every: int = 50) -> TrainResult:
     """Mini-batch training, reporting "batch" (every report_every steps), "epoch", "stage" and "progress"
-    events; reporter.stop is checked before each batch. on_event({"kind": ...}) and should_stop() are the
-    older way to ask for the same (kept while pages still call it so).
+    events; reporter.stop is checked before each batch.
 
     A stopped run keeps what it learned and still measures the test set, so the net can be used.
     """
-    if on_event is not None or should_stop is not None:
-        reporter = _compat_reporter(on_event, should_stop)
     n_train = len(data.train_x) if settings.train_subset is None else min(settings.train_subset, len(data.train_x))
     settings.validate(n_train)
     optimizer = make_optimizer(settings.optimizer, net.params, settings.lr, settings.momentum)
