@@ -46,6 +46,7 @@ log = logging.getLogger("mnist_core.runner")
 BACKENDS = ("processes", "threads", "ray")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RAY_CONNECT_SECONDS = 10.0  # an unreachable Ray address fails within this, never hangs
+RAY_START_SECONDS = 120.0  # starting a local Ray (no address) may take this long on a busy machine
 WORKER_NICE = 10  # pool workers yield the CPU to the web server's threads
 POLL_SECONDS = 0.1  # how often the time limit and Ray jobs' events are looked at
 ENDED_KEPT_PER_OWNER = 5  # ended jobs remembered per owner (the newest), so a long-lived server stays small
@@ -274,7 +275,7 @@ class _ThreadBackend:
             thread.join(max(0.0, deadline - time.time()))
 
 
-def _worker_main(task_fd: int, event_fd: int, threads: int) -> None:
+def _worker_main(task_fd: int, event_fd: int, threads: int, nice: int = WORKER_NICE) -> None:
     """A pool worker: import torch once, then run jobs one after another until told to stop.
 
     A listener thread reads the server's messages: a job (queued for the main thread, which runs it) or a
@@ -284,7 +285,8 @@ def _worker_main(task_fd: int, event_fd: int, threads: int) -> None:
     events = multiprocessing.connection.Connection(event_fd, readable=False)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the server's to handle; it ends the pool
     try:  # pages first: a visitor's click should not wait behind a training batch (torch's threads inherit this)
-        os.nice(WORKER_NICE)
+        if nice:
+            os.nice(nice)
     except OSError:
         pass
     try:
@@ -332,11 +334,11 @@ class _Worker:
     """One worker process and its two pipes. A plain subprocess, not multiprocessing's spawn: spawn re-runs
     the parent's __main__ in the child, and under `streamlit run` that is the app itself."""
 
-    def __init__(self, threads: int):
+    def __init__(self, threads: int, nice: int):
         task_r, task_w = os.pipe()
         event_r, event_w = os.pipe()
         path = os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")) if p)
-        code = f"from mnist_core.runner import _worker_main; _worker_main({task_r}, {event_w}, {threads})"
+        code = f"from mnist_core.runner import _worker_main; _worker_main({task_r}, {event_w}, {threads}, {nice})"
         try:
             self.process = subprocess.Popen([sys.executable, "-c", code], pass_fds=(task_r, event_w),
                                             env=dict(os.environ, PYTHONPATH=path), stdin=subprocess.DEVNULL)
@@ -367,13 +369,14 @@ class _ProcessBackend:
 
     name = "processes"
 
-    def __init__(self, on_event, on_end, workers: int):
+    def __init__(self, on_event, on_end, workers: int, nice: int = WORKER_NICE):
         self._on_event, self._on_end = on_event, on_end
+        self._nice = nice
         # Each worker gets an equal share of the cores, so jobs side by side do not thrash.
         self._threads = max(1, (os.cpu_count() or 1) // workers)
         self._lock = threading.Lock()
         self._closed = False
-        self._workers = [_Worker(self._threads) for _ in range(workers)]
+        self._workers = [_Worker(self._threads, nice) for _ in range(workers)]
         self._collector = threading.Thread(target=self._collect, name="runner-collector", daemon=True)
         self._collector.start()
 
@@ -439,7 +442,7 @@ class _ProcessBackend:
             if self._closed or worker not in self._workers:
                 return
             job, worker.job = worker.job, None
-            self._workers[self._workers.index(worker)] = _Worker(self._threads)
+            self._workers[self._workers.index(worker)] = _Worker(self._threads, self._nice)
         log.warning("worker pid %s ended (exit code %s)%s; a new worker replaces it", worker.process.pid, code,
                     f" while running job {job}" if job else "")
         if job is not None:
@@ -540,12 +543,12 @@ def connect_ray(address: str | None):
         raise RunnerError("the ray backend needs Ray installed: pip install -r requirements-cluster.txt") from None
     if ray.is_initialized():
         return ray
-    deadline = time.time() + RAY_CONNECT_SECONDS
+    # Reaching an address has a short limit; starting a local Ray is slow on a busy machine, not a hang.
+    limit = RAY_CONNECT_SECONDS if address else RAY_START_SECONDS
+    deadline = time.time() + limit
     where = f"the Ray cluster at {address!r} (MNIST_RAY_ADDRESS)" if address else "a new local Ray"
     if address and address != "auto":
-        host, _, port = address.rpartition(":")
-        if address.startswith("ray://"):
-            host, port = address[len("ray://"):].rpartition(":")[0], address.rpartition(":")[2]
+        host, _, port = address.removeprefix("ray://").rpartition(":")
         if not host or not port.isdigit():
             raise RunnerError(f"MNIST_RAY_ADDRESS={address!r} is not an address: it takes auto or host:port "
                               "(the address `ray start --head` prints)")
@@ -572,7 +575,10 @@ def connect_ray(address: str | None):
     if "error" in outcome:
         raise RunnerError(f"cannot connect to {where}: {outcome['error']}") from None
     if thread.is_alive() or not outcome:
-        raise RunnerError(f"{where} did not answer within {RAY_CONNECT_SECONDS:g} s; check that the cluster is up "
+        if not address:
+            raise RunnerError(f"a new local Ray did not start within {limit:g} s; start one with `ray start --head` "
+                              "and set MNIST_RAY_ADDRESS=auto")
+        raise RunnerError(f"{where} did not answer within {limit:g} s; check that the cluster is up "
                           "(`ray status`) and the address is the one `ray start --head` printed")
     return ray
 
@@ -677,11 +683,15 @@ def _kinds_registry() -> Mapping:
 
 
 class Runner:
-    """Every long job of every visitor, under the host's limits; thread-safe, one per server."""
+    """Every long job of every visitor, under the host's limits; thread-safe, one per server.
+
+    limits, backend, workers and ray_address default to the host settings; runs_dir to MNIST_RUNS_DIR at
+    each submit. on_event(job, name, data) sees every event in this process (the CLI's progress bar).
+    worker_nice: how far below the server's the pool workers' CPU priority is (0: the same)."""
 
     def __init__(self, limits: HostLimits | None = None, backend: str | None = None, workers: int | None = None,
                  runs_dir=None, ray_address: str | None = None, kinds: Mapping | None = None,
-                 on_event: Callable[[JobState, str, dict], None] | None = None):
+                 on_event: Callable[[JobState, str, dict], None] | None = None, worker_nice: int = WORKER_NICE):
         host = settings() if (limits is None or backend is None or workers is None or ray_address is None) else None
         self.limits = limits or HostLimits.from_env()
         self.backend = backend or host.backend
@@ -699,7 +709,7 @@ class Runner:
             self._backend = _ThreadBackend(self._event, self._end)
         elif self.backend == "processes":
             count = workers or (host.workers if host else None) or self.limits.max_jobs
-            self._backend = _ProcessBackend(self._event, self._end, count)
+            self._backend = _ProcessBackend(self._event, self._end, count, worker_nice)
         else:
             address = ray_address if ray_address is not None else (host.ray_address if host else None)
             self._backend = _RayBackend(self._event, self._end, address or None)
