@@ -158,7 +158,8 @@ def test_a_two_arm_comparison_of_a_few_batches_draws_both_arms(page, app_url):
     expect(page.get_by_text("2 runs: dropout off, dropout 0.25")).to_be_visible()
     page.get_by_role("button", name="Start comparison").click()
     # the default name is cmp-<dimension>-<date>-<time>, so two visitors never write over each other's runs
-    expect(page.get_by_text(re.compile(r"cmp-dropout-\S+ done: 2 of 2 runs finished"))).to_be_visible(timeout=90_000)
+    main = page.locator('[data-testid="stMain"]')  # the sidebar repeats the last job's status line
+    expect(main.get_by_text(re.compile(r"cmp-dropout-\S+ done: 2 of 2 runs finished"))).to_be_visible(timeout=90_000)
     curves = page.locator(".js-plotly-plot").first
     for arm in ("dropout off", "dropout 0.25"):
         expect(curves.locator(".legendtext", has_text=arm)).to_be_visible()
