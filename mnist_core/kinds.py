@@ -724,9 +724,7 @@ def kind(name: str) -> Kind:
 
 
 def work_function(kind_or_name: Kind | str) -> Callable:
-    """The work function of a kind, imported from its dotted path (works in any process)."""
-    import importlib
+    """The work function of a kind, imported from its dotted path as a worker imports it."""
+    from .runner import work_function as imported
 
-    path = (kind(kind_or_name) if isinstance(kind_or_name, str) else kind_or_name).work
-    module, _, attribute = path.partition(":")
-    return getattr(importlib.import_module(module), attribute)
+    return imported((kind(kind_or_name) if isinstance(kind_or_name, str) else kind_or_name).work)

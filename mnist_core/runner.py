@@ -87,20 +87,6 @@ class HostLimits:
         return cls(values.max_jobs, values.max_epochs, values.max_run_seconds, values.max_compare_runs,
                    values.max_queued)
 
-    def apply(self, config):
-        """A TrainConfig as this host runs it: refused over the epoch cap, time-capped when there is a cap.
-
-        (jobs.JobManager's call; the runner's kinds apply the same caps in their prepare step.)"""
-        import dataclasses
-
-        if self.max_epochs is not None and config.epochs > self.max_epochs:
-            raise JobRefused(f"this host allows at most {self.max_epochs} epochs per run; you asked for "
-                             f"{config.epochs}", limit="max_epochs")
-        if self.max_run_seconds is not None:
-            cap = min(config.max_seconds or self.max_run_seconds, self.max_run_seconds)
-            config = dataclasses.replace(config, max_seconds=cap)
-        return config
-
 
 @dataclass
 class JobSpec:
