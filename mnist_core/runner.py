@@ -362,12 +362,15 @@ class _ProcessBackend:
         self._threads = max(1, (os.cpu_count() or 1) // workers)
         self._lock = threading.Lock()
         self._closed = False
-        self._workers = [_Worker(self._threads, nice) for _ in range(workers)]
+        # Workers start with the first jobs that need them, not with the server: an idle worker holds
+        # torch and MNIST (170-300 MB) for a server that may never train.
+        self._size = workers
+        self._workers: list[_Worker] = []
         self._collector = threading.Thread(target=self._collect, name="runner-collector", daemon=True)
         self._collector.start()
 
     def capacity(self) -> int | None:
-        return len(self._workers)
+        return self._size
 
     def pids(self) -> list[int]:
         with self._lock:
@@ -376,6 +379,9 @@ class _ProcessBackend:
     def start(self, spec: JobSpec) -> None:
         with self._lock:
             idle = next((w for w in self._workers if w.job is None), None)
+            if idle is None and len(self._workers) < self._size:
+                idle = _Worker(self._threads, self._nice)
+                self._workers.append(idle)
             if idle is None:  # the runner never starts more jobs than workers; say so if it did
                 raise RuntimeError("no idle worker for a job the runner started")
             idle.job = spec.id
@@ -428,7 +434,7 @@ class _ProcessBackend:
             if self._closed or worker not in self._workers:
                 return
             job, worker.job = worker.job, None
-            self._workers[self._workers.index(worker)] = _Worker(self._threads, self._nice)
+            self._workers.remove(worker)  # the next job that needs a worker starts a new one
         log.warning("worker pid %s ended (exit code %s)%s; a new worker replaces it", worker.process.pid, code,
                     f" while running job {job}" if job else "")
         if job is not None:

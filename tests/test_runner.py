@@ -119,6 +119,18 @@ def test_a_worker_killed_mid_run_fails_its_job_plainly_and_the_next_job_runs(mak
     assert runner.running_count() == 0 and runner.live("alice") is None
 
 
+def test_the_worker_pool_starts_a_worker_only_when_a_job_needs_one_and_keeps_it_warm(runs):
+    runner = Runner(HostLimits(max_jobs=2), backend="processes", workers=2)
+    try:
+        assert runner.worker_pids() == []  # an idle server holds no torch-loaded worker
+        first = ended(runner, runner.submit("alice", "train", TINY, name="first"))
+        assert first.status == DONE and runner.worker_pids() == [first.pid]
+        second = ended(runner, runner.submit("alice", "train", TINY, name="second"))
+        assert second.status == DONE and second.pid == first.pid  # the warm worker takes the next job
+    finally:
+        runner.shutdown()
+
+
 @pytest.mark.parametrize("make_runner", BACKENDS, indirect=True)
 def test_the_runner_stops_a_job_at_the_hosts_time_limit_and_says_so(make_runner, runs):
     runner = make_runner(max_run_seconds=4.0)
