@@ -45,6 +45,8 @@ class HostSettings:
     ray_address: str | None = None  # "auto" or "host:port" of a Ray cluster; None: a local Ray when backend is ray
     max_compare_runs: int = 40  # training runs one comparison may hold (arms x seeds)
     max_queued: int = 20  # jobs that may wait for a free slot
+    owner_quota_mb: float | None = None  # disk one visitor's runs and drawings may use; None: no quota
+    owner_idle_hours: float | None = None  # a visitor's files are removed after this long unseen; None: kept
 
 
 def _whole(env: Mapping[str, str], name: str, meaning: str) -> int | None:
@@ -57,7 +59,7 @@ def _whole(env: Mapping[str, str], name: str, meaning: str) -> int | None:
     return int(raw)
 
 
-def _seconds(env: Mapping[str, str], name: str, meaning: str) -> float | None:
+def _positive(env: Mapping[str, str], name: str, meaning: str, unit: str = "a number") -> float | None:
     raw = env.get(name, "").strip()
     if not raw:
         return None
@@ -66,8 +68,8 @@ def _seconds(env: Mapping[str, str], name: str, meaning: str) -> float | None:
     except ValueError:
         value = math.nan
     if not math.isfinite(value) or value <= 0:
-        raise HostSettingError(f"{name}={env[name]!r} is not valid: it takes a number of seconds above 0 "
-                               f"({meaning}), or leave it unset for no cap")
+        raise HostSettingError(f"{name}={env[name]!r} is not valid: it takes {unit} above 0 ({meaning}), "
+                               "or leave it unset for no limit")
     return value
 
 
@@ -133,7 +135,7 @@ def settings(environ: Mapping[str, str] | None = None) -> HostSettings:
     return HostSettings(
         max_jobs=_whole(env, "MNIST_MAX_JOBS", "how many training jobs may run at once; unset means 1") or 1,
         max_epochs=_whole(env, "MNIST_MAX_EPOCHS", "the most epochs one run may ask for"),
-        max_run_seconds=_seconds(env, "MNIST_MAX_RUN_SECONDS", "the longest one run may train"),
+        max_run_seconds=_positive(env, "MNIST_MAX_RUN_SECONDS", "the longest one run may train", "a number of seconds"),
         hosted=is_hosted,
         folders=tuple(folders),
         backend=_choice(env, "MNIST_BACKEND", BACKENDS, "processes"),
@@ -142,6 +144,9 @@ def settings(environ: Mapping[str, str] | None = None) -> HostSettings:
         max_compare_runs=_whole(env, "MNIST_MAX_COMPARE_RUNS",
                                 "how many training runs one comparison may hold; unset means 40") or 40,
         max_queued=_whole(env, "MNIST_MAX_QUEUED", "how many jobs may wait for a free slot; unset means 20") or 20,
+        owner_quota_mb=_positive(env, "MNIST_OWNER_QUOTA_MB", "megabytes of runs and drawings one visitor may keep"),
+        owner_idle_hours=_positive(env, "MNIST_OWNER_IDLE_HOURS",
+                                   "hours after which an unseen visitor's runs and drawings are removed"),
     )
 
 
