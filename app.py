@@ -9,7 +9,7 @@ st.set_page_config(page_title="MNIST Lab", page_icon="🔢", layout="wide")
 from labui import errors, state  # noqa: E402
 from labui.images import upscale  # noqa: E402
 from labui.navigation import app_pages, page_files, page_label  # noqa: E402
-from labui.sidebar import sidebar  # noqa: E402
+from labui.sidebar import hosted_limits, sidebar  # noqa: E402
 from mnist_core import readiness  # noqa: E402
 from mnist_core.data import tile  # noqa: E402
 
@@ -64,6 +64,7 @@ def home() -> None:
         "network learned elsewhere, build your own layer by layer and take it home, and look inside, down to "
         "backpropagation itself."
     )
+    hosted_limits()
 
     st.subheader("Pages")
     page_list()

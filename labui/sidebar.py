@@ -10,7 +10,7 @@ from streamlit.errors import StreamlitAPIException
 from . import live, state
 from .navigation import page_label, use_app_navigation
 from mnist_core.kinds import kind
-from mnist_core.host import problem as host_problem
+from mnist_core.host import describe_limits, hosted, problem as host_problem
 
 
 def checkpoint_label(info) -> str:
@@ -24,7 +24,7 @@ def sidebar() -> None:
         st.error(f"This app cannot start: {problem}")
         st.stop()
     use_app_navigation()  # a shared link opened first in a fresh server gets the app's navigation too
-    state.umap_warm_up()  # so the first UMAP map a user asks for does not wait a minute for numba
+    state.umap_warm_up()  # so the first UMAP map a user asks for does not wait a minute for numba (not when hosted)
     infos, unreadable = state.checkpoints_and_unreadable()
     with st.sidebar:
         st.caption(f"Device: **{state.device_label()}**")
@@ -42,6 +42,16 @@ def sidebar() -> None:
                 for bad in unreadable:
                     st.caption(f"**{bad.name}** ({bad.source}): {bad.reason}")
         job_entry()
+
+
+def hosted_limits() -> None:
+    """What this hosted demo allows a visitor, from the same table as the README's (host.describe_limits);
+    nothing when the app is not hosted. The home page shows it."""
+    if not hosted():
+        return
+    with st.expander("This is a hosted demo: its limits"):
+        for row in describe_limits():
+            st.caption(f"**{row['bounds'][0].upper() + row['bounds'][1:]}**: {row['in force']} (`{row['setting']}`)")
 
 
 def job_entry() -> None:

@@ -51,9 +51,14 @@ def _cached_model(name: str, modified: float):
     return load(name, device=pick_device("auto"))
 
 
+def umap_warm_up() -> threading.Thread | None:
+    """Compile UMAP once per app process in the background; not in hosted mode (host.HOSTED_SWITCHES says why)."""
+    return _umap_warm_up_thread() if host_settings().umap_warm_up else None
+
+
 @st.cache_resource
-def umap_warm_up() -> threading.Thread:
-    """Compile UMAP once per app process, in the background, at the lowest CPU priority."""
+def _umap_warm_up_thread() -> threading.Thread:
+    """The warm-up thread, at the lowest CPU priority."""
     def work():
         time.sleep(10)  # let the first page finish loading first
         if hasattr(os, "setpriority"):

@@ -2,6 +2,9 @@
 
 The app and the CLI call settings() once at start: a bad value stops them with one line naming the
 variable and what it accepts, instead of a traceback on every page or a refusal that blames the user.
+
+MNIST_HOSTED=1 (a public demo) gives every cap the host left unset the value in HOSTED_LIMITS, and
+switches off downloads and the UMAP warm-up. `python -m mnist_core.host` prints the table of limits.
 """
 
 from __future__ import annotations
@@ -29,6 +32,52 @@ BACKENDS = {"processes": "a pool of worker processes, the default", "threads": "
             "ray": "a Ray cluster or a local Ray"}
 
 
+@dataclass(frozen=True)
+class HostedLimit:
+    """One cap of hosted mode: the value it takes when MNIST_HOSTED=1 and the host left it unset."""
+
+    variable: str
+    hosted: str  # the value hosted mode gives it when unset
+    local: str  # what unset means without hosted mode, in words
+    bounds: str
+    why: str
+
+
+# Sized for a 2-core host with 0.7-2.7 GB of memory (Streamlit Community Cloud's range) and a class of about
+# 30 visitors: a training job holds one core and 200-300 MB, so two at once leave a core for the pages.
+HOSTED_LIMITS = (
+    HostedLimit("MNIST_MAX_JOBS", "2", "1", "jobs (training, comparison, GAN, transfer, map) running at once",
+                "one per core of a 2-core host; each holds 200-300 MB"),
+    HostedLimit("MNIST_MAX_QUEUED", "10", "20", "jobs waiting for a free slot",
+                "a third of a class of 30; beyond that a visitor is told to come back rather than wait an hour"),
+    HostedLimit("MNIST_MAX_EPOCHS", "5", "no limit", "epochs one job may ask for (a GAN's, a transfer's and a "
+                "map's epoch are defined by the job: see the refusal)",
+                "the GAN page's default is 5 epochs; a CNN epoch is about a minute on one core"),
+    HostedLimit("MNIST_MAX_RUN_SECONDS", "300", "no limit", "seconds one job may run before it is stopped "
+                "(ended cleanly, what it learned kept)",
+                "5 minutes: with 2 slots and a queue of 10, the last in the queue waits at most about 25 minutes"),
+    HostedLimit("MNIST_MAX_COMPARE_RUNS", "10", "40", "training runs (arms x seeds) one comparison may hold",
+                "a comparison of 5 arms x 2 seeds; all of them share one job's time limit"),
+    HostedLimit("MNIST_MAX_PARALLEL", "1", "the machine's cores", "runs of one comparison trained at once",
+                "parallel runs take the cores the other visitors' jobs and pages need"),
+    HostedLimit("MNIST_MAX_MAP_POINTS", "10000", "70,000 (every digit)", "digits one PCA, t-SNE or UMAP map may use",
+                "t-SNE of 10,000 digits takes about 40 s on one core, UMAP about 12 s; 70,000 takes minutes and "
+                "sends 70,000 points to every browser that views it"),
+    HostedLimit("MNIST_OWNER_QUOTA_MB", "50", "no quota", "megabytes of runs and drawings one visitor may keep",
+                "a CNN checkpoint is 1-5 MB, so about ten runs each; 30 visitors stay under 1.5 GB of disk"),
+    HostedLimit("MNIST_OWNER_IDLE_HOURS", "24", "kept", "hours after which an unseen visitor's runs and drawings "
+                "are removed", "a class's work survives the day, and the disk does not fill over weeks"),
+)
+HOSTED_DEFAULTS = {limit.variable: limit.hosted for limit in HOSTED_LIMITS}
+HOSTED_SWITCHES = (  # (what, why): off in hosted mode, on locally; MNIST_HOSTED alone decides them
+    ("Downloads (pretrained backbone weights on the Transfer page)",
+     "a visitor could start a 528 MB download into the server's disk and memory"),
+    ("UMAP warm-up (numba compiles UMAP in the background at start)",
+     "it costs about 400 MB and a minute of a core at start, for a map a visitor may never ask for; "
+     "the first UMAP map waits for the compile instead"),
+)
+
+
 class HostSettingError(ValueError):
     """An MNIST_* variable whose value cannot work, named with what it accepts."""
 
@@ -47,6 +96,18 @@ class HostSettings:
     max_queued: int = 20  # jobs that may wait for a free slot
     owner_quota_mb: float | None = None  # disk one visitor's runs and drawings may use; None: no quota
     owner_idle_hours: float | None = None  # a visitor's files are removed after this long unseen; None: kept
+    max_parallel: int | None = None  # runs of one comparison trained at once; None: as many as asked
+    max_map_points: int | None = None  # digits one map may use; None: every digit
+
+    @property
+    def downloads(self) -> bool:
+        """Whether a visitor may start a download (off in hosted mode)."""
+        return not self.hosted
+
+    @property
+    def umap_warm_up(self) -> bool:
+        """Whether UMAP is compiled in the background at start (off in hosted mode)."""
+        return not self.hosted
 
 
 def _whole(env: Mapping[str, str], name: str, meaning: str) -> int | None:
@@ -125,6 +186,8 @@ def settings(environ: Mapping[str, str] | None = None) -> HostSettings:
     """Every MNIST_* setting, checked; raises HostSettingError for the first bad one."""
     env = os.environ if environ is None else environ
     is_hosted = hosted(env)
+    if is_hosted:  # the host's own value wins; only unset (or blank) caps take the hosted one
+        env = {**env, **{name: value for name, value in HOSTED_DEFAULTS.items() if not env.get(name, "").strip()}}
     folders = []
     for name, meaning in FOLDERS.items():
         if (path := _folder(env, name, meaning, must_exist=False)) is not None:
@@ -147,7 +210,35 @@ def settings(environ: Mapping[str, str] | None = None) -> HostSettings:
         owner_quota_mb=_positive(env, "MNIST_OWNER_QUOTA_MB", "megabytes of runs and drawings one visitor may keep"),
         owner_idle_hours=_positive(env, "MNIST_OWNER_IDLE_HOURS",
                                    "hours after which an unseen visitor's runs and drawings are removed"),
+        max_parallel=_whole(env, "MNIST_MAX_PARALLEL", "how many runs of one comparison train at once"),
+        max_map_points=_whole(env, "MNIST_MAX_MAP_POINTS", "how many digits one map may use"),
     )
+
+
+def describe_limits(environ: Mapping[str, str] | None = None) -> list[dict[str, str]]:
+    """Every limit hosted mode sets, with the value in force here: the rows of the README's table and of the
+    app's "hosted demo" expander. Raises HostSettingError as settings() does."""
+    env = os.environ if environ is None else environ
+    current = settings(env)
+    rows = []
+    for limit in HOSTED_LIMITS:
+        own = env.get(limit.variable, "").strip()
+        value = own or (limit.hosted if current.hosted else limit.local)
+        rows.append({"setting": limit.variable, "in force": value, "local default": limit.local,
+                     "hosted default": limit.hosted, "bounds": limit.bounds, "why": limit.why})
+    for what, why in HOSTED_SWITCHES:
+        rows.append({"setting": "MNIST_HOSTED", "in force": "off" if current.hosted else "on", "local default": "on",
+                     "hosted default": "off", "bounds": what, "why": why})
+    return rows
+
+
+def limits_table(environ: Mapping[str, str] | None = None) -> str:
+    """describe_limits() as a Markdown table (setting, local default, hosted default, what it bounds, why)."""
+    lines = ["| Setting | Local default | Hosted default | What it bounds | Why this value |", "|---|---|---|---|---|"]
+    for row in describe_limits(environ):
+        lines.append(f"| `{row['setting']}` | {row['local default']} | {row['hosted default']} | {row['bounds']} "
+                     f"| {row['why']} |")
+    return "\n".join(lines)
 
 
 def problem(environ: Mapping[str, str] | None = None) -> str | None:
@@ -157,3 +248,7 @@ def problem(environ: Mapping[str, str] | None = None) -> str | None:
     except HostSettingError as exc:
         return str(exc)
     return None
+
+
+if __name__ == "__main__":  # python -m mnist_core.host: the hosted-mode table, for the README or a host
+    print(limits_table())

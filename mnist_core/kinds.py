@@ -263,6 +263,8 @@ def prepare_compare(config: dict, limits) -> dict:
     parallel = config.get("parallel", 1)
     if not isinstance(parallel, int) or parallel < 1:
         raise CompareError(f"parallel runs must be at least 1 (got {parallel})")
+    if getattr(limits, "max_parallel", None) is not None:  # capped, not refused: the runs are the same, only slower
+        parallel = min(parallel, limits.max_parallel)
     arms = build_arms(base, dimension, config.get("values"), **(config.get("options") or {}))
     prepared = {"base": base.to_dict(), "dimension": dimension, "values": config.get("values"),
                 "options": dict(config.get("options") or {}), "seeds": list(seeds), "parallel": parallel,
@@ -569,6 +571,10 @@ def prepare_embed(config: dict, limits) -> dict:
 
     spec = _embed_spec(config)
     spec.validate()
+    cap = getattr(limits, "max_map_points", None)
+    if cap is not None and spec.points > cap:
+        raise refuse(f"this host maps at most {cap:,} digits at once (MNIST_MAX_MAP_POINTS); you asked for "
+                     f"{spec.points:,}: choose {cap:,} or fewer", "max_map_points")
     epoch_cap(limits, math.ceil(spec.points / 10_000), EMBED_EPOCH)
     if spec.source != "pixels":
         find(spec.source)  # CheckpointError (a ValueError) names a source that is not there

@@ -10,6 +10,7 @@ from labui import live, state  # noqa: E402
 from labui.images import map_grid, upscale  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
 from labui.transfer_charts import transfer_curves  # noqa: E402
+from mnist_core.host import settings as host_settings  # noqa: E402
 from mnist_core.saliency import feature_maps  # noqa: E402
 from mnist_core.reporter import DONE  # noqa: E402
 from mnist_core.transfer import (  # noqa: E402
@@ -42,6 +43,11 @@ def pick_backbone() -> Backbone | None:
         return backbone_for(name)
     except BackboneUnavailable as exc:
         st.error(str(exc))
+    if not host_settings().downloads:
+        st.info("Downloads are off in this hosted demo (MNIST_HOSTED=1): a visitor could otherwise start a "
+                "download of up to 528 MB onto the server. Choose a backbone that loads, such as the Fashion-MNIST "
+                "CNN; the host can add these weights to the torch hub cache.")
+        return None
     if st.button("Try to download the ImageNet weights (needs internet)", key=key("download")):
         with st.spinner("Downloading (gives up after 15 s without an answer)..."):
             try:

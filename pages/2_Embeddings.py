@@ -11,6 +11,7 @@ st.set_page_config(page_title="Embeddings · MNIST Lab", page_icon="🔢", layou
 from labui import live, state  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
 from mnist_core import embed  # noqa: E402
+from mnist_core.host import settings as host_settings  # noqa: E402
 from labui.images import upscale  # noqa: E402
 from mnist_core.data import tile  # noqa: E402
 from mnist_core.reporter import DONE, FAILED  # noqa: E402
@@ -33,8 +34,11 @@ def settings() -> embed.EmbedSpec:
     source = c2.selectbox("Input", sources, key="emb.source",
                           help="Raw pixels, or the features a checkpoint computes just before its last layer: "
                                "how a trained network separates digits that overlap in pixel space.")
-    points = c3.number_input("Digits (stratified by class)", embed.MIN_POINTS, embed.MAX_POINTS, d.points, step=1000,
-                             key="emb.points", help="Drawn from all 70,000 (training + test) in class proportions.")
+    cap = host_settings().max_map_points  # the host's MNIST_MAX_MAP_POINTS (hosted mode: 10,000)
+    most = max(embed.MIN_POINTS, min(embed.MAX_POINTS, cap or embed.MAX_POINTS))
+    points = c3.number_input("Digits (stratified by class)", embed.MIN_POINTS, most, min(d.points, most), step=1000,
+                             key="emb.points", help="Drawn from all 70,000 (training + test) in class proportions."
+                             + (f" This host maps at most {cap:,} (MNIST_MAX_MAP_POINTS)." if cap else ""))
     seed = c4.number_input("Seed", 0, 10_000, d.seed, key="emb.seed", help="Fixes the subset and the layout.")
     p1, p2, _ = st.columns([1, 1, 2])
     values = dict(method=method, points=int(points), seed=int(seed), source="pixels" if source == PIXELS else source)

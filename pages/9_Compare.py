@@ -21,6 +21,7 @@ from mnist_core.compare import (  # noqa: E402
     plan,
     summary_rows,
 )
+from mnist_core.host import settings as host_settings  # noqa: E402
 from mnist_core.models import REGISTRY, ModelError  # noqa: E402
 from mnist_core.presets import PRESETS, preset  # noqa: E402
 from mnist_core.train import OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig  # noqa: E402
@@ -120,10 +121,14 @@ def run_controls() -> tuple[list[int], int]:
     repeats = int(c1.number_input("Seeds per arm", 1, 10, value=1, key=key("seeds"),
                                   help="Each arm runs once per seed (0, 1, 2, ...); the table shows mean and spread."))
     cores = os.cpu_count() or 1
-    parallel = int(c2.number_input("Runs in parallel", 1, max(1, cores), value=1, key=key("parallel"),
+    cap = host_settings().max_parallel  # the host's MNIST_MAX_PARALLEL (hosted mode: 1)
+    most = max(1, min(cores, cap or cores))
+    parallel = int(c2.number_input("Runs in parallel", 1, most, value=1, key=key("parallel"),
                                    help=f"Worker processes; this machine has {cores} cores"
                                         f"{' and a GPU' if state.device_label().startswith('GPU') else ''}. "
-                                        "Parallel runs share them, so one at a time is right for a small CPU."))
+                                        "Parallel runs share them, so one at a time is right for a small CPU."
+                                        + (f" This host trains at most {cap} at once (MNIST_MAX_PARALLEL)."
+                                           if cap else "")))
     return list(range(repeats)), parallel
 
 
