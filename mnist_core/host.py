@@ -44,27 +44,29 @@ class HostedLimit:
 
 
 # Sized for a 2-core host with 0.7-2.7 GB of memory (Streamlit Community Cloud's range) and a class of about
-# 30 visitors: a training job holds one core and 200-300 MB, so two at once leave a core for the pages.
+# 30 visitors. Figures from benchmarks/results/ (footprint, time_to_99, embeddings), CPU torch on 2 cores.
 HOSTED_LIMITS = (
     HostedLimit("MNIST_MAX_JOBS", "2", "1", "jobs (training, comparison, GAN, transfer, map) running at once",
-                "one per core of a 2-core host; each holds 200-300 MB"),
+                "one per core of a 2-core host; a job's worker holds 170-300 MB, so the app (450-900 MB) and two "
+                "workers fit in 1.5 GB"),
     HostedLimit("MNIST_MAX_QUEUED", "10", "20", "jobs waiting for a free slot",
                 "a third of a class of 30; beyond that a visitor is told to come back rather than wait an hour"),
     HostedLimit("MNIST_MAX_EPOCHS", "5", "no limit", "epochs one job may ask for (a GAN's, a transfer's and a "
                 "map's epoch are defined by the job: see the refusal)",
-                "the GAN page's default is 5 epochs; a CNN epoch is about a minute on one core"),
+                "an epoch of the fast CNN takes 17-25 s on 2 cores; 5 is the GAN page's default"),
     HostedLimit("MNIST_MAX_RUN_SECONDS", "300", "no limit", "seconds one job may run before it is stopped "
                 "(ended cleanly, what it learned kept)",
                 "5 minutes: with 2 slots and a queue of 10, the last in the queue waits at most about 25 minutes"),
     HostedLimit("MNIST_MAX_COMPARE_RUNS", "10", "40", "training runs (arms x seeds) one comparison may hold",
-                "a comparison of 5 arms x 2 seeds; all of them share one job's time limit"),
+                "5 arms x 2 seeds of a one-epoch run (17-25 s each) fit in the 300 s one job may run"),
     HostedLimit("MNIST_MAX_PARALLEL", "1", "the machine's cores", "runs of one comparison trained at once",
                 "parallel runs take the cores the other visitors' jobs and pages need"),
     HostedLimit("MNIST_MAX_MAP_POINTS", "10000", "70,000 (every digit)", "digits one PCA, t-SNE or UMAP map may use",
-                "t-SNE of 10,000 digits takes about 40 s on one core, UMAP about 12 s; 70,000 takes minutes and "
-                "sends 70,000 points to every browser that views it"),
+                "UMAP of 10,000 digits takes 13 s, of 70,000 53 s, t-SNE of 70,000 120 s; every browser that views "
+                "a map receives all its points"),
     HostedLimit("MNIST_OWNER_QUOTA_MB", "50", "no quota", "megabytes of runs and drawings one visitor may keep",
-                "a CNN checkpoint is 1-5 MB, so about ten runs each; 30 visitors stay under 1.5 GB of disk"),
+                "a checkpoint is 0.07-5 MB (the shipped ones), so ten runs or more each; 30 visitors stay under "
+                "1.5 GB of disk"),
     HostedLimit("MNIST_OWNER_IDLE_HOURS", "24", "kept", "hours after which an unseen visitor's runs and drawings "
                 "are removed", "a class's work survives the day, and the disk does not fill over weeks"),
 )
@@ -73,8 +75,8 @@ HOSTED_SWITCHES = (  # (what, why): off in hosted mode, on locally; MNIST_HOSTED
     ("Downloads (pretrained backbone weights on the Transfer page)",
      "a visitor could start a 528 MB download into the server's disk and memory"),
     ("UMAP warm-up (numba compiles UMAP in the background at start)",
-     "it costs about 400 MB and a minute of a core at start, for a map a visitor may never ask for; "
-     "the first UMAP map waits for the compile instead"),
+     "it holds about 150 MB (numba, llvmlite, scikit-learn) and a core for 48 s at start, for a map a visitor "
+     "may never ask for; the first UMAP map waits for the compile instead"),
 )
 
 
