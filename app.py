@@ -97,4 +97,11 @@ def home() -> None:
 errors.apply_error_details()
 ready()  # the first run in this server process checks and logs; later runs find the answer cached
 page = st.navigation(app_pages(home))
-errors.run_guarded(page.title, page.run)  # every page's unexpected error: a plain message and a log line
+
+
+def run_page() -> None:
+    state.use_owner()  # hosted: this browser's own runs and drawings for the whole page run (the sidebar again)
+    page.run()
+
+
+errors.run_guarded(page.title, run_page)  # every page's unexpected error: a plain message and a log line

@@ -23,6 +23,7 @@ def sidebar() -> None:
     if (problem := host_problem()) is not None:  # bad MNIST_* settings: one line, not a traceback on every page
         st.error(f"This app cannot start: {problem}")
         st.stop()
+    state.use_owner()  # hosted: this browser's own runs and drawings (app.py sets it too; a page run alone needs it)
     use_app_navigation()  # a shared link opened first in a fresh server gets the app's navigation too
     state.umap_warm_up()  # so the first UMAP map a user asks for does not wait a minute for numba (not when hosted)
     infos, unreadable = state.checkpoints_and_unreadable()

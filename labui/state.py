@@ -6,6 +6,7 @@ import hashlib
 import os
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import streamlit as st
@@ -13,7 +14,9 @@ import torch
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from mnist_core import evaluation
-from mnist_core.checkpoints import SHIPPED_DIR, CheckpointInfo, UnreadableCheckpoint, list_checkpoints, load, runs_dir, scan
+from mnist_core import owners
+from mnist_core.checkpoints import (SHIPPED_DIR, CheckpointInfo, UnreadableCheckpoint, list_checkpoints, load, scan,
+                                    shared_runs_dir)
 from mnist_core.data import DeviceData, load_mnist, pick_device
 from mnist_core.embed import Embedding, all_labels, cache_dir, file_digest, load_cached, shipped_cache_dir, warm_up
 from mnist_core.host import settings as host_settings
@@ -47,8 +50,9 @@ def runner() -> Runner:
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
-def _cached_model(name: str, modified: float):
-    return load(name, device=pick_device("auto"))
+def _cached_model(weights_path: str, source: str, name: str, modified: float):
+    """Keyed by the file, not the name: two visitors' runs may share a name (hosted mode)."""
+    return load(name, device=pick_device("auto"), directories={source: Path(weights_path).parent})
 
 
 def umap_warm_up() -> threading.Thread | None:
@@ -143,12 +147,12 @@ def test_predictions(info: CheckpointInfo, progress=None) -> np.ndarray:
     test = device_data().test
 
     def score():
-        for folder in (runs_dir() / PREDICTIONS, SHIPPED_DIR / PREDICTIONS):
+        for folder in (shared_runs_dir() / PREDICTIONS, SHIPPED_DIR / PREDICTIONS):  # server-wide, by weights digest
             if (found := evaluation.stored_probabilities(folder, version, len(test))) is not None:
                 return found
         model, _ = load_checkpoint(info)
         probs = evaluation.test_probabilities(model, test, progress=progress)
-        evaluation.store_probabilities(runs_dir() / PREDICTIONS, version, probs)
+        evaluation.store_probabilities(shared_runs_dir() / PREDICTIONS, version, probs)
         return probs
 
     return _predictions_memory().get_or_compute(version, score)
@@ -156,7 +160,7 @@ def test_predictions(info: CheckpointInfo, progress=None) -> np.ndarray:
 
 def load_checkpoint(info: CheckpointInfo):
     """(model, meta), loaded once per checkpoint version."""
-    return _cached_model(info.name, info.weights_path.stat().st_mtime)
+    return _cached_model(str(info.weights_path), info.source, info.name, info.weights_path.stat().st_mtime)
 
 
 def session_id() -> str:
@@ -170,6 +174,25 @@ def session_id() -> str:
         return "browser-" + hashlib.sha256(_unmasked_token(cookie)).hexdigest()[:16]
     ctx = get_script_run_ctx()
     return ctx.session_id if ctx else "no-session"
+
+
+def owner() -> str:
+    """This browser's owner id (hosted mode keeps its runs and drawings in a folder of that name)."""
+    return owners.key(session_id())
+
+
+def use_owner() -> None:
+    """Make this browser's own folder the one runs and drawings are read from and saved to, for the rest of
+    this script run (hosted mode; locally the shared folder stays), mark the browser as seen, and now and then
+    remove the files of visitors unseen past MNIST_OWNER_IDLE_HOURS.
+
+    The sweep runs lazily here rather than on a timer thread: files only grow while visitors use the app, so
+    a sweep when one arrives is soon enough, and a server nobody visits spends nothing on it."""
+    me = owner()
+    owners.use(me)
+    if owners.current() is not None:
+        owners.touch(me)
+        owners.sweep(runner().live_owners())
 
 
 def _unmasked_token(cookie: str) -> bytes:

@@ -36,7 +36,7 @@ import safetensors.torch
 import torch
 import torch.nn as nn
 
-from . import __version__
+from . import __version__, owners
 from .models import REGISTRY, build_model, describe
 from .probes import ProbeRecord, load_record, save_record
 from .train import RunResult, TrainConfig
@@ -61,8 +61,16 @@ class CheckpointExistsError(CheckpointError):
     """A save would replace an existing run, and replacing was not asked for."""
 
 
-def runs_dir() -> Path:
+def shared_runs_dir() -> Path:
+    """The server's one runs folder (MNIST_RUNS_DIR or ./runs): every run locally; in hosted mode the visitors'
+    folders (owners/) and the server-wide caches (maps, predictions, features), which are alike for all."""
     return Path(os.environ.get(RUNS_ENV) or PROJECT_ROOT / "runs")
+
+
+def runs_dir() -> Path:
+    """Where runs are saved, listed, renamed and deleted: in hosted mode the current visitor's own folder
+    (owners.use), else the shared folder."""
+    return owners.current() or shared_runs_dir()
 
 
 # ---------------------------------------------------------------- names

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from . import owners
 from .checkpoints import MAX_NAME, atomic_write, runs_dir, validate_name
 from .drawing import SIZE
 
@@ -36,6 +37,10 @@ class DrawingSetError(ValueError):
 
 
 def drawings_dir() -> Path:
+    """$MNIST_DRAWINGS_DIR, else runs/drawings. In hosted mode always the visitor's own folder's drawings/:
+    a visitor's drawings are theirs alone, and MNIST_DRAWINGS_DIR is for a single user's (or the CLI's) set."""
+    if (own := owners.current()) is not None:
+        return own / "drawings"
     return Path(os.environ.get(ENV_DIR) or runs_dir() / "drawings")
 
 
@@ -63,13 +68,18 @@ def _read_index(directory: Path) -> tuple[dict[str, int], list[str]]:
 
 
 def save_drawing(pixels: np.ndarray, label: int, directory: Path | None = None) -> str:
-    """Store one processed drawing, its label in its name; returns its file name. Safe to call concurrently."""
+    """Store one processed drawing, its label in its name; returns its file name. Safe to call concurrently.
+
+    Raises owners.QuotaExceeded when the visitor's own folder (hosted mode) is full."""
+    own_folder = directory is None
     directory = directory or drawings_dir()
     if isinstance(label, bool) or not isinstance(label, (int, np.integer)) or not 0 <= int(label) <= 9:
         raise DrawingSetError(f"the label must be a digit 0-9 (got {label!r})")
     pixels = np.asarray(pixels)
     if pixels.shape != (SIZE, SIZE) or not np.isfinite(pixels).all():
         raise DrawingSetError(f"a drawing must be a finite {SIZE}x{SIZE} image (got shape {pixels.shape})")
+    if own_folder:
+        owners.check_current_quota()  # hosted: a visitor at MNIST_OWNER_QUOTA_MB saves no more
     directory.mkdir(parents=True, exist_ok=True)
     name = f"{int(label)}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:12]}.png"
     image = Image.fromarray((np.clip(pixels, 0, 1) * 255).round().astype(np.uint8), mode="L")

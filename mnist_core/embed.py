@@ -21,7 +21,7 @@ import safetensors.numpy
 import torch
 import torch.nn as nn
 
-from .checkpoints import SHIPPED_DIR, atomic_write, runs_dir
+from .checkpoints import SHIPPED_DIR, atomic_write, shared_runs_dir
 from .data import Mnist
 from .reporter import NULL_REPORTER, Reporter
 
@@ -321,7 +321,7 @@ def knn_separation(coords: np.ndarray, labels: np.ndarray, k: int = 10) -> Separ
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("MNIST_CACHE_DIR") or runs_dir() / "embeddings")
+    return Path(os.environ.get("MNIST_CACHE_DIR") or shared_runs_dir() / "embeddings")  # server-wide: alike for every visitor
 
 
 def file_digest(path: Path) -> str:

@@ -427,7 +427,7 @@ class GanView:
             self.epochs.append({k: v for k, v in data.items() if k != "grid"})
 
 
-_judges: dict[str, object] = {}
+_judges: dict[str, object] = {}  # weights file -> judge
 
 
 def gan_judge(name: str | None = None):
@@ -437,11 +437,14 @@ def gan_judge(name: str | None = None):
     from .gan import Judge
     from .gan_cli import best_shipped_classifier
 
+    from .checkpoints import find
+
     name = name or best_shipped_classifier()
+    path = str(find(name).weights_path)  # by file, not name: two visitors' runs may share a name (hosted mode)
     with _cache_lock:
-        if name not in _judges:
-            _judges[name] = Judge(load(name)[0], load_mnist())
-        return _judges[name]
+        if path not in _judges:
+            _judges[path] = Judge(load(name)[0], load_mnist())
+        return _judges[path]
 
 
 def work_gan(spec, reporter: Reporter) -> dict:

@@ -38,7 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
-from .host import settings
+from . import owners
+from .host import hosted, settings
 from .reporter import DONE, ENDED, FAILED, QUEUED, RUNNING, STOPPED, Reporter
 
 log = logging.getLogger("mnist_core.runner")
@@ -205,7 +206,8 @@ def execute(spec: JobSpec, send: Callable[[str, dict], None], stop, in_worker: b
         if in_worker:
             _apply_env(spec.env)
         send("worker", {"pid": os.getpid(), "host": socket.gethostname()})
-        result = work_function(spec.work)(spec, Reporter(send, stop))
+        with owners.use_folder(spec.runs_dir):  # hosted: the job saves into, and reads drawings from, its owner's folder
+            result = work_function(spec.work)(spec, Reporter(send, stop))
     except Exception as exc:  # noqa: BLE001 - whatever happens, the job ends and says why
         log.exception("job %s (%s) raised", spec.id, spec.kind)
         return {"status": FAILED, "message": f"{type(exc).__name__}: {exc}"}
@@ -730,6 +732,11 @@ class Runner:
         with self._lock:
             return self._live(owner)
 
+    def live_owners(self) -> set[str]:
+        """The owners with a queued or running job (their files are never cleaned up meanwhile)."""
+        with self._lock:
+            return {job.owner for job in self._jobs.values() if job.running}
+
     def running_count(self) -> int:
         with self._lock:
             return self._running()
@@ -756,13 +763,22 @@ class Runner:
         or the kind's own error for a bad config or name (nothing runs then)."""
         spec_kind = self._kind(kind)
         try:
-            config = spec_kind.prepare(dict(config), self.limits)
+            if hosted():  # each visitor's jobs save into (and fine-tune from) the visitor's own folder
+                owner_id = owners.key(owner)
+                try:
+                    owners.check_quota(owner_id, self.runs_dir)
+                except owners.QuotaExceeded as exc:
+                    raise JobRefused(str(exc), limit="owner_quota_mb") from None
+                runs_dir = str(owners.folder(owner_id, self.runs_dir).resolve())
+            else:
+                runs_dir = str(Path(self.runs_dir or _default_runs_dir()).resolve())  # workers may start elsewhere
+            with owners.use_folder(runs_dir):  # the config is checked against the owner's drawings and runs
+                config = spec_kind.prepare(dict(config), self.limits)
             runs = spec_kind.runs(config)
             if runs > self.limits.max_compare_runs:
                 raise JobRefused(f"this host runs at most {self.limits.max_compare_runs} training runs in one "
                                  f"{spec_kind.label} (MNIST_MAX_COMPARE_RUNS); this one asks for {runs}: use fewer "
                                  "values or seeds", limit="max_compare_runs")
-            runs_dir = str(Path(self.runs_dir or _default_runs_dir()).resolve())  # workers may start elsewhere
             settle = getattr(spec_kind, "settle_name", None)
             if settle is not None:
                 name = settle(config, name, overwrite, runs_dir)

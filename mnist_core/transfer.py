@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoints import SHIPPED_DIR, atomic_write, runs_dir
+from .checkpoints import SHIPPED_DIR, atomic_write, shared_runs_dir
 from .data import Mnist, balanced_order, pick_device
 from .models import build_model
 from .reporter import NULL_REPORTER, Reporter
@@ -286,7 +286,7 @@ def _digest(path: Path) -> str:
 
 def features_dir() -> Path:
     base = os.environ.get("MNIST_CACHE_DIR")
-    return Path(base) / "features" if base else runs_dir() / "features"
+    return Path(base) / "features" if base else shared_runs_dir() / "features"  # server-wide: alike for every visitor
 
 
 @dataclass

@@ -16,6 +16,7 @@ from mnist_core.data import PIXEL_MEAN, PIXEL_STD, tile  # noqa: E402
 from mnist_core.drawing import UNSURE_ENTROPY_BITS, UNSURE_TOP_PROBABILITY, predict, predict_all, preprocess, \
     score, score_groups, screen_all, to_input  # noqa: E402
 from mnist_core.drawings import DrawingSetError, fine_tune_name, load_drawings, save_drawing  # noqa: E402
+from mnist_core.owners import QuotaExceeded  # noqa: E402
 from mnist_core.runner import JobRefused  # noqa: E402
 from mnist_core.saliency import explain, feature_maps  # noqa: E402
 from mnist_core.strokes import style_test_split  # noqa: E402
@@ -115,7 +116,7 @@ def store(pixels: np.ndarray, label: int) -> None:
     try:
         saved[key] = save_drawing(pixels, int(label))
         st.success(f"Saved as {saved[key]}, labelled {int(label)}.")
-    except (DrawingSetError, OSError) as exc:
+    except (DrawingSetError, QuotaExceeded, OSError) as exc:  # QuotaExceeded: hosted, the visitor's folder is full
         st.error(f"Could not save the drawing: {exc}")
 
 

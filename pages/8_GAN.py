@@ -31,7 +31,8 @@ METRICS_HELP = {
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
-def cached_gan(source: str, name: str, modified: float):
+def cached_gan(path: str, source: str, name: str, modified: float):
+    """Keyed by the file too: two visitors' GAN runs may share a name (hosted mode)."""
     checkpoint = next(c for c in gan.list_gans() if c.name == name and c.source == source)
     return gan.load_gan(checkpoint)
 
@@ -66,7 +67,8 @@ def epoch_frames(checkpoint, grids) -> None:
 
 def browse(checkpoint) -> None:
     try:
-        generator, grids = cached_gan(checkpoint.source, checkpoint.name, checkpoint.weights_path.stat().st_mtime)
+        generator, grids = cached_gan(str(checkpoint.weights_path), checkpoint.source, checkpoint.name,
+                                      checkpoint.weights_path.stat().st_mtime)
     except (CheckpointError, OSError, StopIteration) as exc:
         st.error(f"GAN {checkpoint.name!r} cannot be shown: {exc or 'it was deleted or renamed'}")
         return
