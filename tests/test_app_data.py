@@ -36,3 +36,22 @@ def test_the_sample_grid_fills_the_width_with_as_many_columns_as_fit(runs):
     assert "repeat(auto-fill,minmax(44px,1fr))" in grid and grid.count("<img ") == 100
     assert any(c.value.startswith("100 train digits") for c in at.caption)
     assert not at.exception
+
+
+def test_the_first_sample_grid_is_drawn_once_per_server_not_once_per_visitor(runs, monkeypatch):
+    """Every visitor opens the same first grid; its 100 PNG encodings are made once and shared."""
+    import streamlit as st
+
+    from labui import images
+
+    encoded = []
+    original = images.png_data_uri
+    monkeypatch.setattr(images, "png_data_uri", lambda image: encoded.append(1) or original(image))
+    st.cache_data.clear()
+    first = AppTest.from_file(str(ROOT / "pages/1_Data.py"), default_timeout=120).run()
+    second = AppTest.from_file(str(ROOT / "pages/1_Data.py"), default_timeout=120).run()  # another visitor
+    assert not first.exception and not second.exception
+    grids = [next(h.proto.body for h in at.get("html") if "grid-template-columns" in h.proto.body)
+             for at in (first, second)]
+    assert grids[0] == grids[1] and grids[0].count("<img ") == 100
+    assert len(encoded) == 100  # the second visitor's grid was not encoded again
