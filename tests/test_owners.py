@@ -11,9 +11,12 @@ import pytest
 from mnist_core import owners
 from mnist_core.checkpoints import CheckpointError, delete, list_checkpoints, load, rename, runs_dir, save
 from mnist_core.drawings import drawings_dir, load_drawings, save_drawing
+from mnist_core.embed import cache_dir
+from mnist_core.gan import gan_dir
 from mnist_core.reporter import DONE
 from mnist_core.runner import JobRefused, Runner
 from mnist_core.train import TrainConfig, fit
+from mnist_core.transfer import features_dir
 
 TINY = {"arch": "mlp", "model": {"depth": 1, "width": 16}, "max_batches": 5}
 
@@ -65,6 +68,9 @@ def test_hosted_visitors_runs_of_the_same_name_stay_apart(hosted, data):
     with owners.use("alice"):
         [alices] = [i for i in list_checkpoints() if i.source == "runs"]
         assert alices.name == "mine" and alices.meta["model_config"]["width"] == 8
+    with owners.use("bob"):
+        assert gan_dir() == hosted / "owners" / "bob" / "gans"  # GAN runs follow the same folder
+        assert cache_dir() == hosted / "embeddings" and features_dir() == hosted / "features"  # caches: server-wide
     assert owners.current() is None and runs_dir() == hosted  # outside any visitor: the shared root
     assert not list((hosted).glob("*.json"))
 
