@@ -498,6 +498,19 @@ def prepare_transfer(config: dict, limits) -> dict:
     transfer_config = _transfer_config(config)
     transfer_config.validate()
     epoch_cap(limits, math.ceil(transfer_config.steps * transfer_config.batch_size / 60_000), TRANSFER_EPOCH)
+    if not getattr(limits, "downloads", True) and transfer_config.backbone not in ("fashion_cnn", "efficientnet_lite0"):
+        # the work would download weights missing from the torch hub cache: refused here, before any download
+        from .transfer import BACKBONES, BackboneUnavailable, _torchvision_parts, hub_weights_path
+
+        label = BACKBONES[transfer_config.backbone].label
+        try:
+            path = hub_weights_path(_torchvision_parts(transfer_config.backbone)[1].url)
+        except BackboneUnavailable as exc:  # no torchvision: its message says what to use instead
+            raise refuse(str(exc), "downloads") from None
+        if not path.exists():
+            raise refuse(f"downloads are off on this host (MNIST_HOSTED=1) and {label}'s ImageNet weights are not "
+                         f"in the torch hub cache ({path}); choose the Fashion-MNIST CNN or EfficientNet-Lite0",
+                         "downloads")
     return {**dataclasses.asdict(transfer_config), "arms": list(transfer_config.arms)}
 
 

@@ -82,13 +82,15 @@ class HostLimits:
     max_queued: int = 20
     max_parallel: int | None = None  # MNIST_MAX_PARALLEL: runs of one comparison at once (hosted mode: 1)
     max_map_points: int | None = None  # MNIST_MAX_MAP_POINTS: digits one map may use
+    downloads: bool = True  # whether a job may download (pretrained weights); off in hosted mode
 
     @classmethod
     def from_env(cls) -> "HostLimits":
         """The limits of host.settings(), which raises HostSettingError naming a bad variable."""
         values = settings()
         return cls(values.max_jobs, values.max_epochs, values.max_run_seconds, values.max_compare_runs,
-                   values.max_queued, max_parallel=values.max_parallel, max_map_points=values.max_map_points)
+                   values.max_queued, max_parallel=values.max_parallel, max_map_points=values.max_map_points,
+                   downloads=values.downloads)
 
 
 @dataclass

@@ -64,7 +64,7 @@ def test_an_explicit_value_set_by_the_host_wins_over_the_hosted_one(monkeypatch)
     monkeypatch.setenv("MNIST_HOSTED", "1")
     monkeypatch.setenv("MNIST_MAX_QUEUED", "3")
     assert HostLimits.from_env() == HostLimits(max_jobs=2, max_epochs=5, max_run_seconds=300.0, max_compare_runs=10,
-                                               max_queued=3, max_parallel=1, max_map_points=10_000)
+                                               max_queued=3, max_parallel=1, max_map_points=10_000, downloads=False)
 
 
 def test_the_limits_table_is_one_source_with_the_value_in_force():
@@ -118,6 +118,20 @@ def test_the_transfer_page_offers_no_download_in_hosted_mode_and_says_why(hosted
     at = AppTest.from_file(str(ROOT / "pages/10_Transfer.py"), default_timeout=120).run()
     at.selectbox(key="transfer.backbone").set_value("resnet18").run()
     assert [b for b in at.button if b.key == "transfer.download"]
+
+
+def test_a_transfer_job_that_would_download_is_refused_in_hosted_mode(runner, monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty hub cache: the work would download
+    with pytest.raises(JobRefused) as refused:
+        runner.submit("browser-hosted0000000006", "transfer", {"backbone": "resnet18", "arms": ["frozen"], "steps": 10})
+    assert refused.value.limit == "downloads"
+    assert str(refused.value).startswith("downloads are off on this host (MNIST_HOSTED=1) and ResNet18's ImageNet "
+                                         "weights are not in the torch hub cache")
+    assert not (tmp_path / "torch").exists()  # nothing was fetched
+    job = runner.submit("browser-hosted0000000006", "transfer",  # the shipped backbone needs no download
+                        {"backbone": "fashion_cnn", "arms": ["frozen"], "labels": 100, "steps": 10, "batch_size": 32})
+    done = runner.wait(job.id, timeout=120)
+    assert done.status == "done", done.message
 
 
 def test_a_comparison_asking_for_parallel_runs_trains_them_one_at_a_time(runner):
