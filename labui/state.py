@@ -19,7 +19,7 @@ from mnist_core.checkpoints import (SHIPPED_DIR, CheckpointInfo, UnreadableCheck
                                     shared_runs_dir)
 from mnist_core.data import DeviceData, load_mnist, pick_device
 from mnist_core.embed import Embedding, all_labels, cache_dir, file_digest, load_cached, shipped_cache_dir, warm_up
-from mnist_core.host import settings as host_settings
+from mnist_core.host import HostSettingError, settings as host_settings
 from mnist_core.runner import Runner
 
 ACTIVE_KEY = "active_checkpoint"
@@ -189,7 +189,10 @@ def use_owner() -> None:
     The sweep runs lazily here rather than on a timer thread: files only grow while visitors use the app, so
     a sweep when one arrives is soon enough, and a server nobody visits spends nothing on it."""
     me = owner()
-    owners.use(me)
+    try:
+        owners.use(me)
+    except HostSettingError:  # a bad MNIST_HOSTED: the sidebar names it and stops the page
+        return
     if owners.current() is not None:
         owners.touch(me)
         owners.sweep(runner().live_owners())
