@@ -195,3 +195,8 @@ def test_every_hosted_job_is_bounded_in_time(runner):
     assert job.spec.config["max_seconds"] == 300.0
     done = runner.wait(job.id, timeout=120)
     assert done.status == "done", done.message
+
+
+def test_the_readmes_hosted_table_is_the_one_the_code_prints():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert limits_table({}) in readme, "README's hosted-mode table differs from `python -m mnist_core.host`"
