@@ -10,13 +10,14 @@ import dataclasses
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .fields import check as check_fields, setting
 from .data import Augment, DeviceData, TensorSplit, balanced_order, standardize
 from .models import build_model, describe, get_architecture, make_config
 from .probes import ProbeRecord, Recorder, auto_interval
@@ -35,68 +36,68 @@ class ConfigError(ValueError):
 
 @dataclass
 class TrainConfig:
-    arch: str = "cnn"
+    # Each setting's help, unit, range and choices sit next to it (mnist_core.fields): the Train and Compare
+    # pages' widgets, the CLI's flags and validate() are generated from them.
+    arch: str = setting("cnn", "The architecture (models.REGISTRY).", ui=False, cli=False)
     model: dict = field(default_factory=dict)  # overrides of the architecture's config
-    epochs: int = 1
-    batch_size: int = 128
-    optimizer: str = "adam"
-    lr: float = 1e-3  # peak learning rate when a schedule is used
-    momentum: float = 0.9  # SGD and RMSprop only
-    nesterov: bool = False
-    weight_decay: float = 0.0
-    schedule: str = "none"
-    step_size: int = 1  # epochs between decays, for the step schedule
-    gamma: float = 0.1  # decay factor, for the step schedule
-    label_smoothing: float = 0.0
-    grad_clip: float = 0.0  # max gradient norm; 0 = off
-    rotation: float = 0.0  # augmentation: max rotation in degrees
-    shift: float = 0.0  # augmentation: max shift in pixels
-    val_size: int = 0  # training images held out for validation
-    train_subset: int | None = None  # train on this many training images (class-balanced, the same for every seed)
-    target_accuracy: float | None = None  # stop once test accuracy (0-1) reaches this, checked each epoch
-    seed: int = 0
-    device: str = "auto"
-    max_batches: int | None = None  # stop after this many batches (smoke runs)
-    max_seconds: float | None = None  # stop after this long (a host's per-run cap)
-    init_checkpoint: str | None = None  # start from this checkpoint's weights (fine-tuning) instead of a seeded init
-    drawings_share: float = 0.0  # share of each batch added from the user's saved drawings (0 = none)
-    record: bool = True  # weight/gradient histograms and gradient flow, stored with the checkpoint
-    record_every: int | None = None  # steps between snapshots; None = about 25 per epoch
+    epochs: int = setting(1, "Full passes over the training images.", min=1, max=200)
+    batch_size: int = setting(128, "Images per optimizer step.", min=1, max=60_000, step=32)
+    optimizer: str = setting("adam", "The update rule; each has its usual learning rate.", choices=OPTIMIZERS)
+    lr: float = setting(1e-3, "Peak learning rate when a schedule is used (try 0.001 for Adam, 0.05 for SGD).",
+                        label="learning rate", above=0)
+    momentum: float = setting(0.9, "For SGD and RMSprop only.", min=0, below=1, step=0.05)
+    nesterov: bool = setting(False, "Nesterov momentum: SGD with momentum above 0 only.")
+    weight_decay: float = setting(0.0, "L2 penalty on the weights (decoupled for AdamW).", label="weight decay",
+                                  min=0, max=1, step=1e-4)
+    schedule: str = setting("none", "step: x gamma every step size epochs; cosine: anneal to 0; "
+                                    "onecycle: warm up, then anneal.", choices=SCHEDULES)
+    step_size: int = setting(1, "Epochs between decays, for the step schedule.", label="step size", unit="epochs",
+                             min=1, max=200)
+    gamma: float = setting(0.1, "Decay factor of the step schedule.", above=0, max=1, step=0.05)
+    label_smoothing: float = setting(0.0, "Share of each target spread over the other classes.",
+                                     label="label smoothing", min=0, max=0.5, step=0.05)
+    grad_clip: float = setting(0.0, "Largest gradient norm; 0 = off.", label="gradient clipping", min=0, max=100,
+                               step=0.5)
+    rotation: float = setting(0.0, "Augmentation: largest random rotation.", unit="degrees", min=0, max=45, step=1.0)
+    shift: float = setting(0.0, "Augmentation: largest random shift.", unit="pixels", min=0, max=6, step=0.5)
+    val_size: int = setting(0, "Training images held out for validation.", label="validation size", unit="images",
+                            min=0, max=59_999, ui=False)
+    train_subset: int | None = setting(None, "Train on this many training images (class-balanced, the same for every "
+                                             "seed).", label="training subset", unit="images", min=10, max=60_000,
+                                       optional=True, step=1000)
+    target_accuracy: float | None = setting(None, "Stop once test accuracy (a fraction) reaches this, checked each "
+                                                  "epoch.", label="target accuracy", above=0, max=1, optional=True,
+                                            ui=False)
+    seed: int = setting(0, "Fixes the initial weights and the data order: same seed, same run.", min=0, max=MAX_SEED)
+    device: str = setting("auto", "auto, cpu, cuda or mps.", ui=False)
+    max_batches: int | None = setting(None, "Stop after this many batches: a quick look before a long run.",
+                                      label="max batches", min=1, max=10**7, optional=True)
+    max_seconds: float | None = setting(None, "Stop after this long (a host's per-run cap).", label="max seconds",
+                                        unit="seconds", above=0, optional=True, ui=False)
+    init_checkpoint: str | None = setting(None, "Start from this checkpoint's weights (fine-tuning) instead of a "
+                                                "seeded init.", label="start checkpoint", optional=True, ui=False)
+    drawings_share: float = setting(0.0, "Share of each batch added from the saved drawings (0 = none).",
+                                    label="drawings share", min=0, below=1, ui=False)
+    record: bool = setting(True, "Weight and gradient histograms, gradient flow and dead units, saved with the "
+                                 "checkpoint for the Inspect page.")
+    record_every: int | None = setting(None, "Steps between snapshots; none = about 25 per epoch.",
+                                       label="record every", unit="steps", min=1, max=10**6, optional=True)
 
     def validate(self, n_train: int = 60_000) -> None:
         get_architecture(self.arch)
         make_config(self.arch, self.model)
+        check_fields(self, ConfigError)  # each field's type and range, from its metadata
+        # What one field's metadata cannot say: settings that depend on each other or on the data.
         checks = [
-            (self.epochs >= 1, f"epochs must be at least 1 (got {self.epochs})"),
-            (self.batch_size >= 1, f"batch size must be at least 1 (got {self.batch_size})"),
             (self.batch_size <= n_train - self.val_size,
              f"batch size {self.batch_size} is larger than the {n_train - self.val_size} training images"),
-            (self.optimizer in OPTIMIZERS, f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"),
-            (self.schedule in SCHEDULES, f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}"),
-            (math.isfinite(self.lr) and self.lr > 0, f"learning rate must be a positive number (got {self.lr})"),
-            (0 <= self.momentum < 1, f"momentum must be in [0, 1) (got {self.momentum})"),
             (not self.nesterov or (self.optimizer == "sgd" and self.momentum > 0),
              "Nesterov momentum needs the sgd optimizer with momentum > 0"),
-            (math.isfinite(self.weight_decay) and self.weight_decay >= 0,
-             f"weight decay must be a number >= 0 (got {self.weight_decay})"),
-            (self.step_size >= 1, f"step size must be at least 1 epoch (got {self.step_size})"),
-            (0 < self.gamma <= 1, f"gamma must be in (0, 1] (got {self.gamma})"),
-            (0 <= self.label_smoothing < 1, f"label smoothing must be in [0, 1) (got {self.label_smoothing})"),
-            (math.isfinite(self.grad_clip) and self.grad_clip >= 0,
-             f"gradient clipping must be a number >= 0 (got {self.grad_clip})"),
-            (0 <= self.seed <= MAX_SEED, f"seed must be between 0 and {MAX_SEED} (got {self.seed})"),
-            (0 <= self.rotation <= 180, f"rotation must be between 0 and 180 degrees (got {self.rotation})"),
-            (0 <= self.shift <= 14, f"shift must be between 0 and 14 pixels (got {self.shift})"),
-            (0 <= self.val_size < n_train, f"validation size must be between 0 and {n_train - 1}"),
-            (self.train_subset is None or 10 <= self.train_subset <= n_train - self.val_size,
+            (self.val_size < n_train, f"validation size must be between 0 and {n_train - 1}"),
+            (self.train_subset is None or self.train_subset <= n_train - self.val_size,
              f"training subset must be between 10 and {n_train - self.val_size} images (got {self.train_subset})"),
             (self.train_subset is None or self.batch_size <= self.train_subset,
              f"batch size {self.batch_size} is larger than the {self.train_subset}-image training subset"),
-            (self.target_accuracy is None or 0 < self.target_accuracy <= 1,
-             f"target accuracy is a fraction in (0, 1] (got {self.target_accuracy})"),
-            (self.max_batches is None or self.max_batches >= 1, "max batches must be at least 1"),
-            (self.max_seconds is None or self.max_seconds > 0, "max seconds must be positive"),
-            (self.record_every is None or self.record_every >= 1, "record every must be at least 1 step"),
         ]
         for ok, message in checks:
             if not ok:
@@ -115,8 +116,6 @@ class TrainConfig:
             if meta["arch"] != self.arch:
                 raise ConfigError(f"checkpoint {self.init_checkpoint!r} is a {meta['arch']} model; "
                                   f"choose architecture {meta['arch']} to start from it")
-        if not 0 <= self.drawings_share < 1:
-            raise ConfigError(f"drawings share must be in [0, 1) (got {self.drawings_share})")
         if self.drawings_share > 0 and not len(load_drawings()):
             raise ConfigError("drawings share is above 0 but there are no saved drawings; "
                               "save some on the Draw page first")
@@ -125,7 +124,7 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
+    def from_dict(cls, values: dict) -> TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
 

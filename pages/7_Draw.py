@@ -13,14 +13,24 @@ from labui.images import heat_overlay, map_grid, padded_square, to_uint8, upscal
 from labui.sidebar import sidebar  # noqa: E402
 from mnist_core.checkpoints import CheckpointError  # noqa: E402
 from mnist_core.data import PIXEL_MEAN, PIXEL_STD, tile  # noqa: E402
-from mnist_core.drawing import UNSURE_ENTROPY_BITS, UNSURE_TOP_PROBABILITY, predict, predict_all, preprocess, \
-    score, score_groups, screen_all, to_input  # noqa: E402
+from mnist_core.drawing import (
+    UNSURE_ENTROPY_BITS,
+    UNSURE_TOP_PROBABILITY,
+    predict,
+    predict_all,
+    preprocess,
+    score,  # noqa: E402
+    score_groups,
+    screen_all,
+    to_input,
+)
 from mnist_core.drawings import DrawingSetError, fine_tune_name, load_drawings, save_drawing  # noqa: E402
 from mnist_core.owners import QuotaExceeded  # noqa: E402
 from mnist_core.runner import JobRefused  # noqa: E402
 from mnist_core.saliency import explain, feature_maps  # noqa: E402
 from mnist_core.strokes import style_test_split  # noqa: E402
-from mnist_core.train import ConfigError, TrainConfig  # noqa: E402
+from mnist_core.presets import drawings_fine_tune  # noqa: E402
+from mnist_core.train import ConfigError  # noqa: E402
 
 CANVAS_SIZE = 280
 SYNTHETIC_PER_STYLE = 10  # the style-rich test split's first 10 of each style (benchmarks/drawn_digits.py reads 40)
@@ -141,9 +151,7 @@ def save_example(pixels: np.ndarray, guess: int) -> None:
 
 def fine_tune(active) -> None:
     meta = active.meta
-    config = TrainConfig(arch=meta["arch"], model=meta.get("model_config") or {}, epochs=1, max_batches=100,
-                         batch_size=128, optimizer="adam", lr=1e-4, rotation=8.0, shift=2.0, drawings_share=0.25,
-                         init_checkpoint=active.name, seed=0)
+    config = drawings_fine_tune(meta["arch"], meta.get("model_config") or {}, active.name)  # the core's recipe
     try:
         name = fine_tune_name(active.name)  # unique per click: visitors never replace each other's run
         state.runner().submit(state.session_id(), "train", config.to_dict(), name)  # the server's one job runner
