@@ -10,6 +10,8 @@ import dataclasses
 
 import streamlit as st
 
+from mnist_core.fields import kind_of, widget_bounds
+
 
 def label(name: str) -> str:
     return name.replace("_", " ").capitalize()
@@ -26,13 +28,67 @@ def field_key(prefix: str, name: str) -> str:
     return f"{prefix}.{name}"
 
 
-def seed_state(prefix: str, config_cls, values: dict | None = None, overwrite: bool = False) -> None:
+def numeric_optional(f) -> bool:
+    """An optional number (None = off) is shown as 0 in its number widget."""
+    return f.metadata.get("optional", False) and kind_of(f) in (int, float)
+
+
+def seed_state(prefix: str, config_cls, values: dict | None = None, overwrite: bool = False,
+               names=None) -> None:
     defaults = config_cls()
     for f in dataclasses.fields(config_cls):
         key = field_key(prefix, f.name)
-        if overwrite or key not in st.session_state:
+        if (names is None or f.name in names) and (overwrite or key not in st.session_state):
             default = getattr(defaults, f.name)
-            st.session_state[key] = widget_value(default, (values or {}).get(f.name, default), "choices" in f.metadata)
+            value = (values or {}).get(f.name, default)
+            if value is None and numeric_optional(f):
+                value = 0
+            if kind_of(f) is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)  # a float widget refuses an int value
+            st.session_state[key] = widget_value(default, value, "choices" in f.metadata)
+
+
+def widget_label(f) -> str:
+    """'Rotation (degrees)', 'Max batches (0 = none)': the field's label, unit, and what 0 means."""
+    meta = f.metadata
+    name = meta.get("label", label(f.name))
+    notes = [meta["unit"]] if meta.get("unit") else []
+    if numeric_optional(f):
+        notes.append("0 = none")
+    return name[:1].upper() + name[1:] + (f" ({', '.join(notes)})" if notes else "")
+
+
+def field_widgets(config_cls, prefix: str, names, columns: int = 1, on_change: dict | None = None) -> dict:
+    """One widget per named field, its label, help and range from the field's metadata (mnist_core.fields);
+    returns {field: value} with an optional number's 0 read as None. Range problems are left to the config's
+    validate(), which names them; the widget bounds are the metadata's, so a page cannot widen them."""
+    seed_state(prefix, config_cls, names=names)
+    by_name = {f.name: f for f in dataclasses.fields(config_cls)}
+    cols = st.columns(columns) if columns > 1 else None
+    values = {}
+    for i, name in enumerate(names):
+        f = by_name[name]
+        where = cols[i % columns] if cols else st
+        meta, key, kind = f.metadata, field_key(prefix, name), kind_of(f)
+        common = dict(help=meta.get("help") or None, key=key, on_change=(on_change or {}).get(name))
+        low, high = widget_bounds(f)
+        if numeric_optional(f):
+            low = 0
+        if kind is bool:
+            value = where.checkbox(widget_label(f), **common)
+        elif "choices" in meta:
+            value = where.selectbox(widget_label(f), list(meta["choices"]), **common)
+        elif kind is int:
+            value = int(where.number_input(widget_label(f), min_value=low, max_value=high, step=meta.get("step", 1),
+                                           **common))
+        elif kind is float:
+            value = float(where.number_input(widget_label(f), min_value=None if low is None else float(low),
+                                             max_value=None if high is None else float(high), step=meta.get("step"),
+                                             format="%g", **common))
+        else:
+            value = where.text_input(widget_label(f), **common) or None
+        values[name] = None if numeric_optional(f) and value == 0 else value
+    return values
 
 
 def config_widgets(config_cls, prefix: str) -> tuple[dict, list[str]]:

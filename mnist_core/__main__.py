@@ -16,13 +16,14 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .checkpoints import (CheckpointError, CheckpointExistsError, load, runs_dir, save, scan, validate_name)
+from .checkpoints import CheckpointError, CheckpointExistsError, load, runs_dir, save, scan, validate_name
 from .data import DataError, DeviceData, load_mnist, pick_device
+from .fields import add_flags, flag_values
 from .export_cli import add_export_parser, add_layers_option, apply_layers, cmd_export
 from .gan_cli import add_gan_parser, cmd_gan
 from .host import problem as host_problem
 from .job_cli import add_job_parsers, cmd_compare, cmd_embed, cmd_transfer
-from .models import ModelError, get_architecture, REGISTRY
+from .models import REGISTRY, ModelError, get_architecture
 from .presets import PRESETS, preset
 from .reporter import NULL_REPORTER, Reporter
 from .scratch.cli import add_scratch_parser, cmd_scratch
@@ -71,8 +72,7 @@ def model_overrides(arch: str, assignments: list[str], base: dict) -> dict:
     return overrides
 
 
-FLAG_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
-TRAIN_FLAGS = [f for f in dataclasses.fields(TrainConfig) if f.name not in ("arch", "model")]
+TRAIN_FLAGS = [f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("cli")]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,14 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="architecture setting, e.g. --set channels=16,32,64 --set dropout=0.1")
     add_layers_option(train)
-    for f in TRAIN_FLAGS:
-        flag = "--" + f.name.replace("_", "-")
-        kind = FLAG_TYPES[f.type.split(" ")[0]]  # annotations are strings such as "float | None"
-        if kind is bool:
-            train.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
-        else:
-            choices = OPTIMIZERS if f.name == "optimizer" else SCHEDULES if f.name == "schedule" else None
-            train.add_argument(flag, type=kind, default=None, choices=choices)
+    add_flags(train, TrainConfig)  # one flag per TrainConfig field, its help and range from the field
     train.add_argument("--name", help="checkpoint name (default: ARCH-TIMESTAMP)")
     train.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")
     train.add_argument("--out", type=Path, help="folder to save into (default: runs/, or $MNIST_RUNS_DIR)")
@@ -115,10 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args) -> TrainConfig:
+    """The TrainConfig a parsed `train` command asks for: the preset (or the defaults), then the flags."""
     config = preset(args.preset) if args.preset else TrainConfig()
     if args.arch and args.arch != config.arch:
         config = dataclasses.replace(config, arch=args.arch, model={})
-    values = {f.name: getattr(args, f.name) for f in TRAIN_FLAGS if getattr(args, f.name) is not None}
+    values = flag_values(args, TRAIN_FLAGS)
     config = dataclasses.replace(config, **values)
     config = apply_layers(config, args)
     config.model = model_overrides(config.arch, args.set, config.model)

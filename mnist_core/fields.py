@@ -113,7 +113,7 @@ def check_overrides(cls, overrides: dict, what: str, error=ValueError) -> None:
 
 def flag_help(f) -> str:
     meta = f.metadata
-    parts = [meta.get("help", "")]
+    parts = [meta.get("help", "").rstrip(".")]
     if (text := range_text(f)) and "choices" not in meta:
         parts.append(text)
     if meta.get("optional"):

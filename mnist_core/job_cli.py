@@ -47,7 +47,9 @@ def add_job_parsers(sub) -> None:
     from .compare import BN_POSITIONS, DIMENSIONS, OPTIMIZER_ARMS
     from .embed import METHODS
     from .models import REGISTRY
-    from .presets import PRESETS
+    from .fields import add_flags
+    from .presets import COMPARE_RECIPE_FIELDS, COMPARE_RUN_FIELDS, PRESETS
+    from .train import TrainConfig
     from .transfer import ARMS, BACKBONES
 
     p = sub.add_parser("compare", help="train one base setup with one setting varied, over seeds; save every run")
@@ -57,10 +59,8 @@ def add_job_parsers(sub) -> None:
     p.add_argument("--values", type=csv(str), help=f"its values, comma-separated (optimizer: {', '.join(OPTIMIZER_ARMS)}; "
                    f"arch: {', '.join(REGISTRY)}; bn: {', '.join(BN_POSITIONS)}; depth: numbers of hidden layers)")
     p.add_argument("--seeds", type=csv(int), default=[0], help="seeds, comma-separated (default: 0)")
-    p.add_argument("--epochs", type=int, help="epochs of each run (default: the preset's)")
-    p.add_argument("--max-batches", type=int, help="stop each run after this many batches")
-    p.add_argument("--train-subset", type=int, help="train on this many (class-balanced) training images")
-    p.add_argument("--batch-size", type=int, help="batch size (default: the preset's)")
+    # The base setup's settings (default: the preset's), with the Compare page's fields, help and ranges.
+    add_flags(p, TrainConfig, COMPARE_RUN_FIELDS + COMPARE_RECIPE_FIELDS)
     p.add_argument("--rate", type=float, help="dropout: the 'on' arm's rate (default 0.25)")
     p.add_argument("--rotation", type=float, help="augmentation: the 'on' arm's rotation in degrees (default 10)")
     p.add_argument("--shift", type=float, help="augmentation: the 'on' arm's shift in pixels (default 2)")
@@ -155,16 +155,16 @@ def _percent(value) -> str:
     return "-" if value is None else f"{100 * value:.2f}%"
 
 
-def cmd_compare(args) -> int:
-    from .presets import preset
+def compare_base_from_args(args):
+    """The base TrainConfig a parsed `compare` command asks for: the preset, its architecture or --arch, the flags."""
+    from .fields import flag_values
+    from .presets import COMPARE_RECIPE_FIELDS, COMPARE_RUN_FIELDS, compare_base, preset
 
-    base = preset(args.preset).to_dict()
-    if args.arch and args.arch != base["arch"]:
-        base.update(arch=args.arch, model={})
-    for field in ("epochs", "max_batches", "train_subset", "batch_size"):
-        if getattr(args, field) is not None:
-            base[field] = getattr(args, field)
-    base["record"] = False  # histograms of every run of a sweep are not worth their disk
+    return compare_base(preset(args.preset), args.arch, flag_values(args, COMPARE_RUN_FIELDS + COMPARE_RECIPE_FIELDS))
+
+
+def cmd_compare(args) -> int:
+    base = compare_base_from_args(args).to_dict()
     options = {k: getattr(args, k) for k in ("rate", "rotation", "shift") if getattr(args, k) is not None}
     config = {"base": base, "dimension": args.vary, "values": args.values, "options": options, "seeds": args.seeds,
               "parallel": args.parallel}

@@ -94,3 +94,19 @@ def drawings_fine_tune(arch: str, model: dict, checkpoint: str) -> TrainConfig:
     """The Draw page's fine-tune of a checkpoint on the drawings: its architecture, DRAWINGS_FINE_TUNE's recipe."""
     return dataclasses.replace(from_overrides("drawings fine-tune", DRAWINGS_FINE_TUNE), arch=arch,
                                model=dict(model or {}), init_checkpoint=checkpoint)
+
+
+# The settings a comparison's base setup takes, on the Compare page and as `compare` flags; the rest of
+# the base (augmentation, seed, ...) comes from the preset.
+COMPARE_RUN_FIELDS = ("epochs", "batch_size", "max_batches", "train_subset")
+COMPARE_RECIPE_FIELDS = ("optimizer", "lr", "schedule", "momentum", "nesterov", "weight_decay", "label_smoothing",
+                         "step_size", "gamma")
+
+
+def compare_base(start: TrainConfig, arch: str | None = None, values: dict | None = None) -> TrainConfig:
+    """A comparison's base: the starting config, another architecture (with its default settings) if asked,
+    the given settings, and no histograms (a sweep's many runs are not worth their disk)."""
+    config = dataclasses.replace(start, model=dict(start.model))
+    if arch and arch != config.arch:
+        config = dataclasses.replace(config, arch=arch, model={})
+    return dataclasses.replace(config, **(values or {}), record=False)

@@ -1,5 +1,7 @@
 """Train: choose an architecture and settings, train in the background, watch live curves, manage runs."""
 
+import dataclasses
+
 import streamlit as st
 
 st.set_page_config(page_title="Train · MNIST Lab", page_icon="🏋️", layout="wide")
@@ -7,22 +9,20 @@ st.set_page_config(page_title="Train · MNIST Lab", page_icon="🏋️", layout=
 from labui import live, state  # noqa: E402
 from labui.charts import training_curves  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
-from labui.widgets import config_widgets, seed_state  # noqa: E402
+from labui.widgets import config_widgets, field_key, field_widgets, seed_state  # noqa: E402
 from mnist_core import checkpoints as ckpt  # noqa: E402
 from mnist_core.kinds import saved_run_exists  # noqa: E402
 from mnist_core.models import REGISTRY, ModelError, build_model, describe, layer_labels  # noqa: E402
 from mnist_core.presets import PRESETS, preset  # noqa: E402
-from mnist_core.train import (DEFAULT_LR, OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig,  # noqa: E402
-                              check_fits_in_memory)
+from mnist_core.train import DEFAULT_LR, ConfigError, TrainConfig, check_fits_in_memory  # noqa: E402
 
-# Training settings shown as widgets: (field, label, help). The arch's own settings are generated.
-SETTINGS = ["optimizer", "lr", "momentum", "nesterov", "weight_decay", "schedule", "batch_size", "epochs",
-            "label_smoothing", "grad_clip", "rotation", "shift", "seed", "max_batches", "record", "record_every"]
-NONE_AS_ZERO = ("max_batches", "record_every")  # number widgets show "none" as 0
+# The training settings the page shows, in TrainConfig's order; their labels, help and ranges are the fields'.
+SETTINGS = [f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("ui")]
+PREFIX = "train"
 
 
 def key(name: str) -> str:
-    return f"train.{name}"
+    return field_key(PREFIX, name)
 
 
 def model_prefix(arch: str) -> str:
@@ -35,9 +35,8 @@ def load_preset() -> None:
         return
     config = preset(name)
     st.session_state[key("arch")] = config.arch
-    for f in SETTINGS:
-        value = getattr(config, f)
-        st.session_state[key(f)] = 0 if f in NONE_AS_ZERO and value is None else value
+    # Every setting, not only those the preset names: a preset is the whole recipe.
+    seed_state(PREFIX, TrainConfig, config.to_dict(), overwrite=True, names=SETTINGS)
     seed_state(model_prefix(config.arch), REGISTRY[config.arch].config_cls, config.model, overwrite=True)
 
 
@@ -45,16 +44,8 @@ def optimizer_changed() -> None:
     st.session_state[key("lr")] = DEFAULT_LR[st.session_state[key("optimizer")]]
 
 
-def seed_defaults() -> None:
-    defaults = TrainConfig()
-    for f in SETTINGS:
-        value = getattr(defaults, f)
-        st.session_state.setdefault(key(f), 0 if f in NONE_AS_ZERO and value is None else value)
-    st.session_state.setdefault(key("arch"), defaults.arch)
-
-
 def settings_widgets() -> tuple[TrainConfig, list[str]]:
-    seed_defaults()
+    st.session_state.setdefault(key("arch"), TrainConfig().arch)
     errors: list[str] = []
     st.selectbox("Start from a preset", ["(none)", *PRESETS], key=key("preset"), on_change=load_preset,
                  format_func=lambda n: n if n not in PRESETS else f"{n}: {PRESETS[n][0]}",
@@ -68,41 +59,11 @@ def settings_widgets() -> tuple[TrainConfig, list[str]]:
         errors += model_errors
     with right:
         st.markdown("**Training settings**")
-        optimizer = st.selectbox("Optimizer", OPTIMIZERS, key=key("optimizer"), on_change=optimizer_changed,
-                                 help="Changing it resets the learning rate to that optimizer's usual default.")
-        lr = st.number_input("Learning rate", format="%g", step=None, key=key("lr"),
-                             help="Peak learning rate when a schedule is used.")
-        if lr <= 0:
-            st.error("The learning rate must be greater than 0 (try 0.001 for Adam, 0.05 for SGD).")
-        c1, c2 = st.columns(2)
-        momentum = c1.number_input("Momentum", 0.0, 0.999, step=0.05, key=key("momentum"),
-                                   help="For SGD and RMSprop only.")
-        nesterov = c2.checkbox("Nesterov", key=key("nesterov"), help="Nesterov momentum, SGD only.")
-        weight_decay = c1.number_input("Weight decay", 0.0, 1.0, step=1e-4, format="%g", key=key("weight_decay"))
-        schedule = c2.selectbox("Schedule", SCHEDULES, key=key("schedule"),
-                                help="step: x0.1 every epoch; cosine: anneal to 0; onecycle: warm up, then anneal.")
-        batch_size = c1.number_input("Batch size", 1, 60000, step=32, key=key("batch_size"))
-        epochs = c2.number_input("Epochs", 1, 200, key=key("epochs"))
-        label_smoothing = c1.number_input("Label smoothing", 0.0, 0.5, step=0.05, key=key("label_smoothing"))
-        grad_clip = c2.number_input("Gradient clipping (max norm, 0 = off)", 0.0, 100.0, step=0.5,
-                                    key=key("grad_clip"))
-        rotation = c1.number_input("Augment: rotation (degrees)", 0.0, 45.0, step=1.0, key=key("rotation"))
-        shift = c2.number_input("Augment: shift (pixels)", 0.0, 6.0, step=0.5, key=key("shift"))
-        seed = c1.number_input("Seed", 0, 2**31 - 1, key=key("seed"),
-                               help="Fixes the initial weights and the data order: same seed, same run.")
-        max_batches = c2.number_input("Stop after N batches (0 = all epochs)", 0, 10**7, key=key("max_batches"),
-                                      help="A quick look before a long run.")
-        record = c1.checkbox("Record histograms and gradient flow", key=key("record"),
-                             help="Weight and gradient histograms, gradient flow and dead units, about 25 times an "
-                                  "epoch, saved with the checkpoint for the Inspect page.")
-        record_every = c2.number_input("Record every N steps (0 = about 25 per epoch)", 0, 10**6,
-                                       key=key("record_every"), disabled=not record)
-    config = TrainConfig(arch=arch, model=model_config, optimizer=optimizer, lr=float(lr), momentum=float(momentum),
-                         nesterov=bool(nesterov), weight_decay=float(weight_decay), schedule=schedule,
-                         batch_size=int(batch_size), epochs=int(epochs), label_smoothing=float(label_smoothing),
-                         grad_clip=float(grad_clip), rotation=float(rotation), shift=float(shift), seed=int(seed),
-                         max_batches=int(max_batches) or None, record=bool(record),
-                         record_every=int(record_every) or None)
+        st.caption("Changing the optimizer resets the learning rate to that optimizer's usual default.")
+        values = field_widgets(TrainConfig, PREFIX, SETTINGS, columns=2, on_change={"optimizer": optimizer_changed})
+    config = TrainConfig(arch=arch, model=model_config, **values)
+    with st.expander("These settings as JSON"):
+        st.json(config.to_dict())  # what Start submits: copy it into a script or compare it with a run's
     return config, errors
 
 

@@ -9,7 +9,7 @@ st.set_page_config(page_title="Compare · MNIST Lab", page_icon="⚖️", layout
 from labui import live, state  # noqa: E402
 from labui.compare_charts import arm_curves, live_loss_curves  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
-from labui.widgets import config_widgets, seed_state  # noqa: E402
+from labui.widgets import config_widgets, field_widgets, seed_state  # noqa: E402
 from mnist_core.compare import (  # noqa: E402
     BN_POSITIONS,
     DIMENSIONS,
@@ -23,8 +23,8 @@ from mnist_core.compare import (  # noqa: E402
 )
 from mnist_core.host import settings as host_settings  # noqa: E402
 from mnist_core.models import REGISTRY, ModelError  # noqa: E402
-from mnist_core.presets import PRESETS, preset  # noqa: E402
-from mnist_core.train import OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig  # noqa: E402
+from mnist_core.presets import COMPARE_RECIPE_FIELDS, COMPARE_RUN_FIELDS, PRESETS, compare_base, preset  # noqa: E402
+from mnist_core.train import ConfigError, TrainConfig  # noqa: E402
 
 
 def key(name: str) -> str:
@@ -33,48 +33,30 @@ def key(name: str) -> str:
 
 def base_setup() -> tuple[TrainConfig, list[str]]:
     st.markdown("**Base setup**: every arm uses it, except for the setting you vary.")
-    c1, c2, c3, c4 = st.columns(4)
+    c1, c2 = st.columns(2)
     start = c1.selectbox("Start from", ["(defaults)", *PRESETS], key=key("preset"),
                          help="A preset's architecture and training recipe; the fields here override it.")
-    config = preset(start) if start in PRESETS else TrainConfig(arch="mlp", epochs=1)
-    arch = c2.selectbox("Architecture", list(REGISTRY), index=list(REGISTRY).index(config.arch), key=key(f"arch.{start}"))
-    if arch != config.arch:
-        config.arch, config.model = arch, {}
-    config.epochs = int(c3.number_input("Epochs", 1, 50, value=config.epochs, key=key(f"epochs.{start}")))
-    config.batch_size = int(c4.number_input("Batch size", 8, 4096, value=config.batch_size, step=32,
-                                            key=key(f"batch.{start}")))
-    c1, c2, c3, c4 = st.columns(4)
-    max_batches = int(c1.number_input("Stop each run after N batches (0 = all epochs)", 0, 10**6, value=0,
-                                      key=key("max_batches"), help="A quick look before a long comparison."))
-    config.max_batches = max_batches or None
-    subset = int(c2.number_input("Training digits (0 = all 60,000)", 0, 60_000, value=0, step=1000,
-                                 key=key("subset"), help="A class-balanced subset, the same for every arm and seed."))
-    config.train_subset = subset or None
-    config.record = False
-    with st.expander(f"Training recipe and {config.arch} settings"):
-        errors = recipe_widgets(config, start)
+    first = preset(start) if start in PRESETS else TrainConfig(arch="mlp", epochs=1)
+    arch = c2.selectbox("Architecture", list(REGISTRY), index=list(REGISTRY).index(first.arch), key=key(f"arch.{start}"))
+    # Widgets of their own for each starting point, seeded from it: picking a preset shows its values.
+    prefix = key(f"base.{start}")
+    seed_state(prefix, TrainConfig, first.to_dict(), names=COMPARE_RUN_FIELDS + COMPARE_RECIPE_FIELDS)
+    values = field_widgets(TrainConfig, prefix, COMPARE_RUN_FIELDS, columns=4)
+    with st.expander(f"Training recipe and {arch} settings"):
+        st.caption("Arms that vary one of these (the optimizer, say) override it; everything else comes from here.")
+        values |= field_widgets(TrainConfig, prefix, COMPARE_RECIPE_FIELDS, columns=3)
+        config = compare_base(first, arch, values)
+        errors = model_widgets(config, start)
+    with st.expander("The base setup as JSON"):
+        st.json(config.to_dict())  # what each arm starts from before its one change
     return config, errors
 
 
-def recipe_widgets(config: TrainConfig, start: str) -> list[str]:
-    """The base's optimizer, schedule and architecture settings, filled from the chosen preset (or the defaults).
+def model_widgets(config: TrainConfig, start: str) -> list[str]:
+    """The base's architecture settings, filled from the chosen preset (or the defaults).
 
-    Returns the problems with the architecture settings, already shown beside their widgets.
+    Returns the problems with them, already shown beside their widgets.
     """
-    st.caption("Arms that vary one of these (the optimizer, say) override it; everything else comes from here.")
-    c1, c2, c3 = st.columns(3)
-    config.optimizer = c1.selectbox("Optimizer", OPTIMIZERS, index=OPTIMIZERS.index(config.optimizer),
-                                    key=key(f"optimizer.{start}"))
-    config.lr = float(c2.number_input("Learning rate", 0.0, 10.0, value=float(config.lr), format="%g", step=None,
-                                      key=key(f"lr.{start}")))
-    config.schedule = c3.selectbox("Schedule", SCHEDULES, index=SCHEDULES.index(config.schedule),
-                                   key=key(f"schedule.{start}"))
-    config.momentum = float(c1.number_input("Momentum (SGD, RMSprop)", 0.0, 0.999, value=float(config.momentum),
-                                            step=0.05, key=key(f"momentum.{start}")))
-    config.weight_decay = float(c2.number_input("Weight decay", 0.0, 1.0, value=float(config.weight_decay),
-                                                step=1e-4, format="%g", key=key(f"weight_decay.{start}")))
-    config.label_smoothing = float(c3.number_input("Label smoothing", 0.0, 0.5, value=float(config.label_smoothing),
-                                                   step=0.05, key=key(f"label_smoothing.{start}")))
     st.markdown(f"**{config.arch} settings**")
     prefix = key(f"model.{start}.{config.arch}")
     seed_state(prefix, REGISTRY[config.arch].config_cls, config.model)
@@ -106,9 +88,10 @@ def arm_choices(dimension: str) -> tuple[list | None, dict]:
         rate = st.number_input("Dropout rate of the 'on' arm", 0.05, 0.9, value=0.25, step=0.05, key=key("rate"))
         return None, {"rate": rate}
     if dimension == "augmentation":
-        c1, c2 = st.columns(2)
-        rotation = c1.number_input("Rotation (degrees)", 0.0, 45.0, value=10.0, key=key("rotation"))
-        shift = c2.number_input("Shift (pixels)", 0.0, 6.0, value=2.0, step=0.5, key=key("shift"))
+        # The 'on' arm's augmentation: the same fields, labels and ranges as on the Train page.
+        seed_state(key("augment"), TrainConfig, {"rotation": 10.0, "shift": 2.0}, names=("rotation", "shift"))
+        on = field_widgets(TrainConfig, key("augment"), ("rotation", "shift"), columns=2)
+        rotation, shift = on["rotation"], on["shift"]
         return None, {"rotation": rotation, "shift": shift}
     if dimension == "depth":
         depths = st.multiselect("Hidden layers", [1, 2, 3, 4, 5, 6, 7, 8], default=[1, 2, 3, 4, 5], key=key("depths"))
