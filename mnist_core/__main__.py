@@ -18,8 +18,8 @@ from tqdm import tqdm
 
 from .checkpoints import CheckpointError, CheckpointExistsError, load, runs_dir, save, scan, validate_name
 from .data import DataError, DeviceData, load_mnist, pick_device
-from .fields import add_flags, flag_values
 from .export_cli import add_export_parser, add_layers_option, apply_layers, cmd_export
+from .fields import add_flags, flag_values
 from .gan_cli import add_gan_parser, cmd_gan
 from .host import problem as host_problem
 from .job_cli import add_job_parsers, cmd_compare, cmd_embed, cmd_transfer
@@ -27,7 +27,7 @@ from .models import REGISTRY, ModelError, get_architecture
 from .presets import PRESETS, preset
 from .reporter import NULL_REPORTER, Reporter
 from .scratch.cli import add_scratch_parser, cmd_scratch
-from .train import MAX_SEED, OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig, evaluate, fit
+from .train import MAX_SEED, ConfigError, TrainConfig, evaluate, fit
 
 PROG = "python -m mnist_core"
 

@@ -46,8 +46,8 @@ def csv(kind):
 def add_job_parsers(sub) -> None:
     from .compare import BN_POSITIONS, DIMENSIONS, OPTIMIZER_ARMS
     from .embed import METHODS
-    from .models import REGISTRY
     from .fields import add_flags
+    from .models import REGISTRY
     from .presets import COMPARE_RECIPE_FIELDS, COMPARE_RUN_FIELDS, PRESETS
     from .train import TrainConfig
     from .transfer import ARMS, BACKBONES

@@ -17,8 +17,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .fields import check as check_fields, setting
 from .data import Augment, DeviceData, TensorSplit, balanced_order, standardize
+from .fields import check as check_fields
+from .fields import setting
 from .models import build_model, describe, get_architecture, make_config
 from .probes import ProbeRecord, Recorder, auto_interval
 from .reporter import NULL_REPORTER, Reporter

@@ -26,10 +26,10 @@ from mnist_core.drawing import (
 )
 from mnist_core.drawings import DrawingSetError, fine_tune_name, load_drawings, save_drawing  # noqa: E402
 from mnist_core.owners import QuotaExceeded  # noqa: E402
+from mnist_core.presets import drawings_fine_tune  # noqa: E402
 from mnist_core.runner import JobRefused  # noqa: E402
 from mnist_core.saliency import explain, feature_maps  # noqa: E402
 from mnist_core.strokes import style_test_split  # noqa: E402
-from mnist_core.presets import drawings_fine_tune  # noqa: E402
 from mnist_core.train import ConfigError  # noqa: E402
 
 CANVAS_SIZE = 280
