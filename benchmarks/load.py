@@ -41,7 +41,7 @@ sys.path.insert(0, str(HERE))
 
 from playwright.async_api import async_playwright  # noqa: E402
 
-from footprint import PeakSampler  # noqa: E402
+from footprint import PeakSampler, descendants  # noqa: E402
 from labui.serve import CHROMIUM, CHROMIUM_ARGS, PAGE_DONE_JS, free_port  # noqa: E402
 
 RESULTS = HERE / "results" / "load.txt"
@@ -54,6 +54,21 @@ PAGES = {  # URL path -> (title, the page's last element)
 }
 EPOCHS = "5"  # hosted mode's most (MNIST_MAX_EPOCHS); on 2 cores that outlasts the rounds, stopped at the end
 TARGETS = {"p95": 10.0, "exceptions": 0, "failed": 0, "rss_mb": 3072}
+# On a failed visit: which part of PAGE_DONE_JS still does not hold (the first that fails).
+UNSETTLED_JS = """() => {
+    const app = document.querySelector('[data-testid="stApp"]');
+    if (!app) return 'no app yet';
+    if (app.getAttribute('data-test-connection-state') !== 'CONNECTED') return 'not connected';
+    if (app.getAttribute('data-test-script-state') !== 'notRunning') return 'script running';
+    if (document.querySelector('[data-stale="true"]')) return 'stale elements';
+    if (document.querySelector('[data-testid="stSkeleton"]')) return 'skeleton';
+    if (document.querySelector('[data-testid="stSpinner"]')) return 'spinner: ' + document.querySelector('[data-testid="stSpinner"]').innerText;
+    for (const chart of document.querySelectorAll('[data-testid="stPlotlyChart"]'))
+        if (!chart.querySelector('.main-svg')) return 'a chart not drawn';
+    for (const img of document.querySelectorAll('[data-testid="stImage"] img, [data-testid="stHtml"] img'))
+        if (!img.complete) return 'an image not loaded';
+    return 'done, but no title or last element';
+}"""
 EXCEPTION_CSS = '[data-testid="stException"]'
 ERROR_CSS = '[data-testid="stAlertContentError"]'
 # This script with --app-dir at 3493681 (the main before this work's job runner and hosted mode: the
@@ -87,6 +102,25 @@ def start_server(app_dir: Path, env_extra: dict) -> tuple[subprocess.Popen, str]
             process.kill()
             raise RuntimeError(f"streamlit did not start: {Path(log.name).read_text()[-2000:]}")
         time.sleep(0.3)
+
+
+def cpu_seconds(pids) -> float:
+    """User + system CPU seconds the processes have used so far (from /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime: the 14th and 15th fields
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_split(server: int) -> dict:
+    """CPU seconds so far of the app process, its workers, and the browser (this script's other children)."""
+    workers = descendants(server)
+    ours = set(descendants(os.getpid())) - {server, *workers}
+    return {"app": cpu_seconds([server]), "workers": cpu_seconds(workers), "browser": cpu_seconds(ours)}
 
 
 def stop_server(process: subprocess.Popen) -> None:
@@ -176,7 +210,19 @@ class Visitor:
             await asyncio.sleep(POLL)
         else:
             found = await self.errors()
-            return {"failed": f"not settled within {timeout:.0f} s", "errors": found}
+            try:
+                why = await page.evaluate(UNSETTLED_JS)
+            except Exception:  # noqa: BLE001
+                why = "?"
+            if why.startswith("done"):
+                why = (f"{await page.locator('h1').count()} h1 titles "
+                       f"{await page.locator('h1').all_inner_texts()}, last element shown: {await page.locator(last).count()}")
+            if os.environ.get("LOAD_SHOTS"):  # a folder for screenshots of unsettled pages (to see why)
+                try:
+                    await page.screenshot(path=f"{os.environ['LOAD_SHOTS']}/{path}-{id(self)}.png", timeout=30_000)
+                except Exception:  # noqa: BLE001 - a screenshot is a diagnosis, not a figure
+                    pass
+            return {"failed": f"not settled within {timeout:.0f} s ({why})", "errors": found}
         return {"seconds": done_since - start, "errors": await self.errors()}
 
     async def errors(self) -> list[str]:
@@ -207,6 +253,14 @@ async def measure(args) -> dict:
         with PeakSampler(process.pid, every=0.5) as sampler:
             async with async_playwright() as p:
                 browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                # A served app has had its first visitor long before a class arrives: the home page, opened
+                # once, loads MNIST and settles Streamlit's navigation (a fresh server's first page runs
+                # decide it; 30 first visits at once by page URL would measure that start-up, not a visit).
+                first = await browser.new_context(viewport={"width": 1400, "height": 1000})
+                await (await first.new_page()).goto(url)
+                await first.pages[0].locator("h1", has_text="MNIST Lab").first.wait_for(timeout=180_000)
+                await first.close()
+                print(f"home page opened once ({time.perf_counter() - t0:.0f} s)", flush=True)
                 trainers = []
                 for n in range(args.jobs):
                     try:
@@ -221,19 +275,23 @@ async def measure(args) -> dict:
                     visitors.append(Visitor(context, await context.new_page()))
                 for round_ in range(1, args.rounds + 1):
                     for path in args.pages:
-                        begun = time.perf_counter()
+                        begun, cpu = time.perf_counter(), cpu_split(process.pid)
                         # One gather is the barrier: every visitor's navigation starts in the same loop turn.
                         found = await asyncio.gather(*(v.visit(url, path, args.timeout) for v in visitors))
                         for r in found:
                             r["round"] = round_
-                        results["visits"][path].extend(found)
+
                         ok = [r["seconds"] for r in found if "seconds" in r]
                         errors = sum(len(r.get("errors", [])) for r in found)
                         failed = sum("failed" in r for r in found)
+                        used = {k: v - cpu[k] for k, v in cpu_split(process.pid).items()}
+                        results["visits"][path].extend(found)
+                        results.setdefault("cpu", {}).setdefault(path, []).append(used)
                         print(f"round {round_} {path:<8} {len(ok)}/{len(found)} settled, "
                               f"p50 {percentile(ok, 50) if ok else float('nan'):.1f} s, "
                               f"max {max(ok) if ok else float('nan'):.1f} s, {errors} errors shown, {failed} failed "
-                              f"({time.perf_counter() - begun:.0f} s; peak RSS so far {sampler.peak:.0f} MB)",
+                              f"({time.perf_counter() - begun:.0f} s; CPU s: app {used['app']:.0f}, workers "
+                              f"{used['workers']:.0f}, browser {used['browser']:.0f}; peak RSS so far {sampler.peak:.0f} MB)",
                               flush=True)
                 running = [await still_running_and_stopped(t, url) for t in trainers]
                 results["jobs_through"] = sum(running)
@@ -284,6 +342,16 @@ def report(results: dict, args, load: str) -> str:
         verdict = "meets" if mine is not None and mine <= target else "MISSES"
         lines.append(f"{label:<22}{show(mine):>14}{show(base):>14}   <= {show(target)}  {verdict}")
     lines.append(f"(baseline: {BASELINE['setup']})")
+    # Where the machine's CPU went while the visits ran: on a 2-core host that also runs the visitors'
+    # browsers, the settle times are mostly the browsers'; the server's share per visit is what a host pays.
+    lines.append("CPU seconds during the visits (app = the server process, per visit; workers = training jobs; "
+                 "browser = Chromium and its driver, per visit):")
+    for path in args.pages:
+        used = results.get("cpu", {}).get(path, [])
+        n = max(1, len(results["visits"][path]))
+        total = {k: sum(u[k] for u in used) for k in ("app", "workers", "browser")}
+        lines.append(f"  {path:<8} app {total['app'] / n:.2f} s/visit, workers {total['workers']:.0f} s, "
+                     f"browser {total['browser'] / n:.2f} s/visit")
     lines.append("visits per page: " + ", ".join(f"{p} {now['pages'][p]['visits']}" for p in args.pages))
     shown = {}
     for path, visits in results["visits"].items():
@@ -307,7 +375,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--jobs", type=int, default=2, help="training jobs running during the rounds")
     parser.add_argument("--pages", nargs="+", default=list(PAGES), choices=list(PAGES))
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds a visit may take before it counts as failed")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds a visit may take before it counts as failed")
     parser.add_argument("--app-dir", type=Path, default=ROOT, help="the checkout whose app.py is served")
     parser.add_argument("--no-save", action="store_true", help=f"do not write {RESULTS.relative_to(ROOT)}")
     args = parser.parse_args()
