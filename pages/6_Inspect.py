@@ -138,27 +138,32 @@ def pick_digit(probs: np.ndarray, labels: np.ndarray) -> int:
                             format_func=lambda i: f"#{i}: a {labels[i]} read as {probs[i].argmax()} ({probs[i].max():.0%})"))
 
 
-def digit_tab(model, probs: np.ndarray, labels: np.ndarray) -> None:
+@st.cache_resource(max_entries=64, show_spinner=False)
+def digit_views(version: str, index: int, predicted: int, _model) -> tuple:
+    """(method, heat, feature maps, dense activations) of one test digit under one weights version: once per
+    server, since every visitor opens the same first digit; results are only read, so one copy is shared."""
+    x = state.device_data().test.images[index:index + 1]
+    return (*explain(_model, x, predicted), feature_maps(_model, x), dense_activations(_model, x))
+
+
+def digit_tab(info, model, probs: np.ndarray, labels: np.ndarray) -> None:
     index = pick_digit(probs, labels)
     data = state.device_data()
-    x = data.test.images[index:index + 1]
     pixels = data.mnist.test_images[index].numpy() / 255.0
     predicted = int(probs[index].argmax())
+    method, heat, maps, dense = digit_views(state.weights_digest(info), index, predicted, model)
     left, mid, right = st.columns([1, 1, 2])
     left.image(upscale((pixels * 255).astype(np.uint8), 7), caption=f"test #{index}, label {labels[index]}")
-    method, heat = explain(model, x, predicted)
     mid.image(heat_overlay(pixels, heat, factor=7), caption=f"Why {predicted}: {method}")
     fig = go.Figure(go.Bar(x=list(range(10)), y=probs[index],
                            marker_color=["#e45756" if d == predicted else "#4c78a8" for d in range(10)]))
     fig.update_layout(height=250, title="Output probabilities", xaxis={"dtick": 1}, yaxis={"range": [0, 1]},
                       margin={"t": 40, "b": 10})
     right.plotly_chart(fig, key="inspect.digit_probs")
-    maps = feature_maps(model, x)
     for fm in maps:
         scale = max(1, 84 // fm.maps.shape[1])
         st.image(upscale(map_grid(fm.maps, columns=16), scale), caption=f"Feature maps, {fm.name}: "
                  f"{fm.maps.shape[0]} channels of {fm.maps.shape[1]}x{fm.maps.shape[2]}")
-    dense = dense_activations(model, x)
     if dense:
         cols = st.columns(min(3, len(dense)))
         for i, (name, values) in enumerate(dense):
@@ -222,6 +227,6 @@ with history:
 with weights:
     weights_tab(model)
 with digit:
-    digit_tab(model, probs, labels)
+    digit_tab(info, model, probs, labels)
 with errors:
     evaluation_tab(info, probs, labels)

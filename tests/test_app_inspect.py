@@ -70,3 +70,21 @@ def test_per_class_accuracy_ticks_never_repeat_and_show_every_bar(accuracy):
     labels = [f"{t:.{decimals}%}" for t in ticks]
     assert len(set(labels)) == len(labels) and 2 <= len(labels) <= 9
     assert axis["range"][0] < accuracy.min()
+
+
+def test_the_first_digits_explanation_is_computed_once_per_server_not_once_per_visitor(runs, monkeypatch):
+    """Every visitor opens the same first test digit: its saliency, feature maps and activations are shared."""
+    import streamlit as st
+
+    from mnist_core import saliency
+
+    explained = []
+    original = saliency.explain
+    monkeypatch.setattr(saliency, "explain", lambda *a, **k: explained.append(1) or original(*a, **k))
+    st.cache_resource.clear()
+    first, second = inspect("best"), inspect("best")  # two visitors
+    assert not first.exception and not second.exception, [e.message for e in [*first.exception, *second.exception]]
+    captions = [[i.proto.imgs[0].caption for i in at.get("image") if i.proto.imgs[0].caption.startswith("Why")]
+                for at in (first, second)]
+    assert captions[0] and captions[0] == captions[1]  # both see the explanation
+    assert len(explained) == 1
