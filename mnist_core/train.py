@@ -42,7 +42,8 @@ class TrainConfig:
     arch: str = setting("cnn", "The architecture (models.REGISTRY).", ui=False, cli=False)
     model: dict = field(default_factory=dict)  # overrides of the architecture's config
     epochs: int = setting(1, "Full passes over the training images.", min=1, max=200)
-    batch_size: int = setting(128, "Images per optimizer step.", min=1, max=60_000, step=32)
+    # No fixed maximum: validate() holds it to the training images there are (60,000, less validation).
+    batch_size: int = setting(128, "Images per optimizer step.", min=1, step=32)
     optimizer: str = setting("adam", "The update rule; each has its usual learning rate.", choices=OPTIMIZERS)
     lr: float = setting(1e-3, "Peak learning rate when a schedule is used (try 0.001 for Adam, 0.05 for SGD).",
                         label="learning rate", above=0)

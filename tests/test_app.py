@@ -74,7 +74,7 @@ def test_stop_ends_a_run_and_keeps_it_as_a_stopped_checkpoint(runs):
 def test_bad_settings_are_refused_next_to_the_widget(runs):
     at = page("pages/3_Train.py").run()
     at.number_input(key="train.lr").set_value(0.0).run()
-    assert any("learning rate must be greater than 0" in e.value for e in at.error)
+    assert any("learning rate must be a positive number" in e.value for e in at.error)
     start = next(b for b in at.button if b.label == "Start training")
     assert start.disabled
     at.text_input(key="model.cnn.channels").set_value("16, lots").run()

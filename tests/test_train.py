@@ -4,10 +4,10 @@ import threading
 
 import pytest
 import torch
-
 from saved_runs import save_unloadable_run
-from mnist_core.reporter import Reporter
+
 from mnist_core.presets import PRESETS, preset
+from mnist_core.reporter import Reporter
 from mnist_core.train import OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig, evaluate, fit
 
 SMALL_MLP = {"depth": 1, "width": 32}
@@ -114,7 +114,7 @@ def test_time_cap_stops_a_run(data):
     ({"lr": 0}, "learning rate must be a positive number"),
     ({"lr": float("nan")}, "learning rate must be a positive number"),
     ({"batch_size": 70000}, "larger than the 60000 training images"),
-    ({"epochs": 0}, "epochs must be at least 1"),
+    ({"epochs": 0}, "epochs must be between 1 and 200"),
     ({"optimizer": "lion"}, "unknown optimizer 'lion'"),
     ({"nesterov": True, "optimizer": "adam"}, "Nesterov momentum needs the sgd optimizer"),
     ({"model": {"depth": -1}}, "depth=-1 is below its minimum"),

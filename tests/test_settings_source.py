@@ -1,0 +1,107 @@
+"""One source of truth for the training settings: a preset started from the Train page, the Compare page
+and the command line is the same TrainConfig, and every widget's range is its field's range."""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from mnist_core.__main__ import build_parser, config_from_args
+from mnist_core.fields import widget_bounds
+from mnist_core.job_cli import compare_base_from_args
+from mnist_core.models import make_config
+from mnist_core.presets import PRESETS, from_overrides, preset
+from mnist_core.train import ConfigError, TrainConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def page(path: str) -> AppTest:
+    return AppTest.from_file(str(ROOT / path), default_timeout=120)
+
+
+def resolved(config: TrainConfig) -> TrainConfig:
+    """The config with its architecture settings in full: the pages keep only those that differ from the
+    architecture's defaults, which builds the same network."""
+    return dataclasses.replace(config, model=make_config(config.arch, config.model))
+
+
+def shown_config(at: AppTest) -> TrainConfig:
+    """The config the page would submit, from its 'as JSON' view (the first JSON on the page), resolved."""
+    return resolved(TrainConfig(**json.loads(at.json[0].value)))
+
+
+def expected_bounds(name: str) -> tuple:
+    low, high = widget_bounds(FIELDS[name])
+    if FIELDS[name].metadata.get("optional"):
+        low = 0  # an optional number's widget shows "none" as 0
+    return (None if low is None else float(low), None if high is None else float(high))
+
+
+def assert_widget_ranges(at: AppTest, prefix: str) -> list[str]:
+    checked = []
+    for widget in at.number_input:
+        name = widget.key.removeprefix(prefix) if widget.key.startswith(prefix) else None
+        if name in FIELDS:
+            got = (None if widget.min is None else float(widget.min), None if widget.max is None else float(widget.max))
+            assert got == expected_bounds(name), (widget.key, got)
+            checked.append(name)
+    return checked
+
+
+def cli_train_config(name: str) -> TrainConfig:
+    return resolved(config_from_args(build_parser().parse_args(["train", "--preset", name])))
+
+
+def test_every_preset_is_the_same_config_from_the_train_page_compare_page_and_cli(runs):
+    train = page("pages/3_Train.py").run()
+    compare = page("pages/9_Compare.py").run()
+    for name in PRESETS:
+        want = resolved(preset(name))
+        train.selectbox(key="train.preset").set_value(name).run()
+        assert not train.exception, name
+        assert shown_config(train) == want, name
+        assert cli_train_config(name) == want, name
+        compare.selectbox(key="compare.preset").set_value(name).run()
+        assert not compare.exception, name
+        # A comparison records no histograms (a sweep's runs are not worth their disk); all else is the preset.
+        assert shown_config(compare) == dataclasses.replace(want, record=False), name
+        cli_base = resolved(compare_base_from_args(build_parser().parse_args(["compare", "--preset", name])))
+        assert cli_base == dataclasses.replace(want, record=False), name
+
+
+def test_the_step_schedule_of_conv2_fc2_keeps_its_gamma_everywhere(runs):
+    train = page("pages/3_Train.py").run()
+    train.selectbox(key="train.preset").set_value("conv2_fc2").run()
+    assert train.number_input(key="train.gamma").value == pytest.approx(0.7)
+    assert shown_config(train).gamma == pytest.approx(0.7)
+    assert cli_train_config("conv2_fc2").gamma == pytest.approx(0.7)
+
+
+def test_every_widget_range_is_its_fields_range_on_both_pages(runs):
+    train = page("pages/3_Train.py").run()
+    checked = assert_widget_ranges(train, "train.")
+    assert {"epochs", "batch_size", "lr", "momentum", "step_size", "gamma", "rotation", "shift"} <= set(checked)
+    compare = page("pages/9_Compare.py").run()
+    checked = assert_widget_ranges(compare, "compare.base.(defaults).")
+    assert {"epochs", "batch_size", "lr", "momentum", "gamma"} <= set(checked)
+    compare.selectbox(key="compare.dimension").set_value("augmentation").run()
+    assert {"rotation", "shift"} <= set(assert_widget_ranges(compare, "compare.augment."))
+
+
+def test_a_preset_with_an_unknown_key_or_a_value_out_of_range_is_refused():
+    with pytest.raises(ConfigError, match="preset 'typo': unknown setting 'epoch'"):
+        from_overrides("typo", {"arch": "mlp", "epoch": 3})
+    with pytest.raises(ConfigError, match="preset 'wild': rotation must be between 0 and 45 degrees"):
+        from_overrides("wild", {"arch": "mlp", "rotation": 90.0})
+    with pytest.raises(ConfigError, match="has no setting widht"):
+        from_overrides("arch typo", {"arch": "mlp", "model": {"widht": 3}})
+
+
+def test_cli_flags_take_the_fields_ranges():
+    args = build_parser().parse_args(["train", "--preset", "conv2_fc2", "--gamma", "1.5"])
+    with pytest.raises(ConfigError, match=r"gamma must be in \(0, 1\] \(got 1.5\)"):
+        config_from_args(args).validate()
