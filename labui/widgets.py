@@ -51,7 +51,7 @@ def seed_state(prefix: str, config_cls, values: dict | None = None, overwrite: b
 def widget_label(f) -> str:
     """'Rotation (degrees)', 'Max batches (0 = none)': the field's label, unit, and what 0 means."""
     meta = f.metadata
-    name = meta.get("label", label(f.name))
+    name = meta.get("title", meta.get("label", label(f.name)))
     notes = [meta["unit"]] if meta.get("unit") else []
     if numeric_optional(f):
         notes.append("0 = none")

@@ -3,7 +3,8 @@
 The Streamlit widgets (labui/widgets.py), the command-line flags (add_flags) and the range and type
 checks (check) are all generated from this metadata, so a page, the CLI and the core cannot disagree
 on what a setting takes. Bounds: min/max are inclusive, above/below exclusive (a learning rate is
-above 0, momentum below 1). optional=True: None means "off", shown as 0 in a number widget.
+above 0, momentum below 1). optional=True: None means "off", shown as 0 in a number widget. label names the
+setting in messages ("batch size"); title, where given, heads its widget instead.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ import math
 from dataclasses import field
 
 
-def setting(default=None, help: str = "", *, unit: str = "", label: str | None = None, min=None, max=None,
+def setting(default=None, help: str = "", *, unit: str = "", label: str | None = None, title: str | None = None,
+            min=None, max=None,
             above=None, below=None, choices=None, optional: bool = False, step=None, ui: bool = True,
             cli: bool = True, default_factory=None):
     meta = {"help": help, "unit": unit, "optional": optional, "ui": ui, "cli": cli}
-    for key, value in (("label", label), ("min", min), ("max", max), ("above", above), ("below", below),
+    for key, value in (("label", label), ("title", title), ("min", min), ("max", max), ("above", above), ("below", below),
                        ("choices", tuple(choices) if choices is not None else None), ("step", step)):
         if value is not None:
             meta[key] = value

@@ -73,7 +73,7 @@ class TrainConfig:
     seed: int = setting(0, "Fixes the initial weights and the data order: same seed, same run.", min=0, max=MAX_SEED)
     device: str = setting("auto", "auto, cpu, cuda or mps.", ui=False)
     max_batches: int | None = setting(None, "Stop after this many batches: a quick look before a long run.",
-                                      label="max batches", min=1, max=10**7, optional=True)
+                                      label="max batches", title="Stop after N batches", min=1, max=10**7, optional=True)
     max_seconds: float | None = setting(None, "Stop after this long (a host's per-run cap).", label="max seconds",
                                         unit="seconds", above=0, optional=True, ui=False)
     init_checkpoint: str | None = setting(None, "Start from this checkpoint's weights (fine-tuning) instead of a "

@@ -184,9 +184,9 @@ def test_gan_page_browses_the_shipped_gan_by_class(runs):
 
 def test_compare_page_runs_two_arms_and_tabulates_them(runs):
     at = page("pages/9_Compare.py").run()
-    at.number_input(key="compare.max_batches").set_value(5)
-    at.selectbox(key="compare.optimizer.(defaults)").set_value("sgd")
-    at.number_input(key="compare.lr.(defaults)").set_value(0.05)
+    at.number_input(key="compare.base.(defaults).max_batches").set_value(5)
+    at.selectbox(key="compare.base.(defaults).optimizer").set_value("sgd")
+    at.number_input(key="compare.base.(defaults).lr").set_value(0.05)
     at.number_input(key="compare.model.(defaults).mlp.width").set_value(64)
     at.selectbox(key="compare.dimension").set_value("augmentation").run()
     assert any("2 runs: no augmentation, rotate 10 deg, shift 2 px" in c.value for c in at.caption)

@@ -150,7 +150,7 @@ def test_the_gan_page_shows_a_grid_and_the_class_picker_changes_it(page, app_url
 
 def test_a_two_arm_comparison_of_a_few_batches_draws_both_arms(page, app_url):
     open_page(page, app_url, "Compare", "Compare")
-    enter(page.get_by_role("spinbutton", name="Stop each run after N batches"), "8")
+    enter(page.get_by_role("spinbutton", name="Stop after N batches"), "8")
     wait_until_idle(page)
     page.get_by_role("combobox", name="Vary").click()
     page.get_by_role("option", name="Dropout off vs on").click()
