@@ -15,9 +15,9 @@ import math
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import safetensors.torch
@@ -25,9 +25,19 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checkpoints import (SHIPPED_DIR, CheckpointError, CheckpointExistsError, atomic_write, folder_lock, runs_dir,
-                          safe_name, validate_name)
+from .checkpoints import (
+    SHIPPED_DIR,
+    CheckpointError,
+    CheckpointExistsError,
+    atomic_write,
+    folder_lock,
+    runs_dir,
+    safe_name,
+    validate_name,
+)
 from .data import Mnist, pick_device, standardize
+from .fields import check as check_fields
+from .fields import setting
 from .reporter import NULL_REPORTER, Reporter
 from .saliency import private_view
 
@@ -50,43 +60,34 @@ class GanConfigError(ValueError):
 
 @dataclass
 class GanConfig:
-    variant: str = "dcgan"
-    latent: int = 64  # size of the noise vector z
-    width: int = 32  # dcgan: base channels; mlp: hidden units = 8 x width
-    g_lr: float = 2e-4
-    d_lr: float = 2e-4
-    beta1: float = 0.5  # Adam's first beta; 0.5 is the DCGAN paper's choice
-    beta2: float = 0.999
-    batch_size: int = 128
-    epochs: int = 5
-    label_smoothing: float = 0.1  # one-sided: real images are labelled 1 - this for the discriminator
-    seed: int = 0
-    grid_per_class: int = 8  # fixed-noise samples per class drawn after every epoch
-    max_batches: int | None = None  # stop early (smoke runs)
-    max_seconds: float | None = None  # stop after this long, keeping what was learned (a host's per-run cap)
-    device: str = "auto"
+    # Each setting's help, range and choices sit next to it (mnist_core.fields): the `gan` CLI flags and
+    # validate() are generated from them.
+    variant: str = setting("dcgan", "mlp: fully connected G and D, fast; dcgan: transposed convolutions, sharper "
+                                    "digits", label="GAN variant", choices=VARIANTS)
+    latent: int = setting(64, "Length of the noise vector z.", label="latent size", min=1, max=512)
+    width: int = setting(32, "Base channels (dcgan) or 8x hidden units (mlp).", min=4, max=256)
+    g_lr: float = setting(2e-4, "Generator learning rate.", label="generator learning rate", above=0, max=10)
+    d_lr: float = setting(2e-4, "Discriminator learning rate.", label="discriminator learning rate", above=0, max=10)
+    beta1: float = setting(0.5, "Adam's first beta; 0.5 is the DCGAN paper's choice.", label="Adam beta1", min=0,
+                           below=1)
+    beta2: float = setting(0.999, "Adam's second beta.", label="Adam beta2", min=0, below=1)
+    batch_size: int = setting(128, "Images per step.", label="batch size", min=1, max=60_000)
+    epochs: int = setting(5, "Full passes over the training images.", min=1, max=200)
+    label_smoothing: float = setting(0.1, "One-sided: real images are labelled 1 - this for the discriminator.",
+                                     label="label smoothing", min=0, below=0.5)
+    seed: int = setting(0, "Fixes the initial weights, the noise and the data order.", min=0, max=2**32 - 1)
+    grid_per_class: int = setting(8, "Fixed-noise samples per class drawn after every epoch.",
+                                  label="samples per class in the grid", min=1, max=32)
+    max_batches: int | None = setting(None, "Stop after this many batches (smoke runs).", label="max batches",
+                                      min=1, optional=True)
+    max_seconds: float | None = setting(None, "Stop after this long, keeping what was learned (a host's per-run cap).",
+                                        label="max seconds", unit="seconds", above=0, optional=True)
+    device: str = setting("auto", "auto, cpu, cuda, cuda:N or mps.")
 
     def validate(self) -> None:
-        checks = [
-            (self.variant in VARIANTS, f"unknown GAN variant {self.variant!r}; choose one of {', '.join(VARIANTS)}"),
-            (1 <= self.latent <= 512, f"latent size must be between 1 and 512 (got {self.latent})"),
-            (4 <= self.width <= 256, f"width must be between 4 and 256 (got {self.width})"),
-            (0 < self.g_lr <= 10 and 0 < self.d_lr <= 10,  # also refuses NaN, which fails every comparison
-             f"learning rates must be above 0 and at most 10 (got G {self.g_lr:g}, D {self.d_lr:g})"),
-            (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "Adam betas must be in [0, 1)"),
-            (1 <= self.batch_size <= 60_000, f"batch size must be between 1 and 60,000 (got {self.batch_size})"),
-            (1 <= self.epochs <= 200, f"epochs must be between 1 and 200 (got {self.epochs})"),
-            (0 <= self.label_smoothing < 0.5, f"label smoothing must be in [0, 0.5) (got {self.label_smoothing})"),
-            (1 <= self.grid_per_class <= 32, "samples per class in the grid must be between 1 and 32"),
-            (self.max_batches is None or self.max_batches >= 1, "max batches must be at least 1"),
-            (self.max_seconds is None or 0 < self.max_seconds < math.inf, "max seconds must be a positive number"),
-            (0 <= self.seed < 2**32, f"seed must be between 0 and {2**32 - 1} (got {self.seed})"),
-            (self.device == "auto" or self.device in DEVICES or self.device.startswith("cuda:"),
-             f"unknown device {self.device!r}; choose auto, {', '.join(DEVICES)}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise GanConfigError(message)
+        check_fields(self, GanConfigError)  # each field's type and range, from its metadata
+        if not (self.device == "auto" or self.device in DEVICES or self.device.startswith("cuda:")):
+            raise GanConfigError(f"unknown device {self.device!r}; choose auto, {', '.join(DEVICES)}")
 
 
 # ---------------------------------------------------------------- networks
@@ -221,7 +222,7 @@ class Judge:
             hook.remove()
         return torch.cat(captured).double().numpy(), torch.cat(predicted).numpy()
 
-    def score(self, images: torch.Tensor, labels: np.ndarray) -> "Quality":
+    def score(self, images: torch.Tensor, labels: np.ndarray) -> Quality:
         feats, predicted = self.features(images)
         diversity = np.array([mean_pairwise_distance(feats[labels == c]) for c in range(CLASSES)])
         return Quality(float((predicted == labels).mean()), diversity / self.real_diversity,
@@ -285,7 +286,7 @@ def planned_steps(config: GanConfig, train_size: int = 60_000) -> int:
     return min(full, config.max_batches or full)
 
 
-def train_gan(config: GanConfig, mnist: Mnist, judge: "Judge | Callable[[], Judge | None] | None" = None,
+def train_gan(config: GanConfig, mnist: Mnist, judge: Judge | Callable[[], Judge | None] | None = None,
               reporter: Reporter = NULL_REPORTER) -> GanResult:
     """Alternate D and G steps over MNIST; after each epoch draw the fixed-noise grid and score quality.
 
@@ -603,7 +604,7 @@ class BackgroundJudge:
     The build goes on after a stop: when make is a shared cache, it is then ready for the next run.
     """
 
-    def __init__(self, make: Callable[[], "Judge"], stop: threading.Event, on_wait: Callable[[], None] | None = None):
+    def __init__(self, make: Callable[[], Judge], stop: threading.Event, on_wait: Callable[[], None] | None = None):
         self._stop, self._on_wait, self._box = stop, on_wait, {}
         self._thread = threading.Thread(target=self._build, args=(make,), name="gan-judge", daemon=True)
         self._thread.start()
@@ -615,10 +616,10 @@ class BackgroundJudge:
             self._box["error"] = exc
 
     @property
-    def loaded(self) -> "Judge | None":
+    def loaded(self) -> Judge | None:
         return self._box.get("value")
 
-    def get(self, poll: float = 0.1) -> "Judge | None":
+    def get(self, poll: float = 0.1) -> Judge | None:
         """The judge; None if the stop event was set while waiting; JudgeError if it could not be built."""
         if self._thread.is_alive() and self._on_wait is not None:
             self._on_wait()

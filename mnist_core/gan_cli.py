@@ -13,28 +13,13 @@ import sys
 from pathlib import Path
 
 from .checkpoints import CheckpointError, CheckpointExistsError, list_checkpoints
-from .gan import VARIANTS, GanConfig, GanConfigError, default_run_name, gan_dir, gan_exists, validate_gan_name
+from .fields import add_flags
+from .gan import GanConfig, GanConfigError, default_run_name, gan_dir, gan_exists, validate_gan_name
 
 PROG = "python -m mnist_core"
-FLAG_TYPES = {"int": int, "float": float, "str": str}
-HELP = {
-    "variant": "mlp: fully connected G and D, fast; dcgan: transposed convolutions, sharper digits",
-    "latent": "length of the noise vector", "width": "base channels (dcgan) or 8x hidden units (mlp)",
-    "g_lr": "generator learning rate", "d_lr": "discriminator learning rate", "beta1": "Adam beta1 (0.5: DCGAN's)",
-    "label_smoothing": "one-sided: real images are labelled 1 - this", "grid_per_class": "fixed-noise samples per "
-    "class drawn after every epoch", "max_batches": "stop after this many batches (smoke runs)",
-    "max_seconds": "stop after this long, keeping what was learned", "device": "auto, cpu, cuda, cuda:N or mps",
-}
-
-
 def add_gan_parser(sub) -> None:
     p = sub.add_parser("gan", help="train the conditional GAN and save it (runs/gans/, shown on the GAN page)")
-    default = GanConfig()
-    for f in dataclasses.fields(GanConfig):
-        kind = FLAG_TYPES[f.type.split(" ")[0]]  # annotations are strings such as "int | None"
-        p.add_argument("--" + f.name.replace("_", "-"), type=kind, default=None,
-                       choices=VARIANTS if f.name == "variant" else None,
-                       help=f"{HELP.get(f.name, f.name.replace('_', ' '))} (default: {getattr(default, f.name)})")
+    add_flags(p, GanConfig)  # every GanConfig field, its help and range from the field
     p.add_argument("--name", help="run name (default: cgan-DATE-TIME-XXXX)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing GAN run of that name")
     p.add_argument("--judge", metavar="CHECKPOINT",
