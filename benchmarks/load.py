@@ -17,7 +17,7 @@ st.error on the settled page), failed visits (a navigation error, or not settled
 and, for the whole run, the app's browser console errors and the peak RSS of the server process and its
 workers (read from /proc every 0.5 s). The trainers come back at the end: a job still running then was
 running through every round; they stop it. The figures are printed beside the targets of issue 17 and
-BASELINE (this script on the code before this work), and written to benchmarks/results/load.txt when the
+BASELINE (issue 17's figures for the code before this work), and written to benchmarks/results/load.txt when the
 measured checkout is this repository.
 """
 
@@ -71,8 +71,8 @@ UNSETTLED_JS = """() => {
 }"""
 EXCEPTION_CSS = '[data-testid="stException"]'
 ERROR_CSS = '[data-testid="stAlertContentError"]'
-# This script with --app-dir at 3493681 (the main before this work's job runner and hosted mode: the
-# trainers' jobs could not be capped there, and the figures are without them), 2-core machine.
+# Issue 17's measurement of 3493681 (the main before the job runner and hosted mode), 30 sessions, one round,
+# no training jobs, 2-core machine; not yet re-measured with this script (`--app-dir /tmp/load-base`).
 BASELINE = {
     "setup": "3493681, 30 sessions x 1 round, no training jobs (issue 17's measurement)",
     "pages": {"Draw": {"p50": None, "p95": 31.0}, "Inspect": {"p50": None, "p95": 48.0},
