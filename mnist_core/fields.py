@@ -88,6 +88,11 @@ def problem(f, value) -> str | None:
             return f"{name} must be {range_text(f) or 'a finite number'} (got {value})"
     if kind is str and not isinstance(value, str):
         return f"{name} must be text (got {value!r})"
+    if isinstance(value, tuple) and "choices" in meta:  # a set of choices, e.g. the arms of a comparison
+        if not value:
+            return f"choose at least one of {', '.join(map(str, meta['choices']))}"
+        unknown = [v for v in value if v not in meta["choices"]]
+        return f"unknown {name} {unknown[0]!r}; choose from {', '.join(map(str, meta['choices']))}" if unknown else None
     if "choices" in meta and value not in meta["choices"]:
         return f"unknown {name} {value!r}; choose one of {', '.join(map(str, meta['choices']))}"
     if kind in (int, float):

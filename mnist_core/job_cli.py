@@ -50,7 +50,7 @@ def add_job_parsers(sub) -> None:
     from .models import REGISTRY
     from .presets import COMPARE_RECIPE_FIELDS, COMPARE_RUN_FIELDS, PRESETS
     from .train import TrainConfig
-    from .transfer import ARMS, BACKBONES
+    from .transfer import ARMS, TransferConfig
 
     p = sub.add_parser("compare", help="train one base setup with one setting varied, over seeds; save every run")
     p.add_argument("--preset", choices=list(PRESETS), default="fast", help="the base setup (default: fast)")
@@ -70,14 +70,8 @@ def add_job_parsers(sub) -> None:
     add_backend_options(p)
 
     p = sub.add_parser("transfer", help="a pretrained backbone with a new head vs training from scratch")
-    p.add_argument("--backbone", choices=list(BACKBONES), default="fashion_cnn")
+    add_flags(p, TransferConfig)  # every setting but the arms, its help and range from the field
     p.add_argument("--arms", type=csv(str), default=["frozen", "scratch"], help=f"of {', '.join(ARMS)}")
-    p.add_argument("--labels", type=int, default=1000, help="labelled training digits (class-balanced)")
-    p.add_argument("--hidden", type=int, default=0, help="units of the head's hidden layer (0: a linear head)")
-    p.add_argument("--steps", type=int, default=600)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
     add_backend_options(p)
 
     p = sub.add_parser("embed", help="compute a 2-D or 3-D map of the digits into the map cache (the Embeddings page)")
@@ -192,9 +186,19 @@ def cmd_compare(args) -> int:
     return end_code(state)
 
 
+def transfer_config_from_args(args) -> dict:
+    """The transfer job's settings: TransferConfig's defaults, the flags given, the arms."""
+    import dataclasses
+
+    from .fields import flag_values
+    from .transfer import TransferConfig
+
+    names = [f.name for f in dataclasses.fields(TransferConfig) if f.name != "arms"]
+    return {**dataclasses.asdict(TransferConfig()), **flag_values(args, names), "arms": args.arms}
+
+
 def cmd_transfer(args) -> int:
-    config = {"backbone": args.backbone, "arms": args.arms, "labels": args.labels, "hidden": args.hidden,
-              "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed}
+    config = transfer_config_from_args(args)
     state, code = run_job("transfer", config, args)
     if state is None:
         return code

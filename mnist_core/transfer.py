@@ -16,15 +16,14 @@ import copy
 import dataclasses
 import hashlib
 import json
-import math
 import os
 import re
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import safetensors.torch
 import torch
@@ -33,6 +32,8 @@ from torch import nn
 
 from .checkpoints import SHIPPED_DIR, atomic_write, shared_runs_dir
 from .data import Mnist, balanced_order, pick_device
+from .fields import check as check_fields
+from .fields import setting
 from .models import build_model
 from .reporter import NULL_REPORTER, Reporter
 
@@ -370,38 +371,32 @@ def _read_features(path: Path) -> dict[str, torch.Tensor]:
 # ---------------------------------------------------------------- training heads
 
 
-@dataclass
-class TransferConfig:
-    backbone: str = "fashion_cnn"
-    labels: int = 1000  # labelled training digits: the first n of a class-balanced order (60,000 = all)
-    hidden: int = 0  # units of the head's hidden layer; 0 = a linear head
-    steps: int = 600
-    batch_size: int = 128
-    lr: float = 1e-3  # Adam
-    seed: int = 0
-    arms: tuple[str, ...] = ("frozen", "scratch")  # of: frozen, unfrozen (last block trained too), scratch
-
-    def validate(self) -> None:
-        checks = [
-            (self.backbone in BACKBONES, f"unknown backbone {self.backbone!r}; choose one of {', '.join(BACKBONES)}"),
-            (10 <= self.labels <= 60_000, f"labelled digits must be between 10 and 60,000 (got {self.labels})"),
-            (0 <= self.hidden <= 4096, f"head hidden units must be between 0 and 4,096 (got {self.hidden})"),
-            (1 <= self.steps <= 100_000, f"steps must be between 1 and 100,000 (got {self.steps})"),
-            (self.batch_size >= 1, f"batch size must be at least 1 (got {self.batch_size})"),
-            (math.isfinite(self.lr) and self.lr > 0, f"learning rate must be a positive number (got {self.lr})"),
-            (bool(self.arms), "choose at least one of frozen, unfrozen, scratch"),
-            (set(self.arms) <= set(ARMS), f"unknown arm in {self.arms}; choose from {', '.join(ARMS)}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise TransferError(message)
-
-
 ARMS = {
     "frozen": "transfer: frozen backbone, new head",
     "unfrozen": "transfer: last block unfrozen, new head",
     "scratch": "from scratch: Fashion-CNN architecture, random weights, all layers trained",
 }
+
+
+@dataclass
+class TransferConfig:
+    # Each setting's help, range and choices sit next to it (mnist_core.fields): the `transfer` CLI flags and
+    # validate() are generated from them.
+    backbone: str = setting("fashion_cnn", "The pretrained network whose features the head reads.",
+                            choices=tuple(BACKBONES))
+    labels: int = setting(1000, "Labelled training digits: the first n of a class-balanced order (60,000 = all).",
+                          label="labelled digits", min=10, max=60_000)
+    hidden: int = setting(0, "Units of the head's hidden layer; 0 = a linear head.", label="head hidden units",
+                          min=0, max=4096)
+    steps: int = setting(600, "Training steps of each arm.", min=1, max=100_000)
+    batch_size: int = setting(128, "Images per step.", label="batch size", min=1)
+    lr: float = setting(1e-3, "Adam's learning rate.", label="learning rate", above=0)
+    seed: int = setting(0, "Fixes the head's initial weights and the data order.", min=0, max=2**32 - 1)
+    arms: tuple[str, ...] = setting(help="Of: frozen, unfrozen (last block trained too), scratch.", label="arm",
+                                    choices=tuple(ARMS), default_factory=lambda: ("frozen", "scratch"))
+
+    def validate(self) -> None:
+        check_fields(self, TransferError)  # each field's type, choices and range, from its metadata
 
 
 def make_head(feature_dim: int, hidden: int) -> nn.Module:
@@ -544,7 +539,8 @@ def run_transfer(config: TransferConfig, mnist: Mnist, backbone: Backbone | None
             trunk = backbone.trunk
             prepare = backbone.prepare
             results.append(_train(model, mnist.train_images[order], mnist.train_labels[order], mnist.test_images,
-                                  mnist.test_labels, config, result, lambda x: trunk(prepare(x)), on_step, stop))
+                                  mnist.test_labels, config, result, lambda x, trunk=trunk, prepare=prepare: trunk(prepare(x)),
+                                  on_step, stop))
         else:
             order = balanced_order(mnist.train_labels)[:n]
             torch.manual_seed(config.seed)
