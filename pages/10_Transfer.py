@@ -10,9 +10,10 @@ from labui import live, state  # noqa: E402
 from labui.images import map_grid, upscale  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
 from labui.transfer_charts import transfer_curves  # noqa: E402
+from labui.widgets import field_widgets  # noqa: E402
 from mnist_core.host import settings as host_settings  # noqa: E402
-from mnist_core.saliency import feature_maps  # noqa: E402
 from mnist_core.reporter import DONE  # noqa: E402
+from mnist_core.saliency import feature_maps  # noqa: E402
 from mnist_core.transfer import (  # noqa: E402
     ARMS,
     BACKBONES,
@@ -60,21 +61,17 @@ def pick_backbone() -> Backbone | None:
 
 
 def settings(backbone: Backbone) -> TransferConfig:
-    c1, c2, c3, c4 = st.columns(4)
+    c1, c2 = st.columns([1, 3])
     labels = c1.selectbox("Labelled digits", list(BUDGETS), index=1, format_func=BUDGETS.get, key=key("labels"),
                           help="The first n of a class-balanced order: 100 means ten of each digit. The same "
                                "digits for every arm.")
-    hidden = int(c2.number_input("Head hidden units (0 = linear)", 0, 4096, value=0, key=key("hidden")))
-    steps = int(c3.number_input("Training steps", 10, 20_000, value=600, step=100, key=key("steps")))
-    lr = float(c4.number_input("Learning rate (Adam)", 1e-5, 1.0, value=1e-3, format="%g", key=key("lr")))
-    c1, c2, c3 = st.columns([2, 1, 1])
-    arms = c1.multiselect("Arms", list(ARMS), default=["frozen", "scratch"], format_func=ARMS.get, key=key("arms"))
-    batch = int(c2.number_input("Batch size", 8, 1024, value=128, step=32, key=key("batch")))
-    seed = int(c3.number_input("Seed", 0, 2**31 - 1, value=0, key=key("seed")))
+    arms = c2.multiselect("Arms", list(ARMS), default=["frozen", "scratch"], format_func=ARMS.get, key=key("arms"))
+    # The head's settings: labels, help and ranges from TransferConfig's fields, as the CLI's flags.
+    values = field_widgets(TransferConfig, "transfer", ("hidden", "steps", "lr", "batch_size", "seed"), columns=5)
     if "unfrozen" in arms and backbone.info.input_size > 28:
         st.caption(f"Unfreezing runs the {backbone.info.label} trunk on every training batch: on a CPU that takes "
                    "minutes, not seconds.")
-    return TransferConfig(backbone.info.name, labels, hidden, steps, batch, lr, seed, tuple(arms))
+    return TransferConfig(backbone=backbone.info.name, labels=labels, arms=tuple(arms), **values)
 
 
 def start(config: TransferConfig) -> None:
