@@ -4,6 +4,7 @@ import dataclasses
 
 import numpy as np
 import pandas  # noqa: F401  imported whole before any chart: plotly peeks at sys.modules['pandas'], and a
+
 #   half-imported pandas (another thread importing it on a busy server) broke the live charts' fragment
 import plotly.express as px
 import plotly.graph_objects as go
@@ -14,6 +15,7 @@ st.set_page_config(page_title="GAN · MNIST Lab", page_icon="🔢", layout="wide
 
 from labui import live, state  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
+from labui.widgets import field_widgets, seed_state  # noqa: E402
 from mnist_core import gan  # noqa: E402
 from mnist_core.checkpoints import CheckpointError  # noqa: E402
 from mnist_core.data import tile  # noqa: E402
@@ -180,40 +182,23 @@ def metrics(checkpoint) -> None:
     quality_charts(epochs, "gan.metrics")
 
 
-WIDGET_KEYS = {"variant": "gan.variant", "latent": "gan.latent", "width": "gan.width", "epochs": "gan.epochs_n",
-               "g_lr": "gan.g_lr", "d_lr": "gan.d_lr", "label_smoothing": "gan.smoothing"}
+# The training settings the page shows; their labels, help and ranges are GanConfig's fields (as the CLI's).
+# Keys of their own ("gan.train.*"): "gan.seed" is the sample browser's noise seed.
+PREFIX = "gan.train"
+SETTINGS = ("variant", "latent", "width", "epochs", "g_lr", "d_lr", "beta1", "beta2", "batch_size", "label_smoothing",
+            "seed", "max_batches")
 
 
 def use_collapse_recipe() -> None:
-    for field, value in gan.COLLAPSE_RECIPE.items():
-        st.session_state[WIDGET_KEYS[field]] = value
+    seed_state(PREFIX, gan.GanConfig, gan.COLLAPSE_RECIPE, overwrite=True, names=tuple(gan.COLLAPSE_RECIPE))
 
 
 def settings() -> gan.GanConfig:
-    d = gan.GanConfig()
-    for field, key in WIDGET_KEYS.items():  # defaults through the state only, so the recipe button can set them
-        st.session_state.setdefault(key, getattr(d, field))
     st.button("Fill in a recipe that collapses", key="gan.collapse_recipe", on_click=use_collapse_recipe,
               help="A one-number noise vector, a generator learning rate five times the discriminator's and no "
                    "label smoothing: the generator soon draws one image per class. Train it (2 epochs), then see "
                    "the diversity warning under Metrics; or browse the shipped cgan-collapsed.")
-    c1, c2, c3, c4 = st.columns(4)
-    values = dict(
-        variant=c1.selectbox("Variant", gan.VARIANTS, key="gan.variant",
-                             help="mlp: fully connected G and D, fast. dcgan: transposed convolutions, sharper digits."),
-        latent=c2.number_input("Latent size", 1, 512, key="gan.latent", help="Length of the noise vector."),
-        width=c3.number_input("Width", 4, 256, key="gan.width", help="Base channels (dcgan) or 8x units (mlp)."),
-        epochs=c4.number_input("Epochs", 1, 200, key="gan.epochs_n"),
-        g_lr=c1.number_input("G learning rate", 1e-6, 1.0, format="%g", key="gan.g_lr"),
-        d_lr=c2.number_input("D learning rate", 1e-6, 1.0, format="%g", key="gan.d_lr"),
-        beta1=c3.number_input("Adam beta1", 0.0, 0.999, d.beta1, key="gan.beta1", help="0.5 is the DCGAN choice."),
-        beta2=c4.number_input("Adam beta2", 0.0, 0.9999, d.beta2, format="%g", key="gan.beta2"),
-        batch_size=c1.number_input("Batch size", 1, 60000, d.batch_size, key="gan.batch"),
-        label_smoothing=c2.number_input("Label smoothing (real = 1 - this)", 0.0, 0.49, key="gan.smoothing"),
-        seed=c3.number_input("Seed", 0, 10**6, d.seed, key="gan.train_seed"),
-    )
-    batches = c4.number_input("Stop after N batches (0 = all)", 0, 10**7, 0, key="gan.max_batches")
-    return gan.GanConfig(**values, max_batches=int(batches) or None)
+    return gan.GanConfig(**field_widgets(gan.GanConfig, PREFIX, SETTINGS, columns=4))
 
 
 def run_view(snap) -> None:

@@ -122,8 +122,8 @@ def test_the_sidebar_shows_a_gan_job_and_its_stop_keeps_what_was_learned(runs):
     at = page("pages/8_GAN.py")
     at.session_state["gan.tab"] = "Train"
     at.run()
-    at.selectbox(key="gan.variant").set_value("mlp")
-    at.number_input(key="gan.width").set_value(8)
+    at.selectbox(key="gan.train.variant").set_value("mlp")
+    at.number_input(key="gan.train.width").set_value(8)
     at.text_input(key="gan.name").set_value("sidebar-gan")
     at.run().button(key="gan.start").click().run()
     assert any("Your GAN" in m.value and "sidebar-gan" in m.value for m in at.sidebar.markdown), \

@@ -109,8 +109,8 @@ def test_the_collapse_recipe_fills_the_settings_and_the_collapsed_example_shows_
     at = page("Train").run()
     at.button(key="gan.collapse_recipe").click().run()
     assert not at.exception and not at.warning, [w.value for w in at.warning]
-    assert at.number_input(key="gan.latent").value == gan.COLLAPSE_RECIPE["latent"]
-    assert at.number_input(key="gan.g_lr").value == gan.COLLAPSE_RECIPE["g_lr"]
+    assert at.number_input(key="gan.train.latent").value == gan.COLLAPSE_RECIPE["latent"]
+    assert at.number_input(key="gan.train.g_lr").value == gan.COLLAPSE_RECIPE["g_lr"]
     open_tab(at, "Browse").selectbox(key="gan.checkpoint").set_value("cgan-collapsed").run()
     open_tab(at, "Metrics")
     assert not at.exception, [e.message for e in at.exception]
@@ -119,9 +119,9 @@ def test_the_collapse_recipe_fills_the_settings_and_the_collapsed_example_shows_
 
 def test_a_run_that_ends_is_picked_under_browse_and_the_next_run_gets_a_new_name(runs):
     at = page("Train").run()
-    at.selectbox(key="gan.variant").set_value("mlp").run()
-    at.number_input(key="gan.width").set_value(8).run()
-    at.number_input(key="gan.max_batches").set_value(3).run()
+    at.selectbox(key="gan.train.variant").set_value("mlp").run()
+    at.number_input(key="gan.train.width").set_value(8).run()
+    at.number_input(key="gan.train.max_batches").set_value(3).run()
     at.text_input(key="gan.name").set_value("ends-here").run()
     at.button(key="gan.start").click().run()
     deadline = time.time() + 240
