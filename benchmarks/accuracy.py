@@ -19,8 +19,6 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from mnist_core.checkpoints import SHIPPED_DIR, save  # noqa: E402
 from mnist_core.data import DeviceData  # noqa: E402
 from mnist_core.models import describe  # noqa: E402

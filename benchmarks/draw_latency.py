@@ -12,12 +12,9 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mnist_core.checkpoints import list_checkpoints, load  # noqa: E402
 from mnist_core.drawing import predict, preprocess, to_input  # noqa: E402

@@ -27,7 +27,6 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from mnist_core.checkpoints import CheckpointInfo, file_sha256, list_checkpoints, load  # noqa: E402
 from mnist_core.drawing import flagged, predict_all, score_groups, screen_all  # noqa: E402

@@ -10,17 +10,23 @@ that t-SNE and UMAP start from, not the one-off import of numba-compiled code (r
 from __future__ import annotations
 
 import argparse
+import os  # noqa: E402
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import os  # noqa: E402
-
 from mnist_core.data import load_mnist  # noqa: E402
-from mnist_core.embed import EmbedSpec, all_labels, cache_key, compute, knn_separation, load_cached, save_cached, warm_up  # noqa: E402
+from mnist_core.embed import (  # noqa: E402
+    EmbedSpec,
+    all_labels,
+    cache_key,
+    compute,
+    knn_separation,
+    load_cached,
+    save_cached,
+    warm_up,
+)
 
 CASES = {  # name -> (spec, target seconds)
     "pca": (EmbedSpec(method="pca", points=70_000), 3.0),

@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from mnist_core.checkpoints import find  # noqa: E402
 from mnist_core.export import script_text  # noqa: E402

@@ -21,14 +21,12 @@ import json
 import os
 import re
 import statistics
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from labui.navigation import page_files, page_label  # noqa: E402
 from labui.serve import CHROMIUM, CHROMIUM_ARGS, PAGE_DONE_JS, running_app  # noqa: E402

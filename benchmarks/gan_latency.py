@@ -20,9 +20,7 @@ import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("MNIST_RUNS_DIR", tempfile.mkdtemp(prefix="gan-latency-"))
 
 from mnist_core import gan, kinds  # noqa: E402

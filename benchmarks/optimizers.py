@@ -14,10 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mnist_core.compare import OPTIMIZER_ARMS, optimizer_arms, plan  # noqa: E402
 from mnist_core.data import DeviceData  # noqa: E402

@@ -12,9 +12,6 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mnist_core.data import DeviceData, load_mnist  # noqa: E402
 from mnist_core.probes import auto_interval  # noqa: E402

@@ -18,12 +18,10 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-sys.path.insert(0, str(HERE))
-
-from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
 from app_latency import PAGES, switch, timed  # noqa: E402
+from playwright.sync_api import expect, sync_playwright  # noqa: E402
+
 from labui.serve import CHROMIUM, CHROMIUM_ARGS, running_app  # noqa: E402
 
 TARGET_RATIO = 1.2

@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from mnist_core.presets import preset  # noqa: E402
 from mnist_core.runner import WORKER_NICE, HostLimits, Runner  # noqa: E402

@@ -22,7 +22,6 @@ REFERENCE = "pytorch/examples recipe ~3 min on a GPU; a tuned recipe 0.76 s on a
 ONE_RUN = """
 import dataclasses, json, sys, time
 start = time.perf_counter()
-sys.path.insert(0, {root!r})
 from mnist_core.data import DeviceData
 from mnist_core.presets import preset
 from mnist_core.train import fit

@@ -13,11 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mnist_core.data import load_mnist  # noqa: E402
 from mnist_core.transfer import BACKBONES, TransferConfig, load_backbone, run_transfer  # noqa: E402

@@ -18,9 +18,6 @@ import json
 import os
 import sys
 import tempfile
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mnist_core import strokes  # noqa: E402
 from mnist_core.checkpoints import SHIPPED_DIR, find, load, save  # noqa: E402

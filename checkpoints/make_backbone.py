@@ -10,11 +10,8 @@ import argparse
 import dataclasses
 import json
 import sys
-from pathlib import Path
 
 import safetensors.torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mnist_core.data import DataError, DeviceData, load_mnist  # noqa: E402
 from mnist_core.reporter import Reporter  # noqa: E402

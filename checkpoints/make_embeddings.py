@@ -8,9 +8,6 @@ Each is an ordinary cache entry (safetensors coordinates + JSON settings), keyed
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mnist_core import embed  # noqa: E402
 from mnist_core.checkpoints import find, load  # noqa: E402

@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mnist_core.checkpoints import load  # noqa: E402
 from mnist_core.data import load_mnist  # noqa: E402

@@ -5,10 +5,7 @@ named by the weights' digest: retraining a checkpoint makes its file unused, nev
     python checkpoints/make_predictions.py
 """
 
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mnist_core import evaluation  # noqa: E402
 from mnist_core.checkpoints import SHIPPED_DIR, find, load  # noqa: E402

@@ -8,8 +8,8 @@ the same as under Streamlit's automatic pages/ navigation.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager

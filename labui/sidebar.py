@@ -7,10 +7,12 @@ from pathlib import Path
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
+from mnist_core.host import describe_limits, hosted
+from mnist_core.host import problem as host_problem
+from mnist_core.kinds import kind
+
 from . import live, state
 from .navigation import page_label, use_app_navigation
-from mnist_core.kinds import kind
-from mnist_core.host import describe_limits, hosted, problem as host_problem
 
 
 def checkpoint_label(info) -> str:

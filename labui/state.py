@@ -13,13 +13,20 @@ import streamlit as st
 import torch
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from mnist_core import evaluation
-from mnist_core import owners
-from mnist_core.checkpoints import (SHIPPED_DIR, CheckpointInfo, UnreadableCheckpoint, list_checkpoints, load, scan,
-                                    shared_runs_dir)
+from mnist_core import evaluation, owners
+from mnist_core.checkpoints import (
+    SHIPPED_DIR,
+    CheckpointInfo,
+    UnreadableCheckpoint,
+    list_checkpoints,
+    load,
+    scan,
+    shared_runs_dir,
+)
 from mnist_core.data import DeviceData, load_mnist, pick_device
 from mnist_core.embed import Embedding, all_labels, cache_dir, file_digest, load_cached, shipped_cache_dir, warm_up
-from mnist_core.host import HostSettingError, settings as host_settings
+from mnist_core.host import HostSettingError
+from mnist_core.host import settings as host_settings
 from mnist_core.runner import Runner
 
 ACTIVE_KEY = "active_checkpoint"

@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -130,7 +130,7 @@ def probes_path(weights_path: Path) -> Path:
     return weights_path.parent / (weights_path.name + ".probes")
 
 
-def load_probes(info: "CheckpointInfo") -> ProbeRecord | None:
+def load_probes(info: CheckpointInfo) -> ProbeRecord | None:
     """The training history recorded with a checkpoint, if it has one."""
     return load_record(probes_path(info.weights_path)) if info.meta.get("probes") else None
 
@@ -333,7 +333,7 @@ def save(result: RunResult, name: str, directory: Path | None = None, extra: dic
         "device": result.device,
         "versions": _versions(),
         "command": reproduce_command(result.config, name),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         **(extra or {}),
     }
     has_probes = result.probes is not None and len(result.probes) > 0

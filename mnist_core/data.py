@@ -296,13 +296,13 @@ class TensorSplit:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def take(self, indices: torch.Tensor) -> "TensorSplit":
+    def take(self, indices: torch.Tensor) -> TensorSplit:
         """The images at these indices, as a split of their own."""
         idx = torch.as_tensor(indices, dtype=torch.long).to(self.device)
         return TensorSplit(self.pixels.index_select(0, idx), self.labels.index_select(0, idx), self.device,
                            self.mean, self.std)
 
-    def batches(self, batch_size: int, generator: torch.Generator | None = None, augment: "Augment | None" = None,
+    def batches(self, batch_size: int, generator: torch.Generator | None = None, augment: Augment | None = None,
                 augment_generator: torch.Generator | None = None):
         """Yield (images, labels), images standardized batch by batch; shuffled when a generator is given, else in order.
 

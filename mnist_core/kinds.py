@@ -15,9 +15,9 @@ import dataclasses
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from .reporter import DONE, FAILED, STOPPED, Reporter
 
@@ -103,7 +103,7 @@ class TrainView:
             return None
         return (self.total_steps - self.step) / self.steps_per_s
 
-    def snapshot(self) -> "TrainView":
+    def snapshot(self) -> TrainView:
         copied = copy.copy(self)
         copied.batch_curve, copied.epochs = list(self.batch_curve), list(self.epochs)
         return copied
@@ -310,7 +310,7 @@ class CompareView:
         self.runs = [RunState(s, RunView(s.config.to_dict()), count_params(s.config.arch, s.config.model))
                      for s in _compare_plan(config)]
 
-    def snapshot(self) -> "CompareView":
+    def snapshot(self) -> CompareView:
         copied = copy.copy(self)
         copied.runs = [dataclasses.replace(r, job=r.job.snapshot()) for r in self.runs]
         return copied
@@ -410,7 +410,7 @@ class GanView:
         self.steps: list[dict] = []
         self.epochs: list[dict] = []
 
-    def snapshot(self) -> "GanView":
+    def snapshot(self) -> GanView:
         copied = copy.copy(self)
         copied.steps, copied.epochs = list(self.steps), list(self.epochs)
         return copied
@@ -432,12 +432,10 @@ _judges: dict[str, object] = {}  # weights file -> judge
 
 def gan_judge(name: str | None = None):
     """The classifier that scores GAN samples, built once per process (the most accurate shipped one by default)."""
-    from .checkpoints import load
+    from .checkpoints import find, load
     from .data import load_mnist
     from .gan import Judge
     from .gan_cli import best_shipped_classifier
-
-    from .checkpoints import find
 
     name = name or best_shipped_classifier()
     path = str(find(name).weights_path)  # by file, not name: two visitors' runs may share a name (hosted mode)
@@ -522,7 +520,7 @@ class TransferView:
         self.stage, self.fraction = "starting", 0.0
         self.results: dict = {}
 
-    def snapshot(self) -> "TransferView":
+    def snapshot(self) -> TransferView:
         copied = copy.copy(self)
         copied.results = dict(self.results)
         return copied
@@ -575,7 +573,7 @@ EMBED_EPOCH = "an epoch is 10,000 digits mapped"
 
 
 def _embed_spec(config: dict):
-    from .embed import EmbedSpec, EmbeddingError
+    from .embed import EmbeddingError, EmbedSpec
 
     return EmbedSpec(**known_fields(EmbedSpec, config, EmbeddingError, "map"))
 
@@ -603,7 +601,7 @@ class ProgressView:
     def __init__(self, config: dict):
         self.stage, self.fraction = "starting", 0.0
 
-    def snapshot(self) -> "ProgressView":
+    def snapshot(self) -> ProgressView:
         return copy.copy(self)
 
     def on_event(self, kind: str, data: dict) -> None:
@@ -666,7 +664,7 @@ class ScratchView:
         self.curve: list[dict] = []
         self.epochs: list[dict] = []
 
-    def snapshot(self) -> "ScratchView":
+    def snapshot(self) -> ScratchView:
         copied = copy.copy(self)
         copied.curve, copied.epochs = list(self.curve), list(self.epochs)
         return copied

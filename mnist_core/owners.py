@@ -24,8 +24,8 @@ import re
 import shutil
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from .host import hosted, settings
 
@@ -91,7 +91,7 @@ class _Setting:
         self.folder = target
         self._token = _folder.set(target)
 
-    def __enter__(self) -> "_Setting":
+    def __enter__(self) -> _Setting:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -9,7 +9,8 @@ around a function, and sees the same events.
 from __future__ import annotations
 
 import threading
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 # What a job is at any moment, for every kind. A run that reached its target or its batch cap is
 # "done" with a message saying so; "stopped" keeps what was learned; "failed" carries the reason.

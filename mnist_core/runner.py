@@ -34,13 +34,13 @@ import time
 import uuid
 import weakref
 from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
 
 from . import owners
 from .host import hosted, settings
-from .reporter import DONE, ENDED, FAILED, QUEUED, RUNNING, STOPPED, Reporter
+from .reporter import ENDED, FAILED, QUEUED, RUNNING, STOPPED, Reporter
 
 log = logging.getLogger("mnist_core.runner")
 
@@ -85,7 +85,7 @@ class HostLimits:
     downloads: bool = True  # whether a job may download (pretrained weights); off in hosted mode
 
     @classmethod
-    def from_env(cls) -> "HostLimits":
+    def from_env(cls) -> HostLimits:
         """The limits of host.settings(), which raises HostSettingError naming a bad variable."""
         values = settings()
         return cls(values.max_jobs, values.max_epochs, values.max_run_seconds, values.max_compare_runs,
@@ -172,7 +172,7 @@ class JobState:
             return 0.0
         return (self.finished or time.time()) - self.started
 
-    def snapshot(self) -> "JobState":
+    def snapshot(self) -> JobState:
         """A consistent copy for drawing, taken under the job's lock."""
         with self._lock:
             copied = copy.copy(self)

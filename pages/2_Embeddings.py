@@ -9,11 +9,11 @@ import streamlit as st
 st.set_page_config(page_title="Embeddings · MNIST Lab", page_icon="🔢", layout="wide")
 
 from labui import live, state  # noqa: E402
+from labui.images import upscale  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
 from mnist_core import embed  # noqa: E402
-from mnist_core.host import settings as host_settings  # noqa: E402
-from labui.images import upscale  # noqa: E402
 from mnist_core.data import tile  # noqa: E402
+from mnist_core.host import settings as host_settings  # noqa: E402
 from mnist_core.reporter import DONE, FAILED  # noqa: E402
 
 METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE (openTSNE)", "umap": "UMAP"}

@@ -13,9 +13,9 @@ import plotly.express as px  # noqa: E402
 from labui import live  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
 from mnist_core.checkpoints import CheckpointError  # noqa: E402
-from mnist_core.scratch import ACTIVATIONS, Net, NetConfig, ScratchError, TrainSettings, load_arrays, train  # noqa: E402
-from mnist_core.scratch.walkthrough import features, graph_dot, pca_2d, templates, top_activating, trace_step  # noqa: E402
 from mnist_core.reporter import FAILED  # noqa: E402
+from mnist_core.scratch import ACTIVATIONS, Net, NetConfig, ScratchError, TrainSettings, load_arrays  # noqa: E402
+from mnist_core.scratch.walkthrough import features, graph_dot, pca_2d, templates, top_activating, trace_step  # noqa: E402
 
 K = "scratch."  # session-state prefix
 

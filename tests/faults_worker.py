@@ -11,8 +11,6 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from mnist_core.checkpoints import CheckpointExistsError, save  # noqa: E402
 from mnist_core.models import build_model  # noqa: E402
 from mnist_core.train import RunResult, TrainConfig  # noqa: E402

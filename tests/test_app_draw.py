@@ -4,9 +4,9 @@ from pathlib import Path
 
 import numpy as np
 from streamlit.testing.v1 import AppTest
+from test_drawings_store import bomb_png
 
 from mnist_core.drawings import drawings_dir, save_drawing
-from test_drawings_store import bomb_png
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -8,8 +8,8 @@ from streamlit import config
 from streamlit.testing.v1 import AppTest
 
 from labui import errors
-from mnist_core.host import hosted
 from labui.navigation import page_files, page_label
+from mnist_core.host import hosted
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "/srv/mnist/secret-path/data.idx"

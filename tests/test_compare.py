@@ -184,7 +184,6 @@ def test_a_hosts_caps_apply_to_comparisons_too(runs):
 
 TIMING_SCRIPT = """
 import json, sys, time
-sys.path.insert(0, sys.argv[1])
 from mnist_core.compare import Arm, plan, run_comparison
 from mnist_core.data import DeviceData, load_mnist
 from mnist_core.reporter import Reporter

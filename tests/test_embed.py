@@ -7,7 +7,7 @@ import pytest
 
 from mnist_core import embed
 from mnist_core.checkpoints import load
-from mnist_core.embed import EmbedSpec, EmbeddingError
+from mnist_core.embed import EmbeddingError, EmbedSpec
 from mnist_core.reporter import Reporter
 from mnist_core.runner import HostLimits, JobRefused, Runner
 

@@ -1,9 +1,8 @@
 import numpy as np
 import pytest
+from test_data import TEST_COUNTS, TRAIN_COUNTS
 
 from mnist_core import explore
-
-from test_data import TEST_COUNTS, TRAIN_COUNTS
 
 
 def test_class_counts_are_the_published_ones(mnist):

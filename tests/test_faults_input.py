@@ -44,9 +44,10 @@ def tiny_set(folder: Path, **replace) -> Path:
 
 
 def earlier_run(runs: Path) -> dict:
+    import torch
+
     from mnist_core.models import build_model
     from mnist_core.train import RunResult
-    import torch
 
     config = TrainConfig(arch="mlp", model={"width": 16})
     model = build_model("mlp", config.model)

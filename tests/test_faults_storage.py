@@ -2,11 +2,9 @@
 folder the app reads, and names that try to leave their folder. Each case asserts the specific
 answer and that nothing saved earlier was lost."""
 
-import contextlib
 import json
 import os
 import pickle
-import re
 import signal
 import subprocess
 import sys

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from saved_runs import save_unloadable_run
 
 from mnist_core import gan
 from mnist_core.checkpoints import CheckpointError, CheckpointExistsError, load
 from mnist_core.gan import GanConfig, GanConfigError
 from mnist_core.runner import HostLimits, JobRefused, Runner
-from saved_runs import save_unloadable_run
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,8 +1,8 @@
 """Training jobs on the job runner (the Train page's path): background runs, caps, owners, names, failures."""
 
 import pytest
-
 from saved_runs import save_unloadable_run
+
 from mnist_core.checkpoints import load
 from mnist_core.reporter import DONE, FAILED, STOPPED
 from mnist_core.runner import HostLimits, JobRefused, Runner

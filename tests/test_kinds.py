@@ -11,8 +11,8 @@ import pytest
 
 from mnist_core import kinds
 from mnist_core.checkpoints import find, load
-from mnist_core.runner import HostLimits, JobRefused
 from mnist_core.reporter import DONE, STOPPED, Reporter, collecting_reporter
+from mnist_core.runner import HostLimits, JobRefused
 from mnist_core.train import ConfigError, evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,7 +91,6 @@ def test_train_work_fails_with_a_reason_instead_of_raising(runs):
 
 KILLED_SCRIPT = """
 import os, sys
-sys.path.insert(0, sys.argv[1])
 from types import SimpleNamespace
 from mnist_core.kinds import work_train
 from mnist_core.reporter import Reporter

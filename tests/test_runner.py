@@ -193,7 +193,6 @@ def test_pool_workers_do_not_run_the_servers_main_script(tmp_path):
     marker, script = tmp_path / "ran", tmp_path / "server.py"
     script.write_text(f"""
 import os, sys
-sys.path.insert(0, {str(ROOT)!r})
 with open({str(marker)!r}, "a") as out:
     out.write(f"{{os.getpid()}}\\n")
 from mnist_core.runner import HostLimits, Runner

@@ -11,9 +11,27 @@ import numpy as np
 import pytest
 import torch
 
-from mnist_core.scratch import (Add, Dropout, Graph, GraphError, Input, MatMul, Mean, Mul, Net, NetConfig,
-                                Parameter, ReLU, Sigmoid, SoftmaxCrossEntropy, Tanh, TrainSettings, load_arrays, train)
 from mnist_core.reporter import Reporter
+from mnist_core.scratch import (
+    Add,
+    Dropout,
+    Graph,
+    GraphError,
+    Input,
+    MatMul,
+    Mean,
+    Mul,
+    Net,
+    NetConfig,
+    Parameter,
+    ReLU,
+    Sigmoid,
+    SoftmaxCrossEntropy,
+    Tanh,
+    TrainSettings,
+    load_arrays,
+    train,
+)
 from mnist_core.scratch.net import epoch_order
 
 ROOT = Path(__file__).resolve().parent.parent

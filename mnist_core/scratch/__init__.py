@@ -7,8 +7,33 @@ torch_bridge.py  the only module here that imports torch: export to a checkpoint
 cli.py    python -m mnist_core scratch
 """
 
-from .graph import (Add, Dropout, Graph, GraphError, Input, MatMul, Mean, Mul, Node, Parameter, ReLU, Sigmoid,
-                    SoftmaxCrossEntropy, Tanh, topological_order)
-from .net import (ACTIVATIONS, Arrays, Net, NetConfig, ScratchError, TrainResult, TrainSettings, epoch_order,
-                  load_arrays, train)
+from .graph import (
+    Add,
+    Dropout,
+    Graph,
+    GraphError,
+    Input,
+    MatMul,
+    Mean,
+    Mul,
+    Node,
+    Parameter,
+    ReLU,
+    Sigmoid,
+    SoftmaxCrossEntropy,
+    Tanh,
+    topological_order,
+)
+from .net import (
+    ACTIVATIONS,
+    Arrays,
+    Net,
+    NetConfig,
+    ScratchError,
+    TrainResult,
+    TrainSettings,
+    epoch_order,
+    load_arrays,
+    train,
+)
 from .optim import SGD, Adam

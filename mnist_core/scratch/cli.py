@@ -25,7 +25,7 @@ def widths_type(text: str) -> tuple[int, ...]:
     try:
         widths = tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"widths are whole numbers separated by commas, e.g. 256,128 (got {text!r})")
+        raise argparse.ArgumentTypeError(f"widths are whole numbers separated by commas, e.g. 256,128 (got {text!r})") from None
     return () if widths == (0,) else widths
 
 

@@ -62,7 +62,7 @@ class Node:
     _ids = itertools.count(1)
     kind = "node"
 
-    def __init__(self, inputs: list["Node"], name: str | None = None):
+    def __init__(self, inputs: list[Node], name: str | None = None):
         self.inputs = list(inputs)
         self.name = name or f"{self.kind}{next(Node._ids)}"
         self.value: np.ndarray | None = None

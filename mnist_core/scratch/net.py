@@ -12,9 +12,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .graph import (DTYPES, Add, Dropout, Graph, GraphError, Input, MatMul, Node, Parameter, ReLU, Sigmoid,
-                    SoftmaxCrossEntropy, Tanh)
 from ..reporter import NULL_REPORTER, Reporter
+from .graph import (
+    DTYPES,
+    Add,
+    Dropout,
+    Graph,
+    Input,
+    MatMul,
+    Node,
+    Parameter,
+    ReLU,
+    Sigmoid,
+    SoftmaxCrossEntropy,
+    Tanh,
+)
 from .optim import OPTIMIZERS, make_optimizer
 
 ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh}

@@ -3,7 +3,6 @@
 import re
 
 from playwright.sync_api import expect
-
 from test_app_browser import draw, wait_until_idle
 from test_draw_unsure import X, open_draw
 
