@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import logging
 import os
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -29,6 +30,7 @@ METHODS = ("pca", "tsne", "umap")
 MIN_POINTS, MAX_POINTS = 1_000, 70_000
 PCA_BEFORE = 50  # t-SNE and UMAP run on the first 50 principal components: less noise, much faster
 Progress = Callable[[float, str], None]  # (fraction done, what is happening)
+log = logging.getLogger(__name__)
 
 
 class EmbeddingError(ValueError):
@@ -198,35 +200,138 @@ def tsne(x: np.ndarray, spec: EmbedSpec, progress: Progress | None = None) -> np
     return np.asarray(model.fit(x), dtype=np.float32)
 
 
-def umap(x: np.ndarray, spec: EmbedSpec, progress: Progress | None = None) -> np.ndarray:
-    import umap as umap_learn  # imported here: numba compilation takes seconds
+def numba_cache_dir() -> Path:
+    """Where numba keeps UMAP's compiled code: beside the maps, one folder per set of versions.
 
-    if progress:
-        progress(0.1, "UMAP: building the neighbour graph and optimizing the layout")
+    numba checks a cached function against its own source file only, not against the functions it
+    inlined from other packages, so an upgrade of any of them starts a fresh folder instead.
+    """
+    import sys
+    from importlib.metadata import version
+
+    tag = "-".join([f"py{sys.version_info[0]}{sys.version_info[1]}"]
+                   + [f"{name}{version(name)}" for name in ("numba", "umap-learn", "pynndescent")])
+    return cache_dir() / "numba" / tag
+
+
+def _use_numba_cache() -> Path | None:
+    """Point numba's disk cache at numba_cache_dir() before umap-learn is imported; None when it cannot be written.
+
+    An unwritable folder leaves numba's own default (the package folders or none): the map is still
+    computed, its functions compiled in this process, and the log says why.
+    """
+    import numba
+
+    if numba.config.CACHE_DIR:  # already chosen in this process (or by the NUMBA_CACHE_DIR variable)
+        return Path(numba.config.CACHE_DIR)
+    folder = numba_cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        log.warning("numba cache folder %s is not writable (%s): UMAP compiles its code in this process", folder, error)
+        return None
+    numba.config.CACHE_DIR = str(folder)
+    return folder
+
+
+def _cache_compiled_functions() -> int:
+    """Turn on numba's disk cache for umap-learn's and pynndescent's functions that were not given cache=True.
+
+    Dispatcher.enable_caching is what numba's own cache=True does; doing it after import (before their
+    first call) caches the layout, the fuzzy graph and the tree code, which otherwise compile in every
+    process. Returns how many functions it turned on.
+    """
+    import sys
+
+    from numba.core.caching import NullCache
+    from numba.core.dispatcher import Dispatcher
+
+    turned_on = 0
+    for name, module in list(sys.modules.items()):
+        if module is None or name.split(".")[0] not in ("umap", "pynndescent"):
+            continue
+        for value in list(vars(module).values()):
+            if isinstance(value, Dispatcher) and isinstance(value._cache, NullCache):
+                try:
+                    value.enable_caching()
+                    turned_on += 1
+                except RuntimeError:  # no cache location numba can use: this one compiles as before
+                    pass
+    return turned_on
+
+
+def exact_neighbours(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each point's k nearest points (itself first, at distance 0) and their Euclidean distances.
+
+    UMAP is given these instead of searching with pynndescent: its search (nn_descent) takes the
+    distance as a function argument, which numba cannot cache, so it recompiled in every process
+    (40-100 s of the first map here). An exact search on 50 principal components is a few seconds
+    even for all 70,000 digits, and exact neighbours are at least as good as approximate ones.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    distances, indices = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(x).kneighbors(x)
+    rows = np.arange(len(x))
+    for i in np.flatnonzero(indices[:, 0] != rows):  # a duplicate digit may come before itself: put itself first
+        others = indices[i][indices[i] != i][: k - 1]
+        indices[i] = np.concatenate([[i], others])
+        distances[i] = np.concatenate([[0.0], np.linalg.norm(x[others] - x[i], axis=1)])
+    distances[:, 0] = 0.0
+    return indices.astype(np.int32), distances.astype(np.float32)
+
+
+def _fit_umap(x: np.ndarray, spec: EmbedSpec) -> np.ndarray:
+    import umap as umap_learn  # imported here: loading its compiled code takes seconds
+
+    _cache_compiled_functions()
+    knn = exact_neighbours(x, spec.n_neighbors)
     reducer = umap_learn.UMAP(n_neighbors=spec.n_neighbors, min_dist=spec.min_dist, random_state=spec.seed,
-                              n_components=2)
+                              n_components=2, precomputed_knn=(*knn, None))
     with warnings.catch_warnings():  # a seed makes umap-learn single-threaded, and it warns; that is the deal
         warnings.filterwarnings("ignore", message="n_jobs value")
         return np.asarray(reducer.fit_transform(x), dtype=np.float32)
 
 
-def warm_up() -> float:
-    """Compile UMAP's numba code on throw-away data; returns the seconds it took.
+def _from_numba_cache(error: BaseException) -> bool:
+    """Whether an error was raised while numba read its disk cache (a damaged or foreign file)."""
+    import traceback
 
-    umap-learn compiles its functions on first use in every process (about 50 s on a 2-core CPU, and
-    numba's disk cache does not cover them), so the app does this once in the background at start.
-    4,500 points is above umap-learn's 4,096 cut-off, so the nearest-neighbour descent used for real
-    maps gets compiled too.
+    return any(frame.f_code.co_filename.replace("\\", "/").endswith("numba/core/caching.py")
+               for frame, _ in traceback.walk_tb(error.__traceback__))
+
+
+def umap(x: np.ndarray, spec: EmbedSpec, progress: Progress | None = None) -> np.ndarray:
+    folder = _use_numba_cache()
+    if progress:
+        progress(0.1, "UMAP: building the neighbour graph and optimizing the layout")
+    try:
+        return _fit_umap(x, spec)
+    except Exception as error:
+        if folder is None or not _from_numba_cache(error):
+            raise
+        # A damaged cache must not cost the map: empty the folder and compile afresh (numba then rewrites it).
+        log.warning("numba cache in %s could not be read (%s): removed, compiling again", folder, error)
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        return _fit_umap(x, spec)
+
+
+def warm_up() -> float:
+    """Compile (or load from numba's disk cache) UMAP's code on throw-away data; returns the seconds it took.
+
+    After the first map on a machine the cache in numba_cache_dir() makes this a matter of seconds, so
+    the app no longer runs it; `python -m mnist_core embed` and the benchmarks use it to fill the cache.
     """
     import time
 
-    import umap as umap_learn
-
     start = time.perf_counter()
-    x = np.random.default_rng(0).normal(size=(4_500, PCA_BEFORE)).astype(np.float32)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="n_jobs value")
-        umap_learn.UMAP(n_neighbors=15, random_state=0, n_epochs=5).fit_transform(x)
+    x = np.random.default_rng(0).normal(size=(1_000, PCA_BEFORE)).astype(np.float32)
+    umap(x, EmbedSpec(method="umap", points=1_000))
     return time.perf_counter() - start
 
 
