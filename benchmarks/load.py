@@ -36,12 +36,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(HERE))
-
-from playwright.async_api import async_playwright  # noqa: E402
 
 from footprint import PeakSampler, descendants  # noqa: E402
+from playwright.async_api import async_playwright  # noqa: E402
+
 from labui.serve import CHROMIUM, CHROMIUM_ARGS, PAGE_DONE_JS, free_port  # noqa: E402
 
 RESULTS = HERE / "results" / "load.txt"

@@ -13,9 +13,9 @@ import json
 import logging
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import safetensors.numpy

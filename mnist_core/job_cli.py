@@ -38,7 +38,7 @@ def csv(kind):
         try:
             return [kind(part.strip()) for part in text.split(",") if part.strip()]
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {kind.__name__}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {kind.__name__}, got {text!r}") from None
     parse.__name__ = f"list of {kind.__name__}"
     return parse
 
