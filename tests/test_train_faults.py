@@ -93,8 +93,9 @@ def test_a_comparison_whose_runs_cannot_start_ends_as_failed_and_frees_the_slot(
      0.2),
     # BatchNorm at lr 1000 (before: a NaN, or a normal-looking run at 10%)
     (TrainConfig(arch="cnn", optimizer="sgd", lr=1000.0, max_batches=150, record=False), "learning rate", 0.0),
-    # a usual learning rate with a huge weight decay: the hint names the weight decay, not the learning rate
-    (TrainConfig(arch="mlp", model=SMALL, optimizer="sgd", lr=0.05, weight_decay=1000.0, max_batches=150,
+    # the largest weight decay the settings allow (1; 1000 is refused before the run) with a learning rate
+    # under 10x SGD's usual: the hint names the weight decay, not the learning rate
+    (TrainConfig(arch="mlp", model=SMALL, optimizer="sgd", lr=0.4, weight_decay=1.0, max_batches=150,
                  record=False), "weight decay", 0.0),
 ])
 def test_a_run_that_stops_learning_fails_names_the_cause_and_keeps_good_weights(config, cause, kept_accuracy, data):

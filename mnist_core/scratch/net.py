@@ -181,7 +181,7 @@ class Arrays:
     test_images: np.ndarray  # uint8 (N, 28, 28), for showing digits
 
 
-_ARRAYS: dict[tuple, Arrays] = {}
+_ARRAYS: dict[tuple, tuple[object, Arrays]] = {}  # (the Mnist read from, its arrays)
 
 
 def load_arrays(dtype: str = "float32", path=None) -> Arrays:
@@ -190,15 +190,16 @@ def load_arrays(dtype: str = "float32", path=None) -> Arrays:
 
     mnist = load_mnist(path)
     key = (mnist.source, dtype)
-    if key not in _ARRAYS:
+    # the reader's cache may have dropped and re-read this folder: arrays over the old bytes would hold a second copy
+    if key not in _ARRAYS or _ARRAYS[key][0] is not mnist:
         def norm(images):
             x = images.numpy().reshape(len(images), N_PIXELS).astype(DTYPES[dtype])
             return (x / 255 - mnist.mean) / mnist.std  # the same standardization as Mnist.normalize
-        _ARRAYS[key] = Arrays(StandardizedRows(mnist.train_images.numpy(), mnist.mean, mnist.std, DTYPES[dtype]),
-                              mnist.train_labels.numpy(),
-                              norm(mnist.test_images).astype(DTYPES[dtype]), mnist.test_labels.numpy(),
-                              mnist.mean, mnist.std, mnist.test_images.numpy())
-    return _ARRAYS[key]
+        _ARRAYS[key] = mnist, Arrays(
+            StandardizedRows(mnist.train_images.numpy(), mnist.mean, mnist.std, DTYPES[dtype]),
+            mnist.train_labels.numpy(), norm(mnist.test_images).astype(DTYPES[dtype]), mnist.test_labels.numpy(),
+            mnist.mean, mnist.std, mnist.test_images.numpy())
+    return _ARRAYS[key][1]
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:

@@ -39,7 +39,8 @@ def test_a_flagged_one_and_a_crossed_seven_drawn_with_the_mouse_are_read(page, a
             wait_until_idle(page)
         settled(page)  # the reading of the whole drawing, not of its first stroke
         expect(page.get_by_text(re.compile(rf"reads {digit} \(\d"))).to_be_visible()
-        assert page.get_by_text("Not sure").count() == 0
+        # the active model's verdict; other checkpoints' readings in the comparison table below may be unsure
+        assert page.get_by_text(re.compile(r"Not sure: maybe a \d")).count() == 0
         assert page.locator('[data-testid="stException"]').count() == 0
 
 
