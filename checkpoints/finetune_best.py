@@ -22,6 +22,7 @@ import tempfile
 from mnist_core import strokes  # noqa: E402
 from mnist_core.checkpoints import SHIPPED_DIR, find, load, save  # noqa: E402
 from mnist_core.reporter import Reporter  # noqa: E402
+from mnist_core.starting import load_starting_point  # noqa: E402
 from mnist_core.train import RunResult, TrainConfig, fit  # noqa: E402
 
 DRAWINGS, DRAWINGS_SEED = 30_000, 0
@@ -65,7 +66,8 @@ def main() -> int:
         os.environ["MNIST_DRAWINGS_DIR"] = f"{folder}/drawings"
         config = TrainConfig(**SETTINGS)
         epochs = Reporter(lambda name, data: name == "epoch" and print(json.dumps(data), flush=True))
-        result = fit(config, reporter=epochs)
+        start = load_starting_point(config)
+        result = fit(config, reporter=epochs, model=start.model, drawings=start.drawings)
     if result.status != "finished":
         print(f"training {result.status}: {result.message}", file=sys.stderr)
         return 1

@@ -27,6 +27,7 @@ from .models import REGISTRY, ModelError, get_architecture
 from .presets import PRESETS, preset
 from .reporter import NULL_REPORTER, Reporter
 from .scratch.cli import add_scratch_parser, cmd_scratch
+from .starting import load_starting_point
 from .train import MAX_SEED, ConfigError, TrainConfig, evaluate, fit
 
 PROG = "python -m mnist_core"
@@ -201,9 +202,11 @@ def cmd_train(args) -> int:
     mnist = load_mnist(args.data, download=args.download)
     data = DeviceData(mnist, device=config.device, val_size=config.val_size)
     config.validate(len(mnist.train_labels))
+    start = load_starting_point(config, data.device)  # refused here, in one line, like every other option
     progress = None if args.quiet else ProgressBar()
     try:
-        result = fit(config, data, Reporter(progress) if progress else NULL_REPORTER)
+        result = fit(config, data, Reporter(progress) if progress else NULL_REPORTER, model=start.model,
+                     drawings=start.drawings)
     finally:
         if progress:
             progress.close()

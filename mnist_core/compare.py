@@ -29,6 +29,7 @@ from .data import DeviceData
 from .kinds import RunView, saved_run_exists
 from .models import REGISTRY, build_model, describe, make_config
 from .reporter import Reporter
+from .starting import check_starting_point, load_starting_point
 from .train import TrainConfig, check_fits_in_memory, fit, planned_steps
 
 OPTIMIZER_ARMS: dict[str, dict] = {
@@ -194,6 +195,7 @@ def plan(base: TrainConfig, arms: list[Arm], seeds: list[int], name: str, n_trai
             config = arm_config(base, arm, seed)
             try:
                 config.validate(n_train)  # builds the arch's config too: ModelError is a ValueError
+                check_starting_point(config)
                 check_fits_in_memory(config)
                 run_name = validate_name(safe_name(f"{name}-{arm.label}-s{seed}"))
             except (ValueError, RuntimeError) as exc:  # RuntimeError: shapes that cannot work
@@ -303,12 +305,13 @@ def _run(spec: RunSpec, data: DeviceData, callback, stop, runs_dir: Path | None,
     """One run of a comparison, warm-up first; whatever goes wrong ends it as failed, never stuck as running."""
     warm = 0.0
     try:
+        start = load_starting_point(spec.config, data.device)  # a run that cannot start is not warmed up
         warm = warm_up(spec.config, data, stop)
         callback("warmup", {"seconds": warm})
         if stop is not None and stop.is_set():
             return {"status": "stopped", "message": "not started: the comparison was stopped", "seconds": 0.0,
                     "checkpoint": None, "warmup": warm}
-        result = fit(spec.config, data, Reporter(callback, stop))
+        result = fit(spec.config, data, Reporter(callback, stop), model=start.model, drawings=start.drawings)
         return {**_finish(result, spec, runs_dir, overwrite), "warmup": warm}
     except Exception as exc:  # noqa: BLE001 - the run ends, says why, and the comparison goes on
         return {"status": "failed", "message": f"{type(exc).__name__}: {exc}", "seconds": 0.0, "checkpoint": None,

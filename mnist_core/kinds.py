@@ -138,12 +138,14 @@ class TrainView:
 def prepare_train(config: dict, limits) -> dict:
     """A training config as this host runs it: every setting checked, refused over the epoch cap,
     time-capped when the host has a per-run cap (the run then ends cleanly and is scored)."""
+    from .starting import check_starting_point
     from .train import ConfigError, TrainConfig, check_fits_in_memory
 
     train_config = TrainConfig(**known_fields(TrainConfig, config, ConfigError, "training"))
     epoch_cap(limits, train_config.epochs, "an epoch is one pass over the training images")
     train_config = dataclasses.replace(train_config, max_seconds=seconds_cap(limits, train_config.max_seconds))
     train_config.validate()
+    check_starting_point(train_config)
     check_fits_in_memory(train_config)
     return train_config.to_dict()
 
@@ -181,9 +183,14 @@ def train_outcome(result) -> tuple[str, str]:
 
 def run_training(config, data, name: str, runs_dir: str | Path | None, overwrite: bool, reporter: Reporter,
                  extra: dict | None = None) -> dict:
-    """fit() with a checkpoint after every scored epoch (marked partial until the run ends) and at the end."""
+    """fit() with a checkpoint after every scored epoch (marked partial until the run ends) and at the end.
+
+    Raises (ConfigError, CheckpointError) when the start checkpoint or the drawings cannot be read."""
     from .checkpoints import save
+    from .starting import load_starting_point
     from .train import fit
+
+    start = load_starting_point(config, data.device)
 
     saved = {"partial": False, "problem": ""}
 
@@ -195,7 +202,7 @@ def run_training(config, data, name: str, runs_dir: str | Path | None, overwrite
         except (OSError, ValueError) as exc:  # the run goes on; the final save says what went wrong
             saved["problem"] = str(exc)
 
-    result = fit(config, data, reporter, on_epoch_end=save_epoch)
+    result = fit(config, data, reporter, model=start.model, drawings=start.drawings, on_epoch_end=save_epoch)
     status, message = train_outcome(result)
     checkpoint = None
     if result.steps and result.model is not None:

@@ -104,23 +104,8 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
-        self._validate_sources()
-
-    def _validate_sources(self) -> None:
-        from .checkpoints import CheckpointError, find  # checkpoints imports this module
-        from .drawings import load_drawings
-
-        if self.init_checkpoint:
-            try:
-                meta = find(self.init_checkpoint).meta
-            except CheckpointError as exc:
-                raise ConfigError(f"cannot start from checkpoint: {exc}") from None
-            if meta["arch"] != self.arch:
-                raise ConfigError(f"checkpoint {self.init_checkpoint!r} is a {meta['arch']} model; "
-                                  f"choose architecture {meta['arch']} to start from it")
-        if self.drawings_share > 0 and not len(load_drawings()):
-            raise ConfigError("drawings share is above 0 but there are no saved drawings; "
-                              "save some on the Draw page first")
+        # The start checkpoint and the drawings are checked by mnist_core.starting: they are in storage, and
+        # this module does not read storage (checkpoints and drawings import it).
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -169,15 +154,7 @@ def planned_steps(config: TrainConfig, n_train: int) -> int:
 
 
 def seeded_model(config: TrainConfig, device: torch.device) -> nn.Module:
-    """The run's starting point: the seeded initial weights, or a checkpoint's weights when fine-tuning."""
-    if config.init_checkpoint:
-        from .checkpoints import load  # checkpoints imports this module
-
-        model, meta = load(config.init_checkpoint, expected_arch=config.arch, device=device)
-        if config.model and make_config(config.arch, config.model) != make_config(config.arch, meta["model_config"]):
-            raise ConfigError(f"checkpoint {config.init_checkpoint!r} has model settings {meta['model_config']}, "
-                              f"not {config.model}")
-        return model.train()
+    """The seeded initial weights (a fine-tune's checkpoint weights come from mnist_core.starting instead)."""
     torch.manual_seed(config.seed)
     return build_model(config.arch, config.model).to(device)
 
@@ -218,14 +195,13 @@ def check_fits_in_memory(config: TrainConfig, available: int | None = None) -> N
 
 
 class DrawingBatches:
-    """Adds a few of the user's saved drawings to every training batch (fine-tuning on drawings)."""
+    """Adds a few of the user's saved drawings to every training batch (fine-tuning on drawings).
 
-    def __init__(self, share: float, batch_size: int, device: torch.device, background: float):
-        from .drawings import load_drawings  # drawings imports checkpoints, which imports this module
+    drawings: anything with pixels (N, 28, 28, in 0-1) and labels (N,), e.g. a drawings.DrawingSet."""
 
-        drawn = load_drawings()
-        self.images = standardize(drawn.pixels).unsqueeze(1).to(device)
-        self.labels = torch.as_tensor(drawn.labels).to(device)
+    def __init__(self, drawings, share: float, batch_size: int, device: torch.device, background: float):
+        self.images = standardize(drawings.pixels).unsqueeze(1).to(device)
+        self.labels = torch.as_tensor(drawings.labels).to(device)
         self.per_batch = max(1, round(batch_size * share))
         self.background = background
 
@@ -360,8 +336,13 @@ PROGRESS_EVERY_S = 0.25  # "progress" events at most this often (every batch wou
 
 
 def fit(config: TrainConfig, data: DeviceData | None = None, reporter: Reporter = NULL_REPORTER,
-        model: nn.Module | None = None, on_epoch_end: Callable[[RunResult], None] | None = None) -> RunResult:
+        model: nn.Module | None = None, on_epoch_end: Callable[[RunResult], None] | None = None,
+        drawings=None) -> RunResult:
     """Train one model. Never raises for a failed run: the result says why it failed.
+
+    What the run starts from comes from the caller, never from storage: model (the seeded init when None;
+    the checkpoint's model when config.init_checkpoint is set) and drawings (pixels and labels, when
+    config.drawings_share > 0). mnist_core.starting.load_starting_point reads both for a config.
 
     Events on the reporter: "stage" (preparing, training, evaluating), "progress" (steps done of the
     planned steps), "batch" (loss, accuracy, lr, images/s of each step), "epoch" (each epoch's record),
@@ -371,6 +352,14 @@ def fit(config: TrainConfig, data: DeviceData | None = None, reporter: Reporter 
     """
     data = data or DeviceData(device=config.device, val_size=config.val_size)
     config.validate(len(data.train) + (len(data.val) if data.val else 0))
+    # A run whose settings name a start it was not given would train from a seeded init, or without the
+    # drawings, and be saved as if it had not: refused, as a caller's mistake, before anything runs.
+    if config.init_checkpoint and model is None:
+        raise ConfigError(f"the run starts from checkpoint {config.init_checkpoint!r} but fit() was given no model; "
+                          "load it with mnist_core.starting.load_starting_point")
+    if config.drawings_share > 0 and (drawings is None or not len(drawings.labels)):
+        raise ConfigError("drawings share is above 0 but fit() was given no drawings; "
+                          "load them with mnist_core.starting.load_starting_point")
     device = data.device
     stop = reporter.stop
 
@@ -381,8 +370,9 @@ def fit(config: TrainConfig, data: DeviceData | None = None, reporter: Reporter 
     status, message, step = "finished", "", 0
     recorder = None
     start = time.perf_counter()
-    # Everything that can fail, loading the starting weights and the drawings included, is inside the
-    # try: a run that fails must end as a result, or the job that runs it never frees its slot.
+    # Everything that can fail is inside the try: a run that fails must end as a result, or the job that
+    # runs it never frees its slot. (Reading the starting weights and the drawings can fail too: the caller
+    # does it, under its own guard.)
     try:
         emit("stage", stage="preparing")
         model = model if model is not None else seeded_model(config, device)
@@ -398,8 +388,8 @@ def fit(config: TrainConfig, data: DeviceData | None = None, reporter: Reporter 
         torch.manual_seed(config.seed + 1)  # dropout and other in-model randomness
         train = training_split(config, data)
         augment = Augment(config.rotation, config.shift)
-        drawings = (DrawingBatches(config.drawings_share, config.batch_size, device, train.background)
-                    if config.drawings_share > 0 else None)
+        mixer = (DrawingBatches(drawings, config.drawings_share, config.batch_size, device, train.background)
+                 if config.drawings_share > 0 else None)
         steps_per_epoch = batches_per_epoch(len(train), config.batch_size)
         total_steps = planned_steps(config, len(train))
         optimizer = make_optimizer(config, model.parameters())
@@ -419,8 +409,8 @@ def fit(config: TrainConfig, data: DeviceData | None = None, reporter: Reporter 
         for epoch in range(1, config.epochs + 1):
             seen, loss_sum, correct = 0, 0.0, 0
             for x, y in train.batches(config.batch_size, order_gen, augment, augment_gen):
-                if drawings is not None:
-                    x, y = drawings.mix(x, y, augment_gen, augment)
+                if mixer is not None:
+                    x, y = mixer.mix(x, y, augment_gen, augment)
                 if recorder is not None:
                     recorder.before_forward(step + 1)
                 logits = model(x.contiguous(memory_format=fmt))

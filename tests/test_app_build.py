@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from mnist_core import checkpoints
 from mnist_core.compare import arch_arms, plan
+from mnist_core.starting import load_starting_point
 from mnist_core.train import TrainConfig, fit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -162,8 +163,8 @@ def test_the_train_page_takes_a_stack_and_refuses_a_bad_one(runs):
 
 
 def test_export_offers_the_script_and_files_and_says_why_a_fine_tuned_run_has_no_script(runs, data):
-    checkpoints.save(fit(TrainConfig(arch="fast", init_checkpoint="fast", max_batches=2, device="cpu",
-                                     record=False), data), "tuned")
+    config = TrainConfig(arch="fast", init_checkpoint="fast", max_batches=2, device="cpu", record=False)
+    checkpoints.save(fit(config, data, model=load_starting_point(config).model), "tuned")
     at = page().run()
     at.selectbox(key="build.export.pick").set_value("fast").run()
     assert len(at.get("download_button")) == 4  # the script and the three files

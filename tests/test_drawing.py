@@ -150,20 +150,35 @@ def test_drawings_round_trip_and_bad_ones_are_refused_or_skipped(runs):
 
 
 def test_fine_tuning_starts_from_the_checkpoint_and_mixes_in_drawings(runs, data):
+    from types import SimpleNamespace
+
+    from mnist_core import kinds
     from mnist_core.data import Augment
-    from mnist_core.train import ConfigError, DrawingBatches, TrainConfig, evaluate, fit
+    from mnist_core.reporter import DONE, Reporter
+    from mnist_core.runner import HostLimits
+    from mnist_core.starting import check_starting_point, load_starting_point
+    from mnist_core.train import ConfigError, DrawingBatches, TrainConfig, evaluate
 
     config = TrainConfig(arch="fast", epochs=1, max_batches=3, lr=1e-5, init_checkpoint="fast", drawings_share=0.25)
+    config.validate()  # the settings alone are fine; what is in storage is checked apart
     with pytest.raises(ConfigError, match="no saved drawings"):
-        config.validate()
+        check_starting_point(config)
+    with pytest.raises(ConfigError, match="no saved drawings"):  # refused at submit, before the job is queued
+        kinds.kind("train").prepare(config.to_dict(), HostLimits())
     with pytest.raises(ConfigError, match="fast model"):
-        TrainConfig(arch="mlp", init_checkpoint="fast").validate()
+        check_starting_point(TrainConfig(arch="mlp", init_checkpoint="fast"))
     save_drawing(preprocess(render(STYLES[1]["stick"], Placement(200, (140, 140), 18))).pixels, 1)
-    mixer = DrawingBatches(0.25, 128, torch.device("cpu"), data.train.background)
+    mixer = DrawingBatches(load_starting_point(config).drawings, 0.25, 128, torch.device("cpu"),
+                           data.train.background)
     x, y = next(data.train.batches(128))
     mixed_x, mixed_y = mixer.mix(x, y, torch.Generator().manual_seed(0), Augment())
     assert mixed_x.shape[0] == 128 + 32 and (mixed_y[128:] == 1).all()
-    result = fit(config, data)
-    assert result.steps == 3
+    # Through the job path, as the Draw page's fine-tune runs: the work function reads the checkpoint and the
+    # drawings and hands them to fit().
+    prepared = kinds.kind("train").prepare(config.to_dict(), HostLimits())
+    job = SimpleNamespace(id="t", kind="train", owner="me", config=prepared, name="tuned", overwrite=False,
+                          runs_dir=str(runs))
+    result = kinds.work_train(job, Reporter())
+    assert result["status"] == DONE and result["steps"] == 3, result["message"]
     shipped_accuracy = load("fast")[1]["test_accuracy"]  # a fresh init would be near 10% after 3 batches
-    assert evaluate(result.model, data.test)["accuracy"] == pytest.approx(shipped_accuracy, abs=0.01)
+    assert evaluate(load("tuned")[0], data.test)["accuracy"] == pytest.approx(shipped_accuracy, abs=0.01)

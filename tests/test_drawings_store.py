@@ -96,6 +96,7 @@ def test_junk_and_pickle_payloads_are_skipped_never_loaded(runs, tmp_path):
 
 
 def test_an_image_bomb_is_skipped_with_a_message_and_fine_tuning_still_validates(runs):
+    from mnist_core.starting import check_starting_point
     from mnist_core.train import TrainConfig
 
     good = save_drawing(np.zeros((28, 28)), 1)
@@ -105,7 +106,7 @@ def test_an_image_bomb_is_skipped_with_a_message_and_fine_tuning_still_validates
     assert loaded.files == [good]
     text = "\n".join(loaded.problems)
     assert "7-20260101-000000-abcdef.png" in text and "8-20260101-000001-abcdef.png: a 3000x3000 image" in text
-    TrainConfig(arch="fast", epochs=1, max_batches=1, init_checkpoint="fast", drawings_share=0.25).validate()
+    check_starting_point(TrainConfig(arch="fast", epochs=1, max_batches=1, init_checkpoint="fast", drawings_share=0.25))
 
 
 def test_fine_tune_names_differ_per_click_and_are_validated_first():

@@ -18,6 +18,7 @@ import torch
 from mnist_core import checkpoints, export
 from mnist_core.data import DeviceData
 from mnist_core.models import build_model
+from mnist_core.starting import load_starting_point
 from mnist_core.train import TrainConfig, fit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -151,7 +152,7 @@ def test_the_cli_exports_each_format(tmp_path):
 @pytest.fixture
 def fine_tuned(runs, data):
     config = TrainConfig(arch="fast", init_checkpoint="fast", max_batches=2, device="cpu", record=False)
-    checkpoints.save(fit(config, data), "tuned")
+    checkpoints.save(fit(config, data, model=load_starting_point(config).model), "tuned")
     return runs
 
 

@@ -138,9 +138,30 @@ def test_a_run_at_its_batch_cap_finished_it_was_not_stopped(data):
 
 
 def test_weights_that_do_not_load_fail_the_run_instead_of_raising(data, runs):
+    from types import SimpleNamespace
+
+    from mnist_core import kinds
+    from mnist_core.checkpoints import CheckpointError
+    from mnist_core.starting import check_starting_point, load_starting_point
+
     save_unloadable_run(data, runs, "to-break", SMALL_MLP)
-    result = fit(TrainConfig(arch="mlp", model=SMALL_MLP, init_checkpoint="to-break", max_batches=3), data)
-    assert result.status == "failed" and result.steps == 0 and result.message
+    config = TrainConfig(arch="mlp", model=SMALL_MLP, init_checkpoint="to-break", max_batches=3)
+    check_starting_point(config)  # listed, of the right architecture: only reading the weights finds the fault
+    with pytest.raises(CheckpointError, match="does not match"):
+        load_starting_point(config)
+    job = SimpleNamespace(id="t", kind="train", owner="me", config=config.to_dict(), name="tuned", overwrite=False,
+                          runs_dir=str(runs))
+    result = kinds.work_train(job, Reporter())
+    assert result["status"] == "failed" and "does not match" in result["message"]
+    assert not (runs / "tuned.json").exists()
+
+
+def test_fit_refuses_a_start_its_settings_name_but_it_was_not_given(data):
+    # Trained from a seeded init (or without the drawings), the run would be saved as a fine-tune it was not.
+    with pytest.raises(ConfigError, match="given no model"):
+        fit(TrainConfig(arch="mlp", model=SMALL_MLP, init_checkpoint="anything", max_batches=1), data)
+    with pytest.raises(ConfigError, match="given no drawings"):
+        fit(TrainConfig(arch="mlp", model=SMALL_MLP, drawings_share=0.25, max_batches=1), data)
 
 
 def test_a_run_that_blows_up_keeps_its_best_weights_not_merely_finite_ones(data):
