@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 from mnist_core.checkpoints import CheckpointInfo, file_sha256, list_checkpoints, load  # noqa: E402
-from mnist_core.drawing import flagged, predict_all, score_groups, screen_all  # noqa: E402
+from mnist_core.drawing import Drawings, Reading, read_with_each, screen_all  # noqa: E402
 from mnist_core.strokes import non_digits, style_test_split  # noqa: E402
 
 BEFORE = "9e7bc24"  # the last revision with the shipped checkpoints as trained on MNIST alone
@@ -54,19 +54,26 @@ def shipped_at(revision: str, folder: Path) -> list[CheckpointInfo]:
 class Evaluation:
     """What one checkpoint makes of the digits and the non-digits."""
 
-    def __init__(self, info: CheckpointInfo, digits, shapes):
-        model, meta = load(info.name, directories={"shipped": info.meta_path.parent})
-        inputs, refused, labels, styles = digits
-        probabilities = predict_all(model, inputs)
-        self.mnist = meta["test_accuracy"]
-        self.overall = score_groups(probabilities, refused, labels, ["all"] * len(labels))[0]
-        self.styles = score_groups(probabilities, refused, labels, styles)
-        self.shapes = {name: float(flagged(predict_all(model, pixels), refused_).mean())
-                       for name, (pixels, refused_) in shapes.items()}
+    def __init__(self, mnist: float, on_digits: Reading, digits: Drawings, on_shapes: dict[str, Reading], shapes):
+        self.mnist = mnist
+        self.overall = on_digits.overall(digits)
+        self.styles = on_digits.by_group(digits)
+        self.shapes = {name: on_shapes[name].flagged_share(refused) for name, (_, refused) in shapes.items()}
 
     @property
     def worst(self):
         return min(self.styles, key=lambda s: s.accuracy)
+
+
+def evaluate(infos: list[CheckpointInfo], digits: Drawings, shapes) -> dict[str, Evaluation]:
+    """Each checkpoint on the digits and the non-digits, read as the Draw page reads them (read_with_each)."""
+    loaded = {i.name: load(i.name, directories={"shipped": i.meta_path.parent}) for i in infos}
+    models = [(name, model) for name, (model, _) in loaded.items()]
+    on_digits = read_with_each(models, digits.pixels)
+    on_shapes = {shape: read_with_each(models, pixels) for shape, (pixels, _) in shapes.items()}
+    return {read.name: Evaluation(loaded[read.name][1]["test_accuracy"], read, digits,
+                                  {shape: reads[i] for shape, reads in on_shapes.items()}, shapes)
+            for i, read in enumerate(on_digits)}
 
 
 def pair(before: float | None, after: float, fmt: str = "{:.1%}") -> str:
@@ -88,8 +95,7 @@ def main() -> int:
         parser.error("--per-style and --per-shape must be at least 1")
 
     split = style_test_split(args.per_style)
-    inputs, refused = screen_all(split.images)
-    digits = (inputs, refused, split.labels, split.styles)
+    digits = Drawings.screened(split.images, split.labels, split.styles)
     shapes = {name: screen_all(drawn) for name, drawn in non_digits(args.per_shape, args.seed).items()}
     after = [i for i in list_checkpoints() if i.source == "shipped"]
     if args.only:
@@ -99,12 +105,10 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         before = {i.name: i for i in shipped_at(args.before, Path(tmp))}
-        results = []
-        for info in after:
-            old = before.get(info.name)
-            now = Evaluation(info, digits, shapes)
-            changed = old is not None and file_sha256(old.weights_path) != file_sha256(info.weights_path)
-            results.append((info.name, Evaluation(old, digits, shapes) if changed else None, now))
+        changed = [before[i.name] for i in after
+                   if i.name in before and file_sha256(before[i.name].weights_path) != file_sha256(i.weights_path)]
+        now, then = evaluate(after, digits, shapes), evaluate(changed, digits, shapes)
+        results = [(info.name, then.get(info.name), now[info.name]) for info in after]
 
     n_styles = len(set(split.styles))
     print(f"style-rich test split: {len(split)} drawn digits, {n_styles} styles x {args.per_style}; "
@@ -112,7 +116,7 @@ def main() -> int:
           + ("" if before else " (not found: no git history, after only)"))
     print(f"targets for the default checkpoint ({default}): all >= {TARGET_ALL:.0%}, every style >= "
           f"{TARGET_STYLE:.0%}, scribbles flagged >= {TARGET_SCRIBBLES:.0%}")
-    print(f"refused before any model: digits {refused.mean():.1%}, "
+    print(f"refused before any model: digits {digits.refused.mean():.1%}, "
           + ", ".join(f"{name} {r.mean():.0%}" for name, (_, r) in shapes.items()))
     print()
     print(f"{'checkpoint':<16} {'MNIST test':>17} {'styled digits':>17} {'unsure':>15} "

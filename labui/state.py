@@ -24,7 +24,7 @@ from mnist_core.checkpoints import (
     shared_runs_dir,
 )
 from mnist_core.data import DeviceData, load_mnist, pick_device
-from mnist_core.embed import Embedding, all_labels, cache_dir, file_digest, load_cached, shipped_cache_dir, warm_up
+from mnist_core.embed import Embedding, all_labels, file_digest, find_cached, warm_up
 from mnist_core.host import HostSettingError
 from mnist_core.host import settings as host_settings
 from mnist_core.runner import Runner
@@ -135,8 +135,7 @@ def _embedding_memory() -> SharedMemory:
 def cached_embedding(key: str) -> Embedding | None:
     """A map computed before: from memory, else from the disk cache, else from the ones shipped with the lab."""
     def from_disk():
-        labels = all_labels(device_data().mnist)
-        return load_cached(key, labels, cache_dir()) or load_cached(key, labels, shipped_cache_dir())
+        return find_cached(key, all_labels(device_data().mnist))
 
     return _embedding_memory().get_or_compute(key, from_disk)
 

@@ -58,10 +58,16 @@ def widget_label(f) -> str:
     return name[:1].upper() + name[1:] + (f" ({', '.join(notes)})" if notes else "")
 
 
-def field_widgets(config_cls, prefix: str, names, columns: int = 1, on_change: dict | None = None) -> dict:
+def field_widgets(config_cls, prefix: str, names, columns: int = 1, on_change: dict | None = None, *,
+                  options: dict | None = None, formats: dict | None = None, caps: dict | None = None,
+                  radio=()) -> dict:
     """One widget per named field, its label, help and range from the field's metadata (mnist_core.fields);
     returns {field: value} with an optional number's 0 read as None. Range problems are left to the config's
-    validate(), which names them; the widget bounds are the metadata's, so a page cannot widen them."""
+    validate(), which names them; the widget bounds are the metadata's, so a page cannot widen them.
+
+    What only the page knows at run time: options (field -> its choices, e.g. the checkpoints there are),
+    formats (field -> how a choice is shown), caps (field -> (highest, why): a host's tighter bound, never
+    above the field's own, its reason added to the help) and radio (fields shown as a horizontal radio)."""
     seed_state(prefix, config_cls, names=names)
     by_name = {f.name: f for f in dataclasses.fields(config_cls)}
     cols = st.columns(columns) if columns > 1 else None
@@ -70,14 +76,25 @@ def field_widgets(config_cls, prefix: str, names, columns: int = 1, on_change: d
         f = by_name[name]
         where = cols[i % columns] if cols else st
         meta, key, kind = f.metadata, field_key(prefix, name), kind_of(f)
-        common = dict(help=meta.get("help") or None, key=key, on_change=(on_change or {}).get(name))
+        help_text = meta.get("help") or None
         low, high = widget_bounds(f)
+        if caps and name in caps:
+            cap, why = caps[name]
+            high = cap if high is None else min(high, cap)
+            help_text = f"{help_text or ''} {why}".strip()
+            if st.session_state[key] is not None and st.session_state[key] > high:
+                st.session_state[key] = high  # the default may lie above the cap; the widget refuses such a value
+        common = dict(help=help_text, key=key, on_change=(on_change or {}).get(name))
         if numeric_optional(f):
             low = 0
+        choices = list((options or {}).get(name, meta.get("choices", ())))
+        shown = {"format_func": formats[name]} if formats and name in formats else {}
         if kind is bool:
             value = where.checkbox(widget_label(f), **common)
-        elif "choices" in meta:
-            value = where.selectbox(widget_label(f), list(meta["choices"]), **common)
+        elif choices and name in radio:
+            value = where.radio(widget_label(f), choices, horizontal=True, **shown, **common)
+        elif choices:
+            value = where.selectbox(widget_label(f), choices, **shown, **common)
         elif kind is int:
             value = int(where.number_input(widget_label(f), min_value=low, max_value=high, step=meta.get("step", 1),
                                            **common))

@@ -267,3 +267,71 @@ def score_groups(probabilities: np.ndarray, refused: np.ndarray, labels: np.ndar
         out.append(GroupScore(str(name), int(mask.sum()), float(right[mask].mean()), float(flags[mask].mean()),
                               float((right & ~flags)[mask].mean()), confusions))
     return out
+
+
+# ---------------------------------------------------------------- every model on the same drawings
+
+
+@dataclass
+class Drawings:
+    """Labelled drawings as the models see them, screened once for every model that reads them."""
+
+    pixels: np.ndarray  # (N, 28, 28) in 0-1; a drawing refused before any model is a blank input
+    labels: np.ndarray  # (N,) the digit each drawing is meant to be
+    refused: np.ndarray | None = None  # (N,) bool: refused before any model (no answer shown; counted wrong)
+    groups: list[str] | None = None  # a group name per drawing (its style), for the scores per group
+
+    def __post_init__(self):
+        self.pixels, self.labels = np.asarray(self.pixels, dtype=np.float32), np.asarray(self.labels)
+        self.refused = np.zeros(len(self.labels), bool) if self.refused is None else np.asarray(self.refused, bool)
+        self.groups = ["all"] * len(self.labels) if self.groups is None else list(self.groups)
+        if self.pixels.shape[1:] != (SIZE, SIZE) or not (len(self.pixels) == len(self.labels) == len(self.refused)
+                                                        == len(self.groups)):
+            raise DrawingError(f"expected one label, refusal and group per {SIZE}x{SIZE} drawing; got pixels "
+                               f"{self.pixels.shape}, {len(self.labels)} labels, {len(self.refused)} refusals and "
+                               f"{len(self.groups)} groups")
+
+    @classmethod
+    def screened(cls, images: np.ndarray, labels: np.ndarray, groups: list[str] | None = None) -> Drawings:
+        """Canvas images (N, H, W) preprocessed like a drawing on the page, refusals included."""
+        pixels, refused = screen_all(images)
+        return cls(pixels, labels, refused, groups)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class Reading:
+    """What one model makes of the same drawings: its class probabilities for each."""
+
+    name: str
+    probabilities: np.ndarray  # (N, 10)
+
+    def prediction(self, index: int = 0) -> Prediction:
+        """The reading of one drawing (of the only one, when a single drawing was read)."""
+        return reading(self.probabilities[index])
+
+    def overall(self, drawings: Drawings) -> GroupScore:
+        """Accuracy, unsure rate and confusions over all the drawings, a refused one counted wrong."""
+        return score_groups(self.probabilities, drawings.refused, drawings.labels, ["all"] * len(drawings))[0]
+
+    def by_group(self, drawings: Drawings) -> list[GroupScore]:
+        return score_groups(self.probabilities, drawings.refused, drawings.labels, drawings.groups)
+
+    def flagged_share(self, refused: np.ndarray) -> float:
+        """The share of the drawings given no answer: refused before the model, or read as unsure."""
+        return float(flagged(self.probabilities, refused).mean())
+
+
+def read_with_each(models, pixels: np.ndarray) -> list[Reading]:
+    """Every model's reading of the same drawings, in the models' order; models: (name, model) pairs.
+
+    pixels: one 28x28 drawing in 0-1, or a stack (N, 28, 28). The Draw page's tables and
+    benchmarks/drawn_digits.py read through this, so their figures are the same.
+    """
+    pixels = np.asarray(pixels, dtype=np.float32)
+    stack = pixels[None] if pixels.ndim == 2 else pixels
+    if stack.ndim != 3 or stack.shape[1:] != (SIZE, SIZE):
+        raise DrawingError(f"expected a {SIZE}x{SIZE} drawing or a stack of them, got an array of shape {pixels.shape}")
+    return [Reading(name, predict_all(model, stack)) for name, model in models]

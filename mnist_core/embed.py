@@ -24,9 +24,13 @@ import torch.nn as nn
 
 from .checkpoints import SHIPPED_DIR, atomic_write, shared_runs_dir
 from .data import Mnist
+from .fields import check as check_fields
+from .fields import setting
 from .reporter import NULL_REPORTER, Reporter
 
 METHODS = ("pca", "tsne", "umap")
+# The settings only one method reads; the cache key and the Embeddings page leave out the other methods'.
+METHOD_SETTINGS = {"pca": ("dims",), "tsne": ("perplexity", "iterations"), "umap": ("n_neighbors", "min_dist")}
 MIN_POINTS, MAX_POINTS = 1_000, 70_000
 PCA_BEFORE = 50  # t-SNE and UMAP run on the first 50 principal components: less noise, much faster
 Progress = Callable[[float, str], None]  # (fraction done, what is happening)
@@ -43,39 +47,43 @@ class EmbedStopped(Exception):
 
 @dataclass(frozen=True)
 class EmbedSpec:
-    method: str = "umap"
-    points: int = 10_000
-    seed: int = 0
-    dims: int = 2  # PCA can show 3
-    source: str = "pixels"  # "pixels" or the name of a checkpoint whose penultimate features are used
-    perplexity: float = 30.0  # t-SNE: roughly how many neighbours each point attends to
-    iterations: int = 500  # t-SNE: optimization steps after the 250-step early-exaggeration phase
-    n_neighbors: int = 15  # UMAP: size of the local neighbourhood (small = local detail, large = global shape)
-    min_dist: float = 0.1  # UMAP: how tightly points may pack (0 = clumps, 1 = evenly spread)
+    # Each setting's help, range and choices sit next to it (mnist_core.fields): the `embed` CLI flags, the
+    # Embeddings page's widgets and validate() are generated from them.
+    method: str = setting("umap", "PCA: linear, global, instant. t-SNE: keeps neighbourhoods, distances between "
+                                  "clusters mean little. UMAP: neighbourhoods and more of the global shape.",
+                          choices=METHODS)
+    points: int = setting(10_000, "Drawn from all 70,000 (training + test) in class proportions.",
+                          label="subset size", title="digits (stratified by class)", min=MIN_POINTS, max=MAX_POINTS,
+                          step=1000)
+    seed: int = setting(0, "Fixes the subset and the layout.", min=0, max=2**32 - 1)
+    dims: int = setting(2, "2, or 3 for PCA.", label="dimensions", choices=(2, 3))
+    source: str = setting("pixels", "Raw pixels (pixels), or the features a checkpoint (its name) computes just "
+                                    "before its last layer: how a trained network separates digits that overlap "
+                                    "in pixel space.",
+                          label="input")
+    perplexity: float = setting(30.0, "t-SNE: about how many neighbours each point keeps close. 5-50 is usual; "
+                                      "larger shows more global structure.", min=2, max=500)
+    iterations: int = setting(500, "t-SNE: optimization steps after the 250 early-exaggeration steps.",
+                              label="t-SNE iterations", title="iterations", min=250, max=5000, step=250)
+    n_neighbors: int = setting(15, "UMAP: size of the neighbourhood it preserves: small favours local detail, "
+                                   "large the global shape.", label="n_neighbors", title="neighbours (n_neighbors)",
+                               min=2, max=200)
+    min_dist: float = setting(0.1, "UMAP: how tightly points may pack: 0 gives tight clumps, 1 an even spread.",
+                              label="min_dist", title="minimum distance (min_dist)", min=0, max=1, step=0.05)
 
     def validate(self) -> None:
-        n = self.points
-        checks = [
-            (self.method in METHODS, f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}"),
-            (MIN_POINTS <= n <= MAX_POINTS, f"subset size must be between {MIN_POINTS:,} and {MAX_POINTS:,} (got {n:,})"),
-            (self.dims in (2, 3), f"dimensions must be 2 or 3 (got {self.dims})"),
-            (self.dims == 2 or self.method == "pca", "3-D maps are offered for PCA only"),
-            (0 < self.perplexity <= (n - 1) / 3,
-             f"perplexity {self.perplexity:g} is too large for {n:,} points: it must be at most (points - 1) / 3 "
-             f"= {(n - 1) / 3:.0f}; typical values are 5-50"),
-            (250 <= self.iterations <= 5000, f"t-SNE iterations must be between 250 and 5,000 (got {self.iterations})"),
-            (2 <= self.n_neighbors <= min(200, n - 1),
-             f"n_neighbors must be between 2 and {min(200, n - 1)} (got {self.n_neighbors}); typical values are 5-50"),
-            (0 <= self.min_dist <= 1, f"min_dist must be between 0 and 1 (got {self.min_dist})"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise EmbeddingError(message)
+        check_fields(self, EmbeddingError)  # each field's type, choices and range, from its metadata
+        if self.dims == 3 and self.method != "pca":
+            raise EmbeddingError("3-D maps are offered for PCA only")
+        # Each point's neighbourhood is 3 x perplexity points (openTSNE's rule): it must fit in the subset.
+        if self.perplexity > (self.points - 1) / 3:
+            raise EmbeddingError(
+                f"perplexity {self.perplexity:g} is too large for {self.points:,} points: it must be at most "
+                f"(points - 1) / 3 = {(self.points - 1) / 3:.0f}; typical values are 5-50")
 
     def relevant(self) -> dict:
         """The settings that change this method's result (the cache key ignores the others)."""
-        keep = {"method", "points", "seed", "source"} | {
-            "pca": {"dims"}, "tsne": {"perplexity", "iterations"}, "umap": {"n_neighbors", "min_dist"}}[self.method]
+        keep = {"method", "points", "seed", "source", *METHOD_SETTINGS[self.method]}
         return {k: v for k, v in asdict(self).items() if k in keep}
 
 
@@ -373,6 +381,26 @@ def compute(spec: EmbedSpec, mnist: Mnist, model: nn.Module | None = None,
                      time.perf_counter() - start, share if spec.method == "pca" else None)
 
 
+# Rough seconds per 1,000 digits on a 2-core CPU (benchmarks/results/embeddings.txt: UMAP of 10,000 in 12.8 s;
+# t-SNE's fixed costs weigh more on the small maps a visitor starts with than on all 70,000 there).
+SECONDS_PER_1000 = {"pca": 0.05, "tsne": 4.0, "umap": 1.2}
+FEATURES_PER_1000 = 1.4  # a checkpoint's features (99 s for all 70,000 through `best` on a loaded 2-core CPU)
+
+
+def estimated_seconds(spec: EmbedSpec) -> float:
+    """About how long computing this map takes on a 2-core CPU, said before it starts."""
+    per_1000 = SECONDS_PER_1000[spec.method] + (FEATURES_PER_1000 if spec.source != "pixels" else 0.0)
+    return per_1000 * spec.points / 1000
+
+
+def quick(spec: EmbedSpec) -> bool:
+    """Whether the map is done within seconds, so worth computing while the visitor waits rather than as a job.
+
+    PCA of pixels is 1.1 s even for all 70,000 digits; anything through a network or a neighbour search is not.
+    """
+    return spec.method == "pca" and spec.source == "pixels"
+
+
 def source_version(source: str) -> str:
     """The version of a map's source: "" for pixels, else the content hash of the checkpoint's weights."""
     if source == "pixels":
@@ -473,3 +501,12 @@ def load_cached(key: str, labels: np.ndarray, directory: Path | None = None) -> 
         return None
     return Embedding(spec, coords, indices, labels[indices], meta.get("seconds", 0.0),
                      arrays.get("explained_variance"), {"cached": True})
+
+
+def find_cached(key: str, labels: np.ndarray) -> Embedding | None:
+    """A map computed before: from the server's cache, else from the maps shipped with the lab, else None.
+
+    The server's own cache first: it holds what this server computed; the shipped maps spare a fresh install
+    the wait for the usual ones.
+    """
+    return load_cached(key, labels, cache_dir()) or load_cached(key, labels, shipped_cache_dir())

@@ -45,7 +45,7 @@ def csv(kind):
 
 def add_job_parsers(sub) -> None:
     from .compare import BN_POSITIONS, DIMENSIONS, OPTIMIZER_ARMS
-    from .embed import METHODS
+    from .embed import EmbedSpec
     from .fields import add_flags
     from .models import REGISTRY
     from .presets import COMPARE_RECIPE_FIELDS, COMPARE_RUN_FIELDS, PRESETS
@@ -75,15 +75,7 @@ def add_job_parsers(sub) -> None:
     add_backend_options(p)
 
     p = sub.add_parser("embed", help="compute a 2-D or 3-D map of the digits into the map cache (the Embeddings page)")
-    p.add_argument("--method", choices=METHODS, default="umap")
-    p.add_argument("--points", type=int, default=10_000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dims", type=int, default=2, help="2, or 3 for PCA")
-    p.add_argument("--source", default="pixels", help="pixels, or a checkpoint whose features are mapped")
-    p.add_argument("--perplexity", type=float, default=30.0, help="t-SNE")
-    p.add_argument("--iterations", type=int, default=500, help="t-SNE")
-    p.add_argument("--n-neighbors", type=int, default=15, help="UMAP")
-    p.add_argument("--min-dist", type=float, default=0.1, help="UMAP")
+    add_flags(p, EmbedSpec)  # every setting, its help, range and choices from the field
     add_backend_options(p)
 
 
@@ -210,12 +202,20 @@ def cmd_transfer(args) -> int:
     return end_code(state)
 
 
+def embed_config_from_args(args) -> dict:
+    """The map's settings: EmbedSpec's defaults, then the flags given."""
+    import dataclasses
+
+    from .embed import EmbedSpec
+    from .fields import flag_values
+
+    return {**dataclasses.asdict(EmbedSpec()), **flag_values(args, [f.name for f in dataclasses.fields(EmbedSpec)])}
+
+
 def cmd_embed(args) -> int:
     from .embed import cache_dir
 
-    config = {"method": args.method, "points": args.points, "seed": args.seed, "dims": args.dims,
-              "source": args.source, "perplexity": args.perplexity, "iterations": args.iterations,
-              "n_neighbors": args.n_neighbors, "min_dist": args.min_dist}
+    config = embed_config_from_args(args)
     state, code = run_job("embed", config, args)
     if state is None:
         return code

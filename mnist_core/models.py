@@ -133,7 +133,14 @@ class SparseLinear(nn.Linear):
             self.weight.mul_(self.mask / math.sqrt(density))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight * self.mask, self.bias)
+        return F.linear(x, self.effective_weight(), self.bias)
+
+    def effective_weight(self) -> torch.Tensor:
+        """The weights the layer computes with: an absent connection is exactly 0, whatever its stored weight."""
+        return self.weight * self.mask
+
+    def connections(self) -> int:
+        return int(self.mask.sum())
 
 
 class Columns(nn.Module):
@@ -434,7 +441,7 @@ def _layer_macs(module: nn.Module, out: torch.Tensor) -> int:
         kh, kw = module.kernel_size
         return out[0].numel() * (module.in_channels // module.groups) * kh * kw
     if isinstance(module, SparseLinear):
-        return int(module.mask.sum())
+        return module.connections()
     if isinstance(module, nn.Linear):
         return module.in_features * module.out_features
     return 0
@@ -484,10 +491,18 @@ def describe(model: nn.Module) -> ModelCard:
             h.remove()
         model.train(was_training)
     params = sum(p.numel() for p in model.parameters())
-    masked_out = sum(int((1 - m.mask).sum()) for m in model.modules() if isinstance(m, SparseLinear))
+    masked_out = sum(m.weight.numel() - m.connections() for m in model.modules() if isinstance(m, SparseLinear))
     conv_rfs = [r.receptive_field for r in rows if r.receptive_field is not None and r.receptive_field > 1]
     return ModelCard(rows, params, params - masked_out, sum(r.macs for r in rows),
                      max(conv_rfs) if conv_rfs else None)
+
+
+@torch.no_grad()
+def effective_weight(model: nn.Module, name: str) -> torch.Tensor:
+    """A weight parameter, by its name in the model, as its layer computes with it (a sparse layer's absent
+    connections 0): what a picture of the weights should show."""
+    module = model.get_submodule(name.rsplit(".", 1)[0])
+    return module.effective_weight() if isinstance(module, SparseLinear) else module.weight.detach()
 
 
 def layer_labels(model: nn.Module) -> dict[str, str]:

@@ -11,6 +11,7 @@ st.set_page_config(page_title="Embeddings · MNIST Lab", page_icon="🔢", layou
 from labui import live, state  # noqa: E402
 from labui.images import upscale  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
+from labui.widgets import field_widgets  # noqa: E402
 from mnist_core import embed  # noqa: E402
 from mnist_core.data import tile  # noqa: E402
 from mnist_core.host import settings as host_settings  # noqa: E402
@@ -19,43 +20,19 @@ from mnist_core.reporter import DONE, FAILED  # noqa: E402
 METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE (openTSNE)", "umap": "UMAP"}
 COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 PIXELS = "raw pixels"
-SECONDS_PER_1000 = {"pca": 0.05, "tsne": 4.0, "umap": 1.2}  # rough, on a 2-core CPU, for the "about N s" note
-FEATURES_PER_1000 = 1.4  # a checkpoint's features (99 s for all 70,000 through `best` on a loaded 2-core CPU)
+PREFIX = "emb"
 
 
 def settings() -> embed.EmbedSpec:
-    d = embed.EmbedSpec()
-    c1, c2, c3, c4 = st.columns(4)
-    method = c1.selectbox("Method", embed.METHODS, index=embed.METHODS.index(d.method), format_func=METHOD_NAMES.get,
-                          key="emb.method", help="PCA: linear, global, instant. t-SNE: keeps neighbourhoods, "
-                          "distances between clusters mean little. UMAP: neighbourhoods and more of the global shape.")
-    infos = state.checkpoints()
-    sources = [PIXELS, *[i.name for i in infos]]
-    source = c2.selectbox("Input", sources, key="emb.source",
-                          help="Raw pixels, or the features a checkpoint computes just before its last layer: "
-                               "how a trained network separates digits that overlap in pixel space.")
-    cap = host_settings().max_map_points  # the host's MNIST_MAX_MAP_POINTS (hosted mode: 10,000)
-    most = max(embed.MIN_POINTS, min(embed.MAX_POINTS, cap or embed.MAX_POINTS))
-    points = c3.number_input("Digits (stratified by class)", embed.MIN_POINTS, most, min(d.points, most), step=1000,
-                             key="emb.points", help="Drawn from all 70,000 (training + test) in class proportions."
-                             + (f" This host maps at most {cap:,} (MNIST_MAX_MAP_POINTS)." if cap else ""))
-    seed = c4.number_input("Seed", 0, 10_000, d.seed, key="emb.seed", help="Fixes the subset and the layout.")
-    p1, p2, _ = st.columns([1, 1, 2])
-    values = dict(method=method, points=int(points), seed=int(seed), source="pixels" if source == PIXELS else source)
-    if method == "pca":
-        values["dims"] = p1.radio("Dimensions", (2, 3), horizontal=True, key="emb.dims")
-    elif method == "tsne":
-        values["perplexity"] = p1.number_input(
-            "Perplexity", 2.0, 500.0, d.perplexity, key="emb.perplexity",
-            help="About how many neighbours each point keeps close. 5-50 is usual; larger shows more global structure.")
-        values["iterations"] = p2.number_input("Iterations", 250, 5000, d.iterations, step=250, key="emb.iterations",
-                                               help="Optimization steps after the 250 early-exaggeration steps.")
-    else:
-        values["n_neighbors"] = p1.number_input(
-            "n_neighbors", 2, 200, d.n_neighbors, key="emb.neighbors",
-            help="Size of the neighbourhood UMAP preserves: small favours local detail, large the global shape.")
-        values["min_dist"] = p2.number_input("min_dist", 0.0, 1.0, d.min_dist, step=0.05, key="emb.min_dist",
-                                             help="How tightly points may pack: 0 gives tight clumps, 1 even spread.")
+    """The map's settings, widgets generated from EmbedSpec's fields; only the settings the method uses are shown."""
+    sources = ["pixels", *[i.name for i in state.checkpoints()]]
+    shown = {"method": METHOD_NAMES.get, "source": lambda s: PIXELS if s == "pixels" else s}
+    caps = {}
+    if cap := host_settings().max_map_points:  # the host's MNIST_MAX_MAP_POINTS (hosted mode: 10,000)
+        caps["points"] = (cap, f"This host maps at most {cap:,} (MNIST_MAX_MAP_POINTS).")
+    values = field_widgets(embed.EmbedSpec, PREFIX, ("method", "source", "points", "seed"), columns=4,
+                           options={"source": sources}, formats=shown, caps=caps)
+    values |= field_widgets(embed.EmbedSpec, PREFIX, embed.METHOD_SETTINGS[values["method"]], columns=4, radio=("dims",))
     return embed.EmbedSpec(**values)
 
 
@@ -201,8 +178,8 @@ this_map = mine is not None and mine.spec.config == dataclasses.asdict(spec)
 if result is None and this_map and mine.ended and mine.status != DONE:
     said = f"{mine.name} failed: {mine.message}" if mine.status == FAILED else f"{mine.name}: {mine.message}"
     (st.error if mine.status == FAILED else st.info)(f"{said}. Press Compute map to start it again.")
-if result is None and spec.method == "pca" and spec.source == "pixels":
-    try:  # PCA of pixels takes a second or two even for all 70,000: no need to go to the background
+if result is None and embed.quick(spec):
+    try:
         with st.spinner("Computing PCA..."):
             result = embed.compute(spec, state.device_data().mnist)
         embed.save_cached(result, key)
@@ -210,8 +187,8 @@ if result is None and spec.method == "pca" and spec.source == "pixels":
         st.error(str(exc))
 if result is None:
     if not (this_map and mine.running):
-        rough = (SECONDS_PER_1000[spec.method] + (FEATURES_PER_1000 if spec.source != "pixels" else 0)) * spec.points / 1000
-        st.info(f"This map is not computed yet (about {rough:.0f} s on a 2-core CPU; cached afterwards).")
+        st.info(f"This map is not computed yet (about {embed.estimated_seconds(spec):.0f} s on a 2-core CPU; "
+                "cached afterwards).")
         if st.button("Compute map", type="primary", key="emb.compute"):
             start(spec)
     live.watch("embed", progress_view)  # polls only while a map of this browser computes; its end reruns the page

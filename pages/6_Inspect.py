@@ -5,7 +5,6 @@ import dataclasses
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
-import torch
 
 st.set_page_config(page_title="Inspect · MNIST Lab", page_icon="🔢", layout="wide")
 
@@ -16,7 +15,7 @@ from labui.sidebar import sidebar  # noqa: E402
 from mnist_core import evaluation  # noqa: E402
 from mnist_core.checkpoints import CheckpointError, load_probes  # noqa: E402
 from mnist_core.data import tile  # noqa: E402
-from mnist_core.models import layer_labels  # noqa: E402
+from mnist_core.models import effective_weight, layer_labels  # noqa: E402
 from mnist_core.saliency import dense_activations, explain, feature_maps  # noqa: E402
 
 FLOW_NOTE = ("**Reading gradient flow.** Healthy: every layer's gradients within an order of magnitude or two "
@@ -80,12 +79,6 @@ def history_tab(info, record) -> None:
         st.plotly_chart(charts.flow_lines(record, record.dead, record.activations,
                                           "Dead units: share that output 0 for the whole batch", log=False),
                         key="inspect.dead")
-
-
-def effective_weight(model: torch.nn.Module, name: str) -> torch.Tensor:
-    module = model.get_submodule(name.rsplit(".", 1)[0])
-    weight = module.weight.detach()
-    return weight * module.mask if hasattr(module, "mask") else weight  # a sparse layer's absent links are 0
 
 
 def weights_tab(model) -> None:

@@ -13,15 +13,13 @@ from labui.images import heat_overlay, map_grid, padded_square, to_uint8, upscal
 from labui.sidebar import sidebar  # noqa: E402
 from mnist_core.checkpoints import CheckpointError  # noqa: E402
 from mnist_core.data import PIXEL_MEAN, PIXEL_STD, tile  # noqa: E402
-from mnist_core.drawing import (
+from mnist_core.drawing import (  # noqa: E402
     UNSURE_ENTROPY_BITS,
     UNSURE_TOP_PROBABILITY,
+    Drawings,
     predict,
-    predict_all,
     preprocess,
-    score,  # noqa: E402
-    score_groups,
-    screen_all,
+    read_with_each,
     to_input,
 )
 from mnist_core.drawings import DrawingSetError, fine_tune_name, load_drawings, save_drawing  # noqa: E402
@@ -37,9 +35,9 @@ SYNTHETIC_PER_STYLE = 10  # the style-rich test split's first 10 of each style (
 
 
 @st.cache_resource(show_spinner="Rendering the synthetic drawn digits...")
-def synthetic_inputs() -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+def synthetic_inputs() -> Drawings:
     split = style_test_split(SYNTHETIC_PER_STYLE)
-    return *screen_all(split.images), split.labels, split.styles
+    return Drawings.screened(split.images, split.labels, split.styles)
 
 
 def model_for(info):
@@ -48,6 +46,11 @@ def model_for(info):
     except CheckpointError as exc:
         st.error(f"Checkpoint {info.name} cannot be loaded: {exc}")
         return None
+
+
+def loaded(infos) -> list:
+    """(name, model) of each checkpoint that loads; each one that does not is an error on the page."""
+    return [(info.name, model) for info in infos if (model := model_for(info)) is not None]
 
 
 def probability_chart(probs: np.ndarray, label: int, unsure: bool = False) -> go.Figure:
@@ -103,13 +106,12 @@ def comparison(pixels: np.ndarray) -> None:
     names = [i.name for i in infos]
     default = [i.name for i in infos if i.source == "shipped"] or names[:5]
     chosen = st.multiselect("Checkpoints to compare", names, default=default, key="draw.compare")
+    meta = {i.name: i.meta for i in infos}
     rows = []
-    for info in infos:
-        if info.name not in chosen or (model := model_for(info)) is None:
-            continue
-        p = predict(model, pixels)
-        rows.append({"checkpoint": info.name, "architecture": info.meta["arch"],
-                     "test accuracy %": round(100 * (info.meta.get("test_accuracy") or 0), 2),
+    for read in read_with_each(loaded(i for i in infos if i.name in chosen), pixels):
+        p = read.prediction()
+        rows.append({"checkpoint": read.name, "architecture": meta[read.name]["arch"],
+                     "test accuracy %": round(100 * (meta[read.name].get("test_accuracy") or 0), 2),
                      "reading": f"not sure: {p.label} or {p.runner_up}" if p.unsure else str(p.label),
                      "confidence %": round(100 * p.confidence, 1)})
     if rows:
@@ -165,31 +167,31 @@ def drawing_sets(active) -> None:
     drawn = load_drawings()
     for problem in drawn.problems:
         st.warning(problem)
-    synthetic, synthetic_refused, synthetic_labels, synthetic_styles = synthetic_inputs()
+    synthetic = synthetic_inputs()
     st.write(f"**Your drawings:** {len(drawn)} saved" + (
         " (" + ", ".join(f"{d}: {int((drawn.labels == d).sum())}" for d in range(10)) + ")" if len(drawn) else
         ". Draw a digit above, pick its label and press *Save as example*."))
     if len(drawn):
         st.image(tile(to_uint8(drawn.pixels[-40:]), columns=20), caption="The latest 40, as the models see them")
-    st.write(f"**Synthetic drawn digits:** {len(synthetic_labels)} pen strokes in {len(set(synthetic_styles))} styles "
+    st.write(f"**Synthetic drawn digits:** {len(synthetic)} pen strokes in {len(set(synthetic.groups))} styles "
              "(a flagged 1, a crossed 7, an open 4, a 9 with a straight stem...), rendered like a canvas brush "
              "centred, small in a corner or touching the edges, thin to thick, then preprocessed like a drawing. "
              "No model trains on these.")
     if st.button("Evaluate every checkpoint on both sets", key="draw.evaluate"):
+        infos = state.checkpoints()
+        meta = {i.name: i.meta for i in infos}
+        models = loaded(infos)
+        yours = Drawings(drawn.pixels, drawn.labels) if len(drawn) else None
+        on_yours = {r.name: r for r in read_with_each(models, yours.pixels)} if yours is not None else {}
         rows = []
-        for info in state.checkpoints():
-            if (model := model_for(info)) is None:
-                continue
-            probabilities = predict_all(model, synthetic)
-            synth = score(probabilities, synthetic_labels)
-            by_style = score_groups(probabilities, synthetic_refused, synthetic_labels, synthetic_styles)
-            row = {"checkpoint": info.name, "architecture": info.meta["arch"],
-                   "MNIST test %": round(100 * (info.meta.get("test_accuracy") or 0), 2),
-                   "synthetic drawings %": round(100 * synth.accuracy, 1),
+        for read in read_with_each(models, synthetic.pixels):
+            row = {"checkpoint": read.name, "architecture": meta[read.name]["arch"],
+                   "MNIST test %": round(100 * (meta[read.name].get("test_accuracy") or 0), 2),
+                   "synthetic drawings %": round(100 * read.overall(synthetic).accuracy, 1),
                    "synthetic misreadings by style": ", ".join(f"{g.name} {g.accuracy:.0%} ({g.top_confusions(1)})"
-                                                               for g in by_style if g.accuracy < 1)}
-            if len(drawn):
-                row["your drawings %"] = round(100 * score(predict_all(model, drawn.pixels), drawn.labels).accuracy, 1)
+                                                               for g in read.by_group(synthetic) if g.accuracy < 1)}
+            if yours is not None:
+                row["your drawings %"] = round(100 * on_yours[read.name].overall(yours).accuracy, 1)
             rows.append(row)
         st.dataframe(rows, hide_index=True, width="stretch")
     if active is not None and st.button(f"Fine-tune {active.name} on your drawings", key="draw.finetune",

@@ -6,9 +6,31 @@ import torch
 
 from mnist_core.checkpoints import list_checkpoints, load
 from mnist_core.data import PIXEL_MEAN, PIXEL_STD
-from mnist_core.drawing import DrawingError, predict_all, preprocess, preprocess_all, reading, score, screen_all
+from mnist_core.drawing import (
+    DrawingError,
+    Drawings,
+    flagged,
+    predict,
+    predict_all,
+    preprocess,
+    preprocess_all,
+    read_with_each,
+    reading,
+    score,
+    score_groups,
+    screen_all,
+)
 from mnist_core.drawings import DrawingSetError, delete_drawing, drawings_dir, load_drawings, save_drawing
-from mnist_core.strokes import NON_DIGITS, STYLES, Placement, non_digits, render, scribbles, synthetic_drawings
+from mnist_core.strokes import (
+    NON_DIGITS,
+    STYLES,
+    Placement,
+    non_digits,
+    render,
+    scribbles,
+    style_test_split,
+    synthetic_drawings,
+)
 
 
 def default_model():
@@ -182,3 +204,29 @@ def test_fine_tuning_starts_from_the_checkpoint_and_mixes_in_drawings(runs, data
     assert result["status"] == DONE and result["steps"] == 3, result["message"]
     shipped_accuracy = load("fast")[1]["test_accuracy"]  # a fresh init would be near 10% after 3 batches
     assert evaluate(load("tuned")[0], data.test)["accuracy"] == pytest.approx(shipped_accuracy, abs=0.01)
+
+
+def test_every_model_reads_one_drawing_as_predict_does_and_a_stack_as_score_groups_does():
+    models = [(name, load(name)[0]) for name in ("best", "mlp")]
+    split = style_test_split(per_style=1)
+    drawn = Drawings.screened(split.images, split.labels, split.styles)
+    first = int(np.flatnonzero(~drawn.refused)[0])
+    one = read_with_each(models, drawn.pixels[first])
+    assert [r.name for r in one] == ["best", "mlp"]
+    for (_, model), read in zip(models, one):
+        alone = predict(model, drawn.pixels[first])
+        assert read.prediction().label == alone.label
+        assert read.prediction().confidence == pytest.approx(alone.confidence, abs=1e-5)
+    for (_, model), read in zip(models, read_with_each(models, drawn.pixels)):
+        probabilities = predict_all(model, drawn.pixels)
+        assert read.overall(drawn) == score_groups(probabilities, drawn.refused, drawn.labels, ["all"] * len(drawn))[0]
+        assert read.by_group(drawn) == score_groups(probabilities, drawn.refused, drawn.labels, split.styles)
+        assert read.flagged_share(drawn.refused) == pytest.approx(flagged(probabilities, drawn.refused).mean())
+
+
+def test_drawings_of_the_wrong_shape_are_refused_by_name():
+    model = [("mlp", load("mlp")[0])]
+    with pytest.raises(DrawingError, match="expected a 28x28 drawing or a stack of them"):
+        read_with_each(model, np.zeros((20, 20)))
+    with pytest.raises(DrawingError, match="3 labels"):
+        Drawings(np.zeros((2, 28, 28)), np.array([1, 2, 3]))

@@ -1,6 +1,8 @@
 """Embedding maps on real MNIST: shapes, determinism, separation, validation, the cache, background tasks."""
 
+import dataclasses
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +12,8 @@ from mnist_core.checkpoints import load
 from mnist_core.embed import EmbeddingError, EmbedSpec
 from mnist_core.reporter import Reporter
 from mnist_core.runner import HostLimits, JobRefused, Runner
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -172,3 +176,55 @@ def test_sessions_saving_the_same_map_at_once_leave_one_whole_map(mnist, labels,
     assert not errors, errors[:1]
     assert np.array_equal(embed.load_cached(key, labels, tmp_path).coords, result.coords)
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"{key}.json", f"{key}.safetensors"]  # no leftovers
+
+
+def test_a_map_is_found_in_the_servers_cache_first_then_among_the_shipped_ones(labels, tmp_path, monkeypatch):
+    monkeypatch.setenv("MNIST_CACHE_DIR", str(tmp_path))
+    key = embed.cache_key(EmbedSpec())  # the default map (UMAP of 10,000 pixels) ships with the lab
+    shipped = embed.find_cached(key, labels)
+    assert shipped is not None and shipped.spec == EmbedSpec()
+    assert embed.find_cached("no-such-map", labels) is None
+    redone = dataclasses.replace(shipped, coords=shipped.coords * 2, seconds=1.5)
+    embed.save_cached(redone, key)
+    found = embed.find_cached(key, labels)
+    assert found.seconds == 1.5 and np.array_equal(found.coords, redone.coords)
+
+
+def measured_seconds() -> dict[tuple[str, int], float]:
+    """(method, points) -> seconds from benchmarks/embeddings.py's last run (benchmarks/results/embeddings.txt)."""
+    rows = {}
+    for line in (ROOT / "benchmarks/results/embeddings.txt").read_text().splitlines():
+        parts = line.split()
+        if len(parts) > 3 and parts[1] in embed.METHODS and parts[2].replace(",", "").isdigit() and "cached" not in line:
+            rows[(parts[1], int(parts[2].replace(",", "")))] = float(parts[3])
+    return rows
+
+
+def test_the_time_said_before_a_map_starts_is_near_the_benchmarks():
+    measured = measured_seconds()
+    assert {("umap", 10_000), ("umap", 70_000), ("tsne", 70_000)} <= set(measured)
+    for (method, points), seconds in measured.items():
+        if method != "pca":  # PCA of pixels is computed while the visitor waits: no estimate is shown
+            estimate = embed.estimated_seconds(EmbedSpec(method=method, points=points))
+            assert seconds / 2.5 <= estimate <= seconds * 2.5, (method, points, estimate, seconds)
+    pixels, features = (embed.estimated_seconds(EmbedSpec(method="umap", source=s)) for s in ("pixels", "best"))
+    assert features > pixels  # a checkpoint's features are computed first
+
+
+def test_only_a_pca_of_pixels_is_quick_enough_to_wait_for():
+    assert measured_seconds()[("pca", 70_000)] < 3
+    assert embed.quick(EmbedSpec(method="pca", points=70_000))
+    assert not embed.quick(EmbedSpec(method="pca", source="best"))
+    assert not any(embed.quick(EmbedSpec(method=m)) for m in ("tsne", "umap"))
+
+
+def test_each_method_reads_its_own_settings_and_the_cache_key_only_those():
+    for method, names in embed.METHOD_SETTINGS.items():
+        spec = EmbedSpec(method=method)
+        assert set(spec.relevant()) == {"method", "points", "seed", "source", *names}
+        others = {n for m, ns in embed.METHOD_SETTINGS.items() if m != method for n in ns}
+        changed = dataclasses.replace(spec, **{n: EMBED_OTHER[n] for n in others})
+        assert embed.cache_key(changed) == embed.cache_key(spec), method
+
+
+EMBED_OTHER = {"dims": 3, "perplexity": 10.0, "iterations": 1000, "n_neighbors": 30, "min_dist": 0.5}

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from mnist_core.models import REGISTRY, ModelError, SparseLinear, build_model, describe, make_config
+from mnist_core.models import REGISTRY, ModelError, SparseLinear, build_model, describe, effective_weight, make_config
 
 EXPECTED_PARAMS = {  # counted by hand from the layer definitions
     "mlp": 784 * 256 + 256 + 256 * 256 + 256 + 256 * 10 + 10,
@@ -66,6 +66,21 @@ def test_sparsenet_reports_effective_parameters_at_its_density():
     assert 0.09 < float(sparse.mask.mean()) < 0.11
     assert card.effective_params == card.params - int((1 - sparse.mask).sum())
     assert bool((sparse.weight[sparse.mask == 0] == 0).all())
+
+
+def test_a_sparse_layers_weights_are_shown_as_it_computes_with_them():
+    torch.manual_seed(0)
+    model = build_model("sparsenet", {"density": 0.1, "depth": 1, "width": 50})
+    sparse = model[1]
+    with torch.no_grad():
+        sparse.weight.fill_(1.0)  # stored weights of absent connections are not what the layer uses
+    shown = effective_weight(model, "1.weight")
+    assert int((shown != 0).sum()) == sparse.connections()
+    x = torch.rand(3, 784)
+    assert torch.allclose(sparse(x), x @ shown.T + sparse.bias)
+    dense = model[-1]
+    assert torch.equal(effective_weight(model, f"{len(model) - 1}.weight"), dense.weight)
+    assert not effective_weight(model, "1.weight").requires_grad
 
 
 def test_bad_configs_are_refused_with_the_setting_named():

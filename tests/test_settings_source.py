@@ -3,14 +3,19 @@ and the command line is the same TrainConfig, and every widget's range is its fi
 
 import dataclasses
 import json
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from mnist_core.__main__ import build_parser, config_from_args
-from mnist_core.fields import widget_bounds
-from mnist_core.job_cli import compare_base_from_args
+from mnist_core.embed import METHODS, EmbeddingError, EmbedSpec
+from mnist_core.fields import kind_of, name_of, number, range_text, widget_bounds
+from mnist_core.job_cli import compare_base_from_args, embed_config_from_args
 from mnist_core.models import make_config
 from mnist_core.presets import PRESETS, from_overrides, preset
 from mnist_core.train import ConfigError, TrainConfig
@@ -105,3 +110,77 @@ def test_cli_flags_take_the_fields_ranges():
     args = build_parser().parse_args(["train", "--preset", "conv2_fc2", "--gamma", "1.5"])
     with pytest.raises(ConfigError, match=r"gamma must be in \(0, 1\] \(got 1.5\)"):
         config_from_args(args).validate()
+
+
+# ---------------------------------------------------------------- the map (embed) settings
+
+EMBED_FIELDS = {f.name: f for f in dataclasses.fields(EmbedSpec)}
+NUMERIC_EMBED = [name for name, f in EMBED_FIELDS.items() if "choices" not in f.metadata
+                 and kind_of(f) in (int, float)]
+
+
+def embed_widget_ranges(at: AppTest) -> dict[str, tuple]:
+    return {w.key.removeprefix("emb."): (float(w.min), float(w.max)) for w in at.number_input
+            if w.key.removeprefix("emb.") in EMBED_FIELDS}
+
+
+def embed_cli_spec(*flags: str) -> EmbedSpec:
+    return EmbedSpec(**embed_config_from_args(build_parser().parse_args(["embed", *flags])))
+
+
+def test_the_embeddings_page_the_embed_flags_and_validate_share_each_settings_range(runs):
+    at = page("pages/2_Embeddings.py").run()
+    shown = {}
+    for method in ("pca", "tsne", "umap"):
+        at.selectbox(key="emb.method").set_value(method).run()
+        assert not at.exception, method
+        shown |= embed_widget_ranges(at)
+    assert set(shown) == set(NUMERIC_EMBED), shown  # every number setting of every method has its widget
+    for name in NUMERIC_EMBED:
+        f = EMBED_FIELDS[name]
+        low, high = (float(b) for b in widget_bounds(f))
+        assert shown[name] == (low, high), name
+        flag = "--" + name.replace("_", "-")
+        kind = kind_of(f)
+        enough = [] if name == "points" else ["--points", "70000"]  # a perplexity of 500 needs 1,501 points
+        for inside in (low, high):
+            embed_cli_spec(flag, str(kind(inside)), *enough).validate()
+        for outside in (kind(low) - 1, kind(high) + (1 if kind is int else 0.5)):
+            with pytest.raises(EmbeddingError, match=rf"^{re.escape(name_of(f))} must be {re.escape(range_text(f))} "
+                                                     rf"\(got {re.escape(number(outside))}\)$"):
+                embed_cli_spec(flag, str(outside), *enough).validate()
+
+
+def test_the_embed_choices_are_the_pages_and_the_flags(runs):
+    at = page("pages/2_Embeddings.py").run()
+    assert len(at.selectbox(key="emb.method").options) == len(METHODS)
+    at.selectbox(key="emb.method").set_value("pca").run()
+    assert [int(o) for o in at.radio(key="emb.dims").options] == list(EMBED_FIELDS["dims"].metadata["choices"])
+    for method in METHODS:
+        assert embed_cli_spec("--method", method).method == method
+    with pytest.raises(EmbeddingError, match="^unknown method 'lle'; choose one of pca, tsne, umap$"):
+        EmbedSpec(method="lle").validate()
+
+
+def test_an_out_of_range_map_setting_is_an_error_on_the_page_not_a_traceback(runs):
+    at = page("pages/2_Embeddings.py").run()
+    at.selectbox(key="emb.method").set_value("tsne").run()
+    at.number_input(key="emb.points").set_value(1000).run()
+    at.number_input(key="emb.perplexity").set_value(400.0).run()
+    assert [e.value for e in at.error] == ["perplexity 400 is too large for 1,000 points: it must be at most "
+                                           "(points - 1) / 3 = 333; typical values are 5-50"]
+    assert not at.exception
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--bad"], "unrecognized arguments: --bad"),
+    (["--points", "500"], "subset size must be between 1,000 and 70,000 (got 500)"),
+    (["--min-dist", "1.5"], "min_dist must be between 0 and 1 (got 1.5)"),
+    (["--dims", "4"], "argument --dims: invalid choice: 4 (choose from 2, 3)"),
+])
+def test_the_embed_command_refuses_a_bad_setting_in_one_line_with_exit_2(flags, message):
+    done = subprocess.run([sys.executable, "-m", "mnist_core", "embed", "--backend", "threads", *flags], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, env=dict(os.environ, PYTHONWARNINGS="ignore"))
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], done.stderr
