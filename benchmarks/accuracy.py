@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import multiprocessing
 import os
 import statistics
@@ -21,6 +20,7 @@ import torch
 
 from mnist_core.checkpoints import SHIPPED_DIR, save  # noqa: E402
 from mnist_core.data import DeviceData  # noqa: E402
+from mnist_core.files import write_json_atomic  # noqa: E402
 from mnist_core.models import describe  # noqa: E402
 from mnist_core.presets import preset  # noqa: E402
 from mnist_core.train import fit  # noqa: E402
@@ -67,7 +67,7 @@ def main() -> int:
           f"median {statistics.median(accuracies):.2%}, best {max(accuracies):.2%}; "
           f"median time {statistics.median(r['seconds'] for r in rows):.0f}s per run")
     if args.json:
-        args.json.write_text(json.dumps({"preset": args.preset, "target": args.target, "runs": rows}, indent=1))
+        write_json_atomic(args.json, {"preset": args.preset, "target": args.target, "runs": rows})
     return 0 if hits >= args.need else 1
 
 

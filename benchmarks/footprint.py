@@ -17,7 +17,6 @@ that one (e.g. /tmp/cpuvenv/bin/python benchmarks/footprint.py).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import statistics
@@ -30,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 from labui.navigation import page_files, page_label  # noqa: E402
 from labui.serve import CHROMIUM, CHROMIUM_ARGS, PAGE_DONE_JS, running_app  # noqa: E402
+from mnist_core.files import write_json_atomic  # noqa: E402
 
 TARGETS_MB = {"home": 500, "all pages": 900}  # issue 17, with the CPU-only torch build
 HOLD = 0.5  # seconds the done state must hold: a page that reruns once at once is not done yet
@@ -219,7 +219,7 @@ def main() -> None:
         print(f"{key:14}{median[key]:8.0f}{before if before is not None else '-':>8}"
               f"{target if target is not None else '-':>8}")
     if args.json:
-        args.json.write_text(json.dumps({"torch": build, "rounds": rounds, "median": median}, indent=1))
+        write_json_atomic(args.json, {"torch": build, "rounds": rounds, "median": median})
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ from footprint import PeakSampler, descendants  # noqa: E402
 from playwright.async_api import async_playwright  # noqa: E402
 
 from labui.serve import CHROMIUM, CHROMIUM_ARGS, PAGE_DONE_JS, free_port  # noqa: E402
+from mnist_core.files import write_text_atomic  # noqa: E402
 
 RESULTS = HERE / "results" / "load.txt"
 HOLD = 0.5  # seconds the settled state must hold: a page that reruns once at once has not settled
@@ -388,7 +389,7 @@ def main() -> int:
     text += f"\nload average after: {', '.join(f'{x:.2f}' for x in os.getloadavg())}"
     print("\n" + text)
     if args.app_dir == ROOT and not args.no_save:
-        RESULTS.write_text(text + "\n")
+        write_text_atomic(RESULTS, text + "\n")
         print(f"written to {RESULTS.relative_to(ROOT)}")
     return 0
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from mnist_core.compare import OPTIMIZER_ARMS, optimizer_arms, plan  # noqa: E402
 from mnist_core.data import DeviceData  # noqa: E402
+from mnist_core.files import write_json_atomic  # noqa: E402
 from mnist_core.train import TrainConfig, fit  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -45,7 +46,7 @@ def main() -> None:
         result = fit(spec.config, data)
         done[key] = {"arm": spec.arm, "seed": spec.seed, "lr": spec.config.lr, "status": result.status,
                      "seconds": result.seconds, "device": result.device, "history": result.history}
-        out.write_text(json.dumps(done, indent=1))
+        write_json_atomic(out, done)  # whole after every run: the next invocation resumes from it
         last = result.history[-1] if result.history else {}
         print(f"{spec.arm:13s} seed {spec.seed}: {100 * last.get('test_accuracy', 0):.2f}% in {result.seconds:.0f}s",
               flush=True)

@@ -11,12 +11,12 @@ trains heads; the first EfficientNet-Lite0 run computes 70,000 digits' features 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
 from mnist_core.data import load_mnist  # noqa: E402
+from mnist_core.files import write_json_atomic  # noqa: E402
 from mnist_core.transfer import BACKBONES, TransferConfig, load_backbone, run_transfer  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "transfer.json"
@@ -45,7 +45,7 @@ def main() -> None:
                              "wall_seconds": time.perf_counter() - started})
                 print(f"{labels:>6} labels, seed {seed}, {rows[-1]['arm']:38s}: {100 * result.test_accuracy:6.2f}% "
                       f"(head {result.seconds:.1f}s, features {result.feature_seconds:.0f}s)", flush=True)
-    RESULTS.write_text(json.dumps(rows, indent=1))
+    write_json_atomic(RESULTS, rows)
     print(f"\nTest accuracy %, mean +- std over seeds {args.seeds}; {args.steps} steps of batch 128 per arm")
     arms = list(dict.fromkeys(r["arm"] for r in rows))
     print(f"{'labelled digits':>16s} " + " ".join(f"{a:>38s}" for a in arms))

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 
 import safetensors.torch
 
 from mnist_core.data import DataError, DeviceData, load_mnist  # noqa: E402
+from mnist_core.files import atomic_write, write_json_atomic  # noqa: E402
 from mnist_core.reporter import Reporter  # noqa: E402
 from mnist_core.train import TrainConfig, fit  # noqa: E402
 from mnist_core.transfer import BACKBONE_DIR, FASHION_MODEL, fashion_dir  # noqa: E402
@@ -39,14 +39,14 @@ def main() -> int:
         return 1
     BACKBONE_DIR.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in result.model.state_dict().items()}
-    safetensors.torch.save_file(state, str(BACKBONE_DIR / "fashion_cnn.safetensors"))
+    atomic_write(BACKBONE_DIR / "fashion_cnn.safetensors", lambda tmp: safetensors.torch.save_file(state, tmp))
     meta = {"name": "fashion_cnn", "arch": "cnn", "model_config": {k: list(v) if isinstance(v, tuple) else v
                                                                    for k, v in FASHION_MODEL.items()},
             "data": "Fashion-MNIST (Debian dataset-fashion-mnist)", "mean": fashion.mean, "std": fashion.std,
             "fashion_test_accuracy": result.test_accuracy, "train_seconds": round(result.seconds, 1),
             "device": result.device, "train_config": dataclasses.asdict(config), "history": result.history,
             "command": "python checkpoints/make_backbone.py" + (f" --epochs {args.epochs}" if args.epochs != 4 else "")}
-    (BACKBONE_DIR / "fashion_cnn.json").write_text(json.dumps(meta, indent=1))
+    write_json_atomic(BACKBONE_DIR / "fashion_cnn.json", meta)
     print(f"saved {BACKBONE_DIR / 'fashion_cnn.safetensors'}: {result.test_accuracy:.2%} on Fashion-MNIST's test set")
     return 0
 

@@ -23,8 +23,6 @@ import os
 import platform
 import re
 import shlex
-import shutil
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -37,8 +35,16 @@ import torch
 import torch.nn as nn
 
 from . import __version__, owners
+from .files import (  # FILE_MODE and atomic_write: files.py is their home; code written before it imports them here
+    FILE_MODE,  # noqa: F401
+    StagedFiles,
+    atomic_write,  # noqa: F401
+    link_or_copy_atomic,
+    remove_stale_temporaries,
+    write_json_atomic,
+)
 from .models import REGISTRY, build_model, describe
-from .probes import ProbeRecord, load_record, save_record
+from .probes import ProbeRecord, load_record, record_bytes
 from .train import RunResult, TrainConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -48,9 +54,6 @@ FORMAT_VERSION = 1
 MAX_NAME = 80
 _NAME_OK = re.compile(r"[^A-Za-z0-9._-]+")
 ALLOWED_CHARACTERS = "letters A-Z and a-z, digits, '.', '_' and '-'"
-_TMP_SUFFIX = ".tmp"
-# A temporary file older than this belongs to a save that died (a save takes seconds).
-_STALE_TMP_S = 3600
 
 
 class CheckpointError(ValueError):
@@ -135,56 +138,6 @@ def load_probes(info: CheckpointInfo) -> ProbeRecord | None:
     return load_record(probes_path(info.weights_path)) if info.meta.get("probes") else None
 
 
-# ---------------------------------------------------------------- writing files
-
-
-def _file_mode() -> int:
-    """The mode open() gives a new file (0666 less the umask), read without changing the umask.
-
-    mkstemp makes its files 0600 (private temporaries); a checkpoint is an ordinary file the user's
-    group and other tools (a backup, a shared lab folder) may read, as any file they save is.
-    os.umask() is not used to read the umask: it sets it, process-wide, racing other threads.
-    """
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return 0o666 & ~int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0o644
-
-
-FILE_MODE = _file_mode()
-
-
-def _temp_path(directory: Path, final_name: str) -> Path:
-    """A unique temporary name beside the final file (never a fixed name: two saves would collide).
-
-    The writer's process id is in the name, so a later save can tell a dead save's leftovers from
-    the files of a save still running: ".<final name>.<pid>.<random>.tmp".
-    """
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{final_name}.{os.getpid()}.", suffix=_TMP_SUFFIX)
-    os.close(fd)
-    return Path(tmp)
-
-
-def atomic_write(path: Path, write) -> None:
-    """Write through a uniquely named temporary file in the same folder, then rename: a crash leaves
-    the old file or none, never half of one. `write(tmp_path)` writes the content."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_path(path.parent, path.name)
-    try:
-        write(str(tmp))
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-_atomic_write = atomic_write  # the name other modules used
-
-
 _thread_locks: dict[Path, threading.Lock] = {}
 _thread_locks_guard = threading.Lock()
 
@@ -259,34 +212,12 @@ def _remove_leftovers(directory: Path) -> None:
     Called with the folder's lock held, so no save is between its renames; weights with no JSON
     then belong to a save that died before its last rename, and never counted as a checkpoint.
     """
-    now = time.time()
-    for tmp in directory.glob(f".*{_TMP_SUFFIX}"):
-        with contextlib.suppress(OSError):
-            if not _writer_alive(tmp) or now - tmp.stat().st_mtime > _STALE_TMP_S:
-                tmp.unlink()
+    remove_stale_temporaries(directory)
     for pattern, strip in (("*.safetensors", ".safetensors"), ("*.safetensors.probes", ".safetensors.probes")):
         for path in directory.glob(pattern):
             stem = path.name[: -len(strip)]
             if not (directory / f"{stem}.json").exists() and _written_by_save(path):
                 path.unlink(missing_ok=True)
-
-
-def _writer_alive(tmp: Path) -> bool:
-    """Whether the process that named this temporary file still runs (True when the name has no pid)."""
-    parts = tmp.name.split(".")
-    pid = parts[-3] if len(parts) >= 4 else ""
-    if not pid.isdigit():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # it exists, but belongs to someone else
-        return True
-    try:  # a killed process nobody has reaped yet (a zombie) writes nothing more
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def _written_by_save(path: Path) -> bool:
@@ -339,24 +270,15 @@ def save(result: RunResult, name: str, directory: Path | None = None, extra: dic
     has_probes = result.probes is not None and len(result.probes) > 0
     if has_probes:
         meta["probes"] = {"snapshots": len(result.probes), "every": result.probes.every}
-    directory.mkdir(parents=True, exist_ok=True)
-    temporaries: list[Path] = []
-    try:
-        tmp_weights = _temp_path(directory, weights_path.name)
-        temporaries.append(tmp_weights)
-        safetensors.torch.save_file(state, str(tmp_weights),
-                                    metadata={"name": name, "writer": "mnist_core.checkpoints"})
+    with StagedFiles() as stage:
+        tmp_weights = stage.write(weights_path, lambda tmp: safetensors.torch.save_file(
+            state, tmp, metadata={"name": name, "writer": "mnist_core.checkpoints"}))
         meta["files"] = {"weights_sha256": file_sha256(tmp_weights)}
         if has_probes:
-            tmp_probes = _temp_path(directory, probes_path(weights_path).name)
-            temporaries.append(tmp_probes)
-            save_record(result.probes, tmp_probes)
+            history = record_bytes(result.probes)
+            tmp_probes = stage.write(probes_path(weights_path), lambda tmp: tmp.write_bytes(history))
             meta["files"]["probes_sha256"] = file_sha256(tmp_probes)
-        tmp_meta = _temp_path(directory, meta_path.name)
-        temporaries.append(tmp_meta)
-        tmp_meta.write_text(json.dumps(meta, indent=1))
-        for tmp in temporaries:
-            os.chmod(tmp, FILE_MODE)
+        stage.write(meta_path, lambda tmp: tmp.write_text(json.dumps(meta, indent=1)))
         _save_step("temporaries written")
         with folder_lock(directory):
             _save_step("lock taken")
@@ -367,19 +289,16 @@ def save(result: RunResult, name: str, directory: Path | None = None, extra: dic
                 # From here until the last rename the run is absent, never half old and half new.
                 meta_path.unlink()
             _save_step("old metadata removed")
-            os.replace(tmp_weights, weights_path)
+            stage.commit(weights_path)
             _save_step("weights renamed")
             if has_probes:
-                os.replace(tmp_probes, probes_path(weights_path))
+                stage.commit(probes_path(weights_path))
             else:
                 probes_path(weights_path).unlink(missing_ok=True)
             _save_step("probes renamed")
-            os.replace(tmp_meta, meta_path)  # the checkpoint exists from this rename on
+            stage.commit(meta_path)  # the checkpoint exists from this rename on
             _save_step("metadata renamed")
             _remove_leftovers(directory)
-    finally:
-        for tmp in temporaries:
-            tmp.unlink(missing_ok=True)
     return name
 
 
@@ -625,16 +544,6 @@ def delete(name: str) -> None:
         probes_path(weights_path).unlink(missing_ok=True)
 
 
-def _link_or_copy(source: Path, target: Path) -> None:
-    tmp = _temp_path(target.parent, target.name)
-    tmp.unlink()
-    try:
-        os.link(source, tmp)
-    except OSError:  # a file system without hard links
-        shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
-
-
 def rename(name: str, new_name: str) -> str:
     """Rename a user run. Until the new JSON exists the old run is whole; after, the new one is."""
     info = find(name, {"runs": runs_dir()})
@@ -644,10 +553,10 @@ def rename(name: str, new_name: str) -> str:
         if meta_path.exists():
             raise CheckpointExistsError(f"a checkpoint named {new!r} already exists; choose another name")
         meta = dict(info.meta, name=new)
-        _link_or_copy(info.weights_path, weights_path)
+        link_or_copy_atomic(info.weights_path, weights_path)
         if probes_path(info.weights_path).exists():
-            _link_or_copy(probes_path(info.weights_path), probes_path(weights_path))
-        atomic_write(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
+            link_or_copy_atomic(probes_path(info.weights_path), probes_path(weights_path))
+        write_json_atomic(meta_path, meta)
         info.meta_path.unlink()
         info.weights_path.unlink(missing_ok=True)
         probes_path(info.weights_path).unlink(missing_ok=True)

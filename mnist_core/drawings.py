@@ -22,8 +22,9 @@ import numpy as np
 from PIL import Image
 
 from . import owners
-from .checkpoints import MAX_NAME, atomic_write, runs_dir, validate_name
+from .checkpoints import MAX_NAME, runs_dir, validate_name
 from .drawing import SIZE
+from .files import atomic_write, write_json_atomic
 
 ENV_DIR = "MNIST_DRAWINGS_DIR"
 INDEX = "labels.json"  # the label list of sets saved by older versions; read, never written by a save
@@ -188,4 +189,4 @@ def delete_drawing(name: str, directory: Path | None = None) -> None:
         legacy, _ = _read_index(directory)
         if name in legacy and (directory / INDEX).exists():
             entries = [{"file": f, "label": label} for f, label in legacy.items() if f != name]
-            atomic_write(directory / INDEX, lambda tmp: Path(tmp).write_text(json.dumps(entries, indent=1)))
+            write_json_atomic(directory / INDEX, entries)

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -235,9 +236,9 @@ def _use_numba_cache() -> Path | None:
     folder = numba_cache_dir()
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".probe-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        # a unique name: two threads of one process (the warm-up and a visitor's map) probe at once
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".probe-"):
+            pass
     except OSError as error:
         log.warning("numba cache folder %s is not writable (%s): UMAP compiles its code in this process", folder, error)
         return None

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .checkpoints import atomic_write
 from .data import TensorSplit
+from .files import atomic_write
 from .saliency import private_view
 
 

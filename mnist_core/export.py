@@ -23,7 +23,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checkpoints import CheckpointError, CheckpointInfo, atomic_write, find, load
+from .checkpoints import CheckpointError, CheckpointInfo, find, load
+from .files import write_bytes_atomic
 from .models import ACTIVATIONS, Columns, SparseLinear, build_model, describe, make_config
 from .stack import ResidualBlock
 from .train import TrainConfig
@@ -570,8 +571,7 @@ def export(name: str, fmt: str, out: str | Path, force: bool = False, test_image
         summary = f"wrote {', '.join(p.name for p in files)} to {path}"
     try:
         for target, content in files.items():
-            target.parent.mkdir(exist_ok=True)
-            atomic_write(target, lambda tmp, content=content: Path(tmp).write_bytes(content))  # --force never leaves half a file
+            write_bytes_atomic(target, content)  # --force never leaves half a file
     except OSError as exc:
         raise ExportError(f"cannot write to {str(out)!r}: {exc.strerror or exc}") from None
     return list(files), summary

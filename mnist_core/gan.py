@@ -29,7 +29,6 @@ from .checkpoints import (
     SHIPPED_DIR,
     CheckpointError,
     CheckpointExistsError,
-    atomic_write,
     folder_lock,
     runs_dir,
     safe_name,
@@ -38,6 +37,7 @@ from .checkpoints import (
 from .data import Mnist, pick_device, standardize
 from .fields import check as check_fields
 from .fields import setting
+from .files import atomic_write, write_json_atomic
 from .reporter import NULL_REPORTER, Reporter
 from .saliency import private_view
 
@@ -467,7 +467,7 @@ def save_gan(result: GanResult, name: str, directory: Path | None = None, extra:
                                             "or replace it (--overwrite)")
             meta_path.unlink()  # from here until the last rename the run is absent, never half old and half new
         atomic_write(weights_path, lambda tmp: safetensors.torch.save_file(tensors, tmp))
-        atomic_write(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
+        write_json_atomic(meta_path, meta)  # last: the run exists from this rename on
     return name
 
 
@@ -500,7 +500,7 @@ def rename_gan(name: str, new_name: str) -> str:
         meta = json.loads(meta_path.read_text())
         meta.update(name=new, command=str(meta.get("command", "")).replace(f"--name {meta_path.stem}", f"--name {new}"))
         os.replace(meta_path.with_suffix(".safetensors"), target.with_suffix(".safetensors"))
-        atomic_write(target, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
+        write_json_atomic(target, meta)
         meta_path.unlink()
     return new
 

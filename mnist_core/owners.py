@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from .files import write_text_atomic
 from .host import hosted, settings
 
 OWNERS = "owners"  # the folder under the root runs folder that holds one folder per visitor
@@ -120,9 +121,7 @@ def touch(owner: str, runs_root: Path | str | None = None, now: float | None = N
             return False
     if not target.is_dir():
         return False
-    from .checkpoints import atomic_write
-
-    atomic_write(target / SEEN, lambda tmp: Path(tmp).write_text(f"{now:.0f}\n"))
+    write_text_atomic(target / SEEN, f"{now:.0f}\n")
     os.utime(target / SEEN, (now, now))
     with _touched_lock:
         _touched[str(target)] = now

@@ -148,12 +148,13 @@ class Recorder:
 # ---------------------------------------------------------------- storage beside a checkpoint
 
 
-def save_record(record: ProbeRecord, path: Path) -> None:
+def record_bytes(record: ProbeRecord) -> bytes:
+    """The history as a safetensors file's bytes, for the checkpoint's save to write beside the weights."""
     meta = {"layers": json.dumps(record.layers), "activations": json.dumps(record.activations),
             "every": str(record.every)}
     arrays = {k: np.ascontiguousarray(v, dtype=np.int64 if k == "steps" else np.float32)
               for k, v in record.arrays().items()}
-    safetensors.numpy.save_file(arrays, str(path), metadata=meta)
+    return safetensors.numpy.save(arrays, metadata=meta)
 
 
 def load_record(path: Path) -> ProbeRecord | None:

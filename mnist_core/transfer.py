@@ -30,10 +30,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoints import SHIPPED_DIR, atomic_write, shared_runs_dir
+from .checkpoints import SHIPPED_DIR, shared_runs_dir
 from .data import Mnist, balanced_order, pick_device
 from .fields import check as check_fields
 from .fields import setting
+from .files import atomic_write
 from .models import build_model
 from .reporter import NULL_REPORTER, Reporter
 
