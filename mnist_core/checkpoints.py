@@ -35,10 +35,8 @@ import torch
 import torch.nn as nn
 
 from . import __version__, owners
-from .files import (  # FILE_MODE and atomic_write: files.py is their home; code written before it imports them here
-    FILE_MODE,  # noqa: F401
+from .files import (
     StagedFiles,
-    atomic_write,  # noqa: F401
     link_or_copy_atomic,
     remove_stale_temporaries,
     write_json_atomic,

@@ -23,10 +23,11 @@ import safetensors.numpy
 import torch
 import torch.nn as nn
 
-from .checkpoints import SHIPPED_DIR, atomic_write, shared_runs_dir
+from .checkpoints import SHIPPED_DIR, shared_runs_dir
 from .data import Mnist
 from .fields import check as check_fields
 from .fields import setting
+from .files import atomic_write
 from .reporter import NULL_REPORTER, Reporter
 
 METHODS = ("pca", "tsne", "umap")

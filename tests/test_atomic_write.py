@@ -16,7 +16,7 @@ import safetensors.torch
 import torch
 from PIL import Image
 
-from mnist_core import checkpoints, drawings, files
+from mnist_core import drawings, files
 from mnist_core.checkpoints import load, save
 from mnist_core.files import (
     FILE_MODE,
@@ -203,7 +203,6 @@ def test_a_dead_writers_temporaries_are_removed_and_a_live_ones_kept(tmp_path):
     live_tmp = files.temporary_beside(tmp_path / "run.json")  # this process: a save still running
     files.remove_stale_temporaries(tmp_path)
     assert not dead_tmp.exists() and live_tmp.exists()
-    assert checkpoints.FILE_MODE == FILE_MODE  # the name older callers import from checkpoints is the same
 
 
 # ---------------------------------------------------------------- no writer bypasses the helper

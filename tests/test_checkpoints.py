@@ -7,6 +7,7 @@ import torch
 
 from mnist_core import checkpoints
 from mnist_core.checkpoints import CheckpointError, list_checkpoints, load, safe_name, save
+from mnist_core.files import FILE_MODE
 from mnist_core.train import TrainConfig, evaluate, fit
 
 
@@ -170,5 +171,5 @@ def test_saving_over_an_existing_run_needs_overwrite(short_run, runs):
 def test_checkpoint_files_are_ordinary_readable_files(short_run, runs):
     save(short_run, "shared")
     for path in runs.iterdir():
-        assert path.stat().st_mode & 0o777 == checkpoints.FILE_MODE
-    assert checkpoints.FILE_MODE & 0o044  # group and others may read (with the usual umask 022)
+        assert path.stat().st_mode & 0o777 == FILE_MODE
+    assert FILE_MODE & 0o044  # group and others may read (with the usual umask 022)
