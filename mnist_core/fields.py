@@ -34,10 +34,22 @@ def name_of(f) -> str:
     return f.metadata.get("label", f.name.replace("_", " "))
 
 
+def _annotation(f) -> str:
+    return f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+
+
 def kind_of(f) -> type | None:
-    """int, float, bool or str from the annotation ("float | None" is a float); None for others (dicts)."""
-    text = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
-    return {"int": int, "float": float, "bool": bool, "str": str}.get(text.split(" ")[0].split("|")[0])
+    """int, float, bool or str from the annotation ("float | None" is a float; "tuple[int, ...]" is an int,
+    each value of the list); None for others (dicts)."""
+    text = _annotation(f)
+    if is_list(f):
+        text = text[len("tuple["):]
+    return {"int": int, "float": float, "bool": bool, "str": str}.get(text.split(" ")[0].split("|")[0].rstrip(","))
+
+
+def is_list(f) -> bool:
+    """A field holding several values of one kind, e.g. a CNN's channels per block."""
+    return _annotation(f).startswith("tuple[")
 
 
 def number(value) -> str:
@@ -74,9 +86,29 @@ def range_text(f) -> str:
 
 def problem(f, value) -> str | None:
     """What is wrong with this value of the field, in one sentence; None when it is fine."""
-    meta, name, kind = f.metadata, name_of(f), kind_of(f)
+    meta, name = f.metadata, name_of(f)
     if value is None:
         return None if meta.get("optional") or f.default is None else f"{name} must be set"
+    if is_list(f):
+        if not isinstance(value, tuple):
+            return f"{name} must be a list (got {value!r})"
+        if not value:
+            return f"{name} must not be empty" if "choices" not in meta else \
+                f"choose at least one of {', '.join(map(str, meta['choices']))}"
+        for v in value:  # each value against the field's kind, choices and range
+            if message := _value_problem(f, v):
+                return message
+        return None
+    if isinstance(value, tuple) and "choices" in meta:  # a set of choices, e.g. the arms of a comparison
+        if not value:
+            return f"choose at least one of {', '.join(map(str, meta['choices']))}"
+        unknown = [v for v in value if v not in meta["choices"]]
+        return f"unknown {name} {unknown[0]!r}; choose from {', '.join(map(str, meta['choices']))}" if unknown else None
+    return _value_problem(f, value)
+
+
+def _value_problem(f, value) -> str | None:
+    meta, name, kind = f.metadata, name_of(f), kind_of(f)
     if kind is bool and not isinstance(value, bool):
         return f"{name} must be true or false (got {value!r})"
     if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
@@ -88,11 +120,6 @@ def problem(f, value) -> str | None:
             return f"{name} must be {range_text(f) or 'a finite number'} (got {value})"
     if kind is str and not isinstance(value, str):
         return f"{name} must be text (got {value!r})"
-    if isinstance(value, tuple) and "choices" in meta:  # a set of choices, e.g. the arms of a comparison
-        if not value:
-            return f"choose at least one of {', '.join(map(str, meta['choices']))}"
-        unknown = [v for v in value if v not in meta["choices"]]
-        return f"unknown {name} {unknown[0]!r}; choose from {', '.join(map(str, meta['choices']))}" if unknown else None
     if "choices" in meta and value not in meta["choices"]:
         return f"unknown {name} {value!r}; choose one of {', '.join(map(str, meta['choices']))}"
     if kind in (int, float):
@@ -135,7 +162,7 @@ def add_flags(parser, cls, names=None) -> list[str]:
         if (names is not None and f.name not in names) or (names is None and not f.metadata.get("cli", False)):
             continue
         kind = kind_of(f)
-        if kind is None:
+        if kind is None or is_list(f):  # a list's flag (comma-separated values) is its command's own
             continue
         flag = "--" + f.name.replace("_", "-")
         if kind is bool:

@@ -15,6 +15,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import fields
+
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
     "leaky_relu": nn.LeakyReLU,
@@ -304,47 +306,8 @@ def make_config(arch: str, overrides: dict | None = None):
     return config
 
 
-def _kind_of(default) -> type:
-    if isinstance(default, tuple):
-        return _kind_of(default[0]) if default else object
-    return bool if isinstance(default, bool) else int if isinstance(default, int) else \
-        float if isinstance(default, float) else str if isinstance(default, str) else object
-
-
-def _type_error(name: str, v, kind: type) -> str | None:
-    if kind is bool:
-        return None if isinstance(v, bool) else f"{name}={v!r} must be true or false"
-    if kind is int:
-        return None if isinstance(v, int) and not isinstance(v, bool) else f"{name}={v!r} must be a whole number"
-    if kind is float:
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            return f"{name}={v!r} must be a number"
-        return None if math.isfinite(v) else f"{name}={v} must be a finite number"
-    if kind is str:
-        return None if isinstance(v, str) else f"{name}={v!r} must be text"
-    return None
-
-
 def validate_config(config) -> None:
-    defaults = config.__class__()
-    for f in dataclasses.fields(config):
-        value, meta = getattr(config, f.name), f.metadata
-        values = value if isinstance(value, tuple) else (value,)
-        if isinstance(value, tuple) and not value:
-            raise ModelError(f"{f.name} must not be empty")
-        if isinstance(getattr(defaults, f.name), tuple) != isinstance(value, tuple):
-            raise ModelError(f"{f.name}={value!r} must be {'a list' if isinstance(getattr(defaults, f.name), tuple) else 'one value'}")
-        kind = _kind_of(getattr(defaults, f.name))
-        for v in values:
-            problem = _type_error(f.name, v, kind)  # NaN would pass the min/max checks below
-            if problem:
-                raise ModelError(problem)
-            if "choices" in meta and v not in meta["choices"]:
-                raise ModelError(f"{f.name}={v!r} is not one of {', '.join(map(str, meta['choices']))}")
-            if "min" in meta and isinstance(v, (int, float)) and not isinstance(v, bool) and v < meta["min"]:
-                raise ModelError(f"{f.name}={v} is below its minimum {meta['min']}")
-            if "max" in meta and isinstance(v, (int, float)) and not isinstance(v, bool) and v > meta["max"]:
-                raise ModelError(f"{f.name}={v} is above its maximum {meta['max']}")
+    fields.check(config, ModelError)  # the same type, choice and range checks (and messages) as every other config
 
 
 def _spatial_after_halvings(blocks: int, size: int = 28) -> int:

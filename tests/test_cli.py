@@ -32,7 +32,7 @@ def cli(*args, env_extra=None):
     (["train", "--name", "..."], "has no usable characters"),
     (["train", "--name", "best"], "name of a shipped checkpoint"),
     (["train", "--arch", "cnn", "--set", "channels=8,8,8,8,8"], "channels: 5 blocks halve"),
-    (["train", "--arch", "mlp", "--set", "dropout=nan"], "dropout=nan must be a finite number"),
+    (["train", "--arch", "mlp", "--set", "dropout=nan"], "dropout must be between 0 and 0.9 (got nan)"),
     (["bogus"], "(see python -m mnist_core --help)"),
     (["train", "--epochs", "x"], "(see python -m mnist_core train --help)"),
 ])

@@ -88,21 +88,21 @@ def test_bad_configs_are_refused_with_the_setting_named():
         build_model("resnet")
     with pytest.raises(ModelError, match="no setting widht"):
         make_config("mlp", {"widht": 3})
-    with pytest.raises(ModelError, match="activation='swish' is not one of"):
+    with pytest.raises(ModelError, match="unknown activation 'swish'; choose one of"):
         make_config("mlp", {"activation": "swish"})
-    with pytest.raises(ModelError, match="density=0 is below its minimum"):
+    with pytest.raises(ModelError, match=r"density must be between 0.01 and 1 \(got 0\)"):
         make_config("sparsenet", {"density": 0})
     with pytest.raises(ModelError, match="needs 7 channel widths"):
         build_model("tiny_gap", {"channels": [8, 8]})
 
 
 @pytest.mark.parametrize("arch, overrides, message", [
-    ("mlp", {"dropout": float("nan")}, "dropout=nan must be a finite number"),
-    ("cnn", {"dropout": float("inf")}, "dropout=inf must be a finite number"),
-    ("mlp", {"width": 64.5}, "width=64.5 must be a whole number"),
-    ("mlp", {"depth": True}, "depth=True must be a whole number"),
-    ("mlp", {"activation": 3}, "activation=3 must be text"),
-    ("cnn", {"channels": 16}, "channels=16 must be a list"),
+    ("mlp", {"dropout": float("nan")}, r"dropout must be between 0 and 0.9 \(got nan\)"),
+    ("cnn", {"dropout": float("inf")}, r"dropout must be between 0 and 0.9 \(got inf\)"),
+    ("mlp", {"width": 64.5}, r"width must be a whole number \(got 64.5\)"),
+    ("mlp", {"depth": True}, r"depth must be a whole number \(got True\)"),
+    ("mlp", {"activation": 3}, r"activation must be text \(got 3\)"),
+    ("cnn", {"channels": 16}, r"channels must be a list \(got 16\)"),
     ("cnn", {"channels": [8, 8, 8, 8, 8]}, "channels: 5 blocks halve the 28-pixel digit to nothing"),
     ("fast", {"channels": [4] * 6}, "channels: 6 blocks"),
 ])

@@ -117,7 +117,7 @@ def test_time_cap_stops_a_run(data):
     ({"epochs": 0}, "epochs must be between 1 and 200"),
     ({"optimizer": "lion"}, "unknown optimizer 'lion'"),
     ({"nesterov": True, "optimizer": "adam"}, "Nesterov momentum needs the sgd optimizer"),
-    ({"model": {"depth": -1}}, "depth=-1 is below its minimum"),
+    ({"model": {"depth": -1}}, r"depth must be between 0 and 8 \(got -1\)"),
 ])
 def test_impossible_settings_are_refused_before_training(change, message, data):
     with pytest.raises(ValueError, match=message):
