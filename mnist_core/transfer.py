@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checkpoints import SHIPPED_DIR, atomic_write, shared_runs_dir
-from .data import Mnist, balanced_order, pick_device
+from .data import Mnist, balanced_order, pick_device, standardize
 from .fields import check as check_fields
 from .fields import setting
 from .models import build_model
@@ -114,7 +114,7 @@ class Backbone:
         x = x.expand(-1, channels, -1, -1)
         mean = torch.tensor(self.mean, device=x.device).view(1, channels, 1, 1)
         std = torch.tensor(self.std, device=x.device).view(1, channels, 1, 1)
-        return (x - mean) / std
+        return standardize(x, mean, std)  # with the backbone's own per-channel statistics, not MNIST's
 
     @torch.no_grad()
     def features(self, images: torch.Tensor) -> torch.Tensor:
