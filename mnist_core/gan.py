@@ -147,7 +147,8 @@ def fixed_noise(config: GanConfig, per_class: int | None = None, seed: int | Non
     return z, labels
 
 
-def to_uint8(images: torch.Tensor) -> np.ndarray:
+def tanh_range_to_uint8(images: torch.Tensor) -> np.ndarray:
+    """Generated images, a tensor (N, 1, 28, 28) in [-1, 1] -> uint8 pixels (N, 28, 28) as an array, for showing."""
     return (from_tanh_range(images.detach().float().cpu().clamp(-1, 1)) * 255).round().to(torch.uint8).squeeze(1).numpy()
 
 
@@ -366,7 +367,7 @@ def train_gan(config: GanConfig, mnist: Mnist, judge: Judge | Callable[[], Judge
             if step == 0:  # stopped before the first batch: nothing learned, nothing to draw
                 break
             reporter.stage(f"drawing the samples of epoch {epoch}")
-            grid = to_uint8(generate(g, grid_labels, z=grid_z))
+            grid = tanh_range_to_uint8(generate(g, grid_labels, z=grid_z))
             grids.append(grid)
             summary = {"epoch": epoch, "steps": step, "elapsed": time.perf_counter() - start}
             if judge is not None and not stopped_by_user and not stop.is_set():

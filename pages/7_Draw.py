@@ -9,7 +9,7 @@ import streamlit as st
 st.set_page_config(page_title="Draw · MNIST Lab", page_icon="🔢", layout="wide")
 
 from labui import state  # noqa: E402
-from labui.images import heat_overlay, map_grid, padded_square, to_uint8, upscale  # noqa: E402
+from labui.images import heat_overlay, map_grid, padded_square, unit_float_to_uint8, upscale  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
 from mnist_core.checkpoints import CheckpointError  # noqa: E402
 from mnist_core.data import PIXEL_MEAN, PIXEL_STD, tile  # noqa: E402
@@ -80,7 +80,7 @@ def canvas():
 def preprocessing_steps(pre) -> None:
     cols = st.columns(len(pre.steps))
     for col, (caption, image) in zip(cols, pre.steps):
-        col.image(to_uint8(padded_square(image)), caption=caption, width=100)
+        col.image(unit_float_to_uint8(padded_square(image)), caption=caption, width=100)
 
 
 def explanation(model, pixels: np.ndarray, label: int) -> None:
@@ -170,7 +170,7 @@ def drawing_sets(active) -> None:
         " (" + ", ".join(f"{d}: {int((drawn.labels == d).sum())}" for d in range(10)) + ")" if len(drawn) else
         ". Draw a digit above, pick its label and press *Save as example*."))
     if len(drawn):
-        st.image(tile(to_uint8(drawn.pixels[-40:]), columns=20), caption="The latest 40, as the models see them")
+        st.image(tile(unit_float_to_uint8(drawn.pixels[-40:]), columns=20), caption="The latest 40, as the models see them")
     st.write(f"**Synthetic drawn digits:** {len(synthetic_labels)} pen strokes in {len(set(synthetic_styles))} styles "
              "(a flagged 1, a crossed 7, an open 4, a 9 with a straight stem...), rendered like a canvas brush "
              "centred, small in a corner or touching the edges, thin to thick, then preprocessed like a drawing. "
