@@ -125,9 +125,6 @@ class Backbone:
         """Trunk and tail as one module (sharing their weights): what feature maps and layer names look at."""
         return nn.Sequential(self.trunk, self.tail)
 
-    def trunk_params(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().clone() for k, v in self.trunk.state_dict().items()}
-
 
 # ---------------------------------------------------------------- the Fashion-MNIST CNN
 

@@ -79,11 +79,8 @@ def model_card(config: TrainConfig) -> None:
     cols[1].metric("Effective parameters", f"{card.effective_params:,}", help="Non-zero weights (sparse nets).")
     cols[2].metric("Multiply-adds per image", f"{card.macs:,}")
     cols[3].metric("Receptive field", f"{card.receptive_field} px" if card.receptive_field else "whole image")
-    labels = layer_labels(model)
     with st.expander("Layer table"):
-        st.dataframe([{"layer": labels.get(r.name, r.name), "module": r.name, "type": r.kind, "output shape": " x ".join(map(str, r.output_shape)),
-                       "params": r.params, "multiply-adds": r.macs, "receptive field": r.receptive_field}
-                      for r in card.layers], hide_index=True, width="stretch")
+        st.dataframe(card.table(layer_labels(model)), hide_index=True, width="stretch")
 
 
 STAGES = {"queued": "starting...", "loading MNIST": "loading MNIST...", "preparing": "preparing the model and data...",
