@@ -8,7 +8,7 @@ import streamlit as st
 
 st.set_page_config(page_title="Embeddings · MNIST Lab", page_icon="🔢", layout="wide")
 
-from labui import live, state  # noqa: E402
+from labui import catalog, live, resources, shared_results  # noqa: E402
 from labui.images import upscale  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
 from mnist_core import embed  # noqa: E402
@@ -29,7 +29,7 @@ def settings() -> embed.EmbedSpec:
     method = c1.selectbox("Method", embed.METHODS, index=embed.METHODS.index(d.method), format_func=METHOD_NAMES.get,
                           key="emb.method", help="PCA: linear, global, instant. t-SNE: keeps neighbourhoods, "
                           "distances between clusters mean little. UMAP: neighbourhoods and more of the global shape.")
-    infos = state.checkpoints()
+    infos = catalog.checkpoints()
     sources = [PIXELS, *[i.name for i in infos]]
     source = c2.selectbox("Input", sources, key="emb.source",
                           help="Raw pixels, or the features a checkpoint computes just before its last layer: "
@@ -62,8 +62,8 @@ def settings() -> embed.EmbedSpec:
 def source_version(spec: embed.EmbedSpec) -> str:
     if spec.source == "pixels":
         return ""
-    info = next(i for i in state.checkpoints() if i.name == spec.source)
-    return state.weights_digest(info)
+    info = next(i for i in catalog.checkpoints() if i.name == spec.source)
+    return catalog.weights_digest(info)
 
 
 def scatter(e: embed.Embedding, highlight: int | None, angle: tuple[float, float] | None = None) -> go.Figure:
@@ -146,7 +146,7 @@ def selected_digits(ids: list[int]) -> None:
     if not ids:
         st.caption("Click a point to see that digit here; the box or lasso tool (top right of the map) picks many.")
         return
-    mnist = state.device_data().mnist
+    mnist = resources.device_data().mnist
     images = embed.digits(mnist, np.array(ids)).numpy()
     labels = embed.all_labels(mnist)[ids]
     if len(ids) == 1:
@@ -171,7 +171,7 @@ def progress_view(snap) -> None:
 
 
 def find_map(key: str) -> embed.Embedding | None:
-    return state.cached_embedding(key)
+    return shared_results.cached_embedding(key)
 
 
 def start(spec: embed.EmbedSpec) -> None:
@@ -204,7 +204,7 @@ if result is None and this_map and mine.ended and mine.status != DONE:
 if result is None and spec.method == "pca" and spec.source == "pixels":
     try:  # PCA of pixels takes a second or two even for all 70,000: no need to go to the background
         with st.spinner("Computing PCA..."):
-            result = embed.compute(spec, state.device_data().mnist)
+            result = embed.compute(spec, resources.device_data().mnist)
         embed.save_cached(result, key)
     except embed.EmbeddingError as exc:
         st.error(str(exc))

@@ -8,7 +8,7 @@ import streamlit as st
 
 st.set_page_config(page_title="Draw · MNIST Lab", page_icon="🔢", layout="wide")
 
-from labui import state  # noqa: E402
+from labui import catalog, resources, visitor  # noqa: E402
 from labui.images import heat_overlay, map_grid, padded_square, unit_float_to_uint8, upscale  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
 from mnist_core.checkpoints import CheckpointError  # noqa: E402
@@ -44,7 +44,7 @@ def synthetic_inputs() -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
 
 def model_for(info):
     try:
-        return state.load_checkpoint(info)[0]
+        return catalog.load_checkpoint(info)[0]
     except CheckpointError as exc:
         st.error(f"Checkpoint {info.name} cannot be loaded: {exc}")
         return None
@@ -99,7 +99,7 @@ def explanation(model, pixels: np.ndarray, label: int) -> None:
 
 
 def comparison(pixels: np.ndarray) -> None:
-    infos = state.checkpoints()
+    infos = catalog.checkpoints()
     names = [i.name for i in infos]
     default = [i.name for i in infos if i.source == "shipped"] or names[:5]
     chosen = st.multiselect("Checkpoints to compare", names, default=default, key="draw.compare")
@@ -154,7 +154,7 @@ def fine_tune(active) -> None:
     config = drawings_fine_tune(meta["arch"], meta.get("model_config") or {}, active.name)  # the core's recipe
     try:
         name = fine_tune_name(active.name)  # unique per click: visitors never replace each other's run
-        state.runner().submit(state.session_id(), "train", config.to_dict(), name)  # the server's one job runner
+        resources.runner().submit(visitor.session_id(), "train", config.to_dict(), name)  # the server's one job runner
         st.success(f"Fine-tuning {active.name} on MNIST plus your drawings (100 batches, a quarter of each "
                    f"batch from your drawings). Follow it on the Train page; it saves {name}.")
     except (JobRefused, ConfigError, CheckpointError) as exc:
@@ -177,7 +177,7 @@ def drawing_sets(active) -> None:
              "No model trains on these.")
     if st.button("Evaluate every checkpoint on both sets", key="draw.evaluate"):
         rows = []
-        for info in state.checkpoints():
+        for info in catalog.checkpoints():
             if (model := model_for(info)) is None:
                 continue
             probabilities = predict_all(model, synthetic)
@@ -200,7 +200,7 @@ def drawing_sets(active) -> None:
 
 sidebar()
 st.title("Draw a digit")
-active = state.active_checkpoint()
+active = catalog.active_checkpoint()
 left, right = st.columns([2, 3])
 with left:
     image = canvas()

@@ -13,7 +13,7 @@ import torch
 
 st.set_page_config(page_title="GAN · MNIST Lab", page_icon="🔢", layout="wide")
 
-from labui import live, state  # noqa: E402
+from labui import live, resources  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
 from labui.widgets import field_widgets, seed_state  # noqa: E402
 from mnist_core import gan  # noqa: E402
@@ -98,7 +98,7 @@ def browse(checkpoint) -> None:
              caption="Straight line between two noise vectors, same class: a smooth change of style means the "
                      "generator learned a continuous space, not a lookup table.")
     st.subheader("Real vs generated")
-    mnist = state.device_data().mnist
+    mnist = resources.device_data().mnist
     cls = int(walk_digit)
     real = mnist.test_images[(mnist.test_labels == cls).nonzero().squeeze(1)[:16]].numpy()
     fake = gan.tanh_range_to_uint8(gan.generate(generator, torch.full((16,), cls), seed=int(seed) + 99))

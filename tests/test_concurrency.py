@@ -94,7 +94,7 @@ def test_test_set_scoring_from_many_threads_matches_scoring_alone(data):
 
 
 def test_a_result_kept_for_the_whole_server_is_computed_once_when_sessions_ask_together():
-    from labui.state import SharedMemory
+    from labui.shared_results import SharedMemory
 
     memory, calls, barrier = SharedMemory(max_entries=2), [], threading.Barrier(12)
     answers: list = [None] * 12
