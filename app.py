@@ -6,7 +6,7 @@ import torch
 
 st.set_page_config(page_title="MNIST Lab", page_icon="🔢", layout="wide")
 
-from labui import errors, state  # noqa: E402
+from labui import catalog, errors, resources, visitor  # noqa: E402
 from labui.images import upscale  # noqa: E402
 from labui.navigation import app_pages, page_files, page_label  # noqa: E402
 from labui.sidebar import hosted_limits, sidebar  # noqa: E402
@@ -74,7 +74,7 @@ def home() -> None:
         not_ready(status)
     if not status.mnist_loaded:
         return
-    data = state.device_data()
+    data = resources.device_data()
     mnist = data.mnist
     st.subheader("The data set")
     text, picture = st.columns([1, 1])
@@ -86,9 +86,9 @@ def home() -> None:
     picture.image(upscale(tile(mnist.train_images[first_of_each], columns=10), 4), width="stretch",
                   caption="The first four training digits of each class")
     st.subheader("Checkpoints")  # the full width: the table has eight columns
-    infos = state.checkpoints()
+    infos = catalog.checkpoints()
     if infos:
-        st.dataframe(state.checkpoint_rows(infos), hide_index=True, width="stretch",
+        st.dataframe(catalog.checkpoint_rows(infos), hide_index=True, width="stretch",
                      column_order=["name", "source", "architecture", "params", "epochs", "test accuracy %",
                                    "train time s", "status"])
     else:
@@ -100,7 +100,7 @@ page = st.navigation(app_pages(home))
 
 
 def run_page() -> None:
-    state.use_owner()  # hosted: this browser's own runs and drawings for the whole page run (the sidebar again)
+    visitor.use_owner()  # hosted: this browser's own runs and drawings for the whole page run (the sidebar again)
     page.run()
 
 

@@ -6,7 +6,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 
-def training_curves(batch_curve: list[dict], epochs: list[dict], steps_per_epoch: int | None = None) -> go.Figure:
+def training_curves(batch_curve: list[dict], epochs: list[dict]) -> go.Figure:
     """Loss and accuracy side by side: per batch (smoothed) from the first step, per epoch (train/test) at
     each epoch's end, so a one-epoch run shows its accuracy while it trains, not one dot at the end."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Accuracy"))

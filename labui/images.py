@@ -7,7 +7,8 @@ import math
 import numpy as np
 
 
-def to_uint8(image: np.ndarray) -> np.ndarray:
+def unit_float_to_uint8(image: np.ndarray) -> np.ndarray:
+    """An array of floats in 0-1 (any shape; outside it clipped) -> uint8 pixels of the same shape."""
     return (np.clip(image, 0.0, 1.0) * 255).round().astype(np.uint8)
 
 
@@ -22,7 +23,7 @@ def heat_overlay(digit: np.ndarray, heat: np.ndarray, factor: int = 8) -> np.nda
     base = np.repeat((0.55 * digit)[..., None], 3, axis=2)
     colour = np.stack([np.ones_like(heat), np.clip(2 * heat - 1, 0, 1), np.zeros_like(heat)], axis=2)
     alpha = (0.75 * np.clip(heat, 0, 1))[..., None]
-    return upscale(to_uint8((1 - alpha) * base + alpha * colour), factor)
+    return upscale(unit_float_to_uint8((1 - alpha) * base + alpha * colour), factor)
 
 
 def map_grid(maps: np.ndarray, columns: int = 8, pad: int = 1) -> np.ndarray:
@@ -36,7 +37,7 @@ def map_grid(maps: np.ndarray, columns: int = 8, pad: int = 1) -> np.ndarray:
         scaled = (m - lo) / (hi - lo) if hi > lo else np.zeros_like(m)
         r, col = divmod(i, columns)
         out[pad + r * (h + pad):pad + r * (h + pad) + h, pad + col * (w + pad):pad + col * (w + pad) + w] = scaled
-    return to_uint8(out)
+    return unit_float_to_uint8(out)
 
 
 def padded_square(image: np.ndarray) -> np.ndarray:

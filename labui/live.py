@@ -16,7 +16,7 @@ import streamlit as st
 from mnist_core.reporter import DONE, FAILED, QUEUED, RUNNING, STOPPED
 from mnist_core.runner import JobRefused, JobState
 
-from . import state
+from . import resources, visitor
 
 POLL_SECONDS = 1.0
 SUBMITTED = "live.submitted"  # session key: (tag, id) of the job a page submitted in its previous run
@@ -34,7 +34,7 @@ def submit(kind: str, config: dict, name: str | None = None, overwrite: bool = F
     started it, then shows it (and polls), and so does the page's live view. just_submitted() tells
     the page's next run which job that was (when submitted with a tag)."""
     try:
-        job = state.runner().submit(state.session_id(), kind, config, name=name, overwrite=overwrite)
+        job = resources.runner().submit(visitor.session_id(), kind, config, name=name, overwrite=overwrite)
     except (JobRefused, ValueError) as exc:
         st.error(f"Not started: {exc}")
         return
@@ -49,25 +49,25 @@ def just_submitted(tag: str) -> JobState | None:
     if tagged != tag:
         return None
     del st.session_state[SUBMITTED]
-    job = state.runner().get(job_id)
+    job = resources.runner().get(job_id)
     return job.snapshot() if job is not None else None
 
 
 def latest(kind: str | None = None) -> JobState | None:
     """A snapshot of this browser's latest job of that kind (any kind when None); never another browser's."""
-    job = state.runner().latest(state.session_id(), kind)
+    job = resources.runner().latest(visitor.session_id(), kind)
     return job.snapshot() if job is not None else None
 
 
 def live_job() -> JobState | None:
     """A snapshot of this browser's queued or running job, of any kind."""
-    job = state.runner().live(state.session_id())
+    job = resources.runner().live(visitor.session_id())
     return job.snapshot() if job is not None else None
 
 
 def stop(job_id: str) -> None:
     """A button callback, so the stop lands before the page's next run, not after it."""
-    state.runner().stop(job_id)
+    resources.runner().stop(job_id)
 
 
 def fraction(snap: JobState) -> float:
@@ -88,7 +88,7 @@ def status_text(snap: JobState, doing: str | None = None) -> str:
     """One line: "queued: 2nd in line", "running: <doing>", or the end status with the job's message."""
     if snap.status == QUEUED:
         place = f"{ordinal(snap.position)} in line" if snap.position else "waiting for a free slot"
-        limit = state.runner().limits.max_jobs
+        limit = resources.runner().limits.max_jobs
         return (f"queued: {place} (this host runs {limit} job{'s' if limit != 1 else ''} at once; "
                 "it starts by itself)")
     if snap.running:

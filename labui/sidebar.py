@@ -11,7 +11,7 @@ from mnist_core.host import describe_limits, hosted
 from mnist_core.host import problem as host_problem
 from mnist_core.kinds import kind
 
-from . import live, state
+from . import catalog, live, resources, visitor
 from .navigation import page_label, use_app_navigation
 
 
@@ -25,19 +25,19 @@ def sidebar() -> None:
     if (problem := host_problem()) is not None:  # bad MNIST_* settings: one line, not a traceback on every page
         st.error(f"This app cannot start: {problem}")
         st.stop()
-    state.use_owner()  # hosted: this browser's own runs and drawings (app.py sets it too; a page run alone needs it)
+    visitor.use_owner()  # hosted: this browser's own runs and drawings (app.py sets it too; a page run alone needs it)
     use_app_navigation()  # a shared link opened first in a fresh server gets the app's navigation too
-    state.umap_warm_up()  # so the first UMAP map a user asks for does not wait a minute for numba (not when hosted)
-    infos, unreadable = state.checkpoints_and_unreadable()
+    resources.umap_warm_up()  # so the first UMAP map a user asks for does not wait a minute for numba (not when hosted)
+    infos, unreadable = catalog.checkpoints_and_unreadable()
     with st.sidebar:
-        st.caption(f"Device: **{state.device_label()}**")
-        active = state.active_checkpoint(infos)
+        st.caption(f"Device: **{resources.device_label()}**")
+        active = catalog.active_checkpoint(infos)
         if infos:
             names = [i.name for i in infos]
             labels = {i.name: checkpoint_label(i) for i in infos}
             choice = st.selectbox("Active checkpoint", names, index=names.index(active.name) if active else 0,
                                   format_func=labels.get, help="The model the inspecting and drawing pages use.")
-            state.set_active(choice)
+            catalog.set_active(choice)
         else:
             st.warning("No checkpoints found: train one on the Train page.")
         if unreadable:

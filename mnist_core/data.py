@@ -37,9 +37,30 @@ PIXEL_MEAN = 0.1307
 PIXEL_STD = 0.3081
 
 
-def standardize(pixels) -> torch.Tensor:
-    """Images in 0-1 (any shape) -> float tensor standardized like the training digits."""
-    return (torch.as_tensor(pixels, dtype=torch.float32) - PIXEL_MEAN) / PIXEL_STD
+# Pixel scalings, each in one place. Classifiers read standardized pixels (mean 0, std 1 over the
+# training set); the GAN's generator ends in tanh, so the GAN reads and writes pixels in [-1, 1].
+
+
+def standardize(pixels01, mean=PIXEL_MEAN, std=PIXEL_STD) -> torch.Tensor:
+    """Pixels in 0-1 (any shape) -> float tensor standardized with mean and std (MNIST's by default)."""
+    return (torch.as_tensor(pixels01, dtype=torch.float32) - mean) / std
+
+
+def standardize_uint8(pixels: torch.Tensor, mean: float = PIXEL_MEAN, std: float = PIXEL_STD) -> torch.Tensor:
+    """uint8 pixels (any shape) -> standardized float32, as standardize(pixels / 255) gives."""
+    # One float copy, then worked in place: the training split as float32 is 188 MB, and a second
+    # temporary of that size is what the in-place steps avoid.
+    return pixels.to(torch.float32, copy=True).div_(255.0).sub_(mean).div_(std)
+
+
+def to_tanh_range(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels (any shape) -> float in [-1, 1], the range the GAN's tanh output lives in."""
+    return pixels.float() / 127.5 - 1
+
+
+def from_tanh_range(images: torch.Tensor) -> torch.Tensor:
+    """Floats in [-1, 1] (the GAN's) -> pixels in 0-1."""
+    return (images + 1) / 2
 
 
 class DataError(ValueError):
@@ -189,7 +210,7 @@ class Mnist:
 
     def normalize(self, images_uint8: torch.Tensor) -> torch.Tensor:
         """uint8 (N, 28, 28) -> float (N, 1, 28, 28), standardized with the training set's statistics."""
-        return images_uint8.float().div_(255.0).sub_(self.mean).div_(self.std).unsqueeze(1)
+        return standardize_uint8(images_uint8, self.mean, self.std).unsqueeze(1)
 
 
 @lru_cache(maxsize=4)
@@ -275,7 +296,7 @@ class StandardizedImages:
     def __getitem__(self, key) -> torch.Tensor:
         if isinstance(key, torch.Tensor) and key.device != self.pixels.device:
             key = key.to(self.pixels.device)
-        return self.pixels[key].float().div_(255.0).sub_(self.mean).div_(self.std).unsqueeze(-3)
+        return standardize_uint8(self.pixels[key], self.mean, self.std).unsqueeze(-3)
 
     @property
     def device(self) -> torch.device:

@@ -34,7 +34,7 @@ from .checkpoints import (
     safe_name,
     validate_name,
 )
-from .data import Mnist, pick_device, standardize
+from .data import Mnist, from_tanh_range, pick_device, standardize, to_tanh_range
 from .fields import check as check_fields
 from .fields import setting
 from .files import atomic_write, write_json_atomic
@@ -147,8 +147,9 @@ def fixed_noise(config: GanConfig, per_class: int | None = None, seed: int | Non
     return z, labels
 
 
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    return ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).squeeze(1).numpy()
+def tanh_range_to_uint8(images: torch.Tensor) -> np.ndarray:
+    """Generated images, a tensor (N, 1, 28, 28) in [-1, 1] -> uint8 pixels (N, 28, 28) as an array, for showing."""
+    return (from_tanh_range(images.detach().float().cpu().clamp(-1, 1)) * 255).round().to(torch.uint8).squeeze(1).numpy()
 
 
 @torch.no_grad()
@@ -179,7 +180,7 @@ class Judge:
         self.device = next(classifier.parameters()).device
         linears = [path for path, m in classifier.named_modules() if isinstance(m, nn.Linear)]
         self._last_path = linears[-1]
-        test = (mnist.test_images.float() / 127.5 - 1).unsqueeze(1)
+        test = to_tanh_range(mnist.test_images).unsqueeze(1)
         raw, real_labels = self._raw_features(test)[0], mnist.test_labels.numpy()
         # Statistics in the top principal directions of the real features: with ~1,000 samples a
         # covariance in all of the classifier's dimensions (over a thousand) would be singular.
@@ -193,7 +194,7 @@ class Judge:
         # The yardstick for the Frechet distance: real training digits (as many as quality_samples draws).
         train_pick = np.concatenate([rng.choice(np.flatnonzero(mnist.train_labels.numpy() == c), 100, replace=False)
                                      for c in range(CLASSES)])
-        train_feats = self.features((mnist.train_images[train_pick].float() / 127.5 - 1).unsqueeze(1))[0]
+        train_feats = self.features(to_tanh_range(mnist.train_images[train_pick]).unsqueeze(1))[0]
         self.real_frechet = frechet_distance(train_feats.mean(0), np.cov(train_feats, rowvar=False),
                                              self.real_mean, self.real_cov)
         self.real_diversity = np.array([
@@ -216,7 +217,7 @@ class Judge:
         predicted = []
         try:
             for chunk in images.split(batch_size):
-                x = standardize((chunk.float() + 1) / 2)
+                x = standardize(from_tanh_range(chunk.float()))
                 predicted.append(model(x.to(self.device)).argmax(1).cpu())
         finally:
             hook.remove()
@@ -306,7 +307,7 @@ def train_gan(config: GanConfig, mnist: Mnist, judge: Judge | Callable[[], Judge
     g, d = Generator(config).to(device), Discriminator(config).to(device)
     opt_g = torch.optim.Adam(g.parameters(), lr=config.g_lr, betas=(config.beta1, config.beta2))
     opt_d = torch.optim.Adam(d.parameters(), lr=config.d_lr, betas=(config.beta1, config.beta2))
-    images = (mnist.train_images.float() / 127.5 - 1).unsqueeze(1).to(device)
+    images = to_tanh_range(mnist.train_images).unsqueeze(1).to(device)
     labels = mnist.train_labels.to(device)
     order_gen = torch.Generator().manual_seed(config.seed)
     grid_z, grid_labels = fixed_noise(config)
@@ -366,7 +367,7 @@ def train_gan(config: GanConfig, mnist: Mnist, judge: Judge | Callable[[], Judge
             if step == 0:  # stopped before the first batch: nothing learned, nothing to draw
                 break
             reporter.stage(f"drawing the samples of epoch {epoch}")
-            grid = to_uint8(generate(g, grid_labels, z=grid_z))
+            grid = tanh_range_to_uint8(generate(g, grid_labels, z=grid_z))
             grids.append(grid)
             summary = {"epoch": epoch, "steps": step, "elapsed": time.perf_counter() - start}
             if judge is not None and not stopped_by_user and not stop.is_set():

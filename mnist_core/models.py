@@ -355,7 +355,7 @@ def check_shapes(arch: str, config) -> None:
     except ModelError:
         raise
     except (RuntimeError, ValueError, TypeError, IndexError, NotImplementedError) as exc:
-        settings = ", ".join(f"{k}={v}" for k, v in config_dict(config).items())
+        settings = ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(config).items())
         raise ModelError(f"{arch} with {settings} cannot process a 28x28 digit: "
                          f"{str(exc).splitlines()[0][:160]}") from None
     if tuple(out.shape) != (1, NUM_CLASSES):
@@ -368,10 +368,6 @@ def build_model(arch: str, config=None) -> nn.Module:
     if config is None or isinstance(config, dict):
         config = make_config(arch, config)
     return get_architecture(arch).builder(config)
-
-
-def config_dict(config) -> dict:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
 
 
 # ---------------------------------------------------------------- describing a model
@@ -395,8 +391,12 @@ class ModelCard:
     macs: int
     receptive_field: int | None
 
-    def table(self) -> list[dict]:
-        return [dataclasses.asdict(layer) for layer in self.layers]
+    def table(self, labels: dict[str, str] | None = None) -> list[dict]:
+        """One row per layer, for showing; labels (layer_labels' names by module path) name the layers."""
+        labels = labels or {}
+        return [{"layer": labels.get(r.name, r.name), "module": r.name, "type": r.kind,
+                 "output shape": " x ".join(map(str, r.output_shape)), "params": r.params, "multiply-adds": r.macs,
+                 "receptive field": r.receptive_field} for r in self.layers]
 
 
 def _layer_macs(module: nn.Module, out: torch.Tensor) -> int:

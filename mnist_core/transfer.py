@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checkpoints import SHIPPED_DIR, shared_runs_dir
-from .data import Mnist, balanced_order, pick_device
+from .data import Mnist, balanced_order, pick_device, standardize
 from .fields import check as check_fields
 from .fields import setting
 from .files import atomic_write
@@ -115,7 +115,7 @@ class Backbone:
         x = x.expand(-1, channels, -1, -1)
         mean = torch.tensor(self.mean, device=x.device).view(1, channels, 1, 1)
         std = torch.tensor(self.std, device=x.device).view(1, channels, 1, 1)
-        return (x - mean) / std
+        return standardize(x, mean, std)  # with the backbone's own per-channel statistics, not MNIST's
 
     @torch.no_grad()
     def features(self, images: torch.Tensor) -> torch.Tensor:
@@ -125,9 +125,6 @@ class Backbone:
     def network(self) -> nn.Module:
         """Trunk and tail as one module (sharing their weights): what feature maps and layer names look at."""
         return nn.Sequential(self.trunk, self.tail)
-
-    def trunk_params(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().clone() for k, v in self.trunk.state_dict().items()}
 
 
 # ---------------------------------------------------------------- the Fashion-MNIST CNN

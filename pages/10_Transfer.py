@@ -6,7 +6,7 @@ st.set_page_config(page_title="Transfer · MNIST Lab", page_icon="🔁", layout=
 
 import dataclasses  # noqa: E402
 
-from labui import live, state  # noqa: E402
+from labui import live, resources  # noqa: E402
 from labui.images import map_grid, upscale  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
 from labui.transfer_charts import transfer_curves  # noqa: E402
@@ -118,7 +118,7 @@ def row(result) -> dict:
 
 
 def backbone_maps(backbone: Backbone) -> None:
-    mnist = state.device_data().mnist
+    mnist = resources.device_data().mnist
     index = int(st.number_input("Test digit", 0, len(mnist.test_labels) - 1, value=0, key=key("digit")))
     x = backbone.prepare(mnist.test_images[index:index + 1])
     maps = feature_maps(backbone.network, x)

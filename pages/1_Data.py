@@ -7,7 +7,7 @@ import streamlit as st
 
 st.set_page_config(page_title="Data · MNIST Lab", page_icon="🔢", layout="wide")
 
-from labui import state  # noqa: E402
+from labui import resources  # noqa: E402
 from labui.images import digit_grid_html  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
 from mnist_core import explore  # noqa: E402
@@ -21,7 +21,7 @@ DIFFERENCE_SCALE = "RdBu_r"
 
 @st.cache_data(show_spinner="Computing class statistics...")
 def statistics(split: str) -> dict:
-    mnist = state.device_data().mnist
+    mnist = resources.device_data().mnist
     edges, shares = explore.intensity_histograms(mnist, split)
     return {"counts": explore.class_counts(mnist), "means": explore.class_means(mnist, split),
             "ink": explore.ink_per_class(mnist, split), "edges": edges, "shares": shares}
@@ -31,7 +31,7 @@ def statistics(split: str) -> dict:
 def sample_grid(split: str, digit: int | None, count: int, seed: int) -> tuple[str, int]:
     """The sample grid's HTML and how many digits it shows. Once per server for each choice: every visitor
     opens the same first grid, and its 100 PNG encodings were most of a visit's CPU time (0.8 of 1.2 s)."""
-    mnist = state.device_data().mnist
+    mnist = resources.device_data().mnist
     images, labels = explore.split_arrays(mnist, split)
     indices = explore.sample_indices(mnist, split, digit, count, seed)
     return digit_grid_html(images[indices].numpy(), titles=[f"#{i}: {int(labels[i])}" for i in indices]), len(indices)
@@ -46,7 +46,7 @@ def heatmap(image: np.ndarray, colorscale: str = "gray", zmid: float | None = No
 
 sidebar()
 st.title("Data")
-mnist = state.device_data().mnist
+mnist = resources.device_data().mnist
 split = st.radio("Split", explore.SPLITS, horizontal=True, format_func=str.capitalize)
 stats = statistics(split)
 

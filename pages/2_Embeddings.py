@@ -8,7 +8,7 @@ import streamlit as st
 
 st.set_page_config(page_title="Embeddings · MNIST Lab", page_icon="🔢", layout="wide")
 
-from labui import live, state  # noqa: E402
+from labui import catalog, live, resources, shared_results  # noqa: E402
 from labui.images import upscale  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
 from labui.widgets import field_widgets  # noqa: E402
@@ -25,7 +25,7 @@ PREFIX = "emb"
 
 def settings() -> embed.EmbedSpec:
     """The map's settings, widgets generated from EmbedSpec's fields; only the settings the method uses are shown."""
-    sources = ["pixels", *[i.name for i in state.checkpoints()]]
+    sources = ["pixels", *[i.name for i in catalog.checkpoints()]]
     shown = {"method": METHOD_NAMES.get, "source": lambda s: PIXELS if s == "pixels" else s}
     caps = {}
     if cap := host_settings().max_map_points:  # the host's MNIST_MAX_MAP_POINTS (hosted mode: 10,000)
@@ -39,8 +39,8 @@ def settings() -> embed.EmbedSpec:
 def source_version(spec: embed.EmbedSpec) -> str:
     if spec.source == "pixels":
         return ""
-    info = next(i for i in state.checkpoints() if i.name == spec.source)
-    return state.weights_digest(info)
+    info = next(i for i in catalog.checkpoints() if i.name == spec.source)
+    return catalog.weights_digest(info)
 
 
 def scatter(e: embed.Embedding, highlight: int | None, angle: tuple[float, float] | None = None) -> go.Figure:
@@ -123,7 +123,7 @@ def selected_digits(ids: list[int]) -> None:
     if not ids:
         st.caption("Click a point to see that digit here; the box or lasso tool (top right of the map) picks many.")
         return
-    mnist = state.device_data().mnist
+    mnist = resources.device_data().mnist
     images = embed.digits(mnist, np.array(ids)).numpy()
     labels = embed.all_labels(mnist)[ids]
     if len(ids) == 1:
@@ -148,7 +148,7 @@ def progress_view(snap) -> None:
 
 
 def find_map(key: str) -> embed.Embedding | None:
-    return state.cached_embedding(key)
+    return shared_results.cached_embedding(key)
 
 
 def start(spec: embed.EmbedSpec) -> None:
@@ -181,7 +181,7 @@ if result is None and this_map and mine.ended and mine.status != DONE:
 if result is None and embed.quick(spec):
     try:
         with st.spinner("Computing PCA..."):
-            result = embed.compute(spec, state.device_data().mnist)
+            result = embed.compute(spec, resources.device_data().mnist)
         embed.save_cached(result, key)
     except embed.EmbeddingError as exc:
         st.error(str(exc))

@@ -6,7 +6,7 @@ import streamlit as st
 
 st.set_page_config(page_title="Train · MNIST Lab", page_icon="🏋️", layout="wide")
 
-from labui import live, state  # noqa: E402
+from labui import catalog, live, resources  # noqa: E402
 from labui.charts import training_curves  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
 from labui.widgets import config_widgets, field_key, field_widgets, seed_state  # noqa: E402
@@ -79,11 +79,8 @@ def model_card(config: TrainConfig) -> None:
     cols[1].metric("Effective parameters", f"{card.effective_params:,}", help="Non-zero weights (sparse nets).")
     cols[2].metric("Multiply-adds per image", f"{card.macs:,}")
     cols[3].metric("Receptive field", f"{card.receptive_field} px" if card.receptive_field else "whole image")
-    labels = layer_labels(model)
     with st.expander("Layer table"):
-        st.dataframe([{"layer": labels.get(r.name, r.name), "module": r.name, "type": r.kind, "output shape": " x ".join(map(str, r.output_shape)),
-                       "params": r.params, "multiply-adds": r.macs, "receptive field": r.receptive_field}
-                      for r in card.layers], hide_index=True, width="stretch")
+        st.dataframe(card.table(layer_labels(model)), hide_index=True, width="stretch")
 
 
 STAGES = {"queued": "starting...", "loading MNIST": "loading MNIST...", "preparing": "preparing the model and data...",
@@ -135,11 +132,11 @@ def run_view(snap) -> None:
 
 
 def runs_table() -> None:
-    infos = state.checkpoints()
+    infos = catalog.checkpoints()
     if not infos:
         st.info("No runs yet.")
         return
-    st.dataframe(state.checkpoint_rows(infos), hide_index=True, width="stretch", key="train.runs")
+    st.dataframe(catalog.checkpoint_rows(infos), hide_index=True, width="stretch", key="train.runs")
     names = [i.name for i in infos]
     just_finished = st.session_state.pop("train.select_run", None)
     if just_finished in names:  # show the run that just ended, not whatever was picked before it
@@ -155,7 +152,7 @@ def runs_table() -> None:
             ckpt.rename(chosen, new_name)
             st.rerun()
         if c2.button("Make active"):
-            state.set_active(chosen)
+            catalog.set_active(chosen)
             st.rerun()
         if c3.button("Delete", disabled=info.source != "runs"):
             ckpt.delete(chosen)
@@ -173,7 +170,7 @@ st.subheader("Model card")
 model_card(config)
 
 try:
-    config.validate(len(state.device_data().train))
+    config.validate(len(resources.device_data().train))
     check_fits_in_memory(config)
 except (ConfigError, ModelError, RuntimeError) as exc:  # RuntimeError: a stack whose shapes cannot work
     errors.append(str(exc))

@@ -6,7 +6,7 @@ import streamlit as st
 
 st.set_page_config(page_title="Build · MNIST Lab", page_icon="🧱", layout="wide")
 
-from labui import live, state  # noqa: E402
+from labui import catalog, live, resources  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
 from mnist_core import stack  # noqa: E402
 from mnist_core.checkpoints import CheckpointError  # noqa: E402
@@ -49,7 +49,7 @@ def current() -> list[tuple[int, str]]:
 def start_options() -> dict[str, str]:
     """Label -> what to start from: an architecture, or the active checkpoint's own settings."""
     options = {EMPTY: EMPTY}
-    active = state.active_checkpoint()
+    active = catalog.active_checkpoint()
     if active is not None:
         options[f"the active checkpoint ({active.name})"] = "active"
     options.update({f"{name}: {REGISTRY[name].summary}": name for name in REGISTRY if name != "stack"})
@@ -63,7 +63,7 @@ def load_start() -> None:
         if choice == EMPTY:
             set_stack([])
         elif choice == "active":
-            meta = state.active_checkpoint().meta
+            meta = catalog.active_checkpoint().meta
             set_stack(stack.stack_of_arch(meta["arch"], meta.get("model_config") or {}))
         else:
             set_stack(stack.stack_of_arch(choice))
@@ -257,7 +257,7 @@ def _onnx(name: str, modified: float) -> tuple[bytes | None, str]:
     try:
         model, _ = load(name)
         data = onnx_bytes(model)
-        check = check_onnx(data, model, state.device_data().test.images)
+        check = check_onnx(data, model, resources.device_data().test.images)
     except (ExportError, CheckpointError) as exc:
         return None, str(exc)
     except Exception as exc:  # noqa: BLE001 - onnxruntime's own errors: the export is still offered, unchecked
@@ -272,12 +272,12 @@ def export_section() -> None:
                "only: the architecture, the IDX loading, the exact recipe and seed, a test loop), as ONNX, or as its "
                "files. Every chart's toolbar has a camera button that downloads it as a PNG. The same from the "
                "command line: `python -m mnist_core export NAME --format script|onnx|safetensors --out PATH`.")
-    infos = state.checkpoints()
+    infos = catalog.checkpoints()
     if not infos:
         st.info("No checkpoints yet.")
         return
     names = [i.name for i in infos]
-    active = state.active_checkpoint(infos)
+    active = catalog.active_checkpoint(infos)
     if st.session_state.get("build.export.pick") not in names:
         st.session_state["build.export.pick"] = active.name if active else names[0]
     name = st.selectbox("Checkpoint", names, key="build.export.pick")

@@ -8,8 +8,8 @@ import streamlit as st
 
 st.set_page_config(page_title="Inspect · MNIST Lab", page_icon="🔢", layout="wide")
 
+from labui import catalog, resources, shared_results  # noqa: E402
 from labui import inspect_charts as charts  # noqa: E402
-from labui import state  # noqa: E402
 from labui.images import heat_overlay, map_grid, upscale  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
 from mnist_core import evaluation  # noqa: E402
@@ -30,7 +30,7 @@ WITH_HISTORY = "fast"  # the shipped checkpoint that comes with its recorded tra
 
 def test_outputs(info) -> np.ndarray:
     bar = st.empty()
-    probs = state.test_predictions(info, progress=lambda share: bar.progress(
+    probs = shared_results.test_predictions(info, progress=lambda share: bar.progress(
         share, text=f"Scoring the 10,000 test digits with {info.name}: {share:.0%} (once per checkpoint version, "
                     "kept for every visitor)"))
     bar.empty()
@@ -54,9 +54,9 @@ def history_tab(info, record) -> None:
                 "with recording off, have none; the shipped `fast` has one). Everything on the other tabs works "
                 "without it. To record one, train a run on the Train page (recording is on by default), or "
                 "`python -m mnist_core train --preset fast --name fast-recorded`, then make it the active checkpoint.")
-        if info.name != WITH_HISTORY and any(i.name == WITH_HISTORY for i in state.checkpoints()):
+        if info.name != WITH_HISTORY and any(i.name == WITH_HISTORY for i in catalog.checkpoints()):
             st.button(f"Make `{WITH_HISTORY}` the active checkpoint: see its recorded history", key="inspect.to_fast",
-                      on_click=state.set_active, args=(WITH_HISTORY,))
+                      on_click=catalog.set_active, args=(WITH_HISTORY,))
         return
     st.caption(f"{len(record)} snapshots, one every {record.every} steps; histogram axes stay fixed for the whole "
                "run, so a distribution that shrinks is seen shrinking.")
@@ -135,16 +135,16 @@ def pick_digit(probs: np.ndarray, labels: np.ndarray) -> int:
 def digit_views(version: str, index: int, predicted: int, _model) -> tuple:
     """(method, heat, feature maps, dense activations) of one test digit under one weights version: once per
     server, since every visitor opens the same first digit; results are only read, so one copy is shared."""
-    x = state.device_data().test.images[index:index + 1]
+    x = resources.device_data().test.images[index:index + 1]
     return (*explain(_model, x, predicted), feature_maps(_model, x), dense_activations(_model, x))
 
 
 def digit_tab(info, model, probs: np.ndarray, labels: np.ndarray) -> None:
     index = pick_digit(probs, labels)
-    data = state.device_data()
+    data = resources.device_data()
     pixels = data.mnist.test_images[index].numpy() / 255.0
     predicted = int(probs[index].argmax())
-    method, heat, maps, dense = digit_views(state.weights_digest(info), index, predicted, model)
+    method, heat, maps, dense = digit_views(catalog.weights_digest(info), index, predicted, model)
     left, mid, right = st.columns([1, 1, 2])
     left.image(upscale((pixels * 255).astype(np.uint8), 7), caption=f"test #{index}, label {labels[index]}")
     mid.image(heat_overlay(pixels, heat, factor=7), caption=f"Why {predicted}: {method}")
@@ -183,12 +183,12 @@ def evaluation_tab(info, probs: np.ndarray, labels: np.ndarray) -> None:
             st.write(f"**{len(chosen)}** test digits of class {true} read as {read}" +
                      (" (showing 100)" if len(chosen) > 100 else ""))
             if len(chosen):
-                st.image(tile(state.device_data().mnist.test_images[chosen[:100]].numpy(), columns=10), width=360)
+                st.image(tile(resources.device_data().mnist.test_images[chosen[:100]].numpy(), columns=10), width=360)
         st.plotly_chart(charts.per_class_figure(evaluation.per_class_accuracy(confusion), (predicted == labels).mean()),
                         key="inspect.per_class")
     worst = evaluation.confident_mistakes(probs, labels, count=30)
     st.subheader("Most confident mistakes")
-    st.image(tile(state.device_data().mnist.test_images[worst].numpy(), columns=15), width=720,
+    st.image(tile(resources.device_data().mnist.test_images[worst].numpy(), columns=15), width=720,
              caption="  ·  ".join(f"#{i}: {labels[i]}→{predicted[i]} ({probs[i].max():.0%})" for i in worst[:15]))
     cal = evaluation.calibration(probs, labels)
     st.plotly_chart(charts.reliability_figure(cal), key="inspect.reliability")
@@ -197,12 +197,12 @@ def evaluation_tab(info, probs: np.ndarray, labels: np.ndarray) -> None:
 
 sidebar()
 st.title("Inspect")
-info = state.active_checkpoint()
+info = catalog.active_checkpoint()
 if info is None:
     st.warning("No checkpoint yet: train one on the Train page.")
     st.stop()
 try:
-    model, meta = state.load_checkpoint(info)
+    model, meta = catalog.load_checkpoint(info)
 except CheckpointError as exc:
     st.error(f"Checkpoint {info.name} cannot be loaded: {exc}")
     st.stop()
@@ -210,7 +210,7 @@ acc = meta.get("test_accuracy")
 st.caption(f"Active checkpoint **{info.name}**: {meta['arch']}, {meta.get('params', 0):,} parameters, "
            f"test accuracy {acc:.2%}" if acc is not None else f"Active checkpoint **{info.name}**")
 probs = test_outputs(info)
-labels = state.device_data().mnist.test_labels.numpy()
+labels = resources.device_data().mnist.test_labels.numpy()
 record = recorded_history(info, model)
 # Open where there is something to see: the history when there is one, else the test-set evaluation.
 history, weights, digit, errors = st.tabs(["Training history", "Weights", "One digit", "Evaluation"],

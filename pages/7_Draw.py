@@ -8,8 +8,8 @@ import streamlit as st
 
 st.set_page_config(page_title="Draw · MNIST Lab", page_icon="🔢", layout="wide")
 
-from labui import state  # noqa: E402
-from labui.images import heat_overlay, map_grid, padded_square, to_uint8, upscale  # noqa: E402
+from labui import catalog, resources, visitor  # noqa: E402
+from labui.images import heat_overlay, map_grid, padded_square, unit_float_to_uint8, upscale  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
 from mnist_core.checkpoints import CheckpointError  # noqa: E402
 from mnist_core.data import PIXEL_MEAN, PIXEL_STD, tile  # noqa: E402
@@ -42,7 +42,7 @@ def synthetic_inputs() -> Drawings:
 
 def model_for(info):
     try:
-        return state.load_checkpoint(info)[0]
+        return catalog.load_checkpoint(info)[0]
     except CheckpointError as exc:
         st.error(f"Checkpoint {info.name} cannot be loaded: {exc}")
         return None
@@ -83,7 +83,7 @@ def canvas():
 def preprocessing_steps(pre) -> None:
     cols = st.columns(len(pre.steps))
     for col, (caption, image) in zip(cols, pre.steps):
-        col.image(to_uint8(padded_square(image)), caption=caption, width=100)
+        col.image(unit_float_to_uint8(padded_square(image)), caption=caption, width=100)
 
 
 def explanation(model, pixels: np.ndarray, label: int) -> None:
@@ -102,7 +102,7 @@ def explanation(model, pixels: np.ndarray, label: int) -> None:
 
 
 def comparison(pixels: np.ndarray) -> None:
-    infos = state.checkpoints()
+    infos = catalog.checkpoints()
     names = [i.name for i in infos]
     default = [i.name for i in infos if i.source == "shipped"] or names[:5]
     chosen = st.multiselect("Checkpoints to compare", names, default=default, key="draw.compare")
@@ -156,7 +156,7 @@ def fine_tune(active) -> None:
     config = drawings_fine_tune(meta["arch"], meta.get("model_config") or {}, active.name)  # the core's recipe
     try:
         name = fine_tune_name(active.name)  # unique per click: visitors never replace each other's run
-        state.runner().submit(state.session_id(), "train", config.to_dict(), name)  # the server's one job runner
+        resources.runner().submit(visitor.session_id(), "train", config.to_dict(), name)  # the server's one job runner
         st.success(f"Fine-tuning {active.name} on MNIST plus your drawings (100 batches, a quarter of each "
                    f"batch from your drawings). Follow it on the Train page; it saves {name}.")
     except (JobRefused, ConfigError, CheckpointError) as exc:
@@ -172,13 +172,13 @@ def drawing_sets(active) -> None:
         " (" + ", ".join(f"{d}: {int((drawn.labels == d).sum())}" for d in range(10)) + ")" if len(drawn) else
         ". Draw a digit above, pick its label and press *Save as example*."))
     if len(drawn):
-        st.image(tile(to_uint8(drawn.pixels[-40:]), columns=20), caption="The latest 40, as the models see them")
+        st.image(tile(unit_float_to_uint8(drawn.pixels[-40:]), columns=20), caption="The latest 40, as the models see them")
     st.write(f"**Synthetic drawn digits:** {len(synthetic)} pen strokes in {len(set(synthetic.groups))} styles "
              "(a flagged 1, a crossed 7, an open 4, a 9 with a straight stem...), rendered like a canvas brush "
              "centred, small in a corner or touching the edges, thin to thick, then preprocessed like a drawing. "
              "No model trains on these.")
     if st.button("Evaluate every checkpoint on both sets", key="draw.evaluate"):
-        infos = state.checkpoints()
+        infos = catalog.checkpoints()
         meta = {i.name: i.meta for i in infos}
         models = loaded(infos)
         yours = Drawings(drawn.pixels, drawn.labels) if len(drawn) else None
@@ -202,7 +202,7 @@ def drawing_sets(active) -> None:
 
 sidebar()
 st.title("Draw a digit")
-active = state.active_checkpoint()
+active = catalog.active_checkpoint()
 left, right = st.columns([2, 3])
 with left:
     image = canvas()

@@ -13,7 +13,7 @@ import torch
 
 st.set_page_config(page_title="GAN · MNIST Lab", page_icon="🔢", layout="wide")
 
-from labui import live, state  # noqa: E402
+from labui import live, resources  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
 from labui.widgets import field_widgets, seed_state  # noqa: E402
 from mnist_core import gan  # noqa: E402
@@ -82,7 +82,7 @@ def browse(checkpoint) -> None:
                       8 if digit == "all" else 32, key="gan.count")
     seed = c3.number_input("Noise seed", 0, 10**6, 0, key="gan.seed", help="Change it for new samples.")
     labels = torch.arange(10).repeat_interleave(count) if digit == "all" else torch.full((count,), int(digit))
-    images = gan.to_uint8(gan.generate(generator, labels, seed=int(seed)))
+    images = gan.tanh_range_to_uint8(gan.generate(generator, labels, seed=int(seed)))
     caption = (f"One row per class, {count} samples each" if digit == "all" else f"{count} samples of class {digit}")
     columns = count if digit == "all" else 16
     with st.container(width=min(SAMPLES_WIDTH, 60 * min(columns, count) + 40)):
@@ -93,15 +93,15 @@ def browse(checkpoint) -> None:
     walk_digit = i1.selectbox("Class", range(10), index=3, key="gan.walk_class")
     seed_a = i2.number_input("From noise seed", 0, 10**6, 1, key="gan.seed_a")
     seed_b = i3.number_input("To noise seed", 0, 10**6, 2, key="gan.seed_b")
-    walk = gan.to_uint8(gan.interpolate(generator, int(walk_digit), int(seed_a), int(seed_b), steps=12))
+    walk = gan.tanh_range_to_uint8(gan.interpolate(generator, int(walk_digit), int(seed_a), int(seed_b), steps=12))
     st.image(tile(walk, columns=12), width="stretch",
              caption="Straight line between two noise vectors, same class: a smooth change of style means the "
                      "generator learned a continuous space, not a lookup table.")
     st.subheader("Real vs generated")
-    mnist = state.device_data().mnist
+    mnist = resources.device_data().mnist
     cls = int(walk_digit)
     real = mnist.test_images[(mnist.test_labels == cls).nonzero().squeeze(1)[:16]].numpy()
-    fake = gan.to_uint8(gan.generate(generator, torch.full((16,), cls), seed=int(seed) + 99))
+    fake = gan.tanh_range_to_uint8(gan.generate(generator, torch.full((16,), cls), seed=int(seed) + 99))
     with st.container(width=2 * SAMPLES_WIDTH):
         left, right = st.columns(2)
         left.image(tile(real, columns=8), caption=f"Real test digits of class {cls}", width="stretch")

@@ -6,7 +6,7 @@ import streamlit as st
 
 st.set_page_config(page_title="Compare · MNIST Lab", page_icon="⚖️", layout="wide")
 
-from labui import live, state  # noqa: E402
+from labui import live, resources  # noqa: E402
 from labui.compare_charts import arm_curves, live_loss_curves  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
 from labui.widgets import config_widgets, field_widgets, seed_state  # noqa: E402
@@ -108,7 +108,7 @@ def run_controls() -> tuple[list[int], int]:
     most = max(1, min(cores, cap or cores))
     parallel = int(c2.number_input("Runs in parallel", 1, most, value=1, key=key("parallel"),
                                    help=f"Worker processes; this machine has {cores} cores"
-                                        f"{' and a GPU' if state.device_label().startswith('GPU') else ''}. "
+                                        f"{' and a GPU' if resources.device_label().startswith('GPU') else ''}. "
                                         "Parallel runs share them, so one at a time is right for a small CPU."
                                         + (f" This host trains at most {cap} at once (MNIST_MAX_PARALLEL)."
                                            if cap else "")))
@@ -160,7 +160,7 @@ try:
     arms = build_arms(base, dimension, values, **options)
     seeds, parallel = run_controls()
     # Everything is checked here, before Start: settings, each network's shapes, memory, the names.
-    specs = plan(base, arms, seeds, name, len(state.device_data().train))
+    specs = plan(base, arms, seeds, name, len(resources.device_data().train))
 except (CompareError, ConfigError, ModelError) as exc:
     problem = str(exc)
     seeds, parallel = [0], 1

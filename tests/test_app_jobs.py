@@ -38,11 +38,11 @@ def progress_texts(at: AppTest) -> str:
 
 def other_visitor_job(owner: str):
     """A long training run of that browser, on the page's runner (the server's one: same settings)."""
-    from labui import state
+    from labui import resources
     from mnist_core.train import TrainConfig
 
     config = TrainConfig(arch="mlp", model={"width": 16}, epochs=1, max_batches=LONG)
-    return state.runner().submit(owner, "train", config.to_dict(), name=f"{owner}-run")
+    return resources.runner().submit(owner, "train", config.to_dict(), name=f"{owner}-run")
 
 
 def long_train_settings(at: AppTest) -> AppTest:
@@ -64,7 +64,7 @@ def test_the_sidebar_shows_a_training_run_at_once_and_stops_it(runs):
 
 
 def test_the_sidebar_links_the_live_job_to_its_page_from_any_page(runs):
-    from labui import state
+    from labui import resources
 
     job = other_visitor_job(APPTEST_OWNER)  # this browser's run, started on another page
     try:
@@ -73,12 +73,12 @@ def test_the_sidebar_links_the_live_job_to_its_page_from_any_page(runs):
         links = [(link.proto.page, link.proto.label) for link in at.sidebar.get("page_link")]
         assert ("Train", "Open Train") in links, links
     finally:
-        state.runner().stop(job.id)
-        state.runner().wait(job.id, 60)
+        resources.runner().stop(job.id)
+        resources.runner().wait(job.id, 60)
 
 
 def test_a_job_over_the_hosts_cap_waits_with_its_place_in_line(runs, monkeypatch):
-    from labui import state
+    from labui import resources
 
     monkeypatch.setenv("MNIST_MAX_JOBS", "1")
     first, second = other_visitor_job("visitor-a"), other_visitor_job("visitor-b")
@@ -87,14 +87,14 @@ def test_a_job_over_the_hosts_cap_waits_with_its_place_in_line(runs, monkeypatch
         at.button[0].click().run()
         assert "queued: 2nd in line" in progress_texts(at), progress_texts(at)
         assert any(b.key == "train.stop" for b in at.button)  # a queued job can be taken out of the line
-        state.runner().stop(first.id)  # the running job ends: the line moves up
+        resources.runner().stop(first.id)  # the running job ends: the line moves up
         wait(at, lambda a: "queued: 1st in line" in progress_texts(a), what="moving up the line")
         at.button(key="train.stop").click().run()  # a queued job stops at once, before it started
         wait(at, lambda a: any("stopped before it started" in w.value.lower() for w in a.warning), what="the stop")
         assert not any(b.key == "train.stop" for b in at.button)
     finally:
-        state.runner().stop(first.id)
-        state.runner().stop(second.id)
+        resources.runner().stop(first.id)
+        resources.runner().stop(second.id)
 
 
 def test_a_refusal_names_the_limit(runs, monkeypatch):
@@ -175,9 +175,9 @@ def test_pressing_train_again_on_the_transfer_page_keeps_stop_working(runs):
     wait(at, lambda a: any("stopped" in w.value for w in a.warning), timeout=60, what="the stop")
     at.run()
     assert not any(b.key == "transfer.stop" for b in at.button)
-    from labui import state
+    from labui import resources
 
-    assert state.runner().running_count() == 0  # nothing left running in the background
+    assert resources.runner().running_count() == 0  # nothing left running in the background
 
 
 def test_stop_ends_a_from_scratch_run_and_keeps_the_net_it_trained(runs):

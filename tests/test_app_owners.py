@@ -2,7 +2,7 @@
 its own, and fine-tunes only on its own drawings. Locally (not hosted) the single user's one folder stays.
 
 AppTest has no cookies, so every AppTest is the same browser; the two browsers are made by replacing the one
-function that names the browser (labui.state.session_id) before each script run."""
+function that names the browser (labui.visitor.session_id) before each script run."""
 
 from pathlib import Path
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from labui import state
+from labui import resources, visitor
 from mnist_core import owners
 from mnist_core.checkpoints import save
 from mnist_core.drawings import save_drawing
@@ -24,7 +24,7 @@ ALICE, BOB = "browser-aaaaaaaaaaaaaaaa", "browser-bbbbbbbbbbbbbbbb"
 @pytest.fixture
 def as_browser(monkeypatch):
     def switch(who: str) -> None:
-        monkeypatch.setattr(state, "session_id", lambda: who)
+        monkeypatch.setattr(visitor, "session_id", lambda: who)
 
     return switch
 
@@ -94,9 +94,9 @@ def test_a_second_browser_cannot_see_rename_delete_or_fine_tune_on_the_firsts_ru
     assert any("**Your drawings:** 1 saved" in m.value for m in alice_draw.markdown)
     alice_draw.button(key="draw.finetune").click().run()
     assert not alice_draw.exception and not alice_draw.error, [e.value for e in alice_draw.error]
-    job = state.runner().latest(ALICE, "train")
-    assert job is not None and state.runner().latest(BOB) is None
-    finished = state.runner().wait(job.id, 240)
+    job = resources.runner().latest(ALICE, "train")
+    assert job is not None and resources.runner().latest(BOB) is None
+    finished = resources.runner().wait(job.id, 240)
     assert finished.status == DONE, finished.message
     assert (runs / "owners" / ALICE / f"{job.name}.json").exists()  # saved into alice's folder, nobody else's
 

@@ -10,6 +10,7 @@ import torch
 
 from mnist_core import evaluation
 from mnist_core.checkpoints import load
+from mnist_core.data import to_tanh_range
 from mnist_core.saliency import dense_activations, explain, feature_maps, grad_cam, integrated_gradients
 
 THREADS = 16
@@ -93,7 +94,7 @@ def test_test_set_scoring_from_many_threads_matches_scoring_alone(data):
 
 
 def test_a_result_kept_for_the_whole_server_is_computed_once_when_sessions_ask_together():
-    from labui.state import SharedMemory
+    from labui.shared_results import SharedMemory
 
     memory, calls, barrier = SharedMemory(max_entries=2), [], threading.Barrier(12)
     answers: list = [None] * 12
@@ -122,7 +123,7 @@ def test_the_gan_judge_scores_from_many_threads_as_it_does_alone(mnist):
     from mnist_core.gan import Judge
 
     judge = Judge(load("fast")[0], mnist)  # one judge, shared by every session's GAN job
-    batches = [(mnist.test_images[i * 200:(i + 1) * 200].float() / 127.5 - 1).unsqueeze(1) for i in range(6)]
+    batches = [to_tanh_range(mnist.test_images[i * 200:(i + 1) * 200]).unsqueeze(1) for i in range(6)]
     alone = [judge.features(x)[0] for x in batches]
     together: dict[int, list[np.ndarray]] = {i: [] for i in range(len(batches))}
 

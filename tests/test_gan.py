@@ -16,6 +16,7 @@ from saved_runs import save_unloadable_run
 
 from mnist_core import gan
 from mnist_core.checkpoints import CheckpointError, CheckpointExistsError, load
+from mnist_core.data import to_tanh_range
 from mnist_core.gan import GanConfig, GanConfigError
 from mnist_core.runner import HostLimits, JobRefused, Runner
 
@@ -66,7 +67,7 @@ def test_the_shipped_collapse_example_is_flagged_by_the_judge(judge):
 def test_real_digits_score_as_real(mnist, judge):
     rng = np.random.default_rng(0)
     pick = rng.choice(60_000, 2_000, replace=False)
-    real = (mnist.train_images[pick].float() / 127.5 - 1).unsqueeze(1)
+    real = to_tanh_range(mnist.train_images[pick]).unsqueeze(1)
     labels = mnist.train_labels[pick].numpy()
     quality = judge.score(real, labels)
     noise = judge.score(torch.rand(2_000, 1, 28, 28) * 2 - 1, labels)
@@ -85,7 +86,7 @@ def test_bad_settings_are_refused_and_a_run_round_trips(mnist, runs):
     saved = next(c for c in gan.list_gans() if c.name == "tiny-gan")
     generator, grids = gan.load_gan(saved)
     z, labels = gan.fixed_noise(saved.config)
-    assert np.array_equal(gan.to_uint8(gan.generate(generator, labels, z=z)), grids[-1])
+    assert np.array_equal(gan.tanh_range_to_uint8(gan.generate(generator, labels, z=z)), grids[-1])
 
 
 TINY = dict(variant="mlp", width=8)

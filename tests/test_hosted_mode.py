@@ -87,13 +87,13 @@ def test_the_limits_table_is_one_source_with_the_value_in_force():
 
 
 def test_the_umap_warm_up_is_not_started_in_hosted_mode(hosted):
-    from labui import state
+    from labui import resources
 
-    state._umap_warm_up_thread.clear()  # a warm-up cached by an earlier test must not hide this one
+    resources._umap_warm_up_thread.clear()  # a warm-up cached by an earlier test must not hide this one
     before = {t.ident for t in threading.enumerate()}
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()  # the home page draws the sidebar
     assert not at.exception, at.exception
-    assert state.umap_warm_up() is None
+    assert resources.umap_warm_up() is None
     assert not [t for t in threading.enumerate() if t.name == "umap-warm-up" and t.ident not in before]
     (limits,) = [e for e in at.expander if e.label == "This is a hosted demo: its limits"]
     shown = " ".join(c.value for c in limits.caption)

@@ -180,7 +180,7 @@ def test_the_live_view_has_a_running_accuracy_and_a_steady_eta():
 
 
 def test_runs_tables_show_a_sparse_nets_effective_parameter_count(runs):
-    from labui.state import checkpoint_rows
+    from labui.catalog import checkpoint_rows
     from mnist_core.checkpoints import find
 
     info = find("sparsenet")
