@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from .checkpoints import CheckpointError, find, load
-from .drawings import DrawingSet, load_drawings
+from .drawing_store import DrawingSet, load_drawings
 from .models import make_config
 from .train import ConfigError, TrainConfig
 

@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     from pathlib import Path
 
     from .drawing import screen_all
-    from .drawings import save_drawing_set
+    from .drawing_store import save_drawing_set
 
     parser = argparse.ArgumentParser(prog="python -m mnist_core.strokes", description=main.__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path, help="an empty or new folder")

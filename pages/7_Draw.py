@@ -22,7 +22,7 @@ from mnist_core.drawing import (  # noqa: E402
     read_with_each,
     to_input,
 )
-from mnist_core.drawings import DrawingSetError, fine_tune_name, load_drawings, save_drawing  # noqa: E402
+from mnist_core.drawing_store import DrawingSetError, fine_tune_name, load_drawings, save_drawing  # noqa: E402
 from mnist_core.owners import QuotaExceeded  # noqa: E402
 from mnist_core.presets import drawings_fine_tune  # noqa: E402
 from mnist_core.runner import JobRefused  # noqa: E402

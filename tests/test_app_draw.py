@@ -6,7 +6,7 @@ import numpy as np
 from streamlit.testing.v1 import AppTest
 from test_drawings_store import bomb_png
 
-from mnist_core.drawings import drawings_dir, save_drawing
+from mnist_core.drawing_store import drawings_dir, save_drawing
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 from labui import resources, visitor
 from mnist_core import owners
 from mnist_core.checkpoints import save
-from mnist_core.drawings import save_drawing
+from mnist_core.drawing_store import save_drawing
 from mnist_core.reporter import DONE
 from mnist_core.train import TrainConfig, fit
 

@@ -16,7 +16,7 @@ import safetensors.torch
 import torch
 from PIL import Image
 
-from mnist_core import drawings, files
+from mnist_core import drawing_store, files
 from mnist_core.checkpoints import load, save
 from mnist_core.files import (
     FILE_MODE,
@@ -116,7 +116,7 @@ def test_threads_saving_the_same_drawings_at_once_leave_loadable_pngs(tmp_path):
     rng = np.random.default_rng(0)
     pixels = rng.random((20, 28, 28)).astype(np.float32)
     labels = np.arange(20) % 10
-    errors = race(4, lambda i: [drawings.save_drawing_set(pixels, labels, tmp_path) for _ in range(5)])
+    errors = race(4, lambda i: [drawing_store.save_drawing_set(pixels, labels, tmp_path) for _ in range(5)])
     assert not errors, errors
     pngs = sorted(tmp_path.glob("*.png"))
     assert len(pngs) == 20

@@ -20,7 +20,7 @@ from mnist_core.drawing import (
     score_groups,
     screen_all,
 )
-from mnist_core.drawings import DrawingSetError, delete_drawing, drawings_dir, load_drawings, save_drawing
+from mnist_core.drawing_store import DrawingSetError, delete_drawing, drawings_dir, load_drawings, save_drawing
 from mnist_core.strokes import (
     NON_DIGITS,
     STYLES,

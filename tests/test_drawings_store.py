@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from mnist_core.checkpoints import CheckpointError
-from mnist_core.drawings import delete_drawing, drawings_dir, fine_tune_name, load_drawings, save_drawing
+from mnist_core.drawing_store import delete_drawing, drawings_dir, fine_tune_name, load_drawings, save_drawing
 
 
 def bomb_png(path: Path, side: int = 20000) -> None:
@@ -118,7 +118,7 @@ def test_fine_tune_names_differ_per_click_and_are_validated_first():
 
 
 def test_a_generated_set_is_stored_in_index_order_and_bad_input_is_refused(tmp_path):
-    from mnist_core.drawings import DrawingSetError, save_drawing_set
+    from mnist_core.drawing_store import DrawingSetError, save_drawing_set
 
     pixels = np.stack([np.full((28, 28), i / 11, np.float32) for i in range(12)])
     labels = np.arange(12) % 10

@@ -169,7 +169,7 @@ class Payload:
 
 
 def test_pickle_payloads_in_every_folder_the_app_reads_never_run(runs, tmp_path, monkeypatch):
-    from mnist_core import drawings, embed, gan, transfer
+    from mnist_core import drawing_store, embed, gan, transfer
 
     marker = tmp_path / "PWNED"
     payload = pickle.dumps(Payload(marker))
@@ -196,11 +196,11 @@ def test_pickle_payloads_in_every_folder_the_app_reads_never_run(runs, tmp_path,
     with pytest.raises(CheckpointError):
         load("best", directories={"shipped": shipped})
     # drawings: a pickle named like a PNG, listed in the labels
-    folder = drawings.drawings_dir()
+    folder = drawing_store.drawings_dir()
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "d1.png").write_bytes(payload)
-    (folder / drawings.INDEX).write_text(json.dumps([{"file": "d1.png", "label": 3}]))
-    found = drawings.load_drawings()
+    (folder / drawing_store.INDEX).write_text(json.dumps([{"file": "d1.png", "label": 3}]))
+    found = drawing_store.load_drawings()
     assert len(found.labels) == 0 and any("d1.png" in p for p in found.problems)
     # embeddings cache and transfer features cache
     cache = embed.cache_dir()

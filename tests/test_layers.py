@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-STORAGE = ("mnist_core.checkpoints", "mnist_core.drawings", "mnist_core.starting")
+STORAGE = ("mnist_core.checkpoints", "mnist_core.drawing_store", "mnist_core.starting")
 
 
 def test_importing_the_trainer_loads_no_storage_module():

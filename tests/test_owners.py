@@ -10,7 +10,7 @@ import pytest
 
 from mnist_core import owners
 from mnist_core.checkpoints import CheckpointError, delete, list_checkpoints, load, rename, runs_dir, save
-from mnist_core.drawings import drawings_dir, load_drawings, save_drawing
+from mnist_core.drawing_store import drawings_dir, load_drawings, save_drawing
 from mnist_core.embed import cache_dir
 from mnist_core.gan import gan_dir
 from mnist_core.reporter import DONE

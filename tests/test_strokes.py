@@ -10,7 +10,7 @@ import pytest
 
 from mnist_core.checkpoints import list_checkpoints, load
 from mnist_core.drawing import predict_all, score_groups, screen_all
-from mnist_core.drawings import load_drawings
+from mnist_core.drawing_store import load_drawings
 from mnist_core.strokes import BRUSHES, FRAMINGS, STYLES, main, style_names, style_test_split, training_drawings
 
 ROOT = Path(__file__).resolve().parent.parent

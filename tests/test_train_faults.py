@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from mnist_core.checkpoints import CheckpointError, CheckpointExistsError, file_sha256, load, reproduce_command
-from mnist_core.drawings import delete_drawing, load_drawings, save_drawing
+from mnist_core.drawing_store import delete_drawing, load_drawings, save_drawing
 from mnist_core.reporter import DONE, FAILED
 from mnist_core.runner import HostLimits, Runner
 from mnist_core.train import ConfigError, TrainConfig, check_fits_in_memory, evaluate, fit, memory_needed
