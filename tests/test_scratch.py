@@ -326,7 +326,7 @@ def test_cli_trains_reports_and_saves(runs):
     (["--activation", "swish"], "invalid choice: 'swish'"),
     (["--lr", "0"], "learning rate must be"),
     (["--batch-size", "0"], "batch size must be"),
-    (["--widths", "9999"], "each width must be"),
+    (["--widths", "9999"], "width must be between 1 and 4,096 (got 9,999)"),
     (["--name", ""], "name"),
 ])
 def test_cli_refuses_a_bad_option_in_one_line_with_exit_2(runs, args, message):

@@ -6,12 +6,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import fields
+from ..fields import setting
 from ..reporter import NULL_REPORTER, Reporter
 from .graph import (
     DTYPES,
@@ -58,29 +61,22 @@ def xavier_uniform(rng: np.random.Generator, fan_in: int, fan_out: int) -> np.nd
 
 @dataclass
 class NetConfig:
-    widths: tuple[int, ...] = (256, 128)  # hidden layers; () is logistic regression
-    activation: str = "relu"
-    dropout: float = 0.0
-    init: str = "auto"  # auto: He for ReLU, Xavier otherwise
-    dtype: str = "float32"
-    seed: int = 0
+    widths: tuple[int, ...] = setting((256, 128), "Hidden layers' widths; none is logistic regression.", label="width",
+                                      min=1, max=MAX_WIDTH)
+    activation: str = setting("relu", "Nonlinearity after each hidden layer.", choices=ACTIVATIONS)
+    dropout: float = setting(0.0, "Dropout probability after each hidden layer.", min=0, below=1)
+    init: str = setting("auto", "auto: He for ReLU, Xavier otherwise.", choices=INITS)
+    dtype: str = setting("float32", "The arrays' float type.", choices=DTYPES)
+    seed: int = setting(0, "Fixes the initial weights.", min=0, max=2**32 - 1)
 
     def validate(self) -> None:
-        self.widths = tuple(self.widths)
-        checks = [
-            (len(self.widths) <= MAX_LAYERS, f"at most {MAX_LAYERS} hidden layers (got {len(self.widths)})"),
-            (all(isinstance(w, (int, np.integer)) and 1 <= w <= MAX_WIDTH for w in self.widths),
-             f"each width must be a whole number from 1 to {MAX_WIDTH} (got {', '.join(map(str, self.widths))})"),
-            (self.activation in ACTIVATIONS, f"unknown activation {self.activation!r}; choose one of {', '.join(ACTIVATIONS)}"),
-            (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1,
-             f"dropout must be in [0, 1) (got {self.dropout})"),
-            (self.init in INITS, f"unknown init {self.init!r}; choose one of {', '.join(INITS)}"),
-            (self.dtype in DTYPES, f"unknown dtype {self.dtype!r}; choose one of {', '.join(DTYPES)}"),
-            (isinstance(self.seed, (int, np.integer)) and 0 <= self.seed < 2**32, f"seed must be in 0..2^32-1 (got {self.seed})"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ScratchError(message)
+        self.widths = tuple(int(w) if isinstance(w, np.integer) else w for w in self.widths)
+        self.seed = int(self.seed) if isinstance(self.seed, np.integer) else self.seed
+        if len(self.widths) > MAX_LAYERS:  # the one check across values: fields.check looks at each width alone
+            raise ScratchError(f"at most {MAX_LAYERS} hidden layers (got {len(self.widths)})")
+        if not self.widths:
+            return fields.check(dataclasses.replace(self, widths=(1,)), ScratchError)  # () is allowed: no hidden layer
+        fields.check(self, ScratchError)
 
 
 class Net:
@@ -212,31 +208,23 @@ def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
 
 @dataclass
 class TrainSettings:
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    momentum: float = 0.9  # sgd only
-    epochs: int = 5
-    batch_size: int = 128
-    lr_decay: float = 1.0  # the learning rate is multiplied by this after each epoch
-    seed: int = 0  # the batches' order
-    max_batches: int | None = None  # stop after this many steps (smoke runs, tests)
-    train_subset: int | None = None  # train on the first this-many images of the training set
+    optimizer: str = setting("adam", "How each step updates the weights.", choices=OPTIMIZERS)
+    lr: float = setting(1e-3, "Learning rate.", label="learning rate", above=0, max=10)
+    momentum: float = setting(0.9, "For SGD only.", min=0, below=1)
+    epochs: int = setting(5, "Passes over the training digits.", min=1, max=1000)
+    batch_size: int = setting(128, "Digits per step.", label="batch size", min=1)
+    lr_decay: float = setting(1.0, "The learning rate is multiplied by this after each epoch.", label="lr decay",
+                              above=0, max=1)
+    seed: int = setting(0, "Fixes the batches' order.", min=0, max=2**32 - 1)
+    max_batches: int | None = setting(None, "Stop after this many steps (smoke runs, tests).", label="max batches",
+                                      min=1, optional=True)
+    train_subset: int | None = setting(None, "Train on the first this-many training digits.",
+                                       label="train subset", min=1, optional=True)
 
     def validate(self, n_train: int = 60_000) -> None:
-        checks = [
-            (self.optimizer in OPTIMIZERS, f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"),
-            (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and 0 < self.lr <= 10,
-             f"learning rate must be a number in (0, 10] (got {self.lr})"),
-            (0 <= self.momentum < 1, f"momentum must be in [0, 1) (got {self.momentum})"),
-            (isinstance(self.epochs, int) and 1 <= self.epochs <= 1000, f"epochs must be from 1 to 1000 (got {self.epochs})"),
-            (isinstance(self.batch_size, int) and 1 <= self.batch_size <= n_train,
-             f"batch size must be from 1 to {n_train} (got {self.batch_size})"),
-            (0 < self.lr_decay <= 1, f"lr decay must be in (0, 1] (got {self.lr_decay})"),
-            (self.max_batches is None or self.max_batches >= 1, f"max batches must be at least 1 (got {self.max_batches})"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ScratchError(message)
+        fields.check(self, ScratchError)
+        if self.batch_size > n_train:  # the data's size, known only here
+            raise ScratchError(f"batch size must be between 1 and {n_train:,} (got {self.batch_size:,})")
 
 
 @dataclass
