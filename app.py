@@ -18,17 +18,17 @@ DESCRIPTIONS = {  # pages/ file -> one line for the home page; a page missing he
     "2_Embeddings.py": "PCA, t-SNE and UMAP maps of the digits, from pixels or a network's features.",
     "3_Train.py": "Pick an architecture and its settings, train it, and watch the curves live.",
     "4_Under_the_hood.py": "Backpropagation by hand: a small graph engine written in NumPy, one training step on a "
-                           "real digit node by node, every gradient checked against PyTorch's.",
+    "real digit node by node, every gradient checked against PyTorch's.",
     "5_Build.py": "Stack layers one by one with shapes, parameters and multiply-adds checked as you go, train the "
-                  "network, or download any checkpoint as a training script, ONNX or its files.",
+    "network, or download any checkpoint as a training script, ONNX or its files.",
     "6_Inspect.py": "Look inside a checkpoint: histograms over training, gradient flow, filters, feature maps, "
-                    "saliency, confusion matrix, calibration, its mistakes.",
+    "saliency, confusion matrix, calibration, its mistakes.",
     "7_Draw.py": "Draw a digit and watch every model read it, with the preprocessing and the why.",
     "8_GAN.py": "A conditional GAN: its digits class by class and epoch by epoch, trained live, measured.",
     "9_Compare.py": "Vary one setting (optimizer, architecture, BatchNorm, dropout, augmentation, depth) from "
-                    "identical starting weights, over several seeds, and compare the curves.",
+    "identical starting weights, over several seeds, and compare the curves.",
     "10_Transfer.py": "Freeze a pretrained backbone (Fashion-MNIST CNN, EfficientNet-Lite0, torchvision's) and train "
-                      "a new head on 100, 1,000 or all labelled digits, against training from scratch.",
+    "a new head on 100, 1,000 or all labelled digits, against training from scratch.",
 }
 
 
@@ -36,7 +36,7 @@ def page_list() -> None:
     """Every page in pages/, a link and its line, two to a row (one on a phone: Streamlit stacks columns)."""
     files = page_files()
     for row in range(0, len(files), 2):
-        for column, path in zip(st.columns(2), files[row:row + 2]):
+        for column, path in zip(st.columns(2), files[row : row + 2]):
             with column:
                 st.page_link(f"pages/{path.name}", label=f"**{page_label(path)}**")
                 if path.name in DESCRIPTIONS:
@@ -78,21 +78,39 @@ def home() -> None:
     mnist = data.mnist
     st.subheader("The data set")
     text, picture = st.columns([1, 1])
-    text.write(f"**{len(mnist.train_labels):,}** training and **{len(mnist.test_labels):,}** test images, "
-               f"28 x 28 grey levels; pixel mean {mnist.mean:.4f}, std {mnist.std:.4f}.")
+    text.write(
+        f"**{len(mnist.train_labels):,}** training and **{len(mnist.test_labels):,}** test images, "
+        f"28 x 28 grey levels; pixel mean {mnist.mean:.4f}, std {mnist.std:.4f}."
+    )
     counts = torch.bincount(mnist.train_labels, minlength=10).tolist()
     text.caption("Training images per class: " + ", ".join(f"{d}: {c:,}" for d, c in enumerate(counts)))
     first_of_each = [int((mnist.train_labels == d).nonzero()[i]) for i in range(4) for d in range(10)]
-    picture.image(upscale(tile(mnist.train_images[first_of_each], columns=10), 4), width="stretch",
-                  caption="The first four training digits of each class")
+    picture.image(
+        upscale(tile(mnist.train_images[first_of_each], columns=10), 4),
+        width="stretch",
+        caption="The first four training digits of each class",
+    )
     st.subheader("Checkpoints")  # the full width: the table has eight columns
     infos = catalog.checkpoints()
     if infos:
-        st.dataframe(catalog.checkpoint_rows(infos), hide_index=True, width="stretch",
-                     column_order=["name", "source", "architecture", "params", "epochs", "test accuracy %",
-                                   "train time s", "status"])
+        st.dataframe(
+            catalog.checkpoint_rows(infos),
+            hide_index=True,
+            width="stretch",
+            column_order=[
+                "name",
+                "source",
+                "architecture",
+                "params",
+                "epochs",
+                "test accuracy %",
+                "train time s",
+                "status",
+            ],
+        )
     else:
         st.info("No checkpoints yet. Train one on the Train page, or run `python -m mnist_core train --preset fast`.")
+
 
 errors.apply_error_details()
 ready()  # the first run in this server process checks and logs; later runs find the answer cached

@@ -32,14 +32,22 @@ def run_seed(preset_name: str, seed: int, ship: str | None, jobs: int) -> dict:
     config = dataclasses.replace(preset(preset_name), seed=seed)
     result = fit(config, DeviceData())
     card = describe(result.model)
-    print(f"seed {seed}: test accuracy {result.test_accuracy:.2%} in {result.seconds:.0f}s "
-          f"({config.epochs} epochs, {card.params:,} params, {result.status}, {torch.get_num_threads()} threads)",
-          flush=True)
+    print(
+        f"seed {seed}: test accuracy {result.test_accuracy:.2%} in {result.seconds:.0f}s "
+        f"({config.epochs} epochs, {card.params:,} params, {result.status}, {torch.get_num_threads()} threads)",
+        flush=True,
+    )
     if ship:
         name = save(result, ship, SHIPPED_DIR, extra={"preset": preset_name})
         print(f"  shipped as checkpoints/{name}", flush=True)
-    return {"seed": seed, "test_accuracy": result.test_accuracy, "seconds": result.seconds, "params": card.params,
-            "status": result.status, "threads": torch.get_num_threads()}
+    return {
+        "seed": seed,
+        "test_accuracy": result.test_accuracy,
+        "seconds": result.seconds,
+        "params": card.params,
+        "status": result.status,
+        "threads": torch.get_num_threads(),
+    }
 
 
 def main() -> int:
@@ -63,9 +71,11 @@ def main() -> int:
 
     accuracies = [r["test_accuracy"] for r in rows]
     hits = sum(a >= args.target for a in accuracies)
-    print(f"\n{args.preset}: {hits}/{len(rows)} seeds reach {args.target:.2%} (needed {args.need}); "
-          f"median {statistics.median(accuracies):.2%}, best {max(accuracies):.2%}; "
-          f"median time {statistics.median(r['seconds'] for r in rows):.0f}s per run")
+    print(
+        f"\n{args.preset}: {hits}/{len(rows)} seeds reach {args.target:.2%} (needed {args.need}); "
+        f"median {statistics.median(accuracies):.2%}, best {max(accuracies):.2%}; "
+        f"median time {statistics.median(r['seconds'] for r in rows):.0f}s per run"
+    )
     if args.json:
         write_json_atomic(args.json, {"preset": args.preset, "target": args.target, "runs": rows})
     return 0 if hits >= args.need else 1

@@ -28,7 +28,7 @@ HOLD = 0.5  # seconds the done state must hold: a run that ends and reruns at on
 PAGES = {  # sidebar label -> (title, the page's last element)
     "Home": ("MNIST Lab", '[data-testid="stDataFrame"]'),  # the checkpoints table closes the page
     "Train": ("Train", '[data-testid="stDataFrame"]'),  # the runs table
-    "Data": ("Data", 'text=Black pixels (0) are left out'),
+    "Data": ("Data", "text=Black pixels (0) are left out"),
 }
 
 
@@ -58,6 +58,7 @@ def switch_to(page, label: str):
     def action():
         page.locator('[data-testid="stSidebarNav"]').get_by_text(label, exact=True).click()
         expect(page.locator("h1").first).to_contain_text(title)
+
     return action
 
 
@@ -70,12 +71,14 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     expect.set_options(timeout=60_000)
-    with tempfile.TemporaryDirectory() as runs, running_app({"MNIST_RUNS_DIR": runs}) as url, \
-            sync_playwright() as p:
+    with tempfile.TemporaryDirectory() as runs, running_app({"MNIST_RUNS_DIR": runs}) as url, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        first = timed(lambda: (page.goto(url), expect(page.locator("h1").first).to_contain_text("MNIST Lab")), page,
-                      PAGES["Home"][1])
+        first = timed(
+            lambda: (page.goto(url), expect(page.locator("h1").first).to_contain_text("MNIST Lab")),
+            page,
+            PAGES["Home"][1],
+        )
         first_data = switch(page, "Data")  # the Data page's statistics, computed once per server
         switches, data = [], []
         for _ in range(args.repeats):
@@ -91,8 +94,9 @@ def main() -> int:
         for _ in range(args.repeats):
             busy_switches.append(switch(page, "Home"))
             picker = page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first
-            widget.append(timed(lambda: (picker.click(), page.get_by_role("option").nth(1).click()), page,
-                                PAGES["Home"][1]))
+            widget.append(
+                timed(lambda: (picker.click(), page.get_by_role("option").nth(1).click()), page, PAGES["Home"][1])
+            )
             busy_switches.append(switch(page, "Train"))
         training = page.get_by_role("button", name="Stop").count() > 0
         if training:
@@ -103,8 +107,10 @@ def main() -> int:
         old, new = statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
         return f"  {name:<52} {old:6.2f} s  {new:6.2f} s   {target}"
 
-    print(f"app latency in Chromium, median of {args.repeats} (1 for first visits); old = no status widget, "
-          "new = page done:")
+    print(
+        f"app latency in Chromium, median of {args.repeats} (1 for first visits); old = no status widget, "
+        "new = page done:"
+    )
     print(f"  {'':<52} {'old':>8}  {'new':>8}")
     print(row("first page render (cold: loads and validates MNIST)", [first], "target <= 5 s"))
     print(row("first visit to Data (class statistics computed)", [first_data], ""))

@@ -41,8 +41,10 @@ def main() -> int:
     args = parser.parse_args()
     images, _, _ = synthetic_drawings(per_class=max(1, args.repeats // 10), seed=5)
     drawings = [canvas_like(g) for g in images[: args.repeats]]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {len(drawings)} drawings per model; "
-          f"target p95 <= {TARGET_P95_MS:.0f} ms for preprocessing + inference")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {len(drawings)} drawings per model; "
+        f"target p95 <= {TARGET_P95_MS:.0f} ms for preprocessing + inference"
+    )
     print(f"{'checkpoint':<12} {'arch':<10} {'p50 ms':>8} {'p95 ms':>8} {'why p50 ms':>11}  verdict")
     worst = 0.0
     for info in [i for i in list_checkpoints() if i.source == "shipped"]:
@@ -62,11 +64,15 @@ def main() -> int:
             why.append(1000 * (time.perf_counter() - start))
         p95 = percentile(times, 95)
         worst = max(worst, p95)
-        print(f"{info.name:<12} {meta['arch']:<10} {statistics.median(times):>8.1f} {p95:>8.1f} "
-              f"{statistics.median(why):>11.1f}  {'ok' if p95 <= TARGET_P95_MS else 'OVER TARGET'}")
+        print(
+            f"{info.name:<12} {meta['arch']:<10} {statistics.median(times):>8.1f} {p95:>8.1f} "
+            f"{statistics.median(why):>11.1f}  {'ok' if p95 <= TARGET_P95_MS else 'OVER TARGET'}"
+        )
         del guess
-    print(f"worst p95 {worst:.1f} ms against the {TARGET_P95_MS:.0f} ms target: "
-          f"{'met' if worst <= TARGET_P95_MS else 'NOT met'}")
+    print(
+        f"worst p95 {worst:.1f} ms against the {TARGET_P95_MS:.0f} ms target: "
+        f"{'met' if worst <= TARGET_P95_MS else 'NOT met'}"
+    )
     return 0
 
 

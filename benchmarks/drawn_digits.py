@@ -39,12 +39,17 @@ TARGET_ALL, TARGET_STYLE, TARGET_SCRIBBLES = 0.99, 0.97, 0.90
 def shipped_at(revision: str, folder: Path) -> list[CheckpointInfo]:
     """The shipped checkpoints as they were at a git revision, written into folder; [] without git."""
     try:
-        names = subprocess.run(["git", "-C", str(ROOT), "ls-tree", "--name-only", revision, "checkpoints/"],
-                               capture_output=True, text=True, check=True).stdout.split()
+        names = subprocess.run(
+            ["git", "-C", str(ROOT), "ls-tree", "--name-only", revision, "checkpoints/"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
         for path in names:
             if path.endswith((".json", ".safetensors")):
-                blob = subprocess.run(["git", "-C", str(ROOT), "show", f"{revision}:{path}"],
-                                      capture_output=True, check=True).stdout
+                blob = subprocess.run(
+                    ["git", "-C", str(ROOT), "show", f"{revision}:{path}"], capture_output=True, check=True
+                ).stdout
                 (folder / Path(path).name).write_bytes(blob)
     except (OSError, subprocess.CalledProcessError):
         return []
@@ -71,9 +76,16 @@ def evaluate(infos: list[CheckpointInfo], digits: Drawings, shapes) -> dict[str,
     models = [(name, model) for name, (model, _) in loaded.items()]
     on_digits = read_with_each(models, digits.pixels)
     on_shapes = {shape: read_with_each(models, pixels) for shape, (pixels, _) in shapes.items()}
-    return {read.name: Evaluation(loaded[read.name][1]["test_accuracy"], read, digits,
-                                  {shape: reads[i] for shape, reads in on_shapes.items()}, shapes)
-            for i, read in enumerate(on_digits)}
+    return {
+        read.name: Evaluation(
+            loaded[read.name][1]["test_accuracy"],
+            read,
+            digits,
+            {shape: reads[i] for shape, reads in on_shapes.items()},
+            shapes,
+        )
+        for i, read in enumerate(on_digits)
+    }
 
 
 def pair(before: float | None, after: float, fmt: str = "{:.1%}") -> str:
@@ -105,38 +117,57 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         before = {i.name: i for i in shipped_at(args.before, Path(tmp))}
-        changed = [before[i.name] for i in after
-                   if i.name in before and file_sha256(before[i.name].weights_path) != file_sha256(i.weights_path)]
+        changed = [
+            before[i.name]
+            for i in after
+            if i.name in before and file_sha256(before[i.name].weights_path) != file_sha256(i.weights_path)
+        ]
         now, then = evaluate(after, digits, shapes), evaluate(changed, digits, shapes)
         results = [(info.name, then.get(info.name), now[info.name]) for info in after]
 
     n_styles = len(set(split.styles))
-    print(f"style-rich test split: {len(split)} drawn digits, {n_styles} styles x {args.per_style}; "
-          f"{args.per_shape} of each non-digit (seed {args.seed}); before = shipped at {args.before}"
-          + ("" if before else " (not found: no git history, after only)"))
-    print(f"targets for the default checkpoint ({default}): all >= {TARGET_ALL:.0%}, every style >= "
-          f"{TARGET_STYLE:.0%}, scribbles flagged >= {TARGET_SCRIBBLES:.0%}")
-    print(f"refused before any model: digits {digits.refused.mean():.1%}, "
-          + ", ".join(f"{name} {r.mean():.0%}" for name, (_, r) in shapes.items()))
+    print(
+        f"style-rich test split: {len(split)} drawn digits, {n_styles} styles x {args.per_style}; "
+        f"{args.per_shape} of each non-digit (seed {args.seed}); before = shipped at {args.before}"
+        + ("" if before else " (not found: no git history, after only)")
+    )
+    print(
+        f"targets for the default checkpoint ({default}): all >= {TARGET_ALL:.0%}, every style >= "
+        f"{TARGET_STYLE:.0%}, scribbles flagged >= {TARGET_SCRIBBLES:.0%}"
+    )
+    print(
+        f"refused before any model: digits {digits.refused.mean():.1%}, "
+        + ", ".join(f"{name} {r.mean():.0%}" for name, (_, r) in shapes.items())
+    )
     print()
-    print(f"{'checkpoint':<16} {'MNIST test':>17} {'styled digits':>17} {'unsure':>15} "
-          f"{'worst style':>38} {'scribbles flagged':>18}")
+    print(
+        f"{'checkpoint':<16} {'MNIST test':>17} {'styled digits':>17} {'unsure':>15} "
+        f"{'worst style':>38} {'scribbles flagged':>18}"
+    )
     for name, old, now in results:
         mark = " *" if name == default else ""
         worst = f"{now.worst.name} {now.worst.accuracy:.1%}"
         if old is not None:
             worst = f"{old.worst.name} {old.worst.accuracy:.1%} -> {worst}"
-        print(f"{name + mark:<16} {pair(old and old.mnist, now.mnist, '{:.2%}'):>17} "
-              f"{pair(old and old.overall.accuracy, now.overall.accuracy):>17} "
-              f"{pair(old and old.overall.unsure, now.overall.unsure):>15} {worst:>38} "
-              f"{pair(old and old.shapes['scribble'], now.shapes['scribble'], '{:.0%}'):>18}")
-    print("* the default checkpoint. styled digits: top guess right; unsure: refused or read as unsure "
-          "(no answer shown); 'a -> b' is before -> after")
+        print(
+            f"{name + mark:<16} {pair(old and old.mnist, now.mnist, '{:.2%}'):>17} "
+            f"{pair(old and old.overall.accuracy, now.overall.accuracy):>17} "
+            f"{pair(old and old.overall.unsure, now.overall.unsure):>15} {worst:>38} "
+            f"{pair(old and old.shapes['scribble'], now.shapes['scribble'], '{:.0%}'):>18}"
+        )
+    print(
+        "* the default checkpoint. styled digits: top guess right; unsure: refused or read as unsure "
+        "(no answer shown); 'a -> b' is before -> after"
+    )
     print()
     print("non-digits flagged (refused or unsure), per shape:")
     for name, old, now in results:
-        print(f"  {name:<14} " + ", ".join(f"{shape} {pair(old and old.shapes[shape], rate, '{:.0%}')}"
-                                          for shape, rate in now.shapes.items()))
+        print(
+            f"  {name:<14} "
+            + ", ".join(
+                f"{shape} {pair(old and old.shapes[shape], rate, '{:.0%}')}" for shape, rate in now.shapes.items()
+            )
+        )
     for name, old, now in results:
         print()
         print(f"{name}: per style (accuracy, unsure, most common misreadings){' before -> after' if old else ''}")
@@ -145,17 +176,24 @@ def main() -> int:
             confusions = style.top_confusions()
             if was is not None and was.top_confusions() != confusions:
                 confusions = f"{was.top_confusions()} -> {confusions}"
-            print(f"  {style.name:<20} {pair(was and was.accuracy, style.accuracy, '{:.0%}'):>12} "
-                  f"{pair(was and was.unsure, style.unsure, '{:.0%}'):>12}  {confusions}")
+            print(
+                f"  {style.name:<20} {pair(was and was.accuracy, style.accuracy, '{:.0%}'):>12} "
+                f"{pair(was and was.unsure, style.unsure, '{:.0%}'):>12}  {confusions}"
+            )
     final = {name: now for name, _, now in results}
     if default in final:
         d = final[default]
-        met = (d.overall.accuracy >= TARGET_ALL and d.worst.accuracy >= TARGET_STYLE
-               and d.shapes["scribble"] >= TARGET_SCRIBBLES)
+        met = (
+            d.overall.accuracy >= TARGET_ALL
+            and d.worst.accuracy >= TARGET_STYLE
+            and d.shapes["scribble"] >= TARGET_SCRIBBLES
+        )
         print()
-        print(f"default {default}: styled digits {d.overall.accuracy:.1%} (target {TARGET_ALL:.0%}), worst style "
-              f"{d.worst.name} {d.worst.accuracy:.1%} (target {TARGET_STYLE:.0%}), scribbles flagged "
-              f"{d.shapes['scribble']:.0%} (target {TARGET_SCRIBBLES:.0%}): {'met' if met else 'NOT met'}")
+        print(
+            f"default {default}: styled digits {d.overall.accuracy:.1%} (target {TARGET_ALL:.0%}), worst style "
+            f"{d.worst.name} {d.worst.accuracy:.1%} (target {TARGET_STYLE:.0%}), scribbles flagged "
+            f"{d.shapes['scribble']:.0%} (target {TARGET_SCRIBBLES:.0%}): {'met' if met else 'NOT met'}"
+        )
     return 0
 
 

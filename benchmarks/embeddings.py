@@ -46,9 +46,11 @@ def main() -> int:
     start = time.perf_counter()
     import openTSNE  # noqa: F401
     import umap  # noqa: F401
+
     print(f"importing umap-learn and openTSNE (once per process): {time.perf_counter() - start:.1f} s")
-    print(f"compiling UMAP's numba code (once per process; the app does it in the background at start): "
-          f"{warm_up():.1f} s")
+    print(
+        f"compiling UMAP's numba code (once per process; the app does it in the background at start): {warm_up():.1f} s"
+    )
     print(f"{'case':<9} {'method':<6} {'points':>7} {'seconds':>8} {'target':>7}  k-NN acc  verdict")
     cache = Path(tempfile.mkdtemp())
     for name in args.only:
@@ -56,8 +58,11 @@ def main() -> int:
         embedding = compute(spec, mnist)
         separation = knn_separation(embedding.coords, embedding.labels)
         ok = embedding.seconds <= target
-        print(f"{name:<9} {spec.method:<6} {spec.points:>7,} {embedding.seconds:>8.1f} {target:>7.0f}  "
-              f"{separation.accuracy:>8.3f}  {'ok' if ok else 'OVER TARGET'}", flush=True)
+        print(
+            f"{name:<9} {spec.method:<6} {spec.points:>7,} {embedding.seconds:>8.1f} {target:>7.0f}  "
+            f"{separation.accuracy:>8.3f}  {'ok' if ok else 'OVER TARGET'}",
+            flush=True,
+        )
         if name == "default":
             key = cache_key(spec)
             save_cached(embedding, key, cache)
@@ -65,9 +70,12 @@ def main() -> int:
             again = load_cached(key, all_labels(mnist), cache)
             separation = knn_separation(again.coords, again.labels)
             seconds = time.perf_counter() - t
-            print(f"{'cached':<9} {spec.method:<6} {spec.points:>7,} {seconds:>8.2f} {CACHED_TARGET:>7.0f}  "
-                  f"{separation.accuracy:>8.3f}  {'ok' if seconds <= CACHED_TARGET else 'OVER TARGET'}"
-                  "  (read from disk + k-NN figure)", flush=True)
+            print(
+                f"{'cached':<9} {spec.method:<6} {spec.points:>7,} {seconds:>8.2f} {CACHED_TARGET:>7.0f}  "
+                f"{separation.accuracy:>8.3f}  {'ok' if seconds <= CACHED_TARGET else 'OVER TARGET'}"
+                "  (read from disk + k-NN figure)",
+                flush=True,
+            )
     return 0
 
 

@@ -38,8 +38,12 @@ def main() -> int:
         script.write_text(script_text(info))
         for _ in range(args.repeats):
             start = time.perf_counter()
-            done = subprocess.run([sys.executable, str(script), "--data", str(ROOT / "data" / "mnist")],
-                                  capture_output=True, text=True, cwd=tmp)
+            done = subprocess.run(
+                [sys.executable, str(script), "--data", str(ROOT / "data" / "mnist")],
+                capture_output=True,
+                text=True,
+                cwd=tmp,
+            )
             seconds.append(time.perf_counter() - start)
             if done.returncode != 0:
                 print(done.stderr, file=sys.stderr)
@@ -47,11 +51,15 @@ def main() -> int:
             accuracies.append(float(re.search(r"test accuracy: ([\d.]+)", done.stdout).group(1)))
     accuracy = statistics.median(accuracies)
     gap = 100 * abs(accuracy - app)
-    print(f"exported `fast` script, full recipe (1 epoch, seed {info.meta['seed']}): test accuracy "
-          f"{accuracy:.2%} (runs: {', '.join(f'{a:.2%}' for a in accuracies)}; median wall time "
-          f"{statistics.median(seconds):.1f} s, data loading and torch import included)")
+    print(
+        f"exported `fast` script, full recipe (1 epoch, seed {info.meta['seed']}): test accuracy "
+        f"{accuracy:.2%} (runs: {', '.join(f'{a:.2%}' for a in accuracies)}; median wall time "
+        f"{statistics.median(seconds):.1f} s, data loading and torch import included)"
+    )
     print(f"app's `fast` checkpoint: {app:.2%}")
-    print(f"difference {gap:.2f} points; target <= {TARGET_POINTS} points: {'met' if gap <= TARGET_POINTS else 'MISSED'}")
+    print(
+        f"difference {gap:.2f} points; target <= {TARGET_POINTS} points: {'met' if gap <= TARGET_POINTS else 'MISSED'}"
+    )
     return 0 if gap <= TARGET_POINTS else 1
 
 

@@ -91,8 +91,10 @@ def main() -> None:
                 cpus.append(cpu)
                 print(f"  {mode} run {run + 1}: {wall:5.1f} s wall, {cpu:5.1f} s CPU, {note}", flush=True)
             rows.append((mode, statistics.median(walls), statistics.median(cpus)))
-    print(f"\nfirst UMAP map of 10,000 digits in a fresh process, median of {args.runs} "
-          f"(target <= {TARGET_S:.0f} s; before: about {OLD_README_S:.0f} s, README)")
+    print(
+        f"\nfirst UMAP map of 10,000 digits in a fresh process, median of {args.runs} "
+        f"(target <= {TARGET_S:.0f} s; before: about {OLD_README_S:.0f} s, README)"
+    )
     print(f"{'':6} {'wall s':>7} {'CPU s':>7}  target")
     for mode, wall, cpu in rows:
         print(f"{mode:6} {wall:7.1f} {cpu:7.1f}  {'met' if wall <= TARGET_S else 'missed'} (wall)")

@@ -95,8 +95,11 @@ def server_pid(url: str) -> int:
                 args = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if b"streamlit" in b" ".join(args) and b"--server.port" in args and \
-                    args[args.index(b"--server.port") + 1] == port.encode():
+            if (
+                b"streamlit" in b" ".join(args)
+                and b"--server.port" in args
+                and args[args.index(b"--server.port") + 1] == port.encode()
+            ):
                 return int(entry)
     raise RuntimeError(f"no streamlit process on port {port}")
 
@@ -156,13 +159,19 @@ def one_round(browser, settle: float) -> dict:
                 before = page.locator("h1").first.inner_text()
                 page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=label, exact=True).click()
                 page.wait_for_url(re.compile(f"/{re.escape(path.stem.split('_', 1)[1])}$"))
-                page.wait_for_function("t => { const h = document.querySelector('h1'); return h && h.innerText !== t; }",
-                                       arg=before)  # the new page's title: its run has begun
+                page.wait_for_function(
+                    "t => { const h = document.querySelector('h1'); return h && h.innerText !== t; }", arg=before
+                )  # the new page's title: its run has begun
                 seconds = wait_done(page)
                 exceptions = page.locator('[data-testid="stException"]').count()
                 loaded = native_packages(pid)
-                figures["pages"][label] = {"rss": tree_rss_mb(pid), "app": rss_mb(pid), "seconds": round(seconds, 1),
-                                           "exceptions": exceptions, "newly loaded": sorted(loaded - seen)}
+                figures["pages"][label] = {
+                    "rss": tree_rss_mb(pid),
+                    "app": rss_mb(pid),
+                    "seconds": round(seconds, 1),
+                    "exceptions": exceptions,
+                    "newly loaded": sorted(loaded - seen),
+                }
                 seen |= loaded
             time.sleep(settle)
             figures["all pages"], figures["all pages app"] = tree_rss_mb(pid), rss_mb(pid)
@@ -195,12 +204,17 @@ def main() -> None:
             for i in range(args.repeats):
                 rounds.append(one_round(browser, args.settle))
                 r = rounds[-1]
-                print(f"round {i + 1}: start {r['start']:.0f} MB, home {r['home']:.0f} MB (app {r['home app']:.0f}), "
-                      f"all pages {r['all pages']:.0f} MB (app {r['all pages app']:.0f}, {r['workers']} child "
-                      f"processes), peak {r['peak']:.0f} MB; per page, all/app: " +
-                      ", ".join(f"{k} {v['rss']:.0f}/{v['app']:.0f} MB {v['seconds']}s" +
-                                (f" ({v['exceptions']} exceptions)" if v["exceptions"] else "")
-                                for k, v in r["pages"].items()), flush=True)
+                print(
+                    f"round {i + 1}: start {r['start']:.0f} MB, home {r['home']:.0f} MB (app {r['home app']:.0f}), "
+                    f"all pages {r['all pages']:.0f} MB (app {r['all pages app']:.0f}, {r['workers']} child "
+                    f"processes), peak {r['peak']:.0f} MB; per page, all/app: "
+                    + ", ".join(
+                        f"{k} {v['rss']:.0f}/{v['app']:.0f} MB {v['seconds']}s"
+                        + (f" ({v['exceptions']} exceptions)" if v["exceptions"] else "")
+                        for k, v in r["pages"].items()
+                    ),
+                    flush=True,
+                )
                 if args.verbose:
                     print("  compiled packages loaded at home: " + ", ".join(r["loaded at home"]))
                     for k, v in r["pages"].items():
@@ -210,14 +224,18 @@ def main() -> None:
             browser.close()
     keys = ("start", "home", "home app", "all pages", "all pages app", "peak")
     median = {key: statistics.median(r[key] for r in rounds) for key in keys}
-    print(f"\nServer RSS (app process + workers; 'app': the app process alone), torch {build} build, "
-          f"median of {len(rounds)} fresh servers, MB:")
+    print(
+        f"\nServer RSS (app process + workers; 'app': the app process alone), torch {build} build, "
+        f"median of {len(rounds)} fresh servers, MB:"
+    )
     print(f"{'':14}{'now':>8}{'before':>8}{'target':>8}")
     for key in keys:
         before = BEFORE.get(build, {}).get(key)
         target = TARGETS_MB.get(key)
-        print(f"{key:14}{median[key]:8.0f}{before if before is not None else '-':>8}"
-              f"{target if target is not None else '-':>8}")
+        print(
+            f"{key:14}{median[key]:8.0f}{before if before is not None else '-':>8}"
+            f"{target if target is not None else '-':>8}"
+        )
     if args.json:
         write_json_atomic(args.json, {"torch": build, "rounds": rounds, "median": median})
 

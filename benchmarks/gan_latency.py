@@ -61,17 +61,24 @@ def main() -> int:
         jobs.stop("me")
         wait_until(lambda: not job.running)
         stops.append(time.perf_counter() - t1)
-        job = jobs.submit("me", "gan", {"variant": "mlp", "width": 8, "max_batches": 2}, f"latency-judge-{rep}",
-                          overwrite=True)
+        job = jobs.submit(
+            "me", "gan", {"variant": "mlp", "width": 8, "max_batches": 2}, f"latency-judge-{rep}", overwrite=True
+        )
         wait_until(lambda: "waiting for the judge" in job.snapshot().view.stage or not job.running)
         t2 = time.perf_counter()
         jobs.stop("me")
         wait_until(lambda: not job.running)
         judge_stops.append(time.perf_counter() - t2)
-        print(f"repeat {rep}: first step {firsts[-1]:.1f} s, stop mid-epoch {stops[-1]:.2f} s, "
-              f"stop while the judge loads {judge_stops[-1]:.2f} s", flush=True)
-    now = {"first step s": statistics.median(firsts), "stop mid-epoch s": statistics.median(stops),
-           "stop while the judge loads s": statistics.median(judge_stops)}
+        print(
+            f"repeat {rep}: first step {firsts[-1]:.1f} s, stop mid-epoch {stops[-1]:.2f} s, "
+            f"stop while the judge loads {judge_stops[-1]:.2f} s",
+            flush=True,
+        )
+    now = {
+        "first step s": statistics.median(firsts),
+        "stop mid-epoch s": statistics.median(stops),
+        "stop while the judge loads s": statistics.median(judge_stops),
+    }
     print(f"{'median of ' + str(args.repeats):32} {'now':>8} {'before':>8}")
     for key, value in now.items():
         before = BASELINE[key]

@@ -66,10 +66,27 @@ def main(argv: list[str] | None = None) -> int:
 
     port = free_port()
     env = dict(os.environ, MNIST_RUNS_DIR=tempfile.mkdtemp(prefix="idle-tab-runs-"))
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                               "--server.port", str(port), "--browser.gatherUsageStats", "false",
-                               "--server.fileWatcherType", "none"], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(port),
+            "--browser.gatherUsageStats",
+            "false",
+            "--server.fileWatcherType",
+            "none",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://localhost:{port}"
     try:
         for _ in range(200):
@@ -78,8 +95,10 @@ def main(argv: list[str] | None = None) -> int:
                     break
             except OSError:
                 time.sleep(0.3)
-        print(f"{'page':<10} {'CPU s per 20 s (median)':>24} {'server alone':>13} {'windows':>18} {'target':>7} "
-              f"{'before':>7}")
+        print(
+            f"{'page':<10} {'CPU s per 20 s (median)':>24} {'server alone':>13} {'windows':>18} {'target':>7} "
+            f"{'before':>7}"
+        )
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             for name in args.pages:
@@ -95,8 +114,11 @@ def main(argv: list[str] | None = None) -> int:
                     own_after, everything_after = cpu_seconds(server.pid)
                     windows.append(everything_after - everything)
                     alone.append(own_after - own)
-                print(f"{name:<10} {statistics.median(windows):>24.2f} {statistics.median(alone):>13.2f} "
-                      f"{' '.join(f'{w:.2f}' for w in windows):>18} {TARGET_S:>7.1f} {BEFORE_S:>7.1f}", flush=True)
+                print(
+                    f"{name:<10} {statistics.median(windows):>24.2f} {statistics.median(alone):>13.2f} "
+                    f"{' '.join(f'{w:.2f}' for w in windows):>18} {TARGET_S:>7.1f} {BEFORE_S:>7.1f}",
+                    flush=True,
+                )
                 page.context.close()
             browser.close()
     finally:

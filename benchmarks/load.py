@@ -74,9 +74,14 @@ ERROR_CSS = '[data-testid="stAlertContentError"]'
 # no training jobs, 2-core machine; not yet re-measured with this script (`--app-dir /tmp/load-base`).
 BASELINE = {
     "setup": "3493681, 30 sessions x 1 round, no training jobs (issue 17's measurement)",
-    "pages": {"Draw": {"p50": None, "p95": 31.0}, "Inspect": {"p50": None, "p95": 48.0},
-              "Data": {"p50": None, "p95": 69.0}},
-    "exceptions": 28, "failed": None, "rss_mb": 1.8 * 1024,
+    "pages": {
+        "Draw": {"p50": None, "p95": 31.0},
+        "Inspect": {"p50": None, "p95": 48.0},
+        "Data": {"p50": None, "p95": 69.0},
+    },
+    "exceptions": 28,
+    "failed": None,
+    "rss_mb": 1.8 * 1024,
 }
 
 
@@ -85,8 +90,21 @@ def start_server(app_dir: Path, env_extra: dict) -> tuple[subprocess.Popen, str]
     port = free_port()
     env = dict(os.environ, **env_extra)
     env.pop("PYTHONPATH", None)  # the checkout's own packages, from its folder (streamlit puts the script's first)
-    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port",
-           str(port), "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "app.py",
+        "--server.headless",
+        "true",
+        "--server.port",
+        str(port),
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+    ]
     log = tempfile.NamedTemporaryFile(prefix="load-server-", suffix=".log", delete=False)
     process = subprocess.Popen(cmd, cwd=app_dir, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://localhost:{port}"
@@ -145,8 +163,11 @@ async def start_training(browser, url: str, n: int):
     await name.press("Enter")
     await page.wait_for_timeout(1500)
     await page.get_by_role("button", name="Start training").click()
-    await page.locator('[data-testid="stMainBlockContainer"]').get_by_role("button", name="Stop", exact=True
-                                                                          ).wait_for(timeout=180_000)
+    await (
+        page.locator('[data-testid="stMainBlockContainer"]')
+        .get_by_role("button", name="Stop", exact=True)
+        .wait_for(timeout=180_000)
+    )
     # Their tabs would be on their own machines: left open here, Chromium redrawing their live views
     # would take this machine's CPU from the server being measured.
     await page.close()
@@ -180,7 +201,9 @@ class Visitor:
     def on_console(self, msg) -> None:
         # Streamlit's frontend first probes /<page>/_stcore/health and host-config (a 404) before the
         # server root's; that is the framework finding its base path, not an error of the app.
-        if msg.type == "error" and not msg.location.get("url", "").endswith(("/_stcore/health", "/_stcore/host-config")):
+        if msg.type == "error" and not msg.location.get("url", "").endswith(
+            ("/_stcore/health", "/_stcore/host-config")
+        ):
             self.console.append(msg.text)
 
     async def visit(self, url: str, path: str, timeout: float) -> dict:
@@ -195,9 +218,11 @@ class Visitor:
         done_since = None
         while (now := time.perf_counter()) - start < timeout:
             try:
-                settled = (await page.evaluate(PAGE_DONE_JS)
-                           and await page.locator("h1", has_text=title).count() > 0
-                           and await page.locator(last).count() > 0)
+                settled = (
+                    await page.evaluate(PAGE_DONE_JS)
+                    and await page.locator("h1", has_text=title).count() > 0
+                    and await page.locator(last).count() > 0
+                )
             except Exception as exc:  # noqa: BLE001 - the page went away under us
                 return {"failed": f"page: {str(exc).splitlines()[0]}"}
             if settled:
@@ -214,8 +239,10 @@ class Visitor:
             except Exception:  # noqa: BLE001
                 why = "?"
             if why.startswith("done"):
-                why = (f"{await page.locator('h1').count()} h1 titles "
-                       f"{await page.locator('h1').all_inner_texts()}, last element shown: {await page.locator(last).count()}")
+                why = (
+                    f"{await page.locator('h1').count()} h1 titles "
+                    f"{await page.locator('h1').all_inner_texts()}, last element shown: {await page.locator(last).count()}"
+                )
             if os.environ.get("LOAD_SHOTS"):  # a folder for screenshots of unsettled pages (to see why)
                 try:
                     await page.screenshot(path=f"{os.environ['LOAD_SHOTS']}/{path}-{id(self)}.png", timeout=30_000)
@@ -286,12 +313,14 @@ async def measure(args) -> dict:
                         used = {k: v - cpu[k] for k, v in cpu_split(process.pid).items()}
                         results["visits"][path].extend(found)
                         results.setdefault("cpu", {}).setdefault(path, []).append(used)
-                        print(f"round {round_} {path:<8} {len(ok)}/{len(found)} settled, "
-                              f"p50 {percentile(ok, 50) if ok else float('nan'):.1f} s, "
-                              f"max {max(ok) if ok else float('nan'):.1f} s, {errors} errors shown, {failed} failed "
-                              f"({time.perf_counter() - begun:.0f} s; CPU s: app {used['app']:.0f}, workers "
-                              f"{used['workers']:.0f}, browser {used['browser']:.0f}; peak RSS so far {sampler.peak:.0f} MB)",
-                              flush=True)
+                        print(
+                            f"round {round_} {path:<8} {len(ok)}/{len(found)} settled, "
+                            f"p50 {percentile(ok, 50) if ok else float('nan'):.1f} s, "
+                            f"max {max(ok) if ok else float('nan'):.1f} s, {errors} errors shown, {failed} failed "
+                            f"({time.perf_counter() - begun:.0f} s; CPU s: app {used['app']:.0f}, workers "
+                            f"{used['workers']:.0f}, browser {used['browser']:.0f}; peak RSS so far {sampler.peak:.0f} MB)",
+                            flush=True,
+                        )
                 running = [await still_running_and_stopped(t, url) for t in trainers]
                 results["jobs_through"] = sum(running)
                 for v in visitors:
@@ -309,11 +338,19 @@ def summary(results: dict, args) -> dict:
         # A visit that never settled counts as slower than every one that did (infinite), so p95 is not
         # flattered by leaving the worst visits out; shown as "> timeout".
         times = [r.get("seconds", math.inf) for r in visits]
-        pages[path] = {"p50": percentile(times, 50) if times else None, "p95": percentile(times, 95) if times else None,
-                       "failed": sum("failed" in r for r in visits),
-                       "exceptions": sum(len(r.get("errors", [])) for r in visits), "visits": len(visits)}
-    return {"pages": pages, "exceptions": sum(p["exceptions"] for p in pages.values()),
-            "failed": sum(p["failed"] for p in pages.values()), "rss_mb": results["rss_mb"]}
+        pages[path] = {
+            "p50": percentile(times, 50) if times else None,
+            "p95": percentile(times, 95) if times else None,
+            "failed": sum("failed" in r for r in visits),
+            "exceptions": sum(len(r.get("errors", [])) for r in visits),
+            "visits": len(visits),
+        }
+    return {
+        "pages": pages,
+        "exceptions": sum(p["exceptions"] for p in pages.values()),
+        "failed": sum(p["failed"] for p in pages.values()),
+        "rss_mb": results["rss_mb"],
+    }
 
 
 def fmt(value, unit="s", timeout: float = 0.0) -> str:
@@ -326,20 +363,27 @@ def fmt(value, unit="s", timeout: float = 0.0) -> str:
 
 def report(results: dict, args, load: str) -> str:
     now = summary(results, args)
-    lines = [f"load: {args.sessions} browser sessions open {', '.join(args.pages)} by URL at the same moment, "
-             f"{args.rounds} round(s), hosted mode (MNIST_HOSTED=1, MNIST_MAX_JOBS=2), app dir {args.app_dir}",
-             f"training jobs: {results['jobs_started']} of {args.jobs} started, {results['jobs_through']} still "
-             f"running after the last round; machine: {os.cpu_count()} cores, load average before {load}",
-             "", f"{'':<22}{'now':>14}{'baseline':>14}   target"]
+    lines = [
+        f"load: {args.sessions} browser sessions open {', '.join(args.pages)} by URL at the same moment, "
+        f"{args.rounds} round(s), hosted mode (MNIST_HOSTED=1, MNIST_MAX_JOBS=2), app dir {args.app_dir}",
+        f"training jobs: {results['jobs_started']} of {args.jobs} started, {results['jobs_through']} still "
+        f"running after the last round; machine: {os.cpu_count()} cores, load average before {load}",
+        "",
+        f"{'':<22}{'now':>14}{'baseline':>14}   target",
+    ]
     for path in args.pages:
         mine, base = now["pages"][path], BASELINE["pages"].get(path, {})
         for q in ("p50", "p95"):
             target = f"<= {TARGETS['p95']:.0f} s" if q == "p95" else ""
-            verdict = ("" if q == "p50" or mine[q] is None else
-                       "  meets" if mine[q] <= TARGETS["p95"] else "  MISSES")
-            lines.append(f"{path + ' ' + q + ' settled':<22}{fmt(mine[q], timeout=args.timeout):>14}{fmt(base.get(q)):>14}   {target}{verdict}")
-    for key, label, unit in (("exceptions", "exceptions", ""), ("failed", "failed visits", ""),
-                             ("rss_mb", "peak RSS (app+workers)", "MB")):
+            verdict = "" if q == "p50" or mine[q] is None else "  meets" if mine[q] <= TARGETS["p95"] else "  MISSES"
+            lines.append(
+                f"{path + ' ' + q + ' settled':<22}{fmt(mine[q], timeout=args.timeout):>14}{fmt(base.get(q)):>14}   {target}{verdict}"
+            )
+    for key, label, unit in (
+        ("exceptions", "exceptions", ""),
+        ("failed", "failed visits", ""),
+        ("rss_mb", "peak RSS (app+workers)", "MB"),
+    ):
         mine, base, target = now[key], BASELINE[key], TARGETS[key]
         show = (lambda v: fmt(v, "MB")) if unit else (lambda v: "-" if v is None else str(v))
         verdict = "meets" if mine is not None and mine <= target else "MISSES"
@@ -347,14 +391,18 @@ def report(results: dict, args, load: str) -> str:
     lines.append(f"(baseline: {BASELINE['setup']})")
     # Where the machine's CPU went while the visits ran: on a 2-core host that also runs the visitors'
     # browsers, the settle times are mostly the browsers'; the server's share per visit is what a host pays.
-    lines.append("CPU seconds during the visits (app = the server process, per visit; workers = training jobs; "
-                 "browser = Chromium and its driver, per visit):")
+    lines.append(
+        "CPU seconds during the visits (app = the server process, per visit; workers = training jobs; "
+        "browser = Chromium and its driver, per visit):"
+    )
     for path in args.pages:
         used = results.get("cpu", {}).get(path, [])
         n = max(1, len(results["visits"][path]))
         total = {k: sum(u[k] for u in used) for k in ("app", "workers", "browser")}
-        lines.append(f"  {path:<8} app {total['app'] / n:.2f} s/visit, workers {total['workers']:.0f} s, "
-                     f"browser {total['browser'] / n:.2f} s/visit")
+        lines.append(
+            f"  {path:<8} app {total['app'] / n:.2f} s/visit, workers {total['workers']:.0f} s, "
+            f"browser {total['browser'] / n:.2f} s/visit"
+        )
     lines.append("visits per page: " + ", ".join(f"{p} {now['pages'][p]['visits']}" for p in args.pages))
     shown = {}
     for path, visits in results["visits"].items():
@@ -378,7 +426,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--jobs", type=int, default=2, help="training jobs running during the rounds")
     parser.add_argument("--pages", nargs="+", default=list(PAGES), choices=list(PAGES))
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds a visit may take before it counts as failed")
+    parser.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds a visit may take before it counts as failed"
+    )
     parser.add_argument("--app-dir", type=Path, default=ROOT, help="the checkout whose app.py is served")
     parser.add_argument("--no-save", action="store_true", help=f"do not write {RESULTS.relative_to(ROOT)}")
     args = parser.parse_args()

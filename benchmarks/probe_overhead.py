@@ -28,8 +28,10 @@ def main() -> int:
     args = parser.parse_args()
     data = DeviceData(load_mnist(), device="auto")
     every = auto_interval(batches_per_epoch(len(data.train), 128))
-    print(f"{args.batches} batches of 128 per run, {args.repeats} runs each way, snapshot every {every} steps "
-          f"(the default); target: <= {TARGET:.0%} overhead")
+    print(
+        f"{args.batches} batches of 128 per run, {args.repeats} runs each way, snapshot every {every} steps "
+        f"(the default); target: <= {TARGET:.0%} overhead"
+    )
     for arch in args.arch:
         times = {False: [], True: []}
         for _ in range(args.repeats):
@@ -39,8 +41,10 @@ def main() -> int:
                 times[record].append(time.perf_counter() - start)
         off, on = statistics.median(times[False]), statistics.median(times[True])
         overhead = on / off - 1
-        print(f"{arch:<9} off {off:6.2f} s   on {on:6.2f} s   overhead {overhead:+6.1%}   "
-              f"{'ok' if overhead <= TARGET else 'OVER TARGET'}")
+        print(
+            f"{arch:<9} off {off:6.2f} s   on {on:6.2f} s   overhead {overhead:+6.1%}   "
+            f"{'ok' if overhead <= TARGET else 'OVER TARGET'}"
+        )
     return 0
 
 

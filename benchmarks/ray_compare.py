@@ -65,11 +65,15 @@ def main() -> int:
     for key in sorted(local):
         match = local[key] == on_ray.get(key)
         same &= match
-        print(f"  {key[0]:<8} {key[1]:>4}  {local[key]:10.4%}  {on_ray.get(key, float('nan')):10.4%}  "
-              f"{'yes' if match else 'NO'}")
+        print(
+            f"  {key[0]:<8} {key[1]:>4}  {local[key]:10.4%}  {on_ray.get(key, float('nan')):10.4%}  "
+            f"{'yes' if match else 'NO'}"
+        )
     print(f"accuracies per run identical on both: {'yes' if same else 'NO'} (target: yes)")
-    print(f"wall time: local worker pool {local_seconds:.1f} s; local Ray ({args.ray_cpus} CPUs) {ray_seconds:.1f} s "
-          f"(plus {ray_start:.1f} s to start Ray); both include starting their workers")
+    print(
+        f"wall time: local worker pool {local_seconds:.1f} s; local Ray ({args.ray_cpus} CPUs) {ray_seconds:.1f} s "
+        f"(plus {ray_start:.1f} s to start Ray); both include starting their workers"
+    )
     return 0 if same else 1
 
 

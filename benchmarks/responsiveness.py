@@ -40,8 +40,9 @@ def start_training(browser, url: str):
     epochs.press("Enter")
     page.wait_for_timeout(1000)
     page.get_by_role("button", name="Start training").click()
-    expect(page.locator('[data-testid="stMainBlockContainer"]').get_by_role("button", name="Stop", exact=True)
-           ).to_be_visible(timeout=120_000)
+    expect(
+        page.locator('[data-testid="stMainBlockContainer"]').get_by_role("button", name="Stop", exact=True)
+    ).to_be_visible(timeout=120_000)
     # Then they close the tab; the job runs on (a visitor's job is theirs until it ends). Their browsers
     # would be on their own machines: left open here, Chromium redrawing their live pages on this 2-core
     # machine costs more than the jobs themselves (a switch took 7.9 s with both tabs open, 1.9 s closed).
@@ -73,15 +74,18 @@ def measure(page, repeats: int) -> dict:
         switches.append(switch(page, "Train")[1])
         switches.append(switch(page, "Home")[1])
         picker = page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first
-        widget.append(timed(lambda: (picker.click(), page.get_by_role("option").nth(1).click()), page,
-                            PAGES["Home"][1])[1])
+        widget.append(
+            timed(lambda: (picker.click(), page.get_by_role("option").nth(1).click()), page, PAGES["Home"][1])[1]
+        )
     return {"switch": statistics.median(switches), "widget": statistics.median(widget)}
 
 
 def run_backend(backend: str, repeats: int) -> tuple[dict, bool]:
-    with tempfile.TemporaryDirectory() as runs, \
-            running_app({"MNIST_RUNS_DIR": runs, "MNIST_BACKEND": backend, "MNIST_MAX_JOBS": "2"}) as url, \
-            sync_playwright() as p:
+    with (
+        tempfile.TemporaryDirectory() as runs,
+        running_app({"MNIST_RUNS_DIR": runs, "MNIST_BACKEND": backend, "MNIST_MAX_JOBS": "2"}) as url,
+        sync_playwright() as p,
+    ):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(120_000)
@@ -94,8 +98,11 @@ def run_backend(backend: str, repeats: int) -> tuple[dict, bool]:
             if jobs:
                 trainers.append(start_training(browser, url))
             rows[jobs] = measure(page, repeats)
-            print(f"  {backend:>9}, {jobs} job(s) running: page switch {rows[jobs]['switch']:.2f} s, "
-                  f"widget {rows[jobs]['widget']:.2f} s", flush=True)
+            print(
+                f"  {backend:>9}, {jobs} job(s) running: page switch {rows[jobs]['switch']:.2f} s, "
+                f"widget {rows[jobs]['widget']:.2f} s",
+                flush=True,
+            )
         still = all([still_running_and_stopped(trainer, url) for trainer in trainers])
         browser.close()
     return rows, still
@@ -116,8 +123,10 @@ def main() -> int:
         for what in ("switch", "widget"):
             ratio = rows[2][what] / rows[0][what]
             verdict = "meets" if ratio <= TARGET_RATIO else "MISSES"
-            print(f"  {backend:<10} {what:<12} {rows[0][what]:7.2f} {rows[1][what]:7.2f} {rows[2][what]:7.2f} "
-                  f"{ratio:13.2f}x   <= {TARGET_RATIO}x: {verdict}")
+            print(
+                f"  {backend:<10} {what:<12} {rows[0][what]:7.2f} {rows[1][what]:7.2f} {rows[2][what]:7.2f} "
+                f"{ratio:13.2f}x   <= {TARGET_RATIO}x: {verdict}"
+            )
         if not still:
             print(f"  ({backend}: a training job had ended before the last measurement)")
     return 0

@@ -71,8 +71,11 @@ def measure(backend: str, nice: int, trials: int, to_99: bool) -> dict:
             start = time.perf_counter()
             job = runner.submit("bench", "train", config(target_accuracy=0.99))
             state = runner.wait(job.id, 600)
-            row["to_99"] = (time.perf_counter() - start, state.result.get("train_status"),
-                            state.result.get("test_accuracy"))
+            row["to_99"] = (
+                time.perf_counter() - start,
+                state.result.get("train_status"),
+                state.result.get("test_accuracy"),
+            )
         return row
     finally:
         runner.shutdown()
@@ -85,29 +88,43 @@ def main() -> int:
     args = parser.parse_args()
     os.environ["MNIST_RUNS_DIR"] = tempfile.mkdtemp(prefix="runner-start-")  # the runs stay out of the user's folder
     rows = {}
-    setups = {"threads": ("threads", 0), "pool, same priority": ("processes", 0),
-              f"pool, nice {WORKER_NICE} (default)": ("processes", WORKER_NICE)}
+    setups = {
+        "threads": ("threads", 0),
+        "pool, same priority": ("processes", 0),
+        f"pool, nice {WORKER_NICE} (default)": ("processes", WORKER_NICE),
+    }
     for label, (backend, nice) in setups.items():
         rows[label] = row = measure(backend, nice, args.trials, args.to_99)
-        print(f"{label:>22}: first curve point {row['first']:.2f} s after submit (median of {args.trials}: "
-              f"{', '.join(f'{x:.2f}' for x in row['all'])}); cold start {row['cold']:.1f} s", flush=True)
+        print(
+            f"{label:>22}: first curve point {row['first']:.2f} s after submit (median of {args.trials}: "
+            f"{', '.join(f'{x:.2f}' for x in row['all'])}); cold start {row['cold']:.1f} s",
+            flush=True,
+        )
     print()
     for label in list(setups)[1:]:
         extra = rows[label]["first"] - rows["threads"]["first"]
         verdict = "meets" if extra <= TARGET_EXTRA_SECONDS else "MISSES"
-        print(f"warm worker pool ({label}) vs threads: {extra:+.2f} s to the first curve point "
-              f"(target <= +{TARGET_EXTRA_SECONDS:.1f} s: {verdict})")
+        print(
+            f"warm worker pool ({label}) vs threads: {extra:+.2f} s to the first curve point "
+            f"(target <= +{TARGET_EXTRA_SECONDS:.1f} s: {verdict})"
+        )
     if args.to_99:
         for label in setups:
             seconds, status, accuracy = rows[label]["to_99"]
-            print(f"`fast` to 99% on {label}: {seconds:.1f} s submit to end ({status}, "
-                  f"{(accuracy or 0):.2%} test accuracy)")
+            print(
+                f"`fast` to 99% on {label}: {seconds:.1f} s submit to end ({status}, "
+                f"{(accuracy or 0):.2%} test accuracy)"
+            )
         for label in list(setups)[1:]:
             slower = rows[label]["to_99"][0] - rows["threads"]["to_99"][0]
-            print(f"{label} vs threads: {slower:+.1f} s to 99% (target <= +{TARGET_EXTRA_SECONDS:.1f} s; one run "
-                  "each, noisy on a shared machine)")
-        print(f"(a worker at nice {WORKER_NICE} yields the CPU to every other busy process: on a host of its own "
-              "that is the web server, on a shared machine it is everything else too)")
+            print(
+                f"{label} vs threads: {slower:+.1f} s to 99% (target <= +{TARGET_EXTRA_SECONDS:.1f} s; one run "
+                "each, noisy on a shared machine)"
+            )
+        print(
+            f"(a worker at nice {WORKER_NICE} yields the CPU to every other busy process: on a host of its own "
+            "that is the web server, on a shared machine it is everything else too)"
+        )
     return 0
 
 

@@ -28,8 +28,11 @@ from mnist_core.scratch.torch_bridge import to_torch  # noqa: E402
 
 def train_torch(model, data, s: TrainSettings) -> tuple[list[float], list[float]]:
     """The same loop as the engine's, in PyTorch: (test accuracy per epoch, seconds per epoch)."""
-    opt = (torch.optim.Adam(model.parameters(), lr=s.lr) if s.optimizer == "adam"
-           else torch.optim.SGD(model.parameters(), lr=s.lr, momentum=s.momentum))
+    opt = (
+        torch.optim.Adam(model.parameters(), lr=s.lr)
+        if s.optimizer == "adam"
+        else torch.optim.SGD(model.parameters(), lr=s.lr, momentum=s.momentum)
+    )
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=s.lr_decay)
     x, y = torch.from_numpy(np.asarray(data.train_x)), torch.from_numpy(data.train_y)
     tx, ty = torch.from_numpy(data.test_x), torch.from_numpy(data.test_y)
@@ -39,7 +42,7 @@ def train_torch(model, data, s: TrainSettings) -> tuple[list[float], list[float]
         model.train()
         order = torch.from_numpy(epoch_order(len(x), s.seed, epoch))
         for i in range(0, len(x), s.batch_size):
-            idx = order[i:i + s.batch_size]
+            idx = order[i : i + s.batch_size]
             loss = F.cross_entropy(model(x[idx]), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -67,11 +70,19 @@ def main() -> int:
     data = load_arrays("float32")
     net = Net(NetConfig(widths=widths, activation="relu", seed=args.seed))
     model = to_torch(net)  # the same initial weights, before the engine trains
-    s = TrainSettings(optimizer="adam", lr=args.lr, epochs=args.epochs, batch_size=args.batch_size,
-                      lr_decay=args.lr_decay, seed=args.seed)
-    print(f"net 784-{'-'.join(map(str, widths))}-10 relu, {net.n_params:,} parameters; adam lr {args.lr:g}, "
-          f"x{args.lr_decay:g} per epoch, batch {args.batch_size}, {args.epochs} epochs; "
-          f"torch {torch.__version__} on {torch.get_num_threads()} threads, numpy {np.__version__}")
+    s = TrainSettings(
+        optimizer="adam",
+        lr=args.lr,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr_decay=args.lr_decay,
+        seed=args.seed,
+    )
+    print(
+        f"net 784-{'-'.join(map(str, widths))}-10 relu, {net.n_params:,} parameters; adam lr {args.lr:g}, "
+        f"x{args.lr_decay:g} per epoch, batch {args.batch_size}, {args.epochs} epochs; "
+        f"torch {torch.__version__} on {torch.get_num_threads()} threads, numpy {np.__version__}"
+    )
     print(f"machine: {os.cpu_count()} CPUs (timings are noisy when the CPU is shared)", flush=True)
 
     ours_secs: list[float] = []
@@ -97,9 +108,11 @@ def main() -> int:
     print(f"{'engine':10} {ours_acc:9.2%} {ours_epoch:17.1f} {ours_wall:8.1f}")
     print(f"{'pytorch':10} {torch_acc:9.2%} {torch_epoch:17.1f} {torch_wall:8.1f}")
     gap, ratio = (torch_acc - ours_acc) * 100, ours_epoch / torch_epoch
-    print(f"engine >= 98.0%: {'yes' if ours_acc >= 0.98 else 'NO'} | gap to pytorch {gap:+.2f} points (target "
-          f"within 0.3): {'yes' if abs(gap) <= 0.3 else 'NO'} | time per epoch {ratio:.2f}x pytorch's "
-          f"(target <= 3x): {'yes' if ratio <= 3 else 'NO'}")
+    print(
+        f"engine >= 98.0%: {'yes' if ours_acc >= 0.98 else 'NO'} | gap to pytorch {gap:+.2f} points (target "
+        f"within 0.3): {'yes' if abs(gap) <= 0.3 else 'NO'} | time per epoch {ratio:.2f}x pytorch's "
+        f"(target <= 3x): {'yes' if ratio <= 3 else 'NO'}"
+    )
     print("(the engine's epoch time includes its test-set evaluation; PyTorch's does not)")
     return 0
 

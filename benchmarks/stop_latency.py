@@ -57,10 +57,14 @@ def main() -> None:
             runner.shutdown()
     training = statistics.median(t for t, _ in times)
     whole = statistics.median(t for _, t in times)
-    print(f"stop -> last batch: median {training:.2f} s over {args.repeats} ({', '.join(f'{t:.2f}' for t, _ in times)})"
-          f"   target <= {TARGET_S:.1f} s")
-    print(f"stop -> run ended (saved): median {whole:.2f} s ({', '.join(f'{t:.2f}' for _, t in times)})"
-          f"   baseline {BASELINE_ENDED_S:.2f} s, target <= {TARGET_S:.1f} s")
+    print(
+        f"stop -> last batch: median {training:.2f} s over {args.repeats} ({', '.join(f'{t:.2f}' for t, _ in times)})"
+        f"   target <= {TARGET_S:.1f} s"
+    )
+    print(
+        f"stop -> run ended (saved): median {whole:.2f} s ({', '.join(f'{t:.2f}' for _, t in times)})"
+        f"   baseline {BASELINE_ENDED_S:.2f} s, target <= {TARGET_S:.1f} s"
+    )
 
 
 if __name__ == "__main__":

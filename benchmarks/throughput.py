@@ -95,8 +95,9 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    config = TrainConfig(arch="tiny_gap", optimizer="sgd", lr=0.01, momentum=0.9, batch_size=128,
-                         max_batches=args.batches, device="cpu")
+    config = TrainConfig(
+        arch="tiny_gap", optimizer="sgd", lr=0.01, momentum=0.9, batch_size=128, max_batches=args.batches, device="cpu"
+    )
     with tempfile.TemporaryDirectory() as root:
         loader = tutorial_loader(Path(root), config.batch_size)
         data = DeviceData(load_mnist(), device="cpu")
@@ -104,22 +105,27 @@ def main() -> int:
         for repeat in range(args.repeats):  # interleaved, so machine noise hits both alike
             tutorial.append(tutorial_rate(loader, config, args.batches))
             engine.append(engine_rate(data, config))
-            print(f"repeat {repeat + 1}: tutorial {tutorial[-1]:,.0f} img/s, engine {engine[-1]:,.0f} img/s",
-                  flush=True)
+            print(
+                f"repeat {repeat + 1}: tutorial {tutorial[-1]:,.0f} img/s, engine {engine[-1]:,.0f} img/s", flush=True
+            )
         loading = statistics.median(loader_seconds_per_batch(loader, args.batches) for _ in range(args.repeats))
     peak = matmul_flops_per_s()
     arithmetic = training_flops_per_batch(config) / peak
     a, b = statistics.median(tutorial), statistics.median(engine)
-    print(f"\ntiny_gap training throughput, median of {args.repeats} x {args.batches} batches of 128, "
-          f"{torch.get_num_threads()} threads:")
+    print(
+        f"\ntiny_gap training throughput, median of {args.repeats} x {args.batches} batches of 128, "
+        f"{torch.get_num_threads()} threads:"
+    )
     print(f"  (a) torchvision Dataset + per-sample transforms + DataLoader: {a:8,.0f} img/s")
     print(f"  (b) mnist_core tensor-resident batches:                        {b:8,.0f} img/s")
     print(f"  ratio {b / a:.2f}x   (target >= {TARGET_RATIO:.0f}x)")
-    print(f"\nthe best ratio this machine allows: the tutorial's data pipeline alone costs {loading * 1e3:.1f} ms a "
-          f"batch; the model's arithmetic ({training_flops_per_batch(config) / 1e9:.2f} GFLOP a batch) at this "
-          f"machine's matrix-multiply speed ({peak / 1e9:.0f} GFLOP/s) takes {arithmetic * 1e3:.1f} ms, so even "
-          f"free BatchNorm, dropout and optimizer steps give at most {(loading + arithmetic) / arithmetic:.2f}x; "
-          f"the engine's step now takes {config.batch_size / b * 1e3:.1f} ms")
+    print(
+        f"\nthe best ratio this machine allows: the tutorial's data pipeline alone costs {loading * 1e3:.1f} ms a "
+        f"batch; the model's arithmetic ({training_flops_per_batch(config) / 1e9:.2f} GFLOP a batch) at this "
+        f"machine's matrix-multiply speed ({peak / 1e9:.0f} GFLOP/s) takes {arithmetic * 1e3:.1f} ms, so even "
+        f"free BatchNorm, dropout and optimizer steps give at most {(loading + arithmetic) / arithmetic:.2f}x; "
+        f"the engine's step now takes {config.batch_size / b * 1e3:.1f} ms"
+    )
     return 0
 
 

@@ -41,18 +41,27 @@ def main() -> int:
     rows = []
     for seed in args.seeds:
         wall = time.perf_counter()
-        out = subprocess.run([sys.executable, "-W", "ignore", "-c", ONE_RUN.format(root=str(ROOT), seed=seed)],
-                             capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            [sys.executable, "-W", "ignore", "-c", ONE_RUN.format(root=str(ROOT), seed=seed)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         row = json.loads(out.strip().splitlines()[-1])
         row["process_seconds"] = time.perf_counter() - wall  # includes Python and torch start-up
         rows.append(row)
         reached = row["status"] == "target_reached"
-        print(f"seed {seed}: {'reached' if reached else 'MISSED'} 99% ({row['accuracy']:.2%}) after "
-              f"{row['epochs']} epoch(s) in {row['seconds']:.1f}s (data loading {row['load']:.1f}s; "
-              f"{row['process_seconds']:.1f}s with interpreter start-up) on {row['device']}", flush=True)
+        print(
+            f"seed {seed}: {'reached' if reached else 'MISSED'} 99% ({row['accuracy']:.2%}) after "
+            f"{row['epochs']} epoch(s) in {row['seconds']:.1f}s (data loading {row['load']:.1f}s; "
+            f"{row['process_seconds']:.1f}s with interpreter start-up) on {row['device']}",
+            flush=True,
+        )
     times = [r["seconds"] if r["status"] == "target_reached" else float("inf") for r in rows]
-    print(f"\nmedian time to 99.0%: {statistics.median(times):.1f}s over {len(rows)} seeds "
-          f"(target <= {TARGET_SECONDS:.0f}s; for scale: {REFERENCE})")
+    print(
+        f"\nmedian time to 99.0%: {statistics.median(times):.1f}s over {len(rows)} seeds "
+        f"(target <= {TARGET_SECONDS:.0f}s; for scale: {REFERENCE})"
+    )
     return 0
 
 

@@ -24,7 +24,9 @@ RESULTS = Path(__file__).resolve().parent / "results" / "transfer.json"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backbones", nargs="+", default=["fashion_cnn", "efficientnet_lite0"], choices=list(BACKBONES))
+    parser.add_argument(
+        "--backbones", nargs="+", default=["fashion_cnn", "efficientnet_lite0"], choices=list(BACKBONES)
+    )
     parser.add_argument("--labels", type=int, nargs="+", default=[100, 1000, 60_000])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=600)
@@ -39,12 +41,22 @@ def main() -> None:
                 config = TransferConfig(name or args.backbones[0], labels, steps=args.steps, seed=seed, arms=(arm,))
                 started = time.perf_counter()
                 (result,) = run_transfer(config, mnist, backbones[config.backbone] if name else None)
-                rows.append({"arm": f"{arm} {name}" if name else "scratch (Fashion-CNN architecture)",
-                             "labels": labels, "seed": seed, "test_accuracy": result.test_accuracy,
-                             "train_seconds": result.seconds, "feature_seconds": result.feature_seconds,
-                             "wall_seconds": time.perf_counter() - started})
-                print(f"{labels:>6} labels, seed {seed}, {rows[-1]['arm']:38s}: {100 * result.test_accuracy:6.2f}% "
-                      f"(head {result.seconds:.1f}s, features {result.feature_seconds:.0f}s)", flush=True)
+                rows.append(
+                    {
+                        "arm": f"{arm} {name}" if name else "scratch (Fashion-CNN architecture)",
+                        "labels": labels,
+                        "seed": seed,
+                        "test_accuracy": result.test_accuracy,
+                        "train_seconds": result.seconds,
+                        "feature_seconds": result.feature_seconds,
+                        "wall_seconds": time.perf_counter() - started,
+                    }
+                )
+                print(
+                    f"{labels:>6} labels, seed {seed}, {rows[-1]['arm']:38s}: {100 * result.test_accuracy:6.2f}% "
+                    f"(head {result.seconds:.1f}s, features {result.feature_seconds:.0f}s)",
+                    flush=True,
+                )
     write_json_atomic(RESULTS, rows)
     print(f"\nTest accuracy %, mean +- std over seeds {args.seeds}; {args.steps} steps of batch 128 per arm")
     arms = list(dict.fromkeys(r["arm"] for r in rows))

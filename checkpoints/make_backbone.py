@@ -1,7 +1,7 @@
 """Train the Fashion-MNIST CNN shipped in checkpoints/backbones/, the Transfer page's offline backbone.
 
-    apt-get install dataset-fashion-mnist      # Debian's package of the Fashion-MNIST IDX files
-    python checkpoints/make_backbone.py         # or FASHION_MNIST_DIR=/path/to/idx-files
+apt-get install dataset-fashion-mnist      # Debian's package of the Fashion-MNIST IDX files
+python checkpoints/make_backbone.py         # or FASHION_MNIST_DIR=/path/to/idx-files
 """
 
 from __future__ import annotations
@@ -26,26 +26,51 @@ def main() -> int:
     try:
         fashion = load_mnist(fashion_dir())
     except DataError as exc:
-        print(f"error: Fashion-MNIST not found ({exc}); apt-get install dataset-fashion-mnist or set "
-              "FASHION_MNIST_DIR", file=sys.stderr)
+        print(
+            f"error: Fashion-MNIST not found ({exc}); apt-get install dataset-fashion-mnist or set FASHION_MNIST_DIR",
+            file=sys.stderr,
+        )
         return 2
-    config = TrainConfig(arch="cnn", model=dict(FASHION_MODEL), epochs=args.epochs, batch_size=128, optimizer="adam",
-                         lr=3e-3, schedule="onecycle", record=False)
-    result = fit(config, DeviceData(fashion, device="auto"),
-                 Reporter(lambda kind, d: kind == "epoch" and print(
-                     f"epoch {d['epoch']}: Fashion-MNIST test accuracy {d['test_accuracy']:.2%}", flush=True)))
+    config = TrainConfig(
+        arch="cnn",
+        model=dict(FASHION_MODEL),
+        epochs=args.epochs,
+        batch_size=128,
+        optimizer="adam",
+        lr=3e-3,
+        schedule="onecycle",
+        record=False,
+    )
+    result = fit(
+        config,
+        DeviceData(fashion, device="auto"),
+        Reporter(
+            lambda kind, d: (
+                kind == "epoch"
+                and print(f"epoch {d['epoch']}: Fashion-MNIST test accuracy {d['test_accuracy']:.2%}", flush=True)
+            )
+        ),
+    )
     if result.status != "finished":
         print(f"error: training {result.status}: {result.message}", file=sys.stderr)
         return 1
     BACKBONE_DIR.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in result.model.state_dict().items()}
     atomic_write(BACKBONE_DIR / "fashion_cnn.safetensors", lambda tmp: safetensors.torch.save_file(state, tmp))
-    meta = {"name": "fashion_cnn", "arch": "cnn", "model_config": {k: list(v) if isinstance(v, tuple) else v
-                                                                   for k, v in FASHION_MODEL.items()},
-            "data": "Fashion-MNIST (Debian dataset-fashion-mnist)", "mean": fashion.mean, "std": fashion.std,
-            "fashion_test_accuracy": result.test_accuracy, "train_seconds": round(result.seconds, 1),
-            "device": result.device, "train_config": dataclasses.asdict(config), "history": result.history,
-            "command": "python checkpoints/make_backbone.py" + (f" --epochs {args.epochs}" if args.epochs != 4 else "")}
+    meta = {
+        "name": "fashion_cnn",
+        "arch": "cnn",
+        "model_config": {k: list(v) if isinstance(v, tuple) else v for k, v in FASHION_MODEL.items()},
+        "data": "Fashion-MNIST (Debian dataset-fashion-mnist)",
+        "mean": fashion.mean,
+        "std": fashion.std,
+        "fashion_test_accuracy": result.test_accuracy,
+        "train_seconds": round(result.seconds, 1),
+        "device": result.device,
+        "train_config": dataclasses.asdict(config),
+        "history": result.history,
+        "command": "python checkpoints/make_backbone.py" + (f" --epochs {args.epochs}" if args.epochs != 4 else ""),
+    }
     write_json_atomic(BACKBONE_DIR / "fashion_cnn.json", meta)
     print(f"saved {BACKBONE_DIR / 'fashion_cnn.safetensors'}: {result.test_accuracy:.2%} on Fashion-MNIST's test set")
     return 0

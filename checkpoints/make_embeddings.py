@@ -32,7 +32,9 @@ def main() -> int:
         key = embed.cache_key(spec, version)
         embed.save_cached(result, key, out)
         separation = embed.knn_separation(result.coords, result.labels).accuracy
-        print(f"{spec.method} {spec.source} {spec.points}: {result.seconds:.1f} s, 10-NN accuracy {separation:.3f} -> {key}")
+        print(
+            f"{spec.method} {spec.source} {spec.points}: {result.seconds:.1f} s, 10-NN accuracy {separation:.3f} -> {key}"
+        )
     return 0
 
 

@@ -41,9 +41,12 @@ def main() -> int:
 
     def report(kind, data):
         if kind == "epoch":
-            print(f"epoch {data['epoch']}: {data['elapsed']:.0f} s, conditional accuracy "
-                  f"{data['conditional_accuracy']:.1%}, diversity per class "
-                  f"{' '.join(f'{d:.2f}' for d in data['diversity'])}, Frechet {data['frechet']:.1f}", flush=True)
+            print(
+                f"epoch {data['epoch']}: {data['elapsed']:.0f} s, conditional accuracy "
+                f"{data['conditional_accuracy']:.1%}, diversity per class "
+                f"{' '.join(f'{d:.2f}' for d in data['diversity'])}, Frechet {data['frechet']:.1f}",
+                flush=True,
+            )
 
     print(f"torch threads: {torch.get_num_threads()}")
     result = train_gan(GanConfig(**settings), mnist, judge, Reporter(report))

@@ -5,8 +5,6 @@ named by the weights' digest: retraining a checkpoint makes its file unused, nev
     python checkpoints/make_predictions.py
 """
 
-
-
 from mnist_core import evaluation  # noqa: E402
 from mnist_core.checkpoints import SHIPPED_DIR, find, load  # noqa: E402
 from mnist_core.data import DeviceData  # noqa: E402

@@ -45,11 +45,20 @@ def set_active(name: str) -> None:
 
 def checkpoint_rows(infos: list[CheckpointInfo]) -> list[dict]:
     """One table row per checkpoint, as the home page and the runs table show them."""
-    return [{"name": i.name, "source": i.source, "architecture": i.meta["arch"], "params": i.meta.get("effective_params", i.meta.get("params")),  # pruned weights do not count
-             "epochs": i.meta.get("epochs_done"),
-             "test accuracy %": round(100 * i.meta["test_accuracy"], 2) if i.meta.get("test_accuracy") else None,
-             "train time s": i.meta.get("train_seconds"), "status": i.meta.get("status"),
-             "created": i.meta.get("created")} for i in infos]
+    return [
+        {
+            "name": i.name,
+            "source": i.source,
+            "architecture": i.meta["arch"],
+            "params": i.meta.get("effective_params", i.meta.get("params")),  # pruned weights do not count
+            "epochs": i.meta.get("epochs_done"),
+            "test accuracy %": round(100 * i.meta["test_accuracy"], 2) if i.meta.get("test_accuracy") else None,
+            "train time s": i.meta.get("train_seconds"),
+            "status": i.meta.get("status"),
+            "created": i.meta.get("created"),
+        }
+        for i in infos
+    ]
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)

@@ -16,8 +16,10 @@ import streamlit as st
 
 from mnist_core.host import HostSettingError, hosted
 
-MESSAGE = ("Something went wrong on this page and it stopped. Nothing you saved is lost: reload the page or pick "
-           "another one. The error has been logged on the server.")
+MESSAGE = (
+    "Something went wrong on this page and it stopped. Nothing you saved is lost: reload the page or pick "
+    "another one. The error has been logged on the server."
+)
 
 log = logging.getLogger("mnist_lab")
 if not log.handlers:  # Streamlit configures only its own loggers; ours goes to stderr, one line per event

@@ -14,8 +14,11 @@ def unit_float_to_uint8(image: np.ndarray) -> np.ndarray:
 
 def upscale(image: np.ndarray, factor: int) -> np.ndarray:
     """Nearest-neighbour enlargement, so each pixel stays a visible square."""
-    return np.kron(image, np.ones((factor, factor), dtype=image.dtype)) if image.ndim == 2 else \
-        image.repeat(factor, 0).repeat(factor, 1)
+    return (
+        np.kron(image, np.ones((factor, factor), dtype=image.dtype))
+        if image.ndim == 2
+        else image.repeat(factor, 0).repeat(factor, 1)
+    )
 
 
 def heat_overlay(digit: np.ndarray, heat: np.ndarray, factor: int = 8) -> np.ndarray:
@@ -36,7 +39,7 @@ def map_grid(maps: np.ndarray, columns: int = 8, pad: int = 1) -> np.ndarray:
         lo, hi = float(m.min()), float(m.max())
         scaled = (m - lo) / (hi - lo) if hi > lo else np.zeros_like(m)
         r, col = divmod(i, columns)
-        out[pad + r * (h + pad):pad + r * (h + pad) + h, pad + col * (w + pad):pad + col * (w + pad) + w] = scaled
+        out[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + col * (w + pad) : pad + col * (w + pad) + w] = scaled
     return unit_float_to_uint8(out)
 
 
@@ -46,7 +49,7 @@ def padded_square(image: np.ndarray) -> np.ndarray:
     side = max(h, w)
     out = np.zeros((side, side), dtype=image.dtype)
     top, left = (side - h) // 2, (side - w) // 2
-    out[top:top + h, left:left + w] = image
+    out[top : top + h, left : left + w] = image
     return out
 
 
@@ -68,6 +71,9 @@ def digit_grid_html(images: np.ndarray, cell_px: int = 44, titles: list[str] | N
     cells = "".join(
         f'<img src="{png_data_uri(image)}" alt="{titles[i] if titles else "digit"}" '
         f'title="{titles[i] if titles else ""}" style="width:100%;image-rendering:pixelated;display:block">'
-        for i, image in enumerate(np.asarray(images, dtype=np.uint8)))
-    return (f'<div style="display:grid;grid-template-columns:repeat(auto-fill,minmax({cell_px}px,1fr));gap:2px;'
-            f'background:#282828;padding:2px;border-radius:4px">{cells}</div>')
+        for i, image in enumerate(np.asarray(images, dtype=np.uint8))
+    )
+    return (
+        f'<div style="display:grid;grid-template-columns:repeat(auto-fill,minmax({cell_px}px,1fr));gap:2px;'
+        f'background:#282828;padding:2px;border-radius:4px">{cells}</div>'
+    )

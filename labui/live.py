@@ -89,8 +89,7 @@ def status_text(snap: JobState, doing: str | None = None) -> str:
     if snap.status == QUEUED:
         place = f"{ordinal(snap.position)} in line" if snap.position else "waiting for a free slot"
         limit = resources.runner().limits.max_jobs
-        return (f"queued: {place} (this host runs {limit} job{'s' if limit != 1 else ''} at once; "
-                "it starts by itself)")
+        return f"queued: {place} (this host runs {limit} job{'s' if limit != 1 else ''} at once; it starts by itself)"
     if snap.running:
         if snap.stopping:
             return "stopping: what was learned so far is kept"
@@ -109,9 +108,17 @@ def progress_row(snap: JobState, key: str, text: str | None = None, share: float
     words = text if text and snap.status == RUNNING and not snap.stopping else status_text(snap)
     share = fraction(snap) if share is None else share
     bar.progress(min(max(share, 0.0), 1.0), text=f"**{snap.name or snap.kind}** · {words}")
-    button.button("Stop", type="primary", key=key, on_click=stop, args=(snap.id,), disabled=snap.stopping,
-                  help="Ends the job after the current step; what was learned so far is kept."
-                       if snap.status == RUNNING else "Takes it out of the queue.")
+    button.button(
+        "Stop",
+        type="primary",
+        key=key,
+        on_click=stop,
+        args=(snap.id,),
+        disabled=snap.stopping,
+        help="Ends the job after the current step; what was learned so far is kept."
+        if snap.status == RUNNING
+        else "Takes it out of the queue.",
+    )
 
 
 def ended_box(snap: JobState, text: str) -> None:

@@ -20,6 +20,7 @@ HOME = "Home"
 
 def page_files() -> list[Path]:
     """pages/*.py by their number prefix (1_Data.py before 10_X.py), then by name."""
+
     def order(path: Path) -> tuple[int, str]:
         number = re.match(r"\d+", path.name)
         return (int(number.group()) if number else 1_000_000, path.name)

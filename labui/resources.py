@@ -54,6 +54,7 @@ def umap_warm_up() -> threading.Thread | None:
 @st.cache_resource
 def _umap_warm_up_thread() -> threading.Thread:
     """The warm-up thread, at the lowest CPU priority."""
+
     def work():
         time.sleep(10)  # let the first page finish loading first
         if hasattr(os, "setpriority"):

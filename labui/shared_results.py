@@ -62,6 +62,7 @@ def _embedding_memory() -> SharedMemory:
 
 def cached_embedding(key: str) -> Embedding | None:
     """A map computed before: from memory, else from the disk cache, else from the ones shipped with the lab."""
+
     def from_disk():
         return find_cached(key, all_labels(device_data().mnist))
 

@@ -35,8 +35,13 @@ def sidebar() -> None:
         if infos:
             names = [i.name for i in infos]
             labels = {i.name: checkpoint_label(i) for i in infos}
-            choice = st.selectbox("Active checkpoint", names, index=names.index(active.name) if active else 0,
-                                  format_func=labels.get, help="The model the inspecting and drawing pages use.")
+            choice = st.selectbox(
+                "Active checkpoint",
+                names,
+                index=names.index(active.name) if active else 0,
+                format_func=labels.get,
+                help="The model the inspecting and drawing pages use.",
+            )
             catalog.set_active(choice)
         else:
             st.warning("No checkpoints found: train one on the Train page.")
@@ -81,8 +86,14 @@ def _live_entry() -> None:
         link, button = st.columns([3, 2], vertical_alignment="center")
         with link:
             page_link(job_kind.page)
-        button.button("Stop", key="sidebar.stop", on_click=live.stop, args=(snap.id,), disabled=snap.stopping,
-                      help="Ends the job after the current step; what was learned so far is kept.")
+        button.button(
+            "Stop",
+            key="sidebar.stop",
+            on_click=live.stop,
+            args=(snap.id,),
+            disabled=snap.stopping,
+            help="Ends the job after the current step; what was learned so far is kept.",
+        )
 
 
 def page_link(page: str) -> None:

@@ -33,8 +33,7 @@ def numeric_optional(f) -> bool:
     return f.metadata.get("optional", False) and kind_of(f) in (int, float)
 
 
-def seed_state(prefix: str, config_cls, values: dict | None = None, overwrite: bool = False,
-               names=None) -> None:
+def seed_state(prefix: str, config_cls, values: dict | None = None, overwrite: bool = False, names=None) -> None:
     defaults = config_cls()
     for f in dataclasses.fields(config_cls):
         key = field_key(prefix, f.name)
@@ -58,9 +57,18 @@ def widget_label(f) -> str:
     return name[:1].upper() + name[1:] + (f" ({', '.join(notes)})" if notes else "")
 
 
-def field_widgets(config_cls, prefix: str, names, columns: int = 1, on_change: dict | None = None, *,
-                  options: dict | None = None, formats: dict | None = None, caps: dict | None = None,
-                  radio=()) -> dict:
+def field_widgets(
+    config_cls,
+    prefix: str,
+    names,
+    columns: int = 1,
+    on_change: dict | None = None,
+    *,
+    options: dict | None = None,
+    formats: dict | None = None,
+    caps: dict | None = None,
+    radio=(),
+) -> dict:
     """One widget per named field, its label, help and range from the field's metadata (mnist_core.fields);
     returns {field: value} with an optional number's 0 read as None. Range problems are left to the config's
     validate(), which names them; the widget bounds are the metadata's, so a page cannot widen them.
@@ -96,12 +104,20 @@ def field_widgets(config_cls, prefix: str, names, columns: int = 1, on_change: d
         elif choices:
             value = where.selectbox(widget_label(f), choices, **shown, **common)
         elif kind is int:
-            value = int(where.number_input(widget_label(f), min_value=low, max_value=high, step=meta.get("step", 1),
-                                           **common))
+            value = int(
+                where.number_input(widget_label(f), min_value=low, max_value=high, step=meta.get("step", 1), **common)
+            )
         elif kind is float:
-            value = float(where.number_input(widget_label(f), min_value=None if low is None else float(low),
-                                             max_value=None if high is None else float(high), step=meta.get("step"),
-                                             format="%g", **common))
+            value = float(
+                where.number_input(
+                    widget_label(f),
+                    min_value=None if low is None else float(low),
+                    max_value=None if high is None else float(high),
+                    step=meta.get("step"),
+                    format="%g",
+                    **common,
+                )
+            )
         else:
             value = where.text_input(widget_label(f), **common) or None
         values[name] = None if numeric_optional(f) and value == 0 else value
@@ -124,7 +140,9 @@ def config_widgets(config_cls, prefix: str) -> tuple[dict, list[str]]:
                 st.error(f"{name}: choose at least one")
                 errors.append(f"{name}: choose at least one")
         elif isinstance(default, tuple) and default and isinstance(default[0], str):  # free text, e.g. a layer list
-            value = tuple(part.strip() for part in st.text_area(name, help=help_text, key=key).split(",") if part.strip())
+            value = tuple(
+                part.strip() for part in st.text_area(name, help=help_text, key=key).split(",") if part.strip()
+            )
         elif isinstance(default, tuple):
             text = st.text_input(name, help=help_text, key=key)
             try:
@@ -132,20 +150,33 @@ def config_widgets(config_cls, prefix: str) -> tuple[dict, list[str]]:
                 if not value or min(value) < meta.get("min", 1) or max(value) > meta.get("max", 10**6):
                     raise ValueError
             except ValueError:
-                message = (f"{name}: write whole numbers from {meta.get('min', 1)} to {meta.get('max')} "
-                           "separated by commas, e.g. 16, 32, 64")
+                message = (
+                    f"{name}: write whole numbers from {meta.get('min', 1)} to {meta.get('max')} "
+                    "separated by commas, e.g. 16, 32, 64"
+                )
                 st.error(message)
                 errors.append(message)
                 value = default
         elif "choices" in meta:
             value = st.selectbox(name, list(meta["choices"]), help=help_text, key=key)
         elif isinstance(default, int):
-            value = int(st.number_input(name, min_value=meta.get("min"), max_value=meta.get("max"), step=1,
-                                        help=help_text, key=key))
+            value = int(
+                st.number_input(
+                    name, min_value=meta.get("min"), max_value=meta.get("max"), step=1, help=help_text, key=key
+                )
+            )
         else:
-            value = float(st.number_input(name, min_value=float(meta["min"]) if "min" in meta else None,
-                                          max_value=float(meta["max"]) if "max" in meta else None,
-                                          step=0.01, format="%.3f", help=help_text, key=key))
+            value = float(
+                st.number_input(
+                    name,
+                    min_value=float(meta["min"]) if "min" in meta else None,
+                    max_value=float(meta["max"]) if "max" in meta else None,
+                    step=0.01,
+                    format="%.3f",
+                    help=help_text,
+                    key=key,
+                )
+            )
         if value != default:
             chosen[f.name] = list(value) if isinstance(value, tuple) else value
     return chosen, errors

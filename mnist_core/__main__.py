@@ -83,8 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a model and save a checkpoint")
     train.add_argument("--preset", choices=list(PRESETS), help="start from a named recipe; other flags override it")
     train.add_argument("--arch", choices=list(REGISTRY), help="architecture (default: cnn, or the preset's)")
-    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="architecture setting, e.g. --set channels=16,32,64 --set dropout=0.1")
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="architecture setting, e.g. --set channels=16,32,64 --set dropout=0.1",
+    )
     add_layers_option(train)
     add_flags(train, TrainConfig)  # one flag per TrainConfig field, its help and range from the field
     train.add_argument("--name", help="checkpoint name (default: ARCH-TIMESTAMP)")
@@ -131,7 +136,9 @@ def writable_folder(path: Path, option: str = "--out") -> Path:
         with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
             pass
     except OSError as exc:
-        raise ConfigError(f"{option} {path}: cannot save there ({exc.strerror or exc}); give a folder you can write to") from None
+        raise ConfigError(
+            f"{option} {path}: cannot save there ({exc.strerror or exc}); give a folder you can write to"
+        ) from None
     return path
 
 
@@ -145,8 +152,9 @@ def check_run_options(args, config: TrainConfig) -> tuple[str, Path | None]:
     name = validate_name(args.name) if args.name is not None else f"{config.arch}-{time.strftime('%Y%m%d-%H%M%S')}"
     out = writable_folder(args.out if args.out is not None else runs_dir())
     if (out / f"{name}.json").exists() and not args.overwrite:
-        raise CheckpointExistsError(f"a run named {name!r} already exists in {out}; choose another --name "
-                                    "or add --overwrite to replace it")
+        raise CheckpointExistsError(
+            f"a run named {name!r} already exists in {out}; choose another --name or add --overwrite to replace it"
+        )
     return name, out
 
 
@@ -178,17 +186,28 @@ class ProgressBar:
         if kind == "batch":
             if self.bar is None:
                 # disable=None: tqdm shows the bar only when the stream is a terminal
-                self.bar = tqdm(total=d["steps_per_epoch"], desc=f"epoch {d['epoch']}", file=self.stream,
-                                disable=None, leave=False, unit="batch", mininterval=0.2)
+                self.bar = tqdm(
+                    total=d["steps_per_epoch"],
+                    desc=f"epoch {d['epoch']}",
+                    file=self.stream,
+                    disable=None,
+                    leave=False,
+                    unit="batch",
+                    mininterval=0.2,
+                )
             done = (d["step"] - 1) % d["steps_per_epoch"] + 1
             self.bar.update(done - self.bar.n)
-            self.bar.set_postfix_str(f"loss {d['loss']:.4f} acc {d['accuracy']:6.2%} {d['images_per_s']:,.0f} img/s",
-                                     refresh=False)
+            self.bar.set_postfix_str(
+                f"loss {d['loss']:.4f} acc {d['accuracy']:6.2%} {d['images_per_s']:,.0f} img/s", refresh=False
+            )
         elif kind == "epoch":
             self.close()
-            print(f"epoch {d['epoch']}: train loss {d['train_loss']:.4f} acc {d['train_accuracy']:.2%}"
-                  f" | test loss {d['test_loss']:.4f} acc {d['test_accuracy']:.2%} | {d['elapsed']:.1f}s",
-                  file=self.stream, flush=True)
+            print(
+                f"epoch {d['epoch']}: train loss {d['train_loss']:.4f} acc {d['train_accuracy']:.2%}"
+                f" | test loss {d['test_loss']:.4f} acc {d['test_accuracy']:.2%} | {d['elapsed']:.1f}s",
+                file=self.stream,
+                flush=True,
+            )
 
     def close(self) -> None:
         if self.bar is not None:
@@ -205,8 +224,9 @@ def cmd_train(args) -> int:
     start = load_starting_point(config, data.device)  # refused here, in one line, like every other option
     progress = None if args.quiet else ProgressBar()
     try:
-        result = fit(config, data, Reporter(progress) if progress else NULL_REPORTER, model=start.model,
-                     drawings=start.drawings)
+        result = fit(
+            config, data, Reporter(progress) if progress else NULL_REPORTER, model=start.model, drawings=start.drawings
+        )
     finally:
         if progress:
             progress.close()
@@ -244,8 +264,10 @@ def cmd_list(_args) -> int:
     for info in rows:
         m = info.meta
         acc = f"{m['test_accuracy']:.2%}" if m.get("test_accuracy") is not None else "-"
-        print(f"{info.name:32} {info.source:8} {m['arch']:10} {m.get('params', 0):>9,} {m.get('epochs_done', 0):>6} "
-              f"{acc:>8} {m.get('train_seconds', 0):>7.0f}s  {m.get('status', '?')}")
+        print(
+            f"{info.name:32} {info.source:8} {m['arch']:10} {m.get('params', 0):>9,} {m.get('epochs_done', 0):>6} "
+            f"{acc:>8} {m.get('train_seconds', 0):>7.0f}s  {m.get('status', '?')}"
+        )
     for bad in unreadable:  # no claimed figures: they are not to be believed until the checkpoint loads
         print(f"{bad.name:32} {bad.source:8} {'?':10} {'-':>9} {'-':>6} {'-':>8} {'-':>8}  unreadable: {bad.reason}")
     return 0
@@ -262,9 +284,18 @@ def main(argv: list[str] | None = None) -> int:
     if (problem := host_problem()) is not None:  # bad MNIST_* settings: refuse to start, in one line
         print(f"{PROG}: error: {problem}", file=sys.stderr)
         return 2
-    command = {"train": cmd_train, "eval": cmd_eval, "list": cmd_list, "presets": cmd_presets,
-               "export": cmd_export, "gan": cmd_gan, "compare": cmd_compare, "transfer": cmd_transfer,
-               "embed": cmd_embed, "scratch": cmd_scratch}[args.command]
+    command = {
+        "train": cmd_train,
+        "eval": cmd_eval,
+        "list": cmd_list,
+        "presets": cmd_presets,
+        "export": cmd_export,
+        "gan": cmd_gan,
+        "compare": cmd_compare,
+        "transfer": cmd_transfer,
+        "embed": cmd_embed,
+        "scratch": cmd_scratch,
+    }[args.command]
     try:
         return command(args)
     except (ConfigError, ModelError, DataError, CheckpointError, KeyError) as exc:

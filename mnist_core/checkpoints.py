@@ -168,8 +168,12 @@ def file_sha256(path: Path) -> str:
 
 
 def _versions() -> dict:
-    return {"mnist_core": __version__, "torch": torch.__version__, "numpy": np.__version__,
-            "python": platform.python_version()}
+    return {
+        "mnist_core": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def reproduce_command(config: TrainConfig, name: str | None = None) -> str:
@@ -200,8 +204,14 @@ def _save_step(step: str) -> None:
         time.sleep(600)
 
 
-SAVE_STEPS = ("temporaries written", "lock taken", "old metadata removed", "weights renamed", "probes renamed",
-              "metadata renamed")
+SAVE_STEPS = (
+    "temporaries written",
+    "lock taken",
+    "old metadata removed",
+    "weights renamed",
+    "probes renamed",
+    "metadata renamed",
+)
 
 
 def _remove_leftovers(directory: Path) -> None:
@@ -227,8 +237,9 @@ def _written_by_save(path: Path) -> bool:
         return False
 
 
-def save(result: RunResult, name: str, directory: Path | None = None, extra: dict | None = None, *,
-         overwrite: bool = True) -> str:
+def save(
+    result: RunResult, name: str, directory: Path | None = None, extra: dict | None = None, *, overwrite: bool = True
+) -> str:
     """Save a run's weights and metadata; returns the (sanitized) name it was saved under.
 
     overwrite=False raises CheckpointExistsError when a run of that name exists; overwrite=True
@@ -269,8 +280,12 @@ def save(result: RunResult, name: str, directory: Path | None = None, extra: dic
     if has_probes:
         meta["probes"] = {"snapshots": len(result.probes), "every": result.probes.every}
     with StagedFiles() as stage:
-        tmp_weights = stage.write(weights_path, lambda tmp: safetensors.torch.save_file(
-            state, tmp, metadata={"name": name, "writer": "mnist_core.checkpoints"}))
+        tmp_weights = stage.write(
+            weights_path,
+            lambda tmp: safetensors.torch.save_file(
+                state, tmp, metadata={"name": name, "writer": "mnist_core.checkpoints"}
+            ),
+        )
         meta["files"] = {"weights_sha256": file_sha256(tmp_weights)}
         if has_probes:
             history = record_bytes(result.probes)
@@ -282,8 +297,9 @@ def save(result: RunResult, name: str, directory: Path | None = None, extra: dic
             _save_step("lock taken")
             if meta_path.exists():
                 if not overwrite:
-                    raise CheckpointExistsError(f"a run named {name!r} already exists; choose another name "
-                                                "or replace it (--overwrite)")
+                    raise CheckpointExistsError(
+                        f"a run named {name!r} already exists; choose another name or replace it (--overwrite)"
+                    )
                 # From here until the last rename the run is absent, never half old and half new.
                 meta_path.unlink()
             _save_step("old metadata removed")
@@ -315,6 +331,7 @@ class CheckpointInfo:
 @dataclass
 class UnreadableCheckpoint:
     """A checkpoint found on disk that cannot be used, and why; its claimed figures are not shown."""
+
     name: str
     source: str
     reason: str
@@ -339,9 +356,16 @@ _FIELDS = {
     "seed": (lambda v: v is None or _is_int(v), "a whole number"),
     "status": (lambda v: isinstance(v, str), "text"),
     "message": (lambda v: v is None or isinstance(v, str), "text"),
-    "history": (lambda v: isinstance(v, list) and all(
-        isinstance(h, dict) and all(x is None or isinstance(x, bool) or _is_number(x) for x in h.values())
-        for h in v), "a list of epochs, each a mapping of numbers"),
+    "history": (
+        lambda v: (
+            isinstance(v, list)
+            and all(
+                isinstance(h, dict) and all(x is None or isinstance(x, bool) or _is_number(x) for x in h.values())
+                for h in v
+            )
+        ),
+        "a list of epochs, each a mapping of numbers",
+    ),
     "test_accuracy": (lambda v: v is None or (_is_number(v) and 0 <= v <= 1), "a fraction between 0 and 1"),
     "epochs_done": (lambda v: _is_int(v) and v >= 0, "a whole number >= 0"),
     "steps": (lambda v: _is_int(v) and v >= 0, "a whole number >= 0"),
@@ -353,10 +377,16 @@ _FIELDS = {
     "versions": (lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()), "a mapping of text"),
     "command": (lambda v: isinstance(v, str), "text"),
     "created": (lambda v: isinstance(v, str), "text"),
-    "probes": (lambda v: v is None or (isinstance(v, dict) and _is_int(v.get("snapshots"))
-                                       and _is_int(v.get("every"))), "a mapping with snapshots and every"),
-    "files": (lambda v: isinstance(v, dict) and all(
-        isinstance(x, str) and re.fullmatch(r"[0-9a-f]{64}", x) for x in v.values()), "a mapping of SHA-256 digests"),
+    "probes": (
+        lambda v: v is None or (isinstance(v, dict) and _is_int(v.get("snapshots")) and _is_int(v.get("every"))),
+        "a mapping with snapshots and every",
+    ),
+    "files": (
+        lambda v: (
+            isinstance(v, dict) and all(isinstance(x, str) and re.fullmatch(r"[0-9a-f]{64}", x) for x in v.values())
+        ),
+        "a mapping of SHA-256 digests",
+    ),
 }
 _REQUIRED = ("arch",)
 
@@ -445,8 +475,10 @@ def _check_files(meta: dict, weights_path: Path) -> None:
             with _verified_lock:
                 _verified[key] = good
         if not _verified[key]:
-            raise CheckpointError(f"its {what} file does not match the SHA-256 its metadata recorded "
-                                  "(an interrupted save or a changed file); train it again or delete it")
+            raise CheckpointError(
+                f"its {what} file does not match the SHA-256 its metadata recorded "
+                "(an interrupted save or a changed file); train it again or delete it"
+            )
 
 
 def scan(directories: dict[str, Path] | None = None) -> tuple[list[CheckpointInfo], list[UnreadableCheckpoint]]:
@@ -494,8 +526,12 @@ def find(name: str, directories: dict[str, Path] | None = None) -> CheckpointInf
     raise CheckpointError(f"no checkpoint named {name!r}; `python -m mnist_core list` shows the available ones")
 
 
-def load(name: str, expected_arch: str | None = None, device: str | torch.device = "cpu",
-         directories: dict[str, Path] | None = None) -> tuple[nn.Module, dict]:
+def load(
+    name: str,
+    expected_arch: str | None = None,
+    device: str | torch.device = "cpu",
+    directories: dict[str, Path] | None = None,
+) -> tuple[nn.Module, dict]:
     """Rebuild the model a checkpoint describes and load its weights; returns (model in eval mode, metadata)."""
     info = find(name, directories)
     meta = info.meta

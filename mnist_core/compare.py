@@ -41,8 +41,13 @@ OPTIMIZER_ARMS: dict[str, dict] = {
     "Adagrad": {"optimizer": "adagrad", "lr": 0.01},
     "Adadelta": {"optimizer": "adadelta", "lr": 1.0},
 }
-DROPOUT_FIELDS = {"mlp": ("dropout",), "columnet": ("dropout",), "cnn": ("dropout",),
-                  "conv2_fc2": ("dropout1", "dropout2"), "tiny_gap": ("dropout",)}
+DROPOUT_FIELDS = {
+    "mlp": ("dropout",),
+    "columnet": ("dropout",),
+    "cnn": ("dropout",),
+    "conv2_fc2": ("dropout1", "dropout2"),
+    "tiny_gap": ("dropout",),
+}
 BN_POSITIONS = ("after", "before", "none")
 ENDED = ("finished", "stopped", "target_reached", "failed")
 
@@ -84,8 +89,10 @@ def arch_arms(names: list[str]) -> list[Arm]:
 
 def bn_arms(base: TrainConfig, positions: list[str]) -> list[Arm]:
     if base.arch != "cnn":
-        raise CompareError(f"BatchNorm position can be varied for the cnn architecture, not {base.arch}; "
-                           "choose cnn as the base architecture")
+        raise CompareError(
+            f"BatchNorm position can be varied for the cnn architecture, not {base.arch}; "
+            "choose cnn as the base architecture"
+        )
     bad = [p for p in positions if p not in BN_POSITIONS]
     if bad:
         raise CompareError(f"unknown BatchNorm position {bad[0]!r}; choose from {', '.join(BN_POSITIONS)}")
@@ -98,23 +105,29 @@ def dropout_arms(base: TrainConfig, rate: float) -> list[Arm]:
         raise CompareError(f"{base.arch} has no dropout setting; choose one of {', '.join(DROPOUT_FIELDS)}")
     if not 0 < rate < 1:
         raise CompareError(f"the dropout rate for the 'on' arm must be between 0 and 1 (got {rate})")
-    return [Arm("dropout off", {"model": {f: 0.0 for f in fields}}),
-            Arm(f"dropout {rate:g}", {"model": {f: rate for f in fields}})]
+    return [
+        Arm("dropout off", {"model": {f: 0.0 for f in fields}}),
+        Arm(f"dropout {rate:g}", {"model": {f: rate for f in fields}}),
+    ]
 
 
 def augmentation_arms(rotation: float, shift: float) -> list[Arm]:
     if rotation <= 0 and shift <= 0:
         raise CompareError("the 'on' arm needs a rotation or a shift above 0")
-    return [Arm("no augmentation", {"rotation": 0.0, "shift": 0.0}),
-            Arm(f"rotate {rotation:g} deg, shift {shift:g} px", {"rotation": rotation, "shift": shift})]
+    return [
+        Arm("no augmentation", {"rotation": 0.0, "shift": 0.0}),
+        Arm(f"rotate {rotation:g} deg, shift {shift:g} px", {"rotation": rotation, "shift": shift}),
+    ]
 
 
 def depth_arms(base: TrainConfig, depths: list[int]) -> list[Arm]:
     if any(d < 1 or d > 8 for d in depths):
         raise CompareError("hidden layers must be between 1 and 8")
     width = base.model.get("width", make_config("mlp").width) if base.arch == "mlp" else make_config("mlp").width
-    return [Arm(f"{d} hidden layer{'s' if d > 1 else ''}", {"arch": "mlp", "model": {"depth": d, "width": width}})
-            for d in depths]
+    return [
+        Arm(f"{d} hidden layer{'s' if d > 1 else ''}", {"arch": "mlp", "model": {"depth": d, "width": width}})
+        for d in depths
+    ]
 
 
 def count_params(arch: str, model: dict) -> int:
@@ -126,8 +139,10 @@ def mlp_width_matching(params: int, depth: int) -> int:
     # params(w) = 784w + w + (depth-1)(w^2 + w) + 10w + 10: solve the quadratic, then check its neighbours.
     a, b, c = depth - 1, 784 + 1 + 10 + (depth - 1), 10 - params
     guess = -c / b if a == 0 else (-b + math.sqrt(b * b - 4 * a * c)) / (2 * a)
-    return min(range(max(1, int(guess) - 2), int(guess) + 3),
-               key=lambda w: abs(count_params("mlp", {"depth": depth, "width": w}) - params))
+    return min(
+        range(max(1, int(guess) - 2), int(guess) + 3),
+        key=lambda w: abs(count_params("mlp", {"depth": depth, "width": w}) - params),
+    )
 
 
 def columnet_arms(base: TrainConfig) -> list[Arm]:
@@ -135,8 +150,10 @@ def columnet_arms(base: TrainConfig) -> list[Arm]:
     params = count_params("columnet", model)
     depth = make_config("columnet", model).depth
     width = mlp_width_matching(params, depth)
-    return [Arm("ColumNet", {"arch": "columnet", "model": model}),
-            Arm(f"FC {depth}x{width}", {"arch": "mlp", "model": {"depth": depth, "width": width}})]
+    return [
+        Arm("ColumNet", {"arch": "columnet", "model": model}),
+        Arm(f"FC {depth}x{width}", {"arch": "mlp", "model": {"depth": depth, "width": width}}),
+    ]
 
 
 def build_arms(base: TrainConfig, dimension: str, values=None, **options) -> list[Arm]:
@@ -241,17 +258,19 @@ def summary_rows(runs: list[RunState]) -> list[dict]:
         mine = [r.job.snapshot() for r in runs if r.spec.arm == arm]
         done = [j for j in mine if j.epochs]
         acc_mean, acc_std = _mean_std([100 * j.epochs[-1]["test_accuracy"] for j in done])
-        rows.append({
-            "arm": arm,
-            "runs done": f"{sum(j.status in ENDED for j in mine)}/{len(mine)}",
-            "test accuracy %": None if acc_mean is None else round(acc_mean, 2),
-            "± std": None if acc_std is None else round(acc_std, 2),
-            "final train loss": _rounded(_mean_std([j.epochs[-1]["train_loss"] for j in done])[0]),
-            "final test loss": _rounded(_mean_std([j.epochs[-1]["test_loss"] for j in done])[0]),
-            "wall time s": _rounded(_mean_std([j.seconds for j in mine if j.status in ENDED])[0], 1),
-            "warm-up s": _rounded(sum(j.warmup_seconds for j in mine), 1),
-            "params": next(r.params for r in runs if r.spec.arm == arm),
-        })
+        rows.append(
+            {
+                "arm": arm,
+                "runs done": f"{sum(j.status in ENDED for j in mine)}/{len(mine)}",
+                "test accuracy %": None if acc_mean is None else round(acc_mean, 2),
+                "± std": None if acc_std is None else round(acc_std, 2),
+                "final train loss": _rounded(_mean_std([j.epochs[-1]["train_loss"] for j in done])[0]),
+                "final test loss": _rounded(_mean_std([j.epochs[-1]["test_loss"] for j in done])[0]),
+                "wall time s": _rounded(_mean_std([j.seconds for j in mine if j.status in ENDED])[0], 1),
+                "warm-up s": _rounded(sum(j.warmup_seconds for j in mine), 1),
+                "params": next(r.params for r in runs if r.spec.arm == arm),
+            }
+        )
     return rows
 
 
@@ -287,14 +306,26 @@ def warm_up(config: TrainConfig, data: DeviceData, stop=None) -> float:
     test pass) that the runs after it skip: timed as it is, the first arm looked many times slower
     than an identical second one. Every timed run now starts warm, and the warm-up is shown apart.
     """
-    key = json.dumps([config.arch, config.model, config.batch_size, config.optimizer, config.device],
-                     sort_keys=True, default=str)
+    key = json.dumps(
+        [config.arch, config.model, config.batch_size, config.optimizer, config.device], sort_keys=True, default=str
+    )
     with _warmed_lock:
         if key in _warmed:
             return 0.0
     started = time.perf_counter()
-    result = fit(dataclasses.replace(config, max_batches=WARM_UP_BATCHES, epochs=1, record=False,
-                                     target_accuracy=None, drawings_share=0.0, max_seconds=None), data, Reporter(stop=stop))
+    result = fit(
+        dataclasses.replace(
+            config,
+            max_batches=WARM_UP_BATCHES,
+            epochs=1,
+            record=False,
+            target_accuracy=None,
+            drawings_share=0.0,
+            max_seconds=None,
+        ),
+        data,
+        Reporter(stop=stop),
+    )
     if result.status == "finished":  # marked only once really warm: a concurrent twin warms up too (harmless)
         with _warmed_lock:
             _warmed.add(key)
@@ -309,46 +340,94 @@ def _run(spec: RunSpec, data: DeviceData, callback, stop, runs_dir: Path | None,
         warm = warm_up(spec.config, data, stop)
         callback("warmup", {"seconds": warm})
         if stop is not None and stop.is_set():
-            return {"status": "stopped", "message": "not started: the comparison was stopped", "seconds": 0.0,
-                    "checkpoint": None, "warmup": warm}
+            return {
+                "status": "stopped",
+                "message": "not started: the comparison was stopped",
+                "seconds": 0.0,
+                "checkpoint": None,
+                "warmup": warm,
+            }
         result = fit(spec.config, data, Reporter(callback, stop), model=start.model, drawings=start.drawings)
         return {**_finish(result, spec, runs_dir, overwrite), "warmup": warm}
     except Exception as exc:  # noqa: BLE001 - the run ends, says why, and the comparison goes on
-        return {"status": "failed", "message": f"{type(exc).__name__}: {exc}", "seconds": 0.0, "checkpoint": None,
-                "warmup": warm}
+        return {
+            "status": "failed",
+            "message": f"{type(exc).__name__}: {exc}",
+            "seconds": 0.0,
+            "checkpoint": None,
+            "warmup": warm,
+        }
 
 
 def _finish(result, spec: RunSpec, runs_dir: Path | None, overwrite: bool) -> dict:
     checkpoint = None
     if result.steps and result.model is not None:
         try:
-            checkpoint = save(result, spec.name, runs_dir, extra={"comparison": {"arm": spec.arm, "seed": spec.seed}},
-                              overwrite=overwrite)
+            checkpoint = save(
+                result,
+                spec.name,
+                runs_dir,
+                extra={"comparison": {"arm": spec.arm, "seed": spec.seed}},
+                overwrite=overwrite,
+            )
         except (OSError, ValueError) as exc:
             result.message += f" (the checkpoint could not be saved: {exc})"
-    return {"status": result.status, "message": result.message, "seconds": result.seconds, "checkpoint": checkpoint,
-            "steps": result.steps, "test_accuracy": result.test_accuracy}
+    return {
+        "status": result.status,
+        "message": result.message,
+        "seconds": result.seconds,
+        "checkpoint": checkpoint,
+        "steps": result.steps,
+        "test_accuracy": result.test_accuracy,
+    }
 
 
-def _run_in_worker(index: int, config: dict, arm: str, seed: int, name: str, runs_dir: str | None, threads: int,
-                   events, stop, overwrite: bool) -> tuple[int, dict]:
+def _run_in_worker(
+    index: int,
+    config: dict,
+    arm: str,
+    seed: int,
+    name: str,
+    runs_dir: str | None,
+    threads: int,
+    events,
+    stop,
+    overwrite: bool,
+) -> tuple[int, dict]:
     """A worker process's run: progress goes back through the events queue."""
     torch.set_num_threads(threads)
     spec = RunSpec(arm, seed, TrainConfig.from_dict(config), name)
     try:
         data = DeviceData(device=spec.config.device)
     except Exception as exc:  # noqa: BLE001
-        return index, {"status": "failed", "message": f"{type(exc).__name__}: {exc}", "seconds": 0.0,
-                       "checkpoint": None, "warmup": 0.0}
-    return index, _run(spec, data, lambda kind, data: events.put((index, kind, data)), stop,
-                       Path(runs_dir) if runs_dir else None, overwrite)
+        return index, {
+            "status": "failed",
+            "message": f"{type(exc).__name__}: {exc}",
+            "seconds": 0.0,
+            "checkpoint": None,
+            "warmup": 0.0,
+        }
+    return index, _run(
+        spec,
+        data,
+        lambda kind, data: events.put((index, kind, data)),
+        stop,
+        Path(runs_dir) if runs_dir else None,
+        overwrite,
+    )
 
 
 # ---------------------------------------------------------------- a comparison as one job (kinds.work_compare)
 
 
-def run_comparison(specs: list[RunSpec], data: DeviceData, reporter: Reporter, runs_dir: Path | str | None = None,
-                   overwrite: bool = False, parallel: int = 1) -> list[dict]:
+def run_comparison(
+    specs: list[RunSpec],
+    data: DeviceData,
+    reporter: Reporter,
+    runs_dir: Path | str | None = None,
+    overwrite: bool = False,
+    parallel: int = 1,
+) -> list[dict]:
     """Every run of a comparison, and each run's outcome (status, message, seconds, checkpoint, warmup...).
 
     Inside a Ray task the runs spread over the cluster as Ray tasks; else they go one after another in
@@ -389,18 +468,31 @@ def run_comparison(specs: list[RunSpec], data: DeviceData, reporter: Reporter, r
     else:
         for index, spec in enumerate(specs):
             if reporter.stopping:
-                outcome = {"status": "stopped", "message": "not started: the comparison was stopped", "seconds": 0.0,
-                           "checkpoint": None}
+                outcome = {
+                    "status": "stopped",
+                    "message": "not started: the comparison was stopped",
+                    "seconds": 0.0,
+                    "checkpoint": None,
+                }
             else:
-                outcome = _run(spec, data, lambda name, payload, i=index: forward(i, name, payload), reporter.stop,
-                               runs_dir, overwrite)
+                outcome = _run(
+                    spec,
+                    data,
+                    lambda name, payload, i=index: forward(i, name, payload),
+                    reporter.stop,
+                    runs_dir,
+                    overwrite,
+                )
             forward(index, "done", outcome)
-    return [o or {"status": "failed", "message": "the run ended without a result", "seconds": 0.0, "checkpoint": None}
-            for o in outcomes]
+    return [
+        o or {"status": "failed", "message": "the run ended without a result", "seconds": 0.0, "checkpoint": None}
+        for o in outcomes
+    ]
 
 
-def _runs_in_processes(specs: list[RunSpec], forward, stop_flag, runs_dir: Path | None, overwrite: bool,
-                       parallel: int) -> None:
+def _runs_in_processes(
+    specs: list[RunSpec], forward, stop_flag, runs_dir: Path | None, overwrite: bool, parallel: int
+) -> None:
     threads = max(1, (os.cpu_count() or 1) // parallel)
     context = multiprocessing.get_context("spawn")  # fork would copy this process's threads and locks
     try:
@@ -410,12 +502,26 @@ def _runs_in_processes(specs: list[RunSpec], forward, stop_flag, runs_dir: Path 
             def collect() -> None:
                 while (item := events.get()) is not None:
                     forward(*item)
+
             collector = threading.Thread(target=collect, daemon=True)
             collector.start()
             with ProcessPoolExecutor(parallel, mp_context=context) as pool:
-                futures = [pool.submit(_run_in_worker, i, dataclasses.asdict(s.config), s.arm, s.seed, s.name,
-                                       str(runs_dir) if runs_dir else None, threads, events, stop, overwrite)
-                           for i, s in enumerate(specs)]
+                futures = [
+                    pool.submit(
+                        _run_in_worker,
+                        i,
+                        dataclasses.asdict(s.config),
+                        s.arm,
+                        s.seed,
+                        s.name,
+                        str(runs_dir) if runs_dir else None,
+                        threads,
+                        events,
+                        stop,
+                        overwrite,
+                    )
+                    for i, s in enumerate(specs)
+                ]
                 pending = set(range(len(futures)))
                 while pending:
                     if stop_flag.is_set():
@@ -426,16 +532,28 @@ def _runs_in_processes(specs: list[RunSpec], forward, stop_flag, runs_dir: Path 
                             try:
                                 _, outcome = futures[i].result()
                             except Exception as exc:  # a worker that died; the others go on
-                                outcome = {"status": "failed", "message": f"{type(exc).__name__}: {exc}",
-                                           "seconds": 0.0, "checkpoint": None}
+                                outcome = {
+                                    "status": "failed",
+                                    "message": f"{type(exc).__name__}: {exc}",
+                                    "seconds": 0.0,
+                                    "checkpoint": None,
+                                }
                             events.put((i, "done", outcome))
                     time.sleep(0.1)
             events.put(None)
             collector.join(timeout=10)
     except Exception as exc:  # the worker pool could not start; say so on every run
         for i in range(len(specs)):
-            forward(i, "done", {"status": "failed", "message": f"parallel runs could not start: {exc}",
-                                "seconds": 0.0, "checkpoint": None})
+            forward(
+                i,
+                "done",
+                {
+                    "status": "failed",
+                    "message": f"parallel runs could not start: {exc}",
+                    "seconds": 0.0,
+                    "checkpoint": None,
+                },
+            )
 
 
 def _inside_ray_task() -> bool:
@@ -483,8 +601,9 @@ class _RayStopFlag:
         return self.value
 
 
-def _ray_run(index: int, config: dict, arm: str, seed: int, name: str, runs_dir: str | None, queue, flag,
-             overwrite: bool) -> dict:
+def _ray_run(
+    index: int, config: dict, arm: str, seed: int, name: str, runs_dir: str | None, queue, flag, overwrite: bool
+) -> dict:
     """One run of a comparison as a Ray task; its events go back through the queue."""
     spec = RunSpec(arm, seed, TrainConfig.from_dict(config), name)
     send = _RayEvents(queue, index)
@@ -514,8 +633,20 @@ def _runs_on_ray(specs: list[RunSpec], forward, stop_flag, runs_dir: Path | None
 
     queue, flag = Queue(), StopFlag.remote()
     task = ray.remote(num_cpus=1)(_ray_run)
-    pending = {task.remote(i, dataclasses.asdict(s.config), s.arm, s.seed, s.name, str(runs_dir) if runs_dir else None,
-                           queue, flag, overwrite): i for i, s in enumerate(specs)}
+    pending = {
+        task.remote(
+            i,
+            dataclasses.asdict(s.config),
+            s.arm,
+            s.seed,
+            s.name,
+            str(runs_dir) if runs_dir else None,
+            queue,
+            flag,
+            overwrite,
+        ): i
+        for i, s in enumerate(specs)
+    }
     stopping = False
 
     def drain() -> None:
@@ -523,6 +654,7 @@ def _runs_on_ray(specs: list[RunSpec], forward, stop_flag, runs_dir: Path | None
         if size:
             for item in queue.get_nowait_batch(size):
                 forward(*item)
+
     try:
         while pending:
             if stop_flag.is_set() and not stopping:
@@ -535,8 +667,12 @@ def _runs_on_ray(specs: list[RunSpec], forward, stop_flag, runs_dir: Path | None
                 try:
                     outcome = ray.get(ref)
                 except Exception as exc:  # noqa: BLE001 - a lost task or node; the other runs go on
-                    outcome = {"status": "failed", "message": f"the Ray task of this run failed: {exc}",
-                               "seconds": 0.0, "checkpoint": None}
+                    outcome = {
+                        "status": "failed",
+                        "message": f"the Ray task of this run failed: {exc}",
+                        "seconds": 0.0,
+                        "checkpoint": None,
+                    }
                 drain()
                 forward(index, "done", outcome)
     finally:

@@ -111,16 +111,20 @@ def _read_sums(sums_file: Path) -> dict[str, str]:
     except OSError as exc:
         raise DataError(f"{sums_file}: cannot be read ({exc.strerror or exc}); fix or remove it") from None
     except UnicodeDecodeError:
-        raise DataError(f"{sums_file}: not UTF-8 text; it must hold lines of '<SHA-256>  <file name>' "
-                        "as sha256sum writes them: fix or remove it") from None
+        raise DataError(
+            f"{sums_file}: not UTF-8 text; it must hold lines of '<SHA-256>  <file name>' "
+            "as sha256sum writes them: fix or remove it"
+        ) from None
     expected = {}
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         match = _SUMS_LINE.fullmatch(line.strip())
         if match is None:
-            raise DataError(f"{sums_file}: line {number} is not '<64 hex digits>  <file name>' "
-                            f"({line.strip()[:40]!r}); fix or remove the file")
+            raise DataError(
+                f"{sums_file}: line {number} is not '<64 hex digits>  <file name>' "
+                f"({line.strip()[:40]!r}); fix or remove the file"
+            )
         expected[match.group(2).strip()] = match.group(1).lower()
     return expected
 
@@ -135,8 +139,10 @@ def _check_sha256(directory: Path, files: list[Path]) -> None:
         if path.name not in expected:
             # A file the sums do not cover is not trusted: e.g. a raw IDX beside sums of the .gz files.
             listed = ", ".join(sorted(expected)) or "nothing"
-            raise DataError(f"{path}: not listed in {sums_file.name} (it lists {listed}), so it cannot be checked; "
-                            f"add its line (sha256sum {path.name} >> SHA256SUMS) or use the listed files")
+            raise DataError(
+                f"{path}: not listed in {sums_file.name} (it lists {listed}), so it cannot be checked; "
+                f"add its line (sha256sum {path.name} >> SHA256SUMS) or use the listed files"
+            )
         actual = hashlib.sha256(path.read_bytes()).hexdigest()
         if actual != expected[path.name]:
             raise DataError(
@@ -174,9 +180,11 @@ def download_mnist(root: str | Path, timeout_s: float = 15.0) -> Path:
     try:  # optional: a CPU-only install has no torchvision, and the bundled files need none
         from torchvision import datasets
     except (ImportError, RuntimeError) as exc:  # RuntimeError: a torchvision built for another torch
-        raise DataError(f"downloading MNIST needs torchvision, which cannot be imported here ({type(exc).__name__}: "
-                        f"{str(exc).splitlines()[0][:120] if str(exc) else 'no detail'}); use the bundled files "
-                        "(drop --download), set MNIST_DATA_DIR, or pip install torchvision") from None
+        raise DataError(
+            f"downloading MNIST needs torchvision, which cannot be imported here ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:120] if str(exc) else 'no detail'}); use the bundled files "
+            "(drop --download), set MNIST_DATA_DIR, or pip install torchvision"
+        ) from None
 
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(timeout_s)
@@ -217,7 +225,9 @@ class Mnist:
 def _load_cached(directory: str) -> Mnist:
     path = Path(directory)
     if path.exists() and not path.is_dir():
-        raise DataError(f"{path}: is a file, not a folder; point MNIST_DATA_DIR (or --data) at the folder of MNIST IDX files")
+        raise DataError(
+            f"{path}: is a file, not a folder; point MNIST_DATA_DIR (or --data) at the folder of MNIST IDX files"
+        )
     if not path.is_dir():
         raise DataError(f"{path}: no such folder; point MNIST_DATA_DIR (or --data) at the folder of MNIST IDX files")
     train_images, train_labels = _read_split(path, "train")
@@ -241,7 +251,7 @@ def _pixel_mean_std(images: np.ndarray) -> tuple[float, float]:
     Counted a million pixels at a time: bincount widens its input to int64, 8 bytes a pixel (376 MB at once)."""
     flat, counts = images.reshape(-1), np.zeros(256, dtype=np.float64)
     for start in range(0, flat.size, 1 << 20):
-        counts += np.bincount(flat[start:start + (1 << 20)], minlength=256)
+        counts += np.bincount(flat[start : start + (1 << 20)], minlength=256)
     values = np.arange(256, dtype=np.float64) / 255.0
     mean = float(counts @ values / counts.sum())
     return mean, float(np.sqrt(counts @ (values - mean) ** 2 / counts.sum()))
@@ -270,8 +280,7 @@ def pick_device(device: str = "auto") -> torch.device:
         if not torch.cuda.is_available():
             raise DataError(f"device {device!r} asked for, but no CUDA GPU is available; use --device cpu or auto")
         if chosen.index is not None and chosen.index >= torch.cuda.device_count():
-            raise DataError(f"device {device!r}: this machine has {torch.cuda.device_count()} GPU(s), "
-                            f"numbered from 0")
+            raise DataError(f"device {device!r}: this machine has {torch.cuda.device_count()} GPU(s), numbered from 0")
     elif chosen.type == "mps" and not torch.backends.mps.is_available():
         raise DataError(f"device {device!r} asked for, but Apple's MPS is not available here; use cpu or auto")
     elif chosen.type != "cpu":
@@ -320,11 +329,17 @@ class TensorSplit:
     def take(self, indices: torch.Tensor) -> TensorSplit:
         """The images at these indices, as a split of their own."""
         idx = torch.as_tensor(indices, dtype=torch.long).to(self.device)
-        return TensorSplit(self.pixels.index_select(0, idx), self.labels.index_select(0, idx), self.device,
-                           self.mean, self.std)
+        return TensorSplit(
+            self.pixels.index_select(0, idx), self.labels.index_select(0, idx), self.device, self.mean, self.std
+        )
 
-    def batches(self, batch_size: int, generator: torch.Generator | None = None, augment: Augment | None = None,
-                augment_generator: torch.Generator | None = None):
+    def batches(
+        self,
+        batch_size: int,
+        generator: torch.Generator | None = None,
+        augment: Augment | None = None,
+        augment_generator: torch.Generator | None = None,
+    ):
         """Yield (images, labels), images standardized batch by batch; shuffled when a generator is given, else in order.
 
         Augmentation draws from augment_generator when given, so switching augmentation on or off leaves
@@ -387,8 +402,9 @@ class Augment:
 class DeviceData:
     """Train / validation / test splits of MNIST, resident on one device as bytes, standardized per batch."""
 
-    def __init__(self, mnist: Mnist | None = None, device: str | torch.device = "auto", val_size: int = 0,
-                 val_seed: int = 0):
+    def __init__(
+        self, mnist: Mnist | None = None, device: str | torch.device = "auto", val_size: int = 0, val_seed: int = 0
+    ):
         mnist = mnist or load_mnist()
         self.mnist = mnist
         self.device = device if isinstance(device, torch.device) else pick_device(device)

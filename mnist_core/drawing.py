@@ -97,7 +97,7 @@ def paste_centred(digit: np.ndarray, size: int = SIZE) -> np.ndarray:
     # Clip where the shifted digit would leave the field (only a very lopsided digit does).
     y0, x0 = max(top, 0), max(left, 0)
     y1, x1 = min(top + h, size), min(left + w, size)
-    field_[y0:y1, x0:x1] = digit[y0 - top:y1 - top, x0 - left:x1 - left]
+    field_[y0:y1, x0:x1] = digit[y0 - top : y1 - top, x0 - left : x1 - left]
     return field_
 
 
@@ -130,8 +130,12 @@ def preprocess(image: np.ndarray) -> Preprocessed:
     top, bottom, left, right = box
     extent = max(bottom - top, right - left)
     if extent < MIN_EXTENT * min(gray.shape):
-        return refuse(result, "too small", f"Too little ink to read: the drawing is only {extent} px across. "
-                      f"Draw the digit larger, over at least half the canvas's height.")
+        return refuse(
+            result,
+            "too small",
+            f"Too little ink to read: the drawing is only {extent} px across. "
+            f"Draw the digit larger, over at least half the canvas's height.",
+        )
     cropped = gray[top:bottom, left:right]
     result.steps.append((f"cropped to the ink ({right - left}x{bottom - top})", cropped))
     fitted = fit_box(cropped)
@@ -139,12 +143,20 @@ def preprocess(image: np.ndarray) -> Preprocessed:
     pixels = paste_centred(fitted)
     result.steps.append(("28x28, centred on the centre of mass", pixels))
     if (count := pieces(cropped)) > MAX_PIECES:
-        return refuse(result, "pieces", f"Not read: the drawing is {count} separate pieces of ink, and a digit is "
-                      f"one or two strokes. Clear it and draw one digit (stray dots count as pieces).")
+        return refuse(
+            result,
+            "pieces",
+            f"Not read: the drawing is {count} separate pieces of ink, and a digit is "
+            f"one or two strokes. Clear it and draw one digit (stray dots count as pieces).",
+        )
     if (solid := solid_share(pixels)) > MAX_SOLID:
-        return refuse(result, "solid", f"Not read: ink fills {solid:.0%} of the digit's box, so this is a filled "
-                      f"shape, not a digit's strokes (MNIST's digits fill about a quarter). Draw the digit with a "
-                      f"thinner brush.")
+        return refuse(
+            result,
+            "solid",
+            f"Not read: ink fills {solid:.0%} of the digit's box, so this is a filled "
+            f"shape, not a digit's strokes (MNIST's digits fill about a quarter). Draw the digit with a "
+            f"thinner brush.",
+        )
     result.pixels = pixels
     return result
 
@@ -250,8 +262,9 @@ class GroupScore:
         return ", ".join(f"->{digit}: {n}" for digit, n in self.confusions[:k]) or "-"
 
 
-def score_groups(probabilities: np.ndarray, refused: np.ndarray, labels: np.ndarray,
-                 groups: list[str]) -> list[GroupScore]:
+def score_groups(
+    probabilities: np.ndarray, refused: np.ndarray, labels: np.ndarray, groups: list[str]
+) -> list[GroupScore]:
     """Accuracy, unsure rate and the most common confusions per group, groups in their first-seen order."""
     predicted = np.asarray(probabilities).argmax(1)
     refused = np.asarray(refused, dtype=bool)
@@ -264,8 +277,16 @@ def score_groups(probabilities: np.ndarray, refused: np.ndarray, labels: np.ndar
         wrong = predicted[mask & ~right & ~refused]
         counts = np.bincount(wrong, minlength=10)
         confusions = [(int(d), int(counts[d])) for d in np.argsort(-counts, kind="stable") if counts[d]]
-        out.append(GroupScore(str(name), int(mask.sum()), float(right[mask].mean()), float(flags[mask].mean()),
-                              float((right & ~flags)[mask].mean()), confusions))
+        out.append(
+            GroupScore(
+                str(name),
+                int(mask.sum()),
+                float(right[mask].mean()),
+                float(flags[mask].mean()),
+                float((right & ~flags)[mask].mean()),
+                confusions,
+            )
+        )
     return out
 
 
@@ -285,11 +306,14 @@ class Drawings:
         self.pixels, self.labels = np.asarray(self.pixels, dtype=np.float32), np.asarray(self.labels)
         self.refused = np.zeros(len(self.labels), bool) if self.refused is None else np.asarray(self.refused, bool)
         self.groups = ["all"] * len(self.labels) if self.groups is None else list(self.groups)
-        if self.pixels.shape[1:] != (SIZE, SIZE) or not (len(self.pixels) == len(self.labels) == len(self.refused)
-                                                        == len(self.groups)):
-            raise DrawingError(f"expected one label, refusal and group per {SIZE}x{SIZE} drawing; got pixels "
-                               f"{self.pixels.shape}, {len(self.labels)} labels, {len(self.refused)} refusals and "
-                               f"{len(self.groups)} groups")
+        if self.pixels.shape[1:] != (SIZE, SIZE) or not (
+            len(self.pixels) == len(self.labels) == len(self.refused) == len(self.groups)
+        ):
+            raise DrawingError(
+                f"expected one label, refusal and group per {SIZE}x{SIZE} drawing; got pixels "
+                f"{self.pixels.shape}, {len(self.labels)} labels, {len(self.refused)} refusals and "
+                f"{len(self.groups)} groups"
+            )
 
     @classmethod
     def screened(cls, images: np.ndarray, labels: np.ndarray, groups: list[str] | None = None) -> Drawings:

@@ -45,7 +45,6 @@ def drawings_dir() -> Path:
     return Path(os.environ.get(ENV_DIR) or runs_dir() / "drawings")
 
 
-
 def _read_index(directory: Path) -> tuple[dict[str, int], list[str]]:
     """Labels of an older set, by file name (later entries win), and what was wrong with the list."""
     path = directory / INDEX
@@ -56,8 +55,10 @@ def _read_index(directory: Path) -> tuple[dict[str, int], list[str]]:
         if not isinstance(entries, list):
             raise ValueError("not a list")
     except (OSError, ValueError) as exc:
-        return {}, [f"{INDEX}: unreadable label list ({exc}); drawings named by their label are still read, "
-                    f"delete it to silence this"]
+        return {}, [
+            f"{INDEX}: unreadable label list ({exc}); drawings named by their label are still read, "
+            f"delete it to silence this"
+        ]
     labels, problems = {}, []
     for entry in entries:
         name, label = (entry.get("file"), entry.get("label")) if isinstance(entry, dict) else (None, None)
@@ -93,8 +94,9 @@ def save_drawing_set(pixels: np.ndarray, labels: np.ndarray, directory: Path) ->
     derived from its index, so load_drawings returns them in that same order on every run (training
     from them is reproducible). Up to 86,400 drawings, one per second of a fixed day."""
     if len(pixels) != len(labels) or len(labels) > 86_400:
-        raise DrawingSetError(f"a set is at most 86400 drawings with one label each (got {len(pixels)} images, "
-                              f"{len(labels)} labels)")
+        raise DrawingSetError(
+            f"a set is at most 86400 drawings with one label each (got {len(pixels)} images, {len(labels)} labels)"
+        )
     directory.mkdir(parents=True, exist_ok=True)
     names = []
     for i, (image, label) in enumerate(zip(pixels, labels)):

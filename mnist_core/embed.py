@@ -51,27 +51,62 @@ class EmbedStopped(Exception):
 class EmbedSpec:
     # Each setting's help, range and choices sit next to it (mnist_core.fields): the `embed` CLI flags, the
     # Embeddings page's widgets and validate() are generated from them.
-    method: str = setting("umap", "PCA: linear, global, instant. t-SNE: keeps neighbourhoods, distances between "
-                                  "clusters mean little. UMAP: neighbourhoods and more of the global shape.",
-                          choices=METHODS)
-    points: int = setting(10_000, "Drawn from all 70,000 (training + test) in class proportions.",
-                          label="subset size", title="digits (stratified by class)", min=MIN_POINTS, max=MAX_POINTS,
-                          step=1000)
+    method: str = setting(
+        "umap",
+        "PCA: linear, global, instant. t-SNE: keeps neighbourhoods, distances between "
+        "clusters mean little. UMAP: neighbourhoods and more of the global shape.",
+        choices=METHODS,
+    )
+    points: int = setting(
+        10_000,
+        "Drawn from all 70,000 (training + test) in class proportions.",
+        label="subset size",
+        title="digits (stratified by class)",
+        min=MIN_POINTS,
+        max=MAX_POINTS,
+        step=1000,
+    )
     seed: int = setting(0, "Fixes the subset and the layout.", min=0, max=2**32 - 1)
     dims: int = setting(2, "2, or 3 for PCA.", label="dimensions", choices=(2, 3))
-    source: str = setting("pixels", "Raw pixels (pixels), or the features a checkpoint (its name) computes just "
-                                    "before its last layer: how a trained network separates digits that overlap "
-                                    "in pixel space.",
-                          label="input")
-    perplexity: float = setting(30.0, "t-SNE: about how many neighbours each point keeps close. 5-50 is usual; "
-                                      "larger shows more global structure.", min=2, max=500)
-    iterations: int = setting(500, "t-SNE: optimization steps after the 250 early-exaggeration steps.",
-                              label="t-SNE iterations", title="iterations", min=250, max=5000, step=250)
-    n_neighbors: int = setting(15, "UMAP: size of the neighbourhood it preserves: small favours local detail, "
-                                   "large the global shape.", label="n_neighbors", title="neighbours (n_neighbors)",
-                               min=2, max=200)
-    min_dist: float = setting(0.1, "UMAP: how tightly points may pack: 0 gives tight clumps, 1 an even spread.",
-                              label="min_dist", title="minimum distance (min_dist)", min=0, max=1, step=0.05)
+    source: str = setting(
+        "pixels",
+        "Raw pixels (pixels), or the features a checkpoint (its name) computes just "
+        "before its last layer: how a trained network separates digits that overlap "
+        "in pixel space.",
+        label="input",
+    )
+    perplexity: float = setting(
+        30.0,
+        "t-SNE: about how many neighbours each point keeps close. 5-50 is usual; larger shows more global structure.",
+        min=2,
+        max=500,
+    )
+    iterations: int = setting(
+        500,
+        "t-SNE: optimization steps after the 250 early-exaggeration steps.",
+        label="t-SNE iterations",
+        title="iterations",
+        min=250,
+        max=5000,
+        step=250,
+    )
+    n_neighbors: int = setting(
+        15,
+        "UMAP: size of the neighbourhood it preserves: small favours local detail, large the global shape.",
+        label="n_neighbors",
+        title="neighbours (n_neighbors)",
+        min=2,
+        max=200,
+    )
+    min_dist: float = setting(
+        0.1,
+        "UMAP: how tightly points may pack: 0 gives tight clumps, 1 an even spread.",
+        label="min_dist",
+        title="minimum distance (min_dist)",
+        min=0,
+        max=1,
+        step=0.05,
+    )
 
     def validate(self) -> None:
         check_fields(self, EmbeddingError)  # each field's type, choices and range, from its metadata
@@ -81,7 +116,8 @@ class EmbedSpec:
         if self.perplexity > (self.points - 1) / 3:
             raise EmbeddingError(
                 f"perplexity {self.perplexity:g} is too large for {self.points:,} points: it must be at most "
-                f"(points - 1) / 3 = {(self.points - 1) / 3:.0f}; typical values are 5-50")
+                f"(points - 1) / 3 = {(self.points - 1) / 3:.0f}; typical values are 5-50"
+            )
 
     def relevant(self) -> dict:
         """The settings that change this method's result (the cache key ignores the others)."""
@@ -141,8 +177,14 @@ def last_linear(model: nn.Module) -> nn.Linear:
 
 
 @torch.no_grad()
-def feature_inputs(model: nn.Module, mnist: Mnist, indices: np.ndarray, batch_size: int = 1000,
-                   progress: Progress | None = None, share: float = 1.0) -> np.ndarray:
+def feature_inputs(
+    model: nn.Module,
+    mnist: Mnist,
+    indices: np.ndarray,
+    batch_size: int = 1000,
+    progress: Progress | None = None,
+    share: float = 1.0,
+) -> np.ndarray:
     """What the classifier's last linear layer receives: the network's learned representation.
 
     progress(fraction, stage) after each batch, fractions running up to `share` (the rest of the map's work
@@ -157,9 +199,11 @@ def feature_inputs(model: nn.Module, mnist: Mnist, indices: np.ndarray, batch_si
         model.eval()
         for i, chunk in enumerate(images.split(batch_size)):
             if progress:
-                progress(share * i * batch_size / len(images),
-                         f"features of digits {i * batch_size:,} to {min((i + 1) * batch_size, len(images)):,} "
-                         f"of {len(images):,}")
+                progress(
+                    share * i * batch_size / len(images),
+                    f"features of digits {i * batch_size:,} to {min((i + 1) * batch_size, len(images)):,} "
+                    f"of {len(images):,}",
+                )
             model(mnist.normalize(chunk).to(device))
     finally:
         hook.remove()
@@ -204,9 +248,17 @@ def tsne(x: np.ndarray, spec: EmbedSpec, progress: Progress | None = None) -> np
         progress(0.12, "t-SNE: finding each point's neighbours")
     # ints_in_interval=3: a coarser FFT grid once the map has spread out; on 70,000 digits the default (1)
     # made the main phase several times slower with the same 10-NN accuracy (0.976).
-    model = TSNE(n_components=2, perplexity=spec.perplexity, n_iter=spec.iterations, random_state=spec.seed,
-                 n_jobs=os.cpu_count() or 1, ints_in_interval=3, callbacks=Report(), callbacks_every_iters=50,
-                 verbose=False)
+    model = TSNE(
+        n_components=2,
+        perplexity=spec.perplexity,
+        n_iter=spec.iterations,
+        random_state=spec.seed,
+        n_jobs=os.cpu_count() or 1,
+        ints_in_interval=3,
+        callbacks=Report(),
+        callbacks_every_iters=50,
+        verbose=False,
+    )
     return np.asarray(model.fit(x), dtype=np.float32)
 
 
@@ -219,8 +271,10 @@ def numba_cache_dir() -> Path:
     import sys
     from importlib.metadata import version
 
-    tag = "-".join([f"py{sys.version_info[0]}{sys.version_info[1]}"]
-                   + [f"{name}{version(name)}" for name in ("numba", "umap-learn", "pynndescent")])
+    tag = "-".join(
+        [f"py{sys.version_info[0]}{sys.version_info[1]}"]
+        + [f"{name}{version(name)}" for name in ("numba", "umap-learn", "pynndescent")]
+    )
     return cache_dir() / "numba" / tag
 
 
@@ -298,8 +352,13 @@ def _fit_umap(x: np.ndarray, spec: EmbedSpec) -> np.ndarray:
 
     _cache_compiled_functions()
     knn = exact_neighbours(x, spec.n_neighbors)
-    reducer = umap_learn.UMAP(n_neighbors=spec.n_neighbors, min_dist=spec.min_dist, random_state=spec.seed,
-                              n_components=2, precomputed_knn=(*knn, None))
+    reducer = umap_learn.UMAP(
+        n_neighbors=spec.n_neighbors,
+        min_dist=spec.min_dist,
+        random_state=spec.seed,
+        n_components=2,
+        precomputed_knn=(*knn, None),
+    )
     with warnings.catch_warnings():  # a seed makes umap-learn single-threaded, and it warns; that is the deal
         warnings.filterwarnings("ignore", message="n_jobs value")
         return np.asarray(reducer.fit_transform(x), dtype=np.float32)
@@ -309,8 +368,10 @@ def _from_numba_cache(error: BaseException) -> bool:
     """Whether an error was raised while numba read its disk cache (a damaged or foreign file)."""
     import traceback
 
-    return any(frame.f_code.co_filename.replace("\\", "/").endswith("numba/core/caching.py")
-               for frame, _ in traceback.walk_tb(error.__traceback__))
+    return any(
+        frame.f_code.co_filename.replace("\\", "/").endswith("numba/core/caching.py")
+        for frame, _ in traceback.walk_tb(error.__traceback__)
+    )
 
 
 def umap(x: np.ndarray, spec: EmbedSpec, progress: Progress | None = None) -> np.ndarray:
@@ -345,8 +406,9 @@ def warm_up() -> float:
     return time.perf_counter() - start
 
 
-def compute(spec: EmbedSpec, mnist: Mnist, model: nn.Module | None = None,
-            reporter: Reporter = NULL_REPORTER) -> Embedding:
+def compute(
+    spec: EmbedSpec, mnist: Mnist, model: nn.Module | None = None, reporter: Reporter = NULL_REPORTER
+) -> Embedding:
     """One map, from the subset to the coordinates. `model` is needed when the source is a checkpoint.
 
     The reporter gets "stage" and "progress" (a fraction of the map) events; once reporter.stop is set,
@@ -379,8 +441,14 @@ def compute(spec: EmbedSpec, mnist: Mnist, model: nn.Module | None = None,
         coords = tsne(reduced, spec, progress)
     else:
         coords = umap(reduced, spec, progress)
-    return Embedding(spec, np.ascontiguousarray(coords, dtype=np.float32), indices, labels[indices],
-                     time.perf_counter() - start, share if spec.method == "pca" else None)
+    return Embedding(
+        spec,
+        np.ascontiguousarray(coords, dtype=np.float32),
+        indices,
+        labels[indices],
+        time.perf_counter() - start,
+        share if spec.method == "pca" else None,
+    )
 
 
 # Rough seconds per 1,000 digits on a 2-core CPU (benchmarks/results/embeddings.txt: UMAP of 10,000 in 12.8 s;
@@ -456,7 +524,9 @@ def knn_separation(coords: np.ndarray, labels: np.ndarray, k: int = 10) -> Separ
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("MNIST_CACHE_DIR") or shared_runs_dir() / "embeddings")  # server-wide: alike for every visitor
+    return Path(
+        os.environ.get("MNIST_CACHE_DIR") or shared_runs_dir() / "embeddings"
+    )  # server-wide: alike for every visitor
 
 
 def file_digest(path: Path) -> str:
@@ -501,8 +571,15 @@ def load_cached(key: str, labels: np.ndarray, directory: Path | None = None) -> 
             return None
     except Exception:  # safetensors raises its own error types for damaged files; any damage means "recompute"
         return None
-    return Embedding(spec, coords, indices, labels[indices], meta.get("seconds", 0.0),
-                     arrays.get("explained_variance"), {"cached": True})
+    return Embedding(
+        spec,
+        coords,
+        indices,
+        labels[indices],
+        meta.get("seconds", 0.0),
+        arrays.get("explained_variance"),
+        {"cached": True},
+    )
 
 
 def find_cached(key: str, labels: np.ndarray) -> Embedding | None:

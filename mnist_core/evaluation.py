@@ -16,8 +16,9 @@ from .saliency import private_view
 
 
 @torch.no_grad()
-def test_probabilities(model: nn.Module, split: TensorSplit, batch_size: int = 250,
-                       progress: Callable[[float], None] | None = None) -> np.ndarray:
+def test_probabilities(
+    model: nn.Module, split: TensorSplit, batch_size: int = 250, progress: Callable[[float], None] | None = None
+) -> np.ndarray:
     """Softmax outputs (N, 10) for a whole split, in order; progress(share done) after each batch.
 
     Small batches keep the peak memory low (a conv net's activations for 2,000 digits are hundreds of MB; the

@@ -60,10 +60,17 @@ def _layer_code(m: nn.Module, hints: dict, indent: str, classes: list[type]) -> 
         code += (f", stride={stride}" if stride != 1 else "") + (f", padding={padding}" if padding else "")
         return code + (", bias=False" if m.bias is None else "") + ")"
     if t in (nn.MaxPool2d, nn.AvgPool2d):
-        kernel, stride, padding = (_pair(m.kernel_size, "kernel"), _pair(m.stride, "stride"),
-                                   _pair(m.padding, "padding"))
-        return (f"nn.{t.__name__}({kernel}" + (f", stride={stride}" if stride != kernel else "")
-                + (f", padding={padding}" if padding else "") + ")")
+        kernel, stride, padding = (
+            _pair(m.kernel_size, "kernel"),
+            _pair(m.stride, "stride"),
+            _pair(m.padding, "padding"),
+        )
+        return (
+            f"nn.{t.__name__}({kernel}"
+            + (f", stride={stride}" if stride != kernel else "")
+            + (f", padding={padding}" if padding else "")
+            + ")"
+        )
     if t in (nn.BatchNorm1d, nn.BatchNorm2d):
         return f"nn.{t.__name__}({m.num_features})"
     if t is nn.Dropout:
@@ -84,11 +91,16 @@ def _layer_code(m: nn.Module, hints: dict, indent: str, classes: list[type]) -> 
         return f"nn.{t.__name__}()"
     inner = indent + "    "
     if t is nn.Sequential:
-        return "nn.Sequential(\n" + "".join(f"{inner}{_layer_code(c, hints, inner, classes)},\n" for c in m) + f"{indent})"
+        return (
+            "nn.Sequential(\n" + "".join(f"{inner}{_layer_code(c, hints, inner, classes)},\n" for c in m) + f"{indent})"
+        )
     if t is Columns:
         classes.append(Columns)
-        return "Columns([\n" + "".join(f"{inner}{_layer_code(c, hints, inner, classes)},\n"
-                                       for c in m.columns) + f"{indent}])"
+        return (
+            "Columns([\n"
+            + "".join(f"{inner}{_layer_code(c, hints, inner, classes)},\n" for c in m.columns)
+            + f"{indent}])"
+        )
     raise ExportError(f"its {t.__name__} layer is not supported by the script export")
 
 
@@ -106,20 +118,32 @@ def net_code(model: nn.Module, arch: str, model_config: dict) -> str:
         for layer in model:
             x = layer(x)
             shapes.append(" x ".join(map(str, x.shape[1:])))
-    lines = [f"            {_layer_code(layer, hints, '            ', classes)},  # -> {shape}"
-             for layer, shape in zip(model, shapes)]
+    lines = [
+        f"            {_layer_code(layer, hints, '            ', classes)},  # -> {shape}"
+        for layer, shape in zip(model, shapes)
+    ]
     card = describe(model)
     helpers = "".join(inspect.getsource(cls) + "\n\n" for cls in dict.fromkeys(classes))
     settings = ", ".join(f"{k}={v}" for k, v in model_config.items()) if model_config else "default settings"
     if arch == "stack":
         settings = "layers: " + ", ".join(model_config.get("layers", ()))
-    code = helpers + "class Net(nn.Sequential):\n" + "{doc}" + \
-        "    def __init__(self):\n        super().__init__(\n" + "\n".join(lines) + "\n        )\n"
-    init = ("The layers are built in the same order as in MNIST Lab, so one seed gives the same initial weights"
-            if _same_init(code.replace("{doc}", ""), arch, model_config) else
-            "MNIST Lab builds these layers in another order, so a seed gives other initial weights than there")
-    doc = (f'    """{arch} ({settings}): {card.params:,} parameters, {card.macs:,} multiply-adds per image.\n\n'
-           f'    {init};\n    the state_dict keys match the exported .safetensors file.\n    """\n\n')
+    code = (
+        helpers
+        + "class Net(nn.Sequential):\n"
+        + "{doc}"
+        + "    def __init__(self):\n        super().__init__(\n"
+        + "\n".join(lines)
+        + "\n        )\n"
+    )
+    init = (
+        "The layers are built in the same order as in MNIST Lab, so one seed gives the same initial weights"
+        if _same_init(code.replace("{doc}", ""), arch, model_config)
+        else "MNIST Lab builds these layers in another order, so a seed gives other initial weights than there"
+    )
+    doc = (
+        f'    """{arch} ({settings}): {card.params:,} parameters, {card.macs:,} multiply-adds per image.\n\n'
+        f'    {init};\n    the state_dict keys match the exported .safetensors file.\n    """\n\n'
+    )
     return code.replace("{doc}", doc, 1)
 
 
@@ -220,8 +244,10 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch
 
 def _optimizer_code(c: TrainConfig) -> str:
     if c.optimizer == "sgd":
-        return ("torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, nesterov=NESTEROV, "
-                "weight_decay=WEIGHT_DECAY)")
+        return (
+            "torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, nesterov=NESTEROV, "
+            "weight_decay=WEIGHT_DECAY)"
+        )
     if c.optimizer == "rmsprop":
         return "torch.optim.RMSprop(model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)"
     name = {"adam": "Adam", "adamw": "AdamW", "adagrad": "Adagrad", "adadelta": "Adadelta"}[c.optimizer]
@@ -243,15 +269,21 @@ def _scheduler_code(c: TrainConfig) -> str | None:
 def recipe_of(meta: dict) -> TrainConfig:
     """The checkpoint's training config, or ExportError when a standalone script cannot reproduce it."""
     if not isinstance(meta.get("train_config"), dict):
-        raise ExportError(f"checkpoint {meta.get('name')!r} has no training recipe in its JSON, so there is no "
-                          "training script to write; export its weights (safetensors) or ONNX instead")
+        raise ExportError(
+            f"checkpoint {meta.get('name')!r} has no training recipe in its JSON, so there is no "
+            "training script to write; export its weights (safetensors) or ONNX instead"
+        )
     config = TrainConfig.from_dict(meta["train_config"])
     if config.init_checkpoint:
-        raise ExportError(f"checkpoint {meta['name']!r} was fine-tuned from {config.init_checkpoint!r}; a standalone "
-                          "script trains from scratch and cannot reproduce that: export its weights or ONNX instead")
+        raise ExportError(
+            f"checkpoint {meta['name']!r} was fine-tuned from {config.init_checkpoint!r}; a standalone "
+            "script trains from scratch and cannot reproduce that: export its weights or ONNX instead"
+        )
     if config.drawings_share > 0:
-        raise ExportError(f"checkpoint {meta['name']!r} trained on your saved drawings, which a standalone script "
-                          "does not have: export its weights or ONNX instead")
+        raise ExportError(
+            f"checkpoint {meta['name']!r} trained on your saved drawings, which a standalone script "
+            "does not have: export its weights or ONNX instead"
+        )
     return config
 
 
@@ -272,10 +304,12 @@ def script_text(info: CheckpointInfo) -> str:
     acc_text = f"{acc:.2%}" if acc is not None else "no recorded"
     file_name = f"{info.name}.py"
 
-    recipe = [f"SEED = {c.seed}  # fixes the initial weights, the data order, dropout and augmentation",
-              f"EPOCHS = {c.epochs}",
-              f"BATCH_SIZE = {c.batch_size}",
-              f"LR = {c.lr!r}  # {'peak ' if scheduler else ''}learning rate ({c.optimizer})"]
+    recipe = [
+        f"SEED = {c.seed}  # fixes the initial weights, the data order, dropout and augmentation",
+        f"EPOCHS = {c.epochs}",
+        f"BATCH_SIZE = {c.batch_size}",
+        f"LR = {c.lr!r}  # {'peak ' if scheduler else ''}learning rate ({c.optimizer})",
+    ]
     if uses_momentum:
         recipe.append(f"MOMENTUM = {c.momentum!r}")
     if c.optimizer == "sgd":
@@ -287,8 +321,10 @@ def script_text(info: CheckpointInfo) -> str:
     if c.grad_clip > 0:
         recipe.append(f"GRAD_CLIP = {c.grad_clip!r}  # max gradient norm")
     if augmenting:
-        recipe += [f"ROTATION = {c.rotation!r}  # augmentation: max rotation in degrees",
-                   f"SHIFT = {c.shift!r}  # augmentation: max shift in pixels"]
+        recipe += [
+            f"ROTATION = {c.rotation!r}  # augmentation: max rotation in degrees",
+            f"SHIFT = {c.shift!r}  # augmentation: max shift in pixels",
+        ]
     if c.val_size:
         recipe.append(f"VAL_SIZE = {c.val_size}  # training images held out for validation")
     if c.train_subset:
@@ -301,7 +337,7 @@ def script_text(info: CheckpointInfo) -> str:
 
     body = [
         "def main() -> None:",
-        '    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])',
+        "    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])",
         '    parser.add_argument("--data", type=Path, default=Path("data/mnist"),',
         '                        help="folder of the four MNIST IDX files, .gz or raw (default: data/mnist)")',
         '    parser.add_argument("--epochs", type=int, default=EPOCHS)',
@@ -339,8 +375,10 @@ def script_text(info: CheckpointInfo) -> str:
         "    order_gen = torch.Generator().manual_seed(args.seed)  # the data order, its own stream",
     ]
     if augmenting:
-        body += ["    augment_gen = torch.Generator().manual_seed(args.seed + 2)  # augmentation draws, their own stream",
-                 "    background = (0.0 - mean) / std  # a black pixel, standardized: what augmentation pads with"]
+        body += [
+            "    augment_gen = torch.Generator().manual_seed(args.seed + 2)  # augmentation draws, their own stream",
+            "    background = (0.0 - mean) / std  # a black pixel, standardized: what augmentation pads with",
+        ]
     body += [
         "    torch.manual_seed(args.seed + 1)  # dropout",
         "    steps_per_epoch = math.ceil(len(y_train) / BATCH_SIZE)",
@@ -371,8 +409,10 @@ def script_text(info: CheckpointInfo) -> str:
         body.append("            nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)")
     body.append("            optimizer.step()")
     if scheduler:
-        body += ["            if step + 1 < total_steps:  # the schedule ends on the last step",
-                 "                scheduler.step()"]
+        body += [
+            "            if step + 1 < total_steps:  # the schedule ends on the last step",
+            "                scheduler.step()",
+        ]
     body += [
         "            step += 1",
         "            seen += len(y)",
@@ -390,8 +430,10 @@ def script_text(info: CheckpointInfo) -> str:
         '                f"test loss {test_loss:.4f} acc {test_accuracy:.2%}")',
     ]
     if c.val_size:
-        body += ["        val_loss, val_accuracy = evaluate(model, x_val, y_val)",
-                 '        line += f" | val loss {val_loss:.4f} acc {val_accuracy:.2%}"']
+        body += [
+            "        val_loss, val_accuracy = evaluate(model, x_val, y_val)",
+            '        line += f" | val loss {val_loss:.4f} acc {val_accuracy:.2%}"',
+        ]
     body += [
         '        print(line + f" | {time.perf_counter() - start:.1f}s", flush=True)',
         "        if args.max_batches and step >= args.max_batches:",
@@ -455,12 +497,20 @@ def onnx_bytes(model: nn.Module) -> bytes:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the legacy exporter announces its deprecation
-                torch.onnx.export(model, (torch.zeros(1, 1, 28, 28),), str(path), dynamo=False,
-                                  input_names=["image"], output_names=["logits"], opset_version=ONNX_OPSET,
-                                  dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}})
+                torch.onnx.export(
+                    model,
+                    (torch.zeros(1, 1, 28, 28),),
+                    str(path),
+                    dynamo=False,
+                    input_names=["image"],
+                    output_names=["logits"],
+                    opset_version=ONNX_OPSET,
+                    dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
+                )
         except Exception as exc:  # torch.onnx raises many kinds for an unsupported layer
-            raise ExportError(f"this model cannot be exported to ONNX: {type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0][:200]}") from None
+            raise ExportError(
+                f"this model cannot be exported to ONNX: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            ) from None
         return path.read_bytes()
 
 
@@ -501,9 +551,11 @@ def curves_csv(meta: dict) -> str:
 def run_file_makers(info: CheckpointInfo) -> dict[str, Callable[[], bytes]]:
     """File name -> a function that makes its bytes: the weights (safetensors), the run's JSON, its curves
     (CSV). Functions, so a page can offer the downloads without reading megabytes of weights on every rerun."""
-    return {f"{info.name}.safetensors": info.weights_path.read_bytes,
-            f"{info.name}.json": lambda: json.dumps(info.meta, indent=1).encode(),
-            f"{info.name}-curves.csv": lambda: curves_csv(info.meta).encode()}
+    return {
+        f"{info.name}.safetensors": info.weights_path.read_bytes,
+        f"{info.name}.json": lambda: json.dumps(info.meta, indent=1).encode(),
+        f"{info.name}-curves.csv": lambda: curves_csv(info.meta).encode(),
+    }
 
 
 def run_files(info: CheckpointInfo) -> dict[str, bytes]:
@@ -533,7 +585,9 @@ def _target(out: str | Path, default_name: str, is_folder: bool, force: bool) ->
     if not parent.is_dir():
         raise ExportError(f"cannot write to {text!r}: the folder {str(parent)!r} does not exist")
     if not os.access(parent, os.W_OK) or (folder.exists() and not os.access(folder, os.W_OK)):
-        raise ExportError(f"cannot write to {text!r}: no permission to write in {str(folder if folder.exists() else parent)!r}")
+        raise ExportError(
+            f"cannot write to {text!r}: no permission to write in {str(folder if folder.exists() else parent)!r}"
+        )
     if is_folder and folder.exists() and not folder.is_dir():
         raise ExportError(f"{text!r} is a file; the safetensors export writes a folder of three files")
     if not is_folder and path.exists() and not force:
@@ -541,8 +595,9 @@ def _target(out: str | Path, default_name: str, is_folder: bool, force: bool) ->
     return path
 
 
-def export(name: str, fmt: str, out: str | Path, force: bool = False, test_images: torch.Tensor | None = None
-           ) -> tuple[list[Path], str]:
+def export(
+    name: str, fmt: str, out: str | Path, force: bool = False, test_images: torch.Tensor | None = None
+) -> tuple[list[Path], str]:
     """Write checkpoint NAME in format fmt to out; returns (written paths, a one-line summary)."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
@@ -561,8 +616,10 @@ def export(name: str, fmt: str, out: str | Path, force: bool = False, test_image
         summary = f"wrote {path} (ONNX opset {ONNX_OPSET})"
         if test_images is not None:
             check = check_onnx(data, model, test_images)
-            summary += (f"; onnxruntime and PyTorch agree on {check['agree']:,} of {check['total']:,} test digits "
-                        f"(largest logit difference {check['max_abs_diff']:.1e})")
+            summary += (
+                f"; onnxruntime and PyTorch agree on {check['agree']:,} of {check['total']:,} test digits "
+                f"(largest logit difference {check['max_abs_diff']:.1e})"
+            )
     else:
         files = {path / file_name: content for file_name, content in run_files(info).items()}
         existing = [p for p in files if p.exists()]

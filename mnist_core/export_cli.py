@@ -13,8 +13,10 @@ from .stack import texts, validate
 from .train import ConfigError, TrainConfig
 
 PROG = "python -m mnist_core"
-LAYERS_HELP = ('build your own net: a layer stack such as "conv 16 3, relu, bn, pool 2, flatten, linear 10", '
-               "or the path of a JSON file holding a list of layers (implies --arch stack)")
+LAYERS_HELP = (
+    'build your own net: a layer stack such as "conv 16 3, relu, bn, pool 2, flatten, linear 10", '
+    "or the path of a JSON file holding a list of layers (implies --arch stack)"
+)
 
 
 def _is_file(text: str) -> bool:
@@ -61,15 +63,25 @@ def add_export_parser(sub) -> None:
 
     export = sub.add_parser("export", help="write a checkpoint as a training script, ONNX, or its files")
     export.add_argument("name", help="checkpoint name (see `list`)")
-    export.add_argument("--format", required=True, choices=FORMATS,
-                        help="script: a standalone PyTorch training script; onnx: the model for onnxruntime and "
-                             "others; safetensors: a folder with the weights, the run's JSON and its curves as CSV")
-    export.add_argument("--out", required=True,
-                        help="file to write (script, onnx; an existing folder gets NAME.py / NAME.onnx) or the "
-                             "folder to create (safetensors)")
+    export.add_argument(
+        "--format",
+        required=True,
+        choices=FORMATS,
+        help="script: a standalone PyTorch training script; onnx: the model for onnxruntime and "
+        "others; safetensors: a folder with the weights, the run's JSON and its curves as CSV",
+    )
+    export.add_argument(
+        "--out",
+        required=True,
+        help="file to write (script, onnx; an existing folder gets NAME.py / NAME.onnx) or the "
+        "folder to create (safetensors)",
+    )
     export.add_argument("--force", action="store_true", help="replace files that exist")
-    export.add_argument("--no-check", action="store_true",
-                        help="onnx: skip running the exported model in onnxruntime on the 10,000 test digits")
+    export.add_argument(
+        "--no-check",
+        action="store_true",
+        help="onnx: skip running the exported model in onnxruntime on the 10,000 test digits",
+    )
 
 
 def cmd_export(args) -> int:

@@ -15,13 +15,35 @@ import math
 from dataclasses import field
 
 
-def setting(default=None, help: str = "", *, unit: str = "", label: str | None = None, title: str | None = None,
-            min=None, max=None,
-            above=None, below=None, choices=None, optional: bool = False, step=None, ui: bool = True,
-            cli: bool = True, default_factory=None):
+def setting(
+    default=None,
+    help: str = "",
+    *,
+    unit: str = "",
+    label: str | None = None,
+    title: str | None = None,
+    min=None,
+    max=None,
+    above=None,
+    below=None,
+    choices=None,
+    optional: bool = False,
+    step=None,
+    ui: bool = True,
+    cli: bool = True,
+    default_factory=None,
+):
     meta = {"help": help, "unit": unit, "optional": optional, "ui": ui, "cli": cli}
-    for key, value in (("label", label), ("title", title), ("min", min), ("max", max), ("above", above), ("below", below),
-                       ("choices", tuple(choices) if choices is not None else None), ("step", step)):
+    for key, value in (
+        ("label", label),
+        ("title", title),
+        ("min", min),
+        ("max", max),
+        ("above", above),
+        ("below", below),
+        ("choices", tuple(choices) if choices is not None else None),
+        ("step", step),
+    ):
         if value is not None:
             meta[key] = value
     if default_factory is not None:
@@ -43,7 +65,7 @@ def kind_of(f) -> type | None:
     each value of the list); None for others (dicts)."""
     text = _annotation(f)
     if is_list(f):
-        text = text[len("tuple["):]
+        text = text[len("tuple[") :]
     return {"int": int, "float": float, "bool": bool, "str": str}.get(text.split(" ")[0].split("|")[0].rstrip(","))
 
 
@@ -93,8 +115,11 @@ def problem(f, value) -> str | None:
         if not isinstance(value, tuple):
             return f"{name} must be a list (got {value!r})"
         if not value:
-            return f"{name} must not be empty" if "choices" not in meta else \
-                f"choose at least one of {', '.join(map(str, meta['choices']))}"
+            return (
+                f"{name} must not be empty"
+                if "choices" not in meta
+                else f"choose at least one of {', '.join(map(str, meta['choices']))}"
+            )
         for v in value:  # each value against the field's kind, choices and range
             if message := _value_problem(f, v):
                 return message
@@ -124,8 +149,12 @@ def _value_problem(f, value) -> str | None:
         return f"unknown {name} {value!r}; choose one of {', '.join(map(str, meta['choices']))}"
     if kind in (int, float):
         low_in, low_out, high_in, high_out = (meta.get(k) for k in ("min", "above", "max", "below"))
-        if ((low_in is not None and value < low_in) or (low_out is not None and value <= low_out)
-                or (high_in is not None and value > high_in) or (high_out is not None and value >= high_out)):
+        if (
+            (low_in is not None and value < low_in)
+            or (low_out is not None and value <= low_out)
+            or (high_in is not None and value > high_in)
+            or (high_out is not None and value >= high_out)
+        ):
             return f"{name} must be {range_text(f)} (got {number(value)})"
     return None
 
@@ -142,7 +171,9 @@ def check_overrides(cls, overrides: dict, what: str, error=ValueError) -> None:
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(overrides) - known)
     if unknown:
-        raise error(f"{what}: unknown setting {', '.join(map(repr, unknown))}; the settings are: {', '.join(sorted(known))}")
+        raise error(
+            f"{what}: unknown setting {', '.join(map(repr, unknown))}; the settings are: {', '.join(sorted(known))}"
+        )
 
 
 def flag_help(f) -> str:

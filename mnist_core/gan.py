@@ -62,26 +62,48 @@ class GanConfigError(ValueError):
 class GanConfig:
     # Each setting's help, range and choices sit next to it (mnist_core.fields): the `gan` CLI flags and
     # validate() are generated from them.
-    variant: str = setting("dcgan", "mlp: fully connected G and D, fast; dcgan: transposed convolutions, sharper "
-                                    "digits", label="GAN variant", choices=VARIANTS)
+    variant: str = setting(
+        "dcgan",
+        "mlp: fully connected G and D, fast; dcgan: transposed convolutions, sharper digits",
+        label="GAN variant",
+        choices=VARIANTS,
+    )
     latent: int = setting(64, "Length of the noise vector z.", label="latent size", min=1, max=512)
     width: int = setting(32, "Base channels (dcgan) or 8x hidden units (mlp).", min=4, max=256)
     g_lr: float = setting(2e-4, "Generator learning rate.", label="generator learning rate", above=0, max=10)
     d_lr: float = setting(2e-4, "Discriminator learning rate.", label="discriminator learning rate", above=0, max=10)
-    beta1: float = setting(0.5, "Adam's first beta; 0.5 is the DCGAN paper's choice.", label="Adam beta1", min=0,
-                           below=1)
+    beta1: float = setting(
+        0.5, "Adam's first beta; 0.5 is the DCGAN paper's choice.", label="Adam beta1", min=0, below=1
+    )
     beta2: float = setting(0.999, "Adam's second beta.", label="Adam beta2", min=0, below=1)
     batch_size: int = setting(128, "Images per step.", label="batch size", min=1, max=60_000)
     epochs: int = setting(5, "Full passes over the training images.", min=1, max=200)
-    label_smoothing: float = setting(0.1, "One-sided: real images are labelled 1 - this for the discriminator.",
-                                     label="label smoothing", min=0, below=0.5)
+    label_smoothing: float = setting(
+        0.1,
+        "One-sided: real images are labelled 1 - this for the discriminator.",
+        label="label smoothing",
+        min=0,
+        below=0.5,
+    )
     seed: int = setting(0, "Fixes the initial weights, the noise and the data order.", min=0, max=2**32 - 1)
-    grid_per_class: int = setting(8, "Fixed-noise samples per class drawn after every epoch.",
-                                  label="samples per class in the grid", min=1, max=32)
-    max_batches: int | None = setting(None, "Stop after this many batches (smoke runs).", label="max batches",
-                                      min=1, optional=True)
-    max_seconds: float | None = setting(None, "Stop after this long, keeping what was learned (a host's per-run cap).",
-                                        label="max seconds", unit="seconds", above=0, optional=True)
+    grid_per_class: int = setting(
+        8,
+        "Fixed-noise samples per class drawn after every epoch.",
+        label="samples per class in the grid",
+        min=1,
+        max=32,
+    )
+    max_batches: int | None = setting(
+        None, "Stop after this many batches (smoke runs).", label="max batches", min=1, optional=True
+    )
+    max_seconds: float | None = setting(
+        None,
+        "Stop after this long, keeping what was learned (a host's per-run cap).",
+        label="max seconds",
+        unit="seconds",
+        above=0,
+        optional=True,
+    )
     device: str = setting("auto", "auto, cpu, cuda, cuda:N or mps.")
 
     def validate(self) -> None:
@@ -101,13 +123,27 @@ class Generator(nn.Module):
         w, z = config.width, config.latent + CLASSES
         if config.variant == "mlp":
             self.net = nn.Sequential(
-                nn.Linear(z, 4 * w), nn.LeakyReLU(0.2), nn.Linear(4 * w, 8 * w), nn.BatchNorm1d(8 * w),
-                nn.LeakyReLU(0.2), nn.Linear(8 * w, 784), nn.Tanh(), nn.Unflatten(1, (1, 28, 28)))
+                nn.Linear(z, 4 * w),
+                nn.LeakyReLU(0.2),
+                nn.Linear(4 * w, 8 * w),
+                nn.BatchNorm1d(8 * w),
+                nn.LeakyReLU(0.2),
+                nn.Linear(8 * w, 784),
+                nn.Tanh(),
+                nn.Unflatten(1, (1, 28, 28)),
+            )
         else:
             self.net = nn.Sequential(
-                nn.Linear(z, 2 * w * 49), nn.Unflatten(1, (2 * w, 7, 7)), nn.BatchNorm2d(2 * w), nn.ReLU(),
-                nn.ConvTranspose2d(2 * w, w, 4, 2, 1), nn.BatchNorm2d(w), nn.ReLU(),  # 7 -> 14
-                nn.ConvTranspose2d(w, 1, 4, 2, 1), nn.Tanh())  # 14 -> 28
+                nn.Linear(z, 2 * w * 49),
+                nn.Unflatten(1, (2 * w, 7, 7)),
+                nn.BatchNorm2d(2 * w),
+                nn.ReLU(),
+                nn.ConvTranspose2d(2 * w, w, 4, 2, 1),
+                nn.BatchNorm2d(w),
+                nn.ReLU(),  # 7 -> 14
+                nn.ConvTranspose2d(w, 1, 4, 2, 1),
+                nn.Tanh(),
+            )  # 14 -> 28
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Images in [-1, 1], (N, 1, 28, 28)."""
@@ -121,14 +157,27 @@ class Discriminator(nn.Module):
         w = config.width
         if config.variant == "mlp":
             self.embed = nn.Embedding(CLASSES, CLASSES)
-            self.net = nn.Sequential(nn.Linear(784 + CLASSES, 8 * w), nn.LeakyReLU(0.2), nn.Dropout(0.3),
-                                     nn.Linear(8 * w, 4 * w), nn.LeakyReLU(0.2), nn.Dropout(0.3), nn.Linear(4 * w, 1))
+            self.net = nn.Sequential(
+                nn.Linear(784 + CLASSES, 8 * w),
+                nn.LeakyReLU(0.2),
+                nn.Dropout(0.3),
+                nn.Linear(8 * w, 4 * w),
+                nn.LeakyReLU(0.2),
+                nn.Dropout(0.3),
+                nn.Linear(4 * w, 1),
+            )
         else:
             self.embed = nn.Embedding(CLASSES, 784)  # the label as a second image channel
             self.net = nn.Sequential(
-                nn.Conv2d(2, w, 4, 2, 1), nn.LeakyReLU(0.2),  # 28 -> 14
-                nn.Conv2d(w, 2 * w, 4, 2, 1), nn.BatchNorm2d(2 * w), nn.LeakyReLU(0.2),  # 14 -> 7
-                nn.Flatten(), nn.Dropout(0.3), nn.Linear(2 * w * 49, 1))
+                nn.Conv2d(2, w, 4, 2, 1),
+                nn.LeakyReLU(0.2),  # 28 -> 14
+                nn.Conv2d(w, 2 * w, 4, 2, 1),
+                nn.BatchNorm2d(2 * w),
+                nn.LeakyReLU(0.2),  # 14 -> 7
+                nn.Flatten(),
+                nn.Dropout(0.3),
+                nn.Linear(2 * w * 49, 1),
+            )
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """One logit per image: real (high) or generated (low), given the class it claims to be."""
@@ -149,7 +198,9 @@ def fixed_noise(config: GanConfig, per_class: int | None = None, seed: int | Non
 
 def tanh_range_to_uint8(images: torch.Tensor) -> np.ndarray:
     """Generated images, a tensor (N, 1, 28, 28) in [-1, 1] -> uint8 pixels (N, 28, 28) as an array, for showing."""
-    return (from_tanh_range(images.detach().float().cpu().clamp(-1, 1)) * 255).round().to(torch.uint8).squeeze(1).numpy()
+    return (
+        (from_tanh_range(images.detach().float().cpu().clamp(-1, 1)) * 255).round().to(torch.uint8).squeeze(1).numpy()
+    )
 
 
 @torch.no_grad()
@@ -192,14 +243,21 @@ class Judge:
         self.real_cov = np.cov(self.real_features, rowvar=False)
         rng = np.random.default_rng(0)
         # The yardstick for the Frechet distance: real training digits (as many as quality_samples draws).
-        train_pick = np.concatenate([rng.choice(np.flatnonzero(mnist.train_labels.numpy() == c), 100, replace=False)
-                                     for c in range(CLASSES)])
+        train_pick = np.concatenate(
+            [rng.choice(np.flatnonzero(mnist.train_labels.numpy() == c), 100, replace=False) for c in range(CLASSES)]
+        )
         train_feats = self.features(to_tanh_range(mnist.train_images[train_pick]).unsqueeze(1))[0]
-        self.real_frechet = frechet_distance(train_feats.mean(0), np.cov(train_feats, rowvar=False),
-                                             self.real_mean, self.real_cov)
-        self.real_diversity = np.array([
-            mean_pairwise_distance(self.real_features[rng.choice(np.flatnonzero(real_labels == c), real_per_class,
-                                                                 replace=False)]) for c in range(CLASSES)])
+        self.real_frechet = frechet_distance(
+            train_feats.mean(0), np.cov(train_feats, rowvar=False), self.real_mean, self.real_cov
+        )
+        self.real_diversity = np.array(
+            [
+                mean_pairwise_distance(
+                    self.real_features[rng.choice(np.flatnonzero(real_labels == c), real_per_class, replace=False)]
+                )
+                for c in range(CLASSES)
+            ]
+        )
 
     def features(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """(features in the real digits' top principal directions, predicted classes) for images in [-1, 1]."""
@@ -226,8 +284,11 @@ class Judge:
     def score(self, images: torch.Tensor, labels: np.ndarray) -> Quality:
         feats, predicted = self.features(images)
         diversity = np.array([mean_pairwise_distance(feats[labels == c]) for c in range(CLASSES)])
-        return Quality(float((predicted == labels).mean()), diversity / self.real_diversity,
-                       frechet_distance(feats.mean(0), np.cov(feats, rowvar=False), self.real_mean, self.real_cov))
+        return Quality(
+            float((predicted == labels).mean()),
+            diversity / self.real_diversity,
+            frechet_distance(feats.mean(0), np.cov(feats, rowvar=False), self.real_mean, self.real_cov),
+        )
 
 
 @dataclass
@@ -237,8 +298,11 @@ class Quality:
     frechet: float  # Frechet distance to the real test set in the classifier's feature space
 
     def as_dict(self) -> dict:
-        return {"conditional_accuracy": self.conditional_accuracy, "diversity": [float(d) for d in self.diversity],
-                "frechet": self.frechet}
+        return {
+            "conditional_accuracy": self.conditional_accuracy,
+            "diversity": [float(d) for d in self.diversity],
+            "frechet": self.frechet,
+        }
 
 
 def mean_pairwise_distance(features: np.ndarray) -> float:
@@ -287,8 +351,12 @@ def planned_steps(config: GanConfig, train_size: int = 60_000) -> int:
     return min(full, config.max_batches or full)
 
 
-def train_gan(config: GanConfig, mnist: Mnist, judge: Judge | Callable[[], Judge | None] | None = None,
-              reporter: Reporter = NULL_REPORTER) -> GanResult:
+def train_gan(
+    config: GanConfig,
+    mnist: Mnist,
+    judge: Judge | Callable[[], Judge | None] | None = None,
+    reporter: Reporter = NULL_REPORTER,
+) -> GanResult:
     """Alternate D and G steps over MNIST; after each epoch draw the fixed-noise grid and score quality.
 
     judge may be a function returning the Judge (or None to skip scoring): it is called at the first
@@ -331,7 +399,7 @@ def train_gan(config: GanConfig, mnist: Mnist, judge: Judge | Callable[[], Judge
                     status = "stopped"
                     message = f"stopped after {config.max_seconds:g} s (this host's time limit per run) at step {step}"
                     break
-                idx = order[i:i + config.batch_size]
+                idx = order[i : i + config.batch_size]
                 real, y = images[idx], labels[idx]
                 n = len(y)
                 z = torch.randn(n, config.latent, device=device)
@@ -339,8 +407,9 @@ def train_gan(config: GanConfig, mnist: Mnist, judge: Judge | Callable[[], Judge
                 fake = g(z, fake_y)
                 # Discriminator: real images of their class -> real, generated ones -> fake.
                 d_real, d_fake = d(real, y), d(fake.detach(), fake_y)
-                d_loss = (F.binary_cross_entropy_with_logits(d_real, torch.full_like(d_real, real_target))
-                          + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake)))
+                d_loss = F.binary_cross_entropy_with_logits(
+                    d_real, torch.full_like(d_real, real_target)
+                ) + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))
                 opt_d.zero_grad(set_to_none=True)
                 d_loss.backward()
                 opt_d.step()
@@ -351,9 +420,16 @@ def train_gan(config: GanConfig, mnist: Mnist, judge: Judge | Callable[[], Judge
                 g_loss.backward()
                 opt_g.step()
                 step += 1
-                record = {"step": step, "epoch": epoch, "steps_per_epoch": per_epoch, "g_loss": float(g_loss.detach()),
-                          "d_loss": float(d_loss.detach()), "d_real": float(torch.sigmoid(d_real.detach()).mean()),
-                          "d_fake": float(torch.sigmoid(d_fake.detach()).mean()), "elapsed": time.perf_counter() - start}
+                record = {
+                    "step": step,
+                    "epoch": epoch,
+                    "steps_per_epoch": per_epoch,
+                    "g_loss": float(g_loss.detach()),
+                    "d_loss": float(d_loss.detach()),
+                    "d_real": float(torch.sigmoid(d_real.detach()).mean()),
+                    "d_fake": float(torch.sigmoid(d_fake.detach()).mean()),
+                    "elapsed": time.perf_counter() - start,
+                }
                 if not math.isfinite(record["g_loss"] + record["d_loss"]):
                     raise FloatingPointError(f"the losses became NaN at step {step}; lower the learning rates")
                 if step % 10 == 1:
@@ -440,8 +516,9 @@ def reproduce_command(config: GanConfig, name: str | None = None) -> str:
     return " ".join(parts)
 
 
-def save_gan(result: GanResult, name: str, directory: Path | None = None, extra: dict | None = None, *,
-             overwrite: bool = True) -> str:
+def save_gan(
+    result: GanResult, name: str, directory: Path | None = None, extra: dict | None = None, *, overwrite: bool = True
+) -> str:
     """Save a GAN run's weights, grids and metadata; returns the name it was saved under.
 
     Whole or absent: the files are written under temporary names, and under the folder's lock the
@@ -456,16 +533,26 @@ def save_gan(result: GanResult, name: str, directory: Path | None = None, extra:
     tensors.update({f"d.{k}": v.detach().cpu().contiguous() for k, v in result.discriminator.state_dict().items()})
     if result.grids:
         tensors["grids"] = torch.from_numpy(np.stack(result.grids))
-    meta = {"name": name, "kind": "cgan", "config": dataclasses.asdict(result.config), "status": result.status,
-            "message": result.message, "steps": result.steps, "epochs": result.epochs,
-            "train_seconds": round(result.seconds, 1), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "command": reproduce_command(result.config, name), **(extra or {})}
+    meta = {
+        "name": name,
+        "kind": "cgan",
+        "config": dataclasses.asdict(result.config),
+        "status": result.status,
+        "message": result.message,
+        "steps": result.steps,
+        "epochs": result.epochs,
+        "train_seconds": round(result.seconds, 1),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "command": reproduce_command(result.config, name),
+        **(extra or {}),
+    }
     weights_path, meta_path = directory / f"{name}.safetensors", directory / f"{name}.json"
     with folder_lock(directory):
         if meta_path.exists():
             if not overwrite:
-                raise CheckpointExistsError(f"a GAN run named {name!r} already exists; choose another name "
-                                            "or replace it (--overwrite)")
+                raise CheckpointExistsError(
+                    f"a GAN run named {name!r} already exists; choose another name or replace it (--overwrite)"
+                )
             meta_path.unlink()  # from here until the last rename the run is absent, never half old and half new
         atomic_write(weights_path, lambda tmp: safetensors.torch.save_file(tensors, tmp))
         write_json_atomic(meta_path, meta)  # last: the run exists from this rename on
@@ -518,11 +605,14 @@ class GanCheckpoint:
         config = self.meta["config"]
         if not isinstance(config, dict):
             raise TypeError("config is not a mapping")
-        self.config = GanConfig(**{k: v for k, v in config.items()
-                                   if k in {f.name for f in dataclasses.fields(GanConfig)}})
+        self.config = GanConfig(
+            **{k: v for k, v in config.items() if k in {f.name for f in dataclasses.fields(GanConfig)}}
+        )
         self.config.validate()
         for key in ("epochs", "steps"):
-            if not isinstance(self.meta.get(key, []), list) or not all(isinstance(e, dict) for e in self.meta.get(key, [])):
+            if not isinstance(self.meta.get(key, []), list) or not all(
+                isinstance(e, dict) for e in self.meta.get(key, [])
+            ):
                 raise TypeError(f"{key} is not a list of records")
 
     @property
@@ -542,8 +632,12 @@ class GanCheckpoint:
 
 def has_quality(epoch: dict) -> bool:
     try:
-        return (0 <= float(epoch["conditional_accuracy"]) <= 1 and math.isfinite(float(epoch["frechet"]))
-                and len(epoch["diversity"]) == CLASSES and all(math.isfinite(float(x)) for x in epoch["diversity"]))
+        return (
+            0 <= float(epoch["conditional_accuracy"]) <= 1
+            and math.isfinite(float(epoch["frechet"]))
+            and len(epoch["diversity"]) == CLASSES
+            and all(math.isfinite(float(x)) for x in epoch["diversity"])
+        )
     except (KeyError, TypeError, ValueError):
         return False
 
@@ -587,7 +681,9 @@ def load_gan(checkpoint: GanCheckpoint) -> tuple[Generator, np.ndarray | None]:
     except Exception as exc:  # safetensors and load_state_dict raise their own types; say which file
         raise CheckpointError(f"{checkpoint.weights_path}: not a usable GAN checkpoint ({exc})") from None
     grids = tensors["grids"].numpy() if "grids" in tensors else None
-    if grids is not None and (grids.ndim != 4 or grids.shape[1:] != (CLASSES * checkpoint.config.grid_per_class, 28, 28)):
+    if grids is not None and (
+        grids.ndim != 4 or grids.shape[1:] != (CLASSES * checkpoint.config.grid_per_class, 28, 28)
+    ):
         grids = None  # not the shape this config draws: show none rather than a wrong one
     return generator.eval(), grids
 

@@ -17,17 +17,26 @@ from .fields import add_flags
 from .gan import GanConfig, GanConfigError, default_run_name, gan_dir, gan_exists, validate_gan_name
 
 PROG = "python -m mnist_core"
+
+
 def add_gan_parser(sub) -> None:
     p = sub.add_parser("gan", help="train the conditional GAN and save it (runs/gans/, shown on the GAN page)")
     add_flags(p, GanConfig)  # every GanConfig field, its help and range from the field
     p.add_argument("--name", help="run name (default: cgan-DATE-TIME-XXXX)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing GAN run of that name")
-    p.add_argument("--judge", metavar="CHECKPOINT",
-                   help="classifier that scores the samples (default: the most accurate shipped one)")
+    p.add_argument(
+        "--judge",
+        metavar="CHECKPOINT",
+        help="classifier that scores the samples (default: the most accurate shipped one)",
+    )
     p.add_argument("--no-judge", action="store_true", help="do not score the samples (faster; no quality figures)")
     p.add_argument("--data", type=Path, help="folder of MNIST IDX files (default: $MNIST_DATA_DIR, else bundled)")
-    p.add_argument("--backend", choices=("local", "threads", "ray"), default="local",
-                   help="local: a worker process (default); threads: in this process; ray: a Ray cluster")
+    p.add_argument(
+        "--backend",
+        choices=("local", "threads", "ray"),
+        default="local",
+        help="local: a worker process (default); threads: in this process; ray: a Ray cluster",
+    )
     p.add_argument("--ray-address", help="the Ray cluster (auto, or host:port; default: $MNIST_RAY_ADDRESS)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
 
@@ -50,8 +59,10 @@ def epoch_line(kind: str, data: dict) -> str | None:
         return None
     line = f"epoch {data['epoch']}: step {data['steps']}, {data['elapsed']:.0f} s"
     if "conditional_accuracy" in data:
-        line += (f", conditional accuracy {data['conditional_accuracy']:.1%}, lowest class diversity "
-                 f"{min(data['diversity']):.2f}, Frechet {data['frechet']:.1f}")
+        line += (
+            f", conditional accuracy {data['conditional_accuracy']:.1%}, lowest class diversity "
+            f"{min(data['diversity']):.2f}, Frechet {data['frechet']:.1f}"
+        )
     return line
 
 
@@ -63,8 +74,9 @@ def cmd_gan(args) -> int:
         config = dataclasses.asdict(config_from_args(args))
         name = validate_gan_name(args.name or default_run_name())
         if gan_exists(name) and not args.overwrite:  # before training: a refusal after it would cost the run
-            raise CheckpointExistsError(f"a GAN run named {name!r} already exists; choose another --name or "
-                                        "replace it with --overwrite")
+            raise CheckpointExistsError(
+                f"a GAN run named {name!r} already exists; choose another --name or replace it with --overwrite"
+            )
     except (GanConfigError, CheckpointError) as exc:
         print(f"{PROG} gan: error: {exc}", file=sys.stderr)
         return 2
@@ -77,8 +89,10 @@ def cmd_gan(args) -> int:
     if state is None:
         return code
     result = state.result or {}
-    print(f"{state.status}: {len(result.get('epochs', []))} epoch(s) drawn, {state.seconds:.1f} s"
-          + (f" ({state.message})" if state.message and state.status != "failed" else ""))
+    print(
+        f"{state.status}: {len(result.get('epochs', []))} epoch(s) drawn, {state.seconds:.1f} s"
+        + (f" ({state.message})" if state.message and state.status != "failed" else "")
+    )
     if not result.get("saved"):
         print("nothing learned, nothing saved" if state.status != "failed" else "nothing saved")
         return 1

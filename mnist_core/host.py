@@ -28,8 +28,11 @@ EXISTING_FOLDERS = {  # these are read, so they must exist
 }
 
 
-BACKENDS = {"processes": "a pool of worker processes, the default", "threads": "threads of the server",
-            "ray": "a Ray cluster or a local Ray"}
+BACKENDS = {
+    "processes": "a pool of worker processes, the default",
+    "threads": "threads of the server",
+    "ray": "a Ray cluster or a local Ray",
+}
 
 
 @dataclass(frozen=True)
@@ -46,37 +49,83 @@ class HostedLimit:
 # Sized for a 2-core host with 0.7-2.7 GB of memory (Streamlit Community Cloud's range) and a class of about
 # 30 visitors. Figures from benchmarks/results/ (footprint, time_to_99, embeddings), CPU torch on 2 cores.
 HOSTED_LIMITS = (
-    HostedLimit("MNIST_MAX_JOBS", "2", "1", "jobs (training, comparison, GAN, transfer, map) running at once",
-                "one per core of a 2-core host; a job's worker holds 170-300 MB, so the app (450-900 MB) and two "
-                "workers fit in 1.5 GB"),
-    HostedLimit("MNIST_MAX_QUEUED", "10", "20", "jobs waiting for a free slot",
-                "a third of a class of 30; beyond that a visitor is told to come back rather than wait an hour"),
-    HostedLimit("MNIST_MAX_EPOCHS", "5", "no limit", "epochs one job may ask for (a GAN's, a transfer's and a "
-                "map's epoch are defined by the job: see the refusal)",
-                "an epoch of the fast CNN takes 17-25 s on 2 cores; 5 is the GAN page's default"),
-    HostedLimit("MNIST_MAX_RUN_SECONDS", "300", "no limit", "seconds one job may run before it is stopped "
-                "(ended cleanly, what it learned kept)",
-                "5 minutes: with 2 slots and a queue of 10, the last in the queue waits at most about 25 minutes"),
-    HostedLimit("MNIST_MAX_COMPARE_RUNS", "10", "40", "training runs (arms x seeds) one comparison may hold",
-                "5 arms x 2 seeds of a one-epoch run (17-25 s each) fit in the 300 s one job may run"),
-    HostedLimit("MNIST_MAX_PARALLEL", "1", "the machine's cores", "runs of one comparison trained at once",
-                "parallel runs take the cores the other visitors' jobs and pages need"),
-    HostedLimit("MNIST_MAX_MAP_POINTS", "10000", "70,000 (every digit)", "digits one PCA, t-SNE or UMAP map may use",
-                "UMAP of 10,000 digits takes 13 s, of 70,000 53 s, t-SNE of 70,000 120 s; every browser that views "
-                "a map receives all its points"),
-    HostedLimit("MNIST_OWNER_QUOTA_MB", "50", "no quota", "megabytes of runs and drawings one visitor may keep",
-                "a checkpoint is 0.07-5 MB (the shipped ones), so ten runs or more each; 30 visitors stay under "
-                "1.5 GB of disk"),
-    HostedLimit("MNIST_OWNER_IDLE_HOURS", "24", "kept", "hours after which an unseen visitor's runs and drawings "
-                "are removed", "a class's work survives the day, and the disk does not fill over weeks"),
+    HostedLimit(
+        "MNIST_MAX_JOBS",
+        "2",
+        "1",
+        "jobs (training, comparison, GAN, transfer, map) running at once",
+        "one per core of a 2-core host; a job's worker holds 170-300 MB, so the app (450-900 MB) and two "
+        "workers fit in 1.5 GB",
+    ),
+    HostedLimit(
+        "MNIST_MAX_QUEUED",
+        "10",
+        "20",
+        "jobs waiting for a free slot",
+        "a third of a class of 30; beyond that a visitor is told to come back rather than wait an hour",
+    ),
+    HostedLimit(
+        "MNIST_MAX_EPOCHS",
+        "5",
+        "no limit",
+        "epochs one job may ask for (a GAN's, a transfer's and a map's epoch are defined by the job: see the refusal)",
+        "an epoch of the fast CNN takes 17-25 s on 2 cores; 5 is the GAN page's default",
+    ),
+    HostedLimit(
+        "MNIST_MAX_RUN_SECONDS",
+        "300",
+        "no limit",
+        "seconds one job may run before it is stopped (ended cleanly, what it learned kept)",
+        "5 minutes: with 2 slots and a queue of 10, the last in the queue waits at most about 25 minutes",
+    ),
+    HostedLimit(
+        "MNIST_MAX_COMPARE_RUNS",
+        "10",
+        "40",
+        "training runs (arms x seeds) one comparison may hold",
+        "5 arms x 2 seeds of a one-epoch run (17-25 s each) fit in the 300 s one job may run",
+    ),
+    HostedLimit(
+        "MNIST_MAX_PARALLEL",
+        "1",
+        "the machine's cores",
+        "runs of one comparison trained at once",
+        "parallel runs take the cores the other visitors' jobs and pages need",
+    ),
+    HostedLimit(
+        "MNIST_MAX_MAP_POINTS",
+        "10000",
+        "70,000 (every digit)",
+        "digits one PCA, t-SNE or UMAP map may use",
+        "UMAP of 10,000 digits takes 13 s, of 70,000 53 s, t-SNE of 70,000 120 s; every browser that views "
+        "a map receives all its points",
+    ),
+    HostedLimit(
+        "MNIST_OWNER_QUOTA_MB",
+        "50",
+        "no quota",
+        "megabytes of runs and drawings one visitor may keep",
+        "a checkpoint is 0.07-5 MB (the shipped ones), so ten runs or more each; 30 visitors stay under 1.5 GB of disk",
+    ),
+    HostedLimit(
+        "MNIST_OWNER_IDLE_HOURS",
+        "24",
+        "kept",
+        "hours after which an unseen visitor's runs and drawings are removed",
+        "a class's work survives the day, and the disk does not fill over weeks",
+    ),
 )
 HOSTED_DEFAULTS = {limit.variable: limit.hosted for limit in HOSTED_LIMITS}
 HOSTED_SWITCHES = (  # (what, why): off in hosted mode, on locally; MNIST_HOSTED alone decides them
-    ("Downloads (pretrained backbone weights on the Transfer page)",
-     "a visitor could start a 528 MB download into the server's disk and memory"),
-    ("UMAP warm-up (numba compiles UMAP in the background at start)",
-     "it holds about 150 MB (numba, llvmlite, scikit-learn) and a core for 48 s at start, for a map a visitor "
-     "may never ask for; the first UMAP map waits for the compile instead"),
+    (
+        "Downloads (pretrained backbone weights on the Transfer page)",
+        "a visitor could start a 528 MB download into the server's disk and memory",
+    ),
+    (
+        "UMAP warm-up (numba compiles UMAP in the background at start)",
+        "it holds about 150 MB (numba, llvmlite, scikit-learn) and a core for 48 s at start, for a map a visitor "
+        "may never ask for; the first UMAP map waits for the compile instead",
+    ),
 )
 
 
@@ -117,8 +166,9 @@ def _whole(env: Mapping[str, str], name: str, meaning: str) -> int | None:
     if not raw:
         return None
     if not re.fullmatch(r"\+?\d+", raw) or int(raw) < 1:
-        raise HostSettingError(f"{name}={env[name]!r} is not valid: it takes a whole number of at least 1 "
-                               f"({meaning}), or leave it unset")
+        raise HostSettingError(
+            f"{name}={env[name]!r} is not valid: it takes a whole number of at least 1 ({meaning}), or leave it unset"
+        )
     return int(raw)
 
 
@@ -131,8 +181,9 @@ def _positive(env: Mapping[str, str], name: str, meaning: str, unit: str = "a nu
     except ValueError:
         value = math.nan
     if not math.isfinite(value) or value <= 0:
-        raise HostSettingError(f"{name}={env[name]!r} is not valid: it takes {unit} above 0 ({meaning}), "
-                               "or leave it unset for no limit")
+        raise HostSettingError(
+            f"{name}={env[name]!r} is not valid: it takes {unit} above 0 ({meaning}), or leave it unset for no limit"
+        )
     return value
 
 
@@ -153,8 +204,10 @@ def _ray_address(env: Mapping[str, str], name: str) -> str | None:
     host, _, port = raw.removeprefix("ray://").rpartition(":")
     if raw == "auto" or (host and not any(c.isspace() for c in host) and port.isdigit() and 0 < int(port) < 65536):
         return raw
-    raise HostSettingError(f"{name}={env[name]!r} is not valid: it takes auto (the cluster this machine belongs "
-                           "to) or host:port (the address `ray start --head` prints), or leave it unset")
+    raise HostSettingError(
+        f"{name}={env[name]!r} is not valid: it takes auto (the cluster this machine belongs "
+        "to) or host:port (the address `ray start --head` prints), or leave it unset"
+    )
 
 
 def _folder(env: Mapping[str, str], name: str, meaning: str, must_exist: bool) -> Path | None:
@@ -170,8 +223,9 @@ def _folder(env: Mapping[str, str], name: str, meaning: str, must_exist: bool) -
         problem = "does not exist"
     else:
         return path
-    raise HostSettingError(f"{name}={raw!r} is not valid: it {problem}; it takes {meaning} (a folder), "
-                           "or leave it unset for the default")
+    raise HostSettingError(
+        f"{name}={raw!r} is not valid: it {problem}; it takes {meaning} (a folder), or leave it unset for the default"
+    )
 
 
 def hosted(environ: Mapping[str, str] | None = None) -> bool:
@@ -179,8 +233,10 @@ def hosted(environ: Mapping[str, str] | None = None) -> bool:
     env = os.environ if environ is None else environ
     value = env.get("MNIST_HOSTED", "").strip().lower()
     if value not in TRUE + FALSE:
-        raise HostSettingError(f"MNIST_HOSTED={env['MNIST_HOSTED']!r} is not valid: it takes 1 (a public, hosted app) "
-                               "or 0 (a local app), or leave it unset")
+        raise HostSettingError(
+            f"MNIST_HOSTED={env['MNIST_HOSTED']!r} is not valid: it takes 1 (a public, hosted app) "
+            "or 0 (a local app), or leave it unset"
+        )
     return value in TRUE
 
 
@@ -206,12 +262,15 @@ def settings(environ: Mapping[str, str] | None = None) -> HostSettings:
         backend=_choice(env, "MNIST_BACKEND", BACKENDS, "processes"),
         workers=_whole(env, "MNIST_WORKERS", "how many worker processes run jobs; unset means MNIST_MAX_JOBS"),
         ray_address=_ray_address(env, "MNIST_RAY_ADDRESS"),
-        max_compare_runs=_whole(env, "MNIST_MAX_COMPARE_RUNS",
-                                "how many training runs one comparison may hold; unset means 40") or 40,
+        max_compare_runs=_whole(
+            env, "MNIST_MAX_COMPARE_RUNS", "how many training runs one comparison may hold; unset means 40"
+        )
+        or 40,
         max_queued=_whole(env, "MNIST_MAX_QUEUED", "how many jobs may wait for a free slot; unset means 20") or 20,
         owner_quota_mb=_positive(env, "MNIST_OWNER_QUOTA_MB", "megabytes of runs and drawings one visitor may keep"),
-        owner_idle_hours=_positive(env, "MNIST_OWNER_IDLE_HOURS",
-                                   "hours after which an unseen visitor's runs and drawings are removed"),
+        owner_idle_hours=_positive(
+            env, "MNIST_OWNER_IDLE_HOURS", "hours after which an unseen visitor's runs and drawings are removed"
+        ),
         max_parallel=_whole(env, "MNIST_MAX_PARALLEL", "how many runs of one comparison train at once"),
         max_map_points=_whole(env, "MNIST_MAX_MAP_POINTS", "how many digits one map may use"),
     )
@@ -226,11 +285,27 @@ def describe_limits(environ: Mapping[str, str] | None = None) -> list[dict[str, 
     for limit in HOSTED_LIMITS:
         own = env.get(limit.variable, "").strip()
         value = own or (limit.hosted if current.hosted else limit.local)
-        rows.append({"setting": limit.variable, "in force": value, "local default": limit.local,
-                     "hosted default": limit.hosted, "bounds": limit.bounds, "why": limit.why})
+        rows.append(
+            {
+                "setting": limit.variable,
+                "in force": value,
+                "local default": limit.local,
+                "hosted default": limit.hosted,
+                "bounds": limit.bounds,
+                "why": limit.why,
+            }
+        )
     for what, why in HOSTED_SWITCHES:
-        rows.append({"setting": "MNIST_HOSTED", "in force": "off" if current.hosted else "on", "local default": "on",
-                     "hosted default": "off", "bounds": what, "why": why})
+        rows.append(
+            {
+                "setting": "MNIST_HOSTED",
+                "in force": "off" if current.hosted else "on",
+                "local default": "on",
+                "hosted default": "off",
+                "bounds": what,
+                "why": why,
+            }
+        )
     return rows
 
 
@@ -238,8 +313,10 @@ def limits_table(environ: Mapping[str, str] | None = None) -> str:
     """describe_limits() as a Markdown table (setting, local default, hosted default, what it bounds, why)."""
     lines = ["| Setting | Local default | Hosted default | What it bounds | Why this value |", "|---|---|---|---|---|"]
     for row in describe_limits(environ):
-        lines.append(f"| `{row['setting']}` | {row['local default']} | {row['hosted default']} | {row['bounds']} "
-                     f"| {row['why']} |")
+        lines.append(
+            f"| `{row['setting']}` | {row['local default']} | {row['hosted default']} | {row['bounds']} "
+            f"| {row['why']} |"
+        )
     return "\n".join(lines)
 
 

@@ -25,20 +25,29 @@ BACKENDS = ("local", "threads", "ray")
 
 
 def add_backend_options(p) -> None:
-    p.add_argument("--backend", choices=BACKENDS, default="local",
-                   help="local: a worker process (default); threads: in this process; ray: a Ray cluster")
-    p.add_argument("--ray-address", help="the Ray cluster (auto, or host:port; default: $MNIST_RAY_ADDRESS, else a "
-                                         "local Ray)")
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="local",
+        help="local: a worker process (default); threads: in this process; ray: a Ray cluster",
+    )
+    p.add_argument(
+        "--ray-address", help="the Ray cluster (auto, or host:port; default: $MNIST_RAY_ADDRESS, else a local Ray)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def csv(kind):
     """An argparse type: a comma-separated list of kind."""
+
     def parse(text: str) -> list:
         try:
             return [kind(part.strip()) for part in text.split(",") if part.strip()]
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {kind.__name__}, got {text!r}") from None
+            raise argparse.ArgumentTypeError(
+                f"expected a comma-separated list of {kind.__name__}, got {text!r}"
+            ) from None
+
     parse.__name__ = f"list of {kind.__name__}"
     return parse
 
@@ -56,8 +65,12 @@ def add_job_parsers(sub) -> None:
     p.add_argument("--preset", choices=list(PRESETS), default="fast", help="the base setup (default: fast)")
     p.add_argument("--arch", choices=list(REGISTRY), help="the base architecture (default: the preset's)")
     p.add_argument("--vary", choices=list(DIMENSIONS), default="optimizer", help="the setting to vary")
-    p.add_argument("--values", type=csv(str), help=f"its values, comma-separated (optimizer: {', '.join(OPTIMIZER_ARMS)}; "
-                   f"arch: {', '.join(REGISTRY)}; bn: {', '.join(BN_POSITIONS)}; depth: numbers of hidden layers)")
+    p.add_argument(
+        "--values",
+        type=csv(str),
+        help=f"its values, comma-separated (optimizer: {', '.join(OPTIMIZER_ARMS)}; "
+        f"arch: {', '.join(REGISTRY)}; bn: {', '.join(BN_POSITIONS)}; depth: numbers of hidden layers)",
+    )
     p.add_argument("--seeds", type=csv(int), default=[0], help="seeds, comma-separated (default: 0)")
     # The base setup's settings (default: the preset's), with the Compare page's fields, help and ranges.
     add_flags(p, TrainConfig, COMPARE_RUN_FIELDS + COMPARE_RECIPE_FIELDS)
@@ -94,8 +107,14 @@ class JobBar:
                 from tqdm import tqdm
 
                 # disable=None: the bar shows only on a terminal (no carriage returns in a log or a pipe)
-                self.bar = tqdm(total=1000, file=self.stream, disable=None, leave=False, mininterval=0.2,
-                                bar_format="{l_bar}{bar}| {elapsed}<{remaining}")
+                self.bar = tqdm(
+                    total=1000,
+                    file=self.stream,
+                    disable=None,
+                    leave=False,
+                    mininterval=0.2,
+                    bar_format="{l_bar}{bar}| {elapsed}<{remaining}",
+                )
             self.bar.update(round(1000 * min(data["done"] / data["total"], 1.0)) - self.bar.n)
         elif name == "stage" and self.bar is not None:
             self.bar.set_description_str(str(data["stage"])[:40], refresh=False)
@@ -120,8 +139,15 @@ def run_job(kind: str, config: dict, args, name: str | None = None, overwrite: b
     logging.getLogger("mnist_core.runner").addHandler(logging.NullHandler())
     bar = JobBar(args.quiet, line=line)
     try:
-        state = run_to_end(kind, config, name=name, backend=args.backend, on_event=bar, overwrite=overwrite,
-                           ray_address=getattr(args, "ray_address", None))
+        state = run_to_end(
+            kind,
+            config,
+            name=name,
+            backend=args.backend,
+            on_event=bar,
+            overwrite=overwrite,
+            ray_address=getattr(args, "ray_address", None),
+        )
     except (JobRefused, RunnerError, ValueError) as exc:  # a bad setting, a name taken, a host limit, no Ray
         bar.close()
         print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
@@ -152,14 +178,23 @@ def compare_base_from_args(args):
 def cmd_compare(args) -> int:
     base = compare_base_from_args(args).to_dict()
     options = {k: getattr(args, k) for k in ("rate", "rotation", "shift") if getattr(args, k) is not None}
-    config = {"base": base, "dimension": args.vary, "values": args.values, "options": options, "seeds": args.seeds,
-              "parallel": args.parallel}
+    config = {
+        "base": base,
+        "dimension": args.vary,
+        "values": args.values,
+        "options": options,
+        "seeds": args.seeds,
+        "parallel": args.parallel,
+    }
 
     def line(name, data):
         if name == "run_end":
-            return f"run {data['index'] + 1}: {data['status']}, test accuracy {_percent(data.get('test_accuracy'))}, " \
-                   f"{data['seconds']:.1f} s"
+            return (
+                f"run {data['index'] + 1}: {data['status']}, test accuracy {_percent(data.get('test_accuracy'))}, "
+                f"{data['seconds']:.1f} s"
+            )
         return None
+
     state, code = run_job("compare", config, args, args.name, args.overwrite, line)
     if state is None:
         return code
@@ -167,8 +202,10 @@ def cmd_compare(args) -> int:
     runs = result.get("runs", [])
     print(f"{'run':40} {'arm':18} {'seed':>5} {'status':15} {'test acc':>9} {'seconds':>8}")
     for run in runs:
-        print(f"{run['name']:40} {run['arm']:18} {run['seed']:>5} {run['status']:15} "
-              f"{_percent(run.get('test_accuracy')):>9} {run['seconds']:>8.1f}")
+        print(
+            f"{run['name']:40} {run['arm']:18} {run['seed']:>5} {run['status']:15} "
+            f"{_percent(run.get('test_accuracy')):>9} {run['seconds']:>8.1f}"
+        )
     for arm in dict.fromkeys(r["arm"] for r in runs):
         scores = [100 * r["test_accuracy"] for r in runs if r["arm"] == arm and r.get("test_accuracy") is not None]
         if scores:
@@ -195,9 +232,11 @@ def cmd_transfer(args) -> int:
     if state is None:
         return code
     for arm in (state.result or {}).get("results", []):
-        print(f"{arm['label']}: test accuracy {_percent(arm['test_accuracy'])}, {arm['labels']} labelled digits, "
-              f"{arm['trainable_params']:,} trainable parameters, {arm['seconds']:.1f} s"
-              + (f" ({arm['stopped']})" if arm["stopped"] else ""))
+        print(
+            f"{arm['label']}: test accuracy {_percent(arm['test_accuracy'])}, {arm['labels']} labelled digits, "
+            f"{arm['trainable_params']:,} trainable parameters, {arm['seconds']:.1f} s"
+            + (f" ({arm['stopped']})" if arm["stopped"] else "")
+        )
     print(f"{state.status}: {state.message}")
     return end_code(state)
 
@@ -221,8 +260,10 @@ def cmd_embed(args) -> int:
         return code
     print(f"{state.status}: {state.message}")
     if state.status == DONE:
-        print(f"saved the map in {Path(cache_dir()) / (state.result['key'] + '.safetensors')} "
-              "(the Embeddings page shows it)")
+        print(
+            f"saved the map in {Path(cache_dir()) / (state.result['key'] + '.safetensors')} "
+            "(the Embeddings page shows it)"
+        )
     return end_code(state)
 
 

@@ -37,8 +37,10 @@ def epoch_cap(limits, asked: int, what: str) -> None:
     """Refuse work over MNIST_MAX_EPOCHS, saying what an epoch is for this kind."""
     cap = getattr(limits, "max_epochs", None)
     if cap is not None and asked > cap:
-        raise refuse(f"this host allows at most {cap} epochs per run (MNIST_MAX_EPOCHS; {what}); "
-                     f"you asked for {asked}", "max_epochs")
+        raise refuse(
+            f"this host allows at most {cap} epochs per run (MNIST_MAX_EPOCHS; {what}); you asked for {asked}",
+            "max_epochs",
+        )
 
 
 def seconds_cap(limits, asked: float | None) -> float | None:
@@ -111,9 +113,15 @@ class TrainView:
     def on_event(self, kind: str, d: dict) -> None:
         if kind == "batch":
             last = self.batch_curve[-1] if self.batch_curve else {"loss": d["loss"], "accuracy": d["accuracy"]}
-            self.batch_curve.append({"step": d["step"], "loss": SMOOTHING * last["loss"] + (1 - SMOOTHING) * d["loss"],
-                                     "raw_loss": d["loss"], "raw_accuracy": d["accuracy"],
-                                     "accuracy": SMOOTHING * last["accuracy"] + (1 - SMOOTHING) * d["accuracy"]})
+            self.batch_curve.append(
+                {
+                    "step": d["step"],
+                    "loss": SMOOTHING * last["loss"] + (1 - SMOOTHING) * d["loss"],
+                    "raw_loss": d["loss"],
+                    "raw_accuracy": d["accuracy"],
+                    "accuracy": SMOOTHING * last["accuracy"] + (1 - SMOOTHING) * d["accuracy"],
+                }
+            )
             self._update_rate(d["elapsed"], d["step"])
             if len(self.batch_curve) > MAX_CURVE_POINTS:
                 self.batch_curve = self.batch_curve[::2]
@@ -131,7 +139,9 @@ class TrainView:
         if elapsed - mark_time < 1.0:
             return
         rate = (step - mark_step) / (elapsed - mark_time)
-        self.steps_per_s = rate if not self.steps_per_s else RATE_SMOOTHING * self.steps_per_s + (1 - RATE_SMOOTHING) * rate
+        self.steps_per_s = (
+            rate if not self.steps_per_s else RATE_SMOOTHING * self.steps_per_s + (1 - RATE_SMOOTHING) * rate
+        )
         self._rate_mark = (elapsed, step)
 
 
@@ -181,8 +191,9 @@ def train_outcome(result) -> tuple[str, str]:
     return (STOPPED if result.status == "stopped" else FAILED), result.message
 
 
-def run_training(config, data, name: str, runs_dir: str | Path | None, overwrite: bool, reporter: Reporter,
-                 extra: dict | None = None) -> dict:
+def run_training(
+    config, data, name: str, runs_dir: str | Path | None, overwrite: bool, reporter: Reporter, extra: dict | None = None
+) -> dict:
     """fit() with a checkpoint after every scored epoch (marked partial until the run ends) and at the end.
 
     Raises (ConfigError, CheckpointError) when the start checkpoint or the drawings cannot be read."""
@@ -196,8 +207,13 @@ def run_training(config, data, name: str, runs_dir: str | Path | None, overwrite
 
     def save_epoch(partial) -> None:
         try:
-            save(partial, name, runs_dir, extra={**(extra or {}), "partial": True},
-                 overwrite=overwrite or saved["partial"])
+            save(
+                partial,
+                name,
+                runs_dir,
+                extra={**(extra or {}), "partial": True},
+                overwrite=overwrite or saved["partial"],
+            )
             saved["partial"] = True
         except (OSError, ValueError) as exc:  # the run goes on; the final save says what went wrong
             saved["problem"] = str(exc)
@@ -211,9 +227,17 @@ def run_training(config, data, name: str, runs_dir: str | Path | None, overwrite
             checkpoint = save(result, name, runs_dir, extra=extra, overwrite=overwrite or saved["partial"])
         except (OSError, ValueError) as exc:
             message += f" (the checkpoint could not be saved: {exc})"
-    return {"status": status, "message": message, "checkpoint": checkpoint, "train_status": result.status,
-            "steps": result.steps, "seconds": result.seconds, "test_accuracy": result.test_accuracy,
-            "history": result.history, "device": result.device}
+    return {
+        "status": status,
+        "message": message,
+        "checkpoint": checkpoint,
+        "train_status": result.status,
+        "steps": result.steps,
+        "seconds": result.seconds,
+        "test_accuracy": result.test_accuracy,
+        "history": result.history,
+        "device": result.device,
+    }
 
 
 def work_train(spec, reporter: Reporter) -> dict:
@@ -253,8 +277,10 @@ def prepare_compare(config: dict, limits) -> dict:
         raise CompareError("a comparison config is a mapping of settings")
     unknown = sorted(set(config) - {"base", "dimension", "values", "options", "seeds", "parallel", "arms"})
     if unknown:
-        raise CompareError(f"unknown comparison setting {unknown[0]!r}; the settings are base, dimension, values, "
-                           "options, seeds, parallel")
+        raise CompareError(
+            f"unknown comparison setting {unknown[0]!r}; the settings are base, dimension, values, "
+            "options, seeds, parallel"
+        )
     try:
         base = TrainConfig(**known_fields(TrainConfig, dict(config.get("base") or {}), ConfigError, "training"))
     except ConfigError as exc:
@@ -273,9 +299,15 @@ def prepare_compare(config: dict, limits) -> dict:
     if getattr(limits, "max_parallel", None) is not None:  # capped, not refused: the runs are the same, only slower
         parallel = min(parallel, limits.max_parallel)
     arms = build_arms(base, dimension, config.get("values"), **(config.get("options") or {}))
-    prepared = {"base": base.to_dict(), "dimension": dimension, "values": config.get("values"),
-                "options": dict(config.get("options") or {}), "seeds": list(seeds), "parallel": parallel,
-                "arms": [dataclasses.asdict(a) for a in arms]}
+    prepared = {
+        "base": base.to_dict(),
+        "dimension": dimension,
+        "values": config.get("values"),
+        "options": dict(config.get("options") or {}),
+        "seeds": list(seeds),
+        "parallel": parallel,
+        "arms": [dataclasses.asdict(a) for a in arms],
+    }
     _compare_plan(prepared)  # every run's settings, shapes and memory, before any starts
     return prepared
 
@@ -293,8 +325,10 @@ def compare_name(config: dict, name: str | None, overwrite: bool, runs_dir: str 
     specs = _compare_plan(config, name)
     taken = [] if overwrite else existing_runs(specs, Path(runs_dir) if runs_dir else None)
     if taken:
-        raise CompareError(f"saved runs named {', '.join(taken[:3])}{' ...' if len(taken) > 3 else ''} exist "
-                           "already; choose another comparison name, or allow replacing them")
+        raise CompareError(
+            f"saved runs named {', '.join(taken[:3])}{' ...' if len(taken) > 3 else ''} exist "
+            "already; choose another comparison name, or allow replacing them"
+        )
     return name
 
 
@@ -314,8 +348,10 @@ class CompareView:
         from .compare import RunState, count_params
 
         self.dimension = config["dimension"]
-        self.runs = [RunState(s, RunView(s.config.to_dict()), count_params(s.config.arch, s.config.model))
-                     for s in _compare_plan(config)]
+        self.runs = [
+            RunState(s, RunView(s.config.to_dict()), count_params(s.config.arch, s.config.model))
+            for s in _compare_plan(config)
+        ]
 
     def snapshot(self) -> CompareView:
         copied = copy.copy(self)
@@ -360,8 +396,12 @@ def work_compare(spec, reporter: Reporter) -> dict:
     if ended.count("failed") == len(ended):
         status = FAILED
         message += f": {outcomes[0]['message']}"
-    return {"status": status, "message": message, "name": name,
-            "runs": [{"arm": s.arm, "seed": s.seed, "name": s.name, **o} for s, o in zip(specs, outcomes)]}
+    return {
+        "status": status,
+        "message": message,
+        "name": name,
+        "runs": [{"arm": s.arm, "seed": s.seed, "name": s.name, **o} for s, o in zip(specs, outcomes)],
+    }
 
 
 # ---------------------------------------------------------------- gan
@@ -400,8 +440,9 @@ def gan_name(config: dict, name: str | None, overwrite: bool, runs_dir: str | Pa
 
     name = validate_gan_name(name or default_run_name())
     if not overwrite and gan_exists(name):
-        raise CheckpointExistsError(f"a GAN run named {name!r} already exists; choose another name or confirm "
-                                    "that it should be replaced")
+        raise CheckpointExistsError(
+            f"a GAN run named {name!r} already exists; choose another name or confirm that it should be replaced"
+        )
     return name
 
 
@@ -463,9 +504,13 @@ def work_gan(spec, reporter: Reporter) -> dict:
         mnist = load_mnist()
         judge = None
         if spec.config.get("judge", "") is not None:
-            judge = BackgroundJudge(lambda: gan_judge(spec.config.get("judge")), reporter.stop, on_wait=lambda:
-                                    reporter.stage("waiting for the judge (the classifier that scores the samples) "
-                                                   "to load"))
+            judge = BackgroundJudge(
+                lambda: gan_judge(spec.config.get("judge")),
+                reporter.stop,
+                on_wait=lambda: reporter.stage(
+                    "waiting for the judge (the classifier that scores the samples) to load"
+                ),
+            )
         result = train_gan(config, mnist, judge, reporter)
         saved, note = None, ""
         if result.grids:
@@ -474,13 +519,22 @@ def work_gan(spec, reporter: Reporter) -> dict:
     except Exception as exc:  # noqa: BLE001
         return _failed(exc)
     message = f"{result.message} {note}".strip()
-    capped = (config.max_batches is not None and not reporter.stopping
-              and result.message.startswith(f"stopped after {config.max_batches} batches"))
+    capped = (
+        config.max_batches is not None
+        and not reporter.stopping
+        and result.message.startswith(f"stopped after {config.max_batches} batches")
+    )
     status = {"finished": DONE, "failed": FAILED}.get(result.status, DONE if capped else STOPPED)
     if status == DONE and not message:
         message = f"trained {len(result.grids)} epoch(s)"
-    return {"status": status, "message": message, "saved": saved, "gan_status": result.status,
-            "epochs": result.epochs, "seconds": result.seconds}
+    return {
+        "status": status,
+        "message": message,
+        "saved": saved,
+        "gan_status": result.status,
+        "epochs": result.epochs,
+        "seconds": result.seconds,
+    }
 
 
 # ---------------------------------------------------------------- transfer
@@ -513,9 +567,11 @@ def prepare_transfer(config: dict, limits) -> dict:
         except BackboneUnavailable as exc:  # no torchvision: its message says what to use instead
             raise refuse(str(exc), "downloads") from None
         if not path.exists():
-            raise refuse(f"downloads are off on this host (MNIST_HOSTED=1) and {label}'s ImageNet weights are not "
-                         f"in the torch hub cache ({path}); choose the Fashion-MNIST CNN or EfficientNet-Lite0",
-                         "downloads")
+            raise refuse(
+                f"downloads are off on this host (MNIST_HOSTED=1) and {label}'s ImageNet weights are not "
+                f"in the torch hub cache ({path}); choose the Fashion-MNIST CNN or EfficientNet-Lite0",
+                "downloads",
+            )
     return {**dataclasses.asdict(transfer_config), "arms": list(transfer_config.arms)}
 
 
@@ -563,15 +619,19 @@ def work_transfer(spec, reporter: Reporter) -> dict:
     try:
         config = _transfer_config(spec.config)
         reporter.stage(f"loading the {config.backbone} backbone")
-        results = run_transfer(config, load_mnist(), backbone(config.backbone) if config.arms != ("scratch",) else None,
-                               reporter)
+        results = run_transfer(
+            config, load_mnist(), backbone(config.backbone) if config.arms != ("scratch",) else None, reporter
+        )
     except Exception as exc:  # noqa: BLE001 - a backbone that cannot load, a device that is not there...
         return _failed(exc)
     stopped = [r.stopped for r in results if r.stopped]
     scored = ", ".join(f"{r.arm} {r.test_accuracy:.2%}" for r in results if r.test_accuracy is not None)
     message = stopped[0] if stopped else f"test accuracy: {scored}"
-    return {"status": STOPPED if stopped or reporter.stopping else DONE, "message": message,
-            "results": [dataclasses.asdict(r) for r in results]}
+    return {
+        "status": STOPPED if stopped or reporter.stopping else DONE,
+        "message": message,
+        "results": [dataclasses.asdict(r) for r in results],
+    }
 
 
 # ---------------------------------------------------------------- embed (a map)
@@ -594,8 +654,11 @@ def prepare_embed(config: dict, limits) -> dict:
     spec.validate()
     cap = getattr(limits, "max_map_points", None)
     if cap is not None and spec.points > cap:
-        raise refuse(f"this host maps at most {cap:,} digits at once (MNIST_MAX_MAP_POINTS); you asked for "
-                     f"{spec.points:,}: choose {cap:,} or fewer", "max_map_points")
+        raise refuse(
+            f"this host maps at most {cap:,} digits at once (MNIST_MAX_MAP_POINTS); you asked for "
+            f"{spec.points:,}: choose {cap:,} or fewer",
+            "max_map_points",
+        )
     epoch_cap(limits, math.ceil(spec.points / 10_000), EMBED_EPOCH)
     if spec.source != "pixels":
         find(spec.source)  # CheckpointError (a ValueError) names a source that is not there
@@ -635,9 +698,15 @@ def work_embed(spec, reporter: Reporter) -> dict:
         return {"status": STOPPED, "message": f"{exc}; nothing was saved"}
     except Exception as exc:  # noqa: BLE001
         return _failed(exc)
-    return {"status": DONE, "message": f"{embed_spec.method} of {embed_spec.points:,} digits in {result.seconds:.1f} s",
-            "key": key, "coords": result.coords, "indices": result.indices, "seconds": result.seconds,
-            "explained_variance": result.explained_variance}
+    return {
+        "status": DONE,
+        "message": f"{embed_spec.method} of {embed_spec.points:,} digits in {result.seconds:.1f} s",
+        "key": key,
+        "coords": result.coords,
+        "indices": result.indices,
+        "seconds": result.seconds,
+        "explained_variance": result.explained_variance,
+    }
 
 
 # ---------------------------------------------------------------- scratch (the Under-the-hood engine)
@@ -649,7 +718,7 @@ def _scratch_configs(config: dict):
     from .scratch.net import NetConfig, ScratchError, TrainSettings
 
     if not isinstance(config, dict) or set(config) - {"net", "train"}:
-        raise ScratchError("a scratch config is {\"net\": NetConfig settings, \"train\": TrainSettings settings}")
+        raise ScratchError('a scratch config is {"net": NetConfig settings, "train": TrainSettings settings}')
     net = NetConfig(**known_fields(NetConfig, dict(config.get("net") or {}), ScratchError, "net"))
     settings = TrainSettings(**known_fields(TrainSettings, dict(config.get("train") or {}), ScratchError, "training"))
     return net, settings
@@ -706,8 +775,12 @@ def work_scratch(spec, reporter: Reporter) -> dict:
     capped = settings.max_batches is not None and result.steps >= settings.max_batches and not reporter.stopping
     status = DONE if result.status == "finished" or capped else STOPPED
     accuracy = f", test accuracy {result.test_accuracy:.2%}" if result.test_accuracy is not None else ""
-    return {"status": status, "message": f"{result.steps} steps in {result.seconds:.1f} s{accuracy}",
-            "net": net, "result": result}
+    return {
+        "status": status,
+        "message": f"{result.steps} steps in {result.seconds:.1f} s{accuracy}",
+        "net": net,
+        "result": result,
+    }
 
 
 # ---------------------------------------------------------------- the registry
@@ -728,18 +801,64 @@ class Kind:
 
 
 KINDS: dict[str, Kind] = {
-    "train": Kind("train", "training run", "pages/3_Train.py", "mnist_core.kinds:work_train", prepare_train,
-                  TrainView, epoch="one pass over the training images", settle_name=train_name),
-    "compare": Kind("compare", "comparison", "pages/9_Compare.py", "mnist_core.kinds:work_compare", prepare_compare,
-                    CompareView, runs=compare_runs, epoch=EPOCH_OF_A_RUN, settle_name=compare_name),
-    "gan": Kind("gan", "GAN", "pages/8_GAN.py", "mnist_core.kinds:work_gan", prepare_gan, GanView, epoch=GAN_EPOCH,
-                settle_name=gan_name),
-    "transfer": Kind("transfer", "transfer run", "pages/10_Transfer.py", "mnist_core.kinds:work_transfer",
-                     prepare_transfer, TransferView, epoch=TRANSFER_EPOCH),
-    "embed": Kind("embed", "map", "pages/2_Embeddings.py", "mnist_core.kinds:work_embed", prepare_embed, ProgressView,
-                  epoch=EMBED_EPOCH),
-    "scratch": Kind("scratch", "from-scratch training", "pages/4_Under_the_hood.py", "mnist_core.kinds:work_scratch",
-                    prepare_scratch, ScratchView, epoch="one pass over the training images"),
+    "train": Kind(
+        "train",
+        "training run",
+        "pages/3_Train.py",
+        "mnist_core.kinds:work_train",
+        prepare_train,
+        TrainView,
+        epoch="one pass over the training images",
+        settle_name=train_name,
+    ),
+    "compare": Kind(
+        "compare",
+        "comparison",
+        "pages/9_Compare.py",
+        "mnist_core.kinds:work_compare",
+        prepare_compare,
+        CompareView,
+        runs=compare_runs,
+        epoch=EPOCH_OF_A_RUN,
+        settle_name=compare_name,
+    ),
+    "gan": Kind(
+        "gan",
+        "GAN",
+        "pages/8_GAN.py",
+        "mnist_core.kinds:work_gan",
+        prepare_gan,
+        GanView,
+        epoch=GAN_EPOCH,
+        settle_name=gan_name,
+    ),
+    "transfer": Kind(
+        "transfer",
+        "transfer run",
+        "pages/10_Transfer.py",
+        "mnist_core.kinds:work_transfer",
+        prepare_transfer,
+        TransferView,
+        epoch=TRANSFER_EPOCH,
+    ),
+    "embed": Kind(
+        "embed",
+        "map",
+        "pages/2_Embeddings.py",
+        "mnist_core.kinds:work_embed",
+        prepare_embed,
+        ProgressView,
+        epoch=EMBED_EPOCH,
+    ),
+    "scratch": Kind(
+        "scratch",
+        "from-scratch training",
+        "pages/4_Under_the_hood.py",
+        "mnist_core.kinds:work_scratch",
+        prepare_scratch,
+        ScratchView,
+        epoch="one pass over the training images",
+    ),
 }
 
 

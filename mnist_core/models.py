@@ -69,27 +69,35 @@ class ColumNetConfig:
 class SparseNetConfig:
     depth: int = _opt(2, "Number of sparse hidden layers.", min=1, max=8)
     width: int = _opt(512, "Units in each hidden layer.", min=8, max=4096)
-    density: float = _opt(0.1, "Share of connections that exist in each sparse layer (fixed at build time).",
-                          min=0.01, max=1.0)
+    density: float = _opt(
+        0.1, "Share of connections that exist in each sparse layer (fixed at build time).", min=0.01, max=1.0
+    )
     activation: str = _opt("relu", "Nonlinearity after each hidden layer.", choices=tuple(ACTIVATIONS))
 
 
 @dataclass
 class CNNConfig:
-    channels: tuple[int, ...] = _opt((16, 32, 64), "Channels of each 3x3 conv block; each block halves the size.",
-                                     min=1, max=512)
-    bn: str = _opt("after", "BatchNorm after the activation (classic), before it, or none.",
-                   choices=("after", "before", "none"), label="BatchNorm position")
+    channels: tuple[int, ...] = _opt(
+        (16, 32, 64), "Channels of each 3x3 conv block; each block halves the size.", min=1, max=512
+    )
+    bn: str = _opt(
+        "after",
+        "BatchNorm after the activation (classic), before it, or none.",
+        choices=("after", "before", "none"),
+        label="BatchNorm position",
+    )
     activation: str = _opt("relu", "Nonlinearity after each conv.", choices=tuple(ACTIVATIONS))
     dropout: float = _opt(0.0, "Dropout before the classifier.", min=0.0, max=0.9)
 
 
 @dataclass
 class ConvFCConfig:
-    channels: int = _opt(32, "Filters of the single 3x3 conv (no padding: 28 -> 26, then pooled to 13).",
-                         min=1, max=256)
-    hidden: int = _opt(0, "Units of a hidden FC layer before the output (0 = conv straight to the output).",
-                       min=0, max=1024)
+    channels: int = _opt(
+        32, "Filters of the single 3x3 conv (no padding: 28 -> 26, then pooled to 13).", min=1, max=256
+    )
+    hidden: int = _opt(
+        0, "Units of a hidden FC layer before the output (0 = conv straight to the output).", min=0, max=1024
+    )
 
 
 @dataclass
@@ -107,7 +115,8 @@ class TinyGapConfig:
         (8, 8, 16, 12, 20, 24, 32),
         "Seven conv widths: three 3x3 convs (receptive field 7), a 1x1 transition, a 2x2 max-pool, "
         "three more 3x3 convs, then global average pooling.",
-        min=1, max=128,
+        min=1,
+        max=128,
     )
     dropout: float = _opt(0.069, "Dropout after every 3x3 conv block (not at the head).", min=0.0, max=0.5)
 
@@ -156,8 +165,15 @@ class Columns(nn.Module):
         return torch.cat([column(x) for column in self.columns], dim=1)
 
 
-def _fc_stack(in_features: int, depth: int, width: int, activation: str, dropout: float = 0.0,
-              batchnorm: bool = False, linear: Callable[[int, int], nn.Module] = nn.Linear) -> list[nn.Module]:
+def _fc_stack(
+    in_features: int,
+    depth: int,
+    width: int,
+    activation: str,
+    dropout: float = 0.0,
+    batchnorm: bool = False,
+    linear: Callable[[int, int], nn.Module] = nn.Linear,
+) -> list[nn.Module]:
     layers: list[nn.Module] = []
     for _ in range(depth):
         layers.append(linear(in_features, width))
@@ -185,8 +201,11 @@ def _conv_block(c_in: int, c_out: int, bn: str, activation: str, padding: int = 
 
 def build_mlp(c: MLPConfig) -> nn.Module:
     width = c.width if c.depth else 784
-    return nn.Sequential(nn.Flatten(), *_fc_stack(784, c.depth, c.width, c.activation, c.dropout, c.batchnorm),
-                         nn.Linear(width, NUM_CLASSES))
+    return nn.Sequential(
+        nn.Flatten(),
+        *_fc_stack(784, c.depth, c.width, c.activation, c.dropout, c.batchnorm),
+        nn.Linear(width, NUM_CLASSES),
+    )
 
 
 def build_columnet(c: ColumNetConfig) -> nn.Module:
@@ -196,8 +215,9 @@ def build_columnet(c: ColumNetConfig) -> nn.Module:
 
 def build_sparsenet(c: SparseNetConfig) -> nn.Module:
     sparse = lambda i, o: SparseLinear(i, o, c.density)  # noqa: E731
-    return nn.Sequential(nn.Flatten(), *_fc_stack(784, c.depth, c.width, c.activation, linear=sparse),
-                         nn.Linear(c.width, NUM_CLASSES))
+    return nn.Sequential(
+        nn.Flatten(), *_fc_stack(784, c.depth, c.width, c.activation, linear=sparse), nn.Linear(c.width, NUM_CLASSES)
+    )
 
 
 def build_cnn(c: CNNConfig) -> nn.Module:
@@ -212,17 +232,26 @@ def build_cnn(c: CNNConfig) -> nn.Module:
 
 
 def build_conv_fc(c: ConvFCConfig) -> nn.Module:
-    head = [nn.Linear(c.channels * 13 * 13, c.hidden), nn.ReLU(), nn.Linear(c.hidden, NUM_CLASSES)] if c.hidden \
+    head = (
+        [nn.Linear(c.channels * 13 * 13, c.hidden), nn.ReLU(), nn.Linear(c.hidden, NUM_CLASSES)]
+        if c.hidden
         else [nn.Linear(c.channels * 13 * 13, NUM_CLASSES)]
+    )
     return nn.Sequential(nn.Conv2d(1, c.channels, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), *head)
 
 
 def build_conv2_fc2(c: Conv2FC2Config) -> nn.Module:
     return nn.Sequential(
-        nn.Conv2d(1, c.conv1, 3), nn.ReLU(),
-        nn.Conv2d(c.conv1, c.conv2, 3), nn.ReLU(),
-        nn.MaxPool2d(2), nn.Dropout(c.dropout1), nn.Flatten(),
-        nn.Linear(c.conv2 * 12 * 12, c.hidden), nn.ReLU(), nn.Dropout(c.dropout2),
+        nn.Conv2d(1, c.conv1, 3),
+        nn.ReLU(),
+        nn.Conv2d(c.conv1, c.conv2, 3),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Dropout(c.dropout1),
+        nn.Flatten(),
+        nn.Linear(c.conv2 * 12 * 12, c.hidden),
+        nn.ReLU(),
+        nn.Dropout(c.dropout2),
         nn.Linear(c.hidden, NUM_CLASSES),
     )
 
@@ -236,10 +265,17 @@ def build_tiny_gap(c: TinyGapConfig) -> nn.Module:
         return [nn.Conv2d(c_in, c_out, 3, bias=False), nn.ReLU(), nn.BatchNorm2d(c_out), nn.Dropout(c.dropout)]
 
     return nn.Sequential(
-        *block(1, c1), *block(c1, c2), *block(c2, c3),  # 28 -> 22, receptive field 7
-        nn.Conv2d(c3, t, 1, bias=False), nn.MaxPool2d(2),  # 22 -> 11, receptive field 8
-        *block(t, c4), *block(c4, c5), *block(c5, c6),  # 11 -> 5, receptive field 20
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c6, NUM_CLASSES),
+        *block(1, c1),
+        *block(c1, c2),
+        *block(c2, c3),  # 28 -> 22, receptive field 7
+        nn.Conv2d(c3, t, 1, bias=False),
+        nn.MaxPool2d(2),  # 22 -> 11, receptive field 8
+        *block(t, c4),
+        *block(c4, c5),
+        *block(c5, c6),  # 11 -> 5, receptive field 20
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(c6, NUM_CLASSES),
     )
 
 
@@ -261,20 +297,36 @@ REGISTRY: dict[str, Architecture] = {
     a.name: a
     for a in [
         Architecture("mlp", MLPConfig, build_mlp, "Plain fully connected net."),
-        Architecture("columnet", ColumNetConfig, build_columnet,
-                     "Parallel fully connected columns, each with its own activation, joined at the output."),
-        Architecture("sparsenet", SparseNetConfig, build_sparsenet,
-                     "Fully connected layers with fixed sparse connectivity."),
-        Architecture("cnn", CNNConfig, build_cnn, "Classic small CNN: 3x3 conv, BatchNorm, max-pool blocks.",
-                     channels_last=True),
-        Architecture("conv_fc", ConvFCConfig, build_conv_fc, "One conv layer and a fully connected output.",
-                     channels_last=True),
-        Architecture("conv2_fc2", Conv2FC2Config, build_conv2_fc2,
-                     "Two convs (32, 64) and two FC layers: the pytorch/examples MNIST net."),
-        Architecture("tiny_gap", TinyGapConfig, build_tiny_gap,
-                     "12k-18k-parameter conv net with a 1x1 transition and global average pooling."),
-        Architecture("fast", FastConfig, build_fast, "Small CNN tuned to reach 99% test accuracy fastest.",
-                     channels_last=True),
+        Architecture(
+            "columnet",
+            ColumNetConfig,
+            build_columnet,
+            "Parallel fully connected columns, each with its own activation, joined at the output.",
+        ),
+        Architecture(
+            "sparsenet", SparseNetConfig, build_sparsenet, "Fully connected layers with fixed sparse connectivity."
+        ),
+        Architecture(
+            "cnn", CNNConfig, build_cnn, "Classic small CNN: 3x3 conv, BatchNorm, max-pool blocks.", channels_last=True
+        ),
+        Architecture(
+            "conv_fc", ConvFCConfig, build_conv_fc, "One conv layer and a fully connected output.", channels_last=True
+        ),
+        Architecture(
+            "conv2_fc2",
+            Conv2FC2Config,
+            build_conv2_fc2,
+            "Two convs (32, 64) and two FC layers: the pytorch/examples MNIST net.",
+        ),
+        Architecture(
+            "tiny_gap",
+            TinyGapConfig,
+            build_tiny_gap,
+            "12k-18k-parameter conv net with a 1x1 transition and global average pooling.",
+        ),
+        Architecture(
+            "fast", FastConfig, build_fast, "Small CNN tuned to reach 99% test accuracy fastest.", channels_last=True
+        ),
     ]
 }
 
@@ -330,9 +382,12 @@ def check_shapes(arch: str, config) -> None:
         blocks = len(config.channels)
         if _spatial_after_halvings(blocks) < 1:
             most = max(n for n in range(1, 10) if _spatial_after_halvings(n) >= 1)
-            raise ModelError(f"channels: {blocks} blocks halve the 28-pixel digit to nothing "
-                             f"(28 -> {' -> '.join(str(_spatial_after_halvings(i)) for i in range(1, blocks + 1))}); "
-                             f"use at most {most} blocks")
+            raise ModelError(
+                f"channels: {blocks} blocks halve the 28-pixel digit to nothing "
+                f"(28 -> {' -> '.join(str(_spatial_after_halvings(i)) for i in range(1, blocks + 1))}); "
+                f"use at most {most} blocks"
+            )
+
     def run(device: str) -> torch.Tensor:
         # fork_rng: building draws initial weights, and must not move the caller's seeded stream
         with torch.random.fork_rng(devices=[]), torch.device(device):
@@ -356,8 +411,9 @@ def check_shapes(arch: str, config) -> None:
         raise
     except (RuntimeError, ValueError, TypeError, IndexError, NotImplementedError) as exc:
         settings = ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(config).items())
-        raise ModelError(f"{arch} with {settings} cannot process a 28x28 digit: "
-                         f"{str(exc).splitlines()[0][:160]}") from None
+        raise ModelError(
+            f"{arch} with {settings} cannot process a 28x28 digit: {str(exc).splitlines()[0][:160]}"
+        ) from None
     if tuple(out.shape) != (1, NUM_CLASSES):
         raise ModelError(f"{arch} gives outputs of shape {tuple(out.shape)[1:]} for a digit, not {NUM_CLASSES} scores")
     _checked_shapes.add(key)
@@ -394,9 +450,18 @@ class ModelCard:
     def table(self, labels: dict[str, str] | None = None) -> list[dict]:
         """One row per layer, for showing; labels (layer_labels' names by module path) name the layers."""
         labels = labels or {}
-        return [{"layer": labels.get(r.name, r.name), "module": r.name, "type": r.kind,
-                 "output shape": " x ".join(map(str, r.output_shape)), "params": r.params, "multiply-adds": r.macs,
-                 "receptive field": r.receptive_field} for r in self.layers]
+        return [
+            {
+                "layer": labels.get(r.name, r.name),
+                "module": r.name,
+                "type": r.kind,
+                "output shape": " x ".join(map(str, r.output_shape)),
+                "params": r.params,
+                "multiply-adds": r.macs,
+                "receptive field": r.receptive_field,
+            }
+            for r in self.layers
+        ]
 
 
 def _layer_macs(module: nn.Module, out: torch.Tensor) -> int:
@@ -438,8 +503,17 @@ def describe(model: nn.Module) -> ModelCard:
             if isinstance(module, (nn.AdaptiveAvgPool2d, nn.Flatten, nn.Linear)) and out.dim() <= 2:
                 spatial = False
             params = sum(p.numel() for p in module.parameters(recurse=False))
-            rows.append(LayerInfo(name, type(module).__name__, tuple(out.shape[1:]), params,
-                                  _layer_macs(module, out), rf if spatial and out.dim() == 4 else None))
+            rows.append(
+                LayerInfo(
+                    name,
+                    type(module).__name__,
+                    tuple(out.shape[1:]),
+                    params,
+                    _layer_macs(module, out),
+                    rf if spatial and out.dim() == 4 else None,
+                )
+            )
+
         return record
 
     handles = [m.register_forward_hook(hook(name)) for name, m in leaves]
@@ -456,8 +530,7 @@ def describe(model: nn.Module) -> ModelCard:
     params = sum(p.numel() for p in model.parameters())
     masked_out = sum(m.weight.numel() - m.connections() for m in model.modules() if isinstance(m, SparseLinear))
     conv_rfs = [r.receptive_field for r in rows if r.receptive_field is not None and r.receptive_field > 1]
-    return ModelCard(rows, params, params - masked_out, sum(r.macs for r in rows),
-                     max(conv_rfs) if conv_rfs else None)
+    return ModelCard(rows, params, params - masked_out, sum(r.macs for r in rows), max(conv_rfs) if conv_rfs else None)
 
 
 @torch.no_grad()
@@ -474,13 +547,25 @@ def layer_labels(model: nn.Module) -> dict[str, str]:
     Sequential (elsewhere the listed order need not be the running order); a conv or linear that holds a
     helper module (a padding layer) counts as one layer. A parameter maps through its module: "3.weight"
     is labels["3"]."""
-    units = [(path, m) for path, m in model.named_modules()
-             if path and (isinstance(m, (nn.Conv2d, nn.Linear)) or not list(m.children()))]
-    units = [(path, m) for path, m in units  # drop the helpers inside a conv or linear
-             if not any(path.startswith(p + ".") for p, o in units if isinstance(o, (nn.Conv2d, nn.Linear)))]
+    units = [
+        (path, m)
+        for path, m in model.named_modules()
+        if path and (isinstance(m, (nn.Conv2d, nn.Linear)) or not list(m.children()))
+    ]
+    units = [
+        (path, m)
+        for path, m in units  # drop the helpers inside a conv or linear
+        if not any(path.startswith(p + ".") for p, o in units if isinstance(o, (nn.Conv2d, nn.Linear)))
+    ]
     linears = [path for path, m in units if isinstance(m, nn.Linear)]
-    names = {nn.BatchNorm1d: "BatchNorm", nn.BatchNorm2d: "BatchNorm", nn.MaxPool2d: "max-pool",
-             nn.AvgPool2d: "average pool", nn.AdaptiveAvgPool2d: "global average pool", nn.Flatten: "flatten"}
+    names = {
+        nn.BatchNorm1d: "BatchNorm",
+        nn.BatchNorm2d: "BatchNorm",
+        nn.MaxPool2d: "max-pool",
+        nn.AvgPool2d: "average pool",
+        nn.AdaptiveAvgPool2d: "global average pool",
+        nn.Flatten: "flatten",
+    }
     labels, count, last = {}, {"conv": 0, "linear": 0}, None
     for n, (path, m) in enumerate(units, start=1):
         parts = path.split(".")

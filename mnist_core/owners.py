@@ -162,9 +162,13 @@ def _check(path: Path, limit_mb: float | None) -> None:
         return
     used, limit = _bytes_in(path), int(limit_mb * 1024 * 1024)
     if used >= limit:
-        raise QuotaExceeded(f"your runs and drawings use {used / 2**20:.2f} MB and this host keeps at most "
-                            f"{limit_mb:g} MB per visitor (MNIST_OWNER_QUOTA_MB={limit_mb:g}); delete some of your "
-                            "runs on the Train page (or GAN runs on the GAN page) to make room", used, limit)
+        raise QuotaExceeded(
+            f"your runs and drawings use {used / 2**20:.2f} MB and this host keeps at most "
+            f"{limit_mb:g} MB per visitor (MNIST_OWNER_QUOTA_MB={limit_mb:g}); delete some of your "
+            "runs on the Train page (or GAN runs on the GAN page) to make room",
+            used,
+            limit,
+        )
 
 
 def last_seen(path: Path) -> float:
@@ -177,8 +181,12 @@ def last_seen(path: Path) -> float:
     return max(times)
 
 
-def remove_idle(max_idle_seconds: float, live_owners: Iterable[str] = (), now: float | None = None,
-                runs_root: Path | str | None = None) -> list[str]:
+def remove_idle(
+    max_idle_seconds: float,
+    live_owners: Iterable[str] = (),
+    now: float | None = None,
+    runs_root: Path | str | None = None,
+) -> list[str]:
     """Delete the folders of owners unseen for longer than max_idle_seconds, except live_owners (session
     identities with a queued or running job); returns the owner ids removed, one log line each."""
     now = time.time() if now is None else now
@@ -198,8 +206,9 @@ def remove_idle(max_idle_seconds: float, live_owners: Iterable[str] = (), now: f
         with _touched_lock:
             _touched.pop(str(path), None)
         removed.append(path.name)
-        log.info("removed the files of owner=%s: unseen for %.1f hours (MNIST_OWNER_IDLE_HOURS)", path.name,
-                 idle / 3600)
+        log.info(
+            "removed the files of owner=%s: unseen for %.1f hours (MNIST_OWNER_IDLE_HOURS)", path.name, idle / 3600
+        )
     return removed
 
 

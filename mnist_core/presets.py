@@ -17,24 +17,55 @@ from .train import ConfigError, TrainConfig
 RECIPES: dict[str, tuple[str, dict]] = {
     "fast": (
         "Reaches 99% test accuracy fastest on a CPU: a small BatchNorm CNN, one epoch, OneCycle.",
-        dict(arch="fast", epochs=1, batch_size=128, optimizer="adam", lr=0.01, schedule="onecycle",
-             label_smoothing=0.1),
+        dict(
+            arch="fast", epochs=1, batch_size=128, optimizer="adam", lr=0.01, schedule="onecycle", label_smoothing=0.1
+        ),
     ),
     "tiny_gap_19": (
         "The classic 12k-18k-parameter GAP net: 19 epochs, dropout 0.069, rotation 5 degrees, batch 128.",
-        dict(arch="tiny_gap", model={"dropout": 0.069}, epochs=19, batch_size=128, optimizer="sgd",
-             lr=0.05, momentum=0.9, nesterov=True, schedule="onecycle", rotation=5.0),
+        dict(
+            arch="tiny_gap",
+            model={"dropout": 0.069},
+            epochs=19,
+            batch_size=128,
+            optimizer="sgd",
+            lr=0.05,
+            momentum=0.9,
+            nesterov=True,
+            schedule="onecycle",
+            rotation=5.0,
+        ),
     ),
     "best": (
         "Best single-model accuracy: a wider CNN with rotation and shift augmentation, 15 epochs.",
-        dict(arch="cnn", model={"channels": [32, 64, 128], "dropout": 0.1}, epochs=15, batch_size=128,
-             optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
-             schedule="onecycle", label_smoothing=0.1, rotation=8.0, shift=2.0),
+        dict(
+            arch="cnn",
+            model={"channels": [32, 64, 128], "dropout": 0.1},
+            epochs=15,
+            batch_size=128,
+            optimizer="sgd",
+            lr=0.1,
+            momentum=0.9,
+            nesterov=True,
+            weight_decay=5e-4,
+            schedule="onecycle",
+            label_smoothing=0.1,
+            rotation=8.0,
+            shift=2.0,
+        ),
     ),
     "conv2_fc2": (
         "The pytorch/examples MNIST net (two convs, two FC layers) with its Adadelta recipe.",
-        dict(arch="conv2_fc2", epochs=2, batch_size=64, optimizer="adadelta", lr=1.0, schedule="step",
-             step_size=1, gamma=0.7),
+        dict(
+            arch="conv2_fc2",
+            epochs=2,
+            batch_size=64,
+            optimizer="adadelta",
+            lr=1.0,
+            schedule="step",
+            step_size=1,
+            gamma=0.7,
+        ),
     ),
     "mlp": (
         "A plain two-hidden-layer fully connected net.",
@@ -60,8 +91,17 @@ RECIPES: dict[str, tuple[str, dict]] = {
 
 # The Draw page's fine-tune on the visitor's drawings: 100 batches of MNIST at a small Adam step, light
 # augmentation, a quarter of each batch from the drawings. Applied over the checkpoint's arch and model.
-DRAWINGS_FINE_TUNE = dict(epochs=1, max_batches=100, batch_size=128, optimizer="adam", lr=1e-4, rotation=8.0,
-                          shift=2.0, drawings_share=0.25, seed=0)
+DRAWINGS_FINE_TUNE = dict(
+    epochs=1,
+    max_batches=100,
+    batch_size=128,
+    optimizer="adam",
+    lr=1e-4,
+    rotation=8.0,
+    shift=2.0,
+    drawings_share=0.25,
+    seed=0,
+)
 
 
 def from_overrides(name: str, overrides: dict) -> TrainConfig:
@@ -78,7 +118,8 @@ def from_overrides(name: str, overrides: dict) -> TrainConfig:
 
 
 PRESETS: dict[str, tuple[str, TrainConfig]] = {
-    name: (summary, from_overrides(name, overrides)) for name, (summary, overrides) in RECIPES.items()}
+    name: (summary, from_overrides(name, overrides)) for name, (summary, overrides) in RECIPES.items()
+}
 from_overrides("drawings fine-tune", DRAWINGS_FINE_TUNE)  # checked at import like the presets
 
 
@@ -92,15 +133,28 @@ def preset(name: str) -> TrainConfig:
 
 def drawings_fine_tune(arch: str, model: dict, checkpoint: str) -> TrainConfig:
     """The Draw page's fine-tune of a checkpoint on the drawings: its architecture, DRAWINGS_FINE_TUNE's recipe."""
-    return dataclasses.replace(from_overrides("drawings fine-tune", DRAWINGS_FINE_TUNE), arch=arch,
-                               model=dict(model or {}), init_checkpoint=checkpoint)
+    return dataclasses.replace(
+        from_overrides("drawings fine-tune", DRAWINGS_FINE_TUNE),
+        arch=arch,
+        model=dict(model or {}),
+        init_checkpoint=checkpoint,
+    )
 
 
 # The settings a comparison's base setup takes, on the Compare page and as `compare` flags; the rest of
 # the base (augmentation, seed, ...) comes from the preset.
 COMPARE_RUN_FIELDS = ("epochs", "batch_size", "max_batches", "train_subset")
-COMPARE_RECIPE_FIELDS = ("optimizer", "lr", "schedule", "momentum", "nesterov", "weight_decay", "label_smoothing",
-                         "step_size", "gamma")
+COMPARE_RECIPE_FIELDS = (
+    "optimizer",
+    "lr",
+    "schedule",
+    "momentum",
+    "nesterov",
+    "weight_decay",
+    "label_smoothing",
+    "step_size",
+    "gamma",
+)
 
 
 def compare_base(start: TrainConfig, arch: str | None = None, values: dict | None = None) -> TrainConfig:

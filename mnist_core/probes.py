@@ -102,6 +102,7 @@ class Recorder:
             if self._capturing:
                 alive = (out.detach() > 0).flatten(2).any(-1) if out.dim() == 4 else (out.detach() > 0)
                 self._dead_now[name] = float((~alive.any(0)).float().mean())  # zero for every digit of the batch
+
         return hook
 
     def due(self, step: int) -> bool:
@@ -131,8 +132,14 @@ class Recorder:
         if not self._capturing or self._before is None:
             return
         r = self.record
-        r.update_ratio.append(np.array([float((p.detach() - b).norm() / b.norm().clamp(min=1e-12))
-                                        for (_, p), b in zip(self.params, self._before)]))
+        r.update_ratio.append(
+            np.array(
+                [
+                    float((p.detach() - b).norm() / b.norm().clamp(min=1e-12))
+                    for (_, p), b in zip(self.params, self._before)
+                ]
+            )
+        )
         r.dead.append(np.array([self._dead_now.get(name, np.nan) for name in r.activations]))
         r.steps.append(step)
         self._before, self._capturing = None, False
@@ -150,10 +157,14 @@ class Recorder:
 
 def record_bytes(record: ProbeRecord) -> bytes:
     """The history as a safetensors file's bytes, for the checkpoint's save to write beside the weights."""
-    meta = {"layers": json.dumps(record.layers), "activations": json.dumps(record.activations),
-            "every": str(record.every)}
-    arrays = {k: np.ascontiguousarray(v, dtype=np.int64 if k == "steps" else np.float32)
-              for k, v in record.arrays().items()}
+    meta = {
+        "layers": json.dumps(record.layers),
+        "activations": json.dumps(record.activations),
+        "every": str(record.every),
+    }
+    arrays = {
+        k: np.ascontiguousarray(v, dtype=np.int64 if k == "steps" else np.float32) for k, v in record.arrays().items()
+    }
     return safetensors.numpy.save(arrays, metadata=meta)
 
 

@@ -27,7 +27,9 @@ class Readiness:
     def line(self) -> str:
         """The log line: `ready: ...` or `NOT READY: ...`, one line."""
         if self.ok:
-            return f"ready: {self.mnist}; {len(self.checkpoints)} shipped checkpoints load ({', '.join(self.checkpoints)})"
+            return (
+                f"ready: {self.mnist}; {len(self.checkpoints)} shipped checkpoints load ({', '.join(self.checkpoints)})"
+            )
         return f"NOT READY: {'; '.join(self.problems)}"
 
 
@@ -38,12 +40,21 @@ def _check_mnist(data_dir: Path | None) -> tuple[str, bool, list[str]]:
     except (DataError, OSError) as exc:
         return "MNIST not loaded", False, [f"MNIST did not load: {exc}"]
     sizes = {"train": len(mnist.train_labels), "test": len(mnist.test_labels)}
-    checked = "SHA-256 checked against SHA256SUMS" if (folder / "SHA256SUMS").exists() else \
-        "no SHA256SUMS beside them, so not checked"
+    checked = (
+        "SHA-256 checked against SHA256SUMS"
+        if (folder / "SHA256SUMS").exists()
+        else "no SHA256SUMS beside them, so not checked"
+    )
     summary = f"MNIST {sizes['train']:,} + {sizes['test']:,} digits from {folder} ({checked})"
     if sizes != SPLIT_SIZES:
-        return summary, True, [f"{folder} holds {sizes['train']:,} training and {sizes['test']:,} test images, not "
-                               "MNIST's 60,000 and 10,000; point MNIST_DATA_DIR at the MNIST files"]
+        return (
+            summary,
+            True,
+            [
+                f"{folder} holds {sizes['train']:,} training and {sizes['test']:,} test images, not "
+                "MNIST's 60,000 and 10,000; point MNIST_DATA_DIR at the MNIST files"
+            ],
+        )
     return summary, True, []
 
 
@@ -68,5 +79,4 @@ def check(data_dir: str | Path | None = None, shipped_dir: Path = SHIPPED_DIR) -
     """MNIST (from data_dir, $MNIST_DATA_DIR or the bundled files) and the shipped checkpoints, checked."""
     mnist, mnist_loaded, mnist_problems = _check_mnist(Path(data_dir) if data_dir is not None else None)
     loaded, checkpoint_problems = _check_shipped(shipped_dir)
-    return Readiness(mnist, mnist_loaded, checkpoints=loaded,
-                     problems=mnist_problems + checkpoint_problems)
+    return Readiness(mnist, mnist_loaded, checkpoints=loaded, problems=mnist_problems + checkpoint_problems)

@@ -52,9 +52,11 @@ WORKER_NICE = 10  # pool workers yield the CPU to the web server's threads
 POLL_SECONDS = 0.1  # how often the time limit and Ray jobs' events are looked at
 ENDED_KEPT_PER_OWNER = 5  # ended jobs remembered per owner (the newest), so a long-lived server stays small
 ENDED_KEPT = 500  # and in all
-WORKER_DIED = ("the worker running this job ended unexpectedly (killed, or out of memory); the server and other "
-               "jobs are fine, and what the job saved before that is kept (a training run keeps its last "
-               "completed epoch); start it again, or with a smaller setting")
+WORKER_DIED = (
+    "the worker running this job ended unexpectedly (killed, or out of memory); the server and other "
+    "jobs are fine, and what the job saved before that is kept (a training run keeps its last "
+    "completed epoch); start it again, or with a smaller setting"
+)
 _INTERNAL_EVENTS = ("worker",)  # the runner's own, not passed to the kind's view
 
 
@@ -88,9 +90,16 @@ class HostLimits:
     def from_env(cls) -> HostLimits:
         """The limits of host.settings(), which raises HostSettingError naming a bad variable."""
         values = settings()
-        return cls(values.max_jobs, values.max_epochs, values.max_run_seconds, values.max_compare_runs,
-                   values.max_queued, max_parallel=values.max_parallel, max_map_points=values.max_map_points,
-                   downloads=values.downloads)
+        return cls(
+            values.max_jobs,
+            values.max_epochs,
+            values.max_run_seconds,
+            values.max_compare_runs,
+            values.max_queued,
+            max_parallel=values.max_parallel,
+            max_map_points=values.max_map_points,
+            downloads=values.downloads,
+        )
 
 
 @dataclass
@@ -208,7 +217,9 @@ def execute(spec: JobSpec, send: Callable[[str, dict], None], stop, in_worker: b
         if in_worker:
             _apply_env(spec.env)
         send("worker", {"pid": os.getpid(), "host": socket.gethostname()})
-        with owners.use_folder(spec.runs_dir):  # hosted: the job saves into, and reads drawings from, its owner's folder
+        with owners.use_folder(
+            spec.runs_dir
+        ):  # hosted: the job saves into, and reads drawings from, its owner's folder
             result = work_function(spec.work)(spec, Reporter(send, stop))
     except Exception as exc:  # noqa: BLE001 - whatever happens, the job ends and says why
         log.exception("job %s (%s) raised", spec.id, spec.kind)
@@ -314,8 +325,9 @@ def _worker_main(task_fd: int, event_fd: int, threads: int, nice: int = WORKER_N
     try:
         events.send(("ready", None, os.getpid(), None))
         while (spec := inbox.get()) is not None:
-            result = execute(spec, lambda name, data, job=spec.id: events.send(("event", job, name, data)), stop,
-                             in_worker=True)
+            result = execute(
+                spec, lambda name, data, job=spec.id: events.send(("event", job, name, data)), stop, in_worker=True
+            )
             events.send(("end", spec.id, result, None))
     except (EOFError, OSError):  # the server went away: nothing left to report to
         pass
@@ -332,8 +344,12 @@ class _Worker:
         path = os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")) if p)
         code = f"from mnist_core.runner import _worker_main; _worker_main({task_r}, {event_w}, {threads}, {nice})"
         try:
-            self.process = subprocess.Popen([sys.executable, "-c", code], pass_fds=(task_r, event_w),
-                                            env=dict(os.environ, PYTHONPATH=path), stdin=subprocess.DEVNULL)
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", code],
+                pass_fds=(task_r, event_w),
+                env=dict(os.environ, PYTHONPATH=path),
+                stdin=subprocess.DEVNULL,
+            )
         finally:
             os.close(task_r)
             os.close(event_w)
@@ -441,8 +457,12 @@ class _ProcessBackend:
                 return
             job, worker.job = worker.job, None
             self._workers.remove(worker)  # the next job that needs a worker starts a new one
-        log.warning("worker pid %s ended (exit code %s)%s; a new worker replaces it", worker.process.pid, code,
-                    f" while running job {job}" if job else "")
+        log.warning(
+            "worker pid %s ended (exit code %s)%s; a new worker replaces it",
+            worker.process.pid,
+            code,
+            f" while running job {job}" if job else "",
+        )
         if job is not None:
             self._on_end(job, {"status": FAILED, "message": WORKER_DIED, "exit_code": code})
 
@@ -548,13 +568,16 @@ def connect_ray(address: str | None):
     if address and address != "auto":
         host, _, port = address.removeprefix("ray://").rpartition(":")
         if not host or not port.isdigit():
-            raise RunnerError(f"MNIST_RAY_ADDRESS={address!r} is not an address: it takes auto or host:port "
-                              "(the address `ray start --head` prints)")
+            raise RunnerError(
+                f"MNIST_RAY_ADDRESS={address!r} is not an address: it takes auto or host:port "
+                "(the address `ray start --head` prints)"
+            )
         try:  # ray.init itself retries an unreachable address for a minute or more
             socket.create_connection((host, int(port)), timeout=RAY_CONNECT_SECONDS / 2).close()
         except OSError as exc:
-            raise RunnerError(f"cannot reach {where}: {exc}; start the cluster with `ray start --head` "
-                              "or fix the address") from None
+            raise RunnerError(
+                f"cannot reach {where}: {exc}; start the cluster with `ray start --head` or fix the address"
+            ) from None
     outcome: dict = {}
 
     def init() -> None:
@@ -574,10 +597,14 @@ def connect_ray(address: str | None):
         raise RunnerError(f"cannot connect to {where}: {outcome['error']}") from None
     if thread.is_alive() or not outcome:
         if not address:
-            raise RunnerError(f"a new local Ray did not start within {limit:g} s; start one with `ray start --head` "
-                              "and set MNIST_RAY_ADDRESS=auto")
-        raise RunnerError(f"{where} did not answer within {limit:g} s; check that the cluster is up "
-                          "(`ray status`) and the address is the one `ray start --head` printed")
+            raise RunnerError(
+                f"a new local Ray did not start within {limit:g} s; start one with `ray start --head` "
+                "and set MNIST_RAY_ADDRESS=auto"
+            )
+        raise RunnerError(
+            f"{where} did not answer within {limit:g} s; check that the cluster is up "
+            "(`ray status`) and the address is the one `ray start --head` printed"
+        )
     return ray
 
 
@@ -687,9 +714,17 @@ class Runner:
     each submit. on_event(job, name, data) sees every event in this process (the CLI's progress bar).
     worker_nice: how far below the server's the pool workers' CPU priority is (0: the same)."""
 
-    def __init__(self, limits: HostLimits | None = None, backend: str | None = None, workers: int | None = None,
-                 runs_dir=None, ray_address: str | None = None, kinds: Mapping | None = None,
-                 on_event: Callable[[JobState, str, dict], None] | None = None, worker_nice: int = WORKER_NICE):
+    def __init__(
+        self,
+        limits: HostLimits | None = None,
+        backend: str | None = None,
+        workers: int | None = None,
+        runs_dir=None,
+        ray_address: str | None = None,
+        kinds: Mapping | None = None,
+        on_event: Callable[[JobState, str, dict], None] | None = None,
+        worker_nice: int = WORKER_NICE,
+    ):
         host = settings() if (limits is None or backend is None or workers is None or ray_address is None) else None
         self.limits = limits or HostLimits.from_env()
         self.backend = backend or host.backend
@@ -759,8 +794,7 @@ class Runner:
             raise ValueError(f"unknown job kind {name!r}; the kinds are {', '.join(registry)}")
         return registry[name]
 
-    def submit(self, owner: str, kind: str, config: dict, name: str | None = None,
-               overwrite: bool = False) -> JobState:
+    def submit(self, owner: str, kind: str, config: dict, name: str | None = None, overwrite: bool = False) -> JobState:
         """Admit a job under the host's limits, start it or queue it; raise JobRefused naming the limit,
         or the kind's own error for a bad config or name (nothing runs then)."""
         spec_kind = self._kind(kind)
@@ -778,9 +812,12 @@ class Runner:
                 config = spec_kind.prepare(dict(config), self.limits)
             runs = spec_kind.runs(config)
             if runs > self.limits.max_compare_runs:
-                raise JobRefused(f"this host runs at most {self.limits.max_compare_runs} training runs in one "
-                                 f"{spec_kind.label} (MNIST_MAX_COMPARE_RUNS); this one asks for {runs}: use fewer "
-                                 "values or seeds", limit="max_compare_runs")
+                raise JobRefused(
+                    f"this host runs at most {self.limits.max_compare_runs} training runs in one "
+                    f"{spec_kind.label} (MNIST_MAX_COMPARE_RUNS); this one asks for {runs}: use fewer "
+                    "values or seeds",
+                    limit="max_compare_runs",
+                )
             settle = getattr(spec_kind, "settle_name", None)
             if settle is not None:
                 name = settle(config, name, overwrite, runs_dir)
@@ -790,15 +827,31 @@ class Runner:
                 live = self._live(owner)
                 if live is not None:
                     where = "waiting to start" if live.status == QUEUED else "running"
-                    raise JobRefused(f"you already have a {live.label} {where} ({_page_name(live.page)}); "
-                                     "stop it or wait for it to finish", limit="one job per visitor")
+                    raise JobRefused(
+                        f"you already have a {live.label} {where} ({_page_name(live.page)}); "
+                        "stop it or wait for it to finish",
+                        limit="one job per visitor",
+                    )
                 start_now = not self._queue and self._running() < self._slots()
                 if not start_now and len(self._queue) >= self.limits.max_queued:
-                    raise JobRefused(f"this host runs at most {self.limits.max_jobs} job(s) at once (MNIST_MAX_JOBS) "
-                                     f"and {len(self._queue)} are waiting already, the most it queues "
-                                     "(MNIST_MAX_QUEUED); try again in a few minutes", limit="max_queued")
-                spec = JobSpec(uuid.uuid4().hex[:10], kind, owner, config, name, overwrite, runs_dir,
-                               spec_kind.work, {k: v for k, v in os.environ.items() if _is_setting(k)}, runs)
+                    raise JobRefused(
+                        f"this host runs at most {self.limits.max_jobs} job(s) at once (MNIST_MAX_JOBS) "
+                        f"and {len(self._queue)} are waiting already, the most it queues "
+                        "(MNIST_MAX_QUEUED); try again in a few minutes",
+                        limit="max_queued",
+                    )
+                spec = JobSpec(
+                    uuid.uuid4().hex[:10],
+                    kind,
+                    owner,
+                    config,
+                    name,
+                    overwrite,
+                    runs_dir,
+                    spec_kind.work,
+                    {k: v for k, v in os.environ.items() if _is_setting(k)},
+                    runs,
+                )
                 job = JobState(spec, view=spec_kind.view(config), label=spec_kind.label, page=spec_kind.page)
                 self._jobs[spec.id] = job
                 self._forget_old(owner)
@@ -842,8 +895,9 @@ class Runner:
         try:
             self._backend.start(job.spec)
         except Exception as exc:  # noqa: BLE001 - the job fails, its slot frees
-            threading.Thread(target=self._end, args=(job.id, {"status": FAILED, "message": f"could not start: {exc}"}),
-                             daemon=True).start()
+            threading.Thread(
+                target=self._end, args=(job.id, {"status": FAILED, "message": f"could not start: {exc}"}), daemon=True
+            ).start()
 
     def _start_queued(self) -> None:
         while self._queue and self._running() < self._slots() and not self._closed:
@@ -881,14 +935,24 @@ class Runner:
             # Only a visitor's Stop and the host's time limit stop a job (the kind may apply the limit itself).
             capped = job.time_capped or (self.limits.max_run_seconds is not None and not job.stop_requested)
             if capped and status == STOPPED:
-                message = (f"stopped after {self.limits.max_run_seconds:g} s, this host's time limit per run "
-                           "(MNIST_MAX_RUN_SECONDS); what it learned is kept")
+                message = (
+                    f"stopped after {self.limits.max_run_seconds:g} s, this host's time limit per run "
+                    "(MNIST_MAX_RUN_SECONDS); what it learned is kept"
+                )
             with job._lock:
                 job.status, job.message, job.result, job.finished = status, message, result, time.time()
                 job.stage = "done"
             log_level = logging.WARNING if status == FAILED else logging.INFO
-            log.log(log_level, "job %s %s: owner=%s kind=%s seconds=%.1f: %s", job_id, status, job.owner, job.kind,
-                    job.seconds, message)
+            log.log(
+                log_level,
+                "job %s %s: owner=%s kind=%s seconds=%.1f: %s",
+                job_id,
+                status,
+                job.owner,
+                job.kind,
+                job.seconds,
+                message,
+            )
             self._start_queued()
             self._changed.notify_all()
 
@@ -897,13 +961,21 @@ class Runner:
         while not self._watch_stop.wait(POLL_SECONDS):
             now = time.time()
             with self._lock:
-                over = [job for job in self._jobs.values()
-                        if job.status == RUNNING and not job.time_capped and now - job.started >= cap]
+                over = [
+                    job
+                    for job in self._jobs.values()
+                    if job.status == RUNNING and not job.time_capped and now - job.started >= cap
+                ]
                 for job in over:
                     job.time_capped = True
             for job in over:
-                log.info("job %s reached the time limit of %g s: owner=%s kind=%s limit=max_run_seconds",
-                         job.id, cap, job.owner, job.kind)
+                log.info(
+                    "job %s reached the time limit of %g s: owner=%s kind=%s limit=max_run_seconds",
+                    job.id,
+                    cap,
+                    job.owner,
+                    job.kind,
+                )
                 self._backend.stop(job.id)
 
     # ---- control
@@ -918,8 +990,12 @@ class Runner:
             if job.status == QUEUED:
                 self._queue.remove(job.id)
                 with job._lock:
-                    job.status, job.message, job.finished, job.position = STOPPED, "stopped before it started", \
-                        time.time(), None
+                    job.status, job.message, job.finished, job.position = (
+                        STOPPED,
+                        "stopped before it started",
+                        time.time(),
+                        None,
+                    )
                     job.stop_requested = True
                 self._number_queue()
                 log.info("job %s stopped before it started: owner=%s kind=%s", job.id, job.owner, job.kind)
@@ -972,15 +1048,29 @@ def _page_name(page: str) -> str:
     return f"the {words} page" if words else "its page"
 
 
-def run_to_end(kind: str, config: dict, name: str | None = None, backend: str = "processes",
-               on_event: Callable[[str, dict], None] | None = None, overwrite: bool = False,
-               limits: HostLimits | None = None, ray_address: str | None = None, runs_dir=None) -> JobState:
+def run_to_end(
+    kind: str,
+    config: dict,
+    name: str | None = None,
+    backend: str = "processes",
+    on_event: Callable[[str, dict], None] | None = None,
+    overwrite: bool = False,
+    limits: HostLimits | None = None,
+    ray_address: str | None = None,
+    runs_dir=None,
+) -> JobState:
     """For the command line: one job on a private runner, its events to on_event, its end state back.
     Ctrl+C stops the job (it keeps what it learned) and waits for it to end. backend "local" means processes."""
     backend = "processes" if backend == "local" else backend
     hook = (lambda job, event, data: on_event(event, data)) if on_event is not None else None
-    runner = Runner(limits or HostLimits.from_env(), backend=backend, workers=1, ray_address=ray_address,
-                    runs_dir=runs_dir, on_event=hook)
+    runner = Runner(
+        limits or HostLimits.from_env(),
+        backend=backend,
+        workers=1,
+        ray_address=ray_address,
+        runs_dir=runs_dir,
+        on_event=hook,
+    )
     try:
         job = runner.submit("cli", kind, config, name=name, overwrite=overwrite)
         try:

@@ -41,7 +41,9 @@ def private_view(model: nn.Module) -> nn.Module:
             for key, value in list(state.items()):
                 if "hooks" in key and isinstance(value, dict):
                     state[key] = type(value)(value)  # hooks added to the view stay on the view
-            state["_modules"] = {name: None if child is None else view(child) for name, child in module._modules.items()}
+            state["_modules"] = {
+                name: None if child is None else view(child) for name, child in module._modules.items()
+            }
             state["training"] = False
         return views[id(module)]
 
@@ -71,7 +73,7 @@ def _conv_outputs(model: nn.Module) -> list[tuple[str, nn.Module]]:
         if isinstance(parent, nn.Sequential):
             siblings = list(parent._modules.items())
             at = [name for name, _ in siblings].index(own)
-            for _name, later in siblings[at + 1:at + 3]:  # skip a BatchNorm between conv and activation
+            for _name, later in siblings[at + 1 : at + 3]:  # skip a BatchNorm between conv and activation
                 if isinstance(later, nn.Conv2d):
                     break
                 if isinstance(later, _ACTIVATION_TYPES):
@@ -135,7 +137,9 @@ def explain(model: nn.Module, x: torch.Tensor, target: int) -> tuple[str, np.nda
     """(method name, map in 0-1 over the input): Grad-CAM for conv nets, |integrated gradients| otherwise."""
     if has_conv(model):
         return "Grad-CAM (last conv layer)", grad_cam(model, x, target)
-    return "integrated gradients (positive part)", _normalized(torch.as_tensor(integrated_gradients(model, x, target)).clamp(min=0))
+    return "integrated gradients (positive part)", _normalized(
+        torch.as_tensor(integrated_gradients(model, x, target)).clamp(min=0)
+    )
 
 
 @torch.no_grad()
@@ -144,12 +148,16 @@ def dense_activations(model: nn.Module, x: torch.Tensor) -> list[tuple[str, np.n
     each named by its layer: ("ReLU after linear 1 (layer 3)", values)."""
     view = private_view(model)
     labels = layer_labels(view)
-    watched = [(labels[path], m) for path, m in view.named_modules()
-               if path in labels and isinstance(m, _ACTIVATION_TYPES)]
+    watched = [
+        (labels[path], m) for path, m in view.named_modules() if path in labels and isinstance(m, _ACTIVATION_TYPES)
+    ]
     linears = [(path, m) for path, m in view.named_modules() if path in labels and isinstance(m, nn.Linear)]
     if linears:
         watched.append((labels[linears[-1][0]].replace("output layer", "output layer: logits", 1), linears[-1][1]))
     store = _captured([m for _, m in watched])
     view(x)
-    return [(label, kept[0][0].float().cpu().numpy()) for (label, _), kept in zip(watched, store)
-            if kept and kept[0].dim() == 2]
+    return [
+        (label, kept[0][0].float().cpu().numpy())
+        for (label, _), kept in zip(watched, store)
+        if kept and kept[0].dim() == 2
+    ]

@@ -46,8 +46,14 @@ SETTINGS: dict[str, dict[str, float | int | None]] = {
     "residual": {},
     **{name: {} for name in ACTIVATIONS},
 }
-ALIASES = {"pool": "maxpool", "batchnorm": "bn", "fc": "linear", "dense": "linear", "conv2d": "conv",
-           "globalavgpool": "gap"}
+ALIASES = {
+    "pool": "maxpool",
+    "batchnorm": "bn",
+    "fc": "linear",
+    "dense": "linear",
+    "conv2d": "conv",
+    "globalavgpool": "gap",
+}
 KEY_ALIASES = {"k": "kernel", "s": "stride", "p": "padding", "c": "channels", "w": "width", "pad": "padding"}
 LAYER_HELP = {
     "conv": "2-D convolution: output channels, square kernel, stride, zero padding",
@@ -61,8 +67,18 @@ LAYER_HELP = {
     "residual": "two 3x3 convs with BatchNorm and a skip connection (keeps the shape)",
     **{name: "activation" for name in ACTIVATIONS},
 }
-DEFAULT_LAYERS = ("conv 16 k=3 s=1 p=1", "relu", "bn", "maxpool 2", "conv 32 k=3 s=1 p=1", "relu", "bn",
-                  "maxpool 2", "flatten", "linear 10")
+DEFAULT_LAYERS = (
+    "conv 16 k=3 s=1 p=1",
+    "relu",
+    "bn",
+    "maxpool 2",
+    "conv 32 k=3 s=1 p=1",
+    "relu",
+    "bn",
+    "maxpool 2",
+    "flatten",
+    "linear 10",
+)
 
 
 @dataclass(frozen=True)
@@ -78,8 +94,9 @@ class Layer:
         """The canonical one-line form: what a checkpoint stores."""
         v = self.values
         if self.kind == "conv":
-            return f"conv {v['channels']} k={v['kernel']} s={v['stride']} p={v['padding']}" + \
-                ("" if v["bias"] else " bias=0")
+            return f"conv {v['channels']} k={v['kernel']} s={v['stride']} p={v['padding']}" + (
+                "" if v["bias"] else " bias=0"
+            )
         if self.kind in ("maxpool", "avgpool"):
             text = f"{self.kind} {v['kernel']}"
             text += f" s={v['stride']}" if v["stride"] != v["kernel"] else ""
@@ -133,12 +150,16 @@ def parse_layer(spec) -> Layer:
         if sep:
             name = KEY_ALIASES.get(key.lower(), key.lower())
             if name not in names:
-                raise ModelError(f"{source!r}: {kind} has no setting {key!r}"
-                                 + (f"; its settings are {', '.join(names)}" if names else "; it takes none"))
+                raise ModelError(
+                    f"{source!r}: {kind} has no setting {key!r}"
+                    + (f"; its settings are {', '.join(names)}" if names else "; it takes none")
+                )
         else:
             if positional >= len(names):
-                raise ModelError(f"{source!r}: too many values for {kind}"
-                                 + (f" (it takes {', '.join(names)})" if names else " (it takes none)"))
+                raise ModelError(
+                    f"{source!r}: too many values for {kind}"
+                    + (f" (it takes {', '.join(names)})" if names else " (it takes none)")
+                )
             name, text = names[positional], token
             positional += 1
         if name == "bias":
@@ -150,7 +171,9 @@ def parse_layer(spec) -> Layer:
     for name, default in SETTINGS[kind].items():
         if name not in values:
             if default is None:
-                raise ModelError(f"{source!r}: {kind} needs its {name}, e.g. '{kind} {16 if name == 'channels' else 10}'")
+                raise ModelError(
+                    f"{source!r}: {kind} needs its {name}, e.g. '{kind} {16 if name == 'channels' else 10}'"
+                )
             values[name] = default
     if kind in ("maxpool", "avgpool") and values["stride"] == 0:
         values["stride"] = values["kernel"]
@@ -251,18 +274,29 @@ def check(spec) -> StackCheck:
         params = macs = 0
         image = len(shape) == 3
         if kind in ("conv", "maxpool", "avgpool", "gap", "residual") and not image:
-            return fail(i, layer, f"needs an image (channels x height x width) but gets {_shape_text(shape)}; "
-                                  f"put it before flatten")
+            return fail(
+                i,
+                layer,
+                f"needs an image (channels x height x width) but gets {_shape_text(shape)}; put it before flatten",
+            )
         if kind == "conv":
             c, k, s, p = v["channels"], v["kernel"], v["stride"], v["padding"]
-            for name, value, low, high in (("channels", c, 1, MAX_CHANNELS), ("kernel", k, 1, 28),
-                                           ("stride", s, 1, 28), ("padding", p, 0, 14)):
+            for name, value, low, high in (
+                ("channels", c, 1, MAX_CHANNELS),
+                ("kernel", k, 1, 28),
+                ("stride", s, 1, 28),
+                ("padding", p, 0, 14),
+            ):
                 if not low <= value <= high:
                     return fail(i, layer, f"{name} {value} is outside {low}-{high}")
             h, w = _window_out(shape[1], k, s, p), _window_out(shape[2], k, s, p)
             if h < 1 or w < 1:
-                return fail(i, layer, f"a {k}x{k} kernel does not fit in its {shape[1]}x{shape[2]} input "
-                                      f"(padding {p}): the size would reach zero; remove a pool or add padding")
+                return fail(
+                    i,
+                    layer,
+                    f"a {k}x{k} kernel does not fit in its {shape[1]}x{shape[2]} input "
+                    f"(padding {p}): the size would reach zero; remove a pool or add padding",
+                )
             params = shape[0] * c * k * k + (c if v["bias"] else 0)
             macs = h * w * c * shape[0] * k * k
             rf, jump = rf + (k - 1) * jump, jump * s
@@ -276,8 +310,12 @@ def check(spec) -> StackCheck:
                 return fail(i, layer, f"padding {p} must be at most half the window ({k // 2})")
             h, w = _window_out(shape[1], k, s, p), _window_out(shape[2], k, s, p)
             if h < 1 or w < 1:
-                return fail(i, layer, f"a {k}x{k} window does not fit in its {shape[1]}x{shape[2]} input: "
-                                      f"the size would reach zero; remove a pool or make it smaller")
+                return fail(
+                    i,
+                    layer,
+                    f"a {k}x{k} window does not fit in its {shape[1]}x{shape[2]} input: "
+                    f"the size would reach zero; remove a pool or make it smaller",
+                )
             rf, jump = rf + (k - 1) * jump, jump * s
             shape = (shape[0], h, w)
         elif kind == "bn":
@@ -307,17 +345,29 @@ def check(spec) -> StackCheck:
         rows.append(Row(i, layer.text, shape, params, macs, rf if len(shape) == 3 else None))
         total = sum(r.params for r in rows)
         if total > MAX_PARAMS:
-            return fail(i, layer, f"the stack reaches {total:,} parameters here; the builder's limit is "
-                                  f"{MAX_PARAMS:,}: use fewer channels or a pool before flatten")
+            return fail(
+                i,
+                layer,
+                f"the stack reaches {total:,} parameters here; the builder's limit is "
+                f"{MAX_PARAMS:,}: use fewer channels or a pool before flatten",
+            )
         work = sum(r.macs for r in rows)
         if work > MAX_MACS:
-            return fail(i, layer, f"the stack reaches {work:,} multiply-adds per image here; the builder's limit "
-                                  f"is {MAX_MACS:,}: use fewer channels, or a stride or pool earlier")
+            return fail(
+                i,
+                layer,
+                f"the stack reaches {work:,} multiply-adds per image here; the builder's limit "
+                f"is {MAX_MACS:,}: use fewer channels, or a stride or pool earlier",
+            )
     if shape != (NUM_CLASSES,):
         last = layers[-1]
-        return StackCheck(rows, f"layer {len(layers)} ({last.text}): the net ends in {_shape_text(shape)}, but a "
-                                f"digit classifier must end in {NUM_CLASSES} outputs: finish with "
-                                f"{'flatten, ' if len(shape) == 3 else ''}linear {NUM_CLASSES}", len(layers))
+        return StackCheck(
+            rows,
+            f"layer {len(layers)} ({last.text}): the net ends in {_shape_text(shape)}, but a "
+            f"digit classifier must end in {NUM_CLASSES} outputs: finish with "
+            f"{'flatten, ' if len(shape) == 3 else ''}linear {NUM_CLASSES}",
+            len(layers),
+        )
     return StackCheck(rows)
 
 
@@ -355,8 +405,11 @@ def build(spec) -> nn.Sequential:
     for layer, row in zip(layers, check(layers).rows):
         kind, v = layer.kind, layer.values
         if kind == "conv":
-            modules.append(nn.Conv2d(shape[0], v["channels"], v["kernel"], stride=v["stride"], padding=v["padding"],
-                                     bias=bool(v["bias"])))
+            modules.append(
+                nn.Conv2d(
+                    shape[0], v["channels"], v["kernel"], stride=v["stride"], padding=v["padding"], bias=bool(v["bias"])
+                )
+            )
         elif kind == "maxpool":
             modules.append(nn.MaxPool2d(v["kernel"], stride=v["stride"], padding=v["padding"]))
         elif kind == "avgpool":
@@ -401,13 +454,25 @@ def stack_of(model: nn.Module) -> tuple[str, ...]:
         if kind is nn.Conv2d:
             if module.groups != 1 or _single(module.dilation, "dilation") != 1 or module.padding_mode != "zeros":
                 raise ModelError("a grouped, dilated or non-zero-padded conv cannot be written as a layer stack")
-            layer = Layer("conv", {"channels": module.out_channels, "kernel": _single(module.kernel_size, "kernel"),
-                                   "stride": _single(module.stride, "stride"),
-                                   "padding": _single(module.padding, "padding"), "bias": int(module.bias is not None)})
+            layer = Layer(
+                "conv",
+                {
+                    "channels": module.out_channels,
+                    "kernel": _single(module.kernel_size, "kernel"),
+                    "stride": _single(module.stride, "stride"),
+                    "padding": _single(module.padding, "padding"),
+                    "bias": int(module.bias is not None),
+                },
+            )
         elif kind in (nn.MaxPool2d, nn.AvgPool2d):
-            layer = Layer("maxpool" if kind is nn.MaxPool2d else "avgpool",
-                          {"kernel": _single(module.kernel_size, "kernel"), "stride": _single(module.stride, "stride"),
-                           "padding": _single(module.padding, "padding")})
+            layer = Layer(
+                "maxpool" if kind is nn.MaxPool2d else "avgpool",
+                {
+                    "kernel": _single(module.kernel_size, "kernel"),
+                    "stride": _single(module.stride, "stride"),
+                    "padding": _single(module.padding, "padding"),
+                },
+            )
         elif kind in (nn.BatchNorm1d, nn.BatchNorm2d):
             layer = Layer("bn")
         elif kind is nn.Dropout:
@@ -445,8 +510,10 @@ def stack_of_arch(arch: str, model_config: dict | None = None) -> tuple[str, ...
 class StackConfig:
     layers: tuple[str, ...] = field(
         default_factory=lambda: DEFAULT_LAYERS,
-        metadata={"help": "The layers in order, separated by commas, e.g. 'conv 16 3 p=1, relu, bn, maxpool 2, "
-                          "flatten, linear 10'. Layers: " + ", ".join(SETTINGS) + ". Build them on the Build page."},
+        metadata={
+            "help": "The layers in order, separated by commas, e.g. 'conv 16 3 p=1, relu, bn, maxpool 2, "
+            "flatten, linear 10'. Layers: " + ", ".join(SETTINGS) + ". Build them on the Build page."
+        },
     )
 
     def __post_init__(self):
@@ -458,5 +525,9 @@ def build_stack(config: StackConfig) -> nn.Module:
     return build(config.layers)
 
 
-REGISTRY["stack"] = Architecture("stack", StackConfig, build_stack,
-                                 "Your own layer stack (conv, pool, BatchNorm, dropout, linear...), from the Build page.")
+REGISTRY["stack"] = Architecture(
+    "stack",
+    StackConfig,
+    build_stack,
+    "Your own layer stack (conv, pool, BatchNorm, dropout, linear...), from the Build page.",
+)

@@ -31,15 +31,16 @@ def _check_checkpoint(config: TrainConfig) -> None:
     except CheckpointError as exc:
         raise ConfigError(f"cannot start from checkpoint: {exc}") from None
     if meta["arch"] != config.arch:
-        raise ConfigError(f"checkpoint {config.init_checkpoint!r} is a {meta['arch']} model; "
-                          f"choose architecture {meta['arch']} to start from it")
+        raise ConfigError(
+            f"checkpoint {config.init_checkpoint!r} is a {meta['arch']} model; "
+            f"choose architecture {meta['arch']} to start from it"
+        )
 
 
 def _drawings() -> DrawingSet:
     drawn = load_drawings()
     if not len(drawn):
-        raise ConfigError("drawings share is above 0 but there are no saved drawings; "
-                          "save some on the Draw page first")
+        raise ConfigError("drawings share is above 0 but there are no saved drawings; save some on the Draw page first")
     return drawn
 
 
@@ -60,7 +61,8 @@ def load_starting_point(config: TrainConfig, device: str | torch.device = "cpu")
         _check_checkpoint(config)
         model, meta = load(config.init_checkpoint, expected_arch=config.arch, device=device)
         if config.model and make_config(config.arch, config.model) != make_config(config.arch, meta["model_config"]):
-            raise ConfigError(f"checkpoint {config.init_checkpoint!r} has model settings {meta['model_config']}, "
-                              f"not {config.model}")
+            raise ConfigError(
+                f"checkpoint {config.init_checkpoint!r} has model settings {meta['model_config']}, not {config.model}"
+            )
         model.train()
     return StartingPoint(model, _drawings() if config.drawings_share > 0 else None)

@@ -28,13 +28,19 @@ Stroke = list[tuple[float, float]]
 
 def arc(cx: float, cy: float, rx: float, ry: float, start: float, end: float, n: int = 40) -> Stroke:
     """Points along an ellipse; angles in degrees, 0 = right, 90 = down (y grows downwards)."""
-    return [(cx + rx * math.cos(math.radians(a)), cy + ry * math.sin(math.radians(a)))
-            for a in np.linspace(start, end, n)]
+    return [
+        (cx + rx * math.cos(math.radians(a)), cy + ry * math.sin(math.radians(a))) for a in np.linspace(start, end, n)
+    ]
 
 
 def bezier(p0, p1, p2, n: int = 20) -> Stroke:
-    return [((1 - t) ** 2 * p0[0] + 2 * (1 - t) * t * p1[0] + t * t * p2[0],
-             (1 - t) ** 2 * p0[1] + 2 * (1 - t) * t * p1[1] + t * t * p2[1]) for t in np.linspace(0, 1, n)]
+    return [
+        (
+            (1 - t) ** 2 * p0[0] + 2 * (1 - t) * t * p1[0] + t * t * p2[0],
+            (1 - t) ** 2 * p0[1] + 2 * (1 - t) * t * p1[1] + t * t * p2[1],
+        )
+        for t in np.linspace(0, 1, n)
+    ]
 
 
 def figure_eight(n: int = 80) -> Stroke:
@@ -58,10 +64,14 @@ STYLES: dict[int, dict[str, list[Stroke]]] = {
     },
     2: {
         "plain": [arc(0.5, 0.3, 0.3, 0.28, 190, 370) + [(0.2, 1.0), (0.82, 1.0)]],
-        "looped": [arc(0.5, 0.28, 0.3, 0.27, 190, 370) + [(0.3, 0.8)] + arc(0.3, 0.9, 0.1, 0.1, -90, -450)
-                   + [(0.85, 0.98)]],
-        "curly": [arc(0.5, 0.28, 0.28, 0.26, 200, 360) + bezier((0.78, 0.28), (0.7, 0.7), (0.22, 1.0))
-                  + bezier((0.22, 1.0), (0.5, 0.9), (0.85, 1.0))],
+        "looped": [
+            arc(0.5, 0.28, 0.3, 0.27, 190, 370) + [(0.3, 0.8)] + arc(0.3, 0.9, 0.1, 0.1, -90, -450) + [(0.85, 0.98)]
+        ],
+        "curly": [
+            arc(0.5, 0.28, 0.28, 0.26, 200, 360)
+            + bezier((0.78, 0.28), (0.7, 0.7), (0.22, 1.0))
+            + bezier((0.22, 1.0), (0.5, 0.9), (0.85, 1.0))
+        ],
     },
     3: {
         "round": [arc(0.5, 0.25, 0.28, 0.25, 200, 450) + arc(0.5, 0.75, 0.3, 0.25, 270, 520)],
@@ -76,8 +86,10 @@ STYLES: dict[int, dict[str, list[Stroke]]] = {
     5: {
         "one stroke": [[(0.75, 0.0), (0.3, 0.0), (0.27, 0.45)] + arc(0.5, 0.7, 0.3, 0.28, 230, 510)],
         "bar last": [[(0.3, 0.0), (0.27, 0.45)] + arc(0.5, 0.7, 0.3, 0.28, 230, 505), [(0.3, 0.0), (0.78, 0.0)]],
-        "angular": [[(0.3, 0.0), (0.25, 0.45), (0.6, 0.4), (0.8, 0.6), (0.74, 0.88), (0.45, 1.0), (0.2, 0.9)],
-                    [(0.3, 0.0), (0.8, 0.0)]],
+        "angular": [
+            [(0.3, 0.0), (0.25, 0.45), (0.6, 0.4), (0.8, 0.6), (0.74, 0.88), (0.45, 1.0), (0.2, 0.9)],
+            [(0.3, 0.0), (0.8, 0.0)],
+        ],
     },
     6: {
         "curved": [bezier((0.7, 0.0), (0.2, 0.2), (0.22, 0.7)) + arc(0.5, 0.72, 0.28, 0.26, 180, 535)],
@@ -152,8 +164,7 @@ def render(strokes: list[Stroke], placement: Placement, canvas: int = CANVAS, su
     cx, cy = placement.centre
     radius = placement.brush * s / 2
     for stroke in strokes:
-        points = [((cx + (x - 0.5) * placement.height) * s, (cy + (y - 0.5) * placement.height) * s)
-                  for x, y in stroke]
+        points = [((cx + (x - 0.5) * placement.height) * s, (cy + (y - 0.5) * placement.height) * s) for x, y in stroke]
         draw.line(points, fill=255, width=round(placement.brush * s), joint="curve")
         for px, py in (points[0], points[-1]):
             draw.ellipse((px - radius, py - radius, px + radius, py + radius), fill=255)
@@ -165,8 +176,10 @@ def random_placement(rng: np.random.Generator, canvas: int = CANVAS) -> Placemen
     height = rng.uniform(0.35, 0.85) * canvas
     brush = rng.uniform(12, 26)
     margin = height / 2 + brush
-    centre = (rng.uniform(margin, canvas - margin) if canvas - margin > margin else canvas / 2,
-              rng.uniform(margin, canvas - margin) if canvas - margin > margin else canvas / 2)
+    centre = (
+        rng.uniform(margin, canvas - margin) if canvas - margin > margin else canvas / 2,
+        rng.uniform(margin, canvas - margin) if canvas - margin > margin else canvas / 2,
+    )
     return Placement(height, centre, brush)
 
 
@@ -228,8 +241,14 @@ def _drawn(keys: list[tuple[int, int, int, int, int]]) -> DrawnDigits:
 def style_test_split(per_style: int = 40) -> DrawnDigits:
     """The fixed style-rich test set: per_style drawings of every style of every class, identical on every run.
     No model trains on it (training_drawings draws from another stream)."""
-    return _drawn([(TEST_STREAM, TEST_SEED, digit, style, k)
-                   for digit, styles in STYLES.items() for style in range(len(styles)) for k in range(per_style)])
+    return _drawn(
+        [
+            (TEST_STREAM, TEST_SEED, digit, style, k)
+            for digit, styles in STYLES.items()
+            for style in range(len(styles))
+            for k in range(per_style)
+        ]
+    )
 
 
 def training_drawings(count: int, seed: int = 0, first: int = 0) -> DrawnDigits:
@@ -246,18 +265,28 @@ def training_drawings(count: int, seed: int = 0, first: int = 0) -> DrawnDigits:
 def synthetic_drawings(per_class: int = 50, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(images uint8 (N, 280, 280), labels (N,), style names): per_class of each class, its styles in turn,
     from the test stream (with seed 0 they are drawings of the test split)."""
-    drawn = _drawn([(TEST_STREAM, seed, digit, i % len(STYLES[digit]), i // len(STYLES[digit]))
-                    for digit in STYLES for i in range(per_class)])
+    drawn = _drawn(
+        [
+            (TEST_STREAM, seed, digit, i % len(STYLES[digit]), i // len(STYLES[digit]))
+            for digit in STYLES
+            for i in range(per_class)
+        ]
+    )
     return drawn.images, drawn.labels, drawn.styles
 
 
 def scribbles(count: int = 100, seed: int = 0) -> np.ndarray:
     """Random zig-zags that are no digit: what an 'unsure' flag should catch. uint8 (count, 280, 280)."""
     rng = np.random.default_rng(seed)
-    return np.stack([
-        render([[tuple(p) for p in rng.uniform(0, 1, (int(rng.integers(6, 16)), 2))]],
-               Placement(rng.uniform(120, 250), (CANVAS / 2, CANVAS / 2), rng.uniform(12, 26)))
-        for _ in range(count)])
+    return np.stack(
+        [
+            render(
+                [[tuple(p) for p in rng.uniform(0, 1, (int(rng.integers(6, 16)), 2))]],
+                Placement(rng.uniform(120, 250), (CANVAS / 2, CANVAS / 2), rng.uniform(12, 26)),
+            )
+            for _ in range(count)
+        ]
+    )
 
 
 # What a visitor draws that is no digit: the Draw page must refuse these or flag them as unsure.
@@ -272,10 +301,18 @@ NON_DIGITS: dict[str, list[Stroke]] = {
     "dot": [[(0.5, 0.5), (0.5, 0.5)]],
     "filled box": _filled_box(),
     "X": [[(0.0, 0.0), (1.0, 1.0)], [(1.0, 0.0), (0.0, 1.0)]],
-    "smiley": [arc(0.5, 0.5, 0.5, 0.5, 0, 360, n=60), [(0.33, 0.33), (0.33, 0.33)], [(0.67, 0.33), (0.67, 0.33)],
-               arc(0.5, 0.55, 0.27, 0.22, 20, 160)],
-    "#": [[(0.38, 0.0), (0.3, 1.0)], [(0.72, 0.0), (0.64, 1.0)], [(0.0, 0.33), (1.0, 0.33)],
-          [(0.0, 0.67), (1.0, 0.67)]],
+    "smiley": [
+        arc(0.5, 0.5, 0.5, 0.5, 0, 360, n=60),
+        [(0.33, 0.33), (0.33, 0.33)],
+        [(0.67, 0.33), (0.67, 0.33)],
+        arc(0.5, 0.55, 0.27, 0.22, 20, 160),
+    ],
+    "#": [
+        [(0.38, 0.0), (0.3, 1.0)],
+        [(0.72, 0.0), (0.64, 1.0)],
+        [(0.0, 0.33), (1.0, 0.33)],
+        [(0.0, 0.67), (1.0, 0.67)],
+    ],
 }
 
 
@@ -300,8 +337,8 @@ def non_digits(per_shape: int = 50, seed: int = 0) -> dict[str, np.ndarray]:
 def main(argv: list[str] | None = None) -> int:
     """Write styled training drawings, preprocessed like the Draw page's, as a drawings folder for fine-tuning:
 
-        python -m mnist_core.strokes runs/styled-drawings --count 30000 --seed 0
-        MNIST_DRAWINGS_DIR=runs/styled-drawings python -m mnist_core train ... --drawings-share 0.25
+    python -m mnist_core.strokes runs/styled-drawings --count 30000 --seed 0
+    MNIST_DRAWINGS_DIR=runs/styled-drawings python -m mnist_core train ... --drawings-share 0.25
     """
     import argparse
     from pathlib import Path

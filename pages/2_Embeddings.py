@@ -30,9 +30,18 @@ def settings() -> embed.EmbedSpec:
     caps = {}
     if cap := host_settings().max_map_points:  # the host's MNIST_MAX_MAP_POINTS (hosted mode: 10,000)
         caps["points"] = (cap, f"This host maps at most {cap:,} (MNIST_MAX_MAP_POINTS).")
-    values = field_widgets(embed.EmbedSpec, PREFIX, ("method", "source", "points", "seed"), columns=4,
-                           options={"source": sources}, formats=shown, caps=caps)
-    values |= field_widgets(embed.EmbedSpec, PREFIX, embed.METHOD_SETTINGS[values["method"]], columns=4, radio=("dims",))
+    values = field_widgets(
+        embed.EmbedSpec,
+        PREFIX,
+        ("method", "source", "points", "seed"),
+        columns=4,
+        options={"source": sources},
+        formats=shown,
+        caps=caps,
+    )
+    values |= field_widgets(
+        embed.EmbedSpec, PREFIX, embed.METHOD_SETTINGS[values["method"]], columns=4, radio=("dims",)
+    )
     return embed.EmbedSpec(**values)
 
 
@@ -51,28 +60,38 @@ def scatter(e: embed.Embedding, highlight: int | None, angle: tuple[float, float
     clickable as a view turned to an angle, with nearer points drawn larger.
     """
     three_d = e.coords.shape[1] == 3 and angle is None
-    xy, depth = (embed.turned(e.coords, *angle) if angle is not None and e.coords.shape[1] == 3
-                 else (e.coords[:, :2], None))
+    xy, depth = (
+        embed.turned(e.coords, *angle) if angle is not None and e.coords.shape[1] == 3 else (e.coords[:, :2], None)
+    )
     if depth is not None:
         near = (depth - depth.min()) / max(float(np.ptp(depth)), 1e-9)
     traces = []
     for digit in range(10):
         mask = e.labels == digit
         dim = highlight is not None and digit != highlight
-        common = dict(name=str(digit), mode="markers", customdata=e.indices[mask],
-                      hovertemplate=f"digit {digit} · #%{{customdata}} · click to see it<extra></extra>")
+        common = dict(
+            name=str(digit),
+            mode="markers",
+            customdata=e.indices[mask],
+            hovertemplate=f"digit {digit} · #%{{customdata}} · click to see it<extra></extra>",
+        )
         size = (2 + 5 * near[mask]) if depth is not None else (2.5 if three_d else 4)
         marker = dict(size=size, color="#d0d0d0" if dim else COLOURS[digit], opacity=0.25 if dim else 0.8)
         if three_d:
-            traces.append(go.Scatter3d(x=e.coords[mask, 0], y=e.coords[mask, 1], z=e.coords[mask, 2], marker=marker,
-                                       **common))
+            traces.append(
+                go.Scatter3d(x=e.coords[mask, 0], y=e.coords[mask, 1], z=e.coords[mask, 2], marker=marker, **common)
+            )
         else:
             traces.append(go.Scattergl(x=xy[mask, 0], y=xy[mask, 1], marker=marker, **common))
     fig = go.Figure(traces)
     source = e.spec.source if e.spec.source != "pixels" else "raw pixels"
     view = f"<br><sub>seen from turn {angle[0]:.0f}°, tilt {angle[1]:.0f}°</sub>" if depth is not None else ""
-    fig.update_layout(height=620, margin={"l": 0, "r": 0, "t": 50 if view else 30, "b": 0}, legend={"title": "class", "itemsizing": "constant"},
-                      title=f"{METHOD_NAMES[e.spec.method]} of {len(e.labels):,} digits ({source}){view}")
+    fig.update_layout(
+        height=620,
+        margin={"l": 0, "r": 0, "t": 50 if view else 30, "b": 0},
+        legend={"title": "class", "itemsizing": "constant"},
+        title=f"{METHOD_NAMES[e.spec.method]} of {len(e.labels):,} digits ({source}){view}",
+    )
     if not three_d:
         # No dragmode here: Streamlit then sets clickmode "event+select", so a click selects one point; a
         # figure with dragmode "select" gets clickmode "event" and a click selects nothing.
@@ -82,27 +101,53 @@ def scatter(e: embed.Embedding, highlight: int | None, angle: tuple[float, float
 
 def explained_variance(share: np.ndarray) -> go.Figure:
     k = np.arange(1, len(share) + 1)
-    fig = go.Figure([go.Bar(x=k, y=share, name="each component"),
-                     go.Scatter(x=k, y=np.cumsum(share), name="cumulative", mode="lines+markers")])
-    fig.update_layout(height=300, title="Explained variance", xaxis={"title": "principal component"},
-                      yaxis={"tickformat": ".0%", "range": [0, 1]}, margin={"t": 40, "b": 0})
+    fig = go.Figure(
+        [
+            go.Bar(x=k, y=share, name="each component"),
+            go.Scatter(x=k, y=np.cumsum(share), name="cumulative", mode="lines+markers"),
+        ]
+    )
+    fig.update_layout(
+        height=300,
+        title="Explained variance",
+        xaxis={"title": "principal component"},
+        yaxis={"tickformat": ".0%", "range": [0, 1]},
+        margin={"t": 40, "b": 0},
+    )
     return fig
 
 
 def separation_panel(e: embed.Embedding) -> None:
     sep = separation(e)
-    st.metric(f"{sep.k}-NN accuracy in this map", f"{sep.accuracy:.1%}",
-              help="Each digit's class voted by its nearest neighbours in the map: how separated the classes are, "
-                   "as a number (chance is about 10%).")
-    fig = go.Figure(go.Bar(x=list(range(10)), y=sep.per_class, marker_color=COLOURS,
-                           hovertemplate="class %{x}: %{y:.1%}<extra></extra>"))
-    fig.update_layout(height=260, title="Per class", xaxis={"dtick": 1}, yaxis={"tickformat": ".0%", "range": [0, 1]},
-                      margin={"t": 40, "b": 0})
+    st.metric(
+        f"{sep.k}-NN accuracy in this map",
+        f"{sep.accuracy:.1%}",
+        help="Each digit's class voted by its nearest neighbours in the map: how separated the classes are, "
+        "as a number (chance is about 10%).",
+    )
+    fig = go.Figure(
+        go.Bar(
+            x=list(range(10)),
+            y=sep.per_class,
+            marker_color=COLOURS,
+            hovertemplate="class %{x}: %{y:.1%}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        height=260,
+        title="Per class",
+        xaxis={"dtick": 1},
+        yaxis={"tickformat": ".0%", "range": [0, 1]},
+        margin={"t": 40, "b": 0},
+    )
     st.plotly_chart(fig, key="emb.per_class")
     if sep.confusions:
         st.caption("Most mixed-up pairs (true → its neighbours' vote: count)")
-        st.dataframe([{"true": t, "neighbours say": v, "digits": n} for t, v, n in sep.confusions[:8]],
-                     hide_index=True, width="stretch")
+        st.dataframe(
+            [{"true": t, "neighbours say": v, "digits": n} for t, v, n in sep.confusions[:8]],
+            hide_index=True,
+            width="stretch",
+        )
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -130,8 +175,12 @@ def selected_digits(ids: list[int]) -> None:
         split, number = ("training", ids[0]) if ids[0] < 60_000 else ("test", ids[0] - 60_000)
         st.image(upscale(images[0], 8), caption=f"{split} digit #{number}, label {labels[0]}", width=200)
     else:
-        st.image(tile(images, columns=10), width="stretch", caption=f"{len(ids)} selected digits; labels: "
-                 + ", ".join(f"{d}: {int((labels == d).sum())}" for d in range(10) if (labels == d).any()))
+        st.image(
+            tile(images, columns=10),
+            width="stretch",
+            caption=f"{len(ids)} selected digits; labels: "
+            + ", ".join(f"{d}: {int((labels == d).sum())}" for d in range(10) if (labels == d).any()),
+        )
 
 
 def map_label(spec: embed.EmbedSpec) -> str:
@@ -143,8 +192,12 @@ def progress_view(snap) -> None:
     """This browser's map while it computes (queued or running), with its Stop."""
     if snap is None or not snap.running:
         return
-    live.progress_row(snap, "emb.stop", f"{snap.view.stage} · {snap.seconds:.0f} s. You can look at other pages "
-                                         "meanwhile; it keeps computing.", share=snap.view.fraction)
+    live.progress_row(
+        snap,
+        "emb.stop",
+        f"{snap.view.stage} · {snap.seconds:.0f} s. You can look at other pages meanwhile; it keeps computing.",
+        share=snap.view.fraction,
+    )
 
 
 def find_map(key: str) -> embed.Embedding | None:
@@ -158,8 +211,10 @@ def start(spec: embed.EmbedSpec) -> None:
 
 sidebar()
 st.title("Embeddings")
-st.caption("Each digit is a point in 784 dimensions (one per pixel). These maps squeeze that into 2 or 3 so you "
-           "can see which digits a representation keeps apart and which it mixes up.")
+st.caption(
+    "Each digit is a point in 784 dimensions (one per pixel). These maps squeeze that into 2 or 3 so you "
+    "can see which digits a representation keeps apart and which it mixes up."
+)
 spec = settings()
 try:
     spec.validate()
@@ -187,30 +242,53 @@ if result is None and embed.quick(spec):
         st.error(str(exc))
 if result is None:
     if not (this_map and mine.running):
-        st.info(f"This map is not computed yet (about {embed.estimated_seconds(spec):.0f} s on a 2-core CPU; "
-                "cached afterwards).")
+        st.info(
+            f"This map is not computed yet (about {embed.estimated_seconds(spec):.0f} s on a 2-core CPU; "
+            "cached afterwards)."
+        )
         if st.button("Compute map", type="primary", key="emb.compute"):
             start(spec)
     live.watch("embed", progress_view)  # polls only while a map of this browser computes; its end reruns the page
 else:
-    st.caption(f"{'Loaded from the cache' if result.meta.get('cached') else 'Computed'}; computing it took "
-               f"{result.seconds:.1f} s.")
+    st.caption(
+        f"{'Loaded from the cache' if result.meta.get('cached') else 'Computed'}; computing it took "
+        f"{result.seconds:.1f} s."
+    )
     left, right = st.columns([3, 1])
     with left:
         c1, c2, c3 = st.columns([2, 2, 2])
-        highlight = c1.selectbox("Isolate a class", [None, *range(10)], format_func=lambda d: "all" if d is None else str(d),
-                                 key="emb.highlight", help="Grey out the others. Clicking a legend entry hides a class; "
-                                 "double-clicking shows it alone.")
+        highlight = c1.selectbox(
+            "Isolate a class",
+            [None, *range(10)],
+            format_func=lambda d: "all" if d is None else str(d),
+            key="emb.highlight",
+            help="Grey out the others. Clicking a legend entry hides a class; double-clicking shows it alone.",
+        )
         angle = None
         if result.coords.shape[1] == 3:
-            free = st.toggle("Free rotation (plotly's 3-D scene: drag to turn it; clicking a digit needs the "
-                             "turned view)", key="emb.free3d")
+            free = st.toggle(
+                "Free rotation (plotly's 3-D scene: drag to turn it; clicking a digit needs the turned view)",
+                key="emb.free3d",
+            )
             if not free:
-                angle = (c2.slider("Turn", -180, 180, 30, 5, key="emb.turn", help="Spin the cloud about the "
-                                   "vertical axis (0, 0 is the 2-D map)."),
-                         c3.slider("Tilt", -90, 90, 20, 5, key="emb.tilt", help="Tip it towards you or away."))
-        event = st.plotly_chart(scatter(result, highlight, angle), key=f"emb.scatter.{key}", on_select="rerun",
-                                selection_mode=("points", "box", "lasso"))
+                angle = (
+                    c2.slider(
+                        "Turn",
+                        -180,
+                        180,
+                        30,
+                        5,
+                        key="emb.turn",
+                        help="Spin the cloud about the vertical axis (0, 0 is the 2-D map).",
+                    ),
+                    c3.slider("Tilt", -90, 90, 20, 5, key="emb.tilt", help="Tip it towards you or away."),
+                )
+        event = st.plotly_chart(
+            scatter(result, highlight, angle),
+            key=f"emb.scatter.{key}",
+            on_select="rerun",
+            selection_mode=("points", "box", "lasso"),
+        )
     with right:
         selected_digits(selected_ids(event))
         separation_panel(result)

@@ -47,11 +47,17 @@ def optimizer_changed() -> None:
 def settings_widgets() -> tuple[TrainConfig, list[str]]:
     st.session_state.setdefault(key("arch"), TrainConfig().arch)
     errors: list[str] = []
-    st.selectbox("Start from a preset", ["(none)", *PRESETS], key=key("preset"), on_change=load_preset,
-                 format_func=lambda n: n if n not in PRESETS else f"{n}: {PRESETS[n][0]}",
-                 help="Fills in every setting below with a classic recipe; change anything afterwards.")
-    arch = st.selectbox("Architecture", list(REGISTRY), key=key("arch"),
-                        format_func=lambda a: f"{a}: {REGISTRY[a].summary}")
+    st.selectbox(
+        "Start from a preset",
+        ["(none)", *PRESETS],
+        key=key("preset"),
+        on_change=load_preset,
+        format_func=lambda n: n if n not in PRESETS else f"{n}: {PRESETS[n][0]}",
+        help="Fills in every setting below with a classic recipe; change anything afterwards.",
+    )
+    arch = st.selectbox(
+        "Architecture", list(REGISTRY), key=key("arch"), format_func=lambda a: f"{a}: {REGISTRY[a].summary}"
+    )
     left, right = st.columns(2)
     with left:
         st.markdown(f"**{arch} settings**")
@@ -83,8 +89,14 @@ def model_card(config: TrainConfig) -> None:
         st.dataframe(card.table(layer_labels(model)), hide_index=True, width="stretch")
 
 
-STAGES = {"queued": "starting...", "loading MNIST": "loading MNIST...", "preparing": "preparing the model and data...",
-          "training": "training", "evaluating": "scoring on the test set...", "saving": "saving the checkpoint..."}
+STAGES = {
+    "queued": "starting...",
+    "loading MNIST": "loading MNIST...",
+    "preparing": "preparing the model and data...",
+    "training": "training",
+    "evaluating": "scoring on the test set...",
+    "saving": "saving the checkpoint...",
+}
 
 
 def start(config: TrainConfig, name: str, overwrite: bool) -> None:
@@ -111,8 +123,10 @@ def run_view(snap) -> None:
     if snap.running:
         eta = view.eta_seconds
         if view.stage == "training" and view.step:
-            text = (f"epoch {view.epoch}/{epochs} · step {view.step}/{view.total_steps}"
-                    f" · {view.images_per_s:,.0f} images/s" + (f" · about {eta:.0f} s left" if eta is not None else ""))
+            text = (
+                f"epoch {view.epoch}/{epochs} · step {view.step}/{view.total_steps}"
+                f" · {view.images_per_s:,.0f} images/s" + (f" · about {eta:.0f} s left" if eta is not None else "")
+            )
         else:
             text = STAGES.get(view.stage, view.stage)
         live.progress_row(snap, "train.stop", text)
@@ -145,8 +159,9 @@ def runs_table() -> None:
     info = next(i for i in infos if i.name == chosen)
     st.caption(f"Reproduce: `{info.meta.get('command', '')}`")
     c1, c2, c3 = st.columns([2, 1, 1])
-    new_name = c1.text_input("New name", key="train.new_name", label_visibility="collapsed",
-                             placeholder="new name for this run")
+    new_name = c1.text_input(
+        "New name", key="train.new_name", label_visibility="collapsed", placeholder="new name for this run"
+    )
     try:
         if c1.button("Rename", disabled=info.source != "runs" or not new_name):
             ckpt.rename(chosen, new_name)
@@ -182,8 +197,11 @@ for message in name_errors:
     st.error(message)
 overwrite = False
 if name_taken:
-    overwrite = st.checkbox(f"Replace the existing run **{run_name}**", key=key("overwrite"),
-                            help="Its weights and history are replaced by this run's when it ends.")
+    overwrite = st.checkbox(
+        f"Replace the existing run **{run_name}**",
+        key=key("overwrite"),
+        help="Its weights and history are replaced by this run's when it ends.",
+    )
 blocked = bool(errors or name_errors) or (name_taken and not overwrite)
 if st.button("Start training", type="primary", disabled=blocked):
     start(config, run_name, overwrite)

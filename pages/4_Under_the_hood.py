@@ -35,15 +35,21 @@ def parse_widths(text: str) -> tuple[int, ...]:
 def current_net() -> Net | None:
     """The net of the settings above: built (seeded) when they change, kept (with its training) otherwise."""
     c1, c2, c3 = st.columns(3)
-    text = c1.text_input("Hidden layer widths", "32,16", key=K + "widths",
-                         help="Comma-separated, e.g. 64,32 for two hidden layers; empty for none (logistic regression).")
+    text = c1.text_input(
+        "Hidden layer widths",
+        "32,16",
+        key=K + "widths",
+        help="Comma-separated, e.g. 64,32 for two hidden layers; empty for none (logistic regression).",
+    )
     activation = c2.selectbox("Activation", list(ACTIVATIONS), key=K + "activation")
     dropout = c3.slider("Dropout", 0.0, 0.5, 0.0, 0.05, key=K + "dropout")
     try:
         config = NetConfig(widths=parse_widths(text), activation=activation, dropout=dropout)
         if any(w > 512 for w in config.widths) or len(config.widths) > 4:
-            raise ScratchError("on this page a net has at most 4 hidden layers of at most 512 units; "
-                               "train bigger ones with `python -m mnist_core scratch`")
+            raise ScratchError(
+                "on this page a net has at most 4 hidden layers of at most 512 units; "
+                "train bigger ones with `python -m mnist_core scratch`"
+            )
         config.validate()
     except ScratchError as exc:
         st.error(str(exc))
@@ -72,8 +78,9 @@ def show_array(a: np.ndarray, key: str, diverging: bool = False) -> None:
         st.plotly_chart(px.imshow(mosaic, height=220, **scale), key=key)
         st.caption(f"The first {k} of {squeezed.shape[1]} columns, each as a 28x28 image (one per unit).")
     elif squeezed.ndim == 1 and squeezed.size <= 64:
-        st.plotly_chart(px.bar(x=np.arange(squeezed.size), y=squeezed, height=260,
-                               labels={"x": "unit", "y": "value"}), key=key)
+        st.plotly_chart(
+            px.bar(x=np.arange(squeezed.size), y=squeezed, height=260, labels={"x": "unit", "y": "value"}), key=key
+        )
     elif squeezed.ndim == 2:
         st.plotly_chart(px.imshow(squeezed, height=300, aspect="auto", **scale), key=key)
     else:
@@ -88,9 +95,10 @@ def step_through(net: Net, data) -> None:
     trace = trace_step(net, data.test_x[index], label, lr)
     from mnist_core.scratch.torch_bridge import torch_gradients  # PyTorch's autograd, for the side-by-side check
 
-    theirs = torch_gradients(net, data.test_x[index:index + 1], data.test_y[index:index + 1])
-    stages = ([("forward", n) for n in trace.order] + [("backward", n) for n in trace.backward_order]
-              + [("update", None)])
+    theirs = torch_gradients(net, data.test_x[index : index + 1], data.test_y[index : index + 1])
+    stages = (
+        [("forward", n) for n in trace.order] + [("backward", n) for n in trace.backward_order] + [("update", None)]
+    )
     stage = min(st.session_state.get(K + "stage", 0), len(stages) - 1)
     b1, b2, b3 = st.columns([1, 1, 4], vertical_alignment="center")
     if b1.button("◀ Back", key=K + "back", disabled=stage == 0):
@@ -99,16 +107,20 @@ def step_through(net: Net, data) -> None:
         stage += 1
     st.session_state[K + "stage"] = stage
     phase, name = stages[stage]
-    b3.caption(f"Step {stage + 1} of {len(stages)}: {phase}{' of ' + name if name else ''}. "
-               f"Digit #{index} is a {label}; loss {trace.loss:.4f}.")
+    b3.caption(
+        f"Step {stage + 1} of {len(stages)}: {phase}{' of ' + name if name else ''}. "
+        f"Digit #{index} is a {label}; loss {trace.loss:.4f}."
+    )
     if phase == "forward":
         st.subheader(f"Forward: {name} [{trace.kinds[name]}]")
         st.caption("Each node computes its value from its inputs' values, in topological order.")
         show_array(trace.values[name], key=K + f"fwd.{name}")
     elif phase == "backward":
         st.subheader(f"Backward: d loss / d {name}")
-        st.caption("Each node passes the gradient it received, times its own local derivative, to its inputs "
-                   "(the chain rule), in reverse order.")
+        st.caption(
+            "Each node passes the gradient it received, times its own local derivative, to its inputs "
+            "(the chain rule), in reverse order."
+        )
         left, right = st.columns(2)
         with left:
             st.markdown("**This engine**")
@@ -124,8 +136,12 @@ def step_through(net: Net, data) -> None:
             st.metric("Largest difference to PyTorch", f"{diff:.2e}")
     else:
         st.subheader("Update: w ← w − lr · gradient")
-        st.metric("Loss on this digit", f"{trace.loss_after:.4f}", delta=f"{trace.loss_after - trace.loss:+.4f}",
-                  delta_color="inverse")
+        st.metric(
+            "Loss on this digit",
+            f"{trace.loss_after:.4f}",
+            delta=f"{trace.loss_after - trace.loss:+.4f}",
+            delta_color="inverse",
+        )
         first = next(iter(trace.updates))
         show_array(trace.updates[first], key=K + "update", diverging=True)
         st.caption(f"The change to {first}; the page's net is not changed by this step.")
@@ -138,8 +154,15 @@ def training_view(snap) -> None:
     live.progress_row(snap, K + "stop", snap.view.stage, share=snap.view.fraction)
     curve = snap.view.curve
     if curve:
-        st.plotly_chart(px.line(x=[p["step"] for p in curve], y=[p["loss"] for p in curve], height=250,
-                                labels={"x": "step", "y": "training loss"}), key=K + "live")
+        st.plotly_chart(
+            px.line(
+                x=[p["step"] for p in curve],
+                y=[p["loss"] for p in curve],
+                height=250,
+                labels={"x": "step", "y": "training loss"},
+            ),
+            key=K + "live",
+        )
 
 
 def take_ended(snap) -> None:
@@ -154,9 +177,13 @@ def take_ended(snap) -> None:
     key = (tuple(net_config["widths"]), net_config["activation"], net_config["dropout"])
     if snap.result and snap.result.get("net") is not None and key == st.session_state.get(K + "net_key"):
         st.session_state[K + "net"] = snap.result["net"]
-        st.session_state[K + "trained"] = {"net": snap.result["net"], "result": snap.result["result"],
-                                           "settings": TrainSettings(**snap.spec.config["train"]), "key": key,
-                                           "curve": snap.view.curve}
+        st.session_state[K + "trained"] = {
+            "net": snap.result["net"],
+            "result": snap.result["result"],
+            "settings": TrainSettings(**snap.spec.config["train"]),
+            "key": key,
+            "curve": snap.view.curve,
+        }
 
 
 def train_section(net: Net, data) -> None:
@@ -173,33 +200,58 @@ def train_section(net: Net, data) -> None:
     if st.button("Train in the background", type="primary", key=K + "train"):
         settings = TrainSettings(optimizer=optimizer, lr=lr, momentum=0.9, epochs=epochs, batch_size=batch)
         config = net.config  # the same seeded start as the page's net
-        live.submit("scratch", {"net": {**dataclasses.asdict(config), "widths": list(config.widths)},
-                                "train": dataclasses.asdict(settings)},
-                    name=f"Training {'-'.join(map(str, (784, *config.widths, 10)))} from scratch")
+        live.submit(
+            "scratch",
+            {
+                "net": {**dataclasses.asdict(config), "widths": list(config.widths)},
+                "train": dataclasses.asdict(settings),
+            },
+            name=f"Training {'-'.join(map(str, (784, *config.widths, 10)))} from scratch",
+        )
     trained = st.session_state.get(K + "trained")
     if trained:
         result = trained["result"]
-        st.success(f"Trained ({result.status}): {result.steps} steps in {result.seconds:.0f} s, "
-                   f"test accuracy {result.test_accuracy:.2%}." if result.test_accuracy is not None
-                   else f"Stopped before the first epoch's end: {result.steps} steps.")
+        st.success(
+            f"Trained ({result.status}): {result.steps} steps in {result.seconds:.0f} s, "
+            f"test accuracy {result.test_accuracy:.2%}."
+            if result.test_accuracy is not None
+            else f"Stopped before the first epoch's end: {result.steps} steps."
+        )
         curve = trained["curve"]
         if curve:
-            st.plotly_chart(px.line(x=[p["step"] for p in curve], y=[p["loss"] for p in curve], height=250,
-                                    labels={"x": "step", "y": "training loss"}), key=K + "curve")
+            st.plotly_chart(
+                px.line(
+                    x=[p["step"] for p in curve],
+                    y=[p["loss"] for p in curve],
+                    height=250,
+                    labels={"x": "step", "y": "training loss"},
+                ),
+                key=K + "curve",
+            )
 
 
 def views(net: Net, data) -> None:
     st.markdown("**First layer: each unit's weights as a 28x28 template** (red: ink there excites the unit)")
     t = templates(net, 16)
     mosaic = np.concatenate(list(t), axis=1) if len(t) else np.zeros((28, 28))
-    st.plotly_chart(px.imshow(mosaic, color_continuous_scale="RdBu_r", color_continuous_midpoint=0.0, height=200),
-                    key=K + "templates")
+    st.plotly_chart(
+        px.imshow(mosaic, color_continuous_scale="RdBu_r", color_continuous_midpoint=0.0, height=200),
+        key=K + "templates",
+    )
     n = 2000
     f = features(net, data.test_x[:n])
     xy = pca_2d(f)
     st.markdown(f"**Deep features: the last hidden layer of {n:,} test digits, PCA to 2-D, coloured by class**")
-    st.plotly_chart(px.scatter(x=xy[:, 0], y=xy[:, 1], color=data.test_y[:n].astype(str), height=450,
-                               labels={"x": "PC 1", "y": "PC 2", "color": "digit"}), key=K + "pca")
+    st.plotly_chart(
+        px.scatter(
+            x=xy[:, 0],
+            y=xy[:, 1],
+            color=data.test_y[:n].astype(str),
+            height=450,
+            labels={"x": "PC 1", "y": "PC 2", "color": "digit"},
+        ),
+        key=K + "pca",
+    )
     st.markdown("**The digits that excite each unit most** (first 4 units of the last hidden layer)")
     for unit in range(min(4, f.shape[1])):
         idx = top_activating(f, unit, 8)
@@ -225,8 +277,10 @@ def export_section(net: Net) -> None:
 
 sidebar()
 st.title("Under the hood")
-st.caption("A neural net written from scratch in NumPy: a graph of nodes, a forward pass, and backpropagation by "
-           "the chain rule, each operation with its own local gradient, checked against PyTorch on a real digit.")
+st.caption(
+    "A neural net written from scratch in NumPy: a graph of nodes, a forward pass, and backpropagation by "
+    "the chain rule, each operation with its own local gradient, checked against PyTorch on a real digit."
+)
 net = current_net()
 if net is None:
     st.stop()

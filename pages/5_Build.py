@@ -88,8 +88,10 @@ def new_layer_text() -> str:
     s = st.session_state
     kind = s["build.add.kind"]
     if kind == "conv":
-        return (f"conv {s['build.add.channels']} k={s['build.add.kernel']} s={s['build.add.stride']} "
-                f"p={s['build.add.padding']}")
+        return (
+            f"conv {s['build.add.channels']} k={s['build.add.kernel']} s={s['build.add.stride']} "
+            f"p={s['build.add.padding']}"
+        )
     if kind in POOL_KINDS:
         return f"{kind} {s['build.add.window']} s={s['build.add.pool_stride']}"
     if kind == "dropout":
@@ -123,9 +125,13 @@ def start_from() -> None:
     if st.session_state.get("build.start") not in options:
         st.session_state["build.start"] = EMPTY
     c1, c2 = st.columns([4, 1], vertical_alignment="bottom")
-    c1.selectbox("Start from", list(options), key="build.start",
-                 help="The layers of a shipped architecture (with its default settings), of the active "
-                      "checkpoint, or nothing. Parallel columns and sparse layers have no layer-stack form.")
+    c1.selectbox(
+        "Start from",
+        list(options),
+        key="build.start",
+        help="The layers of a shipped architecture (with its default settings), of the active "
+        "checkpoint, or nothing. Parallel columns and sparse layers have no layer-stack form.",
+    )
     c2.button("Load", on_click=load_start, key="build.load", width="stretch")
     if st.session_state.get("build.load_error"):
         st.error(st.session_state["build.load_error"])
@@ -144,18 +150,25 @@ def layer_list(result: stack.StackCheck) -> list[str]:
             st.session_state[key] = text
         c0, c1, c2, c3, c4, c5 = st.columns([0.5, 4, 3, 0.5, 0.5, 0.5], vertical_alignment="center")
         c0.markdown(f"**{i}**")
-        value = c1.text_input(f"Layer {i}", key=key, label_visibility="collapsed",
-                              help="Edit the layer directly, e.g. 'conv 32 3 p=1', 'maxpool 2', 'linear 10'.")
+        value = c1.text_input(
+            f"Layer {i}",
+            key=key,
+            label_visibility="collapsed",
+            help="Edit the layer directly, e.g. 'conv 32 3 p=1', 'maxpool 2', 'linear 10'.",
+        )
         texts.append(value)
         if i in rows:
             row = rows[i]
-            c2.caption(f"→ {' x '.join(map(str, row.output_shape))} · {row.params:,} params"
-                       + (f" · RF {row.receptive_field}" if row.receptive_field else ""))
+            c2.caption(
+                f"→ {' x '.join(map(str, row.output_shape))} · {row.params:,} params"
+                + (f" · RF {row.receptive_field}" if row.receptive_field else "")
+            )
         elif result.error_index == i:
             c2.markdown(":red[**✗ this layer**]")
         c3.button("↑", key=f"build.up.{uid}", on_click=move, args=(uid, -1), disabled=i == 1, help="Move up")
-        c4.button("↓", key=f"build.down.{uid}", on_click=move, args=(uid, 1), disabled=i == len(layers),
-                  help="Move down")
+        c4.button(
+            "↓", key=f"build.down.{uid}", on_click=move, args=(uid, 1), disabled=i == len(layers), help="Move down"
+        )
         c5.button("✕", key=f"build.remove.{uid}", on_click=remove, args=(uid,), help="Remove this layer")
     return texts
 
@@ -163,8 +176,9 @@ def layer_list(result: stack.StackCheck) -> list[str]:
 def add_form(n_layers: int) -> None:
     st.markdown("**Add a layer**")
     c1, c2, c3, c4, c5, c6 = st.columns([3, 1, 1, 1, 1, 2], vertical_alignment="bottom")
-    kind = c1.selectbox("Layer type", list(stack.SETTINGS), key="build.add.kind",
-                        format_func=lambda k: f"{k}: {stack.LAYER_HELP[k]}")
+    kind = c1.selectbox(
+        "Layer type", list(stack.SETTINGS), key="build.add.kind", format_func=lambda k: f"{k}: {stack.LAYER_HELP[k]}"
+    )
     if kind == "conv":
         c2.number_input("Channels", 1, stack.MAX_CHANNELS, 16, key="build.add.channels")
         c3.number_input("Kernel", 1, 28, 3, key="build.add.kernel")
@@ -198,34 +212,59 @@ def card(result: stack.StackCheck) -> None:
         st.error(result.error)
     if result.rows:
         with st.expander("Layer table"):
-            st.dataframe([{"layer": r.index, "what": r.text, "output shape": " x ".join(map(str, r.output_shape)),
-                           "params": r.params, "multiply-adds": r.macs, "receptive field": r.receptive_field}
-                          for r in result.rows], hide_index=True, width="stretch")
+            st.dataframe(
+                [
+                    {
+                        "layer": r.index,
+                        "what": r.text,
+                        "output shape": " x ".join(map(str, r.output_shape)),
+                        "params": r.params,
+                        "multiply-adds": r.macs,
+                        "receptive field": r.receptive_field,
+                    }
+                    for r in result.rows
+                ],
+                hide_index=True,
+                width="stretch",
+            )
 
 
 def train_section(texts: list[str], ok: bool) -> None:
     st.subheader("Train it")
     c1, c2, c3, c4 = st.columns([3, 1, 1, 2])
-    recipe = c1.selectbox("Recipe", list(PRESETS), key="build.recipe",
-                          format_func=lambda n: f"{n}: {PRESETS[n][1].optimizer}, {PRESETS[n][1].schedule}, "
-                                                f"{PRESETS[n][1].epochs} epoch(s)",
-                          help="A named recipe's optimizer, learning rate, schedule, augmentation and label "
-                               "smoothing. For every setting, open the stack on the Train page.")
+    recipe = c1.selectbox(
+        "Recipe",
+        list(PRESETS),
+        key="build.recipe",
+        format_func=lambda n: (
+            f"{n}: {PRESETS[n][1].optimizer}, {PRESETS[n][1].schedule}, {PRESETS[n][1].epochs} epoch(s)"
+        ),
+        help="A named recipe's optimizer, learning rate, schedule, augmentation and label "
+        "smoothing. For every setting, open the stack on the Train page.",
+    )
     base = preset(recipe)
     epochs = c2.number_input("Epochs", 1, 200, base.epochs, key=f"build.epochs.{recipe}")
     max_batches = c3.number_input("Stop after N batches (0 = all)", 0, 10**7, 0, key="build.max_batches")
     name = c4.text_input("Run name (optional)", key="build.name", placeholder="stack-<date>-<time>")
     b1, b2 = st.columns(2)
-    if b1.button("Start training", type="primary", disabled=not ok, key="build.start_training",
-                 help=None if ok else "Fix the stack first: the message above says which layer is wrong."):
-        config = dataclasses.replace(base, arch="stack", model={"layers": list(texts)}, epochs=int(epochs),
-                                     max_batches=int(max_batches) or None)
+    if b1.button(
+        "Start training",
+        type="primary",
+        disabled=not ok,
+        key="build.start_training",
+        help=None if ok else "Fix the stack first: the message above says which layer is wrong.",
+    ):
+        config = dataclasses.replace(
+            base, arch="stack", model={"layers": list(texts)}, epochs=int(epochs), max_batches=int(max_batches) or None
+        )
         live.submit("train", config.to_dict(), name or None, tag="build")
     job = live.just_submitted("build")
     if job is not None:
         where = "Queued" if job.status == QUEUED else "Training"
-        st.success(f"{where} **{job.name}** in the background: its live curves are on the Train page, "
-                   "its progress and Stop in the sidebar.")
+        st.success(
+            f"{where} **{job.name}** in the background: its live curves are on the Train page, "
+            "its progress and Stop in the sidebar."
+        )
         st.page_link("pages/3_Train.py", label="Watch it on the Train page", icon="📈")
     if b2.button("Open on the Train page (every setting)", disabled=not ok, key="build.to_train"):
         st.session_state["train.arch"] = "stack"
@@ -262,16 +301,20 @@ def _onnx(name: str, modified: float) -> tuple[bytes | None, str]:
         return None, str(exc)
     except Exception as exc:  # noqa: BLE001 - onnxruntime's own errors: the export is still offered, unchecked
         return data, f"the ONNX file could not be checked in onnxruntime ({type(exc).__name__}: {exc})"
-    return data, (f"onnxruntime and PyTorch agree on {check['agree']:,} of {check['total']:,} test digits "
-                  f"(largest logit difference {check['max_abs_diff']:.1e}).")
+    return data, (
+        f"onnxruntime and PyTorch agree on {check['agree']:,} of {check['total']:,} test digits "
+        f"(largest logit difference {check['max_abs_diff']:.1e})."
+    )
 
 
 def export_section() -> None:
     st.subheader("Take a run home")
-    st.caption("Any checkpoint (shipped, trained or built) as a standalone PyTorch training script (torch and numpy "
-               "only: the architecture, the IDX loading, the exact recipe and seed, a test loop), as ONNX, or as its "
-               "files. Every chart's toolbar has a camera button that downloads it as a PNG. The same from the "
-               "command line: `python -m mnist_core export NAME --format script|onnx|safetensors --out PATH`.")
+    st.caption(
+        "Any checkpoint (shipped, trained or built) as a standalone PyTorch training script (torch and numpy "
+        "only: the architecture, the IDX loading, the exact recipe and seed, a test loop), as ONNX, or as its "
+        "files. Every chart's toolbar has a camera button that downloads it as a PNG. The same from the "
+        "command line: `python -m mnist_core export NAME --format script|onnx|safetensors --out PATH`."
+    )
     infos = catalog.checkpoints()
     if not infos:
         st.info("No checkpoints yet.")
@@ -290,8 +333,14 @@ def export_section() -> None:
         if error:
             (st.error if fault else st.info)(error)
         else:
-            st.download_button("Download the script (.py)", text, file_name=f"{name}.py", mime="text/x-python",
-                               key="build.dl.script", on_click="ignore")
+            st.download_button(
+                "Download the script (.py)",
+                text,
+                file_name=f"{name}.py",
+                mime="text/x-python",
+                key="build.dl.script",
+                on_click="ignore",
+            )
     with c2:
         st.markdown("**ONNX**")
         if st.session_state.get("build.onnx_for") == (name, modified):
@@ -300,8 +349,14 @@ def export_section() -> None:
                 st.error(message)
             else:
                 st.caption(message)
-                st.download_button("Download the model (.onnx)", data, file_name=f"{name}.onnx",
-                                   mime="application/octet-stream", key="build.dl.onnx", on_click="ignore")
+                st.download_button(
+                    "Download the model (.onnx)",
+                    data,
+                    file_name=f"{name}.onnx",
+                    mime="application/octet-stream",
+                    key="build.dl.onnx",
+                    on_click="ignore",
+                )
         elif st.button("Export to ONNX", key="build.onnx"):
             st.session_state["build.onnx_for"] = (name, modified)
             st.rerun()
@@ -313,8 +368,10 @@ def export_section() -> None:
 
 sidebar()
 st.title("Build")
-st.write("Stack layers into your own network. Each layer's output shape, parameters and receptive field are "
-         "checked as you go; a stack that cannot work says which layer is wrong and why.")
+st.write(
+    "Stack layers into your own network. Each layer's output shape, parameters and receptive field are "
+    "checked as you go; a stack that cannot work says which layer is wrong and why."
+)
 start_from()
 result = stack.check([text for _, text in current()])
 texts = layer_list(result)
@@ -323,10 +380,14 @@ with st.expander("Edit the whole stack as text"):
     if "build.text" not in st.session_state or st.session_state.get("build.text_synced") != texts:
         st.session_state["build.text"] = ", ".join(texts)
         st.session_state["build.text_synced"] = texts
-    st.text_area("Layers, separated by commas", key="build.text",
-                 help="e.g. conv 16 3 p=1, relu, bn, maxpool 2, flatten, linear 10. Layers: "
-                      + ", ".join(f"{k} ({v})" for k, v in stack.LAYER_HELP.items() if v != "activation")
-                      + "; activations: " + ", ".join(k for k, v in stack.LAYER_HELP.items() if v == "activation"))
+    st.text_area(
+        "Layers, separated by commas",
+        key="build.text",
+        help="e.g. conv 16 3 p=1, relu, bn, maxpool 2, flatten, linear 10. Layers: "
+        + ", ".join(f"{k} ({v})" for k, v in stack.LAYER_HELP.items() if v != "activation")
+        + "; activations: "
+        + ", ".join(k for k, v in stack.LAYER_HELP.items() if v == "activation"),
+    )
     st.button("Apply", on_click=apply_text, key="build.apply")
     if st.session_state.get("build.text_error"):
         st.error(st.session_state["build.text_error"])

@@ -18,11 +18,13 @@ from mnist_core.data import tile  # noqa: E402
 from mnist_core.models import effective_weight, layer_labels  # noqa: E402
 from mnist_core.saliency import dense_activations, explain, feature_maps  # noqa: E402
 
-FLOW_NOTE = ("**Reading gradient flow.** Healthy: every layer's gradients within an order of magnitude or two "
-             "of each other, and updates around 1/1000 of the weights per step. *Vanishing*: the layers near the "
-             "input get gradients many orders smaller than those near the output (deep sigmoid/tanh nets), so "
-             "they barely learn. *Exploding*: gradients grow step after step, the loss turns to NaN. Dead ReLUs "
-             "(units that output 0 for every digit) stop learning for good.")
+FLOW_NOTE = (
+    "**Reading gradient flow.** Healthy: every layer's gradients within an order of magnitude or two "
+    "of each other, and updates around 1/1000 of the weights per step. *Vanishing*: the layers near the "
+    "input get gradients many orders smaller than those near the output (deep sigmoid/tanh nets), so "
+    "they barely learn. *Exploding*: gradients grow step after step, the loss turns to NaN. Dead ReLUs "
+    "(units that output 0 for every digit) stop learning for good."
+)
 
 
 WITH_HISTORY = "fast"  # the shipped checkpoint that comes with its recorded training history
@@ -30,9 +32,14 @@ WITH_HISTORY = "fast"  # the shipped checkpoint that comes with its recorded tra
 
 def test_outputs(info) -> np.ndarray:
     bar = st.empty()
-    probs = shared_results.test_predictions(info, progress=lambda share: bar.progress(
-        share, text=f"Scoring the 10,000 test digits with {info.name}: {share:.0%} (once per checkpoint version, "
-                    "kept for every visitor)"))
+    probs = shared_results.test_predictions(
+        info,
+        progress=lambda share: bar.progress(
+            share,
+            text=f"Scoring the 10,000 test digits with {info.name}: {share:.0%} (once per checkpoint version, "
+            "kept for every visitor)",
+        ),
+    )
     bar.empty()
     return probs
 
@@ -44,41 +51,68 @@ def recorded_history(info, model):
         return None
     labels = layer_labels(model)
     return dataclasses.replace(
-        record, layers=[labels.get(n.rsplit(".", 1)[0], n).replace(" (layer", " weights (layer", 1) for n in record.layers],
-        activations=[labels.get(n, n) for n in record.activations])
+        record,
+        layers=[labels.get(n.rsplit(".", 1)[0], n).replace(" (layer", " weights (layer", 1) for n in record.layers],
+        activations=[labels.get(n, n) for n in record.activations],
+    )
 
 
 def history_tab(info, record) -> None:
     if record is None:
-        st.info(f"**{info.name}** has no recorded training history (most shipped checkpoints, and runs trained "
-                "with recording off, have none; the shipped `fast` has one). Everything on the other tabs works "
-                "without it. To record one, train a run on the Train page (recording is on by default), or "
-                "`python -m mnist_core train --preset fast --name fast-recorded`, then make it the active checkpoint.")
+        st.info(
+            f"**{info.name}** has no recorded training history (most shipped checkpoints, and runs trained "
+            "with recording off, have none; the shipped `fast` has one). Everything on the other tabs works "
+            "without it. To record one, train a run on the Train page (recording is on by default), or "
+            "`python -m mnist_core train --preset fast --name fast-recorded`, then make it the active checkpoint."
+        )
         if info.name != WITH_HISTORY and any(i.name == WITH_HISTORY for i in catalog.checkpoints()):
-            st.button(f"Make `{WITH_HISTORY}` the active checkpoint: see its recorded history", key="inspect.to_fast",
-                      on_click=catalog.set_active, args=(WITH_HISTORY,))
+            st.button(
+                f"Make `{WITH_HISTORY}` the active checkpoint: see its recorded history",
+                key="inspect.to_fast",
+                on_click=catalog.set_active,
+                args=(WITH_HISTORY,),
+            )
         return
-    st.caption(f"{len(record)} snapshots, one every {record.every} steps; histogram axes stay fixed for the whole "
-               "run, so a distribution that shrinks is seen shrinking.")
+    st.caption(
+        f"{len(record)} snapshots, one every {record.every} steps; histogram axes stay fixed for the whole "
+        "run, so a distribution that shrinks is seen shrinking."
+    )
     c1, c2 = st.columns([1, 2])
     kind = c1.radio("Show", ["weights", "gradients"], horizontal=True, key="inspect.kind")
-    layer = c2.selectbox("Layer", range(len(record.layers)), format_func=lambda i: record.layers[i], key="inspect.layer")
+    layer = c2.selectbox(
+        "Layer", range(len(record.layers)), format_func=lambda i: record.layers[i], key="inspect.layer"
+    )
     st.plotly_chart(charts.histogram_animation(record, layer, kind), key="inspect.hist")
     st.plotly_chart(charts.histogram_heatmaps(record, kind), key="inspect.heatmaps")
     st.subheader("Gradient flow")
     st.markdown(FLOW_NOTE)
-    t = st.select_slider("Step", options=range(len(record)), value=len(record) - 1,
-                         format_func=lambda i: str(record.steps[i]), key="inspect.flow_step")
+    t = st.select_slider(
+        "Step",
+        options=range(len(record)),
+        value=len(record) - 1,
+        format_func=lambda i: str(record.steps[i]),
+        key="inspect.flow_step",
+    )
     st.plotly_chart(charts.flow_bars(record, t), key="inspect.flow_bars")
     left, right = st.columns(2)
-    left.plotly_chart(charts.flow_lines(record, record.grad_mean, record.layers, "Mean |gradient| per layer"),
-                      key="inspect.flow_mean")
-    right.plotly_chart(charts.flow_lines(record, record.update_ratio, record.layers,
-                                         "Update / weight ratio per step", reference=1e-3), key="inspect.flow_ratio")
+    left.plotly_chart(
+        charts.flow_lines(record, record.grad_mean, record.layers, "Mean |gradient| per layer"), key="inspect.flow_mean"
+    )
+    right.plotly_chart(
+        charts.flow_lines(record, record.update_ratio, record.layers, "Update / weight ratio per step", reference=1e-3),
+        key="inspect.flow_ratio",
+    )
     if record.activations:
-        st.plotly_chart(charts.flow_lines(record, record.dead, record.activations,
-                                          "Dead units: share that output 0 for the whole batch", log=False),
-                        key="inspect.dead")
+        st.plotly_chart(
+            charts.flow_lines(
+                record,
+                record.dead,
+                record.activations,
+                "Dead units: share that output 0 for the whole batch",
+                log=False,
+            ),
+            key="inspect.dead",
+        )
 
 
 def weights_tab(model) -> None:
@@ -88,28 +122,49 @@ def weights_tab(model) -> None:
     first_name, first = params[0]
     w = effective_weight(model, first_name).cpu().numpy()
     if w.ndim == 4:
-        st.image(upscale(map_grid(w[:, 0] if w.shape[1] == 1 else w.mean(1), columns=16), 8),
-                 caption=f"First conv layer, {named(first_name)}: {w.shape[0]} kernels of {w.shape[2]}x{w.shape[3]} "
-                         "(bright = positive weight, each scaled to its own range)")
+        st.image(
+            upscale(map_grid(w[:, 0] if w.shape[1] == 1 else w.mean(1), columns=16), 8),
+            caption=f"First conv layer, {named(first_name)}: {w.shape[0]} kernels of {w.shape[2]}x{w.shape[3]} "
+            "(bright = positive weight, each scaled to its own range)",
+        )
     elif w.shape[1] == 784:  # a first layer that reads the pixels: its rows are 28x28 templates
         shown = w[:64].reshape(-1, 28, 28)
-        st.image(upscale(map_grid(shown, columns=16), 3),
-                 caption=f"First layer, {named(first_name)}: the first {len(shown)} of {w.shape[0]} units' weights as 28x28 "
-                         "templates: each unit fires for digits that put ink on its bright pixels")
+        st.image(
+            upscale(map_grid(shown, columns=16), 3),
+            caption=f"First layer, {named(first_name)}: the first {len(shown)} of {w.shape[0]} units' weights as 28x28 "
+            "templates: each unit fires for digits that put ink on its bright pixels",
+        )
     else:  # e.g. a built stack that pools before its first linear layer: no 28x28 picture to draw
-        st.caption(f"First layer, {named(first_name)}: {w.shape[0]} units reading {w.shape[1]} inputs, "
-                   "not the 784 pixels, so its weights are not drawn as 28x28 templates.")
+        st.caption(
+            f"First layer, {named(first_name)}: {w.shape[0]} units reading {w.shape[1]} inputs, "
+            "not the 784 pixels, so its weights are not drawn as 28x28 templates."
+        )
     last_name, _ = params[-1]
     last = effective_weight(model, last_name).cpu().numpy()
     if last.shape[1] == 784:
-        st.image(upscale(map_grid(last.reshape(-1, 28, 28), columns=10), 4),
-                 caption="Last layer: one 28x28 template per digit 0-9")
+        st.image(
+            upscale(map_grid(last.reshape(-1, 28, 28), columns=10), 4),
+            caption="Last layer: one 28x28 template per digit 0-9",
+        )
     else:
         limit = float(np.abs(last).max())
-        fig = go.Figure(go.Heatmap(z=last, colorscale="RdBu", zmin=-limit, zmax=limit, y=list(range(10)),
-                                   hovertemplate="digit %{y}, feature %{x}: %{z:.3f}<extra></extra>"))
-        fig.update_layout(height=320, title=f"Last layer, {named(last_name)}: weight from each feature to each digit",
-                          xaxis={"title": "feature"}, yaxis={"title": "digit", "dtick": 1}, margin={"t": 40, "b": 10})
+        fig = go.Figure(
+            go.Heatmap(
+                z=last,
+                colorscale="RdBu",
+                zmin=-limit,
+                zmax=limit,
+                y=list(range(10)),
+                hovertemplate="digit %{y}, feature %{x}: %{z:.3f}<extra></extra>",
+            )
+        )
+        fig.update_layout(
+            height=320,
+            title=f"Last layer, {named(last_name)}: weight from each feature to each digit",
+            xaxis={"title": "feature"},
+            yaxis={"title": "digit", "dtick": 1},
+            margin={"t": 40, "b": 10},
+        )
         st.plotly_chart(fig, key="inspect.last_layer")
 
 
@@ -127,15 +182,21 @@ def pick_digit(probs: np.ndarray, labels: np.ndarray) -> int:
     if not len(mistakes):
         st.info("This checkpoint gets every test digit right.")
         return 0
-    return int(st.selectbox(f"Mistake ({len(mistakes)}, most confident first)", mistakes, key="inspect.mistake",
-                            format_func=lambda i: f"#{i}: a {labels[i]} read as {probs[i].argmax()} ({probs[i].max():.0%})"))
+    return int(
+        st.selectbox(
+            f"Mistake ({len(mistakes)}, most confident first)",
+            mistakes,
+            key="inspect.mistake",
+            format_func=lambda i: f"#{i}: a {labels[i]} read as {probs[i].argmax()} ({probs[i].max():.0%})",
+        )
+    )
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)
 def digit_views(version: str, index: int, predicted: int, _model) -> tuple:
     """(method, heat, feature maps, dense activations) of one test digit under one weights version: once per
     server, since every visitor opens the same first digit; results are only read, so one copy is shared."""
-    x = resources.device_data().test.images[index:index + 1]
+    x = resources.device_data().test.images[index : index + 1]
     return (*explain(_model, x, predicted), feature_maps(_model, x), dense_activations(_model, x))
 
 
@@ -148,21 +209,30 @@ def digit_tab(info, model, probs: np.ndarray, labels: np.ndarray) -> None:
     left, mid, right = st.columns([1, 1, 2])
     left.image(upscale((pixels * 255).astype(np.uint8), 7), caption=f"test #{index}, label {labels[index]}")
     mid.image(heat_overlay(pixels, heat, factor=7), caption=f"Why {predicted}: {method}")
-    fig = go.Figure(go.Bar(x=list(range(10)), y=probs[index],
-                           marker_color=["#e45756" if d == predicted else "#4c78a8" for d in range(10)]))
-    fig.update_layout(height=250, title="Output probabilities", xaxis={"dtick": 1}, yaxis={"range": [0, 1]},
-                      margin={"t": 40, "b": 10})
+    fig = go.Figure(
+        go.Bar(
+            x=list(range(10)),
+            y=probs[index],
+            marker_color=["#e45756" if d == predicted else "#4c78a8" for d in range(10)],
+        )
+    )
+    fig.update_layout(
+        height=250, title="Output probabilities", xaxis={"dtick": 1}, yaxis={"range": [0, 1]}, margin={"t": 40, "b": 10}
+    )
     right.plotly_chart(fig, key="inspect.digit_probs")
     for fm in maps:
         scale = max(1, 84 // fm.maps.shape[1])
-        st.image(upscale(map_grid(fm.maps, columns=16), scale), caption=f"Feature maps, {fm.name}: "
-                 f"{fm.maps.shape[0]} channels of {fm.maps.shape[1]}x{fm.maps.shape[2]}")
+        st.image(
+            upscale(map_grid(fm.maps, columns=16), scale),
+            caption=f"Feature maps, {fm.name}: {fm.maps.shape[0]} channels of {fm.maps.shape[1]}x{fm.maps.shape[2]}",
+        )
     if dense:
         cols = st.columns(min(3, len(dense)))
         for i, (name, values) in enumerate(dense):
             fig = go.Figure(go.Bar(y=values, marker_color="#72b7b2"))
-            fig.update_layout(height=220, title=f"{name}: {len(values)} units", margin={"t": 40, "b": 10},
-                              xaxis={"title": "unit"})
+            fig.update_layout(
+                height=220, title=f"{name}: {len(values)} units", margin={"t": 40, "b": 10}, xaxis={"title": "unit"}
+            )
             cols[i % len(cols)].plotly_chart(fig, key=f"inspect.dense.{i}")
 
 
@@ -171,8 +241,9 @@ def evaluation_tab(info, probs: np.ndarray, labels: np.ndarray) -> None:
     confusion = evaluation.confusion_matrix(labels, predicted)
     left, right = st.columns([1, 1])
     with left:
-        event = st.plotly_chart(charts.confusion_figure(confusion), key="inspect.confusion", on_select="rerun",
-                                selection_mode="points")
+        event = st.plotly_chart(
+            charts.confusion_figure(confusion), key="inspect.confusion", on_select="rerun", selection_mode="points"
+        )
     with right:
         points = (event or {}).get("selection", {}).get("points", []) if event else []
         true, read = (int(points[0]["y"]), int(points[0]["x"])) if points else (None, None)
@@ -180,16 +251,23 @@ def evaluation_tab(info, probs: np.ndarray, labels: np.ndarray) -> None:
             st.caption("Click a cell of the matrix to see its digits.")
         else:
             chosen = np.flatnonzero((labels == true) & (predicted == read))
-            st.write(f"**{len(chosen)}** test digits of class {true} read as {read}" +
-                     (" (showing 100)" if len(chosen) > 100 else ""))
+            st.write(
+                f"**{len(chosen)}** test digits of class {true} read as {read}"
+                + (" (showing 100)" if len(chosen) > 100 else "")
+            )
             if len(chosen):
                 st.image(tile(resources.device_data().mnist.test_images[chosen[:100]].numpy(), columns=10), width=360)
-        st.plotly_chart(charts.per_class_figure(evaluation.per_class_accuracy(confusion), (predicted == labels).mean()),
-                        key="inspect.per_class")
+        st.plotly_chart(
+            charts.per_class_figure(evaluation.per_class_accuracy(confusion), (predicted == labels).mean()),
+            key="inspect.per_class",
+        )
     worst = evaluation.confident_mistakes(probs, labels, count=30)
     st.subheader("Most confident mistakes")
-    st.image(tile(resources.device_data().mnist.test_images[worst].numpy(), columns=15), width=720,
-             caption="  ·  ".join(f"#{i}: {labels[i]}→{predicted[i]} ({probs[i].max():.0%})" for i in worst[:15]))
+    st.image(
+        tile(resources.device_data().mnist.test_images[worst].numpy(), columns=15),
+        width=720,
+        caption="  ·  ".join(f"#{i}: {labels[i]}→{predicted[i]} ({probs[i].max():.0%})" for i in worst[:15]),
+    )
     cal = evaluation.calibration(probs, labels)
     st.plotly_chart(charts.reliability_figure(cal), key="inspect.reliability")
     st.caption(charts.reliability_caption(cal, info.name))
@@ -207,14 +285,19 @@ except CheckpointError as exc:
     st.error(f"Checkpoint {info.name} cannot be loaded: {exc}")
     st.stop()
 acc = meta.get("test_accuracy")
-st.caption(f"Active checkpoint **{info.name}**: {meta['arch']}, {meta.get('params', 0):,} parameters, "
-           f"test accuracy {acc:.2%}" if acc is not None else f"Active checkpoint **{info.name}**")
+st.caption(
+    f"Active checkpoint **{info.name}**: {meta['arch']}, {meta.get('params', 0):,} parameters, test accuracy {acc:.2%}"
+    if acc is not None
+    else f"Active checkpoint **{info.name}**"
+)
 probs = test_outputs(info)
 labels = resources.device_data().mnist.test_labels.numpy()
 record = recorded_history(info, model)
 # Open where there is something to see: the history when there is one, else the test-set evaluation.
-history, weights, digit, errors = st.tabs(["Training history", "Weights", "One digit", "Evaluation"],
-                                          default="Training history" if record is not None else "Evaluation")
+history, weights, digit, errors = st.tabs(
+    ["Training history", "Weights", "One digit", "Evaluation"],
+    default="Training history" if record is not None else "Evaluation",
+)
 with history:
     history_tab(info, record)
 with weights:

@@ -57,26 +57,48 @@ def probability_chart(probs: np.ndarray, label: int, unsure: bool = False) -> go
     # An unsure reading has no answer to highlight: its two guesses are shown alike, in grey-orange.
     top = {label, int(np.argsort(probs)[-2])} if unsure else {label}
     colours = [("#f2a65a" if unsure else "#e45756") if d in top else "#4c78a8" for d in range(10)]
-    fig = go.Figure(go.Bar(x=list(range(10)), y=probs, marker_color=colours,
-                           hovertemplate="digit %{x}: %{y:.1%}<extra></extra>"))
-    fig.update_layout(height=260, margin={"l": 0, "r": 0, "t": 30, "b": 0}, title="Probabilities",
-                      xaxis={"dtick": 1, "title": "digit"}, yaxis={"range": [0, 1], "tickformat": ".0%"})
+    fig = go.Figure(
+        go.Bar(x=list(range(10)), y=probs, marker_color=colours, hovertemplate="digit %{x}: %{y:.1%}<extra></extra>")
+    )
+    fig.update_layout(
+        height=260,
+        margin={"l": 0, "r": 0, "t": 30, "b": 0},
+        title="Probabilities",
+        xaxis={"dtick": 1, "title": "digit"},
+        yaxis={"range": [0, 1], "tickformat": ".0%"},
+    )
     return fig
 
 
 def canvas():
     from streamlit_drawable_canvas import st_canvas  # importing it outside a running app raises
 
-    width = st.slider("Brush width", 8, 40, 20, key="draw.brush",
-                      help="MNIST strokes are about a tenth of the digit's height; 15-25 px suits this canvas.")
-    result = st_canvas(stroke_width=width, stroke_color="#FFFFFF", background_color="#000000",
-                       height=CANVAS_SIZE, width=CANVAS_SIZE, drawing_mode="freedraw", update_streamlit=True,
-                       key=f"draw.canvas.{st.session_state.get('draw.clears', 0)}", return_image_data=True)
+    width = st.slider(
+        "Brush width",
+        8,
+        40,
+        20,
+        key="draw.brush",
+        help="MNIST strokes are about a tenth of the digit's height; 15-25 px suits this canvas.",
+    )
+    result = st_canvas(
+        stroke_width=width,
+        stroke_color="#FFFFFF",
+        background_color="#000000",
+        height=CANVAS_SIZE,
+        width=CANVAS_SIZE,
+        drawing_mode="freedraw",
+        update_streamlit=True,
+        key=f"draw.canvas.{st.session_state.get('draw.clears', 0)}",
+        return_image_data=True,
+    )
     if st.button("Clear", key="draw.clear"):
         st.session_state["draw.clears"] = st.session_state.get("draw.clears", 0) + 1
         st.rerun()
-    st.caption("White on black, like MNIST. Start strokes below the canvas's top edge (its toolbar sits "
-               "there); the toolbar's arrows undo and redo a stroke.")
+    st.caption(
+        "White on black, like MNIST. Start strokes below the canvas's top edge (its toolbar sits "
+        "there); the toolbar's arrows undo and redo a stroke."
+    )
     return None if result is None else result.image_data
 
 
@@ -94,11 +116,16 @@ def explanation(model, pixels: np.ndarray, label: int) -> None:
     maps = feature_maps(model, x)
     if maps:
         first = maps[0]
-        right.image(upscale(map_grid(first.maps), 3), caption=f"First-layer feature maps: {first.name}, "
-                    f"{first.maps.shape[0]} channels (bright = strong response)")
+        right.image(
+            upscale(map_grid(first.maps), 3),
+            caption=f"First-layer feature maps: {first.name}, "
+            f"{first.maps.shape[0]} channels (bright = strong response)",
+        )
     else:
-        right.caption("A fully connected net has no feature maps: its first layer sees all 784 pixels at once. "
-                      "The Inspect page shows its first-layer weights as 28x28 templates.")
+        right.caption(
+            "A fully connected net has no feature maps: its first layer sees all 784 pixels at once. "
+            "The Inspect page shows its first-layer weights as 28x28 templates."
+        )
 
 
 def comparison(pixels: np.ndarray) -> None:
@@ -110,10 +137,15 @@ def comparison(pixels: np.ndarray) -> None:
     rows = []
     for read in read_with_each(loaded(i for i in infos if i.name in chosen), pixels):
         p = read.prediction()
-        rows.append({"checkpoint": read.name, "architecture": meta[read.name]["arch"],
-                     "test accuracy %": round(100 * (meta[read.name].get("test_accuracy") or 0), 2),
-                     "reading": f"not sure: {p.label} or {p.runner_up}" if p.unsure else str(p.label),
-                     "confidence %": round(100 * p.confidence, 1)})
+        rows.append(
+            {
+                "checkpoint": read.name,
+                "architecture": meta[read.name]["arch"],
+                "test accuracy %": round(100 * (meta[read.name].get("test_accuracy") or 0), 2),
+                "reading": f"not sure: {p.label} or {p.runner_up}" if p.unsure else str(p.label),
+                "confidence %": round(100 * p.confidence, 1),
+            }
+        )
     if rows:
         st.dataframe(rows, hide_index=True, width="stretch")
 
@@ -137,16 +169,24 @@ def confirm_guess(pixels: np.ndarray, guess) -> None:
     first, second = guess.label, guess.runner_up
     st.write("Which is it? One click saves your drawing with that label, for evaluating and fine-tuning.")
     cols = st.columns(2)
-    clicked = [digit for col, digit in zip(cols, (first, second))
-               if col.button(f"It is a {digit} ({guess.probabilities[digit]:.0%})", key=f"draw.confirm.{digit}")]
+    clicked = [
+        digit
+        for col, digit in zip(cols, (first, second))
+        if col.button(f"It is a {digit} ({guess.probabilities[digit]:.0%})", key=f"draw.confirm.{digit}")
+    ]
     if clicked:
         store(pixels, clicked[0])
 
 
 def save_example(pixels: np.ndarray, guess: int) -> None:
     cols = st.columns([1, 1, 3])
-    label = cols[0].selectbox("It is a", list(range(10)), index=guess, key="draw.label",
-                              help="The digit you meant; it is stored with the drawing.")
+    label = cols[0].selectbox(
+        "It is a",
+        list(range(10)),
+        index=guess,
+        key="draw.label",
+        help="The digit you meant; it is stored with the drawing.",
+    )
     if cols[1].button("Save as example", key="draw.save"):
         store(pixels, int(label))
 
@@ -157,8 +197,10 @@ def fine_tune(active) -> None:
     try:
         name = fine_tune_name(active.name)  # unique per click: visitors never replace each other's run
         resources.runner().submit(visitor.session_id(), "train", config.to_dict(), name)  # the server's one job runner
-        st.success(f"Fine-tuning {active.name} on MNIST plus your drawings (100 batches, a quarter of each "
-                   f"batch from your drawings). Follow it on the Train page; it saves {name}.")
+        st.success(
+            f"Fine-tuning {active.name} on MNIST plus your drawings (100 batches, a quarter of each "
+            f"batch from your drawings). Follow it on the Train page; it saves {name}."
+        )
     except (JobRefused, ConfigError, CheckpointError) as exc:
         st.error(str(exc))
 
@@ -168,15 +210,24 @@ def drawing_sets(active) -> None:
     for problem in drawn.problems:
         st.warning(problem)
     synthetic = synthetic_inputs()
-    st.write(f"**Your drawings:** {len(drawn)} saved" + (
-        " (" + ", ".join(f"{d}: {int((drawn.labels == d).sum())}" for d in range(10)) + ")" if len(drawn) else
-        ". Draw a digit above, pick its label and press *Save as example*."))
+    st.write(
+        f"**Your drawings:** {len(drawn)} saved"
+        + (
+            " (" + ", ".join(f"{d}: {int((drawn.labels == d).sum())}" for d in range(10)) + ")"
+            if len(drawn)
+            else ". Draw a digit above, pick its label and press *Save as example*."
+        )
+    )
     if len(drawn):
-        st.image(tile(unit_float_to_uint8(drawn.pixels[-40:]), columns=20), caption="The latest 40, as the models see them")
-    st.write(f"**Synthetic drawn digits:** {len(synthetic)} pen strokes in {len(set(synthetic.groups))} styles "
-             "(a flagged 1, a crossed 7, an open 4, a 9 with a straight stem...), rendered like a canvas brush "
-             "centred, small in a corner or touching the edges, thin to thick, then preprocessed like a drawing. "
-             "No model trains on these.")
+        st.image(
+            tile(unit_float_to_uint8(drawn.pixels[-40:]), columns=20), caption="The latest 40, as the models see them"
+        )
+    st.write(
+        f"**Synthetic drawn digits:** {len(synthetic)} pen strokes in {len(set(synthetic.groups))} styles "
+        "(a flagged 1, a crossed 7, an open 4, a 9 with a straight stem...), rendered like a canvas brush "
+        "centred, small in a corner or touching the edges, thin to thick, then preprocessed like a drawing. "
+        "No model trains on these."
+    )
     if st.button("Evaluate every checkpoint on both sets", key="draw.evaluate"):
         infos = catalog.checkpoints()
         meta = {i.name: i.meta for i in infos}
@@ -185,18 +236,27 @@ def drawing_sets(active) -> None:
         on_yours = {r.name: r for r in read_with_each(models, yours.pixels)} if yours is not None else {}
         rows = []
         for read in read_with_each(models, synthetic.pixels):
-            row = {"checkpoint": read.name, "architecture": meta[read.name]["arch"],
-                   "MNIST test %": round(100 * (meta[read.name].get("test_accuracy") or 0), 2),
-                   "synthetic drawings %": round(100 * read.overall(synthetic).accuracy, 1),
-                   "synthetic misreadings by style": ", ".join(f"{g.name} {g.accuracy:.0%} ({g.top_confusions(1)})"
-                                                               for g in read.by_group(synthetic) if g.accuracy < 1)}
+            row = {
+                "checkpoint": read.name,
+                "architecture": meta[read.name]["arch"],
+                "MNIST test %": round(100 * (meta[read.name].get("test_accuracy") or 0), 2),
+                "synthetic drawings %": round(100 * read.overall(synthetic).accuracy, 1),
+                "synthetic misreadings by style": ", ".join(
+                    f"{g.name} {g.accuracy:.0%} ({g.top_confusions(1)})"
+                    for g in read.by_group(synthetic)
+                    if g.accuracy < 1
+                ),
+            }
             if yours is not None:
                 row["your drawings %"] = round(100 * on_yours[read.name].overall(yours).accuracy, 1)
             rows.append(row)
         st.dataframe(rows, hide_index=True, width="stretch")
-    if active is not None and st.button(f"Fine-tune {active.name} on your drawings", key="draw.finetune",
-                                        disabled=not len(drawn),
-                                        help="Starts from its weights; needs at least one saved drawing."):
+    if active is not None and st.button(
+        f"Fine-tune {active.name} on your drawings",
+        key="draw.finetune",
+        disabled=not len(drawn),
+        help="Starts from its weights; needs at least one saved drawing.",
+    ):
         fine_tune(active)
 
 
@@ -220,13 +280,17 @@ with right:
     else:
         st.caption("Preprocessing, as MNIST was made")
         preprocessing_steps(pre)
-        st.caption(f"Last, the 28x28 pixels (0-1) are standardized with MNIST's training mean {PIXEL_MEAN} and "
-                   f"std {PIXEL_STD}, exactly as every model saw its training digits.")
+        st.caption(
+            f"Last, the 28x28 pixels (0-1) are standardized with MNIST's training mean {PIXEL_MEAN} and "
+            f"std {PIXEL_STD}, exactly as every model saw its training digits."
+        )
         if guess is not None and guess.unsure:  # no answer, no big number: two guesses and why
-            st.warning(f"**{guess.verdict}.** {active.name} gives no answer: its top probability is "
-                       f"{guess.confidence:.0%} (entropy {guess.entropy_bits:.2f} bits), and it answers only above "
-                       f"{UNSURE_TOP_PROBABILITY:.0%} and below {UNSURE_ENTROPY_BITS} bits. A scribble, a shape "
-                       f"that is no digit, or a digit drawn unlike MNIST's.")
+            st.warning(
+                f"**{guess.verdict}.** {active.name} gives no answer: its top probability is "
+                f"{guess.confidence:.0%} (entropy {guess.entropy_bits:.2f} bits), and it answers only above "
+                f"{UNSURE_TOP_PROBABILITY:.0%} and below {UNSURE_ENTROPY_BITS} bits. A scribble, a shape "
+                f"that is no digit, or a digit drawn unlike MNIST's."
+            )
         elif guess is not None:
             st.success(f"**{active.name}** reads **{guess.label}** ({guess.confidence:.1%}).")
         if guess is not None and guess.unsure:

@@ -23,12 +23,12 @@ from mnist_core.reporter import FAILED  # noqa: E402
 
 METRICS_HELP = {
     "conditional accuracy": "The share of generated digits that the best shipped classifier reads as the class "
-                            "that was asked for: does the label control the digit?",
+    "that was asked for: does the label control the digit?",
     "diversity": "Per class, how spread out the samples are in the classifier's feature space, relative to real "
-                 "digits of that class: below 0.5 means the generator draws nearly the same digit every time "
-                 "(mode collapse).",
+    "digits of that class: below 0.5 means the generator draws nearly the same digit every time "
+    "(mode collapse).",
     "Frechet distance": "How far the generated digits' feature distribution is from the real test set's (the "
-                        "FID formula, in the classifier's feature space): 0 is indistinguishable; lower is better.",
+    "FID formula, in the classifier's feature space): 0 is indistinguishable; lower is better.",
 }
 
 
@@ -46,22 +46,29 @@ def epoch_frames(checkpoint, grids) -> None:
     """The fixed-noise grid after each epoch: an animation when there are several, else the one grid."""
     per_class = checkpoint.config.grid_per_class
     if grids is None or not len(grids):
-        st.info("This run stopped before its first grid of samples: the epoch-by-epoch view starts after the "
-                "first epoch (or the first stop after at least one batch).")
+        st.info(
+            "This run stopped before its first grid of samples: the epoch-by-epoch view starts after the "
+            "first epoch (or the first stop after at least one batch)."
+        )
         return
     st.subheader("How it learned, epoch by epoch")
     if len(grids) == 1:
         steps = checkpoint.epochs[-1].get("steps") if checkpoint.epochs else None
         with st.container(width=SAMPLES_WIDTH):
-            st.image(tile(grids[0], columns=per_class), width="stretch",
-                     caption="The fixed noise after its only epoch" + (f" (step {steps})" if steps else "")
-                             + ": train longer to see it change.")
+            st.image(
+                tile(grids[0], columns=per_class),
+                width="stretch",
+                caption="The fixed noise after its only epoch"
+                + (f" (step {steps})" if steps else "")
+                + ": train longer to see it change.",
+            )
         return
     st.caption("The same fixed noise for every epoch, so each frame differs only by what the generator learned.")
     frames = np.stack([tile(g, columns=per_class) for g in grids])
     fig = px.imshow(frames, animation_frame=0, binary_string=True, labels={"animation_frame": "epoch"})
-    fig.update_layout(height=520, margin={"l": 0, "r": 0, "t": 10, "b": 0}, xaxis={"visible": False},
-                      yaxis={"visible": False})
+    fig.update_layout(
+        height=520, margin={"l": 0, "r": 0, "t": 10, "b": 0}, xaxis={"visible": False}, yaxis={"visible": False}
+    )
     for i, step in enumerate(fig.layout.sliders[0].steps if fig.layout.sliders else ()):
         step.label = str(i + 1)
     st.plotly_chart(fig, key="gan.epochs")
@@ -69,8 +76,9 @@ def epoch_frames(checkpoint, grids) -> None:
 
 def browse(checkpoint) -> None:
     try:
-        generator, grids = cached_gan(str(checkpoint.weights_path), checkpoint.source, checkpoint.name,
-                                      checkpoint.weights_path.stat().st_mtime)
+        generator, grids = cached_gan(
+            str(checkpoint.weights_path), checkpoint.source, checkpoint.name, checkpoint.weights_path.stat().st_mtime
+        )
     except (CheckpointError, OSError, StopIteration) as exc:
         st.error(f"GAN {checkpoint.name!r} cannot be shown: {exc or 'it was deleted or renamed'}")
         return
@@ -78,12 +86,17 @@ def browse(checkpoint) -> None:
         st.warning("This run stopped before its first batch: its generator is untrained, so it draws noise.")
     c1, c2, c3 = st.columns(3)
     digit = c1.selectbox("Class", ["all", *range(10)], key="gan.class")
-    count = c2.slider("Samples per class" if digit == "all" else "Samples", 1, 16 if digit == "all" else 64,
-                      8 if digit == "all" else 32, key="gan.count")
+    count = c2.slider(
+        "Samples per class" if digit == "all" else "Samples",
+        1,
+        16 if digit == "all" else 64,
+        8 if digit == "all" else 32,
+        key="gan.count",
+    )
     seed = c3.number_input("Noise seed", 0, 10**6, 0, key="gan.seed", help="Change it for new samples.")
     labels = torch.arange(10).repeat_interleave(count) if digit == "all" else torch.full((count,), int(digit))
     images = gan.tanh_range_to_uint8(gan.generate(generator, labels, seed=int(seed)))
-    caption = (f"One row per class, {count} samples each" if digit == "all" else f"{count} samples of class {digit}")
+    caption = f"One row per class, {count} samples each" if digit == "all" else f"{count} samples of class {digit}"
     columns = count if digit == "all" else 16
     with st.container(width=min(SAMPLES_WIDTH, 60 * min(columns, count) + 40)):
         st.image(tile(images, columns=columns), caption=caption, width="stretch")
@@ -94,9 +107,12 @@ def browse(checkpoint) -> None:
     seed_a = i2.number_input("From noise seed", 0, 10**6, 1, key="gan.seed_a")
     seed_b = i3.number_input("To noise seed", 0, 10**6, 2, key="gan.seed_b")
     walk = gan.tanh_range_to_uint8(gan.interpolate(generator, int(walk_digit), int(seed_a), int(seed_b), steps=12))
-    st.image(tile(walk, columns=12), width="stretch",
-             caption="Straight line between two noise vectors, same class: a smooth change of style means the "
-                     "generator learned a continuous space, not a lookup table.")
+    st.image(
+        tile(walk, columns=12),
+        width="stretch",
+        caption="Straight line between two noise vectors, same class: a smooth change of style means the "
+        "generator learned a continuous space, not a lookup table.",
+    )
     st.subheader("Real vs generated")
     mnist = resources.device_data().mnist
     cls = int(walk_digit)
@@ -138,18 +154,32 @@ def quality_charts(epochs: list[dict], key: str) -> None:
     x = [e["epoch"] for e in scored]
     c1, c2, c3 = st.columns(3)
     fig = go.Figure(go.Scatter(x=x, y=[e["conditional_accuracy"] for e in scored], mode="lines+markers"))
-    fig.update_layout(height=260, title="Conditional accuracy", yaxis={"range": [0, 1], "tickformat": ".0%"},
-                      xaxis={"title": "epoch", "dtick": 1}, margin={"t": 40, "b": 10})
+    fig.update_layout(
+        height=260,
+        title="Conditional accuracy",
+        yaxis={"range": [0, 1], "tickformat": ".0%"},
+        xaxis={"title": "epoch", "dtick": 1},
+        margin={"t": 40, "b": 10},
+    )
     c1.plotly_chart(fig, key=f"{key}.acc")
-    fig = go.Figure([go.Scatter(x=x, y=[e["diversity"][c] for e in scored], name=str(c), mode="lines")
-                     for c in range(10)])
+    fig = go.Figure(
+        [go.Scatter(x=x, y=[e["diversity"][c] for e in scored], name=str(c), mode="lines") for c in range(10)]
+    )
     fig.add_hline(y=gan.COLLAPSE_BELOW, line_dash="dot", annotation_text=f"collapse below {gan.COLLAPSE_BELOW}")
-    fig.update_layout(height=260, title="Diversity per class (real = 1)", xaxis={"title": "epoch", "dtick": 1},
-                      margin={"t": 40, "b": 10})
+    fig.update_layout(
+        height=260,
+        title="Diversity per class (real = 1)",
+        xaxis={"title": "epoch", "dtick": 1},
+        margin={"t": 40, "b": 10},
+    )
     c2.plotly_chart(fig, key=f"{key}.div")
     fig = go.Figure(go.Scatter(x=x, y=[e["frechet"] for e in scored], mode="lines+markers"))
-    fig.update_layout(height=260, title="Frechet distance (lower is better)", xaxis={"title": "epoch", "dtick": 1},
-                      margin={"t": 40, "b": 10})
+    fig.update_layout(
+        height=260,
+        title="Frechet distance (lower is better)",
+        xaxis={"title": "epoch", "dtick": 1},
+        margin={"t": 40, "b": 10},
+    )
     c3.plotly_chart(fig, key=f"{key}.fd")
 
 
@@ -157,8 +187,10 @@ def metrics(checkpoint) -> None:
     epochs = checkpoint.epochs
     last = next((e for e in reversed(epochs) if gan.has_quality(e)), None)
     if last is None:
-        st.info(f"**{checkpoint.name}** has no quality figures: it was trained without the judge, or stopped "
-                "before the end of its first epoch (a stop skips the scoring). Train it for a full epoch to see them.")
+        st.info(
+            f"**{checkpoint.name}** has no quality figures: it was trained without the judge, or stopped "
+            "before the end of its first epoch (a stop skips the scoring). Train it for a full epoch to see them."
+        )
         return
     c1, c2, c3 = st.columns(3)
     c1.metric("Conditional accuracy", f"{last['conditional_accuracy']:.1%}", help=METRICS_HELP["conditional accuracy"])
@@ -173,20 +205,38 @@ def metrics(checkpoint) -> None:
     colours = ["#e45756" if d < gan.COLLAPSE_BELOW else "#4c78a8" for d in last["diversity"]]
     fig = go.Figure(go.Bar(x=list(range(10)), y=last["diversity"], marker_color=colours))
     fig.add_hline(y=gan.COLLAPSE_BELOW, line_dash="dot")
-    fig.update_layout(height=260, title="Diversity per class at the last epoch (red = collapsed)",
-                      xaxis={"dtick": 1}, margin={"t": 40, "b": 10})
+    fig.update_layout(
+        height=260,
+        title="Diversity per class at the last epoch (red = collapsed)",
+        xaxis={"dtick": 1},
+        margin={"t": 40, "b": 10},
+    )
     st.plotly_chart(fig, key="gan.metrics.last_div")
     if collapsed:
-        st.warning(f"Mode collapse in class(es) {', '.join(map(str, collapsed))}: the generator draws nearly the "
-                   "same digit there.")
+        st.warning(
+            f"Mode collapse in class(es) {', '.join(map(str, collapsed))}: the generator draws nearly the "
+            "same digit there."
+        )
     quality_charts(epochs, "gan.metrics")
 
 
 # The training settings the page shows; their labels, help and ranges are GanConfig's fields (as the CLI's).
 # Keys of their own ("gan.train.*"): "gan.seed" is the sample browser's noise seed.
 PREFIX = "gan.train"
-SETTINGS = ("variant", "latent", "width", "epochs", "g_lr", "d_lr", "beta1", "beta2", "batch_size", "label_smoothing",
-            "seed", "max_batches")
+SETTINGS = (
+    "variant",
+    "latent",
+    "width",
+    "epochs",
+    "g_lr",
+    "d_lr",
+    "beta1",
+    "beta2",
+    "batch_size",
+    "label_smoothing",
+    "seed",
+    "max_batches",
+)
 
 
 def use_collapse_recipe() -> None:
@@ -194,10 +244,14 @@ def use_collapse_recipe() -> None:
 
 
 def settings() -> gan.GanConfig:
-    st.button("Fill in a recipe that collapses", key="gan.collapse_recipe", on_click=use_collapse_recipe,
-              help="A one-number noise vector, a generator learning rate five times the discriminator's and no "
-                   "label smoothing: the generator soon draws one image per class. Train it (2 epochs), then see "
-                   "the diversity warning under Metrics; or browse the shipped cgan-collapsed.")
+    st.button(
+        "Fill in a recipe that collapses",
+        key="gan.collapse_recipe",
+        on_click=use_collapse_recipe,
+        help="A one-number noise vector, a generator learning rate five times the discriminator's and no "
+        "label smoothing: the generator soon draws one image per class. Train it (2 epochs), then see "
+        "the diversity warning under Metrics; or browse the shipped cgan-collapsed.",
+    )
     return gan.GanConfig(**field_widgets(gan.GanConfig, PREFIX, SETTINGS, columns=4))
 
 
@@ -226,19 +280,35 @@ def run_view(snap) -> None:
     if view.steps:
         steps = [s["step"] for s in view.steps]
         left, right = st.columns(2)
-        fig = go.Figure([go.Scatter(x=steps, y=[s["g_loss"] for s in view.steps], name="G loss"),
-                         go.Scatter(x=steps, y=[s["d_loss"] for s in view.steps], name="D loss")])
+        fig = go.Figure(
+            [
+                go.Scatter(x=steps, y=[s["g_loss"] for s in view.steps], name="G loss"),
+                go.Scatter(x=steps, y=[s["d_loss"] for s in view.steps], name="D loss"),
+            ]
+        )
         fig.update_layout(height=280, title="Losses", xaxis={"title": "step"}, margin={"t": 40, "b": 10})
         left.plotly_chart(fig, key="gan.live.loss")
-        fig = go.Figure([go.Scatter(x=steps, y=[s["d_real"] for s in view.steps], name="D(real)"),
-                         go.Scatter(x=steps, y=[s["d_fake"] for s in view.steps], name="D(G(z))")])
-        fig.update_layout(height=280, title="Discriminator outputs (0.5 = cannot tell)", yaxis={"range": [0, 1]},
-                          xaxis={"title": "step"}, margin={"t": 40, "b": 10})
+        fig = go.Figure(
+            [
+                go.Scatter(x=steps, y=[s["d_real"] for s in view.steps], name="D(real)"),
+                go.Scatter(x=steps, y=[s["d_fake"] for s in view.steps], name="D(G(z))"),
+            ]
+        )
+        fig.update_layout(
+            height=280,
+            title="Discriminator outputs (0.5 = cannot tell)",
+            yaxis={"range": [0, 1]},
+            xaxis={"title": "step"},
+            margin={"t": 40, "b": 10},
+        )
         right.plotly_chart(fig, key="gan.live.d")
     if view.grid is not None:
         with st.container(width=420):
-            st.image(tile(view.grid, columns=view.config.grid_per_class), width="stretch",
-                     caption=f"Fixed-noise grid after epoch {len(view.epochs)}")
+            st.image(
+                tile(view.grid, columns=view.config.grid_per_class),
+                width="stretch",
+                caption=f"Fixed-noise grid after epoch {len(view.epochs)}",
+            )
     quality_charts(view.epochs, "gan.live")
 
 
@@ -255,8 +325,9 @@ def train_tab() -> None:
         return
     replace = False
     if gan.gan_exists(cleaned):
-        replace = st.checkbox(f"Replace my existing run **{cleaned}** (its weights and figures are lost)",
-                              key="gan.overwrite")
+        replace = st.checkbox(
+            f"Replace my existing run **{cleaned}** (its weights and figures are lost)", key="gan.overwrite"
+        )
     if st.button("Start training", type="primary", key="gan.start", disabled=gan.gan_exists(cleaned) and not replace):
         # The judge (the best shipped classifier) loads inside the job, beside the first batches.
         live.submit("gan", dataclasses.asdict(config), cleaned, overwrite=replace)
@@ -265,8 +336,10 @@ def train_tab() -> None:
 
 sidebar()
 st.title("Conditional GAN")
-st.caption("A generator learns to draw a digit of the class you ask for; a discriminator learns to tell its "
-           "drawings from real ones, given the same class. Each improves by beating the other.")
+st.caption(
+    "A generator learns to draw a digit of the class you ask for; a discriminator learns to tell its "
+    "drawings from real ones, given the same class. Each improves by beating the other."
+)
 checkpoints = gan.list_gans()
 by_name = {c.name: c for c in checkpoints}
 chosen = None
@@ -286,6 +359,7 @@ elif browse_tab.open:
     browse_tab.info("No GAN checkpoint yet: train one in the Train tab.")
 if browse_tab.open and checkpoints:
     with browse_tab:
+
         def label(n: str) -> str:
             c = by_name[n]
             epochs = f"{len(c.epochs)} epoch{'' if len(c.epochs) == 1 else 's'}"

@@ -34,10 +34,16 @@ def key(name: str) -> str:
 def base_setup() -> tuple[TrainConfig, list[str]]:
     st.markdown("**Base setup**: every arm uses it, except for the setting you vary.")
     c1, c2 = st.columns(2)
-    start = c1.selectbox("Start from", ["(defaults)", *PRESETS], key=key("preset"),
-                         help="A preset's architecture and training recipe; the fields here override it.")
+    start = c1.selectbox(
+        "Start from",
+        ["(defaults)", *PRESETS],
+        key=key("preset"),
+        help="A preset's architecture and training recipe; the fields here override it.",
+    )
     first = preset(start) if start in PRESETS else TrainConfig(arch="mlp", epochs=1)
-    arch = c2.selectbox("Architecture", list(REGISTRY), index=list(REGISTRY).index(first.arch), key=key(f"arch.{start}"))
+    arch = c2.selectbox(
+        "Architecture", list(REGISTRY), index=list(REGISTRY).index(first.arch), key=key(f"arch.{start}")
+    )
     # Widgets of their own for each starting point, seeded from it: picking a preset shows its values.
     prefix = key(f"base.{start}")
     seed_state(prefix, TrainConfig, first.to_dict(), names=COMPARE_RUN_FIELDS + COMPARE_RECIPE_FIELDS)
@@ -70,11 +76,17 @@ def arm_choices(dimension: str) -> tuple[list | None, dict]:
     """(values, options) of the varied setting, as build_arms takes them: the arms are built from these
     again when the comparison is submitted, so what runs is what was checked here."""
     if dimension == "optimizer":
-        names = st.multiselect("Optimizers", list(OPTIMIZER_ARMS), default=["SGD", "SGD+momentum", "Adam"],
-                               key=key("optimizers"))
+        names = st.multiselect(
+            "Optimizers", list(OPTIMIZER_ARMS), default=["SGD", "SGD+momentum", "Adam"], key=key("optimizers")
+        )
         rows = [{"optimizer": n, "learning rate": OPTIMIZER_ARMS[n]["lr"]} for n in names]
-        edited = st.data_editor(rows, key=key(f"lrs.{'-'.join(names)}"), hide_index=True, disabled=["optimizer"],
-                                column_config={"learning rate": st.column_config.NumberColumn(format="%g", min_value=0.0)})
+        edited = st.data_editor(
+            rows,
+            key=key(f"lrs.{'-'.join(names)}"),
+            hide_index=True,
+            disabled=["optimizer"],
+            column_config={"learning rate": st.column_config.NumberColumn(format="%g", min_value=0.0)},
+        )
         lrs = {row["optimizer"]: row["learning rate"] for row in edited}
         bad = [n for n, lr in lrs.items() if not lr or lr <= 0]
         if bad:
@@ -101,17 +113,32 @@ def arm_choices(dimension: str) -> tuple[list | None, dict]:
 
 def run_controls() -> tuple[list[int], int]:
     c1, c2 = st.columns(2)
-    repeats = int(c1.number_input("Seeds per arm", 1, 10, value=1, key=key("seeds"),
-                                  help="Each arm runs once per seed (0, 1, 2, ...); the table shows mean and spread."))
+    repeats = int(
+        c1.number_input(
+            "Seeds per arm",
+            1,
+            10,
+            value=1,
+            key=key("seeds"),
+            help="Each arm runs once per seed (0, 1, 2, ...); the table shows mean and spread.",
+        )
+    )
     cores = os.cpu_count() or 1
     cap = host_settings().max_parallel  # the host's MNIST_MAX_PARALLEL (hosted mode: 1)
     most = max(1, min(cores, cap or cores))
-    parallel = int(c2.number_input("Runs in parallel", 1, most, value=1, key=key("parallel"),
-                                   help=f"Worker processes; this machine has {cores} cores"
-                                        f"{' and a GPU' if resources.device_label().startswith('GPU') else ''}. "
-                                        "Parallel runs share them, so one at a time is right for a small CPU."
-                                        + (f" This host trains at most {cap} at once (MNIST_MAX_PARALLEL)."
-                                           if cap else "")))
+    parallel = int(
+        c2.number_input(
+            "Runs in parallel",
+            1,
+            most,
+            value=1,
+            key=key("parallel"),
+            help=f"Worker processes; this machine has {cores} cores"
+            f"{' and a GPU' if resources.device_label().startswith('GPU') else ''}. "
+            "Parallel runs share them, so one at a time is right for a small CPU."
+            + (f" This host trains at most {cap} at once (MNIST_MAX_PARALLEL)." if cap else ""),
+        )
+    )
     return list(range(repeats)), parallel
 
 
@@ -124,8 +151,12 @@ def comparison_view(snap) -> None:
     if snap.running:
         ended = sum(r.ended for r in runs)
         total = sum(r.job.total_steps for r in runs)
-        live.progress_row(snap, key("stop"), f"{ended}/{len(runs)} runs done",
-                          share=sum(r.job.step for r in runs) / total if total else 0.0)
+        live.progress_row(
+            snap,
+            key("stop"),
+            f"{ended}/{len(runs)} runs done",
+            share=sum(r.job.step for r in runs) / total if total else 0.0,
+        )
     else:
         failed = [r for r in runs if r.job.status == "failed"]
         for run in failed:
@@ -133,27 +164,32 @@ def comparison_view(snap) -> None:
         saved = [r.job.checkpoint for r in runs if r.job.checkpoint]
         text = f"**{snap.name}** {snap.status}: {live.sentence(snap.message)}"
         if saved:
-            text += (f" Each run is saved as a checkpoint ({', '.join(saved[:4])}{', ...' if len(saved) > 4 else ''}).")
+            text += f" Each run is saved as a checkpoint ({', '.join(saved[:4])}{', ...' if len(saved) > 4 else ''})."
         if snap.status != "failed" or not failed:
             live.ended_box(snap, text)
     st.plotly_chart(live_loss_curves(runs), key=key("live"))
     st.plotly_chart(arm_curves(runs), key=key("epochs"))
     st.dataframe(summary_rows(runs), hide_index=True, width="stretch", key=key("table"))
-    st.caption("Wall time is each run's training and scoring, timed warm: a few untimed batches of each new setup "
-               "run first (warm-up s), so the first arm is not charged with one-off start-up costs.")
+    st.caption(
+        "Wall time is each run's training and scoring, timed warm: a few untimed batches of each new setup "
+        "run first (warm-up s), so the first arm is not charged with one-off start-up costs."
+    )
 
 
 sidebar()
 st.title("Compare")
-st.write("Vary one thing and keep everything else fixed. Every arm with the same architecture starts from the "
-         "**same initial weights** and sees the digits in the **same order** (the seed fixes both), so the curves "
-         "differ because of the setting alone. Repeat over several seeds: one run can mislead.")
+st.write(
+    "Vary one thing and keep everything else fixed. Every arm with the same architecture starts from the "
+    "**same initial weights** and sees the digits in the **same order** (the seed fixes both), so the curves "
+    "differ because of the setting alone. Repeat over several seeds: one run can mislead."
+)
 base, base_errors = base_setup()
 dimension = st.selectbox("Vary", list(DIMENSIONS), format_func=DIMENSIONS.get, key=key("dimension"))
 # A default name of its own for each visitor and dimension, fixed for the session (not one per rerun).
 st.session_state.setdefault(key(f"name.{dimension}"), default_name(dimension))
-name = st.text_input("Comparison name", key=key(f"name.{dimension}"),
-                     help="Each run is saved as a checkpoint named NAME-ARM-sSEED.")
+name = st.text_input(
+    "Comparison name", key=key(f"name.{dimension}"), help="Each run is saved as a checkpoint named NAME-ARM-sSEED."
+)
 specs, problem, values, options = [], None, None, {}
 try:
     values, options = arm_choices(dimension)
@@ -174,11 +210,25 @@ else:
 taken = existing_runs(specs) if specs else []
 overwrite = False
 if taken:
-    overwrite = st.checkbox(f"Replace the saved runs {', '.join(taken[:3])}{' ...' if len(taken) > 3 else ''}",
-                            key=key("overwrite"), help="Runs of these names exist; they are replaced as each run ends.")
+    overwrite = st.checkbox(
+        f"Replace the saved runs {', '.join(taken[:3])}{' ...' if len(taken) > 3 else ''}",
+        key=key("overwrite"),
+        help="Runs of these names exist; they are replaced as each run ends.",
+    )
 if st.button("Start comparison", type="primary", disabled=not specs or (bool(taken) and not overwrite)):
-    live.submit("compare", {"base": base.to_dict(), "dimension": dimension, "values": values, "options": options,
-                            "seeds": seeds, "parallel": parallel}, name, overwrite=overwrite)
+    live.submit(
+        "compare",
+        {
+            "base": base.to_dict(),
+            "dimension": dimension,
+            "values": values,
+            "options": options,
+            "seeds": seeds,
+            "parallel": parallel,
+        },
+        name,
+        overwrite=overwrite,
+    )
 
 st.subheader("Results")
 live.watch("compare", comparison_view)

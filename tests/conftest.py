@@ -28,4 +28,3 @@ def runs(tmp_path, monkeypatch):
     for shared in ("MNIST_DRAWINGS_DIR", "MNIST_CACHE_DIR"):  # so drawings and maps live in the private folder
         monkeypatch.delenv(shared, raising=False)
     return folder
-

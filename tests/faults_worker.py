@@ -22,8 +22,7 @@ def run(runs_dir: str, name: str, fill: float, overwrite: bool) -> int:
     with torch.no_grad():
         for p in model.parameters():
             p.fill_(fill)
-    result = RunResult(model, config, "finished", [{"epoch": 1, "steps": 1, "test_accuracy": 0.5}], 1.0, "cpu",
-                       steps=1)
+    result = RunResult(model, config, "finished", [{"epoch": 1, "steps": 1, "test_accuracy": 0.5}], 1.0, "cpu", steps=1)
     try:
         save(result, name, Path(runs_dir), extra={"fill": fill}, overwrite=overwrite)
     except CheckpointExistsError:

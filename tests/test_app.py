@@ -52,8 +52,12 @@ def test_a_tiny_run_from_the_train_page_makes_a_checkpoint_and_curves(runs):
     at = wait_for_run_end(at)
     assert not at.exception
     # the run reached its own batch cap: it is done (green) and says so, it was not stopped
-    assert any(" done after " in m.value and "Reached its 30-batch cap" in m.value and "Saved as checkpoint **apptest-run**" in m.value for m in at.success), \
-        [m.value for m in at.success]
+    assert any(
+        " done after " in m.value
+        and "Reached its 30-batch cap" in m.value
+        and "Saved as checkpoint **apptest-run**" in m.value
+        for m in at.success
+    ), [m.value for m in at.success]
     assert (runs / "apptest-run.safetensors").exists() and (runs / "apptest-run.json").exists()
     assert any(chart.proto.spec for chart in at.get("plotly_chart"))
     table_names = [n for df in at.dataframe if "name" in df.value.columns for n in df.value["name"]]

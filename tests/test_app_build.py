@@ -53,8 +53,9 @@ def test_adding_a_layer_that_cannot_work_names_it_and_disables_start_and_removin
     at.number_input(key="build.add.channels").set_value(8)
     at.button(key="build.add").click().run()
     assert layer_texts(at)[-1] == "conv 8 k=3 s=1 p=1"
-    assert any(e.value.startswith(f"layer {n + 1} (conv 8 k=3 s=1 p=1): needs an image") for e in at.error), \
-        [e.value for e in at.error]
+    assert any(e.value.startswith(f"layer {n + 1} (conv 8 k=3 s=1 p=1): needs an image") for e in at.error), [
+        e.value for e in at.error
+    ]
     assert start_button(at).disabled
     at.button(key=f"build.remove.{uid(at, n)}").click().run()
     assert len(layer_texts(at)) == n and not at.error
@@ -130,15 +131,35 @@ def test_start_trains_the_built_stack_into_a_checkpoint_that_holds_its_layer_lis
 
 @pytest.fixture
 def built(runs, data):
-    config = TrainConfig(arch="stack", model={"layers": ["conv 8 3 p=1", "relu", "bn", "maxpool 2", "conv 16 3",
-                                                         "relu", "maxpool 2", "flatten", "linear 32", "relu",
-                                                         "linear 10"]},
-                         max_batches=25, device="cpu", record=True, record_every=5)
+    config = TrainConfig(
+        arch="stack",
+        model={
+            "layers": [
+                "conv 8 3 p=1",
+                "relu",
+                "bn",
+                "maxpool 2",
+                "conv 16 3",
+                "relu",
+                "maxpool 2",
+                "flatten",
+                "linear 32",
+                "relu",
+                "linear 10",
+            ]
+        },
+        max_batches=25,
+        device="cpu",
+        record=True,
+        record_every=5,
+    )
     return checkpoints.save(fit(config, data), "built")
 
 
-@pytest.mark.parametrize("path", ["pages/6_Inspect.py", "pages/7_Draw.py", "pages/2_Embeddings.py",
-                                  "pages/9_Compare.py", "pages/3_Train.py", BUILD])
+@pytest.mark.parametrize(
+    "path",
+    ["pages/6_Inspect.py", "pages/7_Draw.py", "pages/2_Embeddings.py", "pages/9_Compare.py", "pages/3_Train.py", BUILD],
+)
 def test_every_page_renders_with_a_built_checkpoint_active(built, path):
     at = page(path)
     at.session_state["active_checkpoint"] = built
@@ -175,8 +196,9 @@ def test_export_offers_the_script_and_files_and_says_why_a_fine_tuned_run_has_no
 
 
 def test_inspect_shows_a_built_net_that_pools_before_its_first_linear_layer(runs, data):
-    config = TrainConfig(arch="stack", model={"layers": ["maxpool 2", "flatten", "linear 10"]}, max_batches=5,
-                         device="cpu", record=False)
+    config = TrainConfig(
+        arch="stack", model={"layers": ["maxpool 2", "flatten", "linear 10"]}, max_batches=5, device="cpu", record=False
+    )
     name = checkpoints.save(fit(config, data), "pooled")
     at = page("pages/6_Inspect.py")
     at.session_state["active_checkpoint"] = name

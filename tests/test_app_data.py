@@ -51,7 +51,8 @@ def test_the_first_sample_grid_is_drawn_once_per_server_not_once_per_visitor(run
     first = AppTest.from_file(str(ROOT / "pages/1_Data.py"), default_timeout=120).run()
     second = AppTest.from_file(str(ROOT / "pages/1_Data.py"), default_timeout=120).run()  # another visitor
     assert not first.exception and not second.exception
-    grids = [next(h.proto.body for h in at.get("html") if "grid-template-columns" in h.proto.body)
-             for at in (first, second)]
+    grids = [
+        next(h.proto.body for h in at.get("html") if "grid-template-columns" in h.proto.body) for at in (first, second)
+    ]
     assert grids[0] == grids[1] and grids[0].count("<img ") == 100
     assert len(encoded) == 100  # the second visitor's grid was not encoded again

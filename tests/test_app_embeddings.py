@@ -62,8 +62,13 @@ def test_a_checkpoints_pca_runs_in_the_background_with_progress_and_a_stop_butto
     at.number_input(key="emb.points").set_value(70_000).run()
     assert not any("digits (" in c.proto.spec for c in at.get("plotly_chart"))  # not computed inline
     at.button(key="emb.compute").click().run()
-    wait_until(at, lambda at: any("PCA of 70,000 digits (best's features)" in p.proto.text
-                                  and "features of digits" in p.proto.text for p in at.get("progress")))
+    wait_until(
+        at,
+        lambda at: any(
+            "PCA of 70,000 digits (best's features)" in p.proto.text and "features of digits" in p.proto.text
+            for p in at.get("progress")
+        ),
+    )
     at.button(key="emb.stop").click().run()
     wait_until(at, lambda at: any("PCA of 70,000 digits (best's features): stopped at" in m.value for m in at.info))
     assert not at.exception and not at.error

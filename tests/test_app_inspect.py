@@ -58,11 +58,14 @@ def test_a_checkpoint_without_history_offers_one_click_to_one_with_it(runs):
     assert layer_box.options[0] == "conv 1 weights (layer 1)"
 
 
-@pytest.mark.parametrize("accuracy", [
-    np.array([0.998, 0.997, 0.996, 0.995, 0.994, 0.993, 0.992, 0.991, 0.989, 1.0]),  # best's kind: all near 100%
-    np.array([0.95, 0.99, 0.97, 0.96, 0.98, 0.97, 0.99, 0.96, 0.94, 0.95]),
-    np.array([0.5, 0.9, 0.8, 0.7, 0.6, 0.9, 1.0, 0.85, 0.75, 0.65]),
-])
+@pytest.mark.parametrize(
+    "accuracy",
+    [
+        np.array([0.998, 0.997, 0.996, 0.995, 0.994, 0.993, 0.992, 0.991, 0.989, 1.0]),  # best's kind: all near 100%
+        np.array([0.95, 0.99, 0.97, 0.96, 0.98, 0.97, 0.99, 0.96, 0.94, 0.95]),
+        np.array([0.5, 0.9, 0.8, 0.7, 0.6, 0.9, 1.0, 0.85, 0.75, 0.65]),
+    ],
+)
 def test_per_class_accuracy_ticks_never_repeat_and_show_every_bar(accuracy):
     axis = per_class_ticks(accuracy)
     ticks = np.arange(axis["tick0"], axis["range"][1] + 1e-9, axis["dtick"])
@@ -84,7 +87,9 @@ def test_the_first_digits_explanation_is_computed_once_per_server_not_once_per_v
     st.cache_resource.clear()
     first, second = inspect("best"), inspect("best")  # two visitors
     assert not first.exception and not second.exception, [e.message for e in [*first.exception, *second.exception]]
-    captions = [[i.proto.imgs[0].caption for i in at.get("image") if i.proto.imgs[0].caption.startswith("Why")]
-                for at in (first, second)]
+    captions = [
+        [i.proto.imgs[0].caption for i in at.get("image") if i.proto.imgs[0].caption.startswith("Why")]
+        for at in (first, second)
+    ]
     assert captions[0] and captions[0] == captions[1]  # both see the explanation
     assert len(explained) == 1

@@ -102,8 +102,9 @@ def test_a_refusal_names_the_limit(runs, monkeypatch):
     at = page("pages/3_Train.py").run()
     at.number_input(key="train.epochs").set_value(5).run()
     at.button[0].click().run()  # Start training
-    assert any("at most 2 epochs" in e.value and "MNIST_MAX_EPOCHS" in e.value for e in at.error), \
-        [e.value for e in at.error]
+    assert any("at most 2 epochs" in e.value and "MNIST_MAX_EPOCHS" in e.value for e in at.error), [
+        e.value for e in at.error
+    ]
     assert not at.get("progress") and not at.exception
 
 
@@ -112,8 +113,9 @@ def test_one_live_job_per_browser_across_pages(runs):
     at.button[0].click().run()
     build = page("pages/5_Build.py").run()  # the same browser (AppTest's one session id), another page
     build.button(key="build.start_training").click().run()
-    assert any("you already have a training run running" in e.value for e in build.error), \
-        [e.value for e in build.error]
+    assert any("you already have a training run running" in e.value for e in build.error), [
+        e.value for e in build.error
+    ]
     at.button(key="train.stop").click().run()
     wait(at, lambda a: any("stopped" in w.value for w in a.warning), timeout=90, what="the stop")
 
@@ -126,14 +128,23 @@ def test_the_sidebar_shows_a_gan_job_and_its_stop_keeps_what_was_learned(runs):
     at.number_input(key="gan.train.width").set_value(8)
     at.text_input(key="gan.name").set_value("sidebar-gan")
     at.run().button(key="gan.start").click().run()
-    assert any("Your GAN" in m.value and "sidebar-gan" in m.value for m in at.sidebar.markdown), \
-        [m.value for m in at.sidebar.markdown]
+    assert any("Your GAN" in m.value and "sidebar-gan" in m.value for m in at.sidebar.markdown), [
+        m.value for m in at.sidebar.markdown
+    ]
     assert any("Shown on the GAN page" in c.value for c in at.sidebar.caption)  # a link under the app's navigation
-    wait(at, lambda a: "step 3 of" in progress_texts(a) or "step 1" in progress_texts(a), timeout=120,
-         what="the first GAN batches")
+    wait(
+        at,
+        lambda a: "step 3 of" in progress_texts(a) or "step 1" in progress_texts(a),
+        timeout=120,
+        what="the first GAN batches",
+    )
     at.sidebar.button(key="sidebar.stop").click().run()
-    wait(at, lambda a: any("sidebar-gan" in w.value and "stopped" in w.value for w in a.warning), timeout=120,
-         what="the stop")
+    wait(
+        at,
+        lambda a: any("sidebar-gan" in w.value and "stopped" in w.value for w in a.warning),
+        timeout=120,
+        what="the stop",
+    )
     at.run()
     assert not any(b.key == "sidebar.stop" for b in at.sidebar.button)
     assert any("Your last GAN" in c.value and "stopped" in c.value for c in at.sidebar.caption)
@@ -144,8 +155,10 @@ def test_a_comparison_over_the_runs_cap_is_refused_naming_it(runs, monkeypatch):
     monkeypatch.setenv("MNIST_MAX_COMPARE_RUNS", "2")
     at = page("pages/9_Compare.py").run()  # the default: three optimizers, one seed each
     next(b for b in at.button if b.label == "Start comparison").click().run()
-    assert any("at most 2 training runs" in e.value and "MNIST_MAX_COMPARE_RUNS" in e.value and "asks for 3" in e.value
-               for e in at.error), [e.value for e in at.error]
+    assert any(
+        "at most 2 training runs" in e.value and "MNIST_MAX_COMPARE_RUNS" in e.value and "asks for 3" in e.value
+        for e in at.error
+    ), [e.value for e in at.error]
     assert not at.get("progress") and not at.exception
 
 
@@ -156,8 +169,12 @@ def test_stop_ends_a_comparison_and_keeps_its_runs(runs):
     next(b for b in at.button if b.label == "Start comparison").click().run()
     wait(at, lambda a: any(p.proto.value > 0 for p in a.get("progress")), timeout=120, what="the first batches")
     at.button(key="compare.stop").click().run()
-    wait(at, lambda a: any("to-stop" in w.value and "stopped" in w.value for w in a.warning), timeout=120,
-         what="the stop")
+    wait(
+        at,
+        lambda a: any("to-stop" in w.value and "stopped" in w.value for w in a.warning),
+        timeout=120,
+        what="the stop",
+    )
     assert not any(b.key == "compare.stop" for b in at.button)
     assert list(runs.glob("to-stop-*-s0.json"))  # what the first run learned before the stop is kept
 

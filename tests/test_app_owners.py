@@ -48,8 +48,7 @@ def active_choices(at: AppTest) -> list:
     return next(s for s in at.selectbox if s.label == "Active checkpoint").options
 
 
-def test_a_second_browser_cannot_see_rename_delete_or_fine_tune_on_the_firsts_runs(runs, data, monkeypatch,
-                                                                                     as_browser):
+def test_a_second_browser_cannot_see_rename_delete_or_fine_tune_on_the_firsts_runs(runs, data, monkeypatch, as_browser):
     monkeypatch.setenv("MNIST_HOSTED", "1")
     alices_run(data)
     with owners.use(ALICE):
@@ -111,8 +110,10 @@ def test_locally_every_browser_shares_the_one_runs_folder(runs, data, monkeypatc
     monkeypatch.delenv("MNIST_HOSTED", raising=False)
     as_browser(ALICE)
     with owners.use(ALICE):  # locally this sets no folder of alice's own
-        save(fit(TrainConfig(arch="mlp", model={"depth": 1, "width": 8}, max_batches=2, record=False), data),
-             "shared-run")
+        save(
+            fit(TrainConfig(arch="mlp", model={"depth": 1, "width": 8}, max_batches=2, record=False), data),
+            "shared-run",
+        )
     as_browser(BOB)
     train = page("pages/3_Train.py").run()
     assert not train.exception

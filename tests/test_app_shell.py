@@ -42,8 +42,9 @@ def log_lines():
 
 def test_every_file_in_pages_is_in_the_navigation_and_on_the_home_page(runs):
     files = page_files()
-    assert [p.name for p in files] == sorted((p.name for p in (ROOT / "pages").glob("*.py")),
-                                             key=lambda n: (int(n.split("_")[0]), n))
+    assert [p.name for p in files] == sorted(
+        (p.name for p in (ROOT / "pages").glob("*.py")), key=lambda n: (int(n.split("_")[0]), n)
+    )
     at = app().run()
     assert not at.exception, [e.message for e in at.exception]
     links = at.get("page_link")
@@ -74,7 +75,8 @@ def texts(at: AppTest) -> str:
 
 
 def test_hosted_a_failing_page_shows_a_plain_message_no_traceback_and_logs_one_line(
-        runs, monkeypatch, restore_error_details, log_lines):
+    runs, monkeypatch, restore_error_details, log_lines
+):
     monkeypatch.setenv("MNIST_HOSTED", "1")
     break_the_data_page(monkeypatch)
     at = app().run()
@@ -88,7 +90,8 @@ def test_hosted_a_failing_page_shows_a_plain_message_no_traceback_and_logs_one_l
 
 
 def test_locally_a_failing_page_shows_the_plain_message_and_the_traceback_folded(
-        runs, monkeypatch, restore_error_details, log_lines):
+    runs, monkeypatch, restore_error_details, log_lines
+):
     monkeypatch.delenv("MNIST_HOSTED", raising=False)
     break_the_data_page(monkeypatch)
     at = app().run()

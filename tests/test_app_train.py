@@ -18,8 +18,11 @@ def start_button(at: AppTest, label: str = "Start training"):
 def test_bad_run_names_are_refused_before_start(runs):
     at = page("pages/3_Train.py").run()
     assert not start_button(at).disabled
-    for name, message in (("...", "no usable characters"), ("数字", "no usable characters"),
-                          ("best", "shipped checkpoint")):
+    for name, message in (
+        ("...", "no usable characters"),
+        ("数字", "no usable characters"),
+        ("best", "shipped checkpoint"),
+    ):
         at.text_input(key="train.name").set_value(name).run()
         assert any(message in e.value for e in at.error), (name, [e.value for e in at.error])
         assert start_button(at).disabled, name
@@ -70,5 +73,9 @@ def test_the_model_cards_layer_table_names_layers_in_words(runs):
     at = page("pages/3_Train.py").run()
     at.selectbox(key="train.arch").set_value("cnn").run()
     table = next(df.value for df in at.dataframe if "multiply-adds" in df.value.columns)
-    assert list(table["layer"][:3]) == ["conv 1 (layer 1)", "ReLU after conv 1 (layer 2)", "BatchNorm after conv 1 (layer 3)"]
+    assert list(table["layer"][:3]) == [
+        "conv 1 (layer 1)",
+        "ReLU after conv 1 (layer 2)",
+        "BatchNorm after conv 1 (layer 3)",
+    ]
     assert list(table["module"][:3]) == ["0", "1", "2"]  # the module path is still there for readers of the code

@@ -75,8 +75,10 @@ def test_threads_saving_one_json_at_once_leave_a_whole_file_and_no_temporary(tmp
     watcher.start()
     payload = "x" * 50_000  # big enough that a write in place would be seen half done
     try:
-        errors = race(4, lambda i: [write_json_atomic(target, {"writer": i, "round": r, "payload": payload})
-                                    for r in range(ROUNDS)])
+        errors = race(
+            4,
+            lambda i: [write_json_atomic(target, {"writer": i, "round": r, "payload": payload}) for r in range(ROUNDS)],
+        )
     finally:
         stop.set()
         watcher.join()
@@ -101,8 +103,15 @@ def test_processes_saving_one_file_at_once_leave_a_whole_file_and_no_temporary(t
             atomic_write(target, lambda tmp: safetensors.numpy.save_file(arrays, tmp))
         print("done")
     """)
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(target), str(fill), str(ROUNDS)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for fill in (1.0, 2.0)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(target), str(fill), str(ROUNDS)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for fill in (1.0, 2.0)
+    ]
     for proc in procs:
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0 and out.strip() == "done", err
@@ -137,8 +146,9 @@ def tiny_run(fill: float) -> RunResult:
 
 
 def test_threads_saving_one_checkpoint_at_once_leave_a_matching_pair(tmp_path):
-    errors = race(3, lambda i: [save(tiny_run((i + 1) / 10), "shared", tmp_path, extra={"fill": (i + 1) / 10})
-                                for _ in range(5)])
+    errors = race(
+        3, lambda i: [save(tiny_run((i + 1) / 10), "shared", tmp_path, extra={"fill": (i + 1) / 10}) for _ in range(5)]
+    )
     assert not errors, errors
     model, meta = load("shared", directories={"runs": tmp_path})
     weights = torch.cat([p.flatten() for p in model.parameters()])
@@ -207,16 +217,44 @@ def test_a_dead_writers_temporaries_are_removed_and_a_live_ones_kept(tmp_path):
 
 # ---------------------------------------------------------------- no writer bypasses the helper
 
-SCANNED = [*sorted((ROOT / "mnist_core").rglob("*.py")), *sorted((ROOT / "labui").glob("*.py")),
-           *sorted((ROOT / "pages").glob("*.py")), ROOT / "app.py", *sorted((ROOT / "checkpoints").glob("*.py")),
-           *sorted((ROOT / "benchmarks").glob("*.py"))]
+SCANNED = [
+    *sorted((ROOT / "mnist_core").rglob("*.py")),
+    *sorted((ROOT / "labui").glob("*.py")),
+    *sorted((ROOT / "pages").glob("*.py")),
+    ROOT / "app.py",
+    *sorted((ROOT / "checkpoints").glob("*.py")),
+    *sorted((ROOT / "benchmarks").glob("*.py")),
+]
 # Calls that write a file. Project functions of the same names (checkpoints.save, owners.touch,
 # checkpoints.rename) are not listed: they are the savers, and write through the helper themselves.
-WRITE_METHODS = {"write_text", "write_bytes", "save_file", "savez", "savez_compressed", "savetxt", "to_csv",
-                 "savefig", "download_url_to_file", "symlink_to", "hardlink_to"}
-WRITE_FUNCTIONS = {("torch", "save"), ("np", "save"), ("numpy", "save"), ("os", "replace"), ("os", "rename"),
-                   ("os", "link"), ("os", "symlink"), ("shutil", "copy"), ("shutil", "copy2"), ("shutil", "copyfile"),
-                   ("shutil", "copyfileobj"), ("shutil", "move"), ("shutil", "copytree")}
+WRITE_METHODS = {
+    "write_text",
+    "write_bytes",
+    "save_file",
+    "savez",
+    "savez_compressed",
+    "savetxt",
+    "to_csv",
+    "savefig",
+    "download_url_to_file",
+    "symlink_to",
+    "hardlink_to",
+}
+WRITE_FUNCTIONS = {
+    ("torch", "save"),
+    ("np", "save"),
+    ("numpy", "save"),
+    ("os", "replace"),
+    ("os", "rename"),
+    ("os", "link"),
+    ("os", "symlink"),
+    ("shutil", "copy"),
+    ("shutil", "copy2"),
+    ("shutil", "copyfile"),
+    ("shutil", "copyfileobj"),
+    ("shutil", "move"),
+    ("shutil", "copytree"),
+}
 HELPERS = {"atomic_write"}  # take a writer callback: a write inside it writes the helper's temporary
 # (file, function) pairs allowed to write directly, each with its reason.
 ALLOWED = {
@@ -238,8 +276,11 @@ ALLOWED = {
 def _opens_for_writing(call: ast.Call) -> bool:
     func = call.func
     is_open = (isinstance(func, ast.Name) and func.id == "open") or (
-        isinstance(func, ast.Attribute) and func.attr == "open" and isinstance(func.value, ast.Name)
-        and func.value.id in ("gzip", "bz2", "lzma", "io"))
+        isinstance(func, ast.Attribute)
+        and func.attr == "open"
+        and isinstance(func.value, ast.Name)
+        and func.value.id in ("gzip", "bz2", "lzma", "io")
+    )
     if not is_open:
         return False
     mode = call.args[1] if len(call.args) > 1 else next((k.value for k in call.keywords if k.arg == "mode"), None)
@@ -258,13 +299,20 @@ def _writes(call: ast.Call) -> bool:
         if func.attr == "save" and any(k.arg == "format" for k in call.keywords):  # PIL's Image.save
             return True
         if func.attr == "open" and isinstance(func.value, ast.Name) and func.value.id == "os":
-            return any(isinstance(n, ast.Attribute) and n.attr in ("O_WRONLY", "O_RDWR", "O_CREAT")
-                       for n in ast.walk(call))
+            return any(
+                isinstance(n, ast.Attribute) and n.attr in ("O_WRONLY", "O_RDWR", "O_CREAT") for n in ast.walk(call)
+            )
     return False
 
 
 def _callee_name(call: ast.Call) -> str | None:
-    return call.func.id if isinstance(call.func, ast.Name) else call.func.attr if isinstance(call.func, ast.Attribute) else None
+    return (
+        call.func.id
+        if isinstance(call.func, ast.Name)
+        else call.func.attr
+        if isinstance(call.func, ast.Attribute)
+        else None
+    )
 
 
 def direct_writes(path: Path, rel: str | None = None) -> list[str]:
@@ -272,14 +320,24 @@ def direct_writes(path: Path, rel: str | None = None) -> list[str]:
     tree = ast.parse(path.read_text(), str(path))
     parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
     # the names a StagedFiles is bound to (`with StagedFiles() as stage`): stage.write(path, writer) is a helper
-    stages = {item.optional_vars.id for node in ast.walk(tree) if isinstance(node, ast.With) for item in node.items
-              if isinstance(item.context_expr, ast.Call) and _callee_name(item.context_expr) == "StagedFiles"
-              and isinstance(item.optional_vars, ast.Name)}
+    stages = {
+        item.optional_vars.id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.With)
+        for item in node.items
+        if isinstance(item.context_expr, ast.Call)
+        and _callee_name(item.context_expr) == "StagedFiles"
+        and isinstance(item.optional_vars, ast.Name)
+    }
 
     def helper_call(call: ast.Call) -> bool:
         func = call.func
-        return _callee_name(call) in HELPERS or (isinstance(func, ast.Attribute) and func.attr == "write"
-                                                 and isinstance(func.value, ast.Name) and func.value.id in stages)
+        return _callee_name(call) in HELPERS or (
+            isinstance(func, ast.Attribute)
+            and func.attr == "write"
+            and isinstance(func.value, ast.Name)
+            and func.value.id in stages
+        )
 
     callbacks = set()  # lambdas and functions handed to a helper as its writer
     for node in ast.walk(tree):
@@ -310,14 +368,17 @@ def direct_writes(path: Path, rel: str | None = None) -> list[str]:
 
 def test_no_module_writes_a_file_except_through_the_atomic_helper():
     found = [line for path in SCANNED for line in direct_writes(path)]
-    assert not found, ("write these through mnist_core.files (atomic_write / write_*_atomic / StagedFiles), "
-                       "or allow them in ALLOWED with the reason:\n" + "\n".join(found))
+    assert not found, (
+        "write these through mnist_core.files (atomic_write / write_*_atomic / StagedFiles), "
+        "or allow them in ALLOWED with the reason:\n" + "\n".join(found)
+    )
 
 
 def test_the_scan_finds_a_direct_write(tmp_path):
     # the scan itself works: a fixed-name temporary, a write in place and a torch.save are all reported
     bad = tmp_path / "probe.py"
-    bad.write_text(textwrap.dedent("""
+    bad.write_text(
+        textwrap.dedent("""
         import os, torch
         from pathlib import Path
         from mnist_core.files import atomic_write
@@ -329,6 +390,7 @@ def test_the_scan_finds_a_direct_write(tmp_path):
                 f.write(text)
             torch.save(model, path)
             atomic_write(path, lambda tmp: tmp.write_text(text))  # the one allowed
-    """))
+    """)
+    )
     found = direct_writes(bad, "mnist_core/probe.py")
     assert [line.split()[0].rsplit(":", 1)[1] for line in found] == ["7", "8", "9", "11"], found

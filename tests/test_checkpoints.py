@@ -39,13 +39,16 @@ def test_files_are_safetensors_and_json_only(short_run, runs):
     assert "0.weight" in tensors
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("../../etc/passwd", "etc-passwd"),
-    ("/abs/path", "abs-path"),
-    ("a b\\c", "a-b-c"),
-    ("..hidden", "hidden"),
-    ("ok_name-1.2", "ok_name-1.2"),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("../../etc/passwd", "etc-passwd"),
+        ("/abs/path", "abs-path"),
+        ("a b\\c", "a-b-c"),
+        ("..hidden", "hidden"),
+        ("ok_name-1.2", "ok_name-1.2"),
+    ],
+)
 def test_names_never_leave_the_folder(name, expected, short_run, runs):
     assert safe_name(name) == expected
     save(short_run, name)
@@ -71,7 +74,11 @@ def test_a_failed_write_leaves_the_old_checkpoint_whole(short_run, runs, monkeyp
     with pytest.raises(OSError, match="disk full"):
         save(short_run, "keep")
     assert (runs / "keep.safetensors").read_bytes() == before
-    assert sorted(p.name for p in runs.iterdir()) == ["keep.json", "keep.safetensors", "keep.safetensors.probes"]  # no temp file left
+    assert sorted(p.name for p in runs.iterdir()) == [
+        "keep.json",
+        "keep.safetensors",
+        "keep.safetensors.probes",
+    ]  # no temp file left
 
 
 def test_loading_checks_the_architecture(short_run, runs):
@@ -126,14 +133,17 @@ def test_shipped_checkpoints_load_and_match_their_recorded_accuracy(data):
         assert os.path.getsize(info.weights_path) < 10 * 2**20  # small enough to commit
 
 
-@pytest.mark.parametrize("name, message", [
-    ("...", "no usable characters; names use letters"),
-    ("数字", "no usable characters; names use letters"),
-    ("a" * 81, "81 characters long; at most 80"),
-    ("best", "name of a shipped checkpoint"),
-    ("Fast", "name of a shipped checkpoint"),
-    ("run\x00x", "NUL character"),
-])
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("...", "no usable characters; names use letters"),
+        ("数字", "no usable characters; names use letters"),
+        ("a" * 81, "81 characters long; at most 80"),
+        ("best", "name of a shipped checkpoint"),
+        ("Fast", "name of a shipped checkpoint"),
+        ("run\x00x", "NUL character"),
+    ],
+)
 def test_validate_name_says_what_is_wrong(name, message):
     with pytest.raises(CheckpointError, match=message):
         checkpoints.validate_name(name)

@@ -46,11 +46,14 @@ def starts_and_first_batches(specs, data):
     return starts, firsts
 
 
-@pytest.mark.parametrize(("base", "dimension"), [
-    (TrainConfig(arch="mlp", model=SMALL_MLP), "optimizer"),
-    (TrainConfig(arch="cnn", model={"channels": [4, 8]}), "bn"),
-    (TrainConfig(arch="mlp", model=SMALL_MLP), "dropout"),
-])
+@pytest.mark.parametrize(
+    ("base", "dimension"),
+    [
+        (TrainConfig(arch="mlp", model=SMALL_MLP), "optimizer"),
+        (TrainConfig(arch="cnn", model={"channels": [4, 8]}), "bn"),
+        (TrainConfig(arch="mlp", model=SMALL_MLP), "dropout"),
+    ],
+)
 def test_two_arms_start_from_equal_weights_and_see_equal_first_batches(base, dimension, data):
     base.max_batches, base.seed, base.record = 2, 5, False
     specs = plan(base, build_arms(base, dimension)[:2], [5], "t")
@@ -74,7 +77,9 @@ def test_switching_augmentation_on_keeps_the_order_of_every_epoch(data):
 def test_seeds_give_different_starts_and_depth_arms_are_fc_nets_of_that_depth(data):
     base = TrainConfig(arch="mlp", model=SMALL_MLP, max_batches=1)
     sgd_0, sgd_1, adam_0, adam_1 = (
-        seeded_model(s.config, data.device) for s in plan(base, build_arms(base, "optimizer", ["SGD", "Adam"]), [0, 1], "t"))
+        seeded_model(s.config, data.device)
+        for s in plan(base, build_arms(base, "optimizer", ["SGD", "Adam"]), [0, 1], "t")
+    )
     first = lambda model: next(iter(model.state_dict().values()))  # noqa: E731
     assert torch.equal(first(sgd_0), first(adam_0)) and torch.equal(first(sgd_1), first(adam_1))
     assert not torch.equal(first(sgd_0), first(sgd_1))
@@ -89,11 +94,14 @@ def test_columnet_is_compared_with_an_fc_net_of_the_same_size():
     assert abs(a - b) / a < 0.01, (a, b)
 
 
-@pytest.mark.parametrize(("base", "dimension", "message"), [
-    (TrainConfig(arch="mlp"), "bn", "BatchNorm position can be varied for the cnn"),
-    (TrainConfig(arch="sparsenet"), "dropout", "sparsenet has no dropout setting"),
-    (TrainConfig(arch="mlp"), "size", "unknown dimension 'size'"),
-])
+@pytest.mark.parametrize(
+    ("base", "dimension", "message"),
+    [
+        (TrainConfig(arch="mlp"), "bn", "BatchNorm position can be varied for the cnn"),
+        (TrainConfig(arch="sparsenet"), "dropout", "sparsenet has no dropout setting"),
+        (TrainConfig(arch="mlp"), "size", "unknown dimension 'size'"),
+    ],
+)
 def test_impossible_comparisons_say_what_to_change(base, dimension, message):
     with pytest.raises(CompareError, match=message):
         build_arms(base, dimension)
@@ -118,8 +126,9 @@ def test_class_balanced_subsets_hold_every_digit_equally():
 
 
 def test_a_run_on_a_subset_takes_the_subsets_steps(data):
-    result = fit(TrainConfig(arch="mlp", model=SMALL_MLP, train_subset=500, batch_size=100, epochs=2, record=False),
-                 data)
+    result = fit(
+        TrainConfig(arch="mlp", model=SMALL_MLP, train_subset=500, batch_size=100, epochs=2, record=False), data
+    )
     assert result.steps == 10 and [e["steps"] for e in result.history] == [5, 10]
 
 
@@ -175,8 +184,12 @@ def test_a_hosts_caps_apply_to_comparisons_too(runs):
         with pytest.raises(JobRefused, match="at most 2 epochs per run"):
             capped.submit("me", "compare", compare_config(base, ["SGD", "Adam"], [0]), "cmp")
         with pytest.raises(JobRefused, match="at most 3 training runs"):  # 2 arms x 2 seeds
-            capped.submit("me", "compare", compare_config(TrainConfig(arch="mlp", model=SMALL_MLP), ["SGD", "Adam"],
-                                                          [0, 1]), "cmp")
+            capped.submit(
+                "me",
+                "compare",
+                compare_config(TrainConfig(arch="mlp", model=SMALL_MLP), ["SGD", "Adam"], [0, 1]),
+                "cmp",
+            )
         assert capped.latest("me") is None
     finally:
         capped.shutdown()
@@ -205,8 +218,9 @@ def test_two_identical_arms_report_comparable_wall_times(tmp_path):
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
-    done = subprocess.run([sys.executable, "-c", TIMING_SCRIPT, str(root), str(tmp_path)], capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-c", TIMING_SCRIPT, str(root), str(tmp_path)], capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     (status_a, first, warm_a), (status_b, second, warm_b) = json.loads(done.stdout.strip().splitlines()[-1])
     assert status_a == status_b == "finished"

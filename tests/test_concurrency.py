@@ -19,8 +19,11 @@ CALLS = 4
 
 def _run(model, x, target: int) -> dict:
     """Everything Inspect, Draw and Transfer compute on one digit with a shared model."""
-    out = {"explain": explain(model, x, target)[1], "maps": [(m.name, m.maps) for m in feature_maps(model, x)],
-           "dense": dense_activations(model, x)}
+    out = {
+        "explain": explain(model, x, target)[1],
+        "maps": [(m.name, m.maps) for m in feature_maps(model, x)],
+        "dense": dense_activations(model, x),
+    }
     if any(isinstance(m, torch.nn.Conv2d) for m in model.modules()):
         out["cam_other"] = grad_cam(model, x, (target + 3) % 10)  # a second target: a different backward
     else:
@@ -33,8 +36,9 @@ def _same(a: dict, b: dict) -> bool:
         return False
     for key in a:
         if key in ("maps", "dense"):
-            if len(a[key]) != len(b[key]) or any(na != nb or not np.allclose(va, vb, atol=1e-5)
-                                                 for (na, va), (nb, vb) in zip(a[key], b[key])):
+            if len(a[key]) != len(b[key]) or any(
+                na != nb or not np.allclose(va, vb, atol=1e-5) for (na, va), (nb, vb) in zip(a[key], b[key])
+            ):
                 return False
         elif not np.allclose(a[key], b[key], atol=1e-5):
             return False
@@ -45,7 +49,7 @@ def _same(a: dict, b: dict) -> bool:
 def test_saliency_paths_give_the_same_answers_from_many_threads_on_one_shared_model(data, checkpoint):
     model, _ = load(checkpoint)
     params_before = {k: v.clone() for k, v in model.state_dict().items()}
-    digits = [(data.test.images[i:i + 1], int(data.test.labels[i])) for i in range(THREADS)]
+    digits = [(data.test.images[i : i + 1], int(data.test.labels[i])) for i in range(THREADS)]
     expected = [_run(model, x, t) for x, t in digits]
     barrier = threading.Barrier(THREADS)
     failures: list[str] = []
@@ -123,7 +127,7 @@ def test_the_gan_judge_scores_from_many_threads_as_it_does_alone(mnist):
     from mnist_core.gan import Judge
 
     judge = Judge(load("fast")[0], mnist)  # one judge, shared by every session's GAN job
-    batches = [to_tanh_range(mnist.test_images[i * 200:(i + 1) * 200]).unsqueeze(1) for i in range(6)]
+    batches = [to_tanh_range(mnist.test_images[i * 200 : (i + 1) * 200]).unsqueeze(1) for i in range(6)]
     alone = [judge.features(x)[0] for x in batches]
     together: dict[int, list[np.ndarray]] = {i: [] for i in range(len(batches))}
 

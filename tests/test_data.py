@@ -64,14 +64,17 @@ def test_raw_and_gzipped_files_read_the_same(tmp_path):
     assert np.array_equal(read_idx(tmp_path / "a.gz"), array)
 
 
-@pytest.mark.parametrize("content, expected", [
-    (b"\x00\x00\x08", "only 3 bytes"),
-    (b"\x12\x34\x08\x01" + (5).to_bytes(4, "big") + b"\x00" * 5, "bad magic number"),
-    (b"\x00\x00\x0d\x01" + (5).to_bytes(4, "big") + b"\x00" * 20, "element type code 0x0d"),
-    (b"\x00\x00\x08\x01" + (5).to_bytes(4, "big") + b"\x00" * 3, "truncated"),
-    (b"\x00\x00\x08\x01" + (5).to_bytes(4, "big") + b"\x00" * 9, "longer than its header says"),
-    (b"\x00\x00\x08\x03" + (5).to_bytes(4, "big"), "header claims 3 dimensions"),
-])
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (b"\x00\x00\x08", "only 3 bytes"),
+        (b"\x12\x34\x08\x01" + (5).to_bytes(4, "big") + b"\x00" * 5, "bad magic number"),
+        (b"\x00\x00\x0d\x01" + (5).to_bytes(4, "big") + b"\x00" * 20, "element type code 0x0d"),
+        (b"\x00\x00\x08\x01" + (5).to_bytes(4, "big") + b"\x00" * 3, "truncated"),
+        (b"\x00\x00\x08\x01" + (5).to_bytes(4, "big") + b"\x00" * 9, "longer than its header says"),
+        (b"\x00\x00\x08\x03" + (5).to_bytes(4, "big"), "header claims 3 dimensions"),
+    ],
+)
 def test_damaged_idx_files_are_named_with_their_problem(tmp_path, content, expected):
     path = tmp_path / "labels"
     path.write_bytes(content)
@@ -129,8 +132,10 @@ def test_loading_order_explicit_then_environment_then_bundled(tmp_path, monkeypa
 
 
 def test_download_fails_fast_and_clearly_when_offline(tmp_path, monkeypatch):
-    pytest.importorskip("torchvision", reason="downloads go through torchvision; without it the message says so "
-                        "(tests/test_hosted_no_torchvision.py)")
+    pytest.importorskip(
+        "torchvision",
+        reason="downloads go through torchvision; without it the message says so (tests/test_hosted_no_torchvision.py)",
+    )
     # A proxy on a closed local port makes every request fail at once, online machine or not.
     for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
         monkeypatch.setenv(var, "http://127.0.0.1:9")
@@ -174,11 +179,14 @@ def test_validation_split_is_held_out(mnist):
         DeviceData(mnist, device="cpu", val_size=60000)
 
 
-@pytest.mark.parametrize("sums, message", [
-    (b"\xff\xfe not utf-8\n", "not UTF-8 text"),
-    (b"this is not a checksum line\n", "line 1 is not '<64 hex digits>  <file name>'"),
-    (b"abc123  t10k-images-idx3-ubyte.gz\n", "line 1 is not"),
-])
+@pytest.mark.parametrize(
+    "sums, message",
+    [
+        (b"\xff\xfe not utf-8\n", "not UTF-8 text"),
+        (b"this is not a checksum line\n", "line 1 is not '<64 hex digits>  <file name>'"),
+        (b"abc123  t10k-images-idx3-ubyte.gz\n", "line 1 is not"),
+    ],
+)
 def test_a_malformed_sums_file_is_one_clear_error(tmp_path, sums, message):
     folder = tmp_path / "copy"
     shutil.copytree(BUNDLED_DIR, folder)

@@ -190,16 +190,16 @@ def test_fine_tuning_starts_from_the_checkpoint_and_mixes_in_drawings(runs, data
     with pytest.raises(ConfigError, match="fast model"):
         check_starting_point(TrainConfig(arch="mlp", init_checkpoint="fast"))
     save_drawing(preprocess(render(STYLES[1]["stick"], Placement(200, (140, 140), 18))).pixels, 1)
-    mixer = DrawingBatches(load_starting_point(config).drawings, 0.25, 128, torch.device("cpu"),
-                           data.train.background)
+    mixer = DrawingBatches(load_starting_point(config).drawings, 0.25, 128, torch.device("cpu"), data.train.background)
     x, y = next(data.train.batches(128))
     mixed_x, mixed_y = mixer.mix(x, y, torch.Generator().manual_seed(0), Augment())
     assert mixed_x.shape[0] == 128 + 32 and (mixed_y[128:] == 1).all()
     # Through the job path, as the Draw page's fine-tune runs: the work function reads the checkpoint and the
     # drawings and hands them to fit().
     prepared = kinds.kind("train").prepare(config.to_dict(), HostLimits())
-    job = SimpleNamespace(id="t", kind="train", owner="me", config=prepared, name="tuned", overwrite=False,
-                          runs_dir=str(runs))
+    job = SimpleNamespace(
+        id="t", kind="train", owner="me", config=prepared, name="tuned", overwrite=False, runs_dir=str(runs)
+    )
     result = kinds.work_train(job, Reporter())
     assert result["status"] == DONE and result["steps"] == 3, result["message"]
     shipped_accuracy = load("fast")[1]["test_accuracy"]  # a fresh init would be near 10% after 3 batches

@@ -18,8 +18,17 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_score_groups_counts_accuracy_unsure_and_the_most_common_misreadings():
     sure = lambda d: np.eye(10)[d] * 0.97 + 0.003  # noqa: E731  (top 97.3%: not unsure)
     unsure = lambda d, e: np.eye(10)[d] * 0.5 + np.eye(10)[e] * 0.45 + 0.005  # noqa: E731
-    probabilities = np.stack([sure(1), sure(7), sure(7), unsure(1, 7), sure(4),  # style "1 flagged"
-                              sure(7), sure(9)])  # style "7 crossed"
+    probabilities = np.stack(
+        [
+            sure(1),
+            sure(7),
+            sure(7),
+            unsure(1, 7),
+            sure(4),  # style "1 flagged"
+            sure(7),
+            sure(9),
+        ]
+    )  # style "7 crossed"
     labels = np.array([1, 1, 1, 1, 1, 7, 7])
     refused = np.array([False, False, False, False, True, False, False])  # a refused drawing counts as wrong
     flagged_now = flagged(probabilities, refused)
@@ -34,8 +43,13 @@ def test_score_groups_counts_accuracy_unsure_and_the_most_common_misreadings():
 
 
 def test_the_benchmark_prints_the_same_figures_as_the_core_on_a_small_sample():
-    out = subprocess.run([sys.executable, "benchmarks/drawn_digits.py", "--per-style", "2", "--per-shape", "10",
-                          "--only", "best,fast"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "benchmarks/drawn_digits.py", "--per-style", "2", "--per-shape", "10", "--only", "best,fast"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr
     text = out.stdout
     split = style_test_split(per_style=2)

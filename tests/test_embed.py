@@ -66,13 +66,16 @@ def test_a_trained_network_separates_digits_that_pca_of_pixels_mixes(mnist):
     assert raw < 0.6 and learned > 0.75  # measured: 0.43 and 0.81 in two PCA dimensions
 
 
-@pytest.mark.parametrize("spec, message", [
-    (EmbedSpec(method="tsne", points=1_000, perplexity=400), "perplexity 400 is too large for 1,000 points"),
-    (EmbedSpec(points=500), "between 1,000 and 70,000"),
-    (EmbedSpec(method="umap", dims=3), "3-D maps are offered for PCA only"),
-    (EmbedSpec(method="umap", points=1_000, n_neighbors=1), "n_neighbors must be between 2"),
-    (EmbedSpec(method="umap", min_dist=2.0), "min_dist must be between 0 and 1"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        (EmbedSpec(method="tsne", points=1_000, perplexity=400), "perplexity 400 is too large for 1,000 points"),
+        (EmbedSpec(points=500), "between 1,000 and 70,000"),
+        (EmbedSpec(method="umap", dims=3), "3-D maps are offered for PCA only"),
+        (EmbedSpec(method="umap", points=1_000, n_neighbors=1), "n_neighbors must be between 2"),
+        (EmbedSpec(method="umap", min_dist=2.0), "min_dist must be between 0 and 1"),
+    ],
+)
 def test_impossible_parameters_are_refused_with_what_to_do(spec, message):
     with pytest.raises(EmbeddingError, match=message):
         spec.validate()
@@ -148,8 +151,7 @@ def test_a_turned_view_of_a_3d_map_is_a_rotation_that_starts_at_the_2d_map():
     flat, depth = embed.turned(coords, 0, 0)
     assert np.allclose(flat, coords[:, :2]) and np.allclose(depth, coords[:, 2])
     xy, depth = embed.turned(coords, 35, -20)
-    assert np.allclose(np.linalg.norm(np.column_stack([xy, depth]), axis=1), np.linalg.norm(coords, axis=1),
-                       atol=1e-5)
+    assert np.allclose(np.linalg.norm(np.column_stack([xy, depth]), axis=1), np.linalg.norm(coords, axis=1), atol=1e-5)
     side, _ = embed.turned(coords, 90, 0)
     assert np.allclose(side[:, 0], coords[:, 2], atol=1e-6)  # turned a quarter: the third component across
 
@@ -195,7 +197,12 @@ def measured_seconds() -> dict[tuple[str, int], float]:
     rows = {}
     for line in (ROOT / "benchmarks/results/embeddings.txt").read_text().splitlines():
         parts = line.split()
-        if len(parts) > 3 and parts[1] in embed.METHODS and parts[2].replace(",", "").isdigit() and "cached" not in line:
+        if (
+            len(parts) > 3
+            and parts[1] in embed.METHODS
+            and parts[2].replace(",", "").isdigit()
+            and "cached" not in line
+        ):
             rows[(parts[1], int(parts[2].replace(",", "")))] = float(parts[3])
     return rows
 

@@ -32,8 +32,13 @@ def test_the_fine_tuned_shipped_best_has_no_script_and_says_why():
 
 
 def run_script(path: Path, *args, timeout=300):
-    return subprocess.run([sys.executable, str(path), "--data", str(ROOT / "data" / "mnist"), *args],
-                          capture_output=True, text=True, timeout=timeout, cwd=path.parent)
+    return subprocess.run(
+        [sys.executable, str(path), "--data", str(ROOT / "data" / "mnist"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=path.parent,
+    )
 
 
 def load_script(path: Path):
@@ -83,11 +88,40 @@ def test_the_fast_script_trains_for_a_short_recipe_loss_falls_and_accuracy_is_we
 def test_a_script_reproduces_its_run_with_every_recipe_option(mnist, runs, tmp_path):
     """A built stack with augmentation, a validation split, a balanced subset, SGD + step decay and clipping:
     the script reaches the accuracy the app's run reached (same weights, same data order, same draws)."""
-    config = TrainConfig(arch="stack", model={"layers": ["conv 8 3 p=1", "relu", "bn", "maxpool 2", "residual",
-                                                         "dropout 0.1", "maxpool 2", "flatten", "linear 10"]},
-                         optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True, schedule="step", step_size=1,
-                         gamma=0.5, weight_decay=1e-4, grad_clip=2.0, rotation=8.0, shift=1.0, label_smoothing=0.1,
-                         val_size=1000, train_subset=2000, batch_size=100, epochs=2, device="cpu", record=False)
+    config = TrainConfig(
+        arch="stack",
+        model={
+            "layers": [
+                "conv 8 3 p=1",
+                "relu",
+                "bn",
+                "maxpool 2",
+                "residual",
+                "dropout 0.1",
+                "maxpool 2",
+                "flatten",
+                "linear 10",
+            ]
+        },
+        optimizer="sgd",
+        lr=0.05,
+        momentum=0.9,
+        nesterov=True,
+        schedule="step",
+        step_size=1,
+        gamma=0.5,
+        weight_decay=1e-4,
+        grad_clip=2.0,
+        rotation=8.0,
+        shift=1.0,
+        label_smoothing=0.1,
+        val_size=1000,
+        train_subset=2000,
+        batch_size=100,
+        epochs=2,
+        device="cpu",
+        record=False,
+    )
     result = fit(config, DeviceData(mnist, device="cpu", val_size=config.val_size))
     assert result.status == "finished"
     checkpoints.save(result, "recipe")
@@ -111,8 +145,9 @@ def test_onnx_predicts_the_same_digits_as_pytorch_on_the_whole_test_set(data):
 
 
 def test_onnx_of_a_built_stack_with_a_residual_block_matches_too(data):
-    model = build_model("stack", {"layers": ["conv 4 3 p=1", "silu", "residual", "avgpool 2", "flatten",
-                                             "bn", "linear 10"]}).eval()
+    model = build_model(
+        "stack", {"layers": ["conv 4 3 p=1", "silu", "residual", "avgpool 2", "flatten", "bn", "linear 10"]}
+    ).eval()
     check = export.check_onnx(export.onnx_bytes(model), model, data.test.images[:2000])
     assert check["agree"] == 2000 and check["max_abs_diff"] < 1e-3
 
@@ -132,8 +167,9 @@ def test_the_files_are_the_weights_the_json_and_the_curves():
 
 def cli(*args, env_extra=None):
     env = dict(os.environ, PYTHONWARNINGS="ignore", **(env_extra or {}))
-    return subprocess.run([sys.executable, "-m", "mnist_core", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "mnist_core", *args], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env
+    )
 
 
 def test_the_cli_exports_each_format(tmp_path):
@@ -145,8 +181,11 @@ def test_the_cli_exports_each_format(tmp_path):
     assert "agree on 10,000 of 10,000 test digits" in done.stdout
     done = cli("export", "fast", "--format", "safetensors", "--out", str(tmp_path / "files"))
     assert done.returncode == 0, done.stderr
-    assert sorted(p.name for p in (tmp_path / "files").iterdir()) == ["fast-curves.csv", "fast.json",
-                                                                      "fast.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "files").iterdir()) == [
+        "fast-curves.csv",
+        "fast.json",
+        "fast.safetensors",
+    ]
 
 
 @pytest.fixture

@@ -33,10 +33,12 @@ def idx_bytes(array: np.ndarray, dtype_code: int = 0x08) -> bytes:
 def tiny_set(folder: Path, **replace) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
-    files = {"train-images-idx3-ubyte": idx_bytes(rng.integers(0, 256, (200, 28, 28))),
-             "train-labels-idx1-ubyte": idx_bytes(rng.integers(0, 10, 200)),
-             "t10k-images-idx3-ubyte": idx_bytes(rng.integers(0, 256, (20, 28, 28))),
-             "t10k-labels-idx1-ubyte": idx_bytes(rng.integers(0, 10, 20))}
+    files = {
+        "train-images-idx3-ubyte": idx_bytes(rng.integers(0, 256, (200, 28, 28))),
+        "train-labels-idx1-ubyte": idx_bytes(rng.integers(0, 10, 200)),
+        "t10k-images-idx3-ubyte": idx_bytes(rng.integers(0, 256, (20, 28, 28))),
+        "t10k-labels-idx1-ubyte": idx_bytes(rng.integers(0, 10, 20)),
+    }
     files.update(replace)
     for name, content in files.items():
         (folder / f"{name}.gz").write_bytes(gzip.compress(content))
@@ -118,7 +120,9 @@ BAD_TRAIN_OPTIONS = (
 )
 
 
-@pytest.mark.parametrize("options, message", BAD_TRAIN_OPTIONS, ids=lambda v: " ".join(v)[:40] if isinstance(v, list) else None)
+@pytest.mark.parametrize(
+    "options, message", BAD_TRAIN_OPTIONS, ids=lambda v: " ".join(v)[:40] if isinstance(v, list) else None
+)
 def test_every_bad_train_option_is_one_line_and_exit_2(runs, tmp_path, capsys, options, message):
     before = earlier_run(runs)
     data = tiny_set(tmp_path / "data")
@@ -131,18 +135,21 @@ def test_every_bad_train_option_is_one_line_and_exit_2(runs, tmp_path, capsys, o
     assert {p.name: p.read_bytes() for p in runs.iterdir()} == before  # nothing earlier lost or changed
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["eval", "../../etc/passwd"], "no checkpoint named"),
-    (["eval", "/etc/passwd"], "no checkpoint named"),
-    (["eval", "best", "--data", "/nonexistent"], "no such folder"),
-    (["eval"], "the following arguments are required: name"),
-    (["list", "extra"], "unrecognized arguments"),
-    (["presets", "--x"], "unrecognized arguments"),
-    (["export", "no-such-run", "--format", "onnx", "--out", "x.onnx"], "no checkpoint named"),
-    (["export", "best", "--format", "bogus", "--out", "x"], "invalid choice"),
-    (["nonsense"], "invalid choice"),
-    ([], "the following arguments are required: command"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["eval", "../../etc/passwd"], "no checkpoint named"),
+        (["eval", "/etc/passwd"], "no checkpoint named"),
+        (["eval", "best", "--data", "/nonexistent"], "no such folder"),
+        (["eval"], "the following arguments are required: name"),
+        (["list", "extra"], "unrecognized arguments"),
+        (["presets", "--x"], "unrecognized arguments"),
+        (["export", "no-such-run", "--format", "onnx", "--out", "x.onnx"], "no checkpoint named"),
+        (["export", "best", "--format", "bogus", "--out", "x"], "invalid choice"),
+        (["nonsense"], "invalid choice"),
+        ([], "the following arguments are required: command"),
+    ],
+)
 def test_other_subcommands_answer_bad_input_in_one_line(runs, capsys, argv, message):
     before = earlier_run(runs)
     line = one_line_exit_2(capsys, argv, message)
@@ -176,16 +183,23 @@ def test_damaged_data_files_are_one_line_each(tmp_path, capsys):
         folder = tiny_set(tmp_path / label.replace(" ", "-"), **(replace or {}))
         if replace is None:
             (folder / "t10k-labels-idx1-ubyte.gz").write_bytes(b"plain bytes")
-        one_line_exit_2(capsys, ["train", "--data", str(folder), "--max-batches", "1"],
-                        {"truncated": "truncated", "wrong magic": "bad magic number",
-                         "not gzip": "not a readable gzip file"}[label])
+        one_line_exit_2(
+            capsys,
+            ["train", "--data", str(folder), "--max-batches", "1"],
+            {"truncated": "truncated", "wrong magic": "bad magic number", "not gzip": "not a readable gzip file"}[
+                label
+            ],
+        )
 
 
-@pytest.mark.parametrize("sums, message", [
-    (b"\xff\xfe\x00junk", "not UTF-8 text"),
-    (b"nonsense line\n", "line 1 is not"),
-    (None, "not listed in SHA256SUMS"),
-])
+@pytest.mark.parametrize(
+    "sums, message",
+    [
+        (b"\xff\xfe\x00junk", "not UTF-8 text"),
+        (b"nonsense line\n", "line 1 is not"),
+        (None, "not listed in SHA256SUMS"),
+    ],
+)
 def test_a_bad_or_partial_sha256sums_is_one_line(tmp_path, capsys, sums, message):
     folder = tiny_set(tmp_path / "data")
     if sums is None:  # sums of the .gz files beside a raw file: the raw one is not trusted
@@ -210,8 +224,14 @@ def test_idx_reader_refuses_wrong_magic_and_truncation(tmp_path):
 
 def test_the_real_command_line_gives_the_same_one_line_answer(tmp_path):
     env = dict(os.environ, PYTHONWARNINGS="ignore", MNIST_RUNS_DIR=str(tmp_path))
-    done = subprocess.run([sys.executable, "-m", "mnist_core", "train", "--out", "/proc/self", "--quiet"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    done = subprocess.run(
+        [sys.executable, "-m", "mnist_core", "train", "--out", "/proc/self", "--quiet"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert "--out /proc/self: cannot save there" in done.stderr
 

@@ -71,8 +71,14 @@ def test_kill_9_at_each_step_of_a_save_leaves_the_run_absent_or_whole(tmp_path):
                 proc.kill()
                 proc.wait(timeout=30)
             proc.stdout.close()
-    expected = {"temporaries written": 0.1, "lock taken": 0.1, "old metadata removed": None,
-                "weights renamed": None, "probes renamed": None, "metadata renamed": 0.2}
+    expected = {
+        "temporaries written": 0.1,
+        "lock taken": 0.1,
+        "old metadata removed": None,
+        "weights renamed": None,
+        "probes renamed": None,
+        "metadata renamed": 0.2,
+    }
     assert set(expected) == set(SAVE_STEPS)
     for step, folder in folders.items():
         assert whole_fill("victim", folder) == expected[step], step
@@ -179,15 +185,22 @@ def test_pickle_payloads_in_every_folder_the_app_reads_never_run(runs, tmp_path,
 
     save(run_with_fill(0.1), "honest", extra={"fill": 0.1})
     # runs: weights, a recorded history and a whole checkpoint made of pickles
-    (runs / "evil.json").write_text(json.dumps({"arch": "mlp", "model_config": {"width": 16},
-                                                "probes": {"snapshots": 1, "every": 1}}))
+    (runs / "evil.json").write_text(
+        json.dumps({"arch": "mlp", "model_config": {"width": 16}, "probes": {"snapshots": 1, "every": 1}})
+    )
     (runs / "evil.safetensors").write_bytes(payload)
     (runs / "evil.safetensors.probes").write_bytes(payload)
     (runs / "torch-style.pt").write_bytes(payload)
     with pytest.raises(CheckpointError):
         load("evil")
-    assert checkpoints.load_probes(checkpoints.CheckpointInfo(  # an unreadable history is simply not shown
-        "evil", "runs", {"probes": {"snapshots": 1, "every": 1}}, runs / "evil.safetensors", runs / "evil.json")) is None
+    assert (
+        checkpoints.load_probes(
+            checkpoints.CheckpointInfo(  # an unreadable history is simply not shown
+                "evil", "runs", {"probes": {"snapshots": 1, "every": 1}}, runs / "evil.safetensors", runs / "evil.json"
+            )
+        )
+        is None
+    )
     # "shipped" checkpoints folder (a copy: the real one is never written by tests)
     shipped = tmp_path / "shipped"
     shipped.mkdir()
@@ -225,8 +238,21 @@ def test_pickle_payloads_in_every_folder_the_app_reads_never_run(runs, tmp_path,
     assert whole_fill("honest", runs) == 0.1
 
 
-HOSTILE_NAMES = ["../x", "../../etc/passwd", "/etc/passwd", "/tmp/abs", "a/../../b", "..", ".", "a\x00b",
-                 "\\..\\win", "~/home", "runs/../../up", "-rf", "x" * 500]
+HOSTILE_NAMES = [
+    "../x",
+    "../../etc/passwd",
+    "/etc/passwd",
+    "/tmp/abs",
+    "a/../../b",
+    "..",
+    ".",
+    "a\x00b",
+    "\\..\\win",
+    "~/home",
+    "runs/../../up",
+    "-rf",
+    "x" * 500,
+]
 
 
 @pytest.mark.parametrize("name", HOSTILE_NAMES)

@@ -100,6 +100,7 @@ def runner(runs):
     def make(limits=None):
         made.append(Runner(limits or HostLimits(), backend="threads", runs_dir=runs))
         return made[-1]
+
     yield make
     for r in made:
         r.shutdown()
@@ -117,11 +118,13 @@ def test_a_job_whose_work_raises_ends_failed_and_frees_the_slot(data, runs, runn
     job = finished(jobs, jobs.submit("me", "gan", {**TINY, "max_batches": 2, "judge": "broken-judge"}, "judge-fails"))
     assert job.status == "failed" and "judge" in job.message and "broken-judge" in job.message
     # A setting that passes validation and fails inside the job (no such GPU): failed, and the slot is free.
-    job = finished(jobs, jobs.submit("me", "gan", {**TINY, "max_batches": 2, "device": "cuda:7", "judge": None},
-                                     "no-such-gpu"))
+    job = finished(
+        jobs, jobs.submit("me", "gan", {**TINY, "max_batches": 2, "device": "cuda:7", "judge": None}, "no-such-gpu")
+    )
     assert job.status == "failed" and "cuda:7" in job.message
-    job = finished(jobs, jobs.submit("someone else", "gan", {**TINY, "max_batches": 2, "judge": None},
-                                     "after-failures"))
+    job = finished(
+        jobs, jobs.submit("someone else", "gan", {**TINY, "max_batches": 2, "judge": None}, "after-failures")
+    )
     assert job.status == "done" and job.result["saved"] == "after-failures"  # its batch cap reached: all it was asked
 
 
@@ -178,8 +181,9 @@ def test_names_are_reserved_and_an_existing_run_is_replaced_only_when_asked(mnis
 
 def run_cli(*args, env_runs):
     env = {**os.environ, "MNIST_RUNS_DIR": str(env_runs)}
-    return subprocess.run([sys.executable, "-m", "mnist_core", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "mnist_core", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_a_saved_gan_runs_records_a_command_that_runs_as_printed(mnist, runs, tmp_path):
@@ -192,8 +196,12 @@ def test_a_saved_gan_runs_records_a_command_that_runs_as_printed(mnist, runs, tm
     done = run_cli(*args, env_runs=fresh)
     assert done.returncode == 0, done.stderr
     rerun = json.loads((fresh / "gans" / "recorded.json").read_text())["config"]
-    assert {k: rerun[k] for k in ("latent", "g_lr", "label_smoothing", "max_batches")} == \
-        {"latent": 4, "g_lr": 1e-3, "label_smoothing": 0.0, "max_batches": 3}
+    assert {k: rerun[k] for k in ("latent", "g_lr", "label_smoothing", "max_batches")} == {
+        "latent": 4,
+        "g_lr": 1e-3,
+        "label_smoothing": 0.0,
+        "max_batches": 3,
+    }
     again = run_cli(*args, env_runs=fresh)  # the name is taken now: refused before training, one line
     assert again.returncode == 2 and "--overwrite" in again.stderr and len(again.stderr.strip().splitlines()) == 1
     bad = run_cli("gan", "--width", "wide", env_runs=fresh)

@@ -35,6 +35,7 @@ def stop_after(steps: int):
     def on_event(kind, data):
         if kind == "step" and data["step"] >= steps:
             stop.set()
+
     return stop, on_event
 
 
@@ -50,8 +51,11 @@ def early_runs(runs, mnist):
     assert len(first_epoch.grids) == 1 and not any("frechet" in e for e in first_epoch.epochs)
     assert stopped.status == "stopped" and len(stopped.grids) == 1
     assert zero.status == "stopped" and not zero.grids and not zero.steps
-    names = [gan.save_gan(first_epoch, "a1-first-epoch"), gan.save_gan(stopped, "a2-stopped"),
-             gan.save_gan(zero, "a3-zero-steps")]
+    names = [
+        gan.save_gan(first_epoch, "a1-first-epoch"),
+        gan.save_gan(stopped, "a2-stopped"),
+        gan.save_gan(zero, "a3-zero-steps"),
+    ]
     return names
 
 

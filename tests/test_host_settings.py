@@ -42,8 +42,16 @@ def test_each_bad_setting_is_named_with_what_it_accepts(name, value, accepts):
 
 
 def test_good_settings_are_read_and_limits_built_from_them(tmp_path, monkeypatch):
-    values = settings({"MNIST_MAX_JOBS": "3", "MNIST_MAX_EPOCHS": " 10 ", "MNIST_MAX_RUN_SECONDS": "1.5e2",
-                       "MNIST_HOSTED": "1", "MNIST_RUNS_DIR": str(tmp_path / "new"), "MNIST_DATA_DIR": ""})
+    values = settings(
+        {
+            "MNIST_MAX_JOBS": "3",
+            "MNIST_MAX_EPOCHS": " 10 ",
+            "MNIST_MAX_RUN_SECONDS": "1.5e2",
+            "MNIST_HOSTED": "1",
+            "MNIST_RUNS_DIR": str(tmp_path / "new"),
+            "MNIST_DATA_DIR": "",
+        }
+    )
     assert (values.max_jobs, values.max_epochs, values.max_run_seconds, values.hosted) == (3, 10, 150.0, True)
     assert settings({}) == settings({"MNIST_MAX_JOBS": ""})  # unset and empty mean the default
     monkeypatch.setenv("MNIST_MAX_JOBS", "2")
@@ -56,8 +64,9 @@ def test_good_settings_are_read_and_limits_built_from_them(tmp_path, monkeypatch
 @pytest.mark.parametrize("name, value", [("MNIST_MAX_JOBS", "abc"), ("MNIST_MAX_RUN_SECONDS", "nan")])
 def test_the_cli_refuses_to_start_in_one_line(name, value, tmp_path):
     env = dict(os.environ, **{name: value}, MNIST_RUNS_DIR=str(tmp_path))
-    done = subprocess.run([sys.executable, "-m", "mnist_core", "list"], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "mnist_core", "list"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and name in lines[0] and "Traceback" not in done.stderr, done.stderr

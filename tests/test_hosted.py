@@ -83,8 +83,9 @@ def test_the_app_logs_its_readiness_once_and_the_home_page_shows_what_is_missing
         logging.getLogger("mnist_lab").removeHandler(handler)
         st.cache_resource.clear()
     assert not at.exception, [e.message for e in at.exception]
-    assert any("missing something" in e.value and "train-images-idx3-ubyte" in e.value for e in at.error), \
-        [e.value for e in at.error]
+    assert any("missing something" in e.value and "train-images-idx3-ubyte" in e.value for e in at.error), [
+        e.value for e in at.error
+    ]
     readiness_lines = [line for line in lines if "READY" in line.upper()[:10]]
     assert len(readiness_lines) == 1 and readiness_lines[0].startswith("NOT READY: MNIST did not load"), lines
 
@@ -108,16 +109,14 @@ print(sorted(m for m in {HEAVY!r} if m in sys.modules))
 
 def test_the_home_page_imports_none_of_the_heavy_libraries():
     """Each costs tens to hundreds of MB in the server (umap about 200, openTSNE 80, sklearn 75, sympy 150)."""
-    result = subprocess.run([sys.executable, "-c", HOME_IMPORTS], cwd=ROOT, capture_output=True, text=True,
-                            timeout=600)
+    result = subprocess.run([sys.executable, "-c", HOME_IMPORTS], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_loading_every_shipped_checkpoint_imports_no_symbolic_math():
     """A sparse net's meta-device weight count used a pointwise op, which imports sympy (150 MB, seconds)."""
-    code = ("import sys; from mnist_core import readiness; assert readiness.check().ok; "
-            "print('sympy' in sys.modules)")
+    code = "import sys; from mnist_core import readiness; assert readiness.check().ok; print('sympy' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "False"
@@ -129,13 +128,19 @@ def test_loading_every_shipped_checkpoint_imports_no_symbolic_math():
 def dockerfile_instructions() -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) of the Dockerfile, continuation lines joined, comments left out."""
     text = re.sub(r"\\\n\s*", " ", (ROOT / "Dockerfile").read_text())
-    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in text.splitlines()
-            if line.strip() and not line.lstrip().startswith("#")]
+    return [
+        (line.split(None, 1)[0].upper(), line.split(None, 1)[1])
+        for line in text.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
 
 
 def dockerignored() -> list[str]:
-    return [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
-            if line.strip() and not line.startswith("#")]
+    return [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
 
 
 def test_every_file_the_image_copies_exists_and_is_not_ignored():

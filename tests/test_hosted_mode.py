@@ -15,8 +15,17 @@ from mnist_core.runner import HostLimits, JobRefused, Runner
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = {"arch": "mlp", "model": {"depth": 1, "width": 16}, "record": False, "max_batches": 2, "batch_size": 64}
-HOSTED_VALUES = {"max_jobs": 2, "max_queued": 10, "max_epochs": 5, "max_run_seconds": 300.0, "max_compare_runs": 10,
-                 "max_parallel": 1, "max_map_points": 10_000, "owner_quota_mb": 50.0, "owner_idle_hours": 24.0}
+HOSTED_VALUES = {
+    "max_jobs": 2,
+    "max_queued": 10,
+    "max_epochs": 5,
+    "max_run_seconds": 300.0,
+    "max_compare_runs": 10,
+    "max_parallel": 1,
+    "max_map_points": 10_000,
+    "owner_quota_mb": 50.0,
+    "owner_idle_hours": 24.0,
+}
 
 
 @pytest.fixture
@@ -51,8 +60,16 @@ def test_hosted_mode_gives_every_unset_cap_its_hosted_value_and_locally_nothing_
 
 
 def test_an_explicit_value_set_by_the_host_wins_over_the_hosted_one(monkeypatch):
-    values = settings({"MNIST_HOSTED": "1", "MNIST_MAX_JOBS": "4", "MNIST_MAX_MAP_POINTS": "20000",
-                       "MNIST_MAX_PARALLEL": "2", "MNIST_MAX_EPOCHS": " ", "MNIST_OWNER_QUOTA_MB": "200"})
+    values = settings(
+        {
+            "MNIST_HOSTED": "1",
+            "MNIST_MAX_JOBS": "4",
+            "MNIST_MAX_MAP_POINTS": "20000",
+            "MNIST_MAX_PARALLEL": "2",
+            "MNIST_MAX_EPOCHS": " ",
+            "MNIST_OWNER_QUOTA_MB": "200",
+        }
+    )
     assert (values.max_jobs, values.max_map_points, values.max_parallel, values.owner_quota_mb) == (4, 20_000, 2, 200)
     assert values.max_epochs == 5  # blank is unset: the hosted value
     with pytest.raises(HostSettingError, match=r"^MNIST_MAX_MAP_POINTS='lots' is not valid: it takes a whole number"):
@@ -63,21 +80,35 @@ def test_an_explicit_value_set_by_the_host_wins_over_the_hosted_one(monkeypatch)
         monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("MNIST_HOSTED", "1")
     monkeypatch.setenv("MNIST_MAX_QUEUED", "3")
-    assert HostLimits.from_env() == HostLimits(max_jobs=2, max_epochs=5, max_run_seconds=300.0, max_compare_runs=10,
-                                               max_queued=3, max_parallel=1, max_map_points=10_000, downloads=False)
+    assert HostLimits.from_env() == HostLimits(
+        max_jobs=2,
+        max_epochs=5,
+        max_run_seconds=300.0,
+        max_compare_runs=10,
+        max_queued=3,
+        max_parallel=1,
+        max_map_points=10_000,
+        downloads=False,
+    )
 
 
 def test_the_limits_table_is_one_source_with_the_value_in_force():
     rows = describe_limits({"MNIST_HOSTED": "1", "MNIST_MAX_JOBS": "3"})
     by_setting = {row["setting"]: row for row in rows}
-    assert [row["setting"] for row in rows[:len(HOSTED_LIMITS)]] == list(HOSTED_DEFAULTS)
+    assert [row["setting"] for row in rows[: len(HOSTED_LIMITS)]] == list(HOSTED_DEFAULTS)
     assert by_setting["MNIST_MAX_JOBS"]["in force"] == "3" and by_setting["MNIST_MAX_EPOCHS"]["in force"] == "5"
     assert [row["in force"] for row in rows if row["setting"] == "MNIST_HOSTED"] == ["off", "off"]
     local = {row["setting"]: row["in force"] for row in describe_limits({})}
     assert local["MNIST_MAX_EPOCHS"] == "no limit" and local["MNIST_MAX_JOBS"] == "1"
     assert all(row["why"] and row["bounds"] for row in rows)
-    printed = subprocess.run([sys.executable, "-m", "mnist_core.host"], cwd=ROOT, capture_output=True, text=True,
-                             env={"PATH": "/usr/bin:/bin"}, timeout=60)
+    printed = subprocess.run(
+        [sys.executable, "-m", "mnist_core.host"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
+        timeout=60,
+    )
     assert printed.returncode == 0, printed.stderr
     assert printed.stdout.strip() == limits_table({}).strip()
     assert all(f"| `{variable}` |" in printed.stdout for variable in HOSTED_DEFAULTS)
@@ -125,11 +156,15 @@ def test_a_transfer_job_that_would_download_is_refused_in_hosted_mode(runner, mo
     with pytest.raises(JobRefused) as refused:
         runner.submit("browser-hosted0000000006", "transfer", {"backbone": "resnet18", "arms": ["frozen"], "steps": 10})
     assert refused.value.limit == "downloads"
-    assert str(refused.value).startswith("downloads are off on this host (MNIST_HOSTED=1) and ResNet18's ImageNet "
-                                         "weights are not in the torch hub cache")
+    assert str(refused.value).startswith(
+        "downloads are off on this host (MNIST_HOSTED=1) and ResNet18's ImageNet weights are not in the torch hub cache"
+    )
     assert not (tmp_path / "torch").exists()  # nothing was fetched
-    job = runner.submit("browser-hosted0000000006", "transfer",  # the shipped backbone needs no download
-                        {"backbone": "fashion_cnn", "arms": ["frozen"], "labels": 100, "steps": 10, "batch_size": 32})
+    job = runner.submit(
+        "browser-hosted0000000006",
+        "transfer",  # the shipped backbone needs no download
+        {"backbone": "fashion_cnn", "arms": ["frozen"], "labels": 100, "steps": 10, "batch_size": 32},
+    )
     done = runner.wait(job.id, timeout=120)
     assert done.status == "done", done.message
 
@@ -152,8 +187,10 @@ def test_a_map_over_the_hosted_bound_is_refused_naming_it_and_one_within_runs(ru
     with pytest.raises(JobRefused) as refused:
         runner.submit("browser-hosted0000000002", "embed", {"method": "umap", "points": 20_000})
     assert refused.value.limit == "max_map_points"
-    assert str(refused.value) == ("this host maps at most 10,000 digits at once (MNIST_MAX_MAP_POINTS); you asked for "
-                                  "20,000: choose 10,000 or fewer")
+    assert str(refused.value) == (
+        "this host maps at most 10,000 digits at once (MNIST_MAX_MAP_POINTS); you asked for "
+        "20,000: choose 10,000 or fewer"
+    )
     job = runner.submit("browser-hosted0000000002", "embed", {"method": "pca", "points": 10_000})
     done = runner.wait(job.id, timeout=120)
     assert done.status == "done" and done.result["coords"].shape == (10_000, 2), done.message
@@ -176,11 +213,18 @@ def test_the_embeddings_page_offers_no_more_digits_than_the_bound(hosted):
     assert points.max == 10_000 and "at most 10,000 (MNIST_MAX_MAP_POINTS)" in points.help
 
 
-@pytest.mark.parametrize("kind, config, epoch", [
-    ("gan", {"epochs": 6}, "an epoch is one pass of the GAN over the 60,000 training digits"),
-    ("transfer", {"arms": ["scratch"], "steps": 3000, "batch_size": 128}, "an epoch is 60,000 digits shown to an arm"),
-    ("train", {**SMALL, "epochs": 6}, "an epoch is one pass over the training images"),
-])
+@pytest.mark.parametrize(
+    "kind, config, epoch",
+    [
+        ("gan", {"epochs": 6}, "an epoch is one pass of the GAN over the 60,000 training digits"),
+        (
+            "transfer",
+            {"arms": ["scratch"], "steps": 3000, "batch_size": 128},
+            "an epoch is 60,000 digits shown to an arm",
+        ),
+        ("train", {**SMALL, "epochs": 6}, "an epoch is one pass over the training images"),
+    ],
+)
 def test_gan_transfer_and_training_lengths_are_bounded_by_the_hosted_epoch_cap(runner, kind, config, epoch):
     with pytest.raises(JobRefused) as refused:
         runner.submit("browser-hosted0000000004", kind, config)

@@ -16,15 +16,21 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-WITHOUT_TORCHVISION = ("import sys; sys.modules['torchvision'] = None; import pytest; "
-                       "sys.exit(pytest.main(sys.argv[1:]))")
+WITHOUT_TORCHVISION = (
+    "import sys; sys.modules['torchvision'] = None; import pytest; sys.exit(pytest.main(sys.argv[1:]))"
+)
 blocked = sys.modules.get("torchvision", ...) is None
 inside = pytest.mark.skipif(not blocked, reason="runs in the interpreter without torchvision (see the outer tests)")
 
 
 def run_without_torchvision(*tests: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", WITHOUT_TORCHVISION, "-q", "-p", "no:cacheprovider", "-rs", *tests],
-                          cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    return subprocess.run(
+        [sys.executable, "-c", WITHOUT_TORCHVISION, "-q", "-p", "no:cacheprovider", "-rs", *tests],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
 
 
 def passed_without_skips(result: subprocess.CompletedProcess, expected: int) -> None:
@@ -36,14 +42,16 @@ def passed_without_skips(result: subprocess.CompletedProcess, expected: int) -> 
 
 def test_every_page_renders_without_torchvision():
     pages = 1 + len([p for p in (ROOT / "pages").glob("*.py") if not p.name.startswith("_")])
-    passed_without_skips(run_without_torchvision("tests/test_app.py::test_every_page_renders_without_exceptions"),
-                         pages)
+    passed_without_skips(
+        run_without_torchvision("tests/test_app.py::test_every_page_renders_without_exceptions"), pages
+    )
 
 
 def test_what_needs_torchvision_says_so_without_it():
     checks = [name for name in globals() if name.startswith("test_inside_")]
-    passed_without_skips(run_without_torchvision(*(f"tests/test_hosted_no_torchvision.py::{c}" for c in checks)),
-                         len(checks))
+    passed_without_skips(
+        run_without_torchvision(*(f"tests/test_hosted_no_torchvision.py::{c}" for c in checks)), len(checks)
+    )
 
 
 @inside
@@ -80,5 +88,6 @@ def test_inside_the_transfer_page_shows_the_message_for_a_torchvision_backbone(r
     at = AppTest.from_file(str(ROOT / "pages" / "10_Transfer.py"), default_timeout=120).run()
     at.selectbox(key="transfer.backbone").set_value("resnet18").run()
     assert not at.exception, [e.message for e in at.exception]
-    assert any("ResNet18 needs torchvision, which is not installed here" in e.value for e in at.error), \
-        [e.value for e in at.error]
+    assert any("ResNet18 needs torchvision, which is not installed here" in e.value for e in at.error), [
+        e.value for e in at.error
+    ]

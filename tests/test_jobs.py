@@ -26,6 +26,7 @@ def make_runner(runs):
         runner = Runner(limits or HostLimits(), backend="threads", runs_dir=runs)
         made.append(runner)
         return runner
+
     yield make
     for runner in made:
         runner.shutdown()

@@ -22,8 +22,15 @@ TWO_EPOCHS = {**SMALL, "train_subset": 500, "batch_size": 100, "epochs": 2}
 
 def spec(kind, config, name=None, runs_dir=None, overwrite=False):
     """What the runner sends to a worker (a JobSpec's fields)."""
-    return SimpleNamespace(id="test", kind=kind, owner="me", config=config, name=name, overwrite=overwrite,
-                           runs_dir=str(runs_dir) if runs_dir else None)
+    return SimpleNamespace(
+        id="test",
+        kind=kind,
+        owner="me",
+        config=config,
+        name=name,
+        overwrite=overwrite,
+        runs_dir=str(runs_dir) if runs_dir else None,
+    )
 
 
 def test_every_kind_names_its_page_and_its_work_function():
@@ -53,8 +60,17 @@ def test_train_view_smooths_curves_and_keeps_a_steady_eta():
         for _ in range(rate):
             step += 1
             elapsed += 1.0 / rate
-            view.on_event("batch", {"step": step, "epoch": 1, "loss": 1.0 if step > 1 else 3.0, "accuracy": 0.5,
-                                    "images_per_s": 0.0, "elapsed": elapsed})
+            view.on_event(
+                "batch",
+                {
+                    "step": step,
+                    "epoch": 1,
+                    "loss": 1.0 if step > 1 else 3.0,
+                    "accuracy": 0.5,
+                    "images_per_s": 0.0,
+                    "elapsed": elapsed,
+                },
+            )
     assert view.total_steps == 1000
     assert 60 < view.eta_seconds < 150  # about (1000 - 191) / 10 steps a second, not 809 s at the stall's rate
     assert view.batch_curve[1]["loss"] == pytest.approx(0.9 * 3.0 + 0.1 * 1.0)
@@ -106,10 +122,12 @@ work_train(SimpleNamespace(id="k", kind="train", owner="me", config=config, name
 """
 
 
-def test_a_killed_training_worker_leaves_its_last_completed_epoch_loadable_and_marked_partial(tmp_path, monkeypatch,
-                                                                                               data):
-    done = subprocess.run([sys.executable, "-c", KILLED_SCRIPT, str(ROOT), str(tmp_path)], capture_output=True,
-                          text=True, timeout=300)
+def test_a_killed_training_worker_leaves_its_last_completed_epoch_loadable_and_marked_partial(
+    tmp_path, monkeypatch, data
+):
+    done = subprocess.run(
+        [sys.executable, "-c", KILLED_SCRIPT, str(ROOT), str(tmp_path)], capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 9, done.stderr[-2000:]
     monkeypatch.setenv("MNIST_RUNS_DIR", str(tmp_path))
     info = find("killed")
@@ -121,15 +139,23 @@ def test_a_killed_training_worker_leaves_its_last_completed_epoch_loadable_and_m
 # ---------------------------------------------------------------- the other kinds
 
 TINY_GAN = {"variant": "mlp", "width": 8}
-COMPARE = {"base": {**SMALL, "max_batches": 4, "batch_size": 64}, "dimension": "optimizer", "values": ["SGD", "Adam"],
-           "seeds": [0, 1]}
+COMPARE = {
+    "base": {**SMALL, "max_batches": 4, "batch_size": 64},
+    "dimension": "optimizer",
+    "values": ["SGD", "Adam"],
+    "seeds": [0, 1],
+}
 
 
 def test_each_kind_says_what_an_epoch_is_when_it_refuses_work_over_the_epoch_cap():
     limits = HostLimits(max_epochs=1)
-    asks = {"compare": {**COMPARE, "base": {**SMALL, "epochs": 2}}, "gan": {**TINY_GAN, "epochs": 2},
-            "transfer": {"arms": ["scratch"], "steps": 1000, "batch_size": 128},  # 128,000 digits: 3 epochs
-            "embed": {"method": "tsne", "points": 20_000}, "scratch": {"net": {"widths": [8]}, "train": {"epochs": 2}}}
+    asks = {
+        "compare": {**COMPARE, "base": {**SMALL, "epochs": 2}},
+        "gan": {**TINY_GAN, "epochs": 2},
+        "transfer": {"arms": ["scratch"], "steps": 1000, "batch_size": 128},  # 128,000 digits: 3 epochs
+        "embed": {"method": "tsne", "points": 20_000},
+        "scratch": {"net": {"widths": [8]}, "train": {"epochs": 2}},
+    }
     for name, config in asks.items():
         with pytest.raises(JobRefused, match=r"at most 1 epochs per run \(MNIST_MAX_EPOCHS; .+\)") as refused:
             kinds.kind(name).prepare(config, limits)
@@ -139,8 +165,13 @@ def test_each_kind_says_what_an_epoch_is_when_it_refuses_work_over_the_epoch_cap
 def test_each_kind_names_a_setting_it_does_not_know():
     from mnist_core.compare import CompareError
 
-    for name, config in {"gan": {"widht": 8}, "transfer": {"step": 5}, "embed": {"point": 1000},
-                         "scratch": {"net": {"width": [8]}}, "compare": {**COMPARE, "seed": [1]}}.items():
+    for name, config in {
+        "gan": {"widht": 8},
+        "transfer": {"step": 5},
+        "embed": {"point": 1000},
+        "scratch": {"net": {"width": [8]}},
+        "compare": {**COMPARE, "seed": [1]},
+    }.items():
         with pytest.raises(ValueError, match="unknown .*setting"):
             kinds.kind(name).prepare(config, HostLimits())
     with pytest.raises(CompareError, match="unknown optimizer 'Nope'"):
@@ -173,8 +204,9 @@ def test_compare_runs_every_arm_and_seed_and_its_view_holds_each_runs_curves(run
 def test_compare_stop_keeps_the_run_in_flight_and_skips_the_rest(runs):
     config = kinds.kind("compare").prepare({**COMPARE, "base": {**SMALL, "epochs": 3}}, HostLimits())
     stop = threading.Event()
-    reporter = Reporter(lambda name, d: name == "run" and d["name"] == "batch" and d["data"]["step"] >= 2 and stop.set(),
-                        stop)
+    reporter = Reporter(
+        lambda name, d: name == "run" and d["name"] == "batch" and d["data"]["step"] >= 2 and stop.set(), stop
+    )
     result = kinds.work_compare(spec("compare", config, "cmp-stop", runs), reporter)
     assert result["status"] == STOPPED
     first, *rest = result["runs"]
@@ -197,8 +229,9 @@ def test_gan_work_trains_saves_and_its_view_keeps_the_grid(runs):
 
 
 def test_transfer_work_reports_each_arm_and_returns_plain_results(runs):
-    config = kinds.kind("transfer").prepare({"arms": ["scratch"], "labels": 100, "steps": 20, "batch_size": 32},
-                                            HostLimits(max_epochs=1))
+    config = kinds.kind("transfer").prepare(
+        {"arms": ["scratch"], "labels": 100, "steps": 20, "batch_size": 32}, HostLimits(max_epochs=1)
+    )
     view = kinds.kind("transfer").view(config)
     result = kinds.work_transfer(spec("transfer", config), Reporter(view.on_event))
     assert result["status"] == DONE and result["message"].startswith("test accuracy: scratch "), result
@@ -223,8 +256,9 @@ def test_embed_work_saves_the_map_where_the_page_finds_it_and_stops_on_request(r
 
 
 def test_scratch_work_returns_the_trained_net(runs):
-    config = kinds.kind("scratch").prepare({"net": {"widths": [16]}, "train": {"epochs": 1, "max_batches": 30}},
-                                           HostLimits())
+    config = kinds.kind("scratch").prepare(
+        {"net": {"widths": [16]}, "train": {"epochs": 1, "max_batches": 30}}, HostLimits()
+    )
     view = kinds.kind("scratch").view(config)
     result = kinds.work_scratch(spec("scratch", config), Reporter(view.on_event))
     assert result["status"] == DONE and result["result"].steps == 30

@@ -96,16 +96,19 @@ def test_bad_configs_are_refused_with_the_setting_named():
         build_model("tiny_gap", {"channels": [8, 8]})
 
 
-@pytest.mark.parametrize("arch, overrides, message", [
-    ("mlp", {"dropout": float("nan")}, r"dropout must be between 0 and 0.9 \(got nan\)"),
-    ("cnn", {"dropout": float("inf")}, r"dropout must be between 0 and 0.9 \(got inf\)"),
-    ("mlp", {"width": 64.5}, r"width must be a whole number \(got 64.5\)"),
-    ("mlp", {"depth": True}, r"depth must be a whole number \(got True\)"),
-    ("mlp", {"activation": 3}, r"activation must be text \(got 3\)"),
-    ("cnn", {"channels": 16}, r"channels must be a list \(got 16\)"),
-    ("cnn", {"channels": [8, 8, 8, 8, 8]}, "channels: 5 blocks halve the 28-pixel digit to nothing"),
-    ("fast", {"channels": [4] * 6}, "channels: 6 blocks"),
-])
+@pytest.mark.parametrize(
+    "arch, overrides, message",
+    [
+        ("mlp", {"dropout": float("nan")}, r"dropout must be between 0 and 0.9 \(got nan\)"),
+        ("cnn", {"dropout": float("inf")}, r"dropout must be between 0 and 0.9 \(got inf\)"),
+        ("mlp", {"width": 64.5}, r"width must be a whole number \(got 64.5\)"),
+        ("mlp", {"depth": True}, r"depth must be a whole number \(got True\)"),
+        ("mlp", {"activation": 3}, r"activation must be text \(got 3\)"),
+        ("cnn", {"channels": 16}, r"channels must be a list \(got 16\)"),
+        ("cnn", {"channels": [8, 8, 8, 8, 8]}, "channels: 5 blocks halve the 28-pixel digit to nothing"),
+        ("fast", {"channels": [4] * 6}, "channels: 6 blocks"),
+    ],
+)
 def test_configs_that_cannot_work_are_refused_before_training(arch, overrides, message):
     with pytest.raises(ModelError, match=message):
         make_config(arch, overrides)

@@ -33,8 +33,7 @@ print(json.dumps({"compiled": compiled, "shape": list(e.coords.shape),
 def small_map(cache_dir: Path) -> tuple[dict, str]:
     env = {**os.environ, "MNIST_CACHE_DIR": str(cache_dir), "PYTHONPATH": str(ROOT)}
     env.pop("NUMBA_CACHE_DIR", None)
-    done = subprocess.run([sys.executable, "-c", CHILD], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=900)
+    done = subprocess.run([sys.executable, "-c", CHILD], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
 

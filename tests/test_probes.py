@@ -43,8 +43,16 @@ def test_memory_stays_bounded_whatever_the_run_length():
 
 def test_recorded_gradients_are_the_ones_autograd_computes(data):
     # tiny_gap: convs, BatchNorm and dropout, in the default memory format (so the arithmetic is the same)
-    config = TrainConfig(arch="tiny_gap", model={"channels": [4] * 7}, epochs=1, max_batches=1, record_every=1,
-                         optimizer="sgd", lr=0.1, momentum=0.0)
+    config = TrainConfig(
+        arch="tiny_gap",
+        model={"channels": [4] * 7},
+        epochs=1,
+        max_batches=1,
+        record_every=1,
+        optimizer="sgd",
+        lr=0.1,
+        momentum=0.0,
+    )
     initial = seeded_model(config, torch.device("cpu"))
     reference = copy.deepcopy(initial)
     result = fit(config, data, model=initial)

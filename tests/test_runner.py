@@ -146,8 +146,11 @@ def test_refusals_name_the_limit_and_leave_nothing_behind(runs):
         with pytest.raises(JobRefused, match=r"at most 2 epochs per run \(MNIST_MAX_EPOCHS"):
             runner.submit("alice", "train", {**SMALL, "epochs": 3})
         sweep = {"base": SMALL, "dimension": "optimizer", "values": ["SGD", "Adam"], "seeds": [0, 1, 2]}
-        with pytest.raises(JobRefused, match=r"at most 4 training runs in one comparison \(MNIST_MAX_COMPARE_RUNS\); "
-                                             "this one asks for 6") as caught:
+        with pytest.raises(
+            JobRefused,
+            match=r"at most 4 training runs in one comparison \(MNIST_MAX_COMPARE_RUNS\); "
+            "this one asks for 6",
+        ) as caught:
             runner.submit("alice", "compare", sweep)
         assert caught.value.limit == "max_compare_runs"
         with pytest.raises(ValueError, match="unknown job kind 'juggle'"):

@@ -32,8 +32,15 @@ def test_runner_settings_have_defaults_and_are_read():
     default = settings({})
     assert (default.backend, default.workers, default.ray_address) == ("processes", None, None)
     assert (default.max_compare_runs, default.max_queued) == (40, 20)
-    values = settings({"MNIST_BACKEND": " Threads ", "MNIST_WORKERS": "3", "MNIST_RAY_ADDRESS": "10.0.0.5:6379",
-                       "MNIST_MAX_COMPARE_RUNS": "12", "MNIST_MAX_QUEUED": "4"})
+    values = settings(
+        {
+            "MNIST_BACKEND": " Threads ",
+            "MNIST_WORKERS": "3",
+            "MNIST_RAY_ADDRESS": "10.0.0.5:6379",
+            "MNIST_MAX_COMPARE_RUNS": "12",
+            "MNIST_MAX_QUEUED": "4",
+        }
+    )
     assert (values.backend, values.workers, values.ray_address) == ("threads", 3, "10.0.0.5:6379")
     assert (values.max_compare_runs, values.max_queued) == (12, 4)
     assert settings({"MNIST_RAY_ADDRESS": "auto"}).ray_address == "auto"

@@ -48,6 +48,9 @@ def test_layers_are_named_in_words_a_learner_can_follow(digit):
     maps = feature_maps(load("fast")[0], digit)
     assert [m.name for m in maps] == [f"conv {i} (layer {4 * i - 3}), after its ReLU" for i in (1, 2, 3)]
     dense = dense_activations(load("mlp")[0], digit)
-    assert [name for name, _ in dense] == ["ReLU after linear 1 (layer 3)", "ReLU after linear 2 (layer 5)",
-                                           "output layer: logits (layer 6)"]
+    assert [name for name, _ in dense] == [
+        "ReLU after linear 1 (layer 3)",
+        "ReLU after linear 2 (layer 5)",
+        "output layer: logits (layer 6)",
+    ]
     assert dense[-1][1].shape == (10,)

@@ -185,7 +185,10 @@ def test_he_and_xavier_initialisation_have_their_textbook_scale():
     xavier = Net(NetConfig(widths=(512,), activation="tanh"))
     assert abs(he.layers[0][0].value.std() - np.sqrt(2 / 784)) < 0.002
     limit = np.sqrt(6 / (784 + 512))
-    assert abs(xavier.layers[0][0].value).max() <= limit and abs(xavier.layers[0][0].value.std() - limit / np.sqrt(3)) < 0.002
+    assert (
+        abs(xavier.layers[0][0].value).max() <= limit
+        and abs(xavier.layers[0][0].value.std() - limit / np.sqrt(3)) < 0.002
+    )
     assert not he.layers[0][1].value.any()  # biases start at zero
 
 
@@ -249,8 +252,13 @@ def test_short_training_on_real_digits_lowers_the_loss_and_beats_chance_by_far(a
     net = Net(NetConfig(widths=(64,), seed=0))
     before = net.evaluate(arrays.test_x, arrays.test_y)
     seen = []
-    result = train(net, arrays, TrainSettings(epochs=1, batch_size=64, max_batches=150),
-                   Reporter(lambda name, d: seen.append((name, d))), report_every=25)
+    result = train(
+        net,
+        arrays,
+        TrainSettings(epochs=1, batch_size=64, max_batches=150),
+        Reporter(lambda name, d: seen.append((name, d))),
+        report_every=25,
+    )
     assert result.status == "stopped" and result.steps == 150
     losses = [d["loss"] for name, d in seen if name == "batch"]
     assert [d for name, d in seen if name == "progress"][-1] == {"done": 150, "total": 150}
@@ -271,8 +279,10 @@ def test_training_is_seeded_and_can_be_stopped(arrays):
                 steps.append(d)
                 if stop_after and len(steps) >= stop_after:
                     stop.set()
+
         train(net, arrays, TrainSettings(epochs=1, max_batches=20, seed=5), Reporter(on_event, stop), report_every=1)
         return net, steps
+
     (a, _), (b, _) = run(), run()
     np.testing.assert_array_equal(a.layers[0][0].value, b.layers[0][0].value)
     _, steps = run(stop_after=3)
@@ -308,27 +318,54 @@ def test_export_gives_a_checkpoint_with_identical_test_predictions(arrays, runs,
 
 def run_cli(*args, env_runs):
     import os
+
     env = {**os.environ, "MNIST_RUNS_DIR": str(env_runs)}
-    return subprocess.run([sys.executable, "-m", "mnist_core", "scratch", *args], capture_output=True, text=True,
-                          cwd=ROOT, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "mnist_core", "scratch", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
+    )
 
 
 def test_cli_trains_reports_and_saves(runs):
-    done = run_cli("--widths", "32", "--activation", "relu", "--optimizer", "adam", "--lr", "1e-3", "--epochs", "1",
-                   "--batch-size", "128", "--max-batches", "40", "--name", "cli-scratch", env_runs=runs)
+    done = run_cli(
+        "--widths",
+        "32",
+        "--activation",
+        "relu",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "1e-3",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "128",
+        "--max-batches",
+        "40",
+        "--name",
+        "cli-scratch",
+        env_runs=runs,
+    )
     assert done.returncode == 0, done.stderr
     assert "test accuracy" in done.stdout and "saved checkpoint 'cli-scratch'" in done.stdout
     assert (runs / "cli-scratch.json").exists()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--widths", "12,x"], "widths are whole numbers"),
-    (["--activation", "swish"], "invalid choice: 'swish'"),
-    (["--lr", "0"], "learning rate must be"),
-    (["--batch-size", "0"], "batch size must be"),
-    (["--widths", "9999"], "width must be between 1 and 4,096 (got 9,999)"),
-    (["--name", ""], "name"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--widths", "12,x"], "widths are whole numbers"),
+        (["--activation", "swish"], "invalid choice: 'swish'"),
+        (["--lr", "0"], "learning rate must be"),
+        (["--batch-size", "0"], "batch size must be"),
+        (["--widths", "9999"], "width must be between 1 and 4,096 (got 9,999)"),
+        (["--name", ""], "name"),
+    ],
+)
 def test_cli_refuses_a_bad_option_in_one_line_with_exit_2(runs, args, message):
     done = run_cli(*args, env_runs=runs)
     assert done.returncode == 2

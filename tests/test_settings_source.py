@@ -115,13 +115,15 @@ def test_cli_flags_take_the_fields_ranges():
 # ---------------------------------------------------------------- the map (embed) settings
 
 EMBED_FIELDS = {f.name: f for f in dataclasses.fields(EmbedSpec)}
-NUMERIC_EMBED = [name for name, f in EMBED_FIELDS.items() if "choices" not in f.metadata
-                 and kind_of(f) in (int, float)]
+NUMERIC_EMBED = [name for name, f in EMBED_FIELDS.items() if "choices" not in f.metadata and kind_of(f) in (int, float)]
 
 
 def embed_widget_ranges(at: AppTest) -> dict[str, tuple]:
-    return {w.key.removeprefix("emb."): (float(w.min), float(w.max)) for w in at.number_input
-            if w.key.removeprefix("emb.") in EMBED_FIELDS}
+    return {
+        w.key.removeprefix("emb."): (float(w.min), float(w.max))
+        for w in at.number_input
+        if w.key.removeprefix("emb.") in EMBED_FIELDS
+    }
 
 
 def embed_cli_spec(*flags: str) -> EmbedSpec:
@@ -146,8 +148,11 @@ def test_the_embeddings_page_the_embed_flags_and_validate_share_each_settings_ra
         for inside in (low, high):
             embed_cli_spec(flag, str(kind(inside)), *enough).validate()
         for outside in (kind(low) - 1, kind(high) + (1 if kind is int else 0.5)):
-            with pytest.raises(EmbeddingError, match=rf"^{re.escape(name_of(f))} must be {re.escape(range_text(f))} "
-                                                     rf"\(got {re.escape(number(outside))}\)$"):
+            with pytest.raises(
+                EmbeddingError,
+                match=rf"^{re.escape(name_of(f))} must be {re.escape(range_text(f))} "
+                rf"\(got {re.escape(number(outside))}\)$",
+            ):
                 embed_cli_spec(flag, str(outside), *enough).validate()
 
 
@@ -167,20 +172,31 @@ def test_an_out_of_range_map_setting_is_an_error_on_the_page_not_a_traceback(run
     at.selectbox(key="emb.method").set_value("tsne").run()
     at.number_input(key="emb.points").set_value(1000).run()
     at.number_input(key="emb.perplexity").set_value(400.0).run()
-    assert [e.value for e in at.error] == ["perplexity 400 is too large for 1,000 points: it must be at most "
-                                           "(points - 1) / 3 = 333; typical values are 5-50"]
+    assert [e.value for e in at.error] == [
+        "perplexity 400 is too large for 1,000 points: it must be at most "
+        "(points - 1) / 3 = 333; typical values are 5-50"
+    ]
     assert not at.exception
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--bad"], "unrecognized arguments: --bad"),
-    (["--points", "500"], "subset size must be between 1,000 and 70,000 (got 500)"),
-    (["--min-dist", "1.5"], "min_dist must be between 0 and 1 (got 1.5)"),
-    (["--dims", "4"], "argument --dims: invalid choice: 4 (choose from 2, 3)"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--bad"], "unrecognized arguments: --bad"),
+        (["--points", "500"], "subset size must be between 1,000 and 70,000 (got 500)"),
+        (["--min-dist", "1.5"], "min_dist must be between 0 and 1 (got 1.5)"),
+        (["--dims", "4"], "argument --dims: invalid choice: 4 (choose from 2, 3)"),
+    ],
+)
 def test_the_embed_command_refuses_a_bad_setting_in_one_line_with_exit_2(flags, message):
-    done = subprocess.run([sys.executable, "-m", "mnist_core", "embed", "--backend", "threads", *flags], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300, env=dict(os.environ, PYTHONWARNINGS="ignore"))
+    done = subprocess.run(
+        [sys.executable, "-m", "mnist_core", "embed", "--backend", "threads", *flags],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, PYTHONWARNINGS="ignore"),
+    )
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], done.stderr

@@ -16,13 +16,19 @@ from mnist_core.train import TrainConfig, fit
 ROOT = Path(__file__).resolve().parent.parent
 
 GOOD = [  # (stack, output shape of each layer)
-    ("conv 16 3, relu, bn, pool 2, flatten, linear 10",
-     [(16, 26, 26), (16, 26, 26), (16, 26, 26), (16, 13, 13), (2704,), (10,)]),
+    (
+        "conv 16 3, relu, bn, pool 2, flatten, linear 10",
+        [(16, 26, 26), (16, 26, 26), (16, 26, 26), (16, 13, 13), (2704,), (10,)],
+    ),
     ("flatten, linear 64, tanh, dropout 0.2, bn, linear 10", [(784,), (64,), (64,), (64,), (64,), (10,)]),
-    ("conv 8 5 s=2 p=2, gelu, residual, avgpool 2, gap, flatten, linear 10",
-     [(8, 14, 14), (8, 14, 14), (8, 14, 14), (8, 7, 7), (8, 1, 1), (8,), (10,)]),
-    ('[{"type": "conv", "channels": 4, "kernel": 3, "padding": 1}, "maxpool 3 s=2 p=1", "flatten", "linear 10"]',
-     [(4, 28, 28), (4, 14, 14), (784,), (10,)]),
+    (
+        "conv 8 5 s=2 p=2, gelu, residual, avgpool 2, gap, flatten, linear 10",
+        [(8, 14, 14), (8, 14, 14), (8, 14, 14), (8, 7, 7), (8, 1, 1), (8,), (10,)],
+    ),
+    (
+        '[{"type": "conv", "channels": 4, "kernel": 3, "padding": 1}, "maxpool 3 s=2 p=1", "flatten", "linear 10"]',
+        [(4, 28, 28), (4, 14, 14), (784,), (10,)],
+    ),
 ]
 
 BAD = [  # (stack, the layer named, words the message must hold)
@@ -136,8 +142,9 @@ def test_the_stack_registers_whichever_module_is_imported_first(first):
 
 def cli(*args, env_extra=None):
     env = dict(os.environ, PYTHONWARNINGS="ignore", **(env_extra or {}))
-    return subprocess.run([sys.executable, "-m", "mnist_core", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "mnist_core", *args], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env
+    )
 
 
 def test_the_cli_trains_a_stack_given_as_text_or_json_and_refuses_a_bad_one_in_one_line(tmp_path):
@@ -145,15 +152,26 @@ def test_the_cli_trains_a_stack_given_as_text_or_json_and_refuses_a_bad_one_in_o
     assert done.returncode == 0, done.stderr
     spec = tmp_path / "net.json"
     spec.write_text(json.dumps([{"type": "conv", "channels": 8, "kernel": 3}, "relu", "flatten", "linear 10"]))
-    done = cli("train", "--layers", str(spec), "--max-batches", "3", "--quiet", "--name", "from-json",
-               env_extra={"MNIST_RUNS_DIR": str(tmp_path)})
+    done = cli(
+        "train",
+        "--layers",
+        str(spec),
+        "--max-batches",
+        "3",
+        "--quiet",
+        "--name",
+        "from-json",
+        env_extra={"MNIST_RUNS_DIR": str(tmp_path)},
+    )
     assert done.returncode == 0, done.stderr
     meta = json.loads((tmp_path / "from-json.json").read_text())
     assert meta["model_config"]["layers"] == ["conv 8 k=3 s=1 p=0", "relu", "flatten", "linear 10"]
     assert "--set 'layers=conv 8 k=3 s=1 p=0,relu,flatten,linear 10'" in meta["command"]
-    for args, words in [(["--layers", "conv 16 3, relu, bn, pool 2, flatten, linear 12"], "layer 6 (linear 12)"),
-                        (["--layers", "conv 16 3, flatten, linear 10", "--arch", "mlp"], "drop --arch mlp"),
-                        (["--layers", str(tmp_path / "missing.json")], "cannot read")]:
+    for args, words in [
+        (["--layers", "conv 16 3, relu, bn, pool 2, flatten, linear 12"], "layer 6 (linear 12)"),
+        (["--layers", "conv 16 3, flatten, linear 10", "--arch", "mlp"], "drop --arch mlp"),
+        (["--layers", str(tmp_path / "missing.json")], "cannot read"),
+    ]:
         done = cli("train", *args, "--dry-run")
         assert done.returncode == 2
         lines = done.stderr.strip().splitlines()

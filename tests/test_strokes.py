@@ -43,8 +43,10 @@ def test_the_test_split_covers_every_style_framing_and_brush_and_nothing_is_refu
 
 def test_the_test_split_is_identical_across_runs_and_growing_it_only_adds():
     small = style_test_split(per_style=2)
-    code = ("import hashlib; from tests.test_strokes import fingerprint; "
-            "from mnist_core.strokes import style_test_split; print(fingerprint(style_test_split(per_style=2)))")
+    code = (
+        "import hashlib; from tests.test_strokes import fingerprint; "
+        "from mnist_core.strokes import style_test_split; print(fingerprint(style_test_split(per_style=2)))"
+    )
     other_run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert other_run.stdout.strip() == fingerprint(small)
     larger = style_test_split(per_style=3)

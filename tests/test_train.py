@@ -72,8 +72,9 @@ def test_divergence_stops_with_a_learning_rate_hint_and_keeps_finite_weights(dat
 
 
 def test_sparse_connections_stay_exactly_zero_through_training(data):
-    config = TrainConfig(arch="sparsenet", model={"depth": 2, "width": 128}, optimizer="adamw", weight_decay=0.01,
-                         max_batches=40)
+    config = TrainConfig(
+        arch="sparsenet", model={"depth": 2, "width": 128}, optimizer="adamw", weight_decay=0.01, max_batches=40
+    )
     model = fit(config, data).model
     for layer in (model[1], model[3]):
         assert bool((layer.weight[layer.mask == 0] == 0).all())
@@ -90,8 +91,16 @@ def test_every_optimizer_lowers_the_loss(optimizer, data):
 
 @pytest.mark.parametrize("schedule", SCHEDULES)
 def test_schedules_shape_the_learning_rate(schedule, data):
-    config = TrainConfig(arch="mlp", model=SMALL_MLP, schedule=schedule, epochs=2, step_size=1, lr=0.01,
-                         batch_size=1000, max_batches=2 * 60 - 1)
+    config = TrainConfig(
+        arch="mlp",
+        model=SMALL_MLP,
+        schedule=schedule,
+        epochs=2,
+        step_size=1,
+        lr=0.01,
+        batch_size=1000,
+        max_batches=2 * 60 - 1,
+    )
     lrs = []
     fit(config, data, Reporter(lambda kind, d: kind == "batch" and lrs.append(d["lr"])))
     if schedule == "none":
@@ -110,15 +119,18 @@ def test_time_cap_stops_a_run(data):
     assert result.seconds < 10
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"lr": 0}, "learning rate must be a positive number"),
-    ({"lr": float("nan")}, "learning rate must be a positive number"),
-    ({"batch_size": 70000}, "larger than the 60000 training images"),
-    ({"epochs": 0}, "epochs must be between 1 and 200"),
-    ({"optimizer": "lion"}, "unknown optimizer 'lion'"),
-    ({"nesterov": True, "optimizer": "adam"}, "Nesterov momentum needs the sgd optimizer"),
-    ({"model": {"depth": -1}}, r"depth must be between 0 and 8 \(got -1\)"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"lr": 0}, "learning rate must be a positive number"),
+        ({"lr": float("nan")}, "learning rate must be a positive number"),
+        ({"batch_size": 70000}, "larger than the 60000 training images"),
+        ({"epochs": 0}, "epochs must be between 1 and 200"),
+        ({"optimizer": "lion"}, "unknown optimizer 'lion'"),
+        ({"nesterov": True, "optimizer": "adam"}, "Nesterov momentum needs the sgd optimizer"),
+        ({"model": {"depth": -1}}, r"depth must be between 0 and 8 \(got -1\)"),
+    ],
+)
 def test_impossible_settings_are_refused_before_training(change, message, data):
     with pytest.raises(ValueError, match=message):
         fit(dataclasses.replace(TrainConfig(arch="mlp"), **change), data)
@@ -149,8 +161,9 @@ def test_weights_that_do_not_load_fail_the_run_instead_of_raising(data, runs):
     check_starting_point(config)  # listed, of the right architecture: only reading the weights finds the fault
     with pytest.raises(CheckpointError, match="does not match"):
         load_starting_point(config)
-    job = SimpleNamespace(id="t", kind="train", owner="me", config=config.to_dict(), name="tuned", overwrite=False,
-                          runs_dir=str(runs))
+    job = SimpleNamespace(
+        id="t", kind="train", owner="me", config=config.to_dict(), name="tuned", overwrite=False, runs_dir=str(runs)
+    )
     result = kinds.work_train(job, Reporter())
     assert result["status"] == "failed" and "does not match" in result["message"]
     assert not (runs / "tuned.json").exists()
@@ -165,8 +178,9 @@ def test_fit_refuses_a_start_its_settings_name_but_it_was_not_given(data):
 
 
 def test_a_run_that_blows_up_keeps_its_best_weights_not_merely_finite_ones(data):
-    config = TrainConfig(arch="mlp", model=SMALL_MLP, optimizer="sgd", lr=1.0, momentum=0.9, max_batches=300,
-                         record=False)
+    config = TrainConfig(
+        arch="mlp", model=SMALL_MLP, optimizer="sgd", lr=1.0, momentum=0.9, max_batches=300, record=False
+    )
     result = fit(config, data)
     assert result.status == "failed"
     assert "learning rate" in result.message and "best weights" in result.message
@@ -175,8 +189,9 @@ def test_a_run_that_blows_up_keeps_its_best_weights_not_merely_finite_ones(data)
 
 
 def test_a_batchnorm_net_at_an_absurd_learning_rate_is_told_it_stopped_learning(data):
-    config = TrainConfig(arch="cnn", model={"channels": [4, 8]}, optimizer="sgd", lr=1000.0, momentum=0.0,
-                         max_batches=200, record=False)
+    config = TrainConfig(
+        arch="cnn", model={"channels": [4, 8]}, optimizer="sgd", lr=1000.0, momentum=0.0, max_batches=200, record=False
+    )
     result = fit(config, data)
     assert result.status == "failed", result.message
     assert ("stopped learning" in result.message or "diverged" in result.message) and "learning rate" in result.message
@@ -189,14 +204,17 @@ def test_the_likely_cause_names_weight_decay_when_it_is_the_culprit():
     assert "learning rate" in likely_cause(TrainConfig(optimizer="sgd", lr=5.0))
 
 
-@pytest.mark.parametrize("changes, words", [
-    ({"weight_decay": float("inf")}, "weight decay"),
-    ({"weight_decay": float("nan")}, "weight decay"),
-    ({"grad_clip": float("inf")}, "gradient clipping"),
-    ({"lr": float("nan")}, "learning rate"),
-    ({"seed": 99999999999999999999999}, "seed"),
-    ({"seed": -1}, "seed"),
-])
+@pytest.mark.parametrize(
+    "changes, words",
+    [
+        ({"weight_decay": float("inf")}, "weight decay"),
+        ({"weight_decay": float("nan")}, "weight decay"),
+        ({"grad_clip": float("inf")}, "gradient clipping"),
+        ({"lr": float("nan")}, "learning rate"),
+        ({"seed": 99999999999999999999999}, "seed"),
+        ({"seed": -1}, "seed"),
+    ],
+)
 def test_settings_that_are_not_numbers_or_out_of_range_are_refused_before_training(changes, words):
     with pytest.raises(ConfigError, match=words):
         TrainConfig(arch="mlp", model=SMALL_MLP, **changes).validate()

@@ -34,6 +34,8 @@ def compare_kind_work(spec):
     from mnist_core.reporter import Reporter
 
     return work_compare(spec, Reporter())
+
+
 SMALL = {"depth": 1, "width": 32}
 
 
@@ -74,30 +76,46 @@ def test_fine_tuning_from_weights_that_do_not_load_fails_and_frees_the_slot(runn
 def test_a_comparison_whose_runs_cannot_start_ends_as_failed_and_frees_the_slot(runner, runs):
     # the arms are checked while a drawing exists; another tab deletes it before the runs start
     save_drawing(np.zeros((28, 28), dtype=np.uint8) + 200, 3)
-    vanishing = {"base": tiny(drawings_share=0.1).to_dict(), "dimension": "optimizer", "values": ["SGD", "Adam"],
-                 "seeds": [0]}
+    vanishing = {
+        "base": tiny(drawings_share=0.1).to_dict(),
+        "dimension": "optimizer",
+        "values": ["SGD", "Adam"],
+        "seeds": [0],
+    }
     prepared = compare_kind().prepare(vanishing, runner.limits)
     for drawing in list(load_drawings().files):
         delete_drawing(drawing)
-    spec = SimpleNamespace(id="v", kind="compare", owner="carol", config=prepared, name="vanish", overwrite=False,
-                           runs_dir=str(runs))
+    spec = SimpleNamespace(
+        id="v", kind="compare", owner="carol", config=prepared, name="vanish", overwrite=False, runs_dir=str(runs)
+    )
     result = compare_kind_work(spec)
     assert result["status"] == FAILED and "drawings" in result["message"]  # it says why, it does not hang
     again = run_job(runner, "carol", "compare", {**vanishing, "base": tiny().to_dict()}, "again")
     assert again.status == DONE and [r["status"] for r in again.result["runs"]] == ["finished", "finished"]
 
 
-@pytest.mark.parametrize("config, cause, kept_accuracy", [
-    # SGD at lr 1: the MLP learns a little, then falls back to chance (before: "finished" at 10%)
-    (TrainConfig(arch="mlp", model=SMALL, optimizer="sgd", lr=1.0, max_batches=200, record=False), "learning rate",
-     0.2),
-    # BatchNorm at lr 1000 (before: a NaN, or a normal-looking run at 10%)
-    (TrainConfig(arch="cnn", optimizer="sgd", lr=1000.0, max_batches=150, record=False), "learning rate", 0.0),
-    # the largest weight decay the settings allow (1; 1000 is refused before the run) with a learning rate
-    # under 10x SGD's usual: the hint names the weight decay, not the learning rate
-    (TrainConfig(arch="mlp", model=SMALL, optimizer="sgd", lr=0.4, weight_decay=1.0, max_batches=150,
-                 record=False), "weight decay", 0.0),
-])
+@pytest.mark.parametrize(
+    "config, cause, kept_accuracy",
+    [
+        # SGD at lr 1: the MLP learns a little, then falls back to chance (before: "finished" at 10%)
+        (
+            TrainConfig(arch="mlp", model=SMALL, optimizer="sgd", lr=1.0, max_batches=200, record=False),
+            "learning rate",
+            0.2,
+        ),
+        # BatchNorm at lr 1000 (before: a NaN, or a normal-looking run at 10%)
+        (TrainConfig(arch="cnn", optimizer="sgd", lr=1000.0, max_batches=150, record=False), "learning rate", 0.0),
+        # the largest weight decay the settings allow (1; 1000 is refused before the run) with a learning rate
+        # under 10x SGD's usual: the hint names the weight decay, not the learning rate
+        (
+            TrainConfig(
+                arch="mlp", model=SMALL, optimizer="sgd", lr=0.4, weight_decay=1.0, max_batches=150, record=False
+            ),
+            "weight decay",
+            0.0,
+        ),
+    ],
+)
 def test_a_run_that_stops_learning_fails_names_the_cause_and_keeps_good_weights(config, cause, kept_accuracy, data):
     result = fit(config, data)
     assert result.status == "failed", result.message
@@ -138,14 +156,25 @@ def run_printed(command: str, runs: Path) -> subprocess.CompletedProcess:
     args = shlex.split(command)
     assert args[:3] == ["python", "-m", "mnist_core"]
     env = dict(os.environ, MNIST_RUNS_DIR=str(runs))
-    return subprocess.run([sys.executable, *args[1:], "--max-batches", "2", "--overwrite"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, *args[1:], "--max-batches", "2", "--overwrite"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_the_recorded_commands_of_train_and_compare_runs_run_as_printed(runner, runs):
     run_job(runner, "erin", "train", tiny(record=False, nesterov=False), "printed")
-    comparison = run_job(runner, "erin", "compare", {"base": tiny().to_dict(), "dimension": "optimizer",
-                                                     "values": ["SGD", "Adam"], "seeds": [0]}, "cmp-printed")
+    comparison = run_job(
+        runner,
+        "erin",
+        "compare",
+        {"base": tiny().to_dict(), "dimension": "optimizer", "values": ["SGD", "Adam"], "seeds": [0]},
+        "cmp-printed",
+    )
     for name in ("printed", comparison.result["runs"][0]["checkpoint"]):
         command = load(name)[1]["command"]
         assert "--no-record" in command and " False" not in command
@@ -165,15 +194,18 @@ def test_the_live_view_has_a_running_accuracy_and_a_steady_eta():
     noise, elapsed, errors = random.Random(0), 0.0, []
     for step in range(1, 301):
         elapsed += noise.uniform(0.05, 0.15)  # a busy host: every batch takes 0.05 to 0.15 s, 0.1 s on average
-        job.on_event("batch", {"step": step, "epoch": 1, "loss": 2.0, "accuracy": 0.5, "images_per_s": 1.0,
-                               "elapsed": elapsed})
+        job.on_event(
+            "batch", {"step": step, "epoch": 1, "loss": 2.0, "accuracy": 0.5, "images_per_s": 1.0, "elapsed": elapsed}
+        )
         if step >= 30:
             truth = (1000 - step) * 0.1
             errors.append(abs(job.eta_seconds - truth) / truth)
     assert max(errors) < 0.3, max(errors)  # the old ETA counted the start-up: 3x the truth at step 30
     assert all(p["accuracy"] == 0.5 for p in job.batch_curve)  # a smoothed running accuracy from the first step
-    fig = training_curves(job.batch_curve, [{"epoch": 1, "steps": 300, "train_loss": 1.0, "train_accuracy": 0.5,
-                                             "test_loss": 1.0, "test_accuracy": 0.5}])
+    fig = training_curves(
+        job.batch_curve,
+        [{"epoch": 1, "steps": 300, "train_loss": 1.0, "train_accuracy": 0.5, "test_loss": 1.0, "test_accuracy": 0.5}],
+    )
     accuracy = [t for t in fig.data if t.name == "batch accuracy (smoothed)"]
     assert accuracy and len(accuracy[0].x) == 300
     assert fig.layout.xaxis.rangemode == "tozero"  # one epoch point is not drawn on an axis from 299 to 301

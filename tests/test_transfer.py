@@ -90,6 +90,7 @@ def test_a_stop_during_training_ends_the_run_after_that_batch(fashion, mnist, tm
         events.append(name)
         if name == "arm" and data["result"]["curve"][-1]["step"] >= 80:
             stop.set()
+
     results = run_transfer(config, mnist, fashion, Reporter(on_event, stop), directory=tmp_path)
     assert [r.arm for r in results] == ["scratch"]  # the frozen arm never started
     (scratch,) = results
@@ -112,7 +113,10 @@ def test_pretrained_features_beat_random_ones_and_more_labels_beat_fewer(fashion
     config.labels = 100
     (fewer,) = run_transfer(config, mnist, fashion, directory=tmp_path)
     # Measured: 95.0% vs 88.9% with 1,000 labels; 83.9% with 100.
-    assert pretrained.test_accuracy > untrained.test_accuracy + 0.03, (pretrained.test_accuracy, untrained.test_accuracy)
+    assert pretrained.test_accuracy > untrained.test_accuracy + 0.03, (
+        pretrained.test_accuracy,
+        untrained.test_accuracy,
+    )
     assert pretrained.test_accuracy > fewer.test_accuracy + 0.05, (pretrained.test_accuracy, fewer.test_accuracy)
 
 
@@ -146,12 +150,15 @@ def test_a_missing_torchvision_weight_says_so_at_once(tmp_path, monkeypatch):
     assert time.time() - started < 30
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"backbone": "alexnet"}, "unknown backbone 'alexnet'"),
-    ({"labels": 5}, "labelled digits must be between 10 and 60,000"),
-    ({"lr": 0.0}, "learning rate must be a positive number"),
-    ({"arms": ()}, "choose at least one of frozen, unfrozen, scratch"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"backbone": "alexnet"}, "unknown backbone 'alexnet'"),
+        ({"labels": 5}, "labelled digits must be between 10 and 60,000"),
+        ({"lr": 0.0}, "learning rate must be a positive number"),
+        ({"arms": ()}, "choose at least one of frozen, unfrozen, scratch"),
+    ],
+)
 def test_bad_transfer_settings_say_what_is_wrong(change, message):
     with pytest.raises(TransferError, match=message):
         TransferConfig(**change).validate()

@@ -25,15 +25,21 @@ def widths_type(text: str) -> tuple[int, ...]:
     try:
         widths = tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"widths are whole numbers separated by commas, e.g. 256,128 (got {text!r})") from None
+        raise argparse.ArgumentTypeError(
+            f"widths are whole numbers separated by commas, e.g. 256,128 (got {text!r})"
+        ) from None
     return () if widths == (0,) else widths
 
 
 def add_scratch_parser(sub) -> None:
     p = sub.add_parser("scratch", help="train a fully connected net with the from-scratch NumPy engine and save it")
     d, s = NetConfig(), TrainSettings()
-    p.add_argument("--widths", type=widths_type, default=d.widths,
-                   help="hidden layer widths, e.g. 256,128 (0: no hidden layer) (default: 256,128)")
+    p.add_argument(
+        "--widths",
+        type=widths_type,
+        default=d.widths,
+        help="hidden layer widths, e.g. 256,128 (0: no hidden layer) (default: 256,128)",
+    )
     p.add_argument("--activation", choices=list(ACTIVATIONS), default=d.activation)
     p.add_argument("--dropout", type=float, default=d.dropout, help="dropout after each hidden layer")
     p.add_argument("--dtype", choices=["float32", "float64"], default=d.dtype)
@@ -58,11 +64,19 @@ def cmd_scratch(args) -> int:
     from ..train import ConfigError
     from .torch_bridge import export_checkpoint
 
-    config = NetConfig(widths=args.widths, activation=args.activation, dropout=args.dropout, dtype=args.dtype,
-                       seed=args.seed)
-    settings = TrainSettings(optimizer=args.optimizer, lr=args.lr, momentum=args.momentum, epochs=args.epochs,
-                             batch_size=args.batch_size, lr_decay=args.lr_decay, seed=args.seed,
-                             max_batches=args.max_batches)
+    config = NetConfig(
+        widths=args.widths, activation=args.activation, dropout=args.dropout, dtype=args.dtype, seed=args.seed
+    )
+    settings = TrainSettings(
+        optimizer=args.optimizer,
+        lr=args.lr,
+        momentum=args.momentum,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr_decay=args.lr_decay,
+        seed=args.seed,
+        max_batches=args.max_batches,
+    )
     try:
         config.validate()
         settings.validate()
@@ -71,24 +85,33 @@ def cmd_scratch(args) -> int:
     name = validate_name(args.name) if args.name is not None else f"scratch-{time.strftime('%Y%m%d-%H%M%S')}"
     out = args.out if args.out is not None else runs_dir()
     if (out / f"{name}.json").exists() and not args.overwrite:
-        raise CheckpointExistsError(f"a run named {name!r} already exists in {out}; choose another --name "
-                                    "or add --overwrite to replace it")
+        raise CheckpointExistsError(
+            f"a run named {name!r} already exists in {out}; choose another --name or add --overwrite to replace it"
+        )
     data = load_arrays(args.dtype, args.data)
     net = Net(config)
     widths = "-".join(map(str, (784, *config.widths, 10)))
-    print(f"scratch engine: {widths} {config.activation}, {net.n_params:,} parameters, {settings.optimizer} "
-          f"lr {settings.lr:g}, {settings.epochs} epochs of batches of {settings.batch_size}", flush=True)
+    print(
+        f"scratch engine: {widths} {config.activation}, {net.n_params:,} parameters, {settings.optimizer} "
+        f"lr {settings.lr:g}, {settings.epochs} epochs of batches of {settings.batch_size}",
+        flush=True,
+    )
 
     def progress(kind: str, event: dict) -> None:
         if args.quiet or kind not in ("batch", "epoch"):
             return
         if kind == "batch":
-            print(f"  epoch {event['epoch']} step {event['step']}: loss {event['loss']:.4f} "
-                  f"({event['fraction']:.0%})", file=sys.stderr, flush=True)
+            print(
+                f"  epoch {event['epoch']} step {event['step']}: loss {event['loss']:.4f} ({event['fraction']:.0%})",
+                file=sys.stderr,
+                flush=True,
+            )
         else:
-            print(f"epoch {event['epoch']}: train loss {event['train_loss']:.4f} acc {event['train_accuracy']:.2%}"
-                  f" | test loss {event['test_loss']:.4f} acc {event['test_accuracy']:.2%} | {event['elapsed']:.1f}s",
-                  flush=True)
+            print(
+                f"epoch {event['epoch']}: train loss {event['train_loss']:.4f} acc {event['train_accuracy']:.2%}"
+                f" | test loss {event['test_loss']:.4f} acc {event['test_accuracy']:.2%} | {event['elapsed']:.1f}s",
+                flush=True,
+            )
 
     result = train(net, data, settings, Reporter(progress), report_every=100)
     acc = f", test accuracy {result.test_accuracy:.2%}" if result.test_accuracy is not None else ""

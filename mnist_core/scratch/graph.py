@@ -115,8 +115,10 @@ class MatMul(Node):
     def __init__(self, a: Node, b: Node, name: str | None = None):
         super().__init__([a, b], name)
         if len(a.shape) != 2 or len(b.shape) != 2 or a.shape[1] != b.shape[0]:
-            raise GraphError(f"{self.name}: cannot multiply {a.name} {_shape_text(a.shape)} by "
-                             f"{b.name} {_shape_text(b.shape)}: the inner sizes must match")
+            raise GraphError(
+                f"{self.name}: cannot multiply {a.name} {_shape_text(a.shape)} by "
+                f"{b.name} {_shape_text(b.shape)}: the inner sizes must match"
+            )
         self.shape = (a.shape[0], b.shape[1])
 
     def forward(self, a, b, training=False):
@@ -253,10 +255,15 @@ class SoftmaxCrossEntropy(Node):
 
     def __init__(self, logits: Node, labels: Node, name: str | None = None):
         super().__init__([logits, labels], name)
-        if len(logits.shape) != 2 or len(labels.shape) != 1 or not (
-                logits.shape[0] is None or labels.shape[0] is None or logits.shape[0] == labels.shape[0]):
-            raise GraphError(f"{self.name}: needs logits (N, classes) and labels (N,); got {logits.name} "
-                             f"{_shape_text(logits.shape)} and {labels.name} {_shape_text(labels.shape)}")
+        if (
+            len(logits.shape) != 2
+            or len(labels.shape) != 1
+            or not (logits.shape[0] is None or labels.shape[0] is None or logits.shape[0] == labels.shape[0])
+        ):
+            raise GraphError(
+                f"{self.name}: needs logits (N, classes) and labels (N,); got {logits.name} "
+                f"{_shape_text(logits.shape)} and {labels.name} {_shape_text(labels.shape)}"
+            )
         self.shape = ()
         self.probs: np.ndarray | None = None
 
@@ -294,8 +301,9 @@ def topological_order(outputs: list[Node]) -> list[Node]:
                 state[id(node)] = "done"
                 order.append(node)
             elif state.get(id(child)) == "open":
-                raise GraphError(f"{child.name}: the graph has a cycle through this node "
-                                 f"(it is its own input, via {node.name})")
+                raise GraphError(
+                    f"{child.name}: the graph has a cycle through this node (it is its own input, via {node.name})"
+                )
             elif id(child) not in state:
                 state[id(child)] = "open"
                 stack.append((child, iter(child.inputs)))
@@ -317,8 +325,10 @@ class Graph:
         in_graph = {id(n) for n in self.order}
         for p in self.params:
             if id(p) not in in_graph:
-                raise GraphError(f"{p.name}: parameter is not used by {output.name}; "
-                                 "no gradient would ever reach it (connect it or leave it out)")
+                raise GraphError(
+                    f"{p.name}: parameter is not used by {output.name}; "
+                    "no gradient would ever reach it (connect it or leave it out)"
+                )
         self.mark_requires_grad()
 
     def mark_requires_grad(self) -> None:
@@ -336,9 +346,12 @@ class Graph:
         for node in self.order:
             if isinstance(node, Input):
                 value = np.asarray(feed[node])
-                if value.ndim != len(node.shape) or any(d is not None and d != s for d, s in zip(node.shape, value.shape)):
-                    raise GraphError(f"{node.name}: fed an array of shape {value.shape}, "
-                                     f"expected {_shape_text(node.shape)}")
+                if value.ndim != len(node.shape) or any(
+                    d is not None and d != s for d, s in zip(node.shape, value.shape)
+                ):
+                    raise GraphError(
+                        f"{node.name}: fed an array of shape {value.shape}, expected {_shape_text(node.shape)}"
+                    )
                 node.value = value
             elif not isinstance(node, Parameter):
                 node.value = node.forward(*(i.value for i in node.inputs), training=training)

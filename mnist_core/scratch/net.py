@@ -1,7 +1,7 @@
 """Fully connected nets built from the graph's nodes, their initialisation, the MNIST arrays, and training.
 
-    x (N, 784) -> [matmul W1, add b1, activation, dropout] -> ... -> matmul Wk, add bk -> logits (N, 10)
-    loss = softmax_cross_entropy(logits, labels)
+x (N, 784) -> [matmul W1, add b1, activation, dropout] -> ... -> matmul Wk, add bk -> logits (N, 10)
+loss = softmax_cross_entropy(logits, labels)
 """
 
 from __future__ import annotations
@@ -61,8 +61,9 @@ def xavier_uniform(rng: np.random.Generator, fan_in: int, fan_out: int) -> np.nd
 
 @dataclass
 class NetConfig:
-    widths: tuple[int, ...] = setting((256, 128), "Hidden layers' widths; none is logistic regression.", label="width",
-                                      min=1, max=MAX_WIDTH)
+    widths: tuple[int, ...] = setting(
+        (256, 128), "Hidden layers' widths; none is logistic regression.", label="width", min=1, max=MAX_WIDTH
+    )
     activation: str = setting("relu", "Nonlinearity after each hidden layer.", choices=ACTIVATIONS)
     dropout: float = setting(0.0, "Dropout probability after each hidden layer.", min=0, below=1)
     init: str = setting("auto", "auto: He for ReLU, Xavier otherwise.", choices=INITS)
@@ -128,16 +129,20 @@ class Net:
         """Evaluation: the value of `until` (default: the logits) for every row of x, dropout off."""
         until = until or self.logits
         sub = Graph(until, params=[])
-        out = [sub.forward({self.x: x[i:i + batch].astype(self.dtype, copy=False)}) .copy()
-               for i in range(0, len(x), batch)]
+        out = [
+            sub.forward({self.x: x[i : i + batch].astype(self.dtype, copy=False)}).copy()
+            for i in range(0, len(x), batch)
+        ]
         return np.concatenate(out)
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> dict:
         logits = self.run(x).astype(np.float64)
         shifted = logits - logits.max(axis=1, keepdims=True)
         log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-        return {"loss": float(-log_probs[np.arange(len(y)), y].mean()),
-                "accuracy": float((logits.argmax(axis=1) == y).mean())}
+        return {
+            "loss": float(-log_probs[np.arange(len(y)), y].mean()),
+            "accuracy": float((logits.argmax(axis=1) == y).mean()),
+        }
 
 
 # ---------------------------------------------------------------- data
@@ -188,13 +193,23 @@ def load_arrays(dtype: str = "float32", path=None) -> Arrays:
     key = (mnist.source, dtype)
     # the reader's cache may have dropped and re-read this folder: arrays over the old bytes would hold a second copy
     if key not in _ARRAYS or _ARRAYS[key][0] is not mnist:
+
         def norm(images):
             x = images.numpy().reshape(len(images), N_PIXELS).astype(DTYPES[dtype])
             return (x / 255 - mnist.mean) / mnist.std  # the same standardization as Mnist.normalize
-        _ARRAYS[key] = mnist, Arrays(
-            StandardizedRows(mnist.train_images.numpy(), mnist.mean, mnist.std, DTYPES[dtype]),
-            mnist.train_labels.numpy(), norm(mnist.test_images).astype(DTYPES[dtype]), mnist.test_labels.numpy(),
-            mnist.mean, mnist.std, mnist.test_images.numpy())
+
+        _ARRAYS[key] = (
+            mnist,
+            Arrays(
+                StandardizedRows(mnist.train_images.numpy(), mnist.mean, mnist.std, DTYPES[dtype]),
+                mnist.train_labels.numpy(),
+                norm(mnist.test_images).astype(DTYPES[dtype]),
+                mnist.test_labels.numpy(),
+                mnist.mean,
+                mnist.std,
+                mnist.test_images.numpy(),
+            ),
+        )
     return _ARRAYS[key][1]
 
 
@@ -213,13 +228,16 @@ class TrainSettings:
     momentum: float = setting(0.9, "For SGD only.", min=0, below=1)
     epochs: int = setting(5, "Passes over the training digits.", min=1, max=1000)
     batch_size: int = setting(128, "Digits per step.", label="batch size", min=1)
-    lr_decay: float = setting(1.0, "The learning rate is multiplied by this after each epoch.", label="lr decay",
-                              above=0, max=1)
+    lr_decay: float = setting(
+        1.0, "The learning rate is multiplied by this after each epoch.", label="lr decay", above=0, max=1
+    )
     seed: int = setting(0, "Fixes the batches' order.", min=0, max=2**32 - 1)
-    max_batches: int | None = setting(None, "Stop after this many steps (smoke runs, tests).", label="max batches",
-                                      min=1, optional=True)
-    train_subset: int | None = setting(None, "Train on the first this-many training digits.",
-                                       label="train subset", min=1, optional=True)
+    max_batches: int | None = setting(
+        None, "Stop after this many steps (smoke runs, tests).", label="max batches", min=1, optional=True
+    )
+    train_subset: int | None = setting(
+        None, "Train on the first this-many training digits.", label="train subset", min=1, optional=True
+    )
 
     def validate(self, n_train: int = 60_000) -> None:
         fields.check(self, ScratchError)
@@ -240,8 +258,9 @@ class TrainResult:
         return self.history[-1]["test_accuracy"] if self.history else None
 
 
-def train(net: Net, data: Arrays, settings: TrainSettings, reporter: Reporter = NULL_REPORTER,
-          report_every: int = 50) -> TrainResult:
+def train(
+    net: Net, data: Arrays, settings: TrainSettings, reporter: Reporter = NULL_REPORTER, report_every: int = 50
+) -> TrainResult:
     """Mini-batch training, reporting "batch" (every report_every steps), "epoch", "stage" and "progress"
     events; reporter.stop is checked before each batch.
 
@@ -263,22 +282,35 @@ def train(net: Net, data: Arrays, settings: TrainSettings, reporter: Reporter = 
             if reporter.stopping or (settings.max_batches and result.steps >= settings.max_batches):
                 result.status = "stopped"
                 break
-            idx = order[start:start + settings.batch_size]
+            idx = order[start : start + settings.batch_size]
             loss, acc = net.step(data.train_x[idx], data.train_y[idx], optimizer)
             result.steps += 1
             losses, correct, seen = losses + loss * len(idx), correct + acc * len(idx), seen + len(idx)
             if result.steps % report_every == 0 or start + settings.batch_size >= n_train:
-                point = {"kind": "batch", "epoch": epoch, "step": result.steps, "loss": loss, "accuracy": acc,
-                         "fraction": result.steps / (settings.epochs * steps_per_epoch)}
+                point = {
+                    "kind": "batch",
+                    "epoch": epoch,
+                    "step": result.steps,
+                    "loss": loss,
+                    "accuracy": acc,
+                    "fraction": result.steps / (settings.epochs * steps_per_epoch),
+                }
                 result.curve.append(point)
                 reporter.event("batch", {k: v for k, v in point.items() if k != "kind"})
                 reporter.progress(result.steps, total)
         if seen:
             reporter.stage(f"scoring epoch {epoch} on the test set")
             test = net.evaluate(data.test_x, data.test_y)
-            record = {"epoch": epoch, "train_loss": losses / seen, "train_accuracy": correct / seen,
-                      "test_loss": test["loss"], "test_accuracy": test["accuracy"], "lr": optimizer.lr,
-                      "steps": result.steps, "elapsed": time.perf_counter() - started}
+            record = {
+                "epoch": epoch,
+                "train_loss": losses / seen,
+                "train_accuracy": correct / seen,
+                "test_loss": test["loss"],
+                "test_accuracy": test["accuracy"],
+                "lr": optimizer.lr,
+                "steps": result.steps,
+                "elapsed": time.perf_counter() - started,
+            }
             result.history.append(record)
             reporter.event("epoch", record)
             reporter.stage("training")

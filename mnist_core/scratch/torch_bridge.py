@@ -23,8 +23,12 @@ def architecture_of(net: Net) -> tuple[str, dict]:
     c = net.config
     widths = list(c.widths)
     if len(set(widths)) <= 1:
-        return "mlp", {"depth": len(widths), "width": widths[0] if widths else 256, "activation": c.activation,
-                       "dropout": float(c.dropout)}
+        return "mlp", {
+            "depth": len(widths),
+            "width": widths[0] if widths else 256,
+            "activation": c.activation,
+            "dropout": float(c.dropout),
+        }
     layers = ["flatten"]
     for w in widths:
         layers += [f"linear {w}", c.activation] + ([f"dropout {c.dropout:g}"] if c.dropout > 0 else [])
@@ -47,29 +51,60 @@ def to_torch(net: Net, dtype: torch.dtype = torch.float32) -> nn.Module:
 
 def scratch_command(net: Net, settings: TrainSettings, name: str) -> str:
     c = net.config
-    parts = ["python -m mnist_core scratch", f"--widths {','.join(map(str, c.widths)) or 0}",
-             f"--activation {c.activation}", f"--optimizer {settings.optimizer}", f"--lr {settings.lr:g}",
-             f"--epochs {settings.epochs}", f"--batch-size {settings.batch_size}", f"--seed {c.seed}"]
+    parts = [
+        "python -m mnist_core scratch",
+        f"--widths {','.join(map(str, c.widths)) or 0}",
+        f"--activation {c.activation}",
+        f"--optimizer {settings.optimizer}",
+        f"--lr {settings.lr:g}",
+        f"--epochs {settings.epochs}",
+        f"--batch-size {settings.batch_size}",
+        f"--seed {c.seed}",
+    ]
     if c.dropout:
         parts.append(f"--dropout {c.dropout:g}")
     return " ".join(parts + [f"--name {shlex.quote(name)}"])
 
 
-def export_checkpoint(net: Net, result: TrainResult, settings: TrainSettings, name: str, directory=None,
-                      overwrite: bool = False) -> str:
+def export_checkpoint(
+    net: Net, result: TrainResult, settings: TrainSettings, name: str, directory=None, overwrite: bool = False
+) -> str:
     """Save the net as an ordinary checkpoint; returns the name it was saved under."""
     from ..checkpoints import save
     from ..train import RunResult, TrainConfig
 
     arch, model_settings = architecture_of(net)
-    config = TrainConfig(arch=arch, model=model_settings, epochs=settings.epochs, batch_size=settings.batch_size,
-                         optimizer=settings.optimizer, lr=settings.lr, momentum=settings.momentum,
-                         seed=net.config.seed, device="cpu", max_batches=settings.max_batches, record=False)
+    config = TrainConfig(
+        arch=arch,
+        model=model_settings,
+        epochs=settings.epochs,
+        batch_size=settings.batch_size,
+        optimizer=settings.optimizer,
+        lr=settings.lr,
+        momentum=settings.momentum,
+        seed=net.config.seed,
+        device="cpu",
+        max_batches=settings.max_batches,
+        record=False,
+    )
     history = [{k: v for k, v in h.items() if k != "kind"} for h in result.history]
-    run = RunResult(to_torch(net), config, result.status, history, result.seconds, "cpu (NumPy engine)",
-                    message="trained by mnist_core.scratch, the NumPy graph engine", steps=result.steps)
-    return save(run, name, directory, overwrite=overwrite,
-                extra={"command": scratch_command(net, settings, name), "engine": "mnist_core.scratch"})
+    run = RunResult(
+        to_torch(net),
+        config,
+        result.status,
+        history,
+        result.seconds,
+        "cpu (NumPy engine)",
+        message="trained by mnist_core.scratch, the NumPy graph engine",
+        steps=result.steps,
+    )
+    return save(
+        run,
+        name,
+        directory,
+        overwrite=overwrite,
+        extra={"command": scratch_command(net, settings, name), "engine": "mnist_core.scratch"},
+    )
 
 
 def torch_gradients(net: Net, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:

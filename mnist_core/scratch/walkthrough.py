@@ -21,8 +21,11 @@ COLORS = {"input": "#dbeafe", "param": "#fef3c7", "loss": "#fee2e2"}
 
 def graph_dot(net: Net) -> str:
     """The training graph as DOT text: inputs blue, parameters yellow, operations white, the loss red."""
-    lines = ["digraph G {", '  rankdir=LR; node [shape=box, style="rounded,filled", fontname="sans-serif", fontsize=11];',
-             '  edge [fontname="monospace", fontsize=9];']
+    lines = [
+        "digraph G {",
+        '  rankdir=LR; node [shape=box, style="rounded,filled", fontname="sans-serif", fontsize=11];',
+        '  edge [fontname="monospace", fontsize=9];',
+    ]
     for node in net.graph.order:
         kind = "loss" if node is net.loss else node.kind if isinstance(node, (Input, Parameter)) else "op"
         label = node.name if isinstance(node, (Input, Parameter)) else f"{node.name}\\n[{node.kind}]"

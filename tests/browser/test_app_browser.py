@@ -8,8 +8,18 @@ from playwright.sync_api import expect
 
 from labui.serve import PAGE_DONE_JS, running_app
 
-PAGES = {"": "MNIST Lab", "Data": "Data", "Train": "Train", "Draw": "Draw a digit", "Embeddings": "Embeddings", "Inspect": "Inspect", "GAN": "Conditional GAN",
-         "Compare": "Compare", "Transfer": "Transfer learning", "Build": "Build"}  # URL path -> title on that page
+PAGES = {
+    "": "MNIST Lab",
+    "Data": "Data",
+    "Train": "Train",
+    "Draw": "Draw a digit",
+    "Embeddings": "Embeddings",
+    "Inspect": "Inspect",
+    "GAN": "Conditional GAN",
+    "Compare": "Compare",
+    "Transfer": "Transfer learning",
+    "Build": "Build",
+}  # URL path -> title on that page
 
 
 def enter(field, text: str) -> None:
@@ -89,10 +99,16 @@ def draw(page, points):
     page.mouse.up()
 
 
-@pytest.mark.parametrize("digit, stroke", [
-    (1, [(140, 50 + 10 * i) for i in range(19)]),  # a vertical line
-    (0, [(140 + 55 * math.sin(t / 20 * 2 * math.pi), 150 - 90 * math.cos(t / 20 * 2 * math.pi)) for t in range(22)]),
-])
+@pytest.mark.parametrize(
+    "digit, stroke",
+    [
+        (1, [(140, 50 + 10 * i) for i in range(19)]),  # a vertical line
+        (
+            0,
+            [(140 + 55 * math.sin(t / 20 * 2 * math.pi), 150 - 90 * math.cos(t / 20 * 2 * math.pi)) for t in range(22)],
+        ),
+    ],
+)
 def test_a_digit_drawn_with_the_mouse_is_read(page, app_url, digit, stroke):
     page.goto(f"{app_url}/Draw")
     expect(page.locator("h1").first).to_contain_text("Draw a digit")

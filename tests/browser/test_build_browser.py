@@ -98,8 +98,9 @@ def test_build_a_three_layer_net_take_it_to_the_train_page_and_start_it(page, ap
         page.keyboard.type("browser-built")  # other tests' runs make a long list, rendered only in part
         if page.get_by_role("option", name="browser-built").count():
             break
-        assert time.time() < deadline, ("the built net's run did not become a checkpoint: "
-                                        + page.locator('[data-testid="stSidebar"]').inner_text())
+        assert time.time() < deadline, (
+            "the built net's run did not become a checkpoint: " + page.locator('[data-testid="stSidebar"]').inner_text()
+        )
         page.keyboard.press("Escape")
         time.sleep(3)
 

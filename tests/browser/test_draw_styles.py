@@ -57,8 +57,9 @@ def test_an_unsure_drawing_is_saved_with_the_guess_the_user_confirms_in_one_clic
     digit = re.match(r"It is a (\d)", second.inner_text()).group(1)
     second.click()
     wait_until_idle(page)
-    expect(page.get_by_text(re.compile(rf"Saved as {digit}-\d{{8}}-\d{{6}}-[0-9a-f]+\.png, labelled {digit}"))
-           ).to_be_visible()
+    expect(
+        page.get_by_text(re.compile(rf"Saved as {digit}-\d{{8}}-\d{{6}}-[0-9a-f]+\.png, labelled {digit}"))
+    ).to_be_visible()
     expect(page.get_by_text(re.compile(r"Your drawings:.* [1-9]\d* saved"))).to_be_visible()
     second.click()  # the same drawing again: not saved twice
     wait_until_idle(page)

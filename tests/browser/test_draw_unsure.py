@@ -5,8 +5,7 @@ import re
 from playwright.sync_api import expect
 from test_app_browser import draw, wait_until_idle
 
-X = ([(80 + 8 * i, 80 + 8 * i) for i in range(16)],
-     [(200 - 8 * i, 80 + 8 * i) for i in range(16)])
+X = ([(80 + 8 * i, 80 + 8 * i) for i in range(16)], [(200 - 8 * i, 80 + 8 * i) for i in range(16)])
 
 
 def open_draw(page, app_url) -> None:
