@@ -8,7 +8,7 @@ st.set_page_config(page_title="MNIST Lab", page_icon="🔢", layout="wide")
 
 from labui import catalog, errors, resources, visitor  # noqa: E402
 from labui.images import upscale  # noqa: E402
-from labui.navigation import app_pages, page_files, page_label  # noqa: E402
+from labui.navigation import app_pages, page_files, page_label, run_in_app  # noqa: E402
 from labui.sidebar import hosted_limits, sidebar  # noqa: E402
 from mnist_core import readiness  # noqa: E402
 from mnist_core.data import tile  # noqa: E402
@@ -119,7 +119,7 @@ page = st.navigation(app_pages(home))
 
 def run_page() -> None:
     visitor.use_owner()  # hosted: this browser's own runs and drawings for the whole page run (the sidebar again)
-    page.run()
+    run_in_app(page)
 
 
 errors.run_guarded(page.title, run_page)  # every page's unexpected error: a plain message and a log line

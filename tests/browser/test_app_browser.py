@@ -73,6 +73,23 @@ def test_a_shared_link_that_is_a_fresh_servers_first_request_gets_the_app_naviga
         context.close()
 
 
+def test_a_class_whose_first_visits_all_arrive_by_page_url_at_once_gets_the_app_navigation(browser, tmp_path):
+    """Before: one first run turned the automatic navigation off while the others had already started under it,
+    and they kept it ("app", no Home) for as long as they stayed: 2 of 24 first visitors."""
+    paths = ["Train", "Build", "Compare", "Transfer"] * 2
+    with running_app({"MNIST_RUNS_DIR": str(tmp_path / "runs")}) as url:
+        contexts = [browser.new_context(viewport={"width": 1400, "height": 1000}) for _ in paths]
+        pages = [context.new_page() for context in contexts]
+        for page, path in zip(pages, paths):  # each goto returns once the request is sent: the visits overlap
+            page.goto(f"{url}/{path}", wait_until="commit")
+        for page, path in zip(pages, paths):
+            expect(page.locator("h1").first).to_contain_text(PAGES[path], timeout=120_000)
+            wait_until_idle(page)
+            expect_app_navigation(page)
+        for context in contexts:
+            context.close()
+
+
 def test_a_short_run_from_the_train_page_shows_its_curve_and_lands_in_the_runs(page, app_url):
     open_page(page, app_url, "Train", "Train")
     enter(page.get_by_role("spinbutton", name="Stop after N batches"), "40")
