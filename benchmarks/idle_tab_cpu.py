@@ -24,7 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-from labui.serve import CHROMIUM, CHROMIUM_ARGS, PAGE_DONE_JS, free_port  # noqa: E402
+from labui.serve import CHROMIUM, CHROMIUM_ARGS, PAGE_DONE_JS, free_port, streamlit_command  # noqa: E402
 
 WINDOW_S = 20.0
 SETTLE_S = 40.0  # past the start-up work: the worker pool loading torch and MNIST, the UMAP warm-up
@@ -67,21 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     port = free_port()
     env = dict(os.environ, MNIST_RUNS_DIR=tempfile.mkdtemp(prefix="idle-tab-runs-"))
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "app.py",
-            "--server.headless",
-            "true",
-            "--server.port",
-            str(port),
-            "--browser.gatherUsageStats",
-            "false",
-            "--server.fileWatcherType",
-            "none",
-        ],
+        streamlit_command(port),
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -40,7 +40,7 @@ ROOT = HERE.parent
 from footprint import PeakSampler, descendants  # noqa: E402
 from playwright.async_api import async_playwright  # noqa: E402
 
-from labui.serve import CHROMIUM, CHROMIUM_ARGS, PAGE_DONE_JS, free_port  # noqa: E402
+from labui.serve import CHROMIUM, CHROMIUM_ARGS, PAGE_DONE_JS, free_port, streamlit_command  # noqa: E402
 from mnist_core.files import write_text_atomic  # noqa: E402
 
 RESULTS = HERE / "results" / "load.txt"
@@ -90,21 +90,7 @@ def start_server(app_dir: Path, env_extra: dict) -> tuple[subprocess.Popen, str]
     port = free_port()
     env = dict(os.environ, **env_extra)
     env.pop("PYTHONPATH", None)  # the checkout's own packages, from its folder (streamlit puts the script's first)
-    cmd = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        "app.py",
-        "--server.headless",
-        "true",
-        "--server.port",
-        str(port),
-        "--browser.gatherUsageStats",
-        "false",
-        "--server.fileWatcherType",
-        "none",
-    ]
+    cmd = streamlit_command(port)
     log = tempfile.NamedTemporaryFile(prefix="load-server-", suffix=".log", delete=False)
     process = subprocess.Popen(cmd, cwd=app_dir, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://localhost:{port}"

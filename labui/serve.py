@@ -22,12 +22,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@contextlib.contextmanager
-def running_app(env_extra: dict | None = None, timeout: float = 60.0):
-    """Yield the base URL of a fresh app server; stop it afterwards."""
-    port = free_port()
-    env = dict(os.environ, **(env_extra or {}))
-    cmd = [
+def streamlit_command(port: int) -> list[str]:
+    """`streamlit run app.py` headless on this port: the command every test and benchmark server runs."""
+    return [
         sys.executable,
         "-m",
         "streamlit",
@@ -42,6 +39,14 @@ def running_app(env_extra: dict | None = None, timeout: float = 60.0):
         "--server.fileWatcherType",
         "none",
     ]
+
+
+@contextlib.contextmanager
+def running_app(env_extra: dict | None = None, timeout: float = 60.0):
+    """Yield the base URL of a fresh app server; stop it afterwards."""
+    port = free_port()
+    env = dict(os.environ, **(env_extra or {}))
+    cmd = streamlit_command(port)
     process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://localhost:{port}"
     try:
