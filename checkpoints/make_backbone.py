@@ -1,7 +1,6 @@
 """Train the Fashion-MNIST CNN shipped in checkpoints/backbones/, the Transfer page's offline backbone.
 
-apt-get install dataset-fashion-mnist      # Debian's package of the Fashion-MNIST IDX files
-python checkpoints/make_backbone.py         # or FASHION_MNIST_DIR=/path/to/idx-files
+python checkpoints/make_backbone.py    # Fashion-MNIST from data/fashion-mnist, or FASHION_MNIST_DIR=/path/to/idx-files
 """
 
 from __future__ import annotations
@@ -12,11 +11,13 @@ import sys
 
 import safetensors.torch
 
-from mnist_core.data import DataError, DeviceData, load_mnist  # noqa: E402
+from mnist_core.data import DataError, DeviceData  # noqa: E402
+from mnist_core.datasets import FASHION  # noqa: E402
+from mnist_core.datasets import load as load_dataset  # noqa: E402
 from mnist_core.files import atomic_write, write_json_atomic  # noqa: E402
 from mnist_core.reporter import Reporter  # noqa: E402
 from mnist_core.train import TrainConfig, fit  # noqa: E402
-from mnist_core.transfer import BACKBONE_DIR, FASHION_MODEL, fashion_dir  # noqa: E402
+from mnist_core.transfer import BACKBONE_DIR, FASHION_MODEL  # noqa: E402
 
 
 def main() -> int:
@@ -24,12 +25,9 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=4)
     args = parser.parse_args()
     try:
-        fashion = load_mnist(fashion_dir())
+        fashion = load_dataset(FASHION)
     except DataError as exc:
-        print(
-            f"error: Fashion-MNIST not found ({exc}); apt-get install dataset-fashion-mnist or set FASHION_MNIST_DIR",
-            file=sys.stderr,
-        )
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     config = TrainConfig(
         arch="cnn",

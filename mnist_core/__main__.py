@@ -18,6 +18,9 @@ from tqdm import tqdm
 
 from .checkpoints import CheckpointError, CheckpointExistsError, load, runs_dir, save, scan, validate_name
 from .data import DataError, DeviceData, load_mnist, pick_device
+from .datasets import MNIST, check_classes
+from .datasets import info as dataset_info
+from .datasets import load as load_dataset
 from .export_cli import add_export_parser, add_layers_option, apply_layers, cmd_export
 from .fields import add_flags, flag_values
 from .gan_cli import add_gan_parser, cmd_gan
@@ -102,7 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", help="test accuracy of a checkpoint")
     ev.add_argument("name")
-    ev.add_argument("--data", type=Path)
+    ev.add_argument("--data", type=Path, help="folder of MNIST IDX files (default: $MNIST_DATA_DIR, else bundled)")
+    ev.add_argument(
+        "--dataset", help="mnist, fashion-mnist or own:NAME (default: the data set the checkpoint was trained on)"
+    )
 
     add_export_parser(sub)
     add_gan_parser(sub)
@@ -147,6 +153,12 @@ def check_run_options(args, config: TrainConfig) -> tuple[str, Path | None]:
     if not 0 <= config.seed <= MAX_SEED:
         raise ConfigError(f"seed must be a whole number from 0 to {MAX_SEED} (got {config.seed})")
     pick_device(config.device)
+    dataset_info(config.dataset)
+    if config.dataset != MNIST and (args.data is not None or args.download):
+        raise DataError(
+            f"--data and --download give MNIST's files, not {config.dataset}'s; drop them (Fashion-MNIST's folder "
+            "is $FASHION_MNIST_DIR)"
+        )
     if args.dry_run:
         return "", None
     name = validate_name(args.name) if args.name is not None else f"{config.arch}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -218,7 +230,7 @@ class ProgressBar:
 def cmd_train(args) -> int:
     config = config_from_args(args)
     name, out = check_run_options(args, config)
-    mnist = load_mnist(args.data, download=args.download)
+    mnist = load_mnist(args.data, download=args.download) if config.dataset == MNIST else load_dataset(config.dataset)
     data = DeviceData(mnist, device=config.device, val_size=config.val_size)
     config.validate(len(mnist.train_labels))
     start = load_starting_point(config, data.device)  # refused here, in one line, like every other option
@@ -249,9 +261,14 @@ def cmd_train(args) -> int:
 
 def cmd_eval(args) -> int:
     model, meta = load(args.name)
-    data = DeviceData(load_mnist(args.data), device="cpu")
-    test = evaluate(model, data.test)
-    print(f"{meta['name']}: {meta['arch']}, test accuracy {test['accuracy']:.2%}, test loss {test['loss']:.4f}")
+    key = args.dataset or (meta.get("dataset") or {}).get("name") or MNIST
+    mnist = load_mnist(args.data) if key == MNIST else load_dataset(key)
+    check_classes(meta, mnist)
+    test = evaluate(model, DeviceData(mnist, device="cpu").test)
+    print(
+        f"{meta['name']}: {meta['arch']}, on {mnist.title}: test accuracy {test['accuracy']:.2%}, "
+        f"test loss {test['loss']:.4f}"
+    )
     return 0
 
 

@@ -273,6 +273,7 @@ def save(
         "device": result.device,
         "versions": _versions(),
         "command": reproduce_command(result.config, name),
+        "dataset": result.dataset,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         **(extra or {}),
     }
@@ -377,6 +378,19 @@ _FIELDS = {
     "versions": (lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()), "a mapping of text"),
     "command": (lambda v: isinstance(v, str), "text"),
     "created": (lambda v: isinstance(v, str), "text"),
+    "dataset": (
+        lambda v: (
+            v is None
+            or (
+                isinstance(v, dict)
+                and isinstance(v.get("class_names"), list)
+                and 2 <= len(v["class_names"]) <= 10
+                and all(isinstance(n, str) for n in v["class_names"])
+                and all(isinstance(v.get(k, ""), str) for k in ("name", "title", "sha256"))
+            )
+        ),
+        "a mapping with the data set's name, title, class_names (2 to 10) and sha256",
+    ),
     "probes": (
         lambda v: v is None or (isinstance(v, dict) and _is_int(v.get("snapshots")) and _is_int(v.get("every"))),
         "a mapping with snapshots and every",

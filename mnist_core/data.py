@@ -129,8 +129,8 @@ def _read_sums(sums_file: Path) -> dict[str, str]:
     return expected
 
 
-def _check_sha256(directory: Path, files: list[Path]) -> None:
-    """Check the files against the folder's SHA256SUMS, if it has one: every file must be listed and match."""
+def _check_sha256(directory: Path, files: list[Path], digests: dict[Path, str]) -> None:
+    """Check the files' digests against the folder's SHA256SUMS, if it has one: every file must be listed and match."""
     sums_file = directory / "SHA256SUMS"
     if not sums_file.exists():
         return
@@ -143,7 +143,7 @@ def _check_sha256(directory: Path, files: list[Path]) -> None:
                 f"{path}: not listed in {sums_file.name} (it lists {listed}), so it cannot be checked; "
                 f"add its line (sha256sum {path.name} >> SHA256SUMS) or use the listed files"
             )
-        actual = hashlib.sha256(path.read_bytes()).hexdigest()
+        actual = digests[path]
         if actual != expected[path.name]:
             raise DataError(
                 f"{path}: SHA-256 {actual[:12]}... does not match SHA256SUMS ({expected[path.name][:12]}...); "
@@ -151,9 +151,11 @@ def _check_sha256(directory: Path, files: list[Path]) -> None:
             )
 
 
-def _read_split(directory: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+def _read_split(directory: Path, split: str, n_classes: int, digests: dict[Path, str]) -> tuple[np.ndarray, np.ndarray]:
     image_path, label_path = (_find_file(directory, stem) for stem in SPLIT_FILES[split])
-    _check_sha256(directory, [image_path, label_path])
+    for path in (image_path, label_path):
+        digests[path] = hashlib.sha256(path.read_bytes()).hexdigest()
+    _check_sha256(directory, [image_path, label_path], digests)
     images, labels = read_idx(image_path), read_idx(label_path)
     if images.ndim != 3 or images.shape[1:] != (28, 28):
         raise DataError(f"{image_path}: images must be N x 28 x 28, found {images.shape}")
@@ -161,8 +163,8 @@ def _read_split(directory: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"{label_path}: labels must be one-dimensional, found {labels.shape}")
     if len(images) != len(labels):
         raise DataError(f"{image_path} holds {len(images)} images but {label_path} holds {len(labels)} labels")
-    if labels.size and labels.max() > 9:
-        raise DataError(f"{label_path}: label {int(labels.max())} out of range 0-9")
+    if labels.size and labels.max() >= n_classes:
+        raise DataError(f"{label_path}: label {int(labels.max())} out of range 0-{n_classes - 1}")
     return images, labels
 
 
@@ -201,11 +203,16 @@ def download_mnist(root: str | Path, timeout_s: float = 15.0) -> Path:
     return Path(root) / "MNIST" / "raw"
 
 
+DIGITS = tuple(str(d) for d in range(10))
+
+
 @dataclass(frozen=True, eq=False)
 class Mnist:
-    """The raw data set: uint8 images (N, 28, 28) and int64 labels, train and test.
+    """A data set of 28x28 gray images (MNIST's shape): uint8 images (N, 28, 28) and int64 labels, train and test.
 
-    mean and std are the training pixels' statistics in [0, 1] units (0.1307 and 0.3081 for MNIST).
+    mean and std are the training pixels' statistics in [0, 1] units (0.1307 and 0.3081 for MNIST). name is the
+    data set's key (mnist_core.datasets), class_names the label of each class in order, sha256 one digest of its
+    four files' digests: what a checkpoint records of the data it was trained on.
     """
 
     train_images: torch.Tensor
@@ -215,6 +222,14 @@ class Mnist:
     source: str
     mean: float
     std: float
+    name: str = "mnist"
+    title: str = "MNIST"
+    class_names: tuple[str, ...] = DIGITS
+    sha256: str = ""
+
+    def record(self) -> dict:
+        """What a checkpoint keeps of the data set it was trained on."""
+        return {"name": self.name, "title": self.title, "class_names": list(self.class_names), "sha256": self.sha256}
 
     def normalize(self, images_uint8: torch.Tensor) -> torch.Tensor:
         """uint8 (N, 28, 28) -> float (N, 1, 28, 28), standardized with the training set's statistics."""
@@ -222,16 +237,15 @@ class Mnist:
 
 
 @lru_cache(maxsize=4)
-def _load_cached(directory: str) -> Mnist:
+def _load_cached(directory: str, name: str = "mnist", title: str = "MNIST", class_names: tuple = DIGITS) -> Mnist:
     path = Path(directory)
     if path.exists() and not path.is_dir():
-        raise DataError(
-            f"{path}: is a file, not a folder; point MNIST_DATA_DIR (or --data) at the folder of MNIST IDX files"
-        )
+        raise DataError(f"{path}: is a file, not a folder; point {ENV_DIR} (or --data) at the folder of the IDX files")
     if not path.is_dir():
-        raise DataError(f"{path}: no such folder; point MNIST_DATA_DIR (or --data) at the folder of MNIST IDX files")
-    train_images, train_labels = _read_split(path, "train")
-    test_images, test_labels = _read_split(path, "test")
+        raise DataError(f"{path}: no such folder; point {ENV_DIR} (or --data) at the folder of the IDX files")
+    digests: dict[Path, str] = {}
+    train_images, train_labels = _read_split(path, "train", len(class_names), digests)
+    test_images, test_labels = _read_split(path, "test", len(class_names), digests)
     mean, std = _pixel_mean_std(train_images)
     as_tensor = lambda a, dtype: torch.from_numpy(a.copy()).to(dtype)  # noqa: E731 (copy: frombuffer is read-only)
     return Mnist(
@@ -242,6 +256,10 @@ def _load_cached(directory: str) -> Mnist:
         source=str(path),
         mean=mean,
         std=std,
+        name=name,
+        title=title,
+        class_names=tuple(class_names),
+        sha256=hashlib.sha256("".join(digests[p] for p in sorted(digests)).encode()).hexdigest(),
     )
 
 

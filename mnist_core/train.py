@@ -40,6 +40,12 @@ class TrainConfig:
     # Each setting's help, unit, range and choices sit next to it (mnist_core.fields): the Train and Compare
     # pages' widgets, the CLI's flags and validate() are generated from them.
     arch: str = setting("cnn", "The architecture (models.REGISTRY).", ui=False, cli=False)
+    dataset: str = setting(
+        "mnist",
+        "The data set to train and test on: mnist, fashion-mnist or own:NAME for one you imported.",
+        label="data set",
+        ui=False,
+    )
     model: dict = field(default_factory=dict)  # overrides of the architecture's config
     epochs: int = setting(1, "Full passes over the training images.", min=1, max=200)
     # No fixed maximum: validate() holds it to the training images there are (60,000, less validation).
@@ -200,6 +206,7 @@ class RunResult:
     message: str = ""
     steps: int = 0
     probes: ProbeRecord | None = None  # what the recorder saw, when recording was on
+    dataset: dict | None = None  # datasets.record() of the data it trained on
 
     @property
     def test_accuracy(self) -> float | None:
@@ -447,7 +454,10 @@ def fit(
     within a batch, keeping what was learned. on_epoch_end(result so far) runs after each scored epoch
     (the job saves its checkpoint there, so a killed worker leaves the last completed epoch).
     """
-    data = data or DeviceData(device=config.device, val_size=config.val_size)
+    if data is None:
+        from .datasets import load as load_dataset  # here: datasets reads storage, which imports this module
+
+        data = DeviceData(load_dataset(config.dataset), device=config.device, val_size=config.val_size)
     config.validate(len(data.train) + (len(data.val) if data.val else 0))
     # A run whose settings name a start it was not given would train from a seeded init, or without the
     # drawings, and be saved as if it had not: refused, as a caller's mistake, before anything runs.
@@ -626,6 +636,7 @@ def fit(
                             str(device),
                             f"epoch {epoch} of {config.epochs} done",
                             step,
+                            dataset=data.mnist.record(),
                         )
                     )
                 if (
@@ -646,7 +657,7 @@ def fit(
         status = "finished"
     seconds = time.perf_counter() - start
     probes = recorder.close() if recorder is not None else None
-    result = RunResult(model, config, status, history, seconds, str(device), message, step, probes)
+    result = RunResult(model, config, status, history, seconds, str(device), message, step, probes, data.mnist.record())
     if status == "failed":
         emit("error", message=message)
     emit("done", status=status, message=message, seconds=seconds, test_accuracy=result.test_accuracy, steps=step)

@@ -39,8 +39,7 @@ from .models import build_model
 from .reporter import NULL_REPORTER, Reporter
 
 BACKBONE_DIR = SHIPPED_DIR / "backbones"
-FASHION_ENV = "FASHION_MNIST_DIR"
-FASHION_DEFAULT_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
+
 FASHION_MODEL = {"channels": (32, 64, 128)}  # the registry's cnn: three conv blocks, 1152 features
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 IMAGENET_SIZE = 64  # pixels: EfficientNet-Lite0 reads 182 digits/s at 64 px on a 2-core CPU, 14/s at 224
@@ -147,10 +146,6 @@ class Backbone:
 
 
 # ---------------------------------------------------------------- the Fashion-MNIST CNN
-
-
-def fashion_dir() -> Path:
-    return Path(os.environ.get(FASHION_ENV) or FASHION_DEFAULT_DIR)
 
 
 def split_cnn(model: nn.Sequential, last_block_start: int) -> tuple[nn.Module, nn.Module]:
