@@ -821,7 +821,12 @@ def _read_idx_set(src: _Source, plan: _Plan) -> tuple[list[str], dict[str, tuple
             raise UploadError(f"{src.label}: {entry.name} {why}") from None
         if entry.suffix == ".gz":
             raw = _gunzip_limited(raw, src.limits.max_bytes, f"{src.label}: {entry.name}")
-        arrays[role] = parse_idx(raw, f"{src.label}: {entry.name}")
+        try:
+            arrays[role] = parse_idx(raw, f"{src.label}: {entry.name}")
+        except UploadError:
+            raise
+        except DataError as exc:  # the loader's own checks (header against size), as an upload's error
+            raise UploadError(str(exc)) from None
     splits = {}
     for split, stem in (("train", "train"), ("test", "t10k")):
         images, labels = arrays[f"{stem}-images"], arrays[f"{stem}-labels"]
