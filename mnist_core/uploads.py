@@ -321,7 +321,11 @@ def _safe_member_parts(name: str, label: str) -> tuple[str, ...]:
 def _open_source(source, limits: Limits) -> _Source:
     """The source as a folder or a zip, or UploadError saying why it is neither."""
     if hasattr(source, "read"):  # an open file, e.g. a browser upload: a zip
-        return _ZipSource(source, str(getattr(source, "name", "the uploaded file")), limits)
+        label = str(getattr(source, "name", "the uploaded file"))
+        size = source.seek(0, os.SEEK_END)
+        source.seek(0)
+        _check_zip_size(label, size, limits)
+        return _ZipSource(source, label, limits)
     path = Path(source)
     if not path.exists():
         raise UploadError(
@@ -333,13 +337,16 @@ def _open_source(source, limits: Limits) -> _Source:
         raise UploadError(
             f"{path}: a file but not a zip archive; give a folder of class folders or a .zip of one ({EXAMPLE})"
         )
-    if path.stat().st_size > limits.max_bytes:
-        # The zip's table of contents is read into memory whole: a huge one could hold millions of members.
-        raise UploadError(
-            f"{path}: the zip is {_mb(path.stat().st_size)}, over the limit of {_mb(limits.max_bytes)}; "
-            "import fewer or smaller images"
-        )
+    _check_zip_size(str(path), path.stat().st_size, limits)
     return _ZipSource(path, str(path), limits)
+
+
+def _check_zip_size(label: str, size: int, limits: Limits) -> None:
+    # The zip's table of contents is read into memory whole: a huge one could list millions of members.
+    if size > limits.max_bytes:
+        raise UploadError(
+            f"{label}: the zip is {_mb(size)}, over the limit of {_mb(limits.max_bytes)}; import fewer or smaller images"
+        )
 
 
 # ---------------------------------------------------------------- what the source holds
