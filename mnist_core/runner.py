@@ -808,8 +808,11 @@ class Runner:
                 runs_dir = str(owners.folder(owner_id, self.runs_dir).resolve())
             else:
                 runs_dir = str(Path(self.runs_dir or _default_runs_dir()).resolve())  # workers may start elsewhere
-            with owners.use_folder(runs_dir):  # the config is checked against the owner's drawings and runs
+            # The config is checked against the owner's drawings, runs and data sets; the view reads the size of
+            # the owner's data set.
+            with owners.use_folder(runs_dir):
                 config = spec_kind.prepare(dict(config), self.limits)
+                view = spec_kind.view(config)
             runs = spec_kind.runs(config)
             if runs > self.limits.max_compare_runs:
                 raise JobRefused(
@@ -852,7 +855,7 @@ class Runner:
                     {k: v for k, v in os.environ.items() if _is_setting(k)},
                     runs,
                 )
-                job = JobState(spec, view=spec_kind.view(config), label=spec_kind.label, page=spec_kind.page)
+                job = JobState(spec, view=view, label=spec_kind.label, page=spec_kind.page)
                 self._jobs[spec.id] = job
                 self._forget_old(owner)
                 if start_now:

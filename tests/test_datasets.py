@@ -188,3 +188,40 @@ def test_mnist_map_keys_are_unchanged_and_other_sets_get_their_own():
     assert "dataset" not in relevant  # the shipped maps' keys hold
     fashion_spec = EmbedSpec(method="umap", points=10_000, dataset="fashion-mnist")
     assert cache_key(fashion_spec) != cache_key(mnist_spec)
+
+
+def test_hosted_a_visitors_data_set_is_theirs_alone_and_their_jobs_train_on_it(runs, monkeypatch):
+    from mnist_core import owners
+    from mnist_core.reporter import DONE
+    from mnist_core.runner import Runner
+    from mnist_core.uploads import import_dataset
+
+    monkeypatch.setenv("MNIST_HOSTED", "1")
+    monkeypatch.delenv("MNIST_OWNER_QUOTA_MB", raising=False)
+    source = write_own_set(runs.parent / "source", "digits3", ["a", "b", "c"])  # IDX files, as a visitor's upload
+    (source / "classes.txt").write_text("a\nb\nc\n")
+    with owners.use("alice"):
+        import_dataset(source, "mine")
+        assert [d.key for d in datasets.available()][-1] == "own:mine"
+    assert (runs / "owners" / "alice" / "datasets" / "mine" / "dataset.json").exists()
+    assert not (runs / "datasets").exists()  # nothing in the shared folder
+    with owners.use("bob"):
+        assert "own:mine" not in [d.key for d in datasets.available()]
+    tiny = {
+        "arch": "mlp",
+        "model": {"depth": 1, "width": 16},
+        "batch_size": 16,
+        "max_batches": 3,
+        "dataset": "own:mine",
+    }
+    runner = Runner(backend="threads", workers=1)
+    try:
+        with pytest.raises(ValueError, match="no data set of your own named 'mine'"):
+            runner.submit("bob", "train", tiny, name="bob-run")  # refused at submit: not bob's
+        job = runner.submit("alice", "train", tiny, name="alice-run")
+        finished = runner.wait(job.id, 120)
+        assert finished.status == DONE, finished.message
+    finally:
+        runner.shutdown()
+    meta = json.loads((runs / "owners" / "alice" / "alice-run.json").read_text())
+    assert meta["dataset"]["name"] == "own:mine" and meta["dataset"]["class_names"] == ["a", "b", "c"]
