@@ -96,3 +96,10 @@ def class_label(info: DatasetInfo, label: int) -> str:
 
 def reads_digits(info: DatasetInfo) -> bool:
     return tuple(info.class_names) == tuple(DIGITS)
+
+
+def output_names(info: DatasetInfo, outputs: int = 10) -> list[str]:
+    """A name for each of a classifier's outputs: every network has ten, a data set of one's own may have fewer
+    classes; an output past its classes is named by its number."""
+    names = list(info.class_names)
+    return names[:outputs] + [str(i) for i in range(len(names), outputs)]
