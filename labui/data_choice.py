@@ -103,3 +103,8 @@ def output_names(info: DatasetInfo, outputs: int = 10) -> list[str]:
     classes; an output past its classes is named by its number."""
     names = list(info.class_names)
     return names[:outputs] + [str(i) for i in range(len(names), outputs)]
+
+
+def items(info: DatasetInfo) -> str:
+    """What one calls the data set's images in a sentence: "digits" for digits, "images" for anything else."""
+    return "digits" if reads_digits(info) else "images"

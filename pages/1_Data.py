@@ -9,7 +9,7 @@ import streamlit as st
 st.set_page_config(page_title="Data · MNIST Lab", page_icon="🔢", layout="wide")
 
 from labui import resources  # noqa: E402
-from labui.data_choice import active_dataset  # noqa: E402
+from labui.data_choice import active_dataset, items  # noqa: E402
 from labui.images import digit_grid_html  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
 from mnist_core import explore  # noqa: E402
@@ -110,12 +110,12 @@ seed = st.session_state.get("data.seed", 0)
 grid, shown = sample_grid(dataset.key, mnist.sha256, split, None if label == "all" else label, count, seed)
 st.html(grid)
 st.caption(
-    f"{shown} {split} {'digits' if dataset.key == 'mnist' else 'images'}"
+    f"{shown} {split} {items(dataset)}"
     + ("" if label == "all" else f" of class {names[label]}")
     + ": as many to a row as the screen holds; hover one for its index and label."
 )
 
-st.subheader("Look up one image")
+st.subheader(f"Look up one {items(dataset)[:-1]}")
 l1, l2 = st.columns([1, 2])
 index = l1.number_input(f"Index in the {split} set", 0, len(labels) - 1, 0)
 l1.write(f"Label: **{names[int(labels[index])]}**; ink {float(images[index].float().mean()) / 255:.1%}")

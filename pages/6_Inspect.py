@@ -11,7 +11,7 @@ st.set_page_config(page_title="Inspect · MNIST Lab", page_icon="🔢", layout="
 
 from labui import catalog, resources, shared_results  # noqa: E402
 from labui import inspect_charts as charts  # noqa: E402
-from labui.data_choice import active_dataset, output_names  # noqa: E402
+from labui.data_choice import active_dataset, items, output_names  # noqa: E402
 from labui.images import heat_overlay, map_grid, upscale  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
 from mnist_core import evaluation  # noqa: E402
@@ -172,7 +172,9 @@ def weights_tab(model) -> None:
 
 
 def pick_digit(probs: np.ndarray, labels: np.ndarray) -> int:
-    how = st.radio("Pick a test image", ["by index", "by class", "a mistake"], horizontal=True, key="inspect.how")
+    how = st.radio(
+        f"Pick a test {items(DATASET)[:-1]}", ["by index", "by class", "a mistake"], horizontal=True, key="inspect.how"
+    )
     if how == "by index":
         return int(st.number_input("Test index", 0, len(labels) - 1, 0, key="inspect.index"))
     if how == "by class":
@@ -185,7 +187,7 @@ def pick_digit(probs: np.ndarray, labels: np.ndarray) -> int:
         return int(members[nth])
     mistakes = evaluation.confident_mistakes(probs, labels, count=len(labels))
     if not len(mistakes):
-        st.info("This checkpoint gets every test image right.")
+        st.info(f"This checkpoint gets every test {items(DATASET)[:-1]} right.")
         return 0
     return int(
         st.selectbox(
@@ -263,11 +265,11 @@ def evaluation_tab(info, probs: np.ndarray, labels: np.ndarray) -> None:
         points = (event or {}).get("selection", {}).get("points", []) if event else []
         true, read = (int(points[0]["y"]), int(points[0]["x"])) if points else (None, None)
         if true is None:
-            st.caption("Click a cell of the matrix to see its images.")
+            st.caption(f"Click a cell of the matrix to see its {items(DATASET)}.")
         else:
             chosen = np.flatnonzero((labels == true) & (predicted == read))
             st.write(
-                f"**{len(chosen)}** test images of class {NAMES[true]} read as {NAMES[read]}"
+                f"**{len(chosen)}** test {items(DATASET)} of class {NAMES[true]} read as {NAMES[read]}"
                 + (" (showing 100)" if len(chosen) > 100 else "")
             )
             if len(chosen):
