@@ -18,14 +18,19 @@ import statistics
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from . import owners
 from .checkpoints import CheckpointError, safe_name, save, validate_name
-from .data import DeviceData
+from .data import DataError, DeviceData
+from .datasets import FASHION, MNIST
+from .datasets import info as dataset_info
+from .datasets import load as load_dataset
 from .kinds import RunView, saved_run_exists
 from .models import REGISTRY, build_model, describe, make_config
 from .reporter import Reporter
@@ -59,6 +64,7 @@ DIMENSIONS: dict[str, str] = {
     "augmentation": "Augmentation off vs on (rotation and shift)",
     "depth": "Depth of a fully connected net (hidden layers)",
     "columnet": "ColumNet vs a plain FC net with the same number of parameters",
+    "dataset": "Data set: the same architecture and recipe on MNIST vs Fashion-MNIST (or a set of your own)",
 }
 
 
@@ -156,6 +162,14 @@ def columnet_arms(base: TrainConfig) -> list[Arm]:
     ]
 
 
+def dataset_arms(keys: list[str]) -> list[Arm]:
+    """One arm per data set, labelled by its title; a key that names no data set is refused here."""
+    try:
+        return [Arm(dataset_info(key).title, {"dataset": key}) for key in keys]
+    except DataError as exc:
+        raise CompareError(str(exc)) from None
+
+
 def build_arms(base: TrainConfig, dimension: str, values=None, **options) -> list[Arm]:
     """The arms of a comparison along one dimension (see DIMENSIONS)."""
     if dimension == "optimizer":
@@ -172,6 +186,8 @@ def build_arms(base: TrainConfig, dimension: str, values=None, **options) -> lis
         return depth_arms(base, [int(v) for v in (values or [1, 2, 3, 4, 5])])
     if dimension == "columnet":
         return columnet_arms(base)
+    if dimension == "dataset":
+        return dataset_arms(list(values or [MNIST, FASHION]))
     raise CompareError(f"unknown dimension {dimension!r}; choose one of {', '.join(DIMENSIONS)}")
 
 
@@ -191,7 +207,7 @@ class RunSpec:
     name: str
 
 
-def plan(base: TrainConfig, arms: list[Arm], seeds: list[int], name: str, n_train: int = 60_000) -> list[RunSpec]:
+def plan(base: TrainConfig, arms: list[Arm], seeds: list[int], name: str) -> list[RunSpec]:
     """Every (arm, seed) run, checked before any starts: settings, the network's shapes, memory, names."""
     try:
         name = validate_name(name)
@@ -211,7 +227,7 @@ def plan(base: TrainConfig, arms: list[Arm], seeds: list[int], name: str, n_trai
         for seed in seeds:
             config = arm_config(base, arm, seed)
             try:
-                config.validate(n_train)  # builds the arch's config too: ModelError is a ValueError
+                config.validate(dataset_info(config.dataset).train_size)  # builds the arch's config too
                 check_starting_point(config)
                 check_fits_in_memory(config)
                 run_name = validate_name(safe_name(f"{name}-{arm.label}-s{seed}"))
@@ -398,7 +414,8 @@ def _run_in_worker(
     torch.set_num_threads(threads)
     spec = RunSpec(arm, seed, TrainConfig.from_dict(config), name)
     try:
-        data = DeviceData(device=spec.config.device)
+        with owners.use_folder(runs_dir):  # a set of your own is in its owner's folder
+            data = DeviceData(load_dataset(spec.config.dataset), device=spec.config.device)
     except Exception as exc:  # noqa: BLE001
         return index, {
             "status": "failed",
@@ -422,13 +439,15 @@ def _run_in_worker(
 
 def run_comparison(
     specs: list[RunSpec],
-    data: DeviceData,
+    data_for: Callable[[TrainConfig], DeviceData],
     reporter: Reporter,
     runs_dir: Path | str | None = None,
     overwrite: bool = False,
     parallel: int = 1,
 ) -> list[dict]:
     """Every run of a comparison, and each run's outcome (status, message, seconds, checkpoint, warmup...).
+
+    data_for(config) gives the data a run in this process trains on (its data set, on its device).
 
     Inside a Ray task the runs spread over the cluster as Ray tasks; else they go one after another in
     this process, or in `parallel` worker processes. Events on the reporter: ("run", {"index", "name",
@@ -437,7 +456,7 @@ def run_comparison(
     and the runs not started yet.
     """
     runs_dir = Path(runs_dir) if runs_dir else None
-    totals = [planned_steps(s.config, len(data.train)) for s in specs]
+    totals = [planned_steps(s.config, dataset_info(s.config.dataset).train_size) for s in specs]
     done = [0] * len(specs)
     lock, mark = threading.Lock(), [0.0]
     outcomes: list[dict | None] = [None] * len(specs)
@@ -477,7 +496,7 @@ def run_comparison(
             else:
                 outcome = _run(
                     spec,
-                    data,
+                    data_for(spec.config),
                     lambda name, payload, i=index: forward(i, name, payload),
                     reporter.stop,
                     runs_dir,
@@ -608,7 +627,8 @@ def _ray_run(
     spec = RunSpec(arm, seed, TrainConfig.from_dict(config), name)
     send = _RayEvents(queue, index)
     try:
-        data = DeviceData(device=spec.config.device)
+        with owners.use_folder(runs_dir):  # a set of your own is in its owner's folder
+            data = DeviceData(load_dataset(spec.config.dataset), device=spec.config.device)
         outcome = _run(spec, data, send, _RayStopFlag(flag), Path(runs_dir) if runs_dir else None, overwrite)
     except Exception as exc:  # noqa: BLE001
         outcome = {"status": "failed", "message": f"{type(exc).__name__}: {exc}", "seconds": 0.0, "checkpoint": None}

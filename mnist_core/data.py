@@ -237,7 +237,10 @@ class Mnist:
 
 
 @lru_cache(maxsize=4)
-def _load_cached(directory: str, name: str = "mnist", title: str = "MNIST", class_names: tuple = DIGITS) -> Mnist:
+def _load_cached(
+    directory: str, name: str = "mnist", title: str = "MNIST", class_names: tuple = DIGITS, version: int = 0
+) -> Mnist:
+    """version only keys the cache: a data set imported again into the same folder is read anew."""
     path = Path(directory)
     if path.exists() and not path.is_dir():
         raise DataError(f"{path}: is a file, not a folder; point {ENV_DIR} (or --data) at the folder of the IDX files")

@@ -140,13 +140,31 @@ def available() -> list[DatasetInfo]:
     return found
 
 
-def load(key: str = DEFAULT) -> Mnist:
-    """Load and check a data set once per process (the reader caches by folder)."""
+def version(key: str) -> tuple[str, int]:
+    """Which files a key names now: the folder, and for a set of your own when it was imported (a set imported
+    again under the same name is another version; the reader and the caches key on this)."""
     chosen = info(key)
+    stamp = (chosen.folder / DESCRIPTION_FILE).stat().st_mtime_ns if chosen.own else 0
+    return str(chosen.folder.resolve()), stamp
+
+
+def cache_tag(key: str) -> str:
+    """What tells a set of your own apart in a server-wide cache: its folder and version ("" for the shipped sets,
+    whose keys must not depend on where a machine keeps their files)."""
+    if not (isinstance(key, str) and key.startswith(OWN)):
+        return ""
+    folder, stamp = version(key)
+    return f"{folder}@{stamp}"
+
+
+def load(key: str = DEFAULT) -> Mnist:
+    """Load and check a data set once per process and version (the reader caches by folder and version)."""
+    chosen = info(key)
+    folder, stamp = version(key)
     if chosen.key == MNIST:
-        return _load_cached(str(chosen.folder.resolve()))
+        return _load_cached(folder)
     try:
-        return _load_cached(str(chosen.folder.resolve()), chosen.key, chosen.title, chosen.class_names)
+        return _load_cached(folder, chosen.key, chosen.title, chosen.class_names, stamp)
     except DataError as exc:
         if chosen.key == FASHION and not chosen.folder.is_dir():
             raise DataError(

@@ -67,6 +67,12 @@ class EmbedSpec:
         step=1000,
     )
     seed: int = setting(0, "Fixes the subset and the layout.", min=0, max=2**32 - 1)
+    dataset: str = setting(
+        "mnist",
+        "The data set mapped: mnist, fashion-mnist or own:NAME for one you imported.",
+        label="data set",
+        ui=False,
+    )
     dims: int = setting(2, "2, or 3 for PCA.", label="dimensions", choices=(2, 3))
     source: str = setting(
         "pixels",
@@ -122,6 +128,8 @@ class EmbedSpec:
     def relevant(self) -> dict:
         """The settings that change this method's result (the cache key ignores the others)."""
         keep = {"method", "points", "seed", "source", *METHOD_SETTINGS[self.method]}
+        if self.dataset != "mnist":  # MNIST's maps keep the keys they had before there were other data sets
+            keep.add("dataset")
         return {k: v for k, v in asdict(self).items() if k in keep}
 
 
@@ -425,6 +433,10 @@ def compute(
 
     start = time.perf_counter()
     labels = all_labels(mnist)
+    if spec.points > len(labels):
+        raise EmbeddingError(
+            f"{mnist.title} has {len(labels):,} images (training and test); map at most that many, not {spec.points:,}"
+        )
     indices = stratified_subset(labels, spec.points, spec.seed)
     if spec.source == "pixels":
         x = pixel_inputs(mnist, indices)
@@ -540,7 +552,11 @@ def shipped_cache_dir() -> Path:
 
 def cache_key(spec: EmbedSpec, source_version: str = "") -> str:
     """A digest of everything that changes the result; source_version tells two versions of a checkpoint apart."""
-    text = json.dumps({**spec.relevant(), "source_version": source_version}, sort_keys=True)
+    from .datasets import cache_tag
+
+    # The cache is the server's: a set of your own is told apart by its folder and version, not its name.
+    data_version = {"data_version": tag} if (tag := cache_tag(spec.dataset)) else {}
+    text = json.dumps({**spec.relevant(), "source_version": source_version, **data_version}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 

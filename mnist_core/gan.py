@@ -86,6 +86,9 @@ class GanConfig:
         below=0.5,
     )
     seed: int = setting(0, "Fixes the initial weights, the noise and the data order.", min=0, max=2**32 - 1)
+    dataset: str = setting(
+        "mnist", "The data set it learns to draw: mnist, fashion-mnist or own:NAME (with 10 classes).", label="data set"
+    )
     grid_per_class: int = setting(
         8,
         "Fixed-noise samples per class drawn after every epoch.",

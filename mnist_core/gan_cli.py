@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 
 from .checkpoints import CheckpointError, CheckpointExistsError, list_checkpoints
+from .datasets import info as dataset_info
+from .datasets import same_classes
 from .fields import add_flags
 from .gan import GanConfig, GanConfigError, default_run_name, gan_dir, gan_exists, validate_gan_name
 
@@ -46,10 +48,19 @@ def config_from_args(args) -> GanConfig:
     return GanConfig(**values)
 
 
-def best_shipped_classifier() -> str:
-    shipped = [i for i in list_checkpoints() if i.source == "shipped" and i.meta.get("test_accuracy") is not None]
+def best_shipped_classifier(dataset: str = "mnist") -> str:
+    """The most accurate shipped classifier trained on the data set's classes."""
+    data = dataset_info(dataset)
+    shipped = [
+        i
+        for i in list_checkpoints()
+        if i.source == "shipped" and i.meta.get("test_accuracy") is not None and same_classes(i.meta, data)
+    ]
     if not shipped:
-        raise CheckpointError("no shipped classifier to score the samples with; pass --judge NAME or --no-judge")
+        raise CheckpointError(
+            f"no shipped classifier of {data.title}'s classes to score the samples with; pass --judge NAME "
+            "(a checkpoint trained on it) or --no-judge"
+        )
     return max(shipped, key=lambda i: i.meta["test_accuracy"]).name
 
 

@@ -66,15 +66,25 @@ _cache_lock = threading.Lock()
 _device_data: dict[tuple, object] = {}
 
 
-def device_data(device: str = "auto", val_size: int = 0):
-    """MNIST resident on a device, loaded once per process (and per validation split)."""
-    from .data import DeviceData, load_mnist
+def device_data(device: str = "auto", val_size: int = 0, dataset: str = "mnist"):
+    """A data set resident on a device, loaded once per process (and per validation split and version)."""
+    from .data import DeviceData
+    from .datasets import load, version
 
-    key = (device, val_size)
+    # By folder and version, not by key: two visitors' "own:cats" are two folders, and a set imported
+    # again under the same name is a new version.
+    key = (device, val_size, version(dataset))
     with _cache_lock:
         if key not in _device_data:
-            _device_data[key] = DeviceData(load_mnist(), device=device, val_size=val_size)
+            _device_data[key] = DeviceData(load(dataset), device=device, val_size=val_size)
         return _device_data[key]
+
+
+def train_size(dataset: str) -> int:
+    """The training images of a data set (DataError names a data set that is not there)."""
+    from .datasets import info
+
+    return info(dataset).train_size
 
 
 def _failed(exc: Exception) -> dict:
@@ -91,7 +101,7 @@ class TrainView:
         from .train import TrainConfig, planned_steps
 
         train_config = TrainConfig.from_dict(config)
-        self.total_steps = planned_steps(train_config, 60_000 - train_config.val_size)
+        self.total_steps = planned_steps(train_config, train_size(train_config.dataset) - train_config.val_size)
         self.step = self.epoch = 0
         self.seconds = self.images_per_s = self.steps_per_s = self.warmup_seconds = 0.0
         self.stage = "queued"
@@ -154,7 +164,7 @@ def prepare_train(config: dict, limits) -> dict:
     train_config = TrainConfig(**known_fields(TrainConfig, config, ConfigError, "training"))
     epoch_cap(limits, train_config.epochs, "an epoch is one pass over the training images")
     train_config = dataclasses.replace(train_config, max_seconds=seconds_cap(limits, train_config.max_seconds))
-    train_config.validate()
+    train_config.validate(train_size(train_config.dataset))
     check_starting_point(train_config)
     check_fits_in_memory(train_config)
     return train_config.to_dict()
@@ -246,8 +256,8 @@ def work_train(spec, reporter: Reporter) -> dict:
 
     try:
         config = TrainConfig.from_dict(spec.config)
-        reporter.stage("loading MNIST")
-        data = device_data(config.device, config.val_size)
+        reporter.stage(f"loading {config.dataset}")
+        data = device_data(config.device, config.val_size, config.dataset)
         name = spec.name or train_name(spec.config, None, False, spec.runs_dir)
         return run_training(config, data, name, spec.runs_dir, spec.overwrite, reporter)
     except Exception as exc:  # noqa: BLE001 - the job ends and says why; the worker takes the next job
@@ -379,10 +389,15 @@ def work_compare(spec, reporter: Reporter) -> dict:
     try:
         name = spec.name or compare_name(spec.config, None, False, spec.runs_dir)
         specs = _compare_plan(spec.config, name)
-        reporter.stage("loading MNIST")
-        data = device_data(specs[0].config.device)
         reporter.stage(f"{len(specs)} runs")
-        outcomes = run_comparison(specs, data, reporter, spec.runs_dir, spec.overwrite, spec.config.get("parallel", 1))
+        outcomes = run_comparison(
+            specs,
+            lambda c: device_data(c.device, dataset=c.dataset),
+            reporter,
+            spec.runs_dir,
+            spec.overwrite,
+            spec.config.get("parallel", 1),
+        )
     except Exception as exc:  # noqa: BLE001
         return _failed(exc)
     ended = [o["status"] for o in outcomes]
@@ -421,16 +436,25 @@ def prepare_gan(config: dict, limits) -> dict:
     """GanConfig's fields, plus "judge": the classifier that scores the samples (a checkpoint name; absent:
     the most accurate shipped one; None: no scoring)."""
     from .checkpoints import find
+    from .datasets import check_classes
+    from .datasets import info as dataset_info
+    from .gan import CLASSES, GanConfigError
 
     gan_config = _gan_config(config)
     epoch_cap(limits, gan_config.epochs, GAN_EPOCH)
     gan_config = dataclasses.replace(gan_config, max_seconds=seconds_cap(limits, gan_config.max_seconds))
     gan_config.validate()
+    data = dataset_info(gan_config.dataset)  # DataError (a ValueError) names a data set that is not there
+    if len(data.class_names) != CLASSES:
+        raise GanConfigError(
+            f"the conditional GAN draws {CLASSES} classes, one row each; {data.title} has {len(data.class_names)}: "
+            f"choose a data set of {CLASSES} classes (MNIST, Fashion-MNIST)"
+        )
     prepared = dataclasses.asdict(gan_config)
     if "judge" in config:
         prepared["judge"] = config["judge"]
         if config["judge"] is not None:
-            find(config["judge"])  # CheckpointError (a ValueError) names a judge that is not there
+            check_classes(find(config["judge"]).meta, data)  # CheckpointError names a judge that is not there
     return prepared
 
 
@@ -475,37 +499,44 @@ class GanView:
             self.epochs.append({k: v for k, v in data.items() if k != "grid"})
 
 
-_judges: dict[str, object] = {}  # weights file -> judge
+_judges: dict[tuple, object] = {}  # (weights file, data set version) -> judge
 
 
-def gan_judge(name: str | None = None):
-    """The classifier that scores GAN samples, built once per process (the most accurate shipped one by default)."""
+def gan_judge(name: str | None = None, dataset: str = "mnist"):
+    """The classifier that scores GAN samples of a data set, built once per process (by default the most accurate
+    shipped one of the data set's classes)."""
     from .checkpoints import find, load
-    from .data import load_mnist
+    from .datasets import check_classes, version
+    from .datasets import load as load_dataset
     from .gan import Judge
     from .gan_cli import best_shipped_classifier
 
-    name = name or best_shipped_classifier()
-    path = str(find(name).weights_path)  # by file, not name: two visitors' runs may share a name (hosted mode)
+    name = name or best_shipped_classifier(dataset)
+    info = find(name)
+    data = load_dataset(dataset)
+    check_classes(info.meta, data)
+    # By file, not name: two visitors' runs may share a name (hosted mode); and by data set: its real images
+    # are the judge's yardstick.
+    key = (str(info.weights_path), version(dataset))
     with _cache_lock:
-        if path not in _judges:
-            _judges[path] = Judge(load(name)[0], load_mnist())
-        return _judges[path]
+        if key not in _judges:
+            _judges[key] = Judge(load(name)[0], data)
+        return _judges[key]
 
 
 def work_gan(spec, reporter: Reporter) -> dict:
     """A GAN run, its judge loading beside the first batches; saved where the GAN page finds it."""
-    from .data import load_mnist
+    from .datasets import load as load_dataset
     from .gan import BackgroundJudge, default_run_name, save_gan_run, train_gan
 
     try:
         config = _gan_config(spec.config)
         name = spec.name or default_run_name()
-        mnist = load_mnist()
+        mnist = load_dataset(config.dataset)
         judge = None
         if spec.config.get("judge", "") is not None:
             judge = BackgroundJudge(
-                lambda: gan_judge(spec.config.get("judge")),
+                lambda: gan_judge(spec.config.get("judge"), config.dataset),
                 reporter.stop,
                 on_wait=lambda: reporter.stage(
                     "waiting for the judge (the classifier that scores the samples) to load"
@@ -554,8 +585,11 @@ def _transfer_config(config: dict):
 def prepare_transfer(config: dict, limits) -> dict:
     import math
 
+    from .datasets import info as dataset_info
+
     transfer_config = _transfer_config(config)
     transfer_config.validate()
+    dataset_info(transfer_config.dataset)  # DataError (a ValueError) names a data set that is not there
     epoch_cap(limits, math.ceil(transfer_config.steps * transfer_config.batch_size / 60_000), TRANSFER_EPOCH)
     if not getattr(limits, "downloads", True) and transfer_config.backbone not in ("fashion_cnn", "efficientnet_lite0"):
         # the work would download weights missing from the torch hub cache: refused here, before any download
@@ -613,14 +647,17 @@ def backbone(name: str):
 
 
 def work_transfer(spec, reporter: Reporter) -> dict:
-    from .data import load_mnist
+    from .datasets import load as load_dataset
     from .transfer import run_transfer
 
     try:
         config = _transfer_config(spec.config)
         reporter.stage(f"loading the {config.backbone} backbone")
         results = run_transfer(
-            config, load_mnist(), backbone(config.backbone) if config.arms != ("scratch",) else None, reporter
+            config,
+            load_dataset(config.dataset),
+            backbone(config.backbone) if config.arms != ("scratch",) else None,
+            reporter,
         )
     except Exception as exc:  # noqa: BLE001 - a backbone that cannot load, a device that is not there...
         return _failed(exc)
@@ -649,6 +686,9 @@ def prepare_embed(config: dict, limits) -> dict:
     import math
 
     from .checkpoints import find
+    from .datasets import check_classes
+    from .datasets import info as dataset_info
+    from .embed import EmbeddingError
 
     spec = _embed_spec(config)
     spec.validate()
@@ -660,8 +700,13 @@ def prepare_embed(config: dict, limits) -> dict:
             "max_map_points",
         )
     epoch_cap(limits, math.ceil(spec.points / 10_000), EMBED_EPOCH)
+    data = dataset_info(spec.dataset)  # DataError (a ValueError) names a data set that is not there
+    if spec.points > data.train_size + data.test_size:
+        raise EmbeddingError(
+            f"{data.title} has {data.train_size + data.test_size:,} images; map at most that many, not {spec.points:,}"
+        )
     if spec.source != "pixels":
-        find(spec.source)  # CheckpointError (a ValueError) names a source that is not there
+        check_classes(find(spec.source).meta, data)  # CheckpointError names a source that is not there
     return dataclasses.asdict(spec)
 
 
@@ -684,7 +729,7 @@ class ProgressView:
 def work_embed(spec, reporter: Reporter) -> dict:
     """One map, saved in the map cache (under the key the Embeddings page looks for) and returned."""
     from .checkpoints import load
-    from .data import load_mnist
+    from .datasets import load as load_dataset
     from .embed import EmbedStopped, cache_key, compute, save_cached, source_version
 
     try:
@@ -692,7 +737,7 @@ def work_embed(spec, reporter: Reporter) -> dict:
         reporter.stage("loading")
         model = None if embed_spec.source == "pixels" else load(embed_spec.source)[0]
         key = cache_key(embed_spec, source_version(embed_spec.source))
-        result = compute(embed_spec, load_mnist(), model, reporter)
+        result = compute(embed_spec, load_dataset(embed_spec.dataset), model, reporter)
         save_cached(result, key)
     except EmbedStopped as exc:
         return {"status": STOPPED, "message": f"{exc}; nothing was saved"}

@@ -377,7 +377,9 @@ def cached_features(
     digits), so the next run starts from there, and raises TransferStopped.
     """
     directory = directory or features_dir()
-    path = directory / f"{backbone.info.name}-{backbone.version}.safetensors"
+    # MNIST's features keep the file name they had before there were other data sets.
+    of_data = "" if mnist.name == "mnist" else f"-{mnist.sha256[:16]}"
+    path = directory / f"{backbone.info.name}-{backbone.version}{of_data}.safetensors"
     order = balanced_order(mnist.train_labels)
     started = time.perf_counter()
     with _cache_lock:  # two sessions asking for the same backbone compute it once
@@ -457,6 +459,11 @@ class TransferConfig:
     batch_size: int = setting(128, "Images per step.", label="batch size", min=1)
     lr: float = setting(1e-3, "Adam's learning rate.", label="learning rate", above=0)
     seed: int = setting(0, "Fixes the head's initial weights and the data order.", min=0, max=2**32 - 1)
+    dataset: str = setting(
+        "mnist",
+        "The data set the head learns: mnist, fashion-mnist or own:NAME for one you imported.",
+        label="data set",
+    )
     arms: tuple[str, ...] = setting(
         help="Of: frozen, unfrozen (last block trained too), scratch.",
         label="arm",

@@ -196,7 +196,7 @@ try:
     arms = build_arms(base, dimension, values, **options)
     seeds, parallel = run_controls()
     # Everything is checked here, before Start: settings, each network's shapes, memory, the names.
-    specs = plan(base, arms, seeds, name, len(resources.device_data().train))
+    specs = plan(base, arms, seeds, name)
 except (CompareError, ConfigError, ModelError) as exc:
     problem = str(exc)
     seeds, parallel = [0], 1

@@ -204,7 +204,7 @@ from mnist_core.train import TrainConfig
 data = DeviceData(load_mnist(), device="cpu")
 base = TrainConfig(arch="cnn", model={"channels": [8, 16]}, batch_size=64, max_batches=15, record=False)
 specs = plan(base, [Arm("first", {}), Arm("second", {})], [0], "timing")
-outcomes = run_comparison(specs, data, Reporter(), sys.argv[2])
+outcomes = run_comparison(specs, lambda config: data, Reporter(), sys.argv[2])
 print(json.dumps([[o["status"], o["seconds"], o["warmup"]] for o in outcomes]))
 """
 

@@ -133,7 +133,7 @@ def test_stop_ends_a_job_while_its_judge_is_still_loading(runs, runner, monkeypa
 
     release = threading.Event()
 
-    def slow_judge(name=None):  # a judge that takes as long as the test wants
+    def slow_judge(name=None, dataset="mnist"):  # a judge that takes as long as the test wants
         release.wait(60)
         raise RuntimeError("released")
 
