@@ -26,9 +26,9 @@ def _builtin_data(key: str) -> DeviceData:
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading your data set...")
-def _own_data(key: str, folder: str, described: float) -> DeviceData:
-    """A visitor's imported set, keyed by its folder (two visitors' sets may share a name) and its description's
-    time (a set imported again is read again); at most four kept, as visitors may bring many."""
+def _own_data(key: str, version: tuple[str, int]) -> DeviceData:
+    """A visitor's imported set, keyed by its folder (two visitors' sets may share a name) and when it was imported
+    (a set imported again is read again); at most four kept, as visitors may bring many."""
     return DeviceData(datasets.load(key), device="auto")
 
 
@@ -37,8 +37,7 @@ def device_data(key: str = datasets.MNIST) -> DeviceData:
     chosen = datasets.info(key)
     if not chosen.own:
         return _builtin_data(chosen.key)
-    description = chosen.folder / datasets.DESCRIPTION_FILE
-    return _own_data(chosen.key, str(chosen.folder), description.stat().st_mtime if description.exists() else 0.0)
+    return _own_data(chosen.key, datasets.version(chosen.key))
 
 
 def _release(runner: Runner) -> None:
