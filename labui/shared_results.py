@@ -61,11 +61,12 @@ def _embedding_memory() -> SharedMemory:
     return SharedMemory(max_entries=32)
 
 
-def cached_embedding(key: str) -> Embedding | None:
-    """A map computed before: from memory, else from the disk cache, else from the ones shipped with the lab."""
+def cached_embedding(key: str, dataset: str = MNIST) -> Embedding | None:
+    """A map computed before: from memory, else from the disk cache, else from the ones shipped with the lab.
+    The key already tells data sets apart (embed.cache_key); dataset gives the map's labels."""
 
     def from_disk():
-        return find_cached(key, all_labels(device_data().mnist))
+        return find_cached(key, all_labels(device_data(dataset).mnist))
 
     return _embedding_memory().get_or_compute(key, from_disk)
 

@@ -143,3 +143,13 @@ def test_draw_reads_digits_and_offers_the_way_back_to_mnist(runs):
     at.button(key="draw.to_mnist").click().run()
     assert not at.exception and at.session_state["dataset"] == datasets.MNIST
     assert data_set_box(at).value == datasets.MNIST
+
+
+def test_an_embedding_of_fashion_mnist_names_its_classes_in_the_legend(runs):
+    at = page("pages/2_Embeddings.py", datasets.FASHION).run()
+    at.selectbox(key="emb.method").set_value("pca").run()
+    at.number_input(key="emb.points").set_value(1000).run()
+    assert not at.exception, [e.message for e in at.exception]
+    figure = next(c.proto.spec for c in at.get("plotly_chart") if "images (raw pixels)" in c.proto.spec)
+    assert '"name":"Sneaker"' in figure.replace(" ", "") and "Ankle boot" in figure
+    assert any("Click a point to see that image here" in c.value for c in at.caption)
