@@ -153,3 +153,13 @@ def test_an_embedding_of_fashion_mnist_names_its_classes_in_the_legend(runs):
     figure = next(c.proto.spec for c in at.get("plotly_chart") if "images (raw pixels)" in c.proto.spec)
     assert '"name":"Sneaker"' in figure.replace(" ", "") and "Ankle boot" in figure
     assert any("Click a point to see that image here" in c.value for c in at.caption)
+
+
+def test_compare_trains_on_the_active_data_set_and_can_vary_it(runs):
+    at = page("pages/9_Compare.py", datasets.FASHION).run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert any("Every arm trains on **Fashion-MNIST**" in c.value for c in at.caption)
+    assert '"dataset": "fashion-mnist"' in at.json[0].proto.body  # the base setup every arm starts from
+    at.selectbox(key="compare.dimension").set_value("dataset").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any(c.value.startswith("2 runs: MNIST, Fashion-MNIST x seeds") for c in at.caption)
