@@ -1,6 +1,7 @@
 """The data set choice on every page: the sidebar's "Data set" box, class names where digits' labels were, the
 checkpoints of the data set's classes only, and a checkpoint of other classes refused with a message."""
 
+import json
 import shutil
 from pathlib import Path
 
@@ -163,3 +164,23 @@ def test_compare_trains_on_the_active_data_set_and_can_vary_it(runs):
     at.selectbox(key="compare.dimension").set_value("dataset").run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert any(c.value.startswith("2 runs: MNIST, Fashion-MNIST x seeds") for c in at.caption)
+
+
+def test_a_data_set_of_ones_own_is_offered_by_its_title_and_drawn_with_its_class_names(runs):
+    """An imported set (as mnist_core.uploads leaves one: IDX files and a dataset.json in runs/datasets/NAME);
+    here Fashion-MNIST's files under names of one's own."""
+    folder = runs / "datasets" / "wardrobe"
+    folder.mkdir(parents=True)
+    for path in datasets.fashion_dir().iterdir():
+        if path.name != "LICENSE":
+            shutil.copy(path, folder / path.name)
+    names = ["top", "trousers", "jumper", "dress", "coat", "sandal", "shirt", "trainer", "bag", "boot"]
+    (folder / "dataset.json").write_text(
+        json.dumps({"title": "My wardrobe", "class_names": names, "train": 60_000, "test": 10_000})
+    )
+    at = page("pages/1_Data.py").run()
+    assert data_set_box(at).options == ["MNIST", "Fashion-MNIST", "My wardrobe"]
+    data_set_box(at).set_value("own:wardrobe").run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert "trainer" in page_text(at) and at.session_state["dataset"] == "own:wardrobe"
+    assert any(c.value.startswith("Mean of dress minus mean of bag") for c in at.caption)
