@@ -1,4 +1,5 @@
-"""Command line: python -m mnist_core train | eval | list | presets | export | gan | compare | transfer | embed | scratch.
+"""Command line: python -m mnist_core train | eval | list | presets | export | gan | compare | transfer | embed | scratch
+| dataset.
 
 Every option is checked before training starts, and every refusal is one line and exit status 2:
 a run that trained for an hour must not be lost to a bad --out or --name found at the end.
@@ -18,6 +19,7 @@ from tqdm import tqdm
 
 from .checkpoints import CheckpointError, CheckpointExistsError, load, runs_dir, save, scan, validate_name
 from .data import DataError, DeviceData, load_mnist, pick_device
+from .dataset_cli import add_dataset_parser, cmd_dataset
 from .datasets import MNIST, check_classes
 from .datasets import info as dataset_info
 from .datasets import load as load_dataset
@@ -114,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_gan_parser(sub)
     add_job_parsers(sub)
     add_scratch_parser(sub)
+    add_dataset_parser(sub)
     sub.add_parser("list", help="table of the available checkpoints")
     sub.add_parser("presets", help="the named training recipes")
     return parser
@@ -312,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         "transfer": cmd_transfer,
         "embed": cmd_embed,
         "scratch": cmd_scratch,
+        "dataset": cmd_dataset,
     }[args.command]
     try:
         return command(args)

@@ -76,6 +76,12 @@ def read_idx(path: str | Path) -> np.ndarray:
         raise DataError(f"{path}: file not found") from None
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise DataError(f"{path}: not a readable gzip file ({exc}); the file is truncated or corrupted") from None
+    return parse_idx(raw, path)
+
+
+def parse_idx(raw: bytes, path: str | Path) -> np.ndarray:
+    """An IDX file's bytes (already unzipped) as a uint8 array, checking its header against its size; path names
+    it in messages (a file, or a member of an uploaded zip, which is never written to disk)."""
     if len(raw) < 4:
         raise DataError(f"{path}: only {len(raw)} bytes; an IDX file starts with a 4-byte magic number")
     zero, dtype_code, ndim = int.from_bytes(raw[:2], "big"), raw[2], raw[3]

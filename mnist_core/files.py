@@ -10,7 +10,9 @@ last rename wins, where a shared ".tmp" name would let one rename the other's ha
 fail to find its own.
 
 Saves of several files that must match (a checkpoint's weights and JSON) stage them all first and
-rename them in the order their reader relies on (StagedFiles).
+rename them in the order their reader relies on (StagedFiles). A folder of files that belong together (an
+imported data set) is built whole in a temporary folder beside its final name, then renamed into place
+(temporary_folder_beside, move_folder_into_place).
 """
 
 from __future__ import annotations
@@ -175,6 +177,75 @@ class StagedFiles:
         self._staged.clear()
         for folder in self._folders:
             _fsync_folder(folder)
+
+
+# ---------------------------------------------------------------- whole folders (an imported data set)
+
+
+def temporary_folder_beside(path: Path) -> Path:
+    """A new, empty folder ".<final name>.<pid>.<random>.tmp" beside path, to build a folder in before
+    move_folder_into_place: a dot name (listings skip it) with the writer's pid, like temporary_beside's files."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=TEMP_SUFFIX))
+
+
+def move_folder_into_place(staged: Path, target: Path, replace: bool = False) -> None:
+    """Rename a folder built beside target (temporary_folder_beside) onto target: a reader sees no folder or the
+    whole one, never a half-written one. FileExistsError when target exists and replace is False.
+
+    With replace, the old folder is first renamed aside (onto an empty temporary folder: a folder can only be
+    renamed onto an empty one), then removed: between the two renames target is briefly absent, never partial.
+    """
+    if not replace:
+        if target.exists():
+            raise FileExistsError(target)
+        try:
+            os.rename(staged, target)  # onto a folder made meanwhile by another writer: refused (not empty)
+        except OSError as exc:
+            if target.exists():
+                raise FileExistsError(target) from exc
+            raise
+        _fsync_folder(target.parent)
+        return
+    aside = temporary_folder_beside(target)
+    try:
+        os.replace(target, aside)
+    except FileNotFoundError:  # nothing to replace
+        aside.rmdir()
+        aside = None
+    except BaseException:
+        aside.rmdir()
+        raise
+    try:
+        os.replace(staged, target)
+    except BaseException:
+        if aside is not None:  # put the old folder back
+            os.replace(aside, target)
+        raise
+    _fsync_folder(target.parent)
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+def remove_folder(target: Path) -> None:
+    """Remove a folder so that no reader sees it half deleted: renamed aside first (atomic), then deleted."""
+    aside = temporary_folder_beside(target)
+    try:
+        os.replace(target, aside)
+    except BaseException:  # no such folder, or not a folder
+        aside.rmdir()
+        raise
+    _fsync_folder(target.parent)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def remove_stale_temporary_folders(folder: Path, now: float | None = None) -> None:
+    """The folders of temporary_folder_beside left by writers that died (kill -9 mid-import): removed."""
+    now = time.time() if now is None else now
+    for tmp in temporaries_in(folder):
+        with contextlib.suppress(OSError):
+            if tmp.is_dir() and (not writer_alive(tmp) or now - tmp.stat().st_mtime > STALE_TEMP_S):
+                shutil.rmtree(tmp)
 
 
 # ---------------------------------------------------------------- leftovers of writers that died
