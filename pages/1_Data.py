@@ -1,6 +1,8 @@
 """Data: the active data set's images (MNIST's digits by default), their counts, pixel statistics, class means and
 differences, each class by its name."""
 
+import io
+
 import numpy as np
 import plotly.express as px
 import plotly.graph_objects as go
@@ -9,11 +11,12 @@ import streamlit as st
 st.set_page_config(page_title="Data · MNIST Lab", page_icon="🔢", layout="wide")
 
 from labui import resources  # noqa: E402
-from labui.data_choice import active_dataset, items  # noqa: E402
+from labui.data_choice import active_dataset, items, set_dataset  # noqa: E402
 from labui.images import digit_grid_html  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
-from mnist_core import explore  # noqa: E402
+from mnist_core import explore, uploads  # noqa: E402
 from mnist_core.data import tile  # noqa: E402
+from mnist_core.owners import QuotaExceeded  # noqa: E402
 
 # A minus B: positive (A has more ink) at the top of the scale. Plotly's "RdBu" runs red to blue from the
 # bottom up, which coloured A's ink blue; reversed, red is A's ink as the caption says.
@@ -45,6 +48,69 @@ def sample_grid(key: str, version: str, split: str, label: int | None, count: in
     indices = explore.sample_indices(mnist, split, label, count, seed)
     titles = [f"#{i}: {mnist.class_names[int(labels[i])]}" for i in indices]
     return digit_grid_html(images[indices].numpy(), titles=titles), len(indices)
+
+
+FITS = {
+    "centre": "centre the ink, as MNIST's digits (drawings, symbols)",
+    "whole": "the whole image (photos of objects)",
+}
+
+
+def upload_preview(upload, fit: str):
+    """uploads.preview of this upload, once per file and fit (a rerun must not read the zip again)."""
+    key = ("data.preview", upload.file_id, fit)
+    if key not in st.session_state:
+        st.session_state[key] = uploads.preview(io.BytesIO(upload.getvalue()), fit=fit)
+    return st.session_state[key]
+
+
+def bring_your_own() -> None:
+    """Upload a zip of class folders (cat/001.png) or of MNIST's four IDX files, see what it becomes, import it."""
+    st.caption(
+        f"A zip with one folder of images per class ({uploads.EXAMPLE.split('e.g. ')[-1]}; {uploads.IMAGE_KINDS}), "
+        "or the four IDX files with an optional classes.txt. Images become 28x28 gray, white on black. Up to "
+        f"{uploads.MAX_IMAGES:,} images and {uploads.MAX_BYTES // 2**20} MB. The set is yours: it appears in the "
+        "sidebar's Data set box, and every page can train and test on it."
+    )
+    if done := st.session_state.pop("data.imported", None):
+        st.success(done)
+    upload = st.file_uploader("Zip file", type=["zip"], key="data.upload")
+    if upload is None:
+        return
+    c1, c2 = st.columns([1, 2])
+    name = c1.text_input("Name", value=upload.name.rsplit(".", 1)[0], key="data.upload_name")
+    fit = c2.radio("Fit into 28x28", list(FITS), format_func=FITS.get, horizontal=True, key="data.upload_fit")
+    try:
+        names, grid, counts, skipped = upload_preview(upload, fit)
+    except uploads.UploadError as exc:
+        st.error(f"This zip cannot become a data set: {exc}")
+        return
+    st.write(
+        f"**{len(names)} classes**, {sum(counts):,} images: " + ", ".join(f"{n}: {c:,}" for n, c in zip(names, counts))
+    )
+    st.image(
+        tile(grid.reshape(-1, 28, 28), columns=grid.shape[1]),
+        caption="The first images of each class, one row per class, as they will be stored",
+    )
+    if skipped:
+        st.caption(f"{len(skipped)} file(s) will be skipped, e.g. {skipped[0]['file']}: {skipped[0]['why']}")
+    if st.button("Import", type="primary", key="data.import"):
+        bar = st.progress(0.0, text="Converting the images...")
+        try:
+            report = uploads.import_dataset(
+                io.BytesIO(upload.getvalue()),
+                name,
+                fit=fit,
+                progress=lambda done, total: bar.progress(done / max(total, 1), text=f"{done:,} of {total:,} images"),
+            )
+        except (uploads.UploadError, QuotaExceeded, OSError) as exc:  # what was wrong and what to do
+            bar.empty()
+            st.error(f"Not imported: {exc}")
+            return
+        bar.empty()
+        set_dataset(f"own:{report.name}")
+        st.session_state["data.imported"] = f"Imported {report.summary()}. It is now the active data set."
+        st.rerun()
 
 
 def heatmap(image: np.ndarray, colorscale: str = "gray", zmid: float | None = None) -> go.Figure:
@@ -150,3 +216,6 @@ fig.update_layout(
 )
 st.plotly_chart(fig)
 st.caption("Black pixels (0) are left out: they are most of every image and would flatten the curves.")
+
+st.subheader("Bring your own data set")
+bring_your_own()
