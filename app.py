@@ -7,6 +7,7 @@ import torch
 st.set_page_config(page_title="MNIST Lab", page_icon="🔢", layout="wide")
 
 from labui import catalog, errors, resources, visitor  # noqa: E402
+from labui.data_choice import active_dataset  # noqa: E402
 from labui.images import upscale  # noqa: E402
 from labui.navigation import app_pages, page_files, page_label, run_in_app  # noqa: E402
 from labui.sidebar import hosted_limits, sidebar  # noqa: E402
@@ -74,23 +75,26 @@ def home() -> None:
         not_ready(status)
     if not status.mnist_loaded:
         return
-    data = resources.device_data()
-    mnist = data.mnist
-    st.subheader("The data set")
+    dataset = active_dataset()
+    mnist = resources.active_data().mnist
+    names = mnist.class_names
+    st.subheader(f"The data set: {dataset.title}")
     text, picture = st.columns([1, 1])
     text.write(
-        f"**{len(mnist.train_labels):,}** training and **{len(mnist.test_labels):,}** test images, "
-        f"28 x 28 grey levels; pixel mean {mnist.mean:.4f}, std {mnist.std:.4f}."
+        f"{dataset.description[0].upper()}{dataset.description[1:]}: **{len(mnist.train_labels):,}** training and "
+        f"**{len(mnist.test_labels):,}** test images, 28 x 28 grey levels; pixel mean {mnist.mean:.4f}, "
+        f"std {mnist.std:.4f}. Choose another data set in the sidebar: every page follows."
     )
-    counts = torch.bincount(mnist.train_labels, minlength=10).tolist()
-    text.caption("Training images per class: " + ", ".join(f"{d}: {c:,}" for d, c in enumerate(counts)))
-    first_of_each = [int((mnist.train_labels == d).nonzero()[i]) for i in range(4) for d in range(10)]
+    counts = torch.bincount(mnist.train_labels, minlength=len(names)).tolist()
+    text.caption("Training images per class: " + ", ".join(f"{names[c]}: {n:,}" for c, n in enumerate(counts)))
+    present = [c for c in range(len(names)) if counts[c] >= 4]  # a set of one's own may have tiny classes
+    first_of_each = [int((mnist.train_labels == c).nonzero()[i]) for i in range(4) for c in present]
     picture.image(
-        upscale(tile(mnist.train_images[first_of_each], columns=10), 4),
+        upscale(tile(mnist.train_images[first_of_each], columns=len(present)), 4),
         width="stretch",
-        caption="The first four training digits of each class",
+        caption=f"The first four training images of each class: {', '.join(names[c] for c in present)}",
     )
-    st.subheader("Checkpoints")  # the full width: the table has eight columns
+    st.subheader("Checkpoints")  # the full width: the table has nine columns
     infos = catalog.checkpoints()
     if infos:
         st.dataframe(
@@ -99,6 +103,7 @@ def home() -> None:
             width="stretch",
             column_order=[
                 "name",
+                "data set",
                 "source",
                 "architecture",
                 "params",

@@ -1,4 +1,5 @@
-"""The checkpoints the app offers: listed, the session's active one, each loaded once per weights version."""
+"""The checkpoints the app offers: listed, those of the active data set's classes, the session's active one per data
+set, each loaded once per weights version."""
 
 from __future__ import annotations
 
@@ -6,11 +7,15 @@ from pathlib import Path
 
 import streamlit as st
 
+from mnist_core import datasets
 from mnist_core.checkpoints import CheckpointInfo, UnreadableCheckpoint, list_checkpoints, load, scan
-from mnist_core.data import pick_device
+from mnist_core.data import DataError, pick_device
+from mnist_core.datasets import DatasetInfo
 from mnist_core.embed import file_digest
 
-ACTIVE_KEY = "active_checkpoint"
+from .data_choice import active_dataset
+
+ACTIVE_KEY = "active_checkpoint"  # MNIST's active checkpoint; another data set's is ACTIVE_KEY:<its key>
 
 
 def checkpoints() -> list[CheckpointInfo]:
@@ -29,18 +34,49 @@ def best_shipped(infos: list[CheckpointInfo]) -> str | None:
     return max(pool, key=lambda i: i.meta["test_accuracy"]).name if pool else None
 
 
-def active_checkpoint(infos: list[CheckpointInfo] | None = None) -> CheckpointInfo | None:
-    infos = infos if infos is not None else checkpoints()
-    by_name = {i.name: i for i in infos}
-    name = st.session_state.get(ACTIVE_KEY)
+def for_dataset(infos: list[CheckpointInfo], dataset: DatasetInfo | None = None) -> list[CheckpointInfo]:
+    """The checkpoints trained on the data set's classes (the active data set's by default)."""
+    dataset = dataset or active_dataset()
+    return [i for i in infos if datasets.same_classes(i.meta, dataset)]
+
+
+def usable_checkpoints(dataset: DatasetInfo | None = None) -> list[CheckpointInfo]:
+    return for_dataset(checkpoints(), dataset)
+
+
+def active_key(dataset: DatasetInfo) -> str:
+    return ACTIVE_KEY if dataset.key == datasets.MNIST else f"{ACTIVE_KEY}:{dataset.key}"
+
+
+def active_checkpoint(infos: list[CheckpointInfo] | None = None, dataset: DatasetInfo | None = None):
+    """The session's active checkpoint for the data set (the active one by default): the one chosen for it, else its
+    most accurate shipped one, else its most accurate; None when nothing was trained on its classes."""
+    dataset = dataset or active_dataset()
+    usable = for_dataset(infos if infos is not None else checkpoints(), dataset)
+    by_name = {i.name: i for i in usable}
+    key = active_key(dataset)
+    name = st.session_state.get(key)
     if name not in by_name:
-        name = best_shipped(infos)
-        st.session_state[ACTIVE_KEY] = name
+        name = best_shipped(usable)
+        st.session_state[key] = name
     return by_name.get(name)
 
 
-def set_active(name: str) -> None:
-    st.session_state[ACTIVE_KEY] = name
+def set_active(name: str, dataset: DatasetInfo | None = None) -> None:
+    st.session_state[active_key(dataset or active_dataset())] = name
+
+
+def refusal(info: CheckpointInfo, dataset: DatasetInfo | None = None) -> str | None:
+    """Why this checkpoint cannot be evaluated on the data set (check_classes' words), or None when it can."""
+    try:
+        datasets.check_classes(info.meta, dataset or active_dataset())
+    except DataError as exc:
+        return str(exc)
+    return None
+
+
+def none_for(dataset: DatasetInfo) -> str:
+    return f"No checkpoint trained on {dataset.title} yet: train one on the Train page."
 
 
 def checkpoint_rows(infos: list[CheckpointInfo]) -> list[dict]:
@@ -48,6 +84,7 @@ def checkpoint_rows(infos: list[CheckpointInfo]) -> list[dict]:
     return [
         {
             "name": i.name,
+            "data set": datasets.recorded_title(i.meta),
             "source": i.source,
             "architecture": i.meta["arch"],
             "params": i.meta.get("effective_params", i.meta.get("params")),  # pruned weights do not count

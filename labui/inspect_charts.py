@@ -135,9 +135,22 @@ def flow_lines(
     return fig
 
 
-def confusion_figure(confusion: np.ndarray) -> go.Figure:
+def _class_axis(names: list[str], title: str, reverse: bool = False) -> dict:
+    """Class numbers as positions (a click answers with them), class names as the tick labels."""
+    n = len(names)
+    return {
+        "title": title,
+        "tickvals": list(range(n)),
+        "ticktext": names,
+        "range": [n - 0.4, -0.6] if reverse else [-0.6, n - 0.4],
+    }
+
+
+def confusion_figure(confusion: np.ndarray, names: list[str] | None = None) -> go.Figure:
     """Squares as scatter points, so a click selects a cell (heatmap cells cannot be selected)."""
-    true, predicted = np.meshgrid(range(10), range(10), indexing="ij")
+    n = len(confusion)
+    names = names or [str(i) for i in range(n)]
+    true, predicted = np.meshgrid(range(n), range(n), indexing="ij")
     counts = confusion.ravel()
     off = true.ravel() != predicted.ravel()
     colour = np.where(off, np.log1p(counts), np.nan)  # the diagonal would swamp the colour scale
@@ -147,7 +160,7 @@ def confusion_figure(confusion: np.ndarray) -> go.Figure:
             y=true.ravel(),
             mode="markers+text",
             text=counts,
-            customdata=np.stack([true.ravel(), predicted.ravel()], 1),
+            customdata=np.stack([np.array(names)[true.ravel()], np.array(names)[predicted.ravel()]], 1),
             marker={
                 "symbol": "square",
                 "size": 34,
@@ -156,7 +169,7 @@ def confusion_figure(confusion: np.ndarray) -> go.Figure:
                 "line": {"width": np.where(off, 0, 2), "color": "#4c78a8"},
             },
             textfont={"size": 11},
-            hovertemplate="true %{y}, read as %{x}: %{text}<extra></extra>",
+            hovertemplate="true %{customdata[0]}, read as %{customdata[1]}: %{text}<extra></extra>",
         )
     )
     fig.update_layout(
@@ -164,8 +177,8 @@ def confusion_figure(confusion: np.ndarray) -> go.Figure:
         width=520,
         title="Confusion matrix (click a cell)",
         margin={"t": 40, "b": 10},
-        xaxis={"title": "predicted", "dtick": 1, "range": [-0.6, 9.6]},
-        yaxis={"title": "true", "dtick": 1, "range": [9.6, -0.6]},
+        xaxis=_class_axis(names, "predicted"),
+        yaxis=_class_axis(names, "true", reverse=True),
         clickmode="event+select",
     )
     return fig
@@ -181,7 +194,7 @@ def reliability_figure(cal: Calibration) -> go.Figure:
                 width=cal.edges[1] - cal.edges[0],
                 name="accuracy in bin",
                 customdata=cal.counts,
-                hovertemplate="confidence %{x:.2f}: accuracy %{y:.1%} (%{customdata} digits)<extra></extra>",
+                hovertemplate="confidence %{x:.2f}: accuracy %{y:.1%} (%{customdata} images)<extra></extra>",
             ),
             go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration", line={"dash": "dot"}),
         ]
@@ -207,12 +220,13 @@ def per_class_ticks(accuracy: np.ndarray) -> dict:
     return {"range": [floor, 1.0], "tick0": floor, "dtick": step, "tickformat": ".1%" if step < 0.01 else ".0%"}
 
 
-def per_class_figure(accuracy: np.ndarray, overall: float) -> go.Figure:
-    fig = go.Figure(go.Bar(x=list(range(10)), y=accuracy, hovertemplate="class %{x}: %{y:.2%}<extra></extra>"))
+def per_class_figure(accuracy: np.ndarray, overall: float, names: list[str] | None = None) -> go.Figure:
+    names = names or [str(i) for i in range(len(accuracy))]
+    fig = go.Figure(go.Bar(x=names, y=accuracy, hovertemplate="class %{x}: %{y:.2%}<extra></extra>"))
     fig.update_layout(
         height=260,
         title=f"Per-class accuracy (overall {overall:.2%})",
-        xaxis={"dtick": 1},
+        xaxis={"type": "category"},
         yaxis=per_class_ticks(accuracy),
         margin={"t": 40, "b": 10},
     )
@@ -224,7 +238,7 @@ def reliability_caption(cal: Calibration, name: str) -> str:
     gap = cal.mean_confidence - cal.accuracy_overall
     general = (
         "A calibrated model that says 90% is right 90% of the time: its bars sit on the dotted line. "
-        "Expected calibration error is the digit-weighted gap between bars and line. "
+        "Expected calibration error is the image-weighted gap between bars and line. "
     )
     said = f"on average it says {cal.mean_confidence:.2%} and is right {cal.accuracy_overall:.2%} of the time"
     if abs(gap) < 0.001:

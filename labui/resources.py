@@ -1,5 +1,5 @@
-"""The server's process-wide resources, made once and shared by every session: MNIST on the device, the job
-runner, the device's name, the UMAP warm-up."""
+"""The server's process-wide resources, made once and shared by every session: each data set on the device, the
+job runner, the device's name, the UMAP warm-up."""
 
 from __future__ import annotations
 
@@ -10,15 +10,34 @@ import time
 import streamlit as st
 import torch
 
-from mnist_core.data import DeviceData, load_mnist, pick_device
+from mnist_core import datasets
+from mnist_core.data import DataError, DeviceData, pick_device
 from mnist_core.embed import warm_up
 from mnist_core.host import settings as host_settings
 from mnist_core.runner import Runner
 
+from .data_choice import active_dataset
 
-@st.cache_resource(show_spinner="Loading MNIST...")
-def device_data() -> DeviceData:
-    return DeviceData(load_mnist(), device="auto")
+
+@st.cache_resource(show_spinner="Loading the data set...")
+def _builtin_data(key: str) -> DeviceData:
+    """MNIST and Fashion-MNIST: each loaded once per server and kept (MNIST exactly as before: one load, shared)."""
+    return DeviceData(datasets.load(key), device="auto")
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading your data set...")
+def _own_data(key: str, version: tuple[str, int]) -> DeviceData:
+    """A visitor's imported set, keyed by its folder (two visitors' sets may share a name) and when it was imported
+    (a set imported again is read again); at most four kept, as visitors may bring many."""
+    return DeviceData(datasets.load(key), device="auto")
+
+
+def device_data(key: str = datasets.MNIST) -> DeviceData:
+    """A data set's splits on the device, loaded once per server (DataError when its files cannot be read)."""
+    chosen = datasets.info(key)
+    if not chosen.own:
+        return _builtin_data(chosen.key)
+    return _own_data(chosen.key, datasets.version(chosen.key))
 
 
 def _release(runner: Runner) -> None:
@@ -64,3 +83,14 @@ def _umap_warm_up_thread() -> threading.Thread:
     thread = threading.Thread(target=work, name="umap-warm-up", daemon=True)
     thread.start()
     return thread
+
+
+def active_data() -> DeviceData:
+    """The session's data set on the device; a data set whose files cannot be read is an error on the page (what
+    is wrong and what to do, from the reader), and the page stops there."""
+    dataset = active_dataset()
+    try:
+        return device_data(dataset.key)
+    except DataError as exc:
+        st.error(f"{dataset.title} cannot be loaded: {exc}")
+        st.stop()

@@ -10,6 +10,7 @@ import streamlit as st
 
 from mnist_core import evaluation
 from mnist_core.checkpoints import SHIPPED_DIR, CheckpointInfo, shared_runs_dir
+from mnist_core.datasets import MNIST
 from mnist_core.embed import Embedding, all_labels, find_cached
 
 from .catalog import load_checkpoint, weights_digest
@@ -60,11 +61,12 @@ def _embedding_memory() -> SharedMemory:
     return SharedMemory(max_entries=32)
 
 
-def cached_embedding(key: str) -> Embedding | None:
-    """A map computed before: from memory, else from the disk cache, else from the ones shipped with the lab."""
+def cached_embedding(key: str, dataset: str = MNIST) -> Embedding | None:
+    """A map computed before: from memory, else from the disk cache, else from the ones shipped with the lab.
+    The key already tells data sets apart (embed.cache_key); dataset gives the map's labels."""
 
     def from_disk():
-        return find_cached(key, all_labels(device_data().mnist))
+        return find_cached(key, all_labels(device_data(dataset).mnist))
 
     return _embedding_memory().get_or_compute(key, from_disk)
 
@@ -74,12 +76,19 @@ def _predictions_memory() -> SharedMemory:
     return SharedMemory(max_entries=16)  # 400 KB each
 
 
-def test_predictions(info: CheckpointInfo, progress=None) -> np.ndarray:
-    """The active checkpoint's softmax outputs on the test set, scored once per weights version for the whole
-    server: from memory, else from a file saved earlier (runs folder, or shipped beside the checkpoints), else
-    scored in small batches (progress(share done)) and saved for the next start."""
-    version = weights_digest(info)
-    test = device_data().test
+def predictions_version(weights_version: str, data) -> str:
+    """The name of a checkpoint's saved test outputs: its weights' digest on MNIST (as shipped), with the data set's
+    digest added on any other (two data sets may share their classes, as an imported set of digits does)."""
+    return weights_version if data.mnist.name == MNIST else f"{weights_version}.{data.mnist.sha256[:16]}"
+
+
+def test_predictions(info: CheckpointInfo, progress=None, dataset: str = MNIST) -> np.ndarray:
+    """The active checkpoint's softmax outputs on a data set's test split, scored once per weights version for the
+    whole server: from memory, else from a file saved earlier (runs folder, or shipped beside the checkpoints),
+    else scored in small batches (progress(share done)) and saved for the next start."""
+    data = device_data(dataset)
+    version = predictions_version(weights_digest(info), data)
+    test = data.test
 
     def score():
         for folder in (shared_runs_dir() / PREDICTIONS, SHIPPED_DIR / PREDICTIONS):  # server-wide, by weights digest

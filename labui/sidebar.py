@@ -1,4 +1,4 @@
-"""The sidebar every page shares: device, active checkpoint, this browser's live job of any kind."""
+"""The sidebar every page shares: data set, device, active checkpoint, this browser's live job of any kind."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from mnist_core.host import problem as host_problem
 from mnist_core.kinds import kind
 
 from . import catalog, live, resources, visitor
+from .data_choice import dataset_picker
 from .navigation import page_label, use_app_navigation
 
 
@@ -30,19 +31,24 @@ def sidebar() -> None:
     resources.umap_warm_up()  # so the first UMAP map a user asks for does not wait a minute for numba (not when hosted)
     infos, unreadable = catalog.checkpoints_and_unreadable()
     with st.sidebar:
+        dataset = dataset_picker()
         st.caption(f"Device: **{resources.device_label()}**")
-        active = catalog.active_checkpoint(infos)
-        if infos:
-            names = [i.name for i in infos]
-            labels = {i.name: checkpoint_label(i) for i in infos}
+        usable = catalog.for_dataset(infos, dataset)
+        active = catalog.active_checkpoint(usable, dataset)
+        if usable:
+            names = [i.name for i in usable]
+            labels = {i.name: checkpoint_label(i) for i in usable}
             choice = st.selectbox(
                 "Active checkpoint",
                 names,
                 index=names.index(active.name) if active else 0,
                 format_func=labels.get,
-                help="The model the inspecting and drawing pages use.",
+                help=f"The model the inspecting and drawing pages use; only those trained on {dataset.title}'s "
+                "classes are listed.",
             )
-            catalog.set_active(choice)
+            catalog.set_active(choice, dataset)
+        elif infos:
+            st.warning(catalog.none_for(dataset))
         else:
             st.warning("No checkpoints found: train one on the Train page.")
         if unreadable:

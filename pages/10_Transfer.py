@@ -7,6 +7,7 @@ st.set_page_config(page_title="Transfer · MNIST Lab", page_icon="🔁", layout=
 import dataclasses  # noqa: E402
 
 from labui import live, resources  # noqa: E402
+from labui.data_choice import active_dataset, items  # noqa: E402
 from labui.images import map_grid, upscale  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
 from labui.transfer_charts import transfer_curves  # noqa: E402
@@ -69,12 +70,12 @@ def pick_backbone() -> Backbone | None:
 def settings(backbone: Backbone) -> TransferConfig:
     c1, c2 = st.columns([1, 3])
     labels = c1.selectbox(
-        "Labelled digits",
+        f"Labelled {ITEMS}",
         list(BUDGETS),
         index=1,
         format_func=BUDGETS.get,
         key=key("labels"),
-        help="The first n of a class-balanced order: 100 means ten of each digit. The same digits for every arm.",
+        help=f"The first n of a class-balanced order: 100 means ten of each class. The same {ITEMS} for every arm.",
     )
     arms = c2.multiselect("Arms", list(ARMS), default=["frozen", "scratch"], format_func=ARMS.get, key=key("arms"))
     # The head's settings: labels, help and ranges from TransferConfig's fields, as the CLI's flags.
@@ -84,7 +85,7 @@ def settings(backbone: Backbone) -> TransferConfig:
             f"Unfreezing runs the {backbone.info.label} trunk on every training batch: on a CPU that takes "
             "minutes, not seconds."
         )
-    return TransferConfig(backbone=backbone.info.name, labels=labels, arms=tuple(arms), **values)
+    return TransferConfig(backbone=backbone.info.name, dataset=DATASET.key, labels=labels, arms=tuple(arms), **values)
 
 
 def start(config: TransferConfig) -> None:
@@ -139,8 +140,8 @@ def row(result) -> dict:
 
 
 def backbone_maps(backbone: Backbone) -> None:
-    mnist = resources.device_data().mnist
-    index = int(st.number_input("Test digit", 0, len(mnist.test_labels) - 1, value=0, key=key("digit")))
+    mnist = resources.device_data(DATASET.key).mnist
+    index = int(st.number_input(f"Test {ITEMS[:-1]}", 0, len(mnist.test_labels) - 1, value=0, key=key("digit")))
     x = backbone.prepare(mnist.test_images[index : index + 1])
     maps = feature_maps(backbone.network, x)
     if not maps:
@@ -150,7 +151,7 @@ def backbone_maps(backbone: Backbone) -> None:
     shown = x[0, 0].cpu().numpy()
     cols[0].image(
         upscale((shown - shown.min()) / max(float(shown.max() - shown.min()), 1e-6), 4),
-        caption=f"input ({backbone.info.input_size} px), label {int(mnist.test_labels[index])}",
+        caption=f"input ({backbone.info.input_size} px), label {DATASET.class_name(int(mnist.test_labels[index]))}",
     )
     for col, fmap, where in ((cols[1], maps[0], "first"), (cols[2], maps[-1], "last")):
         channels = fmap.maps[:32]
@@ -164,12 +165,21 @@ def backbone_maps(backbone: Backbone) -> None:
 
 sidebar()
 st.title("Transfer learning")
+DATASET = active_dataset()
+ITEMS = items(DATASET)  # "digits", or "images"
 st.write(
     "Take a network trained on something else, freeze it, and train only a new 10-class head on a few "
-    "labelled digits. Its features were learned elsewhere; do they help when labels are scarce? The baseline "
-    "trains the Fashion-MNIST CNN's architecture from random weights, with the same head, on the same digits."
+    f"labelled {ITEMS} of {DATASET.title} (the data set chosen in the sidebar). Its features were learned "
+    "elsewhere; do they help when labels are scarce? The baseline trains the Fashion-MNIST CNN's architecture from "
+    f"random weights, with the same head, on the same {ITEMS}."
 )
+resources.active_data()  # its files read, or what is wrong with them
 backbone = pick_backbone()
+if backbone is not None and DATASET.key == "fashion-mnist" and backbone.info.name.startswith("fashion"):
+    st.caption(
+        "This backbone was trained on Fashion-MNIST's own training images: here it transfers nothing, it shows "
+        "what a head gains from features already fitted to this data."
+    )
 if backbone is not None:
     config = settings(backbone)
     problem = None

@@ -1,4 +1,5 @@
-"""Embeddings: PCA, t-SNE and UMAP maps of the digits, from raw pixels or a network's learned features."""
+"""Embeddings: PCA, t-SNE and UMAP maps of the active data set's images (MNIST's digits by default), from raw pixels
+or the learned features of a network trained on its classes; every class by its name."""
 
 import dataclasses
 
@@ -9,6 +10,7 @@ import streamlit as st
 st.set_page_config(page_title="Embeddings · MNIST Lab", page_icon="🔢", layout="wide")
 
 from labui import catalog, live, resources, shared_results  # noqa: E402
+from labui.data_choice import active_dataset, items  # noqa: E402
 from labui.images import upscale  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
 from labui.widgets import field_widgets  # noqa: E402
@@ -25,10 +27,13 @@ PREFIX = "emb"
 
 def settings() -> embed.EmbedSpec:
     """The map's settings, widgets generated from EmbedSpec's fields; only the settings the method uses are shown."""
-    sources = ["pixels", *[i.name for i in catalog.checkpoints()]]
+    sources = ["pixels", *[i.name for i in catalog.usable_checkpoints()]]  # networks trained on its classes
     shown = {"method": METHOD_NAMES.get, "source": lambda s: PIXELS if s == "pixels" else s}
     caps = {}
-    if cap := host_settings().max_map_points:  # the host's MNIST_MAX_MAP_POINTS (hosted mode: 10,000)
+    total = DATASET.train_size + DATASET.test_size
+    if total < embed.MAX_POINTS:  # a set of one's own may be smaller than MNIST's 70,000
+        caps["points"] = (total, f"{DATASET.title} has {total:,} images.")
+    if (cap := host_settings().max_map_points) and cap < total:  # the host's MNIST_MAX_MAP_POINTS (hosted: 10,000)
         caps["points"] = (cap, f"This host maps at most {cap:,} (MNIST_MAX_MAP_POINTS).")
     values = field_widgets(
         embed.EmbedSpec,
@@ -42,13 +47,13 @@ def settings() -> embed.EmbedSpec:
     values |= field_widgets(
         embed.EmbedSpec, PREFIX, embed.METHOD_SETTINGS[values["method"]], columns=4, radio=("dims",)
     )
-    return embed.EmbedSpec(**values)
+    return embed.EmbedSpec(dataset=DATASET.key, **values)
 
 
 def source_version(spec: embed.EmbedSpec) -> str:
     if spec.source == "pixels":
         return ""
-    info = next(i for i in catalog.checkpoints() if i.name == spec.source)
+    info = next(i for i in catalog.usable_checkpoints() if i.name == spec.source)
     return catalog.weights_digest(info)
 
 
@@ -66,17 +71,17 @@ def scatter(e: embed.Embedding, highlight: int | None, angle: tuple[float, float
     if depth is not None:
         near = (depth - depth.min()) / max(float(np.ptp(depth)), 1e-9)
     traces = []
-    for digit in range(10):
-        mask = e.labels == digit
-        dim = highlight is not None and digit != highlight
+    for label, name in enumerate(NAMES):
+        mask = e.labels == label
+        dim = highlight is not None and label != highlight
         common = dict(
-            name=str(digit),
+            name=name,
             mode="markers",
             customdata=e.indices[mask],
-            hovertemplate=f"digit {digit} · #%{{customdata}} · click to see it<extra></extra>",
+            hovertemplate=f"{name} · #%{{customdata}} · click to see it<extra></extra>",
         )
         size = (2 + 5 * near[mask]) if depth is not None else (2.5 if three_d else 4)
-        marker = dict(size=size, color="#d0d0d0" if dim else COLOURS[digit], opacity=0.25 if dim else 0.8)
+        marker = dict(size=size, color="#d0d0d0" if dim else COLOURS[label], opacity=0.25 if dim else 0.8)
         if three_d:
             traces.append(
                 go.Scatter3d(x=e.coords[mask, 0], y=e.coords[mask, 1], z=e.coords[mask, 2], marker=marker, **common)
@@ -90,7 +95,7 @@ def scatter(e: embed.Embedding, highlight: int | None, angle: tuple[float, float
         height=620,
         margin={"l": 0, "r": 0, "t": 50 if view else 30, "b": 0},
         legend={"title": "class", "itemsizing": "constant"},
-        title=f"{METHOD_NAMES[e.spec.method]} of {len(e.labels):,} digits ({source}){view}",
+        title=f"{METHOD_NAMES[e.spec.method]} of {len(e.labels):,} {ITEMS} ({source}){view}",
     )
     if not three_d:
         # No dragmode here: Streamlit then sets clickmode "event+select", so a click selects one point; a
@@ -122,21 +127,21 @@ def separation_panel(e: embed.Embedding) -> None:
     st.metric(
         f"{sep.k}-NN accuracy in this map",
         f"{sep.accuracy:.1%}",
-        help="Each digit's class voted by its nearest neighbours in the map: how separated the classes are, "
-        "as a number (chance is about 10%).",
+        help=f"Each {ITEMS[:-1]}'s class voted by its nearest neighbours in the map: how separated the classes "
+        f"are, as a number (chance is about {1 / len(NAMES):.0%}).",
     )
     fig = go.Figure(
         go.Bar(
-            x=list(range(10)),
-            y=sep.per_class,
-            marker_color=COLOURS,
+            x=NAMES,
+            y=sep.per_class[: len(NAMES)],
+            marker_color=COLOURS[: len(NAMES)],
             hovertemplate="class %{x}: %{y:.1%}<extra></extra>",
         )
     )
     fig.update_layout(
         height=260,
         title="Per class",
-        xaxis={"dtick": 1},
+        xaxis={"type": "category"},
         yaxis={"tickformat": ".0%", "range": [0, 1]},
         margin={"t": 40, "b": 0},
     )
@@ -144,7 +149,7 @@ def separation_panel(e: embed.Embedding) -> None:
     if sep.confusions:
         st.caption("Most mixed-up pairs (true → its neighbours' vote: count)")
         st.dataframe(
-            [{"true": t, "neighbours say": v, "digits": n} for t, v, n in sep.confusions[:8]],
+            [{"true": NAMES[t], "neighbours say": NAMES[v], ITEMS: n} for t, v, n in sep.confusions[:8]],
             hide_index=True,
             width="stretch",
         )
@@ -166,26 +171,29 @@ def selected_ids(event) -> list[int]:
 
 def selected_digits(ids: list[int]) -> None:
     if not ids:
-        st.caption("Click a point to see that digit here; the box or lasso tool (top right of the map) picks many.")
+        st.caption(
+            f"Click a point to see that {ITEMS[:-1]} here; the box or lasso tool (top right of the map) picks many."
+        )
         return
-    mnist = resources.device_data().mnist
+    mnist = resources.device_data(DATASET.key).mnist
     images = embed.digits(mnist, np.array(ids)).numpy()
     labels = embed.all_labels(mnist)[ids]
     if len(ids) == 1:
-        split, number = ("training", ids[0]) if ids[0] < 60_000 else ("test", ids[0] - 60_000)
-        st.image(upscale(images[0], 8), caption=f"{split} digit #{number}, label {labels[0]}", width=200)
+        n_train = len(mnist.train_labels)
+        split, number = ("training", ids[0]) if ids[0] < n_train else ("test", ids[0] - n_train)
+        st.image(upscale(images[0], 8), caption=f"{split} {ITEMS[:-1]} #{number}, label {NAMES[labels[0]]}", width=200)
     else:
         st.image(
             tile(images, columns=10),
             width="stretch",
-            caption=f"{len(ids)} selected digits; labels: "
-            + ", ".join(f"{d}: {int((labels == d).sum())}" for d in range(10) if (labels == d).any()),
+            caption=f"{len(ids)} selected {ITEMS}; labels: "
+            + ", ".join(f"{NAMES[c]}: {int((labels == c).sum())}" for c in range(len(NAMES)) if (labels == c).any()),
         )
 
 
 def map_label(spec: embed.EmbedSpec) -> str:
     source = "raw pixels" if spec.source == "pixels" else f"{spec.source}'s features"
-    return f"{METHOD_NAMES[spec.method]} of {spec.points:,} digits ({source})"
+    return f"{METHOD_NAMES[spec.method]} of {spec.points:,} {ITEMS} ({source})"
 
 
 def progress_view(snap) -> None:
@@ -201,7 +209,7 @@ def progress_view(snap) -> None:
 
 
 def find_map(key: str) -> embed.Embedding | None:
-    return shared_results.cached_embedding(key)
+    return shared_results.cached_embedding(key, DATASET.key)
 
 
 def start(spec: embed.EmbedSpec) -> None:
@@ -211,10 +219,14 @@ def start(spec: embed.EmbedSpec) -> None:
 
 sidebar()
 st.title("Embeddings")
+DATASET = active_dataset()
+NAMES = list(DATASET.class_names)
+ITEMS = items(DATASET)  # "digits", or "images"
 st.caption(
-    "Each digit is a point in 784 dimensions (one per pixel). These maps squeeze that into 2 or 3 so you "
-    "can see which digits a representation keeps apart and which it mixes up."
+    f"Each {ITEMS[:-1]} of {DATASET.title} is a point in 784 dimensions (one per pixel). These maps squeeze that "
+    f"into 2 or 3 so you can see which {ITEMS} a representation keeps apart and which it mixes up."
 )
+resources.active_data()  # its files read, or what is wrong with them
 spec = settings()
 try:
     spec.validate()
@@ -236,7 +248,7 @@ if result is None and this_map and mine.ended and mine.status != DONE:
 if result is None and embed.quick(spec):
     try:
         with st.spinner("Computing PCA..."):
-            result = embed.compute(spec, resources.device_data().mnist)
+            result = embed.compute(spec, resources.device_data(DATASET.key).mnist)
         embed.save_cached(result, key)
     except embed.EmbeddingError as exc:
         st.error(str(exc))
@@ -259,8 +271,8 @@ else:
         c1, c2, c3 = st.columns([2, 2, 2])
         highlight = c1.selectbox(
             "Isolate a class",
-            [None, *range(10)],
-            format_func=lambda d: "all" if d is None else str(d),
+            [None, *range(len(NAMES))],
+            format_func=lambda c: "all" if c is None else NAMES[c],
             key="emb.highlight",
             help="Grey out the others. Clicking a legend entry hides a class; double-clicking shows it alone.",
         )

@@ -1,4 +1,5 @@
-"""Train: choose an architecture and settings, train in the background, watch live curves, manage runs."""
+"""Train: choose an architecture and settings, train on the active data set in the background, watch live curves,
+manage runs."""
 
 import dataclasses
 
@@ -8,6 +9,7 @@ st.set_page_config(page_title="Train · MNIST Lab", page_icon="🏋️", layout=
 
 from labui import catalog, live, resources  # noqa: E402
 from labui.charts import training_curves  # noqa: E402
+from labui.data_choice import active_dataset, set_dataset  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
 from labui.widgets import config_widgets, field_key, field_widgets, seed_state  # noqa: E402
 from mnist_core import checkpoints as ckpt  # noqa: E402
@@ -34,6 +36,8 @@ def load_preset() -> None:
     if name not in PRESETS:
         return
     config = preset(name)
+    if config.dataset != active_dataset().key:  # a preset is the whole recipe, its data set included
+        set_dataset(config.dataset)
     st.session_state[key("arch")] = config.arch
     # Every setting, not only those the preset names: a preset is the whole recipe.
     seed_state(PREFIX, TrainConfig, config.to_dict(), overwrite=True, names=SETTINGS)
@@ -67,7 +71,7 @@ def settings_widgets() -> tuple[TrainConfig, list[str]]:
         st.markdown("**Training settings**")
         st.caption("Changing the optimizer resets the learning rate to that optimizer's usual default.")
         values = field_widgets(TrainConfig, PREFIX, SETTINGS, columns=2, on_change={"optimizer": optimizer_changed})
-    config = TrainConfig(arch=arch, model=model_config, **values)
+    config = TrainConfig(arch=arch, dataset=active_dataset().key, model=model_config, **values)
     with st.expander("These settings as JSON"):
         st.json(config.to_dict())  # what Start submits: copy it into a script or compare it with a run's
     return config, errors
@@ -167,8 +171,11 @@ def runs_table() -> None:
             ckpt.rename(chosen, new_name)
             st.rerun()
         if c2.button("Make active"):
-            catalog.set_active(chosen)
-            st.rerun()
+            if (refused := catalog.refusal(info)) is not None:  # the active checkpoint is read on this data set
+                st.error(refused)
+            else:
+                catalog.set_active(chosen)
+                st.rerun()
         if c3.button("Delete", disabled=info.source != "runs"):
             ckpt.delete(chosen)
             st.rerun()
@@ -180,12 +187,17 @@ def runs_table() -> None:
 
 sidebar()
 st.title("Train")
+dataset = active_dataset()
+st.info(
+    f"Trains on **{dataset.title}** ({dataset.train_size:,} training images; classes {', '.join(dataset.class_names)}),"
+    " the data set chosen in the sidebar. Its test accuracy is measured on its own test set."
+)
 config, errors = settings_widgets()
 st.subheader("Model card")
 model_card(config)
 
 try:
-    config.validate(len(resources.device_data().train))
+    config.validate(len(resources.active_data().train))
     check_fits_in_memory(config)
 except (ConfigError, ModelError, RuntimeError) as exc:  # RuntimeError: a stack whose shapes cannot work
     errors.append(str(exc))

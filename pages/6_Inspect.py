@@ -1,4 +1,5 @@
-"""Inspect: look inside the active checkpoint: its training history, weights, one digit's path, its errors."""
+"""Inspect: look inside the active checkpoint: its training history, weights, one image's path, its errors, on
+the active data set (whose classes it must have been trained on)."""
 
 import dataclasses
 
@@ -10,6 +11,7 @@ st.set_page_config(page_title="Inspect · MNIST Lab", page_icon="🔢", layout="
 
 from labui import catalog, resources, shared_results  # noqa: E402
 from labui import inspect_charts as charts  # noqa: E402
+from labui.data_choice import active_dataset, items, output_names  # noqa: E402
 from labui.images import heat_overlay, map_grid, upscale  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
 from mnist_core import evaluation  # noqa: E402
@@ -30,15 +32,16 @@ FLOW_NOTE = (
 WITH_HISTORY = "fast"  # the shipped checkpoint that comes with its recorded training history
 
 
-def test_outputs(info) -> np.ndarray:
+def test_outputs(info, dataset) -> np.ndarray:
     bar = st.empty()
     probs = shared_results.test_predictions(
         info,
         progress=lambda share: bar.progress(
             share,
-            text=f"Scoring the 10,000 test digits with {info.name}: {share:.0%} (once per checkpoint version, "
-            "kept for every visitor)",
+            text=f"Scoring the {dataset.test_size:,} {dataset.title} test images with {info.name}: {share:.0%} "
+            "(once per checkpoint version, kept for every visitor)",
         ),
+        dataset=dataset.key,
     )
     bar.empty()
     return probs
@@ -65,7 +68,7 @@ def history_tab(info, record) -> None:
             "without it. To record one, train a run on the Train page (recording is on by default), or "
             "`python -m mnist_core train --preset fast --name fast-recorded`, then make it the active checkpoint."
         )
-        if info.name != WITH_HISTORY and any(i.name == WITH_HISTORY for i in catalog.checkpoints()):
+        if info.name != WITH_HISTORY and any(i.name == WITH_HISTORY for i in catalog.usable_checkpoints()):
             st.button(
                 f"Make `{WITH_HISTORY}` the active checkpoint: see its recorded history",
                 key="inspect.to_fast",
@@ -144,7 +147,7 @@ def weights_tab(model) -> None:
     if last.shape[1] == 784:
         st.image(
             upscale(map_grid(last.reshape(-1, 28, 28), columns=10), 4),
-            caption="Last layer: one 28x28 template per digit 0-9",
+            caption=f"Last layer: one 28x28 template per class, {NAMES[0]} to {NAMES[-1]}",
         )
     else:
         limit = float(np.abs(last).max())
@@ -154,70 +157,80 @@ def weights_tab(model) -> None:
                 colorscale="RdBu",
                 zmin=-limit,
                 zmax=limit,
-                y=list(range(10)),
-                hovertemplate="digit %{y}, feature %{x}: %{z:.3f}<extra></extra>",
+                y=NAMES[: len(last)],
+                hovertemplate="class %{y}, feature %{x}: %{z:.3f}<extra></extra>",
             )
         )
         fig.update_layout(
             height=320,
-            title=f"Last layer, {named(last_name)}: weight from each feature to each digit",
+            title=f"Last layer, {named(last_name)}: weight from each feature to each class",
             xaxis={"title": "feature"},
-            yaxis={"title": "digit", "dtick": 1},
+            yaxis={"title": "class", "type": "category"},
             margin={"t": 40, "b": 10},
         )
         st.plotly_chart(fig, key="inspect.last_layer")
 
 
 def pick_digit(probs: np.ndarray, labels: np.ndarray) -> int:
-    how = st.radio("Pick a test digit", ["by index", "by class", "a mistake"], horizontal=True, key="inspect.how")
+    how = st.radio(
+        f"Pick a test {items(DATASET)[:-1]}", ["by index", "by class", "a mistake"], horizontal=True, key="inspect.how"
+    )
     if how == "by index":
         return int(st.number_input("Test index", 0, len(labels) - 1, 0, key="inspect.index"))
     if how == "by class":
         c1, c2 = st.columns(2)
-        digit = c1.selectbox("Class", range(10), key="inspect.class")
-        members = np.flatnonzero(labels == digit)
+        label = c1.selectbox(
+            "Class", range(len(DATASET.class_names)), format_func=NAMES.__getitem__, key="inspect.class"
+        )
+        members = np.flatnonzero(labels == label)
         nth = c2.number_input(f"Which one (of {len(members)})", 0, len(members) - 1, 0, key="inspect.nth")
         return int(members[nth])
     mistakes = evaluation.confident_mistakes(probs, labels, count=len(labels))
     if not len(mistakes):
-        st.info("This checkpoint gets every test digit right.")
+        st.info(f"This checkpoint gets every test {items(DATASET)[:-1]} right.")
         return 0
     return int(
         st.selectbox(
             f"Mistake ({len(mistakes)}, most confident first)",
             mistakes,
             key="inspect.mistake",
-            format_func=lambda i: f"#{i}: a {labels[i]} read as {probs[i].argmax()} ({probs[i].max():.0%})",
+            format_func=lambda i: (
+                f"#{i}: a {NAMES[labels[i]]} read as {NAMES[probs[i].argmax()]} ({probs[i].max():.0%})"
+            ),
         )
     )
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)
-def digit_views(version: str, index: int, predicted: int, _model) -> tuple:
-    """(method, heat, feature maps, dense activations) of one test digit under one weights version: once per
-    server, since every visitor opens the same first digit; results are only read, so one copy is shared."""
-    x = resources.device_data().test.images[index : index + 1]
+def digit_views(version: str, dataset: str, index: int, predicted: int, _model) -> tuple:
+    """(method, heat, feature maps, dense activations) of one test image under one weights version: once per
+    server, since every visitor opens the same first image; results are only read, so one copy is shared."""
+    x = resources.device_data(dataset).test.images[index : index + 1]
     return (*explain(_model, x, predicted), feature_maps(_model, x), dense_activations(_model, x))
 
 
 def digit_tab(info, model, probs: np.ndarray, labels: np.ndarray) -> None:
     index = pick_digit(probs, labels)
-    data = resources.device_data()
+    data = resources.device_data(DATASET.key)
     pixels = data.mnist.test_images[index].numpy() / 255.0
     predicted = int(probs[index].argmax())
-    method, heat, maps, dense = digit_views(catalog.weights_digest(info), index, predicted, model)
+    method, heat, maps, dense = digit_views(catalog.weights_digest(info), DATASET.key, index, predicted, model)
     left, mid, right = st.columns([1, 1, 2])
-    left.image(upscale((pixels * 255).astype(np.uint8), 7), caption=f"test #{index}, label {labels[index]}")
-    mid.image(heat_overlay(pixels, heat, factor=7), caption=f"Why {predicted}: {method}")
+    left.image(upscale((pixels * 255).astype(np.uint8), 7), caption=f"test #{index}, label {NAMES[labels[index]]}")
+    mid.image(heat_overlay(pixels, heat, factor=7), caption=f"Why {NAMES[predicted]}: {method}")
     fig = go.Figure(
         go.Bar(
-            x=list(range(10)),
+            x=NAMES,
             y=probs[index],
-            marker_color=["#e45756" if d == predicted else "#4c78a8" for d in range(10)],
+            marker_color=["#e45756" if d == predicted else "#4c78a8" for d in range(len(NAMES))],
         )
     )
     fig.update_layout(
-        height=250, title="Output probabilities", xaxis={"dtick": 1}, yaxis={"range": [0, 1]}, margin={"t": 40, "b": 10}
+        height=250,
+        title="Output probabilities",
+        xaxis={"type": "category"},
+        yaxis={"range": [0, 1]},
+        margin={"t": 40, "b": 10},
     )
     right.plotly_chart(fig, key="inspect.digit_probs")
     for fm in maps:
@@ -239,34 +252,41 @@ def digit_tab(info, model, probs: np.ndarray, labels: np.ndarray) -> None:
 def evaluation_tab(info, probs: np.ndarray, labels: np.ndarray) -> None:
     predicted = probs.argmax(1)
     confusion = evaluation.confusion_matrix(labels, predicted)
+    images = resources.device_data(DATASET.key).mnist.test_images
     left, right = st.columns([1, 1])
     with left:
         event = st.plotly_chart(
-            charts.confusion_figure(confusion), key="inspect.confusion", on_select="rerun", selection_mode="points"
+            charts.confusion_figure(confusion, NAMES),
+            key="inspect.confusion",
+            on_select="rerun",
+            selection_mode="points",
         )
     with right:
         points = (event or {}).get("selection", {}).get("points", []) if event else []
         true, read = (int(points[0]["y"]), int(points[0]["x"])) if points else (None, None)
         if true is None:
-            st.caption("Click a cell of the matrix to see its digits.")
+            st.caption(f"Click a cell of the matrix to see its {items(DATASET)}.")
         else:
             chosen = np.flatnonzero((labels == true) & (predicted == read))
             st.write(
-                f"**{len(chosen)}** test digits of class {true} read as {read}"
+                f"**{len(chosen)}** test {items(DATASET)} of class {NAMES[true]} read as {NAMES[read]}"
                 + (" (showing 100)" if len(chosen) > 100 else "")
             )
             if len(chosen):
-                st.image(tile(resources.device_data().mnist.test_images[chosen[:100]].numpy(), columns=10), width=360)
+                st.image(tile(images[chosen[:100]].numpy(), columns=10), width=360)
+        accuracy = evaluation.per_class_accuracy(confusion)[: len(DATASET.class_names)]  # its classes only
         st.plotly_chart(
-            charts.per_class_figure(evaluation.per_class_accuracy(confusion), (predicted == labels).mean()),
+            charts.per_class_figure(accuracy, (predicted == labels).mean(), NAMES[: len(accuracy)]),
             key="inspect.per_class",
         )
     worst = evaluation.confident_mistakes(probs, labels, count=30)
     st.subheader("Most confident mistakes")
     st.image(
-        tile(resources.device_data().mnist.test_images[worst].numpy(), columns=15),
+        tile(images[worst].numpy(), columns=15),
         width=720,
-        caption="  ·  ".join(f"#{i}: {labels[i]}→{predicted[i]} ({probs[i].max():.0%})" for i in worst[:15]),
+        caption="  ·  ".join(
+            f"#{i}: {NAMES[labels[i]]}→{NAMES[predicted[i]]} ({probs[i].max():.0%})" for i in worst[:15]
+        ),
     )
     cal = evaluation.calibration(probs, labels)
     st.plotly_chart(charts.reliability_figure(cal), key="inspect.reliability")
@@ -275,9 +295,16 @@ def evaluation_tab(info, probs: np.ndarray, labels: np.ndarray) -> None:
 
 sidebar()
 st.title("Inspect")
+DATASET = active_dataset()
+NAMES = output_names(DATASET)  # a name for each of the ten outputs
 info = catalog.active_checkpoint()
 if info is None:
-    st.warning("No checkpoint yet: train one on the Train page.")
+    st.warning(
+        catalog.none_for(DATASET) if catalog.checkpoints() else "No checkpoint yet: train one on the Train page."
+    )
+    st.stop()
+if (refused := catalog.refusal(info)) is not None:  # never scored on a data set of other classes
+    st.error(refused)
     st.stop()
 try:
     model, meta = catalog.load_checkpoint(info)
@@ -290,8 +317,9 @@ st.caption(
     if acc is not None
     else f"Active checkpoint **{info.name}**"
 )
-probs = test_outputs(info)
-labels = resources.device_data().mnist.test_labels.numpy()
+resources.active_data()  # its files read, or what is wrong with them
+probs = test_outputs(info, DATASET)
+labels = resources.device_data(DATASET.key).mnist.test_labels.numpy()
 record = recorded_history(info, model)
 # Open where there is something to see: the history when there is one, else the test-set evaluation.
 history, weights, digit, errors = st.tabs(

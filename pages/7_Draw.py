@@ -1,4 +1,8 @@
-"""Draw: draw a digit, see it preprocessed the way MNIST was made, and what every model makes of it."""
+"""Draw: draw a digit, see it preprocessed the way MNIST was made, and what every model makes of it.
+
+Draw reads handwritten digits: its canvas, its saved drawings and its synthetic pen strokes are digits, and the
+fine-tuning mixes MNIST with them. On a data set whose classes are not the digits 0-9 (Fashion-MNIST, a set of one's
+own) it says so and offers to switch back to MNIST, rather than ask a clothes classifier what a drawn 7 is."""
 
 import hashlib
 
@@ -9,6 +13,7 @@ import streamlit as st
 st.set_page_config(page_title="Draw · MNIST Lab", page_icon="🔢", layout="wide")
 
 from labui import catalog, resources, visitor  # noqa: E402
+from labui.data_choice import active_dataset, reads_digits, set_dataset  # noqa: E402
 from labui.images import heat_overlay, map_grid, padded_square, unit_float_to_uint8, upscale  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
 from mnist_core.checkpoints import CheckpointError  # noqa: E402
@@ -129,7 +134,7 @@ def explanation(model, pixels: np.ndarray, label: int) -> None:
 
 
 def comparison(pixels: np.ndarray) -> None:
-    infos = catalog.checkpoints()
+    infos = catalog.usable_checkpoints()
     names = [i.name for i in infos]
     default = [i.name for i in infos if i.source == "shipped"] or names[:5]
     chosen = st.multiselect("Checkpoints to compare", names, default=default, key="draw.compare")
@@ -229,7 +234,7 @@ def drawing_sets(active) -> None:
         "No model trains on these."
     )
     if st.button("Evaluate every checkpoint on both sets", key="draw.evaluate"):
-        infos = catalog.checkpoints()
+        infos = catalog.usable_checkpoints()  # those that read digits
         meta = {i.name: i.meta for i in infos}
         models = loaded(infos)
         yours = Drawings(drawn.pixels, drawn.labels) if len(drawn) else None
@@ -260,8 +265,21 @@ def drawing_sets(active) -> None:
         fine_tune(active)
 
 
+def digits_only(dataset) -> None:
+    """On a data set of other classes: what Draw is for, and one click back to MNIST."""
+    st.info(
+        f"Draw reads handwritten digits, and the active data set is **{dataset.title}** "
+        f"({', '.join(dataset.class_names[:3])}...): its classifiers were never shown a digit. Switch back to MNIST "
+        "to draw; the Inspect page shows how a checkpoint of this data set reads its own test images."
+    )
+    st.button("Switch to MNIST", key="draw.to_mnist", type="primary", on_click=set_dataset, args=("mnist",))
+
+
 sidebar()
 st.title("Draw a digit")
+if not reads_digits(dataset := active_dataset()):
+    digits_only(dataset)
+    st.stop()
 active = catalog.active_checkpoint()
 left, right = st.columns([2, 3])
 with left:

@@ -1,4 +1,5 @@
-"""GAN: a conditional GAN's samples by class and by epoch, training it live, and how good it is."""
+"""GAN: a conditional GAN's samples by class and by epoch, training it live, and how good it is, on the active data
+set (its GANs only, its classes by name)."""
 
 import dataclasses
 
@@ -14,6 +15,7 @@ import torch
 st.set_page_config(page_title="GAN · MNIST Lab", page_icon="🔢", layout="wide")
 
 from labui import live, resources  # noqa: E402
+from labui.data_choice import active_dataset, items  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
 from labui.widgets import field_widgets, seed_state  # noqa: E402
 from mnist_core import gan  # noqa: E402
@@ -85,7 +87,9 @@ def browse(checkpoint) -> None:
     if not checkpoint.meta.get("steps") and not checkpoint.epochs:
         st.warning("This run stopped before its first batch: its generator is untrained, so it draws noise.")
     c1, c2, c3 = st.columns(3)
-    digit = c1.selectbox("Class", ["all", *range(10)], key="gan.class")
+    digit = c1.selectbox(
+        "Class", ["all", *range(10)], key="gan.class", format_func=lambda c: c if c == "all" else NAMES[c]
+    )
     count = c2.slider(
         "Samples per class" if digit == "all" else "Samples",
         1,
@@ -96,14 +100,18 @@ def browse(checkpoint) -> None:
     seed = c3.number_input("Noise seed", 0, 10**6, 0, key="gan.seed", help="Change it for new samples.")
     labels = torch.arange(10).repeat_interleave(count) if digit == "all" else torch.full((count,), int(digit))
     images = gan.tanh_range_to_uint8(gan.generate(generator, labels, seed=int(seed)))
-    caption = f"One row per class, {count} samples each" if digit == "all" else f"{count} samples of class {digit}"
+    caption = (
+        f"One row per class, {count} samples each: {', '.join(NAMES)}"
+        if digit == "all"
+        else f"{count} samples of class {NAMES[digit]}"
+    )
     columns = count if digit == "all" else 16
     with st.container(width=min(SAMPLES_WIDTH, 60 * min(columns, count) + 40)):
         st.image(tile(images, columns=columns), caption=caption, width="stretch")
     epoch_frames(checkpoint, grids)
     st.subheader("Walking through the noise")
     i1, i2, i3 = st.columns(3)
-    walk_digit = i1.selectbox("Class", range(10), index=3, key="gan.walk_class")
+    walk_digit = i1.selectbox("Class", range(10), index=3, key="gan.walk_class", format_func=NAMES.__getitem__)
     seed_a = i2.number_input("From noise seed", 0, 10**6, 1, key="gan.seed_a")
     seed_b = i3.number_input("To noise seed", 0, 10**6, 2, key="gan.seed_b")
     walk = gan.tanh_range_to_uint8(gan.interpolate(generator, int(walk_digit), int(seed_a), int(seed_b), steps=12))
@@ -114,14 +122,14 @@ def browse(checkpoint) -> None:
         "generator learned a continuous space, not a lookup table.",
     )
     st.subheader("Real vs generated")
-    mnist = resources.device_data().mnist
+    mnist = resources.device_data(DATASET.key).mnist
     cls = int(walk_digit)
     real = mnist.test_images[(mnist.test_labels == cls).nonzero().squeeze(1)[:16]].numpy()
     fake = gan.tanh_range_to_uint8(gan.generate(generator, torch.full((16,), cls), seed=int(seed) + 99))
     with st.container(width=2 * SAMPLES_WIDTH):
         left, right = st.columns(2)
-        left.image(tile(real, columns=8), caption=f"Real test digits of class {cls}", width="stretch")
-        right.image(tile(fake, columns=8), caption=f"Generated digits of class {cls}", width="stretch")
+        left.image(tile(real, columns=8), caption=f"Real test {ITEMS} of class {NAMES[cls]}", width="stretch")
+        right.image(tile(fake, columns=8), caption=f"Generated {ITEMS} of class {NAMES[cls]}", width="stretch")
 
 
 def manage(checkpoint) -> None:
@@ -163,7 +171,7 @@ def quality_charts(epochs: list[dict], key: str) -> None:
     )
     c1.plotly_chart(fig, key=f"{key}.acc")
     fig = go.Figure(
-        [go.Scatter(x=x, y=[e["diversity"][c] for e in scored], name=str(c), mode="lines") for c in range(10)]
+        [go.Scatter(x=x, y=[e["diversity"][c] for e in scored], name=NAMES[c], mode="lines") for c in range(10)]
     )
     fig.add_hline(y=gan.COLLAPSE_BELOW, line_dash="dot", annotation_text=f"collapse below {gan.COLLAPSE_BELOW}")
     fig.update_layout(
@@ -198,24 +206,24 @@ def metrics(checkpoint) -> None:
     c3.metric("Frechet distance", f"{last['frechet']:.1f}", help=METRICS_HELP["Frechet distance"])
     reference = checkpoint.meta.get("real_frechet")
     if reference is not None:
-        st.caption(f"For scale: real training digits against the real test set score {reference:.1f}.")
+        st.caption(f"For scale: real training {ITEMS} against the real test set score {reference:.1f}.")
     for name, text in METRICS_HELP.items():
         st.markdown(f"- **{name}**: {text}")
     collapsed = [c for c, d in enumerate(last["diversity"]) if d < gan.COLLAPSE_BELOW]
     colours = ["#e45756" if d < gan.COLLAPSE_BELOW else "#4c78a8" for d in last["diversity"]]
-    fig = go.Figure(go.Bar(x=list(range(10)), y=last["diversity"], marker_color=colours))
+    fig = go.Figure(go.Bar(x=NAMES, y=last["diversity"], marker_color=colours))
     fig.add_hline(y=gan.COLLAPSE_BELOW, line_dash="dot")
     fig.update_layout(
         height=260,
         title="Diversity per class at the last epoch (red = collapsed)",
-        xaxis={"dtick": 1},
+        xaxis={"type": "category"},
         margin={"t": 40, "b": 10},
     )
     st.plotly_chart(fig, key="gan.metrics.last_div")
     if collapsed:
         st.warning(
-            f"Mode collapse in class(es) {', '.join(map(str, collapsed))}: the generator draws nearly the "
-            "same digit there."
+            f"Mode collapse in class(es) {', '.join(NAMES[c] for c in collapsed)}: the generator draws nearly "
+            f"the same {ITEMS[:-1]} there."
         )
     quality_charts(epochs, "gan.metrics")
 
@@ -252,7 +260,8 @@ def settings() -> gan.GanConfig:
         "label smoothing: the generator soon draws one image per class. Train it (2 epochs), then see "
         "the diversity warning under Metrics; or browse the shipped cgan-collapsed.",
     )
-    return gan.GanConfig(**field_widgets(gan.GanConfig, PREFIX, SETTINGS, columns=4))
+    st.caption(f"Learns to draw **{DATASET.title}** ({', '.join(NAMES)}), the data set chosen in the sidebar.")
+    return gan.GanConfig(dataset=DATASET.key, **field_widgets(gan.GanConfig, PREFIX, SETTINGS, columns=4))
 
 
 def run_view(snap) -> None:
@@ -336,11 +345,16 @@ def train_tab() -> None:
 
 sidebar()
 st.title("Conditional GAN")
+DATASET = active_dataset()
+ITEMS = items(DATASET)  # "digits", or "images"
+# A GAN has ten classes (GanConfig checks it); a set of one's own with fewer is refused when training starts.
+NAMES = (list(DATASET.class_names) + [str(i) for i in range(len(DATASET.class_names), 10)])[:10]
 st.caption(
-    "A generator learns to draw a digit of the class you ask for; a discriminator learns to tell its "
-    "drawings from real ones, given the same class. Each improves by beating the other."
+    f"A generator learns to draw {ITEMS[:-1] if ITEMS == 'digits' else 'an image'} of the class you ask for; a "
+    "discriminator learns to tell its drawings from real ones, given the same class. Each improves by beating "
+    "the other."
 )
-checkpoints = gan.list_gans()
+checkpoints = [c for c in gan.list_gans() if c.config.dataset == DATASET.key]  # the GANs of this data set
 by_name = {c.name: c for c in checkpoints}
 chosen = None
 # Only the open tab runs (on_change="rerun"): Browse's samples and Metrics' charts cost nothing while training.
@@ -356,7 +370,7 @@ if checkpoints:
     st.session_state["gan.picked"] = st.session_state["gan.checkpoint"]
     chosen = by_name[st.session_state["gan.checkpoint"]]
 elif browse_tab.open:
-    browse_tab.info("No GAN checkpoint yet: train one in the Train tab.")
+    browse_tab.info(f"No GAN trained on {DATASET.title} yet: train one in the Train tab.")
 if browse_tab.open and checkpoints:
     with browse_tab:
 

@@ -1,5 +1,7 @@
-"""Compare: one base setup, one varied setting, several seeds; overlaid curves and a table of results."""
+"""Compare: one base setup on the active data set, one varied setting (the data set itself among them), several
+seeds; overlaid curves and a table of results."""
 
+import dataclasses
 import os
 
 import streamlit as st
@@ -8,8 +10,10 @@ st.set_page_config(page_title="Compare · MNIST Lab", page_icon="⚖️", layout
 
 from labui import live, resources  # noqa: E402
 from labui.compare_charts import arm_curves, live_loss_curves  # noqa: E402
+from labui.data_choice import active_dataset, items  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
 from labui.widgets import config_widgets, field_widgets, seed_state  # noqa: E402
+from mnist_core import datasets  # noqa: E402
 from mnist_core.compare import (  # noqa: E402
     BN_POSITIONS,
     DIMENSIONS,
@@ -51,7 +55,8 @@ def base_setup() -> tuple[TrainConfig, list[str]]:
     with st.expander(f"Training recipe and {arch} settings"):
         st.caption("Arms that vary one of these (the optimizer, say) override it; everything else comes from here.")
         values |= field_widgets(TrainConfig, prefix, COMPARE_RECIPE_FIELDS, columns=3)
-        config = compare_base(first, arch, values)
+        # The sidebar's data set, whatever the preset was trained on; the "dataset" dimension varies it.
+        config = dataclasses.replace(compare_base(first, arch, values), dataset=DATASET.key)
         errors = model_widgets(config, start)
     with st.expander("The base setup as JSON"):
         st.json(config.to_dict())  # what each arm starts from before its one change
@@ -105,6 +110,17 @@ def arm_choices(dimension: str) -> tuple[list | None, dict]:
         on = field_widgets(TrainConfig, key("augment"), ("rotation", "shift"), columns=2)
         rotation, shift = on["rotation"], on["shift"]
         return None, {"rotation": rotation, "shift": shift}
+    if dimension == "dataset":
+        titles = {d.key: d.title for d in datasets.available()}
+        chosen = st.multiselect(
+            "Data sets",
+            list(titles),
+            default=[k for k in (datasets.MNIST, datasets.FASHION) if k in titles],
+            format_func=titles.get,
+            key=key("datasets"),
+            help="The same architecture, recipe and seed on each; each run is tested on its own data set's test set.",
+        )
+        return chosen, {}
     if dimension == "depth":
         depths = st.multiselect("Hidden layers", [1, 2, 3, 4, 5, 6, 7, 8], default=[1, 2, 3, 4, 5], key=key("depths"))
         return sorted(depths), {}
@@ -178,10 +194,14 @@ def comparison_view(snap) -> None:
 
 sidebar()
 st.title("Compare")
+DATASET = active_dataset()
 st.write(
     "Vary one thing and keep everything else fixed. Every arm with the same architecture starts from the "
-    "**same initial weights** and sees the digits in the **same order** (the seed fixes both), so the curves "
-    "differ because of the setting alone. Repeat over several seeds: one run can mislead."
+    f"**same initial weights** and sees the {items(DATASET)} in the **same order** (the seed fixes both), so the "
+    "curves differ because of the setting alone. Repeat over several seeds: one run can mislead."
+)
+st.caption(
+    f"Every arm trains on **{DATASET.title}**, the data set chosen in the sidebar, unless you vary the data set."
 )
 base, base_errors = base_setup()
 dimension = st.selectbox("Vary", list(DIMENSIONS), format_func=DIMENSIONS.get, key=key("dimension"))

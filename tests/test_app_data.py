@@ -24,7 +24,7 @@ def test_the_difference_caption_names_the_colour_of_class_a_having_more_ink(runs
     assert heat["zmid"] == 0
     more_a, more_b = colour_name(scale[-1][1]), colour_name(scale[0][1])  # A - B > 0 is the top of the scale
     caption = next(c.value for c in at.caption if c.value.startswith("Mean of 3 minus mean of 8"))
-    assert f"{more_a} where 3s have more ink, {more_b} where 8s do" in caption
+    assert f"{more_a} where class 3 has more ink, {more_b} where class 8 does" in caption
     z = heat["z"]  # plotly sends arrays as {"dtype", "bdata": base64}
     values = np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"]) if isinstance(z, dict) else np.ravel(z)
     assert values.max() > 0 > values.min()  # really A minus B: 3s have more ink in places, 8s in others
