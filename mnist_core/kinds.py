@@ -828,6 +828,75 @@ def work_scratch(spec, reporter: Reporter) -> dict:
     }
 
 
+# ---------------------------------------------------------------- import (a data set of your own)
+
+UPLOADS = "uploads"  # the folder, in the owner's runs folder, where an uploaded file waits for its import job
+
+
+class ImportStopped(Exception):
+    """Stop was pressed while the images were being converted: nothing is written."""
+
+
+def staged_upload_path(runs_dir: str | Path | None = None) -> Path:
+    """A new file in the current owner's uploads folder for an upload to wait in (counted in their quota)."""
+    from .checkpoints import runs_dir as current_runs_dir
+
+    return Path(runs_dir or current_runs_dir()) / UPLOADS / f"{uuid.uuid4().hex}.zip"
+
+
+def prepare_import(config: dict, limits) -> dict:
+    """An import of an uploaded file that waits in the owner's uploads folder: the name and the fit checked,
+    a taken name refused unless replacing was asked for, before any image is read."""
+    from .checkpoints import runs_dir
+    from .datasets import own_root
+    from .uploads import FITS, UploadError, dataset_folder_name
+
+    unknown = sorted(set(config) - {"upload", "name", "fit", "overwrite"})
+    if unknown:
+        raise UploadError(f"unknown import setting {unknown[0]!r}; the settings are fit, name, overwrite, upload")
+    upload = Path(str(config.get("upload", ""))).resolve()
+    uploads = (runs_dir() / UPLOADS).resolve()
+    if upload.parent != uploads or not upload.is_file():
+        raise UploadError("the uploaded file is gone (or was never staged here); upload it again")
+    folder = dataset_folder_name(config.get("name", ""))
+    fit = config.get("fit", "centre")
+    if fit not in FITS:
+        raise UploadError(f"fit {fit!r} is not one of {', '.join(FITS)}")
+    overwrite = bool(config.get("overwrite", False))
+    if (own_root() / folder).exists() and not overwrite:
+        raise UploadError(f"a data set named {folder!r} already exists; choose another name, or replace it")
+    return {"upload": str(upload), "name": str(config["name"]), "fit": fit, "overwrite": overwrite}
+
+
+def work_import(spec, reporter: Reporter) -> dict:
+    """Convert and store the uploaded set (uploads.import_dataset), then remove the upload whatever happened."""
+    from .uploads import import_dataset
+
+    upload = Path(spec.config["upload"])
+
+    def progress(done: int, total: int) -> None:
+        if reporter.stopping:
+            raise ImportStopped(f"stopped after {done:,} of {total:,} images; nothing was stored")
+        reporter.progress(done, total, stage=f"converting the images: {done:,} of {total:,}")
+
+    try:
+        reporter.stage("reading the upload")
+        report = import_dataset(
+            upload,
+            spec.config["name"],
+            fit=spec.config["fit"],
+            overwrite=spec.config["overwrite"],
+            progress=progress,
+        )
+    except ImportStopped as exc:
+        return {"status": STOPPED, "message": str(exc)}
+    except Exception as exc:  # noqa: BLE001 - an upload that cannot become a data set says why
+        return _failed(exc)
+    finally:
+        upload.unlink(missing_ok=True)
+    return {"status": DONE, "message": f"imported {report.summary()}", "dataset": f"own:{report.name}"}
+
+
 # ---------------------------------------------------------------- the registry
 
 
@@ -894,6 +963,14 @@ KINDS: dict[str, Kind] = {
         prepare_embed,
         ProgressView,
         epoch=EMBED_EPOCH,
+    ),
+    "import": Kind(
+        "import",
+        "data set import",
+        "pages/1_Data.py",
+        "mnist_core.kinds:work_import",
+        prepare_import,
+        ProgressView,
     ),
     "scratch": Kind(
         "scratch",

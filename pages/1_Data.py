@@ -10,13 +10,18 @@ import streamlit as st
 
 st.set_page_config(page_title="Data · MNIST Lab", page_icon="🔢", layout="wide")
 
-from labui import resources  # noqa: E402
+from labui import live, resources  # noqa: E402
 from labui.data_choice import active_dataset, items, set_dataset  # noqa: E402
 from labui.images import digit_grid_html  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
-from mnist_core import explore, uploads  # noqa: E402
+from mnist_core import explore, owners, uploads  # noqa: E402
 from mnist_core.data import tile  # noqa: E402
+from mnist_core.datasets import MNIST  # noqa: E402
+from mnist_core.datasets import available as available_datasets  # noqa: E402
+from mnist_core.files import write_bytes_atomic  # noqa: E402
+from mnist_core.kinds import staged_upload_path  # noqa: E402
 from mnist_core.owners import QuotaExceeded  # noqa: E402
+from mnist_core.reporter import DONE, FAILED  # noqa: E402
 
 # A minus B: positive (A has more ink) at the top of the scale. Plotly's "RdBu" runs red to blue from the
 # bottom up, which coloured A's ink blue; reversed, red is A's ink as the caption says.
@@ -74,12 +79,15 @@ def bring_your_own() -> None:
     )
     if done := st.session_state.pop("data.imported", None):
         st.success(done)
+    live.watch("import", import_view)  # polls only while this browser's import runs; its end reruns the page
+    delete_own()
     upload = st.file_uploader("Zip file", type=["zip"], key="data.upload")
     if upload is None:
         return
     c1, c2 = st.columns([1, 2])
     name = c1.text_input("Name", value=upload.name.rsplit(".", 1)[0], key="data.upload_name")
     fit = c2.radio("Fit into 28x28", list(FITS), format_func=FITS.get, horizontal=True, key="data.upload_fit")
+    replace = st.checkbox("Replace my data set of this name", key="data.upload_replace")
     try:
         names, grid, counts, skipped = upload_preview(upload, fit)
     except uploads.UploadError as exc:
@@ -95,22 +103,64 @@ def bring_your_own() -> None:
     if skipped:
         st.caption(f"{len(skipped)} file(s) will be skipped, e.g. {skipped[0]['file']}: {skipped[0]['why']}")
     if st.button("Import", type="primary", key="data.import"):
-        bar = st.progress(0.0, text="Converting the images...")
-        try:
-            report = uploads.import_dataset(
-                io.BytesIO(upload.getvalue()),
-                name,
-                fit=fit,
-                progress=lambda done, total: bar.progress(done / max(total, 1), text=f"{done:,} of {total:,} images"),
-            )
-        except (uploads.UploadError, QuotaExceeded, OSError) as exc:  # what was wrong and what to do
-            bar.empty()
-            st.error(f"Not imported: {exc}")
-            return
-        bar.empty()
-        set_dataset(f"own:{report.name}")
-        st.session_state["data.imported"] = f"Imported {report.summary()}. It is now the active data set."
+        start_import(upload, name, fit, replace)
+
+
+def delete_own() -> None:
+    """Delete one of this browser's data sets (the shipped ones cannot be)."""
+    own = [d for d in available_datasets() if d.own]
+    if not own:
+        return
+    with st.expander(f"Your data sets ({len(own)})"):
+        c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+        chosen = c1.selectbox("Data set", own, format_func=lambda d: d.title, key="data.own_pick")
+        if c2.button("Delete", key="data.own_delete"):
+            try:
+                uploads.delete_dataset(chosen.folder.name)
+            except (uploads.UploadError, OSError) as exc:
+                st.error(f"Not deleted: {exc}")
+                return
+            if active_dataset().key == chosen.key:
+                set_dataset(MNIST)
+            st.session_state["data.imported"] = f"Deleted your data set {chosen.title!r}."
+            st.rerun()
+
+
+def start_import(upload, name: str, fit: str, replace: bool) -> None:
+    """The upload waits in this browser's uploads folder while an import job converts it (out of the page's
+    thread: a 100,000-image zip takes a minute); the job removes it when done."""
+    staged = staged_upload_path()
+    try:
+        owners.check_current_quota()
+        write_bytes_atomic(staged, upload.getvalue())
+    except (QuotaExceeded, OSError) as exc:
+        st.error(f"Not imported: {exc}")
+        return
+    live.submit("import", {"upload": str(staged), "name": name, "fit": fit, "overwrite": replace}, name=name)
+    staged.unlink(missing_ok=True)  # reached only when the job was refused (submit reruns the page otherwise)
+
+
+def import_view(snap) -> None:
+    """This browser's latest import: its progress and Stop while it runs; once it is done, the set it made becomes
+    the active one (once) and the page reruns so every part of it shows that set."""
+    if snap is None:
+        return
+    if snap.running:
+        live.progress_row(snap, "data.import_stop", text=snap.view.stage, share=snap.view.fraction)
+        return
+    if st.session_state.get("data.import_seen") == snap.id:
+        return
+    st.session_state["data.import_seen"] = snap.id
+    if snap.status == DONE and snap.result and snap.result.get("dataset"):
+        set_dataset(snap.result["dataset"])
+        st.session_state["data.imported"] = (
+            f"{snap.message[:1].upper()}{snap.message[1:]}. It is now the active data set."
+        )
         st.rerun()
+    elif snap.status == FAILED:
+        st.error(f"Not imported: {snap.message}")
+    else:
+        st.info(snap.message)
 
 
 def heatmap(image: np.ndarray, colorscale: str = "gray", zmid: float | None = None) -> go.Figure:

@@ -184,3 +184,17 @@ def test_a_data_set_of_ones_own_is_offered_by_its_title_and_drawn_with_its_class
     assert not at.exception, [e.message for e in at.exception]
     assert "trainer" in page_text(at) and at.session_state["dataset"] == "own:wardrobe"
     assert any(c.value.startswith("Mean of dress minus mean of bag") for c in at.caption)
+
+
+def test_a_data_set_of_ones_own_can_be_deleted_on_the_data_page_and_mnist_becomes_active(runs):
+    from tests.test_datasets import write_own_set
+
+    write_own_set(runs, "shapes", ["circle", "square"])
+    at = page("pages/1_Data.py", dataset="own:shapes").run()
+    assert not at.exception, [e.message for e in at.exception]
+    at.button(key="data.own_delete").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert not (runs / "datasets" / "shapes").exists()
+    assert at.session_state["dataset"] == "mnist"
+    assert any("Deleted your data set 'shapes'" in s.value for s in at.success)
+    assert data_set_box(at).options == ["MNIST", "Fashion-MNIST"]

@@ -225,3 +225,49 @@ def test_hosted_a_visitors_data_set_is_theirs_alone_and_their_jobs_train_on_it(r
         runner.shutdown()
     meta = json.loads((runs / "owners" / "alice" / "alice-run.json").read_text())
     assert meta["dataset"]["name"] == "own:mine" and meta["dataset"]["class_names"] == ["a", "b", "c"]
+
+
+def a_zip_of_class_folders(path: Path) -> Path:
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, rows in (("square", slice(8, 20)), ("bar", slice(2, 26))):
+            for i in range(6):
+                image = np.zeros((40, 40), np.uint8)
+                image[rows, 14 + i % 3 : 22 + i % 3] = 255
+                buffer = io.BytesIO()
+                Image.fromarray(image).save(buffer, format="PNG")
+                zf.writestr(f"{name}/{i}.png", buffer.getvalue())
+    return path
+
+
+def test_an_upload_is_imported_by_a_job_that_removes_it_and_bad_imports_are_refused_at_submit(runs):
+    from mnist_core.kinds import staged_upload_path
+    from mnist_core.reporter import DONE
+    from mnist_core.runner import Runner
+
+    staged = staged_upload_path()
+    staged.parent.mkdir(parents=True)
+    a_zip_of_class_folders(staged)
+    runner = Runner(backend="threads", workers=1)
+    try:
+        outside = a_zip_of_class_folders(runs.parent / "elsewhere.zip")  # not an upload of this owner's
+        with pytest.raises(ValueError, match="the uploaded file is gone"):
+            runner.submit("me", "import", {"upload": str(outside), "name": "shapes", "fit": "centre"})
+        with pytest.raises(ValueError, match="fit 'stretch' is not one of centre, whole"):
+            runner.submit("me", "import", {"upload": str(staged), "name": "shapes", "fit": "stretch"})
+        job = runner.submit("me", "import", {"upload": str(staged), "name": "shapes", "fit": "centre"}, name="shapes")
+        finished = runner.wait(job.id, 120)
+        assert finished.status == DONE, finished.message
+        assert finished.result["dataset"] == "own:shapes" and "2 classes" in finished.message
+        assert not staged.exists()  # the upload is gone once imported
+        assert datasets.load("own:shapes").class_names == ("bar", "square")
+        again = staged_upload_path()
+        a_zip_of_class_folders(again)
+        with pytest.raises(ValueError, match="a data set named 'shapes' already exists"):
+            runner.submit("me", "import", {"upload": str(again), "name": "shapes", "fit": "centre"})
+    finally:
+        runner.shutdown()

@@ -65,7 +65,7 @@ def test_a_zip_of_class_folders_is_previewed_imported_and_becomes_the_active_dat
     page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(archive))
     expect(page.get_by_text("2 classes")).to_be_visible()
     page.get_by_role("button", name="Import").click()
-    expect(page.get_by_text("It is now the active data set")).to_be_visible()
+    expect(page.get_by_text("It is now the active data set")).to_be_visible(timeout=90_000)  # an import job
     expect(page.locator('[data-testid="stSidebar"]')).to_contain_text("shapes")
     expect(
         page.get_by_text("Mean of square minus mean of bar").or_(page.get_by_text("Mean of bar minus mean of square"))
