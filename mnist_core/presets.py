@@ -87,6 +87,37 @@ RECIPES: dict[str, tuple[str, dict]] = {
         "One conv layer straight into the output layer.",
         dict(arch="conv_fc", epochs=3, batch_size=128, optimizer="adam", lr=1e-3, schedule="cosine"),
     ),
+    "fashion": (
+        "Fashion-MNIST's best: best's wider CNN with dropout, shift-only augmentation (no rotation), 10 epochs.",
+        dict(
+            dataset="fashion-mnist",
+            arch="cnn",
+            model={"channels": [32, 64, 128], "dropout": 0.1},
+            epochs=10,
+            batch_size=128,
+            optimizer="sgd",
+            lr=0.1,
+            momentum=0.9,
+            nesterov=True,
+            weight_decay=5e-4,
+            schedule="onecycle",
+            label_smoothing=0.1,
+            shift=2.0,
+        ),
+    ),
+    "fashion_fast": (
+        "A first Fashion-MNIST result in about 20 s: fast's small BatchNorm CNN, one epoch, OneCycle.",
+        dict(
+            dataset="fashion-mnist",
+            arch="fast",
+            epochs=1,
+            batch_size=128,
+            optimizer="adam",
+            lr=0.01,
+            schedule="onecycle",
+            label_smoothing=0.1,
+        ),
+    ),
 }
 
 # The Draw page's fine-tune on the visitor's drawings: 100 batches of MNIST at a small Adam step, light

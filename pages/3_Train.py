@@ -11,6 +11,7 @@ from labui.charts import training_curves  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
 from labui.widgets import config_widgets, field_key, field_widgets, seed_state  # noqa: E402
 from mnist_core import checkpoints as ckpt  # noqa: E402
+from mnist_core.datasets import info as dataset_info  # noqa: E402
 from mnist_core.kinds import saved_run_exists  # noqa: E402
 from mnist_core.models import REGISTRY, ModelError, build_model, describe, layer_labels  # noqa: E402
 from mnist_core.presets import PRESETS, preset  # noqa: E402
@@ -35,6 +36,7 @@ def load_preset() -> None:
         return
     config = preset(name)
     st.session_state[key("arch")] = config.arch
+    st.session_state[key("dataset")] = config.dataset  # a preset names its data set too (fashion: Fashion-MNIST)
     # Every setting, not only those the preset names: a preset is the whole recipe.
     seed_state(PREFIX, TrainConfig, config.to_dict(), overwrite=True, names=SETTINGS)
     seed_state(model_prefix(config.arch), REGISTRY[config.arch].config_cls, config.model, overwrite=True)
@@ -67,7 +69,10 @@ def settings_widgets() -> tuple[TrainConfig, list[str]]:
         st.markdown("**Training settings**")
         st.caption("Changing the optimizer resets the learning rate to that optimizer's usual default.")
         values = field_widgets(TrainConfig, PREFIX, SETTINGS, columns=2, on_change={"optimizer": optimizer_changed})
-    config = TrainConfig(arch=arch, model=model_config, **values)
+    dataset = st.session_state.get(key("dataset"), TrainConfig().dataset)
+    if dataset != TrainConfig().dataset:
+        st.caption(f"Data set: **{dataset_info(dataset).title}**, from the preset.")
+    config = TrainConfig(arch=arch, model=model_config, dataset=dataset, **values)
     with st.expander("These settings as JSON"):
         st.json(config.to_dict())  # what Start submits: copy it into a script or compare it with a run's
     return config, errors
