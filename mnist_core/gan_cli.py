@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 
 from .checkpoints import CheckpointError, CheckpointExistsError, list_checkpoints
+from .datasets import MNIST, same_classes
+from .datasets import info as dataset_info
 from .fields import add_flags
 from .gan import GanConfig, GanConfigError, default_run_name, gan_dir, gan_exists, validate_gan_name
 
@@ -47,7 +49,13 @@ def config_from_args(args) -> GanConfig:
 
 
 def best_shipped_classifier() -> str:
-    shipped = [i for i in list_checkpoints() if i.source == "shipped" and i.meta.get("test_accuracy") is not None]
+    """The most accurate shipped classifier of digits (the GAN draws MNIST's digits; fashion names clothes)."""
+    digits = dataset_info(MNIST)
+    shipped = [
+        i
+        for i in list_checkpoints()
+        if i.source == "shipped" and i.meta.get("test_accuracy") is not None and same_classes(i.meta, digits)
+    ]
     if not shipped:
         raise CheckpointError("no shipped classifier to score the samples with; pass --judge NAME or --no-judge")
     return max(shipped, key=lambda i: i.meta["test_accuracy"]).name
