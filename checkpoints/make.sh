@@ -8,3 +8,5 @@ cd "$(dirname "$0")/.."
 for preset in fast mlp columnet sparsenet cnn conv_fc conv2_fc2; do
   python -m mnist_core train --preset "$preset" --name "$preset" --out checkpoints --quiet
 done
+# fashion: the one shipped Fashion-MNIST classifier (its preset names the data set).
+python -m mnist_core train --preset fashion --name fashion --out checkpoints --quiet

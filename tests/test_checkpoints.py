@@ -7,6 +7,9 @@ import torch
 
 from mnist_core import checkpoints
 from mnist_core.checkpoints import CheckpointError, list_checkpoints, load, safe_name, save
+from mnist_core.data import DeviceData
+from mnist_core.datasets import MNIST
+from mnist_core.datasets import load as load_dataset
 from mnist_core.files import FILE_MODE
 from mnist_core.train import TrainConfig, evaluate, fit
 
@@ -128,7 +131,9 @@ def test_shipped_checkpoints_load_and_match_their_recorded_accuracy(data):
     assert shipped, "checkpoints/ ships no model"
     for info in shipped:
         model, meta = load(info.name)
-        accuracy = evaluate(model, data.test)["accuracy"]
+        key = (meta.get("dataset") or {}).get("name") or MNIST  # each on the data set it was trained on
+        test = data.test if key == MNIST else DeviceData(load_dataset(key), device="cpu").test
+        accuracy = evaluate(model, test)["accuracy"]
         assert accuracy == pytest.approx(meta["test_accuracy"], abs=5e-4), info.name
         assert os.path.getsize(info.weights_path) < 10 * 2**20  # small enough to commit
 
@@ -183,3 +188,25 @@ def test_checkpoint_files_are_ordinary_readable_files(short_run, runs):
     for path in runs.iterdir():
         assert path.stat().st_mode & 0o777 == FILE_MODE
     assert FILE_MODE & 0o044  # group and others may read (with the usual umask 022)
+
+
+def test_a_checkpoint_of_other_classes_is_never_the_default_digit_classifier(monkeypatch):
+    """The shipped fashion checkpoint names clothes: however accurate it claimed to be, the app's default active
+    checkpoint and the GAN's judge stay the most accurate shipped MNIST one."""
+    import dataclasses
+
+    import streamlit as st
+
+    from labui import catalog
+    from mnist_core import gan_cli
+    from mnist_core.datasets import FASHION, recorded_classes
+    from mnist_core.datasets import info as dataset_info
+
+    infos = list_checkpoints()
+    fashion = next(i for i in infos if i.name == "fashion" and i.source == "shipped")
+    assert recorded_classes(fashion.meta) == dataset_info(FASHION).class_names
+    boosted = [dataclasses.replace(i, meta={**i.meta, "test_accuracy": 0.9999}) if i is fashion else i for i in infos]
+    monkeypatch.setattr(gan_cli, "list_checkpoints", lambda: boosted)
+    assert gan_cli.best_shipped_classifier() == "best"
+    st.session_state.pop(catalog.ACTIVE_KEY, None)
+    assert catalog.active_checkpoint(boosted).name == "best"

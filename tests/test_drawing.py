@@ -6,6 +6,8 @@ import torch
 
 from mnist_core.checkpoints import list_checkpoints, load
 from mnist_core.data import PIXEL_MEAN, PIXEL_STD
+from mnist_core.datasets import MNIST, same_classes
+from mnist_core.datasets import info as dataset_info
 from mnist_core.drawing import (
     DrawingError,
     Drawings,
@@ -34,7 +36,8 @@ from mnist_core.strokes import (
 
 
 def default_model():
-    shipped = [i for i in list_checkpoints() if i.source == "shipped"]
+    digits = dataset_info(MNIST)
+    shipped = [i for i in list_checkpoints() if i.source == "shipped" and same_classes(i.meta, digits)]
     return load(max(shipped, key=lambda i: i.meta["test_accuracy"]).name)[0]
 
 
