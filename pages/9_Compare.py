@@ -10,7 +10,7 @@ st.set_page_config(page_title="Compare · MNIST Lab", page_icon="⚖️", layout
 
 from labui import live, resources  # noqa: E402
 from labui.compare_charts import arm_curves, live_loss_curves  # noqa: E402
-from labui.data_choice import active_dataset, items  # noqa: E402
+from labui.data_choice import active_dataset, items, set_dataset  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
 from labui.widgets import config_widgets, field_widgets, seed_state  # noqa: E402
 from mnist_core import datasets  # noqa: E402
@@ -35,6 +35,13 @@ def key(name: str) -> str:
     return f"compare.{name}"
 
 
+def preset_chosen() -> None:
+    """A preset is the whole recipe, its data set included (fashion: Fashion-MNIST), as on the Train page."""
+    name = st.session_state[key("preset")]
+    if name in PRESETS and preset(name).dataset != active_dataset().key:
+        set_dataset(preset(name).dataset)
+
+
 def base_setup() -> tuple[TrainConfig, list[str]]:
     st.markdown("**Base setup**: every arm uses it, except for the setting you vary.")
     c1, c2 = st.columns(2)
@@ -42,7 +49,8 @@ def base_setup() -> tuple[TrainConfig, list[str]]:
         "Start from",
         ["(defaults)", *PRESETS],
         key=key("preset"),
-        help="A preset's architecture and training recipe; the fields here override it.",
+        help="A preset's architecture and training recipe (and its data set); the fields here override it.",
+        on_change=preset_chosen,
     )
     first = preset(start) if start in PRESETS else TrainConfig(arch="mlp", epochs=1)
     arch = c2.selectbox(
@@ -55,8 +63,8 @@ def base_setup() -> tuple[TrainConfig, list[str]]:
     with st.expander(f"Training recipe and {arch} settings"):
         st.caption("Arms that vary one of these (the optimizer, say) override it; everything else comes from here.")
         values |= field_widgets(TrainConfig, prefix, COMPARE_RECIPE_FIELDS, columns=3)
-        # The sidebar's data set, whatever the preset was trained on; the "dataset" dimension varies it.
-        config = dataclasses.replace(compare_base(first, arch, values), dataset=DATASET.key)
+        # The active data set (a preset switches to its own); the "dataset" dimension varies it.
+        config = dataclasses.replace(compare_base(first, arch, values), dataset=active_dataset().key)
         errors = model_widgets(config, start)
     with st.expander("The base setup as JSON"):
         st.json(config.to_dict())  # what each arm starts from before its one change

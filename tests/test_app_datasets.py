@@ -107,17 +107,24 @@ def test_an_unknown_data_set_in_a_link_falls_back_to_mnist(runs):
     assert not at.exception and data_set_box(at).value == datasets.MNIST
 
 
-def test_without_a_fashion_checkpoint_inspect_says_to_train_one(runs):
-    at = page("pages/6_Inspect.py", datasets.FASHION).run()
+def test_without_a_checkpoint_of_its_classes_inspect_says_to_train_one(runs):
+    from tests.test_datasets import write_own_set
+
+    write_own_set(runs, "shapes", ["circle", "square"])
+    at = page("pages/6_Inspect.py", "own:shapes").run()
     assert not at.exception
-    assert any("No checkpoint trained on Fashion-MNIST yet: train one on the Train page" in w.value for w in at.warning)
+    assert any("No checkpoint trained on shapes yet: train one on the Train page" in w.value for w in at.warning)
 
 
 def test_inspect_names_fashion_classes_and_lists_only_its_checkpoints(runs, fashion_run):
-    at = page("pages/6_Inspect.py", datasets.FASHION).run()
+    at = page("pages/6_Inspect.py", datasets.FASHION)
+    at.session_state["active_checkpoint:fashion-mnist"] = fashion_run
+    at.run()
     assert not at.exception, [e.message for e in at.exception]
     active = next(s for s in at.selectbox if s.label == "Active checkpoint")
-    assert active.value == fashion_run and len(active.options) == 1  # the only one trained on its classes
+    assert active.value == fashion_run
+    # the only ones trained on its classes: the run and the shipped Fashion-MNIST CNN
+    assert len(active.options) == 2 and any(o.startswith("fashion ") for o in map(str, active.options))
     specs = " ".join(str(c.proto.spec) for c in at.get("plotly_chart"))
     assert "Sneaker" in specs and "Ankle boot" in specs  # confusion matrix, per-class accuracy
     # back on MNIST, the Fashion run is not offered and the digits' best shipped checkpoint is active
