@@ -76,18 +76,12 @@ def _predictions_memory() -> SharedMemory:
     return SharedMemory(max_entries=16)  # 400 KB each
 
 
-def predictions_version(weights_version: str, data) -> str:
-    """The name of a checkpoint's saved test outputs: its weights' digest on MNIST (as shipped), with the data set's
-    digest added on any other (two data sets may share their classes, as an imported set of digits does)."""
-    return weights_version if data.mnist.name == MNIST else f"{weights_version}.{data.mnist.sha256[:16]}"
-
-
 def test_predictions(info: CheckpointInfo, progress=None, dataset: str = MNIST) -> np.ndarray:
     """The active checkpoint's softmax outputs on a data set's test split, scored once per weights version for the
     whole server: from memory, else from a file saved earlier (runs folder, or shipped beside the checkpoints),
     else scored in small batches (progress(share done)) and saved for the next start."""
     data = device_data(dataset)
-    version = predictions_version(weights_digest(info), data)
+    version = evaluation.predictions_version(weights_digest(info), data.mnist)
     test = data.test
 
     def score():

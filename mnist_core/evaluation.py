@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .data import TensorSplit
+from .data import Mnist, TensorSplit
 from .files import atomic_write
 from .saliency import private_view
 
@@ -34,6 +34,12 @@ def test_probabilities(
         if progress is not None:
             progress(done / len(split))
     return torch.cat(out).numpy()
+
+
+def predictions_version(weights_version: str, data: Mnist) -> str:
+    """The name of a checkpoint's saved test outputs: its weights' digest on MNIST (as shipped), with the data set's
+    digest added on any other (two data sets may share their classes, as an imported set of digits does)."""
+    return weights_version if data.name == "mnist" else f"{weights_version}.{data.sha256[:16]}"
 
 
 def stored_probabilities(folder: Path, version: str, rows: int) -> np.ndarray | None:
