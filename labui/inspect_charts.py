@@ -143,6 +143,9 @@ def _class_axis(names: list[str], title: str, reverse: bool = False) -> dict:
         "tickvals": list(range(n)),
         "ticktext": names,
         "range": [n - 0.4, -0.6] if reverse else [-0.6, n - 0.4],
+        # Slanted when names are words ("Ankle boot"): level, plotly drops the labels that would overlap.
+        "tickangle": -45 if max(map(len, names)) > 3 else 0,
+        "automargin": True,
     }
 
 

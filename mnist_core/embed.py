@@ -61,7 +61,7 @@ class EmbedSpec:
         10_000,
         "Drawn from all 70,000 (training + test) in class proportions.",
         label="subset size",
-        title="digits (stratified by class)",
+        title="images (stratified by class)",
         min=MIN_POINTS,
         max=MAX_POINTS,
         step=1000,

@@ -350,7 +350,7 @@ ITEMS = items(DATASET)  # "digits", or "images"
 # A GAN has ten classes (GanConfig checks it); a set of one's own with fewer is refused when training starts.
 NAMES = (list(DATASET.class_names) + [str(i) for i in range(len(DATASET.class_names), 10)])[:10]
 st.caption(
-    f"A generator learns to draw {ITEMS[:-1] if ITEMS == 'digits' else 'an image'} of the class you ask for; a "
+    f"A generator learns to draw {'a digit' if ITEMS == 'digits' else 'an image'} of the class you ask for; a "
     "discriminator learns to tell its drawings from real ones, given the same class. Each improves by beating "
     "the other."
 )

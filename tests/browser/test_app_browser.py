@@ -143,7 +143,7 @@ def test_the_embeddings_page_draws_a_map_of_a_small_subset(page, app_url):
     page.get_by_role("combobox", name="Method").click()
     page.get_by_role("option", name="PCA", exact=True).click()
     wait_until_idle(page)
-    points = page.get_by_role("spinbutton", name="Digits (stratified by class)")
+    points = page.get_by_role("spinbutton", name="Images (stratified by class)")
     points.fill("1000")
     points.press("Enter")
     expect(page.get_by_text("PCA of 1,000 digits")).to_be_visible()
@@ -227,7 +227,7 @@ def test_a_click_on_one_point_of_a_map_shows_that_digit(page, app_url, dims):
     page.get_by_role("combobox", name="Method").click()
     page.get_by_role("option", name="PCA", exact=True).click()
     wait_until_idle(page)
-    enter(page.get_by_role("spinbutton", name="Digits (stratified by class)"), "1000")
+    enter(page.get_by_role("spinbutton", name="Images (stratified by class)"), "1000")
     expect(page.get_by_text("PCA of 1,000 digits")).to_be_visible()
     if dims == 3:
         page.get_by_role("radiogroup", name="Dimensions").get_by_text("3", exact=True).click()
