@@ -48,7 +48,9 @@ from .train import RunResult, TrainConfig
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_DIR = PROJECT_ROOT / "checkpoints"
 RUNS_ENV = "MNIST_RUNS_DIR"
-FORMAT_VERSION = 1
+# Format 2: the fast architecture's layer order became conv, pool, BatchNorm, ReLU (pool_first). A format-1
+# checkpoint of it holds weights of the older order, so reading it names that order in its settings.
+FORMAT_VERSION = 2
 MAX_NAME = 80
 _NAME_OK = re.compile(r"[^A-Za-z0-9._-]+")
 ALLOWED_CHARACTERS = "letters A-Z and a-z, digits, '.', '_' and '-'"
@@ -424,9 +426,19 @@ def _read_meta(meta_path: Path) -> dict:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise CheckpointError(f"{meta_path.name}: unreadable metadata ({str(exc)[:80]})") from None
     try:
-        return check_meta(meta)
+        return _upgraded(check_meta(meta))
     except CheckpointError as exc:
         raise CheckpointError(f"{meta_path.name}: {exc}") from None
+
+
+def _upgraded(meta: dict) -> dict:
+    """The metadata of an older format in today's terms."""
+    if meta.get("format", 1) < 2 and meta["arch"] == "fast":
+        older_order = {"pool_first": False}
+        meta["model_config"] = {**older_order, **(meta.get("model_config") or {})}
+        if isinstance(meta.get("train_config"), dict):
+            meta["train_config"]["model"] = {**older_order, **(meta["train_config"].get("model") or {})}
+    return meta
 
 
 _verified: dict[tuple, str | None] = {}  # (path, size, mtime, inode) of files -> None (good) or the reason

@@ -210,3 +210,22 @@ def test_a_checkpoint_of_other_classes_is_never_the_default_digit_classifier(mon
     assert gan_cli.best_shipped_classifier() == "best"
     st.session_state.pop(catalog.ACTIVE_KEY, None)
     assert catalog.active_checkpoint(boosted).name == "best"
+
+
+def test_a_format_1_fast_checkpoint_keeps_its_older_layer_order(runs, data):
+    # Before format 2 the fast net ran conv, BatchNorm, ReLU, pool; its checkpoints name no order in their settings.
+    older = fit(TrainConfig(arch="fast", model={"pool_first": False}, max_batches=5, record=False), data)
+    name = save(older, "older-fast")
+    meta_path = runs / f"{name}.json"
+    meta = json.loads(meta_path.read_text())
+    meta.update(format=1, model_config={})
+    meta["train_config"]["model"] = {}
+    meta_path.write_text(json.dumps(meta))
+    model, meta = load(name)
+    assert meta["model_config"] == {"pool_first": False} and meta["train_config"]["model"] == {"pool_first": False}
+    assert [type(m).__name__ for m in model[:4]] == ["Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d"]
+    x = data.test.images[:50]
+    older.model.eval()
+    assert torch.equal(model(x).argmax(1), older.model(x).argmax(1))
+    refit = fit(TrainConfig(arch="fast", max_batches=1, record=False), data)  # today's default: pool first
+    assert [type(m).__name__ for m in refit.model[:4]] == ["Conv2d", "MaxPool2d", "BatchNorm2d", "ReLU"]

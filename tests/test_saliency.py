@@ -40,13 +40,20 @@ def test_feature_maps_come_from_every_conv_layer_and_none_from_an_mlp(digit):
 def test_layers_are_named_in_words_a_learner_can_follow(digit):
     from mnist_core.models import build_model, layer_labels
 
-    labels = layer_labels(load("fast")[0])  # conv, BatchNorm, ReLU, max-pool x3, flatten, linear
-    assert labels["0"] == "conv 1 (layer 1)" and labels["2"] == "ReLU after conv 1 (layer 3)"
-    assert labels["6"] == "ReLU after conv 2 (layer 7)" and labels[max(labels, key=int)].startswith("output layer")
+    labels = layer_labels(load("fast")[0])  # conv, max-pool, BatchNorm, ReLU x3, flatten, linear
+    assert labels["0"] == "conv 1 (layer 1)" and labels["1"] == "max-pool after conv 1 (layer 2)"
+    assert labels["7"] == "ReLU after conv 2 (layer 8)" and labels[max(labels, key=int)].startswith("output layer")
     columns = layer_labels(build_model("columnet"))
     assert columns["1.columns.1.1"] == "Tanh after linear 3 in column 2 (layer 7)"
-    maps = feature_maps(load("fast")[0], digit)
+    older = build_model("fast", {"pool_first": False})  # conv, BatchNorm, ReLU, max-pool: maps after the ReLU
+    maps = feature_maps(older, digit)
     assert [m.name for m in maps] == [f"conv {i} (layer {4 * i - 3}), after its ReLU" for i in (1, 2, 3)]
+    pooled_first = feature_maps(load("fast")[0], digit)  # the pool comes next: the conv's own, unpooled maps
+    assert [(m.name, m.maps.shape) for m in pooled_first] == [
+        ("conv 1 (layer 1)", (16, 28, 28)),
+        ("conv 2 (layer 5)", (32, 14, 14)),
+        ("conv 3 (layer 9)", (64, 7, 7)),
+    ]
     dense = dense_activations(load("mlp")[0], digit)
     assert [name for name, _ in dense] == [
         "ReLU after linear 1 (layer 3)",
