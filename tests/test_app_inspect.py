@@ -52,7 +52,7 @@ def test_a_checkpoint_without_history_offers_one_click_to_one_with_it(runs):
     assert at.session_state["active_checkpoint"] == "fast"
     assert not any("has no recorded training history" in m.value for m in at.info)
     specs = " ".join(str(chart.proto.spec) for chart in at.get("plotly_chart"))
-    assert "Dead units" in specs and "ReLU after conv 1 (layer 3)" in specs  # which layer, in words
+    assert "Dead units" in specs and "ReLU after conv 1 (layer 4)" in specs  # which layer, in words
     assert "conv 1 weights (layer 1)" in specs and '"0.weight"' not in specs
     layer_box = next(s for s in at.selectbox if s.label == "Layer")
     assert layer_box.options[0] == "conv 1 weights (layer 1)"
