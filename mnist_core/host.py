@@ -69,7 +69,7 @@ HOSTED_LIMITS = (
         "5",
         "no limit",
         "epochs one job may ask for (a GAN's, a transfer's and a map's epoch are defined by the job: see the refusal)",
-        "an epoch of the fast CNN takes 17-25 s on 2 cores; 5 is the GAN page's default",
+        "an epoch of the fast CNN takes 6-15 s on 2 cores; 5 is the GAN page's default",
     ),
     HostedLimit(
         "MNIST_MAX_RUN_SECONDS",
@@ -83,7 +83,7 @@ HOSTED_LIMITS = (
         "10",
         "40",
         "training runs (arms x seeds) one comparison may hold",
-        "5 arms x 2 seeds of a one-epoch run (17-25 s each) fit in the 300 s one job may run",
+        "5 arms x 2 seeds of a one-epoch run (6-15 s each) fit in the 300 s one job may run",
     ),
     HostedLimit(
         "MNIST_MAX_PARALLEL",
