@@ -225,11 +225,12 @@ def build_sparsenet(c: SparseNetConfig) -> nn.Module:
     )
 
 
-def build_cnn(c: CNNConfig) -> nn.Module:
+def build_cnn(c: CNNConfig, pool_first: bool = False) -> nn.Module:
     layers: list[nn.Module] = []
     size, c_in = 28, 1
     for c_out in c.channels:
-        layers += [*_conv_block(c_in, c_out, c.bn, c.activation), nn.MaxPool2d(2)]
+        conv, *rest = _conv_block(c_in, c_out, c.bn, c.activation)
+        layers += [conv, nn.MaxPool2d(2), *rest] if pool_first else [conv, *rest, nn.MaxPool2d(2)]
         size, c_in = size // 2, c_out
     if c.dropout > 0:
         layers.append(nn.Dropout(c.dropout))
@@ -285,14 +286,7 @@ def build_tiny_gap(c: TinyGapConfig) -> nn.Module:
 
 
 def build_fast(c: FastConfig) -> nn.Module:
-    if not c.pool_first:
-        return build_cnn(CNNConfig(channels=c.channels, bn="before"))
-    layers: list[nn.Module] = []
-    size, c_in = 28, 1
-    for c_out in c.channels:
-        layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(c_out), nn.ReLU()]
-        size, c_in = size // 2, c_out
-    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(c_in * size * size, NUM_CLASSES))
+    return build_cnn(CNNConfig(channels=c.channels, bn="before"), pool_first=c.pool_first)
 
 
 @dataclass(frozen=True)
