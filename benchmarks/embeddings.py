@@ -48,9 +48,7 @@ def main() -> int:
     import umap  # noqa: F401
 
     print(f"importing umap-learn and openTSNE (once per process): {time.perf_counter() - start:.1f} s")
-    print(
-        f"compiling UMAP's numba code (once per process; the app does it in the background at start): {warm_up():.1f} s"
-    )
+    print(f"compiling UMAP's numba code, or loading it from numba's disk cache: {warm_up():.1f} s")
     print(f"{'case':<9} {'method':<6} {'points':>7} {'seconds':>8} {'target':>7}  k-NN acc  verdict")
     cache = Path(tempfile.mkdtemp())
     for name in args.only:

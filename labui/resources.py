@@ -1,18 +1,13 @@
 """The server's process-wide resources, made once and shared by every session: each data set on the device, the
-job runner, the device's name, the UMAP warm-up."""
+job runner, the device's name."""
 
 from __future__ import annotations
-
-import os
-import threading
-import time
 
 import streamlit as st
 import torch
 
 from mnist_core import datasets
 from mnist_core.data import DataError, DeviceData, pick_device
-from mnist_core.embed import warm_up
 from mnist_core.host import settings as host_settings
 from mnist_core.runner import Runner
 
@@ -63,26 +58,6 @@ def device_label() -> str:
     if device.type == "cuda":
         return f"GPU: {torch.cuda.get_device_name(device)}"
     return f"CPU ({torch.get_num_threads()} threads)"
-
-
-def umap_warm_up() -> threading.Thread | None:
-    """Compile UMAP once per app process in the background; not in hosted mode (host.HOSTED_SWITCHES says why)."""
-    return _umap_warm_up_thread() if host_settings().umap_warm_up else None
-
-
-@st.cache_resource
-def _umap_warm_up_thread() -> threading.Thread:
-    """The warm-up thread, at the lowest CPU priority."""
-
-    def work():
-        time.sleep(10)  # let the first page finish loading first
-        if hasattr(os, "setpriority"):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)  # this thread only (Linux)
-        warm_up()
-
-    thread = threading.Thread(target=work, name="umap-warm-up", daemon=True)
-    thread.start()
-    return thread
 
 
 def active_data() -> DeviceData:

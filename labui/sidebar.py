@@ -28,7 +28,6 @@ def sidebar() -> None:
         st.stop()
     visitor.use_owner()  # hosted: this browser's own runs and drawings (app.py sets it too; a page run alone needs it)
     use_app_navigation()  # a shared link opened first in a fresh server gets the app's navigation too
-    resources.umap_warm_up()  # so the first UMAP map a user asks for does not wait a minute for numba (not when hosted)
     infos, unreadable = catalog.checkpoints_and_unreadable()
     with st.sidebar:
         dataset = dataset_picker()

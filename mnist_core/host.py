@@ -4,7 +4,7 @@ The app and the CLI call settings() once at start: a bad value stops them with o
 variable and what it accepts, instead of a traceback on every page or a refusal that blames the user.
 
 MNIST_HOSTED=1 (a public demo) gives every cap the host left unset the value in HOSTED_LIMITS, and
-switches off downloads and the UMAP warm-up. `python -m mnist_core.host` prints the table of limits.
+switches off downloads. `python -m mnist_core.host` prints the table of limits.
 """
 
 from __future__ import annotations
@@ -121,11 +121,6 @@ HOSTED_SWITCHES = (  # (what, why): off in hosted mode, on locally; MNIST_HOSTED
         "Downloads (pretrained backbone weights on the Transfer page)",
         "a visitor could start a 528 MB download into the server's disk and memory",
     ),
-    (
-        "UMAP warm-up (numba compiles UMAP in the background at start)",
-        "it holds about 150 MB (numba, llvmlite, scikit-learn) and a core for 48 s at start, for a map a visitor "
-        "may never ask for; the first UMAP map waits for the compile instead",
-    ),
 )
 
 
@@ -153,11 +148,6 @@ class HostSettings:
     @property
     def downloads(self) -> bool:
         """Whether a visitor may start a download (off in hosted mode)."""
-        return not self.hosted
-
-    @property
-    def umap_warm_up(self) -> bool:
-        """Whether UMAP is compiled in the background at start (off in hosted mode)."""
         return not self.hosted
 
 

@@ -97,8 +97,6 @@ HEAVY = ["umap", "numba", "pynndescent", "openTSNE", "sklearn", "onnx", "onnxrun
 HOME_IMPORTS = f"""
 import os, sys, tempfile
 os.environ.update(MNIST_RUNS_DIR=tempfile.mkdtemp(), MNIST_BACKEND="threads")
-import mnist_core.embed
-mnist_core.embed.warm_up = lambda: None  # the UMAP warm-up thread imports umap on purpose (hosted mode turns it off)
 from streamlit.testing.v1 import AppTest
 at = AppTest.from_file("app.py", default_timeout=300).run()
 assert not at.exception, [e.message for e in at.exception]

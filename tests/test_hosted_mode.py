@@ -1,10 +1,9 @@
 """Hosted mode (MNIST_HOSTED=1): every cap the host left unset takes its hosted value, an explicit one wins, and
-downloads, the UMAP warm-up and parallel comparison runs are off, each where it would happen; maps, GANs and
+downloads and parallel comparison runs are off, each where it would happen; maps, GANs and
 transfers are bounded by a limit the refusal names. Jobs go through a real Runner on threads."""
 
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -50,12 +49,12 @@ def runner(hosted):
 def test_hosted_mode_gives_every_unset_cap_its_hosted_value_and_locally_nothing_changes():
     values = settings({"MNIST_HOSTED": "1"})
     assert {name: getattr(values, name) for name in HOSTED_VALUES} == HOSTED_VALUES
-    assert not values.downloads and not values.umap_warm_up
+    assert not values.downloads
     local = settings({})
     assert (local.max_jobs, local.max_queued, local.max_compare_runs) == (1, 20, 40)
     assert (local.max_epochs, local.max_run_seconds, local.max_parallel, local.max_map_points) == (None,) * 4
     assert (local.owner_quota_mb, local.owner_idle_hours) == (None, None)
-    assert local.downloads and local.umap_warm_up
+    assert local.downloads
     assert settings({"MNIST_HOSTED": "0"}) == local
 
 
@@ -97,7 +96,7 @@ def test_the_limits_table_is_one_source_with_the_value_in_force():
     by_setting = {row["setting"]: row for row in rows}
     assert [row["setting"] for row in rows[: len(HOSTED_LIMITS)]] == list(HOSTED_DEFAULTS)
     assert by_setting["MNIST_MAX_JOBS"]["in force"] == "3" and by_setting["MNIST_MAX_EPOCHS"]["in force"] == "5"
-    assert [row["in force"] for row in rows if row["setting"] == "MNIST_HOSTED"] == ["off", "off"]
+    assert [row["in force"] for row in rows if row["setting"] == "MNIST_HOSTED"] == ["off"]
     local = {row["setting"]: row["in force"] for row in describe_limits({})}
     assert local["MNIST_MAX_EPOCHS"] == "no limit" and local["MNIST_MAX_JOBS"] == "1"
     assert all(row["why"] and row["bounds"] for row in rows)
@@ -117,15 +116,9 @@ def test_the_limits_table_is_one_source_with_the_value_in_force():
 # ---------------------------------------------------------------- the switches
 
 
-def test_the_umap_warm_up_is_not_started_in_hosted_mode(hosted):
-    from labui import resources
-
-    resources._umap_warm_up_thread.clear()  # a warm-up cached by an earlier test must not hide this one
-    before = {t.ident for t in threading.enumerate()}
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()  # the home page draws the sidebar
+def test_the_home_page_shows_the_hosted_limits(hosted):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
     assert not at.exception, at.exception
-    assert resources.umap_warm_up() is None
-    assert not [t for t in threading.enumerate() if t.name == "umap-warm-up" and t.ident not in before]
     (limits,) = [e for e in at.expander if e.label == "This is a hosted demo: its limits"]
     shown = " ".join(c.value for c in limits.caption)
     assert "MNIST_MAX_MAP_POINTS" in shown and "10000" in shown and "Downloads" in shown
