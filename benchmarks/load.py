@@ -1,6 +1,7 @@
 """A class at once: N browser sessions open the Draw, Data and Inspect pages at the same moment, while jobs train.
 
     python benchmarks/load.py [--sessions 30] [--rounds 2] [--jobs 2] [--app-dir <a checkout>]
+    python benchmarks/load.py --floor --jobs 0 --rounds 1     # the floor: a do-nothing app, the same browsers
 
 Starts the real server of --app-dir (default: this repository) in hosted mode (MNIST_HOSTED=1,
 MNIST_MAX_JOBS=2, a fresh runs folder), with this interpreter, so an older checkout is measured with the
@@ -83,6 +84,29 @@ BASELINE = {
     "failed": None,
     "rss_mb": 1.8 * 1024,
 }
+
+
+def write_floor_app(folder: Path) -> Path:
+    """An app whose pages hold only what a visit waits for (the title and the last element of PAGES): what the
+    browsers alone cost on this machine, the floor under any app's figures."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(folder / "home.py", 'import streamlit as st\n\nst.title("MNIST Lab")\n')
+    pages = ['    st.Page("home.py", title="Home", default=True),']
+    for path, (title, last) in PAGES.items():
+        if last.startswith("text="):
+            body = f"st.caption({last.removeprefix('text=')!r})"
+        elif last == '[data-testid="stTabs"]':
+            body = 'st.tabs(["one", "two"])'
+        else:
+            raise ValueError(f"the floor app cannot draw the last element {last!r} of {path}")
+        write_text_atomic(
+            folder / f"page_{path.lower()}.py", f"import streamlit as st\n\nst.title({title!r})\n{body}\n"
+        )
+        pages.append(f'    st.Page("page_{path.lower()}.py", title={title!r}, url_path={path!r}),')
+    write_text_atomic(
+        folder / "app.py", "import streamlit as st\n\nst.navigation([\n" + "\n".join(pages) + "\n]).run()\n"
+    )
+    return folder
 
 
 def start_server(app_dir: Path, env_extra: dict) -> tuple[subprocess.Popen, str]:
@@ -416,8 +440,15 @@ def main() -> int:
         "--timeout", type=float, default=60.0, help="seconds a visit may take before it counts as failed"
     )
     parser.add_argument("--app-dir", type=Path, default=ROOT, help="the checkout whose app.py is served")
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="serve an app whose pages hold only a title and their last element instead (what the browsers alone cost)",
+    )
     parser.add_argument("--no-save", action="store_true", help=f"do not write {RESULTS.relative_to(ROOT)}")
     args = parser.parse_args()
+    if args.floor:
+        args.app_dir = write_floor_app(Path(tempfile.mkdtemp(prefix="load-floor-")))
     args.app_dir = args.app_dir.resolve()
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     results = asyncio.run(measure(args))
