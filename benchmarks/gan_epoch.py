@@ -48,7 +48,8 @@ def one_epoch(code_root: Path, seed: int) -> dict:
         text=True,
     )
     if done.returncode != 0:
-        raise SystemExit(f"the epoch at {code_root} failed: {done.stderr.strip().splitlines()[-1]}")
+        last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        raise SystemExit(f"the epoch at {code_root} failed: {last}")
     row = json.loads(done.stdout.strip().splitlines()[-1])
     if not Path(row["code"]).resolve().is_relative_to(code_root.resolve()):
         raise SystemExit(f"the run meant for {code_root} imported {row['code']} instead")

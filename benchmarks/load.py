@@ -439,7 +439,7 @@ def main() -> int:
     parser.add_argument(
         "--timeout", type=float, default=60.0, help="seconds a visit may take before it counts as failed"
     )
-    parser.add_argument("--app-dir", type=Path, default=ROOT, help="the checkout whose app.py is served")
+    parser.add_argument("--app-dir", type=Path, help="the checkout whose app.py is served (default: this one)")
     parser.add_argument(
         "--floor",
         action="store_true",
@@ -447,9 +447,11 @@ def main() -> int:
     )
     parser.add_argument("--no-save", action="store_true", help=f"do not write {RESULTS.relative_to(ROOT)}")
     args = parser.parse_args()
+    if args.floor and args.app_dir:
+        parser.error("--floor serves its own app: leave out --app-dir")
     if args.floor:
         args.app_dir = write_floor_app(Path(tempfile.mkdtemp(prefix="load-floor-")))
-    args.app_dir = args.app_dir.resolve()
+    args.app_dir = (args.app_dir or ROOT).resolve()
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     results = asyncio.run(measure(args))
     text = report(results, args, load)
