@@ -227,6 +227,12 @@ st.caption(
     f"into 2 or 3 so you can see which {ITEMS} a representation keeps apart and which it mixes up."
 )
 resources.active_data()  # its files read, or what is wrong with them
+if (total := DATASET.train_size + DATASET.test_size) < embed.MIN_POINTS:
+    st.error(
+        f"{DATASET.title} has {total:,} images; a map needs at least {embed.MIN_POINTS:,}. Import a larger set on "
+        "the Data page, or pick MNIST or Fashion-MNIST in the sidebar's Data set box."
+    )
+    st.stop()
 spec = settings()
 try:
     spec.validate()

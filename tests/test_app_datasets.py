@@ -79,6 +79,29 @@ def test_every_page_runs_on_fashion_mnist_and_shows_it_in_the_sidebar(path, runs
         assert "Sneaker" in text and "Ankle boot" in text
 
 
+@pytest.mark.parametrize("path", PAGES)
+def test_every_page_runs_on_a_small_set_of_ones_own(path, runs):
+    """80 images, fewer than a map or a default batch needs: a page may refuse with a message, never crash."""
+    from tests.test_datasets import write_own_set
+
+    write_own_set(runs, "shapes", ["circle", "square"])
+    at = page(path, "own:shapes").run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert data_set_box(at).value == "own:shapes"
+
+
+def test_the_embeddings_page_says_a_small_set_is_too_small_to_map(runs):
+    from tests.test_datasets import write_own_set
+
+    write_own_set(runs, "shapes", ["circle", "square"])
+    at = page("pages/2_Embeddings.py", "own:shapes").run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        "shapes has 80 images; a map needs at least 1,000. Import a larger set on the Data page, or pick MNIST or "
+        "Fashion-MNIST in the sidebar's Data set box."
+    ]
+
+
 def test_the_data_page_switches_from_digits_to_class_names(runs):
     at = page("pages/1_Data.py").run()
     assert data_set_box(at).value == datasets.MNIST and "Sneaker" not in page_text(at)
