@@ -77,6 +77,7 @@ TEST_SHARE = 1 / 6  # MNIST's own split: 10,000 test images to 60,000 training o
 SKIPPED_KEPT = 50  # skipped files listed in dataset.json (the report holds them all)
 FITS = ("centre", "whole")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm"}
+IMAGE_FORMATS = "PNG, JPEG, GIF, BMP, TIFF, WebP or PGM/PPM/PBM"
 IMAGE_KINDS = "PNG, JPEG, GIF, BMP, TIFF, WebP or PNM"
 # Every image is first scaled so its longer side is this many pixels: big photos are decoded and searched for ink
 # at a modest size (fast), small images are enlarged so drawing.ink_box's minimum of 30 inked pixels means "a
@@ -318,27 +319,31 @@ def _safe_member_parts(name: str, label: str) -> tuple[str, ...]:
     return tuple(parts)
 
 
-def _open_source(source, limits: Limits) -> _Source:
-    """The source as a folder or a zip, or UploadError saying why it is neither."""
+def _open_source(source, limits: Limits, label: str | None = None) -> _Source:
+    """The source as a folder or a zip, or UploadError saying why it is neither. Messages name it by label
+    (default: its path, or an open file's name)."""
     if hasattr(source, "read"):  # an open file, e.g. a browser upload: a zip
-        label = str(getattr(source, "name", "the uploaded file"))
+        label = label or str(getattr(source, "name", "the uploaded file"))
         size = source.seek(0, os.SEEK_END)
         source.seek(0)
         _check_zip_size(label, size, limits)
         return _ZipSource(source, label, limits)
     path = Path(source)
+    label = label or str(path)
     if not path.exists():
         raise UploadError(
-            f"{path}: no such file or folder; give a folder of class folders, a .zip of one, or IDX files"
+            f"{label}: no such file or folder; give a folder of class folders, a .zip of one, or IDX files"
         )
     if path.is_dir():
-        return _FolderSource(path, limits)
+        folder = _FolderSource(path, limits)
+        folder.label = label
+        return folder
     if not zipfile.is_zipfile(path):
         raise UploadError(
-            f"{path}: a file but not a zip archive; give a folder of class folders or a .zip of one ({EXAMPLE})"
+            f"{label}: a file but not a zip archive; give a folder of class folders or a .zip of one ({EXAMPLE})"
         )
-    _check_zip_size(str(path), path.stat().st_size, limits)
-    return _ZipSource(path, str(path), limits)
+    _check_zip_size(label, path.stat().st_size, limits)
+    return _ZipSource(path, label, limits)
 
 
 def _check_zip_size(label: str, size: int, limits: Limits) -> None:
@@ -547,10 +552,12 @@ def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         return to_grayscale(np.asarray(image))
     except _Skip:
         raise
-    except (Image.DecompressionBombError, Image.UnidentifiedImageError) as exc:
-        raise _Skip(f"not a readable image ({_exception_text(exc)})") from None
+    except Image.UnidentifiedImageError:
+        raise _Skip(f"not a readable image (not in a format this lab reads: {IMAGE_FORMATS})") from None
+    except Image.DecompressionBombError:
+        raise _Skip(f"not a readable image (over {max_pixels:,} pixels)") from None
     except (OSError, SyntaxError, ValueError, EOFError, TypeError, IndexError, MemoryError) as exc:
-        raise _Skip(f"not a readable image ({_exception_text(exc)})") from None
+        raise _Skip(f"not a readable image (damaged or cut short: {_exception_text(exc)})") from None
 
 
 def _work_size(width: int, height: int) -> tuple[int, int]:
@@ -656,15 +663,18 @@ def preview(
         grid = np.zeros((len(plan.class_names), per_class, SIZE, SIZE), np.uint8)
         skipped = list(plan.skipped)
         for k, name in enumerate(plan.class_names):
-            shown = 0
+            shown, tried = 0, 0
             for entry in (e for files in plan.files[name].values() for e in files):
                 if shown == per_class:
                     break
+                tried += 1
                 try:
                     grid[k, shown] = convert_image(src.read(entry), fit, max_pixels)
                     shown += 1
                 except _Skip as why:
                     skipped.append(_skip_record(entry.name, str(why)))
+            if not shown and tried == plan.count(name):  # every file of the class read: the import would refuse it
+                raise UploadError(_no_usable_images(src.label, name, skipped))
         return plan.class_names, grid, [plan.count(n) for n in plan.class_names], skipped
     finally:
         src.close()
@@ -683,10 +693,12 @@ def import_dataset(
     max_file_bytes: int = MAX_FILE_BYTES,
     max_pixels: int = MAX_PIXELS,
     progress: Callable[[int, int], None] | None = None,
+    label: str | None = None,
 ) -> ImportReport:
     """Check a source (a folder, a zip path or an open zip file) and store it as the data set `name` in root
     (default <runs folder>/datasets: the current owner's). progress(done, total) is called as images are
-    converted. UploadError (a DataError) for every problem, before anything is written."""
+    converted; messages name the source by label (default: its path). UploadError (a DataError) for every
+    problem, before anything is written."""
     start = time.perf_counter()
     _check_fit(fit)
     folder_name = dataset_folder_name(name)
@@ -695,7 +707,7 @@ def import_dataset(
     if target.exists() and not overwrite:  # before the work: a refusal after it would cost the user the wait
         raise UploadError(_exists_message(folder_name))
     limits = Limits(max_images, max_bytes, max_file_bytes, max_pixels)
-    src = _open_source(source, limits)
+    src = _open_source(source, limits, label)
     try:
         plan = _plan(src)
         if plan.kind == "idx":
@@ -789,10 +801,7 @@ def _convert_images(
             continue
         images = splits["all"]
         if not images:
-            raise UploadError(
-                f"{src.label}: none of the images of class {name!r} could be used ({_first_reason(skipped, name)}); "
-                "add readable images to its folder"
-            )
+            raise UploadError(_no_usable_images(src.label, name, skipped))
         if len(images) < 2:
             raise UploadError(
                 f"{src.label}: class {name!r} has only 1 usable image; a class needs at least 2, one to train on "
@@ -809,6 +818,13 @@ def _convert_images(
         labels = np.array([pairs[i][1] for i in order], dtype=np.uint8)
         splits_out[split] = (images, labels)
     return splits_out, skipped
+
+
+def _no_usable_images(label: str, class_name: str, skipped: list[dict]) -> str:
+    return (
+        f"{label}: none of the images of class {class_name!r} could be used ({_first_reason(skipped, class_name)}); "
+        "add readable images to its folder"
+    )
 
 
 def _first_reason(skipped: list[dict], class_name: str) -> str:
@@ -954,6 +970,10 @@ def _mb(n: int) -> str:
     return f"{n / 2**20:,.1f} MB"
 
 
+_OBJECT_REPR = re.compile(r"<[^<>]* at 0x[0-9a-fA-F]+>")
+
+
 def _exception_text(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0][:160] if str(exc) else ""
+    # A library's message may name an in-memory object ("<_io.BytesIO object at 0x7f..>"): no use to a reader.
+    text = _OBJECT_REPR.sub("the file", str(exc).splitlines()[0])[:160] if str(exc) else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -334,6 +334,30 @@ def test_a_class_whose_images_are_all_unreadable_is_named(tmp_path, image_folder
     assert "none of the images of class 'broken' could be used" in message and "broken/0.png" in message
 
 
+def test_the_preview_refuses_a_class_whose_every_file_is_unreadable_as_the_import_would(tmp_path, image_folder):
+    for i in range(3):
+        files.write_bytes_atomic(image_folder / "broken" / f"{i}.png", b"garbage")
+    message = error_of(preview, image_folder)
+    assert message == error_of(import_dataset, image_folder, "x", root=tmp_path / "sets")
+    assert "none of the images of class 'broken' could be used (broken/0.png: not a readable image" in message
+
+
+def test_an_uploaded_zip_of_unreadable_files_is_named_as_the_caller_says_without_memory_addresses(tmp_path):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("a/1.png", b"not an image")
+        archive.writestr("b/1.png", b"not one either")
+    staged = tmp_path / "c95a041c.zip"
+    files.write_bytes_atomic(staged, buffer.getvalue())
+    shown = error_of(preview, io.BytesIO(buffer.getvalue()))
+    stored = error_of(import_dataset, staged, "x", root=tmp_path / "sets", label="the uploaded zip")
+    assert stored.startswith("the uploaded zip: none of its 2 image files could be used (first: a/1.png: not a")
+    for message in (shown, stored):
+        assert "not in a format this lab reads: PNG, JPEG" in message
+        assert "0x" not in message and "BytesIO" not in message and "Error" not in message
+        assert str(tmp_path) not in message
+
+
 def test_nothing_readable_at_all(tmp_path):
     for name in ("a", "b"):
         files.write_bytes_atomic(tmp_path / "src" / name / "x.jpg", b"garbage")
