@@ -22,12 +22,15 @@ MESSAGE = (
 )
 
 log = logging.getLogger("mnist_lab")
-if not log.handlers:  # Streamlit configures only its own loggers; ours goes to stderr, one line per event
-    _handler = logging.StreamHandler(sys.stderr)
-    _handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    log.addHandler(_handler)
-    log.setLevel(logging.INFO)
-    log.propagate = False
+# Streamlit configures only its own loggers. The app's lines and the engine's (each job's start, end, failure and
+# refusal; owners' folders removed) go to the server's stderr, one line per event, with time and level.
+_handler = logging.StreamHandler(sys.stderr)
+_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+for _logger in (log, logging.getLogger("mnist_core")):
+    if not _logger.handlers:
+        _logger.addHandler(_handler)
+        _logger.setLevel(logging.INFO)
+        _logger.propagate = False
 
 
 def shows_tracebacks() -> bool:

@@ -1,6 +1,9 @@
 """app.py's navigation (Home + every file in pages/) and its one guard for a page's unexpected errors."""
 
 import logging
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -133,3 +136,24 @@ def test_a_bad_mnist_hosted_value_hides_tracebacks_and_the_sidebar_names_it(monk
     at = app().run()
     assert not at.exception
     assert any("MNIST_HOSTED='maybe' is not valid" in e.value for e in at.error), [e.value for e in at.error]
+
+
+def test_the_servers_log_has_a_line_with_time_and_level_for_each_jobs_start_and_end(tmp_path):
+    """The logging the app sets up (labui.errors) reaches the engine's loggers: a job started in the server
+    process writes its start and its end to stderr."""
+    script = (
+        "import labui.errors\n"
+        "from mnist_core.runner import Runner\n"
+        f"runner = Runner(backend='threads', runs_dir={str(tmp_path)!r})\n"
+        "job = runner.submit('alice', 'train', {'arch': 'mlp', 'model': {'depth': 1, 'width': 16}, "
+        "'max_batches': 3, 'record': False})\n"
+        "runner.wait(job.id, 120)\n"
+        "runner.shutdown()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    started = [line for line in lines if " INFO mnist_core.runner: job " in line and " started: owner=alice" in line]
+    ended = [line for line in lines if " INFO mnist_core.runner: job " in line and " done: owner=alice" in line]
+    assert len(started) == 1 and len(ended) == 1, done.stderr
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO ", started[0])
