@@ -90,6 +90,21 @@ def test_every_page_runs_on_a_small_set_of_ones_own(path, runs):
     assert data_set_box(at).value == "own:shapes"
 
 
+@pytest.mark.parametrize(
+    "path, box",
+    [("pages/3_Train.py", "train.batch_size"), ("pages/9_Compare.py", "compare.base.(defaults).batch_size")],
+)
+def test_a_small_set_of_ones_own_trains_with_the_default_settings(runs, path, box):
+    """60 training images: the default batch of 128 is capped at 60 rather than refused."""
+    from tests.test_datasets import write_own_set
+
+    write_own_set(runs, "shapes", ["circle", "square"])
+    at = page(path, "own:shapes").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.number_input(key=box).value == 60
+    assert "shapes has 60 training images." in at.number_input(key=box).help
+
+
 def test_the_embeddings_page_says_a_small_set_is_too_small_to_map(runs):
     from tests.test_datasets import write_own_set
 
