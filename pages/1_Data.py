@@ -81,7 +81,10 @@ def bring_your_own() -> None:
         st.success(done)
     live.watch("import", import_view)  # polls only while this browser's import runs; its end reruns the page
     delete_own()
-    upload = st.file_uploader("Zip file", type=["zip"], key="data.upload")
+    # A new file brings its own name into the Name box (a keyed box otherwise keeps the first file's name).
+    upload = st.file_uploader(
+        "Zip file", type=["zip"], key="data.upload", on_change=lambda: st.session_state.pop("data.upload_name", None)
+    )
     if upload is None:
         return
     c1, c2 = st.columns([1, 2])

@@ -243,3 +243,12 @@ def test_a_data_set_of_ones_own_can_be_deleted_on_the_data_page_and_mnist_become
     assert at.session_state["dataset"] == "mnist"
     assert any("Deleted your data set 'shapes'" in s.value for s in at.success)
     assert data_set_box(at).options == ["MNIST", "Fashion-MNIST"]
+
+
+def test_a_second_upload_brings_its_own_name_into_the_name_box(runs):
+    at = page("pages/1_Data.py").run()
+    at.file_uploader(key="data.upload").set_value(("first.zip", b"not a zip", "application/zip")).run()
+    assert at.text_input(key="data.upload_name").value == "first"
+    at.file_uploader(key="data.upload").set_value(("second.zip", b"not one either", "application/zip")).run()
+    assert at.text_input(key="data.upload_name").value == "second"
+    assert not at.exception
