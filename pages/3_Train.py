@@ -199,10 +199,14 @@ st.info(
     f"Trains on **{dataset.title}** ({dataset.train_size:,} training images; classes {', '.join(dataset.class_names)}),"
     " the data set chosen in the sidebar. Its test accuracy is measured on its own test set."
 )
-config, errors = settings_widgets()
+config, field_errors = settings_widgets()  # each already shown under its field
 st.subheader("Model card")
-model_card(config)
+if field_errors:  # the config holds the defaults in place of the bad fields: its card would describe another net
+    st.caption("The model card shows once the settings above are valid.")
+else:
+    model_card(config)
 
+errors = []
 try:
     config.validate(len(resources.active_data().train))
     check_fits_in_memory(config)
@@ -221,7 +225,7 @@ if name_taken:
         key=key("overwrite"),
         help="Its weights and history are replaced by this run's when it ends.",
     )
-blocked = bool(errors or name_errors) or (name_taken and not overwrite)
+blocked = bool(field_errors or errors or name_errors) or (name_taken and not overwrite)
 if st.button("Start training", type="primary", disabled=blocked):
     start(config, run_name, overwrite)
 

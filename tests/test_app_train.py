@@ -53,6 +53,21 @@ def test_a_cnn_that_shrinks_to_nothing_and_a_run_too_big_for_memory_are_refused(
     assert not at.exception
 
 
+def test_unreadable_channels_are_refused_once_and_no_model_card_describes_another_net(runs):
+    at = page("pages/3_Train.py").run()
+    at.selectbox(key="train.arch").set_value("cnn").run()
+    assert [m.label for m in at.metric][0] == "Parameters"
+    for text in ("abc", "16,,32", "16, 32,"):
+        at.text_input(key="model.cnn.channels").set_value(text).run()
+        assert [e.value for e in at.error] == [
+            "Channels: write whole numbers from 1 to 512 separated by commas, e.g. 16, 32, 64"
+        ], text
+        assert not at.metric and start_button(at).disabled, text
+    at.text_input(key="model.cnn.channels").set_value("16, 32").run()
+    assert not at.error and at.metric and not start_button(at).disabled
+    assert not at.exception
+
+
 def test_compare_names_are_per_visitor_and_taken_names_ask_first(runs):
     first = page("pages/9_Compare.py").run()
     name = first.text_input(key="compare.name.optimizer").value
