@@ -45,10 +45,11 @@ def pick_backbone() -> Backbone | None:
         key=key("backbone"),
         format_func=lambda n: f"{BACKBONES[n].label}: {BACKBONES[n].source}",
     )
+    problem = st.empty()  # one box: a failed download's message replaces the cache's
     try:
         return backbone_for(name)
     except BackboneUnavailable as exc:
-        st.error(str(exc))
+        problem.error(str(exc))
     if not host_settings().downloads:
         st.info(
             "Downloads are off in this hosted demo (MNIST_HOSTED=1): a visitor could otherwise start a "
@@ -63,7 +64,7 @@ def pick_backbone() -> Backbone | None:
                 backbone_for.clear()
                 st.rerun()
             except BackboneUnavailable as exc:
-                st.error(str(exc))
+                problem.error(str(exc))
     return None
 
 
@@ -120,6 +121,8 @@ def run_view(snap) -> None:
         st.plotly_chart(transfer_curves(results), key=key("curves"))
     if results:
         st.dataframe([row(r) for r in results], hide_index=True, width="stretch", key=key("table"))
+        if any(r.test_accuracy is None for r in results):
+            st.caption("A stopped arm is not scored on the test set: its curve above shows its accuracy so far.")
     if snap.status == DONE and results and st.session_state.get(key("logged")) != snap.id:
         st.session_state[key("logged")] = snap.id  # once per run, into this session's table below
         backbone_label = BACKBONES[snap.spec.config["backbone"]].label

@@ -270,6 +270,7 @@ def test_transfer_page_stops_a_run_on_request(runs):
     assert at.warning and "stopped at step" in at.warning[0].value
     table = at.dataframe[0].value
     assert table["status"][0].startswith("stopped at step") and table["test accuracy %"].isna().all()
+    assert any("A stopped arm is not scored on the test set" in c.value for c in at.caption)
 
 
 def test_transfer_page_explains_a_missing_torchvision_weight(runs, tmp_path, monkeypatch):
@@ -278,3 +279,9 @@ def test_transfer_page_explains_a_missing_torchvision_weight(runs, tmp_path, mon
     at.selectbox(key="transfer.backbone").set_value("resnet18").run()
     assert not at.exception
     assert any("ResNet18's ImageNet weights are not in the torch hub cache" in e.value for e in at.error)
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")  # a closed port: the download fails the way offline does
+    at.button(key="transfer.download").click().run()
+    assert [e.value for e in at.error if "ImageNet weights" in e.value] == [
+        next(e.value for e in at.error if "could not be downloaded" in e.value)
+    ]  # the failed download's message replaces the first one, not beside it
