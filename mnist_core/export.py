@@ -275,8 +275,10 @@ def recipe_of(meta: dict) -> TrainConfig:
         )
     config = TrainConfig.from_dict(meta["train_config"])
     if config.init_checkpoint:
+        name, start = meta["name"], config.init_checkpoint  # the shipped best was tuned from an earlier best
+        origin = f"an earlier {start!r}" if start == name else repr(start)
         raise ExportError(
-            f"checkpoint {meta['name']!r} was fine-tuned from {config.init_checkpoint!r}; a standalone "
+            f"checkpoint {name!r} was fine-tuned from {origin}; a standalone "
             "script trains from scratch and cannot reproduce that: export its weights or ONNX instead"
         )
     if config.drawings_share > 0:

@@ -138,7 +138,7 @@ def parse_layer(spec) -> Layer:
     else:
         raise ModelError(f"a layer is written as text such as 'conv 16 3' or a dict, not {type(spec).__name__}")
     if not tokens or not tokens[0]:
-        raise ModelError("an empty layer: remove the extra comma")
+        raise ModelError("(empty): write a layer such as 'conv 16 3' there, or remove it")
     kind = ALIASES.get(tokens[0].lower(), tokens[0].lower())
     if kind not in SETTINGS:
         raise ModelError(f"{source!r}: unknown layer {tokens[0]!r}; layers are: {', '.join(SETTINGS)}")

@@ -48,6 +48,11 @@ BAD = [  # (stack, the layer named, words the message must hold)
     ("conv 8 three, flatten, linear 10", 1, "kernel must be a whole number"),
     ("flatten, linear 8192, linear 8192, linear 10", 3, "the builder's limit is 20,000,000"),
     ("conv 512 3 p=1, conv 512 3 p=1, flatten, linear 10", 2, "multiply-adds per image here; the builder's limit"),
+    (
+        ["conv 8 3", " ", "flatten", "linear 10"],
+        2,
+        "layer 2 (empty): write a layer such as 'conv 16 3' there, or remove",
+    ),
     ("", None, "the stack is empty"),
 ]
 
