@@ -148,7 +148,8 @@ def run_view(snap) -> None:
         text += f". {live.sentence(snap.message)}" if snap.message else "."
         checkpoint = (snap.result or {}).get("checkpoint")
         if checkpoint:
-            text += f" Saved as checkpoint **{checkpoint}**."
+            gone = checkpoint not in {i.name for i in catalog.checkpoints()}
+            text += f" Saved as checkpoint **{checkpoint}**{' (deleted since)' if gone else ''}."
         live.ended_box(snap, text)
         if st.session_state.get("train.seen_done") != snap.id:  # once: the runs table below shows the new run
             st.session_state["train.seen_done"] = snap.id
@@ -184,8 +185,17 @@ def runs_table() -> None:
                 catalog.set_active(chosen)
                 st.rerun()
         if c3.button("Delete", disabled=info.source != "runs"):
-            ckpt.delete(chosen)
-            st.rerun()
+            st.session_state["train.delete_asked"] = chosen  # deleting cannot be undone: asked once more below
+        if st.session_state.get("train.delete_asked") == chosen:
+            st.warning(f"Delete the run **{chosen}** for good? Its weights and history cannot be brought back.")
+            yes, no = st.columns([1, 4])
+            if yes.button("Delete it", type="primary", key="train.delete_confirm"):
+                st.session_state.pop("train.delete_asked")
+                ckpt.delete(chosen)
+                st.rerun()
+            if no.button("Keep it", key="train.delete_cancel"):
+                st.session_state.pop("train.delete_asked")
+                st.rerun()
     except ckpt.CheckpointError as exc:
         st.error(str(exc))
     if info.source == "shipped":

@@ -4,6 +4,9 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
+from mnist_core.checkpoints import save
+from mnist_core.train import TrainConfig, fit
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -94,3 +97,18 @@ def test_the_model_cards_layer_table_names_layers_in_words(runs):
         "BatchNorm after conv 1 (layer 3)",
     ]
     assert list(table["module"][:3]) == ["0", "1", "2"]  # the module path is still there for readers of the code
+
+
+def test_deleting_a_run_asks_once_more_and_keep_it_keeps_it(runs, data):
+    save(fit(TrainConfig(arch="mlp", model={"depth": 1, "width": 8}, max_batches=2, record=False), data), "mine")
+    at = page("pages/3_Train.py").run()
+    at.selectbox(key="train.run_pick").set_value("mine").run()
+    next(b for b in at.button if b.label == "Delete").click().run()
+    assert (runs / "mine.json").exists()  # not yet
+    assert any("Delete the run **mine** for good?" in w.value for w in at.warning)
+    at.button(key="train.delete_cancel").click().run()
+    assert (runs / "mine.json").exists() and not at.warning
+    next(b for b in at.button if b.label == "Delete").click().run()
+    at.button(key="train.delete_confirm").click().run()
+    assert not (runs / "mine.json").exists() and "mine" not in at.selectbox(key="train.run_pick").options
+    assert not at.exception and not at.error
