@@ -82,6 +82,8 @@ def runs_dir() -> Path:
 def safe_name(name: str) -> str:
     """A file-name-safe version of a user's name: letters, digits, '.', '_', '-'; never a path."""
     cleaned = _NAME_OK.sub("-", str(name)).strip(".-")[:MAX_NAME]
+    if not str(name).strip():
+        raise CheckpointError("the name is empty: enter one, using " + ALLOWED_CHARACTERS)
     if not cleaned:
         raise CheckpointError(f"checkpoint name {name!r} has no usable characters; names use {ALLOWED_CHARACTERS}")
     return cleaned
@@ -110,6 +112,8 @@ def validate_name(name: str) -> str:
     if "\x00" in name:
         raise CheckpointError("checkpoint name contains a NUL character; names use " + ALLOWED_CHARACTERS)
     cleaned = _NAME_OK.sub("-", name).strip(".-")
+    if not str(name).strip():
+        raise CheckpointError("the name is empty: enter one, using " + ALLOWED_CHARACTERS)
     if not cleaned:
         raise CheckpointError(f"checkpoint name {name!r} has no usable characters; names use {ALLOWED_CHARACTERS}")
     if len(cleaned) > MAX_NAME:

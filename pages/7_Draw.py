@@ -269,7 +269,7 @@ def digits_only(dataset) -> None:
     """On a data set of other classes: what Draw is for, and one click back to MNIST."""
     st.info(
         f"Draw reads handwritten digits, and the active data set is **{dataset.title}** "
-        f"({', '.join(dataset.class_names[:3])}...): its classifiers were never shown a digit. Switch back to MNIST "
+        f"({', '.join(dataset.class_names[:3])}{'...' if len(dataset.class_names) > 3 else ''}): its classifiers were never shown a digit. Switch back to MNIST "
         "to draw; the Inspect page shows how a checkpoint of this data set reads its own test images."
     )
     st.button("Switch to MNIST", key="draw.to_mnist", type="primary", on_click=set_dataset, args=("mnist",))

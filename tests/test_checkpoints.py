@@ -143,6 +143,8 @@ def test_shipped_checkpoints_load_and_match_their_recorded_accuracy(data):
     [
         ("...", "no usable characters; names use letters"),
         ("数字", "no usable characters; names use letters"),
+        ("", "the name is empty: enter one, using letters"),
+        ("   ", "the name is empty: enter one, using letters"),
         ("a" * 81, "81 characters long; at most 80"),
         ("best", "name of a shipped checkpoint"),
         ("Fast", "name of a shipped checkpoint"),
