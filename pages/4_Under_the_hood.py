@@ -45,9 +45,9 @@ def current_net() -> Net | None:
     dropout = c3.slider("Dropout", 0.0, 0.5, 0.0, 0.05, key=K + "dropout")
     try:
         config = NetConfig(widths=parse_widths(text), activation=activation, dropout=dropout)
-        if any(w > 512 for w in config.widths) or len(config.widths) > 4:
+        if any(not 1 <= w <= 512 for w in config.widths) or len(config.widths) > 4:
             raise ScratchError(
-                "on this page a net has at most 4 hidden layers of at most 512 units; "
+                "on this page a net has at most 4 hidden layers of 1 to 512 units each; "
                 "train bigger ones with `python -m mnist_core scratch`"
             )
         config.validate()

@@ -46,8 +46,12 @@ def test_bad_widths_are_an_error_not_a_traceback(runs):
     at.text_input(key="scratch.widths").set_value("32,abc").run()
     assert not at.exception
     assert "widths are whole numbers" in at.error[0].value
-    at.text_input(key="scratch.widths").set_value("5000").run()
-    assert "at most 512 units" in at.error[0].value
+    for text in ("5000", "0", "16,0"):  # one range, the page's, in every message
+        at.text_input(key="scratch.widths").set_value(text).run()
+        assert [e.value for e in at.error] == [
+            "on this page a net has at most 4 hidden layers of 1 to 512 units each; "
+            "train bigger ones with `python -m mnist_core scratch`"
+        ], text
 
 
 def test_training_in_the_background_then_saving_a_checkpoint(runs):
