@@ -171,7 +171,7 @@ st.title("Transfer learning")
 DATASET = active_dataset()
 ITEMS = items(DATASET)  # "digits", or "images"
 st.write(
-    "Take a network trained on something else, freeze it, and train only a new 10-class head on a few "
+    "Take a network trained on something else, freeze it, and train only a new classifier head on a few "
     f"labelled {ITEMS} of {DATASET.title} (the data set chosen in the sidebar). Its features were learned "
     "elsewhere; do they help when labels are scarce? The baseline trains the Fashion-MNIST CNN's architecture from "
     f"random weights, with the same head, on the same {ITEMS}."
