@@ -4,6 +4,7 @@
 (b) mnist_core: the whole set as one tensor, batches sliced from it (same model, optimizer, batch)
 
     python benchmarks/throughput.py --batches 150 --repeats 3
+    python benchmarks/throughput.py --step-variants     # only the step under other numeric paths
 
 It also prints the best ratio this machine could show at all: the tutorial's data cost per batch
 against the model's arithmetic run at the speed of a large matrix multiply (this machine's practical
@@ -19,6 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch  # noqa: E402
@@ -30,6 +32,17 @@ from mnist_core.reporter import Reporter  # noqa: E402
 from mnist_core.train import TrainConfig, fit, seeded_model  # noqa: E402
 
 TARGET_RATIO = 5.0
+TARGET_STEP_OVER_FLOOR = 2.5
+
+# Each variant keeps the model, the batch and the optimizer; only the numeric path changes, except the
+# last, which drops dropout to show how much of the step is left without its random masks.
+STEP_VARIANTS: dict[str, dict] = {
+    "eager float32 (the engine's path)": {},
+    "bfloat16 autocast": {"bf16": True},
+    "torch.compile (inductor)": {"compiled": True},
+    "torch.compile + bfloat16 autocast": {"compiled": True, "bf16": True},
+    "eager float32 without dropout (not the same model)": {"model": {"dropout": 0.0}},
+}
 
 
 def tutorial_loader(root: Path, batch_size: int):
@@ -77,6 +90,16 @@ def matmul_flops_per_s(n: int = 2048, repeats: int = 10) -> float:
     return 2 * n**3 * repeats / (time.perf_counter() - start)
 
 
+def matmul_bf16_flops_per_s(n: int = 2048, repeats: int = 10) -> float:
+    a, b = torch.randn(n, n, dtype=torch.bfloat16), torch.randn(n, n, dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * n**3 * repeats / (time.perf_counter() - start)
+
+
 def training_flops_per_batch(config: TrainConfig) -> float:
     """Forward multiply-adds x 3 (forward, input gradients, weight gradients), 2 FLOPs each."""
     card = describe(seeded_model(config, torch.device("cpu")))
@@ -89,15 +112,75 @@ def engine_rate(data: DeviceData, config: TrainConfig) -> float:
     return last["step"] * config.batch_size / last["elapsed"]  # the evaluation at the end is not training
 
 
+def variant_step(config: TrainConfig, x: torch.Tensor, y: torch.Tensor, bf16=False, compiled=False, model=None):
+    if model is not None:
+        config = replace(config, model=model)
+    net = seeded_model(config, torch.device("cpu")).train()
+    optimizer = torch.optim.SGD(net.parameters(), lr=config.lr, momentum=config.momentum)
+    forward = torch.compile(net) if compiled else net
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = forward(x)
+        F.cross_entropy(logits.float(), y).backward()
+        optimizer.step()
+
+    return step
+
+
+def compare_step_variants(config: TrainConfig, rounds: int, steps: int) -> None:
+    mnist = load_mnist()
+    x = ((mnist.train_images[: config.batch_size].float() / 255 - mnist.mean) / mnist.std).unsqueeze(1)
+    y = mnist.train_labels[: config.batch_size].long()
+    runs, warm_up = {}, {}
+    for name, options in STEP_VARIANTS.items():
+        start = time.perf_counter()
+        runs[name] = variant_step(config, x, y, **options)
+        for _ in range(3):
+            runs[name]()
+        warm_up[name] = time.perf_counter() - start
+        print(f"built {name}: first 3 steps {warm_up[name]:.1f} s", flush=True)
+    timings = {name: [] for name in runs}
+    for _ in range(rounds):  # interleaved, so machine noise hits every variant alike
+        for name, step in runs.items():
+            start = time.perf_counter()
+            for _ in range(steps):
+                step()
+            timings[name].append((time.perf_counter() - start) / steps * 1e3)
+    flops = training_flops_per_batch(config)
+    floor_fp32, floor_bf16 = flops / matmul_flops_per_s() * 1e3, flops / matmul_bf16_flops_per_s() * 1e3
+    target = TARGET_STEP_OVER_FLOOR * floor_fp32
+    print(
+        f"\ntiny_gap training step, batch {config.batch_size}, median of {rounds} x {steps} steps, "
+        f"{torch.get_num_threads()} threads; arithmetic floor {floor_fp32:.1f} ms at the float32 matrix-multiply "
+        f"speed ({floor_bf16:.1f} ms at the bfloat16 one); target <= {target:.1f} ms ({TARGET_STEP_OVER_FLOOR}x the "
+        "float32 floor)"
+    )
+    for name, ms in timings.items():
+        median = statistics.median(ms)
+        print(
+            f"  {name:52s} {median:6.1f} ms  ({median / floor_fp32:.1f}x the floor; first 3 steps {warm_up[name]:.1f} s)"
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=150)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--step-variants", action="store_true", help="time only the step in float32, bfloat16 and torch.compile"
+    )
     args = parser.parse_args()
+    if args.batches < 1 or args.repeats < 1:
+        parser.error("--batches and --repeats must be at least 1")
 
     config = TrainConfig(
         arch="tiny_gap", optimizer="sgd", lr=0.01, momentum=0.9, batch_size=128, max_batches=args.batches, device="cpu"
     )
+    if args.step_variants:
+        compare_step_variants(config, rounds=max(args.repeats, 5), steps=20)
+        return 0
     with tempfile.TemporaryDirectory() as root:
         loader = tutorial_loader(Path(root), config.batch_size)
         data = DeviceData(load_mnist(), device="cpu")
