@@ -108,9 +108,3 @@ def output_names(info: DatasetInfo, outputs: int = 10) -> list[str]:
 def items(info: DatasetInfo) -> str:
     """What one calls the data set's images in a sentence: "digits" for digits, "images" for anything else."""
     return "digits" if reads_digits(info) else "images"
-
-
-def training_caps(info: DatasetInfo) -> dict:
-    """field_widgets' caps for training settings: a batch holds at most the data set's training images (a set of
-    one's own may have fewer than the default batch)."""
-    return {"batch_size": (info.train_size, f"{info.title} has {info.train_size:,} training images.")}

@@ -9,7 +9,7 @@ st.set_page_config(page_title="Train · MNIST Lab", page_icon="🏋️", layout=
 
 from labui import catalog, live, resources  # noqa: E402
 from labui.charts import training_curves  # noqa: E402
-from labui.data_choice import active_dataset, set_dataset, training_caps  # noqa: E402
+from labui.data_choice import active_dataset, set_dataset  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
 from labui.widgets import config_widgets, field_key, field_widgets, seed_state  # noqa: E402
 from mnist_core import checkpoints as ckpt  # noqa: E402
@@ -70,14 +70,13 @@ def settings_widgets() -> tuple[TrainConfig, list[str]]:
     with right:
         st.markdown("**Training settings**")
         st.caption("Changing the optimizer resets the learning rate to that optimizer's usual default.")
-        values = field_widgets(
-            TrainConfig,
-            PREFIX,
-            SETTINGS,
-            columns=2,
-            on_change={"optimizer": optimizer_changed},
-            caps=training_caps(active_dataset()),
-        )
+        values = field_widgets(TrainConfig, PREFIX, SETTINGS, columns=2, on_change={"optimizer": optimizer_changed})
+        dataset = active_dataset()
+        if values["batch_size"] > dataset.train_size:  # the box keeps its value for the larger sets
+            values["batch_size"] = dataset.train_size
+            st.caption(
+                f"Batches of {dataset.train_size:,} here: {dataset.title} has {dataset.train_size:,} training images."
+            )
     config = TrainConfig(arch=arch, dataset=active_dataset().key, model=model_config, **values)
     with st.expander("These settings as JSON"):
         st.json(config.to_dict())  # what Start submits: copy it into a script or compare it with a run's

@@ -10,7 +10,7 @@ st.set_page_config(page_title="Compare · MNIST Lab", page_icon="⚖️", layout
 
 from labui import live, resources  # noqa: E402
 from labui.compare_charts import arm_curves, live_loss_curves  # noqa: E402
-from labui.data_choice import active_dataset, items, set_dataset, training_caps  # noqa: E402
+from labui.data_choice import active_dataset, items, set_dataset  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
 from labui.widgets import config_widgets, field_widgets, seed_state  # noqa: E402
 from mnist_core import datasets  # noqa: E402
@@ -59,7 +59,7 @@ def base_setup() -> tuple[TrainConfig, list[str]]:
     # Widgets of their own for each starting point, seeded from it: picking a preset shows its values.
     prefix = key(f"base.{start}")
     seed_state(prefix, TrainConfig, first.to_dict(), names=COMPARE_RUN_FIELDS + COMPARE_RECIPE_FIELDS)
-    values = field_widgets(TrainConfig, prefix, COMPARE_RUN_FIELDS, columns=4, caps=training_caps(active_dataset()))
+    values = field_widgets(TrainConfig, prefix, COMPARE_RUN_FIELDS, columns=4)
     with st.expander(f"Training recipe and {arch} settings"):
         st.caption("Arms that vary one of these (the optimizer, say) override it; everything else comes from here.")
         values |= field_widgets(TrainConfig, prefix, COMPARE_RECIPE_FIELDS, columns=3)

@@ -90,19 +90,18 @@ def test_every_page_runs_on_a_small_set_of_ones_own(path, runs):
     assert data_set_box(at).value == "own:shapes"
 
 
-@pytest.mark.parametrize(
-    "path, box",
-    [("pages/3_Train.py", "train.batch_size"), ("pages/9_Compare.py", "compare.base.(defaults).batch_size")],
-)
-def test_a_small_set_of_ones_own_trains_with_the_default_settings(runs, path, box):
-    """60 training images: the default batch of 128 is capped at 60 rather than refused."""
+def test_a_small_set_of_ones_own_trains_in_batches_of_its_size_and_the_box_keeps_its_value(runs):
+    """60 training images: the Train page's runs use batches of 60; the box keeps 128 for MNIST."""
     from tests.test_datasets import write_own_set
 
     write_own_set(runs, "shapes", ["circle", "square"])
-    at = page(path, "own:shapes").run()
+    at = page("pages/3_Train.py", "own:shapes").run()
     assert not at.exception and not at.error, [e.value for e in at.error]
-    assert at.number_input(key=box).value == 60
-    assert "shapes has 60 training images." in at.number_input(key=box).help
+    assert at.number_input(key="train.batch_size").value == 128
+    assert any(c.value == "Batches of 60 here: shapes has 60 training images." for c in at.caption)
+    assert '"batch_size": 60' in at.json[0].value
+    data_set_box(at).set_value(datasets.MNIST).run()
+    assert at.number_input(key="train.batch_size").value == 128 and '"batch_size": 128' in at.json[0].value
 
 
 def test_the_embeddings_page_says_a_small_set_is_too_small_to_map(runs):
