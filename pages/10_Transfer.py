@@ -121,8 +121,11 @@ def run_view(snap) -> None:
         st.plotly_chart(transfer_curves(results), key=key("curves"))
     if results:
         st.dataframe([row(r) for r in results], hide_index=True, width="stretch", key=key("table"))
-        if any(r.test_accuracy is None for r in results):
-            st.caption("A stopped arm is not scored on the test set: its curve above shows its accuracy so far.")
+        if not snap.running and any(r.stopped and r.test_accuracy is None for r in results):
+            st.caption(
+                "A stopped arm is not scored on the whole test set"
+                + (": its curve above shows its accuracy so far." if any(r.curve for r in results) else ".")
+            )
     if snap.status == DONE and results and st.session_state.get(key("logged")) != snap.id:
         st.session_state[key("logged")] = snap.id  # once per run, into this session's table below
         backbone_label = BACKBONES[snap.spec.config["backbone"]].label

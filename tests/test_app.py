@@ -249,6 +249,7 @@ def test_transfer_page_trains_a_head_and_a_scratch_baseline(runs):
     table = at.dataframe[0].value
     assert table["arm"].str.startswith("transfer: frozen").any() and table["arm"].str.startswith("from scratch").any()
     assert (table["labelled digits"] == 100).all() and (table["test accuracy %"] > 30).all()
+    assert not any("A stopped arm" in c.value for c in at.caption)
 
 
 def test_transfer_page_stops_a_run_on_request(runs):
@@ -270,7 +271,7 @@ def test_transfer_page_stops_a_run_on_request(runs):
     assert at.warning and "stopped at step" in at.warning[0].value
     table = at.dataframe[0].value
     assert table["status"][0].startswith("stopped at step") and table["test accuracy %"].isna().all()
-    assert any("A stopped arm is not scored on the test set" in c.value for c in at.caption)
+    assert any("A stopped arm is not scored on the whole test set" in c.value for c in at.caption)
 
 
 def test_transfer_page_explains_a_missing_torchvision_weight(runs, tmp_path, monkeypatch):
