@@ -887,7 +887,7 @@ def work_import(spec, reporter: Reporter) -> dict:
             fit=spec.config["fit"],
             overwrite=spec.config["overwrite"],
             progress=progress,
-            label="the uploaded zip",  # the staged file's path is the server's business, not the visitor's
+            label="the uploaded zip",  # as the Data page's preview says; the staged path is the server's business
         )
     except ImportStopped as exc:
         return {"status": STOPPED, "message": str(exc)}

@@ -214,7 +214,7 @@ class _Source:
             raise
         except Exception as exc:  # noqa: BLE001 - OSError, BadZipFile (a bad CRC), zlib.error, an unknown
             # compression: each decoder has its own errors, and any of them means this one file is damaged
-            raise _Skip(f"could not be read ({_exception_text(exc)})") from None
+            raise _Skip(f"could not be read ({_reason(exc)})") from None
         self.bytes_read += count
         if self.bytes_read > self.limits.max_bytes:
             raise UploadError(
@@ -253,7 +253,7 @@ class _FolderSource(_Source):
                 try:
                     size = path.stat().st_size
                 except OSError as exc:
-                    self.skipped.append(_skip_record("/".join(parts), f"could not be read ({_exception_text(exc)})"))
+                    self.skipped.append(_skip_record("/".join(parts), f"could not be read ({_reason(exc)})"))
                     continue
                 found.append(Entry(parts, size, path))
         return found
@@ -273,7 +273,7 @@ class _ZipSource(_Source):
             self.zip = zipfile.ZipFile(source)
         except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
             raise UploadError(
-                f"{label}: not a readable zip archive ({_exception_text(exc)}); zip the folder of class folders again"
+                f"{label}: not a readable zip archive ({_reason(exc)}); zip the folder of class folders again"
             ) from None
 
     def close(self) -> None:
@@ -552,12 +552,12 @@ def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         return to_grayscale(np.asarray(image))
     except _Skip:
         raise
-    except Image.UnidentifiedImageError:
-        raise _Skip(f"not a readable image (not in a format this lab reads: {IMAGE_FORMATS})") from None
+    except Image.UnidentifiedImageError:  # PIL says this for a damaged header too
+        raise _Skip(f"not a readable image (damaged, or not in a format this lab reads: {IMAGE_FORMATS})") from None
     except Image.DecompressionBombError:
         raise _Skip(f"not a readable image (over {max_pixels:,} pixels)") from None
     except (OSError, SyntaxError, ValueError, EOFError, TypeError, IndexError, MemoryError) as exc:
-        raise _Skip(f"not a readable image (damaged or cut short: {_exception_text(exc)})") from None
+        raise _Skip(f"not a readable image (damaged or cut short: {_reason(exc)})") from None
 
 
 def _work_size(width: int, height: int) -> tuple[int, int]:
@@ -640,14 +640,15 @@ def preview(
     max_bytes: int = MAX_BYTES,
     max_file_bytes: int = MAX_FILE_BYTES,
     max_pixels: int = MAX_PIXELS,
+    label: str | None = None,
 ) -> tuple[list[str], np.ndarray, list[int], list[dict]]:
     """What an import would make of a source, cheaply, for a page to show first: (class names, uint8 array
     (k, per_class, 28, 28) of each class's first images converted (black where a class has fewer), images per
-    class, skipped files). Only the images shown are read; the rest are counted from the listing.
-    UploadError for everything import_dataset refuses from the listing alone."""
+    class, skipped files). Only the images shown are read; the rest are counted from the listing. Messages name
+    the source by label (default: its path). UploadError for everything import_dataset refuses from the listing alone."""
     _check_fit(fit)
     limits = Limits(max_images, max_bytes, max_file_bytes, max_pixels)
-    src = _open_source(source, limits)
+    src = _open_source(source, limits, label)
     try:
         plan = _plan(src)
         if plan.kind == "idx":
@@ -912,7 +913,7 @@ def _gunzip_limited(raw: bytes, limit: int, where: str) -> bytes:
         with gzip.GzipFile(fileobj=io.BytesIO(raw)) as stream:
             data = stream.read(limit + 1)
     except (OSError, EOFError) as exc:
-        raise UploadError(f"{where}: not a readable gzip file ({_exception_text(exc)})") from None
+        raise UploadError(f"{where}: not a readable gzip file ({_reason(exc)})") from None
     if len(data) > limit:
         raise UploadError(f"{where}: inflates to more than {_mb(limit)}, the limit")
     return data
@@ -973,7 +974,6 @@ def _mb(n: int) -> str:
 _OBJECT_REPR = re.compile(r"<[^<>]* at 0x[0-9a-fA-F]+>")
 
 
-def _exception_text(exc: BaseException) -> str:
+def _reason(exc: BaseException) -> str:
     # A library's message may name an in-memory object ("<_io.BytesIO object at 0x7f..>"): no use to a reader.
-    text = _OBJECT_REPR.sub("the file", str(exc).splitlines()[0])[:160] if str(exc) else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return _OBJECT_REPR.sub("the file", str(exc).splitlines()[0])[:160] if str(exc) else "no reason given"

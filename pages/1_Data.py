@@ -65,7 +65,7 @@ def upload_preview(upload, fit: str):
     """uploads.preview of this upload, once per file and fit (a rerun must not read the zip again)."""
     key = ("data.preview", upload.file_id, fit)
     if key not in st.session_state:
-        st.session_state[key] = uploads.preview(io.BytesIO(upload.getvalue()), fit=fit)
+        st.session_state[key] = uploads.preview(io.BytesIO(upload.getvalue()), fit=fit, label="the uploaded zip")
     return st.session_state[key]
 
 

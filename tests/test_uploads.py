@@ -349,13 +349,25 @@ def test_an_uploaded_zip_of_unreadable_files_is_named_as_the_caller_says_without
         archive.writestr("b/1.png", b"not one either")
     staged = tmp_path / "c95a041c.zip"
     files.write_bytes_atomic(staged, buffer.getvalue())
-    shown = error_of(preview, io.BytesIO(buffer.getvalue()))
+    shown = error_of(preview, io.BytesIO(buffer.getvalue()), label="the uploaded zip")
     stored = error_of(import_dataset, staged, "x", root=tmp_path / "sets", label="the uploaded zip")
     assert stored.startswith("the uploaded zip: none of its 2 image files could be used (first: a/1.png: not a")
+    assert shown.startswith("the uploaded zip: none of the images of class 'a' could be used (a/1.png: not a")
     for message in (shown, stored):
         assert "not in a format this lab reads: PNG, JPEG" in message
         assert "0x" not in message and "BytesIO" not in message and "Error" not in message
         assert str(tmp_path) not in message
+
+
+def test_damaged_images_are_called_damaged_in_plain_words(tmp_path, mnist):
+    good = io.BytesIO()
+    Image.fromarray(digits(mnist, 3, 1)[0]).resize((56, 56)).save(good, format="PNG")
+    cut = good.getvalue()[: len(good.getvalue()) // 2]  # a transfer that stopped half-way
+    bad_header = b"\x89PNG\r\n\x1a\n" + b"\x00" * 40
+    for data, words in ((cut, "damaged or cut short"), (bad_header, "damaged, or not in a format this lab reads")):
+        with pytest.raises(uploads._Skip) as caught:
+            uploads.decode_image(data)
+        assert words in str(caught.value) and "Error" not in str(caught.value) and "0x" not in str(caught.value)
 
 
 def test_nothing_readable_at_all(tmp_path):
