@@ -750,6 +750,8 @@ def import_dataset(
 
 def dataset_folder_name(name: str) -> str:
     """The folder a data set's name is stored under (checkpoints.safe_name's rules), or UploadError."""
+    if not str(name).strip():
+        raise UploadError("the data set name is empty: enter one, using letters, digits, '.', '_' and '-'")
     try:
         return safe_name(str(name).strip())
     except CheckpointError:

@@ -407,6 +407,10 @@ def test_a_name_taken_is_refused_unless_overwrite_and_a_name_needs_usable_charac
     )
     assert sorted(p.name for p in (tmp_path / "sets").iterdir()) == ["mine"]  # no temporary left beside it
     assert "no usable characters" in error_of(import_dataset, image_folder, "///", root=tmp_path / "sets")
+    for empty in ("", "  "):
+        assert error_of(import_dataset, image_folder, empty, root=tmp_path / "sets").startswith(
+            "the data set name is empty: enter one"
+        )
 
 
 def test_non_image_and_unreadable_files_are_listed_in_dataset_json(tmp_path, image_folder):
