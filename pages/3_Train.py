@@ -176,6 +176,7 @@ def runs_table() -> None:
     try:
         if c1.button("Rename", disabled=info.source != "runs" or not new_name):
             ckpt.rename(chosen, new_name)
+            st.session_state.pop("train.delete_asked", None)
             st.rerun()
         if c2.button("Make active"):
             if (refused := catalog.refusal(info)) is not None:  # the active checkpoint is read on this data set
@@ -183,6 +184,8 @@ def runs_table() -> None:
             else:
                 catalog.set_active(chosen)
                 st.rerun()
+        if st.session_state.get("train.delete_asked") not in (None, chosen):  # asked of another run: not this one
+            st.session_state.pop("train.delete_asked")
         if c3.button("Delete", disabled=info.source != "runs"):
             st.session_state["train.delete_asked"] = chosen  # deleting cannot be undone: asked once more below
         if st.session_state.get("train.delete_asked") == chosen:
@@ -223,7 +226,9 @@ except (ConfigError, ModelError, RuntimeError) as exc:  # RuntimeError: a stack 
     errors.append(str(exc))
 for message in dict.fromkeys(errors):
     st.error(message)
-run_name = st.text_input("Run name (optional)", key=key("name"), placeholder=f"{config.arch}-<date>-<time>")
+run_name = st.text_input(
+    "Run name (optional)", key=key("name"), placeholder=f"{config.arch}-<date>-<time>"
+).strip()  # only spaces: no name, so the default one
 name_errors, name_taken = name_problems(run_name)
 for message in name_errors:
     st.error(message)

@@ -29,6 +29,8 @@ def test_bad_run_names_are_refused_before_start(runs):
         at.text_input(key="train.name").set_value(name).run()
         assert any(message in e.value for e in at.error), (name, [e.value for e in at.error])
         assert start_button(at).disabled, name
+    at.text_input(key="train.name").set_value("   ").run()  # the name is optional: spaces mean the default name
+    assert not at.error and not start_button(at).disabled
     assert not at.exception
 
 
@@ -108,6 +110,10 @@ def test_deleting_a_run_asks_once_more_and_keep_it_keeps_it(runs, data):
     assert any("Delete the run **mine** for good?" in w.value for w in at.warning)
     at.button(key="train.delete_cancel").click().run()
     assert (runs / "mine.json").exists() and not at.warning
+    next(b for b in at.button if b.label == "Delete").click().run()
+    at.selectbox(key="train.run_pick").set_value("best").run()  # looked elsewhere: the question is dropped
+    at.selectbox(key="train.run_pick").set_value("mine").run()
+    assert not at.warning and (runs / "mine.json").exists()
     next(b for b in at.button if b.label == "Delete").click().run()
     at.button(key="train.delete_confirm").click().run()
     assert not (runs / "mine.json").exists() and "mine" not in at.selectbox(key="train.run_pick").options
