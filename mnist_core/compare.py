@@ -174,25 +174,27 @@ def build_arms(base: TrainConfig, dimension: str, values=None, **options) -> lis
     """The arms of a comparison along one dimension (see DIMENSIONS); values None means the dimension's default
     values, and an empty list no arms (a visitor who cleared every choice has chosen nothing, not everything)."""
 
-    def chosen(default: list) -> list:
+    def chosen(default: list, what: str) -> list:
+        if values is not None and not len(values):
+            raise CompareError(f"no {what} chosen: choose at least two")
         return list(default if values is None else values)
 
     if dimension == "optimizer":
-        return optimizer_arms(chosen(list(OPTIMIZER_ARMS)), options.get("lrs"))
+        return optimizer_arms(chosen(list(OPTIMIZER_ARMS), "optimizers"), options.get("lrs"))
     if dimension == "arch":
-        return arch_arms(chosen(["mlp", "cnn"]))
+        return arch_arms(chosen(["mlp", "cnn"], "architectures"))
     if dimension == "bn":
-        return bn_arms(base, chosen(["after", "before"]))
+        return bn_arms(base, chosen(["after", "before"], "BatchNorm positions"))
     if dimension == "dropout":
         return dropout_arms(base, float(options.get("rate", 0.25)))
     if dimension == "augmentation":
         return augmentation_arms(float(options.get("rotation", 10.0)), float(options.get("shift", 2.0)))
     if dimension == "depth":
-        return depth_arms(base, [int(v) for v in chosen([1, 2, 3, 4, 5])])
+        return depth_arms(base, [int(v) for v in chosen([1, 2, 3, 4, 5], "depths")])
     if dimension == "columnet":
         return columnet_arms(base)
     if dimension == "dataset":
-        return dataset_arms(chosen([MNIST, FASHION]))
+        return dataset_arms(chosen([MNIST, FASHION], "data sets"))
     raise CompareError(f"unknown dimension {dimension!r}; choose one of {', '.join(DIMENSIONS)}")
 
 

@@ -219,12 +219,15 @@ def test_compare_page_refuses_to_start_with_bad_architecture_settings(runs):
     assert not at.exception
 
 
-@pytest.mark.parametrize("box, dimension", [("optimizers", "optimizer"), ("archs", "arch"), ("depths", "depth")])
-def test_compare_page_with_every_choice_cleared_starts_nothing(runs, box, dimension):
+@pytest.mark.parametrize(
+    "box, dimension, what",
+    [("optimizers", "optimizer", "optimizers"), ("archs", "arch", "architectures"), ("depths", "depth", "depths")],
+)
+def test_compare_page_with_every_choice_cleared_starts_nothing(runs, box, dimension, what):
     at = page("pages/9_Compare.py").run()
     at.selectbox(key="compare.dimension").set_value(dimension).run()
     at.multiselect(key=f"compare.{box}").set_value([]).run()
-    assert [e.value for e in at.error] == ["a comparison needs at least two arms"]
+    assert [e.value for e in at.error] == [f"no {what} chosen: choose at least two"]
     assert at.button[0].disabled  # Start comparison
     assert not at.exception
 
