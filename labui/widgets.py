@@ -146,7 +146,7 @@ def config_widgets(config_cls, prefix: str) -> tuple[dict, list[str]]:
         elif isinstance(default, tuple):
             text = st.text_input(name, help=help_text, key=key)
             try:
-                value = tuple(int(part) for part in text.replace(" ", "").split(","))  # "16,,32": int("") refuses
+                value = tuple(int(part) for part in text.split(","))  # int() refuses "" ("16,,32") and "2 4"
                 if not value or min(value) < meta.get("min", 1) or max(value) > meta.get("max", 10**6):
                     raise ValueError
             except ValueError:

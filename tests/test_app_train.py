@@ -62,7 +62,7 @@ def test_unreadable_channels_are_refused_once_and_no_model_card_describes_anothe
     at = page("pages/3_Train.py").run()
     at.selectbox(key="train.arch").set_value("cnn").run()
     assert [m.label for m in at.metric][0] == "Parameters"
-    for text in ("abc", "16,,32", "16, 32,"):
+    for text in ("abc", "16,,32", "16, 32,", "2 4"):
         at.text_input(key="model.cnn.channels").set_value(text).run()
         assert [e.value for e in at.error] == [
             "Channels: write whole numbers from 1 to 512 separated by commas, e.g. 16, 32, 64"
