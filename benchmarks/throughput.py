@@ -80,18 +80,8 @@ def loader_seconds_per_batch(loader, batches: int) -> float:
     return (time.perf_counter() - start) / batches
 
 
-def matmul_flops_per_s(n: int = 2048, repeats: int = 10) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    for _ in range(3):
-        a @ b
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * n**3 * repeats / (time.perf_counter() - start)
-
-
-def matmul_bf16_flops_per_s(n: int = 2048, repeats: int = 10) -> float:
-    a, b = torch.randn(n, n, dtype=torch.bfloat16), torch.randn(n, n, dtype=torch.bfloat16)
+def matmul_flops_per_s(n: int = 2048, repeats: int = 10, dtype: torch.dtype = torch.float32) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     for _ in range(3):
         a @ b
     start = time.perf_counter()
@@ -149,7 +139,7 @@ def compare_step_variants(config: TrainConfig, rounds: int, steps: int) -> None:
                 step()
             timings[name].append((time.perf_counter() - start) / steps * 1e3)
     flops = training_flops_per_batch(config)
-    floor_fp32, floor_bf16 = flops / matmul_flops_per_s() * 1e3, flops / matmul_bf16_flops_per_s() * 1e3
+    floor_fp32, floor_bf16 = flops / matmul_flops_per_s() * 1e3, flops / matmul_flops_per_s(dtype=torch.bfloat16) * 1e3
     target = TARGET_STEP_OVER_FLOOR * floor_fp32
     print(
         f"\ntiny_gap training step, batch {config.batch_size}, median of {rounds} x {steps} steps, "

@@ -77,7 +77,7 @@ def settings_widgets() -> tuple[TrainConfig, list[str]]:
             st.caption(
                 f"Batches of {dataset.train_size:,} here: {dataset.title} has {dataset.train_size:,} training images."
             )
-    config = TrainConfig(arch=arch, dataset=active_dataset().key, model=model_config, **values)
+    config = TrainConfig(arch=arch, dataset=dataset.key, model=model_config, **values)
     with st.expander("These settings as JSON"):
         st.json(config.to_dict())  # what Start submits: copy it into a script or compare it with a run's
     return config, errors
@@ -147,8 +147,8 @@ def run_view(snap) -> None:
         text += f". {live.sentence(snap.message)}" if snap.message else "."
         checkpoint = (snap.result or {}).get("checkpoint")
         if checkpoint:
-            gone = checkpoint not in {i.name for i in catalog.checkpoints()}
-            text += f" Saved as checkpoint **{checkpoint}**{' (deleted since)' if gone else ''}."
+            gone = "" if saved_run_exists(checkpoint) else " (deleted since)"  # one file check, not a scan
+            text += f" Saved as checkpoint **{checkpoint}**{gone}."
         live.ended_box(snap, text)
         if st.session_state.get("train.seen_done") != snap.id:  # once: the runs table below shows the new run
             st.session_state["train.seen_done"] = snap.id
