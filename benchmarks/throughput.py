@@ -24,20 +24,23 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from mnist_core.data import BUNDLED_DIR, DeviceData, load_mnist  # noqa: E402
-from mnist_core.models import describe  # noqa: E402
+from mnist_core.models import BitMaskDropout, describe  # noqa: E402
 from mnist_core.reporter import Reporter  # noqa: E402
-from mnist_core.train import TrainConfig, fit, seeded_model  # noqa: E402
+from mnist_core.train import TrainConfig, fit, seeded_model, training_memory_format  # noqa: E402
 
 TARGET_RATIO = 5.0
 TARGET_STEP_OVER_FLOOR = 2.5
 
-# Each variant keeps the model, the batch and the optimizer; only the numeric path changes, except the
-# last, which drops dropout to show how much of the step is left without its random masks.
+# Each variant keeps the model, the batch and the optimizer; only the numeric path changes ("before" is the
+# engine's path before its cheaper dropout masks and channels-last memory), except the last, which drops
+# dropout to show how much of the step is left without its random masks.
 STEP_VARIANTS: dict[str, dict] = {
     "eager float32 (the engine's path)": {},
+    "before: torch's dropout, NCHW memory": {"before": True},
     "bfloat16 autocast": {"bf16": True},
     "torch.compile (inductor)": {"compiled": True},
     "torch.compile + bfloat16 autocast": {"compiled": True, "bf16": True},
@@ -58,8 +61,18 @@ def tutorial_loader(root: Path, batch_size: int):
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True)
 
 
+CONVOLUTIONS_ONLY = "the engine's convolutions alone, fwd + bwd"
+
+
+def with_torch_dropout(net: nn.Module) -> nn.Module:
+    """The model as a tutorial writes it: nn.Dropout where the engine draws its cheaper masks."""
+    for name, child in net.named_children():
+        setattr(net, name, nn.Dropout(child.p) if isinstance(child, BitMaskDropout) else with_torch_dropout(child))
+    return net
+
+
 def tutorial_rate(loader, config: TrainConfig, batches: int) -> float:
-    model = seeded_model(config, torch.device("cpu")).train()
+    model = with_torch_dropout(seeded_model(config, torch.device("cpu"))).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
     images, start = 0, time.perf_counter()
     for step, (x, y) in enumerate(loader):
@@ -102,10 +115,18 @@ def engine_rate(data: DeviceData, config: TrainConfig) -> float:
     return last["step"] * config.batch_size / last["elapsed"]  # the evaluation at the end is not training
 
 
-def variant_step(config: TrainConfig, x: torch.Tensor, y: torch.Tensor, bf16=False, compiled=False, model=None):
+def variant_step(
+    config: TrainConfig, x: torch.Tensor, y: torch.Tensor, bf16=False, compiled=False, model=None, before=False
+):
     if model is not None:
         config = replace(config, model=model)
     net = seeded_model(config, torch.device("cpu")).train()
+    if before:
+        net, fmt = with_torch_dropout(net), torch.contiguous_format
+    else:
+        fmt = training_memory_format(config, torch.device("cpu"))
+    net = net.to(memory_format=fmt)
+    x = x.contiguous(memory_format=fmt)
     optimizer = torch.optim.SGD(net.parameters(), lr=config.lr, momentum=config.momentum)
     forward = torch.compile(net) if compiled else net
 
@@ -115,6 +136,33 @@ def variant_step(config: TrainConfig, x: torch.Tensor, y: torch.Tensor, bf16=Fal
             logits = forward(x)
         F.cross_entropy(logits.float(), y).backward()
         optimizer.step()
+
+    return step
+
+
+def convolutions_only_step(config: TrainConfig, x: torch.Tensor):
+    """The engine's step cut down to its convolutions, forward and backward, at the shapes and memory layout it
+    trains with: what no amount of work on the other layers can take below."""
+    fmt = training_memory_format(config, torch.device("cpu"))
+    net = seeded_model(config, torch.device("cpu")).train().to(memory_format=fmt)
+    seen = []
+    hooks = [
+        m.register_forward_hook(lambda conv, inputs, out: seen.append((conv, inputs[0], out)))
+        for m in net.modules()
+        if isinstance(m, nn.Conv2d)
+    ]
+    with torch.no_grad():
+        net(x.contiguous(memory_format=fmt))
+    for hook in hooks:
+        hook.remove()
+    # The image needs no gradient, as in training; every later conv passes one back to its input.
+    work = [
+        (conv, inp.detach().requires_grad_(i > 0), torch.randn_like(out)) for i, (conv, inp, out) in enumerate(seen)
+    ]
+
+    def step():
+        for conv, inp, grad in work:
+            conv(inp).backward(grad)
 
     return step
 
@@ -131,6 +179,7 @@ def compare_step_variants(config: TrainConfig, rounds: int, steps: int) -> None:
             runs[name]()
         warm_up[name] = time.perf_counter() - start
         print(f"built {name}: first 3 steps {warm_up[name]:.1f} s", flush=True)
+    runs[CONVOLUTIONS_ONLY], warm_up[CONVOLUTIONS_ONLY] = convolutions_only_step(config, x), 0.0
     timings = {name: [] for name in runs}
     for _ in range(rounds):  # interleaved, so machine noise hits every variant alike
         for name, step in runs.items():
@@ -150,7 +199,8 @@ def compare_step_variants(config: TrainConfig, rounds: int, steps: int) -> None:
     for name, ms in timings.items():
         median = statistics.median(ms)
         print(
-            f"  {name:52s} {median:6.1f} ms  ({median / floor_fp32:.1f}x the floor; first 3 steps {warm_up[name]:.1f} s)"
+            f"  {name:52s} {median:6.1f} ms  ({median / floor_fp32:.1f}x the floor"
+            + (f"; first 3 steps {warm_up[name]:.1f} s)" if name != CONVOLUTIONS_ONLY else ")")
         )
 
 

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from .checkpoints import CheckpointError, CheckpointInfo, find, load
 from .files import write_bytes_atomic
-from .models import ACTIVATIONS, Columns, SparseLinear, build_model, describe, make_config
+from .models import ACTIVATIONS, BitMaskDropout, Columns, SparseLinear, build_model, describe, make_config
 from .stack import ResidualBlock
 from .train import TrainConfig
 
@@ -75,6 +75,9 @@ def _layer_code(m: nn.Module, hints: dict, indent: str, classes: list[type]) -> 
         return f"nn.{t.__name__}({m.num_features})"
     if t is nn.Dropout:
         return f"nn.Dropout({m.p!r})"
+    if t is BitMaskDropout:  # the script must draw the same masks to repeat the run
+        classes.append(BitMaskDropout)
+        return f"BitMaskDropout({m.p!r})"
     if t is nn.Flatten:
         return "nn.Flatten()"
     if t is nn.AdaptiveAvgPool2d and _pair(m.output_size, "output size") == 1:

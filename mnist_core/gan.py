@@ -38,6 +38,7 @@ from .data import Mnist, from_tanh_range, pick_device, standardize, to_tanh_rang
 from .fields import check as check_fields
 from .fields import setting
 from .files import atomic_write, write_json_atomic
+from .models import BitMaskDropout
 from .reporter import NULL_REPORTER, Reporter
 from .saliency import private_view
 
@@ -116,33 +117,6 @@ class GanConfig:
 
 
 # ---------------------------------------------------------------- networks
-
-
-class BitMaskDropout(nn.Module):
-    """nn.Dropout's regulariser (each value kept with probability 1 - p, then scaled by 1 / (1 - p)), cheaper on a CPU.
-
-    Why: the CPU's random generator is the cost of dropout here. nn.Dropout draws one number per value
-    (bernoulli_, 3.7 ms for the discriminator's 400,000 values); this cuts four 16-bit draws out of each
-    64-bit random word (0.33 ms), so p is honoured to 1/65,536. It holds no weights: a checkpoint saved
-    with nn.Dropout loads unchanged. Other devices have fast generators and keep torch's own dropout.
-    """
-
-    def __init__(self, p: float):
-        super().__init__()
-        self.p = p
-        self._keep_from = round(p * 65536) - 32768  # int16 draws at or above this are kept
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0:
-            return x
-        if x.device.type != "cpu":
-            return F.dropout(x, self.p, training=True)
-        words = torch.empty((x.numel() + 3) // 4, dtype=torch.int64).random_(-(2**63), None)
-        keep = words.view(torch.int16)[: x.numel()].view(x.shape) >= self._keep_from
-        return x * (keep * (1.0 / (1.0 - self.p)))
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
 
 
 class Generator(nn.Module):

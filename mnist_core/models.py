@@ -134,6 +134,31 @@ class FastConfig:
 # ---------------------------------------------------------------- building blocks
 
 
+class BitMaskDropout(nn.Dropout):
+    """nn.Dropout's regulariser (each value kept with probability 1 - p, then scaled by 1 / (1 - p)), cheaper on a CPU.
+
+    Why: the CPU's random generator is the cost of dropout here. nn.Dropout draws one number per value
+    (bernoulli_, 3.7 ms for the cGAN discriminator's 400,000 values; about 12 ms of tiny_gap's 52 ms step);
+    this cuts four 16-bit draws out of each 64-bit random word (0.33 ms for the discriminator), so p is
+    honoured to 1/65,536. The mask is drawn in the values' logical (N, C, H, W) order whatever their memory
+    layout, so a channels-last run and a script without it drop the same values. It holds no weights: a
+    checkpoint saved with nn.Dropout loads unchanged. Other devices have fast generators and keep torch's.
+    """
+
+    def __init__(self, p: float):
+        super().__init__(p)
+        self._keep_from = round(p * 65536) - 32768  # int16 draws at or above this are kept
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        if x.device.type != "cpu":
+            return F.dropout(x, self.p, training=True)
+        words = torch.empty((x.numel() + 3) // 4, dtype=torch.int64).random_(-(2**63), None)
+        keep = words.view(torch.int16)[: x.numel()].view(x.shape) >= self._keep_from
+        return x * torch.where(keep, 1.0 / (1.0 - self.p), 0.0)  # one pass: keep * scale converts, then multiplies
+
+
 class SparseLinear(nn.Linear):
     """A linear layer whose missing connections are a fixed 0/1 mask, so their weights stay exactly 0."""
 
@@ -186,7 +211,7 @@ def _fc_stack(
             layers.append(nn.BatchNorm1d(width))
         layers.append(ACTIVATIONS[activation]())
         if dropout > 0:
-            layers.append(nn.Dropout(dropout))
+            layers.append(BitMaskDropout(dropout))
         in_features = width
     return layers
 
@@ -233,7 +258,7 @@ def build_cnn(c: CNNConfig, pool_first: bool = False) -> nn.Module:
         layers += [conv, nn.MaxPool2d(2), *rest] if pool_first else [conv, *rest, nn.MaxPool2d(2)]
         size, c_in = size // 2, c_out
     if c.dropout > 0:
-        layers.append(nn.Dropout(c.dropout))
+        layers.append(BitMaskDropout(c.dropout))
     return nn.Sequential(*layers, nn.Flatten(), nn.Linear(c_in * size * size, NUM_CLASSES))
 
 
@@ -253,11 +278,11 @@ def build_conv2_fc2(c: Conv2FC2Config) -> nn.Module:
         nn.Conv2d(c.conv1, c.conv2, 3),
         nn.ReLU(),
         nn.MaxPool2d(2),
-        nn.Dropout(c.dropout1),
+        BitMaskDropout(c.dropout1),
         nn.Flatten(),
         nn.Linear(c.conv2 * 12 * 12, c.hidden),
         nn.ReLU(),
-        nn.Dropout(c.dropout2),
+        BitMaskDropout(c.dropout2),
         nn.Linear(c.hidden, NUM_CLASSES),
     )
 
@@ -268,7 +293,7 @@ def build_tiny_gap(c: TinyGapConfig) -> nn.Module:
     c1, c2, c3, t, c4, c5, c6 = c.channels
 
     def block(c_in: int, c_out: int) -> list[nn.Module]:
-        return [nn.Conv2d(c_in, c_out, 3, bias=False), nn.ReLU(), nn.BatchNorm2d(c_out), nn.Dropout(c.dropout)]
+        return [nn.Conv2d(c_in, c_out, 3, bias=False), nn.ReLU(), nn.BatchNorm2d(c_out), BitMaskDropout(c.dropout)]
 
     return nn.Sequential(
         *block(1, c1),
@@ -295,7 +320,8 @@ class Architecture:
     config_cls: type
     builder: Callable[..., nn.Module]
     summary: str
-    # Measured on a 2-core CPU: NHWC memory speeds these up to 1.6x but slows tiny_gap and conv2_fc2 by 10-20%.
+    # Measured on a 2-core CPU (training step, batch 128): NHWC memory speeds cnn up to 1.7x and tiny_gap by about
+    # 8% (once its dropout masks stopped being the cost); conv2_fc2 gains nothing, so it stays NCHW.
     channels_last: bool = False
 
 
@@ -329,6 +355,7 @@ REGISTRY: dict[str, Architecture] = {
             TinyGapConfig,
             build_tiny_gap,
             "12k-18k-parameter conv net with a 1x1 transition and global average pooling.",
+            channels_last=True,
         ),
         Architecture(
             "fast", FastConfig, build_fast, "Small CNN tuned to reach 99% test accuracy fastest.", channels_last=True

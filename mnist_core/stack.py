@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .models import ACTIVATIONS, INPUT_SHAPE, NUM_CLASSES, REGISTRY, Architecture, ModelError
+from .models import ACTIVATIONS, INPUT_SHAPE, NUM_CLASSES, REGISTRY, Architecture, BitMaskDropout, ModelError
 
 # Limits: a hosted visitor must not be able to build a net that eats the machine.
 MAX_LAYERS = 64
@@ -417,7 +417,7 @@ def build(spec) -> nn.Sequential:
         elif kind == "bn":
             modules.append(nn.BatchNorm2d(shape[0]) if len(shape) == 3 else nn.BatchNorm1d(shape[0]))
         elif kind == "dropout":
-            modules.append(nn.Dropout(v["p"]))
+            modules.append(BitMaskDropout(v["p"]))
         elif kind == "flatten":
             modules.append(nn.Flatten())
         elif kind == "gap":
@@ -475,7 +475,7 @@ def stack_of(model: nn.Module) -> tuple[str, ...]:
             )
         elif kind in (nn.BatchNorm1d, nn.BatchNorm2d):
             layer = Layer("bn")
-        elif kind is nn.Dropout:
+        elif kind in (nn.Dropout, BitMaskDropout):
             layer = Layer("dropout", {"p": module.p})
         elif kind is nn.Flatten:
             layer = Layer("flatten")

@@ -233,6 +233,12 @@ def planned_steps(config: TrainConfig, n_train: int) -> int:
     return min(full, config.max_batches or full)
 
 
+def training_memory_format(config: TrainConfig, device: torch.device) -> torch.memory_format:
+    # oneDNN's conv kernels run some nets faster on NHWC tensors on a CPU (see Architecture.channels_last).
+    nhwc = device.type == "cpu" and get_architecture(config.arch).channels_last
+    return torch.channels_last if nhwc else torch.contiguous_format
+
+
 def seeded_model(config: TrainConfig, device: torch.device) -> nn.Module:
     """The seeded initial weights (a fine-tune's checkpoint weights come from mnist_core.starting instead)."""
     torch.manual_seed(config.seed)
@@ -488,9 +494,7 @@ def fit(
         emit("stage", stage="preparing")
         model = model if model is not None else seeded_model(config, device)
         model.to(device).train()
-        # oneDNN's conv kernels run some nets faster on NHWC tensors on a CPU (see Architecture.channels_last).
-        nhwc = device.type == "cpu" and get_architecture(config.arch).channels_last
-        fmt = torch.channels_last if nhwc else torch.contiguous_format
+        fmt = training_memory_format(config, device)
         model.to(memory_format=fmt)
 
         # Separate generators so that, e.g., adding dropout or augmentation does not change the data order.

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from mnist_core import models
 from mnist_core.models import REGISTRY, ModelError, SparseLinear, build_model, describe, effective_weight, make_config
 
 EXPECTED_PARAMS = {  # counted by hand from the layer definitions
@@ -125,3 +126,44 @@ def test_checking_a_config_leaves_the_seeded_random_stream_alone():
     torch.manual_seed(0)
     make_config("cnn", {"channels": [5, 7]})  # a config not checked before in this process
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_dropout_keeps_each_value_with_probability_one_minus_p_and_scales_it():
+    drop = models.BitMaskDropout(0.3)
+    x = torch.ones(400, 3136)
+    torch.manual_seed(0)
+    y = drop(x)
+    for lane in range(4):  # four draws come from each 64-bit random word: each must be a fair draw
+        dropped = (y.flatten()[lane::4] == 0).float().mean().item()
+        assert abs(dropped - 0.3) < 0.005, (lane, dropped)
+    assert torch.allclose(y[y != 0], torch.tensor(1 / 0.7))
+    torch.manual_seed(0)
+    assert torch.equal(drop(x), y)  # the seed decides the mask, so a seeded run repeats
+    assert not torch.equal(drop(x), y)
+    assert torch.equal(drop.eval()(x), x)
+    odd = torch.ones(3, 7)  # a count of values that is not a multiple of four
+    assert drop.train()(odd).shape == odd.shape
+
+
+def test_dropout_drops_the_same_values_whatever_the_memory_layout():
+    """A channels-last run and the exported script (NCHW) must drop the same values to follow one trajectory."""
+    drop = models.BitMaskDropout(0.2)
+    x = torch.randn(8, 6, 11, 11)
+    torch.manual_seed(3)
+    nchw = drop(x)
+    torch.manual_seed(3)
+    nhwc = drop(x.contiguous(memory_format=torch.channels_last))
+    assert torch.equal(nchw, nhwc)
+
+
+def test_every_built_dropout_is_the_cheap_one():
+    built = [
+        build_model("tiny_gap", {}),
+        build_model("conv2_fc2", {}),
+        build_model("mlp", {"dropout": 0.2}),
+        build_model("cnn", {"dropout": 0.1}),
+        build_model("stack", {"layers": ["flatten", "dropout 0.3", "linear 10"]}),
+    ]
+    for net in built:
+        drops = [m for m in net.modules() if isinstance(m, torch.nn.Dropout)]
+        assert drops and all(type(m) is models.BitMaskDropout for m in drops), net
