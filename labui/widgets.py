@@ -10,7 +10,7 @@ import dataclasses
 
 import streamlit as st
 
-from mnist_core.fields import kind_of, widget_bounds
+from mnist_core.fields import applies, kind_of, widget_bounds
 
 
 def label(name: str) -> str:
@@ -68,21 +68,28 @@ def field_widgets(
     formats: dict | None = None,
     caps: dict | None = None,
     radio=(),
+    hide_inapplicable: bool = True,
 ) -> dict:
     """One widget per named field, its label, help and range from the field's metadata (mnist_core.fields);
-    returns {field: value} with an optional number's 0 read as None. Range problems are left to the config's
+    returns {field: value} with an optional number's 0 read as None, leaving out a field that does not apply to
+    the values above it (fields.applies). Range problems are left to the config's
     validate(), which names them; the widget bounds are the metadata's, so a page cannot widen them.
 
     What only the page knows at run time: options (field -> its choices, e.g. the checkpoints there are),
     formats (field -> how a choice is shown), caps (field -> (highest, why): a host's tighter bound, never
-    above the field's own, its reason added to the help) and radio (fields shown as a horizontal radio)."""
+    above the field's own, its reason added to the help), radio (fields shown as a horizontal radio) and
+    hide_inapplicable=False where a setting matters beyond the values shown (Compare's arms vary the optimizer)."""
     seed_state(prefix, config_cls, names=names)
     by_name = {f.name: f for f in dataclasses.fields(config_cls)}
     cols = st.columns(columns) if columns > 1 else None
     values = {}
-    for i, name in enumerate(names):
+    drawn = 0
+    for name in names:
         f = by_name[name]
-        where = cols[i % columns] if cols else st
+        if hide_inapplicable and not applies(f, values):
+            continue  # e.g. momentum under Adam: the config keeps its default, which Adam ignores
+        where = cols[drawn % columns] if cols else st
+        drawn += 1
         meta, key, kind = f.metadata, field_key(prefix, name), kind_of(f)
         help_text = meta.get("help") or None
         low, high = widget_bounds(f)

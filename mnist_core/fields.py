@@ -31,8 +31,11 @@ def setting(
     step=None,
     ui: bool = True,
     cli: bool = True,
+    applies: dict | None = None,
     default_factory=None,
 ):
+    """applies: {other setting: its values for which this one means something}, e.g. momentum only for sgd and
+    rmsprop; a form hides the setting otherwise (the config keeps its default)."""
     meta = {"help": help, "unit": unit, "optional": optional, "ui": ui, "cli": cli}
     for key, value in (
         ("label", label),
@@ -43,6 +46,7 @@ def setting(
         ("below", below),
         ("choices", tuple(choices) if choices is not None else None),
         ("step", step),
+        ("applies", {k: tuple(v) for k, v in applies.items()} if applies is not None else None),
     ):
         if value is not None:
             meta[key] = value
@@ -207,3 +211,9 @@ def add_flags(parser, cls, names=None) -> list[str]:
 def flag_values(args, names) -> dict:
     """The flags the user gave (those not None), by field name."""
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+
+def applies(f, values: dict) -> bool:
+    """Whether the setting means something with these values of the settings it depends on (see setting());
+    a setting it depends on that is not among the values hides nothing."""
+    return all(values[other] in allowed for other, allowed in f.metadata.get("applies", {}).items() if other in values)

@@ -57,8 +57,12 @@ class TrainConfig:
         label="learning rate",
         above=0,
     )
-    momentum: float = setting(0.9, "For SGD and RMSprop only.", min=0, below=1, step=0.05)
-    nesterov: bool = setting(False, "Nesterov momentum: SGD with momentum above 0 only.")
+    momentum: float = setting(
+        0.9, "For SGD and RMSprop only.", min=0, below=1, step=0.05, applies={"optimizer": ("sgd", "rmsprop")}
+    )
+    nesterov: bool = setting(
+        False, "Nesterov momentum: SGD with momentum above 0 only.", applies={"optimizer": ("sgd",)}
+    )
     weight_decay: float = setting(
         0.0, "L2 penalty on the weights (decoupled for AdamW).", label="weight decay", min=0, max=1, step=1e-4
     )
@@ -68,9 +72,17 @@ class TrainConfig:
         choices=SCHEDULES,
     )
     step_size: int = setting(
-        1, "Epochs between decays, for the step schedule.", label="step size", unit="epochs", min=1, max=200
+        1,
+        "Epochs between decays, for the step schedule.",
+        label="step size",
+        unit="epochs",
+        min=1,
+        max=200,
+        applies={"schedule": ("step",)},
     )
-    gamma: float = setting(0.1, "Decay factor of the step schedule.", above=0, max=1, step=0.05)
+    gamma: float = setting(
+        0.1, "Decay factor of the step schedule.", above=0, max=1, step=0.05, applies={"schedule": ("step",)}
+    )
     label_smoothing: float = setting(
         0.0, "Share of each target spread over the other classes.", label="label smoothing", min=0, max=0.5, step=0.05
     )

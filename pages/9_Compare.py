@@ -62,7 +62,8 @@ def base_setup() -> tuple[TrainConfig, list[str]]:
     values = field_widgets(TrainConfig, prefix, COMPARE_RUN_FIELDS, columns=4)
     with st.expander(f"Training recipe and {arch} settings"):
         st.caption("Arms that vary one of these (the optimizer, say) override it; everything else comes from here.")
-        values |= field_widgets(TrainConfig, prefix, COMPARE_RECIPE_FIELDS, columns=3)
+        # Every recipe setting stays: an arm with another optimizer or schedule uses the base's momentum or gamma.
+        values |= field_widgets(TrainConfig, prefix, COMPARE_RECIPE_FIELDS, columns=3, hide_inapplicable=False)
         # The active data set (a preset switches to its own); the "dataset" dimension varies it.
         config = dataclasses.replace(compare_base(first, arch, values), dataset=active_dataset().key)
         errors = model_widgets(config, start)

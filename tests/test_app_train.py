@@ -118,3 +118,24 @@ def test_deleting_a_run_asks_once_more_and_keep_it_keeps_it(runs, data):
     at.button(key="train.delete_confirm").click().run()
     assert not (runs / "mine.json").exists() and "mine" not in at.selectbox(key="train.run_pick").options
     assert not at.exception and not at.error
+
+
+def test_settings_that_do_not_apply_to_the_chosen_optimizer_or_schedule_are_hidden(runs):
+    at = page("pages/3_Train.py").run()
+
+    def shown() -> set[str]:
+        return {w.key for w in [*at.number_input, *at.checkbox]}
+
+    at.selectbox(key="train.optimizer").set_value("adam").run()
+    at.selectbox(key="train.schedule").set_value("cosine").run()
+    assert not {"train.momentum", "train.nesterov", "train.step_size", "train.gamma"} & shown()
+    at.selectbox(key="train.optimizer").set_value("sgd").run()
+    assert {"train.momentum", "train.nesterov"} <= shown()
+    at.checkbox(key="train.nesterov").check().run()
+    at.selectbox(key="train.schedule").set_value("step").run()
+    assert {"train.step_size", "train.gamma"} <= shown()
+    # Nesterov ticked under SGD, then RMSprop chosen: the hidden box no longer counts, so nothing is refused.
+    at.selectbox(key="train.optimizer").set_value("rmsprop").run()
+    assert "train.momentum" in shown() and "train.nesterov" not in shown()
+    assert not at.error and not start_button(at).disabled
+    assert not at.exception

@@ -88,6 +88,8 @@ def test_the_step_schedule_of_conv2_fc2_keeps_its_gamma_everywhere(runs):
 
 def test_every_widget_range_is_its_fields_range_on_both_pages(runs):
     train = page("pages/3_Train.py").run()
+    train.selectbox(key="train.optimizer").set_value("sgd").run()  # momentum shows for SGD and RMSprop only
+    train.selectbox(key="train.schedule").set_value("step").run()  # step size and gamma for the step schedule
     checked = assert_widget_ranges(train, "train.")
     assert {"epochs", "batch_size", "lr", "momentum", "step_size", "gamma", "rotation", "shift"} <= set(checked)
     compare = page("pages/9_Compare.py").run()
