@@ -265,10 +265,19 @@ fig = go.Figure(
     ]
 )
 fig.update_layout(
-    xaxis_title="pixel value (non-black pixels only)", yaxis_title="% of pixels", height=360, margin={"t": 10, "b": 10}
+    xaxis_title="pixel value (non-black pixels only)",
+    yaxis_title="% of pixels (log scale)",
+    yaxis_type="log",
+    height=360,
+    margin={"t": 10, "b": 10},
 )
 st.plotly_chart(fig)
-st.caption("Black pixels (0) are left out: they are most of every image and would flatten the curves.")
+brightest = 100 * stats["shares"][:, -1]
+st.caption(
+    "Black pixels (0) are left out: they are most of every image and would flatten the curves. The y axis is "
+    f"logarithmic for the same reason: the brightest bin ({edges[-2]:.0f}-255, the strokes' saturated cores) "
+    f"holds {brightest.min():.0f}-{brightest.max():.0f}% of each class's other pixels."
+)
 
 st.subheader("Bring your own data set")
 bring_your_own()

@@ -56,3 +56,13 @@ def test_the_first_sample_grid_is_drawn_once_per_server_not_once_per_visitor(run
     ]
     assert grids[0] == grids[1] and grids[0].count("<img ") == 100
     assert len(encoded) == 100  # the second visitor's grid was not encoded again
+
+
+def test_the_intensity_curves_are_on_a_log_axis_that_the_caption_explains(runs):
+    """MNIST's saturated stroke cores hold 35-44% of the ink pixels, about ten times any other bin."""
+    at = AppTest.from_file(str(ROOT / "pages/1_Data.py"), default_timeout=120).run()
+    figure = next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if "non-black pixels only" in c.proto.spec)
+    assert figure["layout"]["yaxis"]["type"] == "log"
+    caption = next(c.value for c in at.caption if "logarithmic" in c.value)
+    low, high = (int(v) for v in re.search(r"holds (\d+)-(\d+)%", caption).groups())
+    assert 30 <= low <= high <= 50, caption
