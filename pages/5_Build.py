@@ -18,6 +18,7 @@ from mnist_core.reporter import QUEUED  # noqa: E402
 STACK = "build.stack"  # [(uid, layer text)]: the stack, kept outside widget state so it survives page changes
 NEXT_UID = "build.next_uid"
 EMPTY = "(empty)"
+STARTER = "the starter stack (what this page opens with)"
 POOL_KINDS = ("maxpool", "avgpool")
 
 
@@ -48,7 +49,7 @@ def current() -> list[tuple[int, str]]:
 
 def start_options() -> dict[str, str]:
     """Label -> what to start from: an architecture, or the active checkpoint's own settings."""
-    options = {EMPTY: EMPTY}
+    options = {STARTER: STARTER, EMPTY: EMPTY}
     active = catalog.active_checkpoint()
     if active is not None:
         options[f"the active checkpoint ({active.name})"] = "active"
@@ -62,6 +63,8 @@ def load_start() -> None:
     try:
         if choice == EMPTY:
             set_stack([])
+        elif choice == STARTER:
+            set_stack(stack.DEFAULT_LAYERS)
         elif choice == "active":
             meta = catalog.active_checkpoint().meta
             set_stack(stack.stack_of_arch(meta["arch"], meta.get("model_config") or {}))
@@ -123,14 +126,15 @@ def apply_text() -> None:
 def start_from() -> None:
     options = start_options()
     if st.session_state.get("build.start") not in options:
-        st.session_state["build.start"] = EMPTY
+        st.session_state["build.start"] = STARTER  # the stack the page opens with, so the box names what is shown
     c1, c2 = st.columns([4, 1], vertical_alignment="bottom")
     c1.selectbox(
         "Start from",
         list(options),
         key="build.start",
-        help="The layers of a shipped architecture (with its default settings), of the active "
-        "checkpoint, or nothing. Parallel columns and sparse layers have no layer-stack form.",
+        help="Load replaces the stack with these layers: the starter stack, nothing, a shipped architecture's "
+        "(with its default settings) or the active checkpoint's. Parallel columns and sparse layers have no "
+        "layer-stack form.",
     )
     c2.button("Load", on_click=load_start, key="build.load", width="stretch")
     if st.session_state.get("build.load_error"):

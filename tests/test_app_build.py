@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from mnist_core import checkpoints
 from mnist_core.compare import arch_arms, plan
+from mnist_core.stack import DEFAULT_LAYERS
 from mnist_core.starting import load_starting_point
 from mnist_core.train import TrainConfig, fit
 
@@ -98,6 +99,16 @@ def test_start_from_an_architecture_empty_or_one_that_has_no_stack(runs):
     at.button(key="build.load").click().run()
     assert layer_texts(at) == []
     assert any("the stack is empty" in e.value for e in at.error) and start_button(at).disabled
+    starter = next(o for o in options if o.startswith("the starter stack"))
+    at.selectbox(key="build.start").set_value(starter).run()
+    at.button(key="build.load").click().run()
+    assert layer_texts(at) == list(DEFAULT_LAYERS) and not start_button(at).disabled
+
+
+def test_the_start_box_names_the_stack_the_page_opens_with(runs):
+    at = page().run()
+    assert at.selectbox(key="build.start").value.startswith("the starter stack")
+    assert layer_texts(at) == list(DEFAULT_LAYERS)
 
 
 def test_the_whole_stack_as_text(runs):
