@@ -246,14 +246,13 @@ def drawing_sets(active) -> None:
                 "architecture": meta[read.name]["arch"],
                 "MNIST test %": round(100 * (meta[read.name].get("test_accuracy") or 0), 2),
                 "synthetic drawings %": round(100 * read.overall(synthetic).accuracy, 1),
-                "synthetic misreadings by style": ", ".join(
-                    f"{g.name} {g.accuracy:.0%} ({g.top_confusions(1)})"
-                    for g in read.by_group(synthetic)
-                    if g.accuracy < 1
-                ),
             }
             if yours is not None:
                 row["your drawings %"] = round(100 * on_yours[read.name].overall(yours).accuracy, 1)
+            # Last: a long text that would push any column after it off the screen.
+            row["synthetic misreadings by style"] = ", ".join(
+                f"{g.name} {g.accuracy:.0%} ({g.top_confusions(1)})" for g in read.by_group(synthetic) if g.accuracy < 1
+            )
             rows.append(row)
         st.dataframe(rows, hide_index=True, width="stretch")
     if active is not None and st.button(

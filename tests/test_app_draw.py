@@ -1,4 +1,4 @@
-"""The Draw page with a damaged drawings folder: every bad file skipped with a warning, no exception."""
+"""The Draw page: a damaged drawings folder is skipped with warnings, no exception; the evaluation table."""
 
 from pathlib import Path
 
@@ -22,3 +22,19 @@ def test_an_image_bomb_in_the_drawings_folder_is_a_warning_not_a_crash(runs):
     assert any("labels.json" in w for w in warnings), warnings
     assert any("1 saved" in m.value for m in at.markdown)
     assert not at.button(key="draw.finetune").disabled  # the good drawing is still there to fine-tune on
+
+
+def test_the_evaluation_table_puts_the_long_misreadings_column_last(runs):
+    """The misreadings text is hundreds of characters wide: a column after it was off the screen."""
+    save_drawing(np.zeros((28, 28)), 4)
+    at = AppTest.from_file(str(ROOT / "pages/7_Draw.py"), default_timeout=300).run()
+    at.button(key="draw.evaluate").click().run()
+    assert not at.exception
+    assert list(at.dataframe[-1].value.columns) == [
+        "checkpoint",
+        "architecture",
+        "MNIST test %",
+        "synthetic drawings %",
+        "your drawings %",
+        "synthetic misreadings by style",
+    ]
