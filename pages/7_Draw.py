@@ -27,7 +27,13 @@ from mnist_core.drawing import (  # noqa: E402
     read_with_each,
     to_input,
 )
-from mnist_core.drawing_store import DrawingSetError, fine_tune_name, load_drawings, save_drawing  # noqa: E402
+from mnist_core.drawing_store import (  # noqa: E402
+    DrawingSetError,
+    delete_drawing,
+    fine_tune_name,
+    load_drawings,
+    save_drawing,
+)
 from mnist_core.owners import QuotaExceeded  # noqa: E402
 from mnist_core.presets import drawings_fine_tune  # noqa: E402
 from mnist_core.runner import JobRefused  # noqa: E402
@@ -169,6 +175,50 @@ def store(pixels: np.ndarray, label: int) -> None:
         st.error(f"Could not save the drawing: {exc}")
 
 
+def delete_saved(names: list[str], what: str) -> None:
+    """A callback, so the list below is read again after the files are gone."""
+    st.session_state.pop("draw.confirm_delete_all", None)
+    try:
+        for name in names:
+            delete_drawing(name)
+    except (DrawingSetError, OSError) as exc:
+        st.session_state["draw.delete_result"] = ("error", f"Could not delete {what}: {exc}")
+        return
+    finally:  # a drawing deleted is no longer "already saved": saving it again must work
+        saved = st.session_state.get("draw.saved", {})
+        st.session_state["draw.saved"] = {k: v for k, v in saved.items() if v not in names}
+    st.session_state["draw.delete_result"] = ("success", f"Deleted {what}.")
+
+
+def ask_to_delete_all(ask: bool) -> None:
+    st.session_state["draw.confirm_delete_all"] = ask
+
+
+def delete_buttons(drawn) -> None:
+    left, right = st.columns(2)
+    left.button(
+        "Delete the latest drawing",
+        key="draw.delete_latest",
+        on_click=delete_saved,
+        args=([drawn.files[-1]], f"your latest drawing (labelled {int(drawn.labels[-1])})"),
+        help="Undo a save, for example one with the wrong label.",
+    )
+    if st.session_state.get("draw.confirm_delete_all"):
+        right.warning(f"Delete all {len(drawn)} of your saved drawings? This cannot be undone.")
+        yes, no = right.columns(2)
+        yes.button(
+            "Delete them all",
+            key="draw.delete_all_yes",
+            on_click=delete_saved,
+            args=(list(drawn.files), f"all {len(drawn)} of your drawings"),
+        )
+        no.button("Keep them", key="draw.delete_all_no", on_click=ask_to_delete_all, args=(False,))
+    else:
+        right.button(
+            f"Delete all {len(drawn)} drawings", key="draw.delete_all", on_click=ask_to_delete_all, args=(True,)
+        )
+
+
 def confirm_guess(pixels: np.ndarray, guess) -> None:
     """An unsure reading offers its two best guesses; one click on the right one saves the drawing with it."""
     first, second = guess.label, guess.runner_up
@@ -223,10 +273,14 @@ def drawing_sets(active) -> None:
             else ". Draw a digit above, pick its label and press *Save as example*."
         )
     )
+    if result := st.session_state.pop("draw.delete_result", None):
+        kind, text = result
+        (st.error if kind == "error" else st.success)(text)
     if len(drawn):
         st.image(
             tile(unit_float_to_uint8(drawn.pixels[-40:]), columns=20), caption="The latest 40, as the models see them"
         )
+        delete_buttons(drawn)
     st.write(
         f"**Synthetic drawn digits:** {len(synthetic)} pen strokes in {len(set(synthetic.groups))} styles "
         "(a flagged 1, a crossed 7, an open 4, a 9 with a straight stem...), rendered like a canvas brush "

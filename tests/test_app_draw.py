@@ -6,7 +6,7 @@ import numpy as np
 from streamlit.testing.v1 import AppTest
 from test_drawings_store import bomb_png
 
-from mnist_core.drawing_store import drawings_dir, save_drawing
+from mnist_core.drawing_store import drawings_dir, load_drawings, save_drawing
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,3 +38,23 @@ def test_the_evaluation_table_puts_the_long_misreadings_column_last(runs):
         "your drawings %",
         "synthetic misreadings by style",
     ]
+
+
+def test_saved_drawings_can_be_deleted_the_latest_or_all_after_a_second_click(runs):
+    for label in (1, 2, 3):
+        save_drawing(np.full((28, 28), label / 10), label)
+    at = AppTest.from_file(str(ROOT / "pages/7_Draw.py"), default_timeout=120).run()
+    assert any("3 saved" in m.value for m in at.markdown)
+    at.button(key="draw.delete_latest").click().run()
+    assert any("Deleted your latest drawing (labelled 3)" in s.value for s in at.success)
+    assert list(load_drawings().labels) == [1, 2]
+    at.button(key="draw.delete_all").click().run()
+    assert any("Delete all 2 of your saved drawings?" in w.value for w in at.warning)
+    at.button(key="draw.delete_all_no").click().run()
+    assert len(load_drawings()) == 2 and not any("Delete all" in w.value for w in at.warning)
+    at.button(key="draw.delete_all").click().run()
+    at.button(key="draw.delete_all_yes").click().run()
+    assert len(load_drawings()) == 0
+    assert any("Deleted all 2 of your drawings" in s.value for s in at.success)
+    assert any("0 saved" in m.value for m in at.markdown)
+    assert not at.exception
