@@ -231,8 +231,10 @@ def train_section(net: Net, data) -> None:
 
 
 def views(net: Net, data) -> None:
-    st.markdown("**First layer: each unit's weights as a 28x28 template** (red: ink there excites the unit)")
     t = templates(net, 16)
+    units = net.layers[0][0].value.shape[1]
+    shown = f"all {units} units" if len(t) == units else f"the first {len(t)} of its {units} units"
+    st.markdown(f"**First layer: each unit's weights as a 28x28 template**, {shown} (red: ink there excites the unit)")
     mosaic = np.concatenate(list(t), axis=1) if len(t) else np.zeros((28, 28))
     st.plotly_chart(
         px.imshow(mosaic, color_continuous_scale="RdBu_r", color_continuous_midpoint=0.0, height=200),

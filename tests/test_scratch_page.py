@@ -39,6 +39,7 @@ def test_page_renders_and_steps_forward_and_backward(runs):
     assert float(diff.value) < 1e-5
     back = [s.value for s in at.subheader]
     assert any(v.startswith("Backward: d loss / d x") for v in back)
+    assert any("the first 16 of its 32 units" in m.value for m in at.markdown)  # the default 32,16 net
 
 
 def test_bad_widths_are_an_error_not_a_traceback(runs):
@@ -65,6 +66,7 @@ def test_training_in_the_background_then_saving_a_checkpoint(runs):
         at.run()
     assert not at.exception
     assert "test accuracy" in at.success[0].value
+    assert any("28x28 template**, all 16 units" in m.value for m in at.markdown)
     at.text_input(key="scratch.name").set_value("scratch-apptest").run()
     button(at, "scratch.export").click().run()
     assert any("Saved checkpoint 'scratch-apptest'" in s.value for s in at.success)
