@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+from collections.abc import Callable
 
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
@@ -46,6 +48,20 @@ def use_owner() -> None:
     if owners.current() is not None:
         owners.touch(me)
         owners.sweep(runner().live_owners())
+
+
+def as_visitor(callback: Callable) -> Callable:
+    """A widget callback that reads the visitor's own runs, drawings or data sets, run as that visitor.
+
+    Why: Streamlit runs on_click / on_change callbacks before the page's script, so before sidebar() has made
+    the visitor's folder the current one (hosted mode); unwrapped, they would look in the shared folder."""
+
+    @functools.wraps(callback)
+    def run(*args, **kwargs):
+        use_owner()
+        return callback(*args, **kwargs)
+
+    return run
 
 
 def _unmasked_token(cookie: str) -> bytes:

@@ -86,8 +86,11 @@ def field_widgets(
     drawn = 0
     for name in names:
         f = by_name[name]
-        if hide_inapplicable and not applies(f, values):
-            continue  # e.g. momentum under Adam: the config keeps its default, which Adam ignores
+        if hide_inapplicable and not applies(f, values):  # e.g. momentum under Adam: the config keeps its default
+            hidden = field_key(prefix, name)
+            if hidden in st.session_state:  # Streamlit forgets an undrawn widget's value; back to SGD keeps it
+                st.session_state[hidden] = st.session_state[hidden]
+            continue
         where = cols[drawn % columns] if cols else st
         drawn += 1
         meta, key, kind = f.metadata, field_key(prefix, name), kind_of(f)

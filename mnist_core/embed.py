@@ -15,7 +15,7 @@ import os
 import tempfile
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +31,6 @@ from .files import atomic_write
 from .reporter import NULL_REPORTER, Reporter
 
 METHODS = ("pca", "tsne", "umap")
-# The settings only one method reads; the cache key and the Embeddings page leave out the other methods'.
-METHOD_SETTINGS = {"pca": ("dims",), "tsne": ("perplexity", "iterations"), "umap": ("n_neighbors", "min_dist")}
 MIN_POINTS, MAX_POINTS = 1_000, 70_000
 PCA_BEFORE = 50  # t-SNE and UMAP run on the first 50 principal components: less noise, much faster
 Progress = Callable[[float, str], None]  # (fraction done, what is happening)
@@ -73,7 +71,7 @@ class EmbedSpec:
         label="data set",
         ui=False,
     )
-    dims: int = setting(2, "2, or 3 for PCA.", label="dimensions", choices=(2, 3))
+    dims: int = setting(2, "2, or 3 for PCA.", label="dimensions", choices=(2, 3), applies={"method": ("pca",)})
     source: str = setting(
         "pixels",
         "Raw pixels (pixels), or the features a checkpoint (its name) computes just "
@@ -86,6 +84,7 @@ class EmbedSpec:
         "t-SNE: about how many neighbours each point keeps close. 5-50 is usual; larger shows more global structure.",
         min=2,
         max=500,
+        applies={"method": ("tsne",)},
     )
     iterations: int = setting(
         500,
@@ -95,6 +94,7 @@ class EmbedSpec:
         min=250,
         max=5000,
         step=250,
+        applies={"method": ("tsne",)},
     )
     n_neighbors: int = setting(
         15,
@@ -103,6 +103,7 @@ class EmbedSpec:
         title="neighbours (n_neighbors)",
         min=2,
         max=200,
+        applies={"method": ("umap",)},
     )
     min_dist: float = setting(
         0.1,
@@ -112,6 +113,7 @@ class EmbedSpec:
         min=0,
         max=1,
         step=0.05,
+        applies={"method": ("umap",)},
     )
 
     def validate(self) -> None:
@@ -131,6 +133,14 @@ class EmbedSpec:
         if self.dataset != "mnist":  # MNIST's maps keep the keys they had before there were other data sets
             keep.add("dataset")
         return {k: v for k, v in asdict(self).items() if k in keep}
+
+
+# The settings only one method reads (their applies= metadata); the cache key and the Embeddings page leave out
+# the other methods'.
+METHOD_SETTINGS = {
+    method: tuple(f.name for f in fields(EmbedSpec) if method in f.metadata.get("applies", {}).get("method", ()))
+    for method in METHODS
+}
 
 
 @dataclass

@@ -145,18 +145,18 @@ class BitMaskDropout(nn.Dropout):
     checkpoint saved with nn.Dropout loads unchanged. Other devices have fast generators and keep torch's.
     """
 
-    def __init__(self, p: float):
-        super().__init__(p)
-        self._keep_from = round(p * 65536) - 32768  # int16 draws at or above this are kept
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0:
             return x
         if x.device.type != "cpu":
             return F.dropout(x, self.p, training=True)
+        keep_from = round(self.p * 65536) - 32768  # int16 draws at or above this are kept
+        if keep_from > 32767:  # p within 1/131,072 of 1: no int16 draw is kept (and 32768 would wrap as int16)
+            return x * 0.0
         words = torch.empty((x.numel() + 3) // 4, dtype=torch.int64).random_(-(2**63), None)
-        keep = words.view(torch.int16)[: x.numel()].view(x.shape) >= self._keep_from
-        return x * torch.where(keep, 1.0 / (1.0 - self.p), 0.0)  # one pass: keep * scale converts, then multiplies
+        keep = words.view(torch.int16)[: x.numel()].view(x.shape) >= keep_from
+        # The mask made in one pass, in x's dtype (a bool mask times the scale would be two passes and float32).
+        return x * torch.where(keep, x.new_full((), 1.0 / (1.0 - self.p)), x.new_zeros(()))
 
 
 class SparseLinear(nn.Linear):
@@ -539,7 +539,7 @@ def describe(model: nn.Module) -> ModelCard:
             rows.append(
                 LayerInfo(
                     name,
-                    type(module).__name__,
+                    "Dropout" if isinstance(module, nn.Dropout) else type(module).__name__,  # BitMaskDropout too
                     tuple(out.shape[1:]),
                     params,
                     _layer_macs(module, out),

@@ -25,6 +25,7 @@ from .probes import ProbeRecord, Recorder, auto_interval
 from .reporter import NULL_REPORTER, Reporter
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta")
+MOMENTUM_OPTIMIZERS = ("sgd", "rmsprop")  # the optimizers that take the momentum setting
 SCHEDULES = ("none", "step", "cosine", "onecycle")
 MAX_SEED = 2**32 - 1  # numpy's and most tools' seed range (torch takes more): a run should be reproducible anywhere
 MEMORY_HEADROOM = 0.8  # a run may take at most this share of the memory the host has available
@@ -58,7 +59,12 @@ class TrainConfig:
         above=0,
     )
     momentum: float = setting(
-        0.9, "For SGD and RMSprop only.", min=0, below=1, step=0.05, applies={"optimizer": ("sgd", "rmsprop")}
+        0.9,
+        "For SGD and RMSprop only; the onecycle schedule cycles it between 0.85 and 0.95 instead.",
+        min=0,
+        below=1,
+        step=0.05,
+        applies={"optimizer": MOMENTUM_OPTIMIZERS},
     )
     nesterov: bool = setting(
         False, "Nesterov momentum: SGD with momentum above 0 only.", applies={"optimizer": ("sgd",)}
@@ -337,7 +343,7 @@ def make_scheduler(config: TrainConfig, optimizer, steps_per_epoch: int):
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, total)
     if config.schedule == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, config.lr, total_steps=total, cycle_momentum=config.optimizer in ("sgd", "rmsprop")
+            optimizer, config.lr, total_steps=total, cycle_momentum=config.optimizer in MOMENTUM_OPTIMIZERS
         )
     return None
 
@@ -441,7 +447,7 @@ def likely_cause(config: TrainConfig) -> str:
             f"The weight decay ({config.weight_decay:g}) is very large: it pulls every weight to zero faster "
             "than the data can teach them; try 1e-4 or 0."
         )
-    if config.momentum >= 0.99 and config.optimizer in ("sgd", "rmsprop"):
+    if config.momentum >= 0.99 and config.optimizer in MOMENTUM_OPTIMIZERS:
         return f"The momentum ({config.momentum:g}) is very close to 1; try 0.9."
     return (
         f"The learning rate ({config.lr:g}) may be too high for {config.optimizer}; try it 10x lower, "

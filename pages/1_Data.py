@@ -2,6 +2,7 @@
 differences, each class by its name."""
 
 import io
+import math
 
 import numpy as np
 import plotly.express as px
@@ -260,7 +261,13 @@ st.subheader("Pixel intensity per class")
 edges = stats["edges"]
 fig = go.Figure(
     [
-        go.Scatter(x=(edges[:-1] + edges[1:]) / 2, y=100 * stats["shares"][c], name=names[c], mode="lines")
+        go.Scatter(
+            x=(edges[:-1] + edges[1:]) / 2,
+            y=100 * stats["shares"][c],
+            name=names[c],
+            mode="lines+markers",
+            marker_size=3,
+        )
         for c in CLASSES
     ]
 )
@@ -275,8 +282,8 @@ st.plotly_chart(fig)
 brightest = 100 * stats["shares"][:, -1]
 st.caption(
     "Black pixels (0) are left out: they are most of every image and would flatten the curves. The y axis is "
-    f"logarithmic for the same reason: the brightest bin ({edges[-2]:.0f}-255, the strokes' saturated cores) "
-    f"holds {brightest.min():.0f}-{brightest.max():.0f}% of each class's other pixels."
+    f"logarithmic for the same reason: the brightest bin ({math.ceil(edges[-2])}-255) holds "
+    f"{brightest.min():.0f}-{brightest.max():.0f}% of each class's other pixels (a bin with none leaves a gap)."
 )
 
 st.subheader("Bring your own data set")

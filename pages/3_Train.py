@@ -7,7 +7,7 @@ import streamlit as st
 
 st.set_page_config(page_title="Train · MNIST Lab", page_icon="🏋️", layout="wide")
 
-from labui import catalog, live, resources  # noqa: E402
+from labui import catalog, live, resources, visitor  # noqa: E402
 from labui.charts import training_curves  # noqa: E402
 from labui.data_choice import active_dataset, set_dataset  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
@@ -55,7 +55,7 @@ def settings_widgets() -> tuple[TrainConfig, list[str]]:
         "Start from a preset",
         ["(none)", *PRESETS],
         key=key("preset"),
-        on_change=load_preset,
+        on_change=visitor.as_visitor(load_preset),
         format_func=lambda n: n if n not in PRESETS else f"{n}: {PRESETS[n][0]}",
         help="Fills in every setting below with a classic recipe; change anything afterwards.",
     )

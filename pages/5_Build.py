@@ -6,7 +6,7 @@ import streamlit as st
 
 st.set_page_config(page_title="Build · MNIST Lab", page_icon="🧱", layout="wide")
 
-from labui import catalog, live, resources  # noqa: E402
+from labui import catalog, live, resources, visitor  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
 from mnist_core import stack  # noqa: E402
 from mnist_core.checkpoints import CheckpointError  # noqa: E402
@@ -136,7 +136,7 @@ def start_from() -> None:
         "(with its default settings) or the active checkpoint's. Parallel columns and sparse layers have no "
         "layer-stack form.",
     )
-    c2.button("Load", on_click=load_start, key="build.load", width="stretch")
+    c2.button("Load", on_click=visitor.as_visitor(load_start), key="build.load", width="stretch")
     if st.session_state.get("build.load_error"):
         st.error(st.session_state["build.load_error"])
 

@@ -9,7 +9,7 @@ import streamlit as st
 
 st.set_page_config(page_title="Inspect · MNIST Lab", page_icon="🔢", layout="wide")
 
-from labui import catalog, resources, shared_results  # noqa: E402
+from labui import catalog, resources, shared_results, visitor  # noqa: E402
 from labui import inspect_charts as charts  # noqa: E402
 from labui.data_choice import active_dataset, items, output_names  # noqa: E402
 from labui.images import heat_overlay, map_grid, upscale  # noqa: E402
@@ -72,7 +72,7 @@ def history_tab(info, record) -> None:
             st.button(
                 f"Make `{WITH_HISTORY}` the active checkpoint: see its recorded history",
                 key="inspect.to_fast",
-                on_click=catalog.set_active,
+                on_click=visitor.as_visitor(catalog.set_active),
                 args=(WITH_HISTORY,),
             )
         return

@@ -176,47 +176,42 @@ def store(pixels: np.ndarray, label: int) -> None:
 
 
 def delete_saved(names: list[str], what: str) -> None:
-    """A callback, so the list below is read again after the files are gone."""
-    st.session_state.pop("draw.confirm_delete_all", None)
+    deleted = []
     try:
         for name in names:
             delete_drawing(name)
+            deleted.append(name)
+        result = ("success", f"Deleted {what}.")
     except (DrawingSetError, OSError) as exc:
-        st.session_state["draw.delete_result"] = ("error", f"Could not delete {what}: {exc}")
-        return
-    finally:  # a drawing deleted is no longer "already saved": saving it again must work
-        saved = st.session_state.get("draw.saved", {})
-        st.session_state["draw.saved"] = {k: v for k, v in saved.items() if v not in names}
-    st.session_state["draw.delete_result"] = ("success", f"Deleted {what}.")
-
-
-def ask_to_delete_all(ask: bool) -> None:
-    st.session_state["draw.confirm_delete_all"] = ask
+        result = ("error", f"Could not delete {what}: {exc}")
+    # A drawing deleted is no longer "already saved": saving it again must work.
+    saved = st.session_state.get("draw.saved", {})
+    st.session_state["draw.saved"] = {k: v for k, v in saved.items() if v not in deleted}
+    st.session_state["draw.delete_result"] = result  # shown after the rerun, above the updated list
 
 
 def delete_buttons(drawn) -> None:
+    """In the page body, not in on_click callbacks: a callback runs before sidebar() has made the visitor's own
+    folder the current one (hosted mode), so it would look for the drawings in the shared folder."""
     left, right = st.columns(2)
-    left.button(
-        "Delete the latest drawing",
-        key="draw.delete_latest",
-        on_click=delete_saved,
-        args=([drawn.files[-1]], f"your latest drawing (labelled {int(drawn.labels[-1])})"),
-        help="Undo a save, for example one with the wrong label.",
-    )
+    if left.button(
+        "Delete the latest drawing", key="draw.delete_latest", help="Undo a save, for example one with the wrong label."
+    ):
+        st.session_state.pop("draw.confirm_delete_all", None)
+        delete_saved([drawn.files[-1]], f"your latest drawing (labelled {int(drawn.labels[-1])})")
+        st.rerun()
+    if right.button(f"Delete all {len(drawn)} drawings", key="draw.delete_all"):
+        st.session_state["draw.confirm_delete_all"] = True  # cannot be undone: asked once more below
     if st.session_state.get("draw.confirm_delete_all"):
         right.warning(f"Delete all {len(drawn)} of your saved drawings? This cannot be undone.")
         yes, no = right.columns(2)
-        yes.button(
-            "Delete them all",
-            key="draw.delete_all_yes",
-            on_click=delete_saved,
-            args=(list(drawn.files), f"all {len(drawn)} of your drawings"),
-        )
-        no.button("Keep them", key="draw.delete_all_no", on_click=ask_to_delete_all, args=(False,))
-    else:
-        right.button(
-            f"Delete all {len(drawn)} drawings", key="draw.delete_all", on_click=ask_to_delete_all, args=(True,)
-        )
+        if yes.button("Delete them all", key="draw.delete_all_yes"):
+            st.session_state.pop("draw.confirm_delete_all")
+            delete_saved(list(drawn.files), f"all {len(drawn)} of your drawings")
+            st.rerun()
+        if no.button("Keep them", key="draw.delete_all_no"):
+            st.session_state.pop("draw.confirm_delete_all")
+            st.rerun()
 
 
 def confirm_guess(pixels: np.ndarray, guess) -> None:

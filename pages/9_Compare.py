@@ -8,7 +8,7 @@ import streamlit as st
 
 st.set_page_config(page_title="Compare · MNIST Lab", page_icon="⚖️", layout="wide")
 
-from labui import live, resources  # noqa: E402
+from labui import live, resources, visitor  # noqa: E402
 from labui.compare_charts import arm_curves, live_loss_curves  # noqa: E402
 from labui.data_choice import active_dataset, items, set_dataset  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
@@ -50,7 +50,7 @@ def base_setup() -> tuple[TrainConfig, list[str]]:
         ["(defaults)", *PRESETS],
         key=key("preset"),
         help="A preset's architecture and training recipe (and its data set); the fields here override it.",
-        on_change=preset_chosen,
+        on_change=visitor.as_visitor(preset_chosen),
     )
     first = preset(start) if start in PRESETS else TrainConfig(arch="mlp", epochs=1)
     arch = c2.selectbox(

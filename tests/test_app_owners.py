@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 from labui import resources, visitor
 from mnist_core import owners
 from mnist_core.checkpoints import save
-from mnist_core.drawing_store import save_drawing
+from mnist_core.drawing_store import load_drawings, save_drawing
 from mnist_core.reporter import DONE
 from mnist_core.train import TrainConfig, fit
 
@@ -119,3 +119,38 @@ def test_locally_every_browser_shares_the_one_runs_folder(runs, data, monkeypatc
     assert not train.exception
     assert "shared-run" in train.selectbox(key="train.run_pick").options
     assert (runs / "shared-run.json").exists() and not (runs / "owners").exists()
+
+
+def test_deleting_drawings_in_hosted_mode_deletes_the_browsers_own(runs, monkeypatch, as_browser):
+    monkeypatch.setenv("MNIST_HOSTED", "1")
+    with owners.use(ALICE):
+        for label in (1, 2):
+            save_drawing(a_drawing(), label)
+    as_browser(ALICE)
+    draw = page("pages/7_Draw.py").run()
+    draw.button(key="draw.delete_latest").click().run()
+    assert any("Deleted your latest drawing (labelled 2)" in s.value for s in draw.success)
+    with owners.use(ALICE):
+        assert list(load_drawings().labels) == [1]
+    draw.button(key="draw.delete_all").click().run()
+    draw.button(key="draw.delete_all_yes").click().run()
+    with owners.use(ALICE):
+        assert len(load_drawings()) == 0
+    assert not draw.exception
+
+
+def test_builds_load_of_the_active_checkpoint_reads_the_browsers_own_run(runs, data, monkeypatch, as_browser):
+    """Load runs as a button's callback, before the page body: it must still see the visitor's own runs."""
+    monkeypatch.setenv("MNIST_HOSTED", "1")
+    alices_run(data)
+    as_browser(ALICE)
+    build = page("pages/5_Build.py")
+    build.session_state["active_checkpoint"] = "alices-run"
+    build.run()
+    mine = next(o for o in build.selectbox(key="build.start").options if "alices-run" in o)
+    build.selectbox(key="build.start").set_value(mine).run()
+    build.button(key="build.load").click().run()
+    assert not build.exception, [e.message for e in build.exception]
+    assert not build.error, [e.value for e in build.error]
+    assert [text for _, text in build.session_state["build.stack"]] == ["flatten", "linear 8", "relu", "linear 10"]
+    assert build.session_state["active_checkpoint"] == "alices-run"

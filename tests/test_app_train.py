@@ -138,4 +138,8 @@ def test_settings_that_do_not_apply_to_the_chosen_optimizer_or_schedule_are_hidd
     at.selectbox(key="train.optimizer").set_value("rmsprop").run()
     assert "train.momentum" in shown() and "train.nesterov" not in shown()
     assert not at.error and not start_button(at).disabled
+    at.number_input(key="train.momentum").set_value(0.5).run()
+    at.selectbox(key="train.optimizer").set_value("adam").run()
+    at.selectbox(key="train.optimizer").set_value("sgd").run()
+    assert at.number_input(key="train.momentum").value == 0.5  # a hidden setting keeps what the user typed
     assert not at.exception

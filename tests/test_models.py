@@ -156,6 +156,12 @@ def test_dropout_drops_the_same_values_whatever_the_memory_layout():
     assert torch.equal(nchw, nhwc)
 
 
+def test_dropout_keeps_the_dtype_and_drops_everything_at_p_one():
+    assert models.BitMaskDropout(0.3)(torch.ones(100, dtype=torch.bfloat16)).dtype == torch.bfloat16
+    for p in (1.0, 1 - 1e-6):  # within 1/131,072 of 1: the int16 threshold would wrap and keep everything
+        assert torch.equal(models.BitMaskDropout(p)(torch.ones(1000)), torch.zeros(1000)), p
+
+
 def test_every_built_dropout_is_the_cheap_one():
     built = [
         build_model("tiny_gap", {}),
