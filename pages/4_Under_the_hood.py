@@ -231,9 +231,9 @@ def train_section(net: Net, data) -> None:
 
 
 def views(net: Net, data) -> None:
-    t = templates(net, 16)
-    units = net.layers[0][0].value.shape[1]
-    shown = f"all {units} units" if len(t) == units else f"the first {len(t)} of its {units} units"
+    every = templates(net)
+    t = every[:16]
+    shown = f"all {len(every)} units" if len(t) == len(every) else f"the first {len(t)} of its {len(every)} units"
     st.markdown(f"**First layer: each unit's weights as a 28x28 template**, {shown} (red: ink there excites the unit)")
     mosaic = np.concatenate(list(t), axis=1) if len(t) else np.zeros((28, 28))
     st.plotly_chart(

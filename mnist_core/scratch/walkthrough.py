@@ -93,10 +93,9 @@ def top_activating(features: np.ndarray, unit: int, k: int = 6) -> np.ndarray:
     return np.argsort(-features[:, unit], kind="stable")[:k]
 
 
-def templates(net: Net, limit: int = 32) -> np.ndarray:
-    """The first layer's weights, one 28x28 template per unit (up to `limit` units)."""
-    W = net.layers[0][0].value
-    return W[:, :limit].T.reshape(-1, 28, 28)
+def templates(net: Net) -> np.ndarray:
+    """The first layer's weights, one 28x28 template per unit."""
+    return net.layers[0][0].value.T.reshape(-1, 28, 28)
 
 
 def features(net: Net, x: np.ndarray) -> np.ndarray:
