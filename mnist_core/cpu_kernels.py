@@ -6,25 +6,21 @@ function's cache folder when the function is decorated, so this module must not 
 Every array of activations is a channels-last batch seen as rows, (images x pixels, channels). The dropout
 mask arrives as the int16 draws BitMaskDropout makes, in the values' logical (N, C, H, W) order, so the
 fused layers drop exactly the values the separate layers would. Sums are taken over a fixed number of
-chunks in float64 and added in a fixed order.
-
-Single-threaded on purpose: numba's parallel kernels run on a second OpenMP runtime beside torch's, whose
-idle threads spin between launches and took the cores from torch's convolutions (a training process on one
-thread kept a second thread busy as long as its own).
+chunks in float64 and added in a fixed order: a run repeats to the bit whatever the thread count.
 """
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 CHUNKS = 16
 
 
-@njit(cache=True, nogil=True)
+@njit(parallel=True, cache=True, nogil=True)
 def relu_sums(z, channels):
     """Per chunk, the sum and the sum of squares of relu(z) over each channel: shape (CHUNKS, 2, channels)."""
     rows = z.shape[0]
     part = np.zeros((CHUNKS, 2, channels))
-    for k in range(CHUNKS):
+    for k in prange(CHUNKS):
         total, squares = np.zeros(channels), np.zeros(channels)
         for p in range(rows * k // CHUNKS, rows * (k + 1) // CHUNKS):
             for c in range(channels):
@@ -37,11 +33,11 @@ def relu_sums(z, channels):
     return part
 
 
-@njit(fastmath=True, cache=True, nogil=True)
+@njit(parallel=True, fastmath=True, cache=True, nogil=True)
 def forward(z, draws, keep_from, scale, shift, pixels, channels, out):
     """out = (relu(z) * scale + shift) where the draw keeps the value, else 0 (scale and shift carry 1 / (1 - p))."""
     zero = np.float32(0)
-    for n in range(z.shape[0] // pixels):
+    for n in prange(z.shape[0] // pixels):
         first = n * channels * pixels
         for j in range(pixels):
             p = n * pixels + j
@@ -50,13 +46,13 @@ def forward(z, draws, keep_from, scale, shift, pixels, channels, out):
                 out[p, c] = (max(z[p, c], zero) * scale[c] + shift[c]) * kept
 
 
-@njit(cache=True, nogil=True)
+@njit(parallel=True, cache=True, nogil=True)
 def gradient_sums(g, z, draws, keep_from, rescale, mean, rstd, pixels, channels):
     """Per chunk, the sums over each channel of the gradient reaching BatchNorm's output and of that gradient times
     the normalized value (BatchNorm's bias and weight gradients): shape (CHUNKS, 2, channels)."""
     images = z.shape[0] // pixels
     part = np.zeros((CHUNKS, 2, channels))
-    for k in range(CHUNKS):
+    for k in prange(CHUNKS):
         bias, weight = np.zeros(channels), np.zeros(channels)
         for n in range(images * k // CHUNKS, images * (k + 1) // CHUNKS):
             first = n * channels * pixels
@@ -72,11 +68,11 @@ def gradient_sums(g, z, draws, keep_from, rescale, mean, rstd, pixels, channels)
     return part
 
 
-@njit(fastmath=True, cache=True, nogil=True)
+@njit(parallel=True, fastmath=True, cache=True, nogil=True)
 def backward(g, z, draws, keep_from, rescale, gain, bias_mean, weight_mean, mean, rstd, pixels, channels, out):
     """The gradient reaching z: BatchNorm's backward (gain = weight * rstd; the means are the sums above over the
     count) through the dropout mask and the ReLU."""
-    for n in range(z.shape[0] // pixels):
+    for n in prange(z.shape[0] // pixels):
         first = n * channels * pixels
         for j in range(pixels):
             p = n * pixels + j

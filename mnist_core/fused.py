@@ -12,6 +12,7 @@ layer-by-layer path).
 from __future__ import annotations
 
 import logging
+import threading
 
 import numpy as np
 import torch
@@ -22,6 +23,9 @@ from .embed import from_numba_cache, use_numba_cache
 log = logging.getLogger(__name__)
 
 _kernels = None
+# One kernel launch at a time in a process: numba's workqueue threading layer (its fallback where OpenMP is
+# missing) aborts the process when two threads launch parallel kernels at once, and in-process jobs are threads.
+_launch = threading.Lock()
 _broken = False  # numba failed in this process (an unwritable or damaged cache, a missing compiler): stay unfused
 
 
@@ -103,7 +107,8 @@ class _ReluBatchNormDropout(torch.autograd.Function):
         pixels, count = height * width, images * height * width
         draws, keep_from = dropout_draws(z.numel(), p)
         rescale = 1.0 / (1.0 - p)
-        sums = kernels.relu_sums(_rows(z), channels).sum(0)
+        with _launch:
+            sums = kernels.relu_sums(_rows(z), channels).sum(0)
         mean = sums[0] / count
         var = np.maximum(sums[1] / count - mean * mean, 0.0)
         rstd = 1.0 / np.sqrt(var + bn.eps)
@@ -115,7 +120,8 @@ class _ReluBatchNormDropout(torch.autograd.Function):
         scale = (w * rstd * rescale).astype(np.float32)
         shift = ((b - mean * w * rstd) * rescale).astype(np.float32)
         out = torch.empty_like(z, memory_format=torch.channels_last)
-        kernels.forward(_rows(z), draws.numpy(), keep_from, scale, shift, pixels, channels, _rows(out))
+        with _launch:
+            kernels.forward(_rows(z), draws.numpy(), keep_from, scale, shift, pixels, channels, _rows(out))
         ctx.save_for_backward(z, draws, weight)
         ctx.statistics = (mean.astype(np.float32), rstd.astype(np.float32), keep_from, np.float32(rescale))
         return out
@@ -128,25 +134,27 @@ class _ReluBatchNormDropout(torch.autograd.Function):
         images, channels, height, width = z.shape
         pixels, count = height * width, images * height * width
         g, zr, d = _rows(grad.contiguous(memory_format=torch.channels_last)), _rows(z), draws.numpy()
-        sums = kernels.gradient_sums(g, zr, d, keep_from, rescale, mean, rstd, pixels, channels).sum(0)
+        with _launch:
+            sums = kernels.gradient_sums(g, zr, d, keep_from, rescale, mean, rstd, pixels, channels).sum(0)
         bias_grad, weight_grad = sums[0], sums[1]
         z_grad = torch.empty_like(z, memory_format=torch.channels_last)
         gain = (weight.detach().numpy() * rstd).astype(np.float32)
-        kernels.backward(
-            g,
-            zr,
-            d,
-            keep_from,
-            rescale,
-            gain,
-            (bias_grad / count).astype(np.float32),
-            (weight_grad / count).astype(np.float32),
-            mean,
-            rstd,
-            pixels,
-            channels,
-            _rows(z_grad),
-        )
+        with _launch:
+            kernels.backward(
+                g,
+                zr,
+                d,
+                keep_from,
+                rescale,
+                gain,
+                (bias_grad / count).astype(np.float32),
+                (weight_grad / count).astype(np.float32),
+                mean,
+                rstd,
+                pixels,
+                channels,
+                _rows(z_grad),
+            )
         return (
             z_grad if ctx.needs_input_grad[0] else None,
             torch.from_numpy(weight_grad).float() if ctx.needs_input_grad[1] else None,
@@ -165,6 +173,7 @@ def relu_batchnorm_dropout(z: torch.Tensor, bn: nn.BatchNorm2d, p: float) -> tor
     import numba
 
     try:
+        numba.set_num_threads(min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
         return _ReluBatchNormDropout.apply(z, bn.weight, bn.bias, bn, p)
     except Exception as error:  # numba's compiler or cache failed; the layers still train, only slower
         if not (from_numba_cache(error) or isinstance(error, (ImportError, numba.core.errors.NumbaError))):
