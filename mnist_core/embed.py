@@ -281,8 +281,7 @@ def tsne(x: np.ndarray, spec: EmbedSpec, progress: Progress | None = None) -> np
 
 
 def numba_cache_dir() -> Path:
-    """Where numba keeps compiled code (UMAP's, and the fused training layers' of fused.py): beside the maps, one
-    folder per set of versions.
+    """Where numba keeps UMAP's compiled code: beside the maps, one folder per set of versions.
 
     numba checks a cached function against its own source file only, not against the functions it
     inlined from other packages, so an upgrade of any of them starts a fresh folder instead.
@@ -297,12 +296,11 @@ def numba_cache_dir() -> Path:
     return cache_dir() / "numba" / tag
 
 
-def use_numba_cache() -> Path | None:
-    """Point numba's disk cache at numba_cache_dir() before umap-learn or cpu_kernels is imported; None when it
-    cannot be written.
+def _use_numba_cache() -> Path | None:
+    """Point numba's disk cache at numba_cache_dir() before umap-learn is imported; None when it cannot be written.
 
     An unwritable folder leaves numba's own default (the package folders or none): the map is still
-    computed (and the layers trained), its functions compiled in this process, and the log says why.
+    computed, its functions compiled in this process, and the log says why.
     """
     import numba
 
@@ -315,9 +313,7 @@ def use_numba_cache() -> Path | None:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".probe-"):
             pass
     except OSError as error:
-        log.warning(
-            "numba cache folder %s is not writable (%s): numba compiles its code in this process", folder, error
-        )
+        log.warning("numba cache folder %s is not writable (%s): UMAP compiles its code in this process", folder, error)
         return None
     numba.config.CACHE_DIR = str(folder)
     return folder
@@ -386,7 +382,7 @@ def _fit_umap(x: np.ndarray, spec: EmbedSpec) -> np.ndarray:
         return np.asarray(reducer.fit_transform(x), dtype=np.float32)
 
 
-def from_numba_cache(error: BaseException) -> bool:
+def _from_numba_cache(error: BaseException) -> bool:
     """Whether an error was raised while numba read its disk cache (a damaged or foreign file)."""
     import traceback
 
@@ -397,13 +393,13 @@ def from_numba_cache(error: BaseException) -> bool:
 
 
 def umap(x: np.ndarray, spec: EmbedSpec, progress: Progress | None = None) -> np.ndarray:
-    folder = use_numba_cache()
+    folder = _use_numba_cache()
     if progress:
         progress(0.1, "UMAP: building the neighbour graph and optimizing the layout")
     try:
         return _fit_umap(x, spec)
     except Exception as error:
-        if folder is None or not from_numba_cache(error):
+        if folder is None or not _from_numba_cache(error):
             raise
         # A damaged cache must not cost the map: empty the folder and compile afresh (numba then rewrites it).
         log.warning("numba cache in %s could not be read (%s): removed, compiling again", folder, error)
