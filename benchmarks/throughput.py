@@ -36,12 +36,14 @@ TARGET_RATIO = 5.0
 TARGET_STEP_OVER_FLOOR = 2.5
 
 # Each variant keeps the model, the batch and the optimizer; only the numeric path changes ("before" is the
-# engine's path before its cheaper dropout masks and channels-last memory), except the last, which drops
-# dropout to show how much of the step is left without its random masks.
+# engine's path before its cheaper dropout masks, channels-last memory and fused ReLU/BatchNorm/dropout;
+# "layer by layer" only before the fusion), except the last, which drops dropout to show how much of the
+# step is left without its random masks. torch.compile gets the layers one by one: inductor fuses them itself.
 STEP_VARIANTS: dict[str, dict] = {
     "eager float32 (the engine's path)": {},
-    "before: torch's dropout, NCHW memory": {"before": True},
-    "bfloat16 autocast": {"bf16": True},
+    "layer by layer: no fused ReLU/BatchNorm/dropout": {"layer_by_layer": True},
+    "before: torch's dropout, NCHW memory, layer by layer": {"before": True},
+    "bfloat16 autocast (layer by layer)": {"bf16": True},
     "torch.compile (inductor)": {"compiled": True},
     "torch.compile + bfloat16 autocast": {"compiled": True, "bf16": True},
     "eager float32 without dropout (not the same model)": {"model": {"dropout": 0.0}},
@@ -71,8 +73,13 @@ def with_torch_dropout(net: nn.Module) -> nn.Module:
     return net
 
 
+def unfused(net: nn.Sequential) -> nn.Sequential:
+    """The same layers in a plain nn.Sequential: no fused ReLU/BatchNorm/dropout (models.FusingSequential)."""
+    return nn.Sequential(*net)
+
+
 def tutorial_rate(loader, config: TrainConfig, batches: int) -> float:
-    model = with_torch_dropout(seeded_model(config, torch.device("cpu"))).train()
+    model = unfused(with_torch_dropout(seeded_model(config, torch.device("cpu")))).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
     images, start = 0, time.perf_counter()
     for step, (x, y) in enumerate(loader):
@@ -116,11 +123,20 @@ def engine_rate(data: DeviceData, config: TrainConfig) -> float:
 
 
 def variant_step(
-    config: TrainConfig, x: torch.Tensor, y: torch.Tensor, bf16=False, compiled=False, model=None, before=False
+    config: TrainConfig,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    bf16=False,
+    compiled=False,
+    model=None,
+    before=False,
+    layer_by_layer=False,
 ):
     if model is not None:
         config = replace(config, model=model)
     net = seeded_model(config, torch.device("cpu")).train()
+    if before or compiled or layer_by_layer:
+        net = unfused(net)
     if before:
         net, fmt = with_torch_dropout(net), torch.contiguous_format
     else:

@@ -159,6 +159,35 @@ class BitMaskDropout(nn.Dropout):
         return x * torch.where(keep, x.new_full((), 1.0 / (1.0 - self.p)), x.new_zeros(()))
 
 
+class FusingSequential(nn.Sequential):
+    """nn.Sequential whose ReLU -> BatchNorm2d -> BitMaskDropout runs train as one fused pass on a CPU (fused.py).
+
+    The layers, their weights and their names are nn.Sequential's, so checkpoints, export and inspection see
+    the same model; a run whose layers cannot fuse (another device, bfloat16, a hook on one of them) goes
+    layer by layer.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        layers, i = list(self), 0
+        while i < len(layers):
+            relu, bn, drop = (layers[i : i + 3] + [None, None])[:3]
+            if (
+                self.training
+                and type(drop) is BitMaskDropout
+                and not drop._forward_hooks
+                and not drop._forward_pre_hooks
+            ):
+                from . import fused
+
+                if fused.fusable(relu, bn, drop.p, x):
+                    out = fused.relu_batchnorm_dropout(x, bn, drop.p)
+                    if out is not None:
+                        x, i = out, i + 3
+                        continue
+            x, i = layers[i](x), i + 1
+        return x
+
+
 class SparseLinear(nn.Linear):
     """A linear layer whose missing connections are a fixed 0/1 mask, so their weights stay exactly 0."""
 
@@ -295,7 +324,7 @@ def build_tiny_gap(c: TinyGapConfig) -> nn.Module:
     def block(c_in: int, c_out: int) -> list[nn.Module]:
         return [nn.Conv2d(c_in, c_out, 3, bias=False), nn.ReLU(), nn.BatchNorm2d(c_out), BitMaskDropout(c.dropout)]
 
-    return nn.Sequential(
+    return FusingSequential(
         *block(1, c1),
         *block(c1, c2),
         *block(c2, c3),  # 28 -> 22, receptive field 7

@@ -95,13 +95,13 @@ class Recorder:
         self._capturing = False
         self._dead_now: dict[str, float] = {}
         self._before: list[torch.Tensor] | None = None
-        self._hooks = [m.register_forward_hook(self._dead_hook(name)) for name, m in modules]
+        self._modules = modules
+        self._hooks: list = []  # only on the steps it records: a hooked ReLU keeps fused.py's training path off
 
     def _dead_hook(self, name: str):
         def hook(_module, _inputs, out):
-            if self._capturing:
-                alive = (out.detach() > 0).flatten(2).any(-1) if out.dim() == 4 else (out.detach() > 0)
-                self._dead_now[name] = float((~alive.any(0)).float().mean())  # zero for every digit of the batch
+            alive = (out.detach() > 0).flatten(2).any(-1) if out.dim() == 4 else (out.detach() > 0)
+            self._dead_now[name] = float((~alive.any(0)).float().mean())  # zero for every digit of the batch
 
         return hook
 
@@ -111,9 +111,17 @@ class Recorder:
     def before_forward(self, step: int) -> None:
         self._capturing = self.due(step)
         self._dead_now = {}
+        if self._capturing:
+            self._hooks = [m.register_forward_hook(self._dead_hook(name)) for name, m in self._modules]
+
+    def _unhook(self) -> None:
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks = []
 
     def before_update(self, step: int) -> None:
         """After backward, before optimizer.step(): the gradients are exactly this step's."""
+        self._unhook()
         if not self._capturing:
             return
         r = self.record
@@ -147,8 +155,7 @@ class Recorder:
             r.thin()
 
     def close(self) -> ProbeRecord:
-        for hook in self._hooks:
-            hook.remove()
+        self._unhook()
         return self.record
 
 

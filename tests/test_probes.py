@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from mnist_core.checkpoints import find, load_probes, save
+from mnist_core.models import build_model
 from mnist_core.probes import MAX_SNAPSHOTS, Recorder, _histogram
 from mnist_core.train import TrainConfig, fit, seeded_model, training_memory_format
 
@@ -61,7 +62,9 @@ def test_recorded_gradients_are_the_ones_autograd_computes(data):
     x, y = next(data.train.batches(config.batch_size, torch.Generator().manual_seed(config.seed)))
     fmt = training_memory_format(config, torch.device("cpu"))
     torch.manual_seed(config.seed + 1)
-    loss = F.cross_entropy(reference.train().to(memory_format=fmt)(x.contiguous(memory_format=fmt)), y)
+    # Layer by layer, as the recorded step ran: its hooks on the ReLUs keep tiny_gap's fused layers off.
+    layers = torch.nn.Sequential(*reference).train().to(memory_format=fmt)
+    loss = F.cross_entropy(layers(x.contiguous(memory_format=fmt)), y)
     names = result.probes.layers
     params = dict(reference.named_parameters())
     grads = torch.autograd.grad(loss, [params[n] for n in names])
@@ -84,3 +87,19 @@ def test_the_history_is_saved_beside_the_checkpoint_and_read_back(data, runs):
     unrecorded = fit(TrainConfig(arch="mlp", model={"width": 16}, max_batches=5, record=False), data)
     save(unrecorded, "plain")
     assert load_probes(find("plain")) is None and unrecorded.probes is None
+
+
+def test_the_recorder_hooks_the_relus_only_on_the_steps_it_records():
+    """A hook on a ReLU sends tiny_gap's step layer by layer (fused.fusable): the unrecorded steps stay fused."""
+    model = build_model("tiny_gap", {})
+    relus = [m for m in model.modules() if isinstance(m, torch.nn.ReLU)]
+    recorder = Recorder(model, every=2)
+    recorder.before_forward(1)
+    assert not any(r._forward_hooks for r in relus)
+    recorder.before_forward(2)
+    assert all(r._forward_hooks for r in relus)
+    model(torch.randn(4, 1, 28, 28)).sum().backward()
+    recorder.before_update(2)
+    assert not any(r._forward_hooks for r in relus)
+    recorder.after_update(2)
+    assert recorder.record.steps == [2] and len(recorder.record.dead[0]) == len(relus)

@@ -1,0 +1,214 @@
+"""ReLU -> BatchNorm2d -> dropout in one pass each way, for training on a CPU.
+
+Why: run layer by layer, these three memory-bound layers took about a third of tiny_gap's training step on a
+2-core CPU: torch's channels-last BatchNorm is slow for 8-32 channels, and each layer reads and writes every
+activation again, forward and backward. Fused, the forward reads the convolution's output twice and writes
+once; the backward reads it and the incoming gradient twice and writes once. The layers themselves stay as
+they are (their weights, their checkpoints, their export, what Inspect shows); only the training arithmetic
+changes, and only where nothing watches the single layers (a hook on any of them keeps the layer-by-layer path).
+
+The kernels (csrc/fused_cpu.cpp) are C++, compiled once per machine with what torch's extensions use (a C++
+compiler and ninja) and kept in torch's extension folder; they run on torch's own thread pool. Where they
+cannot be built (no compiler), training goes layer by layer, with the same masks, and the log says why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import platform
+import threading
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).parent / "csrc" / "fused_cpu.cpp"
+MAX_PERIOD_VECTORS = 8  # the kernels' widest period, lcm(channels, 16) / 16: 8 for any multiple of 2 up to 64
+
+_library: Path | None = None
+_broken = False  # the kernels could not be built or loaded in this process: stay layer by layer
+_building = threading.Lock()
+
+
+def module_name() -> str:
+    """The compiled module's name, one per CPU, Python and torch: the kernels are compiled for this CPU's
+    instruction set and against this torch, and a home folder shared with other machines or other venvs keeps
+    each build apart. torch keeps builds in ~/.cache/torch_extensions (or TORCH_EXTENSIONS_DIR), by name."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        pass
+    build = f"{cpu}|{platform.python_version()}|{torch.__version__}"
+    return f"mnist_fused_cpu_{hashlib.sha256(build.encode()).hexdigest()[:12]}"
+
+
+def kernels():
+    """The compiled kernels (torch.ops.mnist_fused), built on this machine's first call (about 30 s) and loaded from
+    disk after."""
+    global _library
+    if _library is not None:
+        return torch.ops.mnist_fused
+    with _building:
+        if _library is None:
+            # Its import warns "No CUDA runtime is found" on a CUDA build of torch without a GPU: the kernels are
+            # for the CPU, so the warning would only puzzle a user reading the log.
+            logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+            from torch.utils.cpp_extension import load
+
+            log.info("loading the fused ReLU/BatchNorm/dropout kernels (compiled on this machine's first use)")
+            _library = Path(
+                load(
+                    name=module_name(),
+                    sources=[str(SOURCE)],
+                    extra_cflags=["-O3", "-march=native", "-fopenmp"],
+                    is_python_module=False,
+                )
+            )
+    return torch.ops.mnist_fused
+
+
+def library() -> Path:
+    """The compiled library this process loaded."""
+    kernels()
+    return _library
+
+
+def _hooked(module: nn.Module) -> bool:
+    return bool(
+        module._forward_hooks or module._forward_pre_hooks or module._backward_hooks or module._backward_pre_hooks
+    )
+
+
+def _globally_hooked() -> bool:
+    from torch.nn.modules import module as torch_module
+
+    return any(
+        getattr(torch_module, name, None)
+        for name in (
+            "_global_forward_hooks",
+            "_global_forward_pre_hooks",
+            "_global_backward_hooks",
+            "_global_backward_pre_hooks",
+        )
+    )
+
+
+def fusable(relu: nn.Module, bn: nn.Module, p: float, z: torch.Tensor) -> bool:
+    """Whether relu, bn and a dropout of rate p can run fused on z: training on a CPU in float32 channels-last,
+    BatchNorm in its usual form (affine, running statistics with a momentum), nothing hooked on the layers."""
+    return (
+        not _broken
+        and type(relu) is nn.ReLU
+        and type(bn) is nn.BatchNorm2d
+        and bn.training
+        and bn.affine
+        and bn.track_running_stats
+        and bn.momentum is not None
+        and 0 <= p < 1
+        and z.device.type == "cpu"
+        and z.dtype == torch.float32
+        and z.dim() == 4
+        and math.lcm(z.shape[1], 16) // 16 <= MAX_PERIOD_VECTORS
+        and z.shape[0] * z.shape[2] * z.shape[3] > 1  # one value per channel: let BatchNorm raise its own error
+        and z.is_contiguous(memory_format=torch.channels_last)
+        and not torch.jit.is_tracing()
+        and not torch.jit.is_scripting()
+        and not torch.compiler.is_compiling()  # the operators declare no schema torch.compile could trace
+        and not any(_hooked(m) for m in (relu, bn))
+        and not _globally_hooked()
+    )
+
+
+def dropout_draws(shape: torch.Size, p: float) -> tuple[torch.Tensor, int]:
+    """The int16 draws BitMaskDropout makes for a tensor of `shape` (N, C, H, W), reordered as the channels-last
+    stream the kernels walk, and the draw from which a value is kept.
+
+    The same random words as BitMaskDropout's call on torch's generator, which is left in the same state (the
+    kernels run its Mersenne Twister in whole blocks), in the values' logical order: a seed drops the same
+    values fused or not.
+    """
+    count = math.prod(shape)
+    if p == 0:
+        return torch.zeros(count, dtype=torch.int16), -32768
+    words = kernels().random_words((count + 3) // 4)
+    draws = words.view(torch.int16)[:count].view(shape).permute(0, 2, 3, 1).contiguous().view(-1)
+    return draws, round(p * 65536) - 32768
+
+
+def _stream(t: torch.Tensor) -> torch.Tensor:
+    """A channels-last batch as the (images x pixels, channels) rows the kernels take, without a copy."""
+    return t.detach().permute(0, 2, 3, 1).reshape(-1, t.shape[1])
+
+
+class _ReluBatchNormDropout(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, z, weight, bias, bn, p):
+        ops = kernels()
+        count = z.shape[0] * z.shape[2] * z.shape[3]
+        draws, keep_from = dropout_draws(z.shape, p)
+        rescale = 1.0 / (1.0 - p)
+        sums = ops.relu_sums(_stream(z))
+        mean = sums[0] / count
+        var = (sums[1] / count - mean * mean).clamp_min(0.0)
+        rstd = (var + bn.eps).rsqrt()
+        with torch.no_grad():
+            bn.running_mean.lerp_(mean.float(), bn.momentum)
+            bn.running_var.lerp_((var * count / (count - 1)).float(), bn.momentum)
+            bn.num_batches_tracked.add_(1)
+        w, b = weight.detach().double(), bias.detach().double()
+        scale = (w * rstd * rescale).float()
+        shift = ((b - mean * w * rstd) * rescale).float()
+        out = torch.empty_like(z, memory_format=torch.channels_last)
+        kept = ops.forward_out(_stream(z), draws, keep_from, scale, shift, _stream(out))
+        ctx.save_for_backward(z, kept, weight)
+        ctx.statistics = (mean.float(), rstd.float(), rescale)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        ops = kernels()
+        z, kept, weight = ctx.saved_tensors
+        mean, rstd, rescale = ctx.statistics
+        count = z.shape[0] * z.shape[2] * z.shape[3]
+        g = _stream(grad.contiguous(memory_format=torch.channels_last))
+        sums = ops.gradient_sums(g, _stream(z), kept, rescale, mean, rstd)
+        bias_grad, weight_grad = sums[0], sums[1]
+        z_grad = torch.empty_like(z, memory_format=torch.channels_last)
+        gain = weight.detach() * rstd
+        ops.backward_out(
+            g,
+            _stream(z),
+            kept,
+            rescale,
+            gain,
+            (bias_grad / count).float(),
+            (weight_grad / count).float(),
+            mean,
+            rstd,
+            _stream(z_grad),
+        )
+        return (
+            z_grad if ctx.needs_input_grad[0] else None,
+            weight_grad.float() if ctx.needs_input_grad[1] else None,
+            bias_grad.float() if ctx.needs_input_grad[2] else None,
+            None,
+            None,
+        )
+
+
+def relu_batchnorm_dropout(z: torch.Tensor, bn: nn.BatchNorm2d, p: float) -> torch.Tensor | None:
+    """dropout(bn(relu(z)), p) in training, fused; None when the kernels cannot be built or loaded here (the
+    caller goes layer by layer). Call only where fusable() holds."""
+    global _broken
+    try:
+        kernels()
+    except Exception as error:  # no compiler or ninja, an unwritable folder: the layers still train, only slower
+        _broken = True
+        log.warning("fused ReLU/BatchNorm/dropout unavailable (%s): training layer by layer", str(error)[:300])
+        return None
+    return _ReluBatchNormDropout.apply(z, bn.weight, bn.bias, bn, p)

@@ -1,0 +1,168 @@
+"""tiny_gap's ReLU -> BatchNorm2d -> dropout fused for training on a CPU (mnist_core/fused.py): the same arithmetic
+as the layers one by one, only where nothing watches them, on torch's own threads, compiled once per machine."""
+
+import copy
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+from mnist_core import fused
+from mnist_core.models import build_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _tiny_gap_pair(dropout: float):
+    """tiny_gap as built (fusing) and the same layers in a plain nn.Sequential, in float64 as the reference."""
+    net = build_model("tiny_gap", {"dropout": dropout}).train().to(memory_format=torch.channels_last)
+    reference = torch.nn.Sequential(*copy.deepcopy(list(net))).double()
+    return net, reference
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.2])
+def test_fused_relu_batchnorm_dropout_trains_as_the_layers_do(dropout, monkeypatch):
+    calls = []
+    real = fused.relu_batchnorm_dropout
+    monkeypatch.setattr(fused, "relu_batchnorm_dropout", lambda *a: calls.append(1) or real(*a))
+    net, reference = _tiny_gap_pair(dropout)
+    x = torch.randn(24, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+    torch.manual_seed(7)
+    out = net(x)
+    out.square().sum().backward()
+    torch.manual_seed(7)  # the same draws: the fused layers drop the values the separate layers drop
+    expected = reference(x.double())
+    expected.square().sum().backward()
+    assert len(calls) == 6  # every block of tiny_gap took the fused path
+    assert torch.allclose(out.double(), expected, rtol=1e-4, atol=1e-5)
+    for (name, p), q in zip(net.named_parameters(), reference.parameters()):
+        assert (p.grad.double() - q.grad).abs().max() <= 1e-4 * q.grad.abs().max(), name  # about 1e-6 measured
+    for (name, b), c in zip(net.named_buffers(), reference.buffers()):
+        assert torch.allclose(b.double(), c.double(), rtol=1e-5, atol=1e-7), name  # running statistics
+
+
+@pytest.mark.parametrize("channels", [(12, 20, 24, 8, 16, 32, 8), (6, 10, 14, 12, 18, 22, 30)])
+def test_every_width_the_kernels_take_trains_as_the_layers_do(channels):
+    """Widths whose period lcm(C, 16) is 1 to 8 vectors, and a batch whose values are no whole number of periods."""
+    net = build_model("tiny_gap", {"channels": channels, "dropout": 0.1}).train().to(memory_format=torch.channels_last)
+    reference = torch.nn.Sequential(*copy.deepcopy(list(net))).double()
+    x = torch.randn(3, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+    torch.manual_seed(3)
+    net(x).square().sum().backward()
+    torch.manual_seed(3)
+    reference(x.double()).square().sum().backward()
+    for (name, p), q in zip(net.named_parameters(), reference.parameters()):
+        assert (p.grad.double() - q.grad).abs().max() <= 1e-4 * q.grad.abs().max(), name
+
+
+def test_a_hooked_layer_trains_layer_by_layer_and_its_hook_sees_it():
+    net, reference = _tiny_gap_pair(0.1)
+    seen = []
+    net[2].register_forward_hook(lambda module, inputs, out: seen.append(out.shape))  # the first BatchNorm
+    x = torch.randn(8, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+    torch.manual_seed(1)
+    out = net(x)
+    torch.manual_seed(1)
+    assert seen == [(8, 8, 26, 26)]
+    assert torch.allclose(out.double(), reference(x.double()), rtol=1e-4, atol=1e-5)
+
+
+def test_the_fused_layers_leave_evaluation_and_other_layouts_to_the_layers():
+    net, _ = _tiny_gap_pair(0.1)
+    x = torch.randn(4, 1, 28, 28)
+    nchw = torch.randn(4, 8, 26, 26)
+    assert not fused.fusable(net[1], net[2], 0.1, nchw)  # NCHW memory: channels would not be the rows' columns
+    assert fused.fusable(net[1], net[2], 0.1, nchw.contiguous(memory_format=torch.channels_last))
+    assert not fused.fusable(net[1], net[2], 0.1, nchw.bfloat16().contiguous(memory_format=torch.channels_last))
+    odd = torch.randn(4, 7, 26, 26).contiguous(memory_format=torch.channels_last)  # a period of 7 vectors: fine
+    assert fused.fusable(net[1], torch.nn.BatchNorm2d(7), 0.1, odd)
+    wide = torch.randn(2, 9, 4, 4).contiguous(memory_format=torch.channels_last)  # 9 vectors: layer by layer
+    assert not fused.fusable(net[1], torch.nn.BatchNorm2d(9), 0.1, wide)
+    net.eval()
+    assert not fused.fusable(net[1], net[2], 0.1, nchw.contiguous(memory_format=torch.channels_last))
+    assert torch.equal(net(x), torch.nn.Sequential(*net)(x))  # evaluation is the layers' own
+
+
+def test_two_threads_train_fused_at_once_each_run_its_own():
+    """In-process jobs are threads: the kernels hold no state between calls, so two runs at once are two runs."""
+    nets = {}
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        nets[seed] = build_model("tiny_gap", {"dropout": 0.0})  # torch's one generator would interleave draws
+    x = torch.randn(64, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+
+    def train(seed, out):
+        net = copy.deepcopy(nets[seed]).train().to(memory_format=torch.channels_last)
+        for _ in range(5):
+            net(x).square().sum().backward()
+        out[seed] = float(net[0].weight.grad.abs().sum())
+
+    alone, together = {}, {}
+    for seed in (1, 2):
+        train(seed, alone)
+    threads = [threading.Thread(target=train, args=(seed, together)) for seed in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert together == alone  # to the bit
+
+
+CHILD = r"""
+import json, os, torch
+from mnist_core import fused
+from mnist_core.models import build_model
+torch.manual_seed(0)
+net = build_model("tiny_gap", {}).train().to(memory_format=torch.channels_last)
+x = torch.randn(16, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+net(x).sum().backward()
+maps = [line.split()[-1] for line in open(f"/proc/{os.getpid()}/maps") if "libgomp" in line or "libiomp" in line]
+print(json.dumps({"module": str(fused.library()), "openmp": sorted(set(maps)), "threads": torch.get_num_threads(),
+                  "grad": float(net[0].weight.grad.abs().sum())}))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_second_process_loads_the_compiled_kernels_and_runs_them_on_torchs_own_threads():
+    built = fused.library()
+    modified = built.stat().st_mtime_ns
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "2"}
+    done = subprocess.run([sys.executable, "-c", CHILD], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    child = json.loads(done.stdout.strip().splitlines()[-1])
+    assert Path(child["module"]) == built and built.stat().st_mtime_ns == modified  # loaded, not compiled again
+    # One OpenMP runtime, torch's own (the kernels link none of their own): a second one's idle threads would
+    # spin beside torch's, as numba's did.
+    assert len(child["openmp"]) == 1, child["openmp"]
+    assert child["threads"] == 2 and child["grad"] > 0
+
+
+@pytest.mark.parametrize("count", [1, 5, 311, 312, 313, 10_000, 173_056])
+def test_the_kernels_draw_torchs_random_words_to_the_bit_and_leave_its_generator_where_torch_does(count):
+    """BitMaskDropout's masks come from torch.empty(n, dtype=int64).random_(-2**63, None); the fused path draws the
+    same words faster. Counts around a Mersenne Twister block (624 draws, two per word) and state part used."""
+    for used in (0, 1, 7):
+        torch.manual_seed(count + used)
+        torch.rand(used)  # the generator somewhere inside its current block
+        expected = torch.empty(count, dtype=torch.int64).random_(-(2**63), None)
+        after = torch.rand(5)
+        torch.manual_seed(count + used)
+        torch.rand(used)
+        assert torch.equal(fused.kernels().random_words(count), expected)
+        assert torch.equal(torch.rand(5), after)
+
+
+def test_a_wrong_call_to_the_kernels_raises_instead_of_reading_past_memory():
+    ops = fused.kernels()
+    z = torch.randn(10, 8)
+    with pytest.raises(RuntimeError, match="contiguous CPU tensor"):
+        ops.forward_out(z, torch.zeros(5, dtype=torch.int16), 0, torch.ones(8), torch.zeros(8), torch.empty(10, 8))
+    with pytest.raises(RuntimeError, match="rows, channels"):
+        ops.relu_sums(torch.randn(4, 9))  # a period of 9 vectors: no kernel for it
+    with pytest.raises(RuntimeError, match="contiguous CPU tensor"):
+        ops.relu_sums(torch.randn(8, 10).t())
