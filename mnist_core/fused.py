@@ -152,9 +152,11 @@ class _ReluBatchNormDropout(torch.autograd.Function):
         count = z.shape[0] * z.shape[2] * z.shape[3]
         draws, keep_from = dropout_draws(z.shape, p)
         rescale = 1.0 / (1.0 - p)
-        sums = ops.relu_sums(_stream(z))
-        mean = sums[0] / count
-        var = (sums[1] / count - mean * mean).clamp_min(0.0)
+        rows = _stream(z)
+        mean = ops.relu_moments(rows, torch.zeros(z.shape[1]))[0] / count
+        centred = ops.relu_moments(rows, mean.float())  # a second pass: the variance from centred squares
+        mean = mean + centred[0] / count
+        var = (centred[1] / count - (centred[0] / count) ** 2).clamp_min(0.0)
         rstd = (var + bn.eps).rsqrt()
         with torch.no_grad():
             bn.running_mean.lerp_(mean.float(), bn.momentum)
@@ -162,9 +164,9 @@ class _ReluBatchNormDropout(torch.autograd.Function):
             bn.num_batches_tracked.add_(1)
         w, b = weight.detach().double(), bias.detach().double()
         scale = (w * rstd * rescale).float()
-        shift = ((b - mean * w * rstd) * rescale).float()
+        shift = (b * rescale).float()
         out = torch.empty_like(z, memory_format=torch.channels_last)
-        kept = ops.forward_out(_stream(z), draws, keep_from, scale, shift, _stream(out))
+        kept = ops.forward_out(rows, draws, keep_from, mean.float(), scale, shift, _stream(out))
         ctx.save_for_backward(z, kept, weight)
         ctx.statistics = (mean.float(), rstd.float(), rescale)
         return out
@@ -209,6 +211,10 @@ def relu_batchnorm_dropout(z: torch.Tensor, bn: nn.BatchNorm2d, p: float) -> tor
         kernels()
     except Exception as error:  # no compiler or ninja, an unwritable folder: the layers still train, only slower
         _broken = True
-        log.warning("fused ReLU/BatchNorm/dropout unavailable (%s): training layer by layer", str(error)[:300])
+        log.warning(
+            "fused ReLU/BatchNorm/dropout unavailable: training layer by layer, slower. The kernels need a C++ "
+            "compiler and ninja (e.g. apt-get install g++ ninja-build); building them said: %s",
+            " ".join(str(error).split())[:240],
+        )
         return None
     return _ReluBatchNormDropout.apply(z, bn.weight, bn.bias, bn, p)

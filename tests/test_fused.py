@@ -159,10 +159,55 @@ def test_the_kernels_draw_torchs_random_words_to_the_bit_and_leave_its_generator
 
 def test_a_wrong_call_to_the_kernels_raises_instead_of_reading_past_memory():
     ops = fused.kernels()
-    z = torch.randn(10, 8)
+    z, per_channel = torch.randn(10, 8), torch.zeros(8)
     with pytest.raises(RuntimeError, match="contiguous CPU tensor"):
-        ops.forward_out(z, torch.zeros(5, dtype=torch.int16), 0, torch.ones(8), torch.zeros(8), torch.empty(10, 8))
+        ops.forward_out(z, torch.zeros(5, dtype=torch.int16), 0, per_channel, per_channel, per_channel, z.clone())
     with pytest.raises(RuntimeError, match="rows, channels"):
-        ops.relu_sums(torch.randn(4, 9))  # a period of 9 vectors: no kernel for it
+        ops.relu_moments(torch.randn(4, 9), torch.zeros(9))  # a period of 9 vectors: no kernel for it
     with pytest.raises(RuntimeError, match="contiguous CPU tensor"):
-        ops.relu_sums(torch.randn(8, 10).t())
+        ops.relu_moments(torch.randn(8, 10).t(), torch.zeros(8))
+
+
+@pytest.mark.parametrize("mean", [1.0, 100.0, 1000.0])
+def test_batchnorm_statistics_stay_exact_where_a_channels_mean_dwarfs_its_spread(mean):
+    """A channel whose values sit far from zero (1,000 times their spread): E[x^2] - E[x]^2 in float loses the
+    variance, and so the running statistics that evaluation uses. The kernels centre before squaring."""
+    torch.manual_seed(0)
+    z = (torch.randn(16, 16, 12, 12) * 0.1 + mean).contiguous(memory_format=torch.channels_last)
+    bn = torch.nn.BatchNorm2d(16).train()
+    reference = copy.deepcopy(bn).double()
+    out = fused.relu_batchnorm_dropout(z, bn, 0.0)
+    expected = reference(torch.relu(z.double()))
+    assert (out.double() - expected).abs().max() <= 1e-3 * expected.abs().max()  # 8e-5 measured at 1,000
+    assert torch.allclose(bn.running_var.double(), reference.running_var, rtol=1e-4)
+
+
+NO_COMPILER = r"""
+import json, logging, torch
+logging.basicConfig(level=logging.WARNING)
+from mnist_core import fused
+from mnist_core.models import build_model
+torch.manual_seed(0)
+net = build_model("tiny_gap", {"dropout": 0.1}).train().to(memory_format=torch.channels_last)
+layers = torch.nn.Sequential(*net)
+x = torch.randn(8, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+torch.manual_seed(1)
+fallback = net(x).detach()
+torch.manual_seed(1)
+print(json.dumps({"same": torch.equal(fallback, layers(x).detach()), "broken": fused._broken}))
+"""
+
+
+def test_without_a_compiler_tiny_gap_trains_layer_by_layer_and_the_log_says_why(tmp_path):
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "TORCH_EXTENSIONS_DIR": str(tmp_path),  # nothing built here: the kernels must be compiled
+        "CXX": str(tmp_path / "no-such-compiler"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", NO_COMPILER], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"same": True, "broken": True}
+    assert "fused ReLU/BatchNorm/dropout unavailable" in done.stderr and "training layer by layer" in done.stderr

@@ -45,11 +45,15 @@ static void add_folded(double* s, const v16f* f) {  // float partials into doubl
     for (int l = 0; l < 16; ++l) s[v * 16 + l] += f[v][l];
 }
 
-// sums over each chunk of rows of relu(z) and relu(z)^2, per period position: (CHUNKS, 2, L)
+// sums over each chunk of rows of relu(z) - center and its square, per period position: (CHUNKS, 2, L). Centred
+// on the mean, the squares give the variance without the cancellation of E[x^2] - E[x]^2 in float partial sums
+// (a channel whose mean is 1,000 times its spread lost the variance entirely).
 template <int V>
-static void relu_sums_impl(const float* z, int64_t blocks, double* part) {
+static void relu_moments_impl(const float* z, const float* center, int64_t blocks, double* part) {
   constexpr int64_t L = V * 16;
   at::parallel_for(0, CHUNKS, 1, [=](int64_t b, int64_t e) {
+    v16f c[V];
+    for (int v = 0; v < V; ++v) c[v] = load(center + v * 16);
     for (int64_t k = b; k < e; ++k) {
       double* s = part + k * 2 * L;
       double* q = s + L;
@@ -58,7 +62,7 @@ static void relu_sums_impl(const float* z, int64_t blocks, double* part) {
         v16f fs[V] = {}, fq[V] = {};
         for (int64_t j = i; j < std::min(i + 32, b1); ++j)
           for (int v = 0; v < V; ++v) {
-            v16f a = relu(load(z + j * L + v * 16));
+            v16f a = relu(load(z + j * L + v * 16)) - c[v];
             fs[v] += a;
             fq[v] += a * a;
           }
@@ -121,14 +125,15 @@ static void backward_impl(const float* g, const float* z, const uint8_t* kept, f
 
 typedef int16_t v16i16 __attribute__((vector_size(32)));
 
-// out = (relu(z) * scale + shift) * kept, and kept (uint8) for the backward pass; draws in the stream's order
+// out = ((relu(z) - mean) * scale + shift) * kept, and kept (uint8) for the backward pass; draws in the stream's
+// order. The mean is taken off first, as BatchNorm does: folded into the shift, it cancelled in float.
 template <int V>
-static void forward_impl(const float* z, const int16_t* draws, int16_t kf, const float* sc, const float* sh,
-                         int64_t blocks, float* out, uint8_t* kept) {
+static void forward_impl(const float* z, const int16_t* draws, int16_t kf, const float* mn, const float* sc,
+                         const float* sh, int64_t blocks, float* out, uint8_t* kept) {
   constexpr int64_t L = V * 16;
   at::parallel_for(0, blocks, 256, [=](int64_t b, int64_t e) {
-    v16f s[V], h[V];
-    for (int v = 0; v < V; ++v) { s[v] = load(sc + v * 16); h[v] = load(sh + v * 16); }
+    v16f m[V], s[V], h[V];
+    for (int v = 0; v < V; ++v) { m[v] = load(mn + v * 16); s[v] = load(sc + v * 16); h[v] = load(sh + v * 16); }
     for (int64_t j = b; j < e; ++j)
       for (int v = 0; v < V; ++v) {
         const int64_t o = j * L + v * 16;
@@ -136,7 +141,7 @@ static void forward_impl(const float* z, const int16_t* draws, int16_t kf, const
         std::memcpy(&d, draws + o, 32);
         v16u8 k = __builtin_convertvector(d >= kf, v16u8) & 1;
         std::memcpy(kept + o, &k, 16);
-        store(out + o, (relu(load(z + o)) * s[v] + h[v]) * __builtin_convertvector(k, v16f));
+        store(out + o, ((relu(load(z + o)) - m[v]) * s[v] + h[v]) * __builtin_convertvector(k, v16f));
       }
   });
 }
@@ -171,40 +176,44 @@ static at::Tensor fold_channels(const at::Tensor& part, int64_t C) {
   return part.sum(0).view({2, -1, C}).sum(1);
 }
 
-at::Tensor relu_sums(at::Tensor z) {
+at::Tensor relu_moments(at::Tensor z, at::Tensor center) {
   const int64_t C = channels(z), L = period(C), n = z.numel(), blocks = n / L;
   check(z, at::kFloat, n, "z");
+  check(center, at::kFloat, C, "center");
   auto part = at::zeros({CHUNKS, 2, L}, at::kDouble);
   const float* zp = z.data_ptr<float>();
-  DISPATCH(L / 16, relu_sums_impl, zp, blocks, part.data_ptr<double>());
+  auto c = repeat(center.data_ptr<float>(), C, L);
+  DISPATCH(L / 16, relu_moments_impl, zp, c.data(), blocks, part.data_ptr<double>());
   auto sums = fold_channels(part, C);
   double* sp = sums.data_ptr<double>();
   for (int64_t o = blocks * L; o < n; ++o) {
-    double a = std::max(zp[o], 0.f);
+    double a = std::max(zp[o], 0.f) - c[o % C];
     sp[o % C] += a;
     sp[C + o % C] += a * a;
   }
   return sums;
 }
 
-at::Tensor forward_out(at::Tensor z, at::Tensor draws, int64_t keep_from, at::Tensor scale,
-                          at::Tensor shift, at::Tensor out) {
+at::Tensor forward_out(at::Tensor z, at::Tensor draws, int64_t keep_from, at::Tensor mean, at::Tensor scale,
+                       at::Tensor shift, at::Tensor out) {
   const int64_t C = channels(z), L = period(C), n = z.numel(), blocks = n / L;
   check(z, at::kFloat, n, "z");
   check(draws, at::kShort, n, "draws");
+  check(mean, at::kFloat, C, "mean");
   check(scale, at::kFloat, C, "scale");
   check(shift, at::kFloat, C, "shift");
   check(out, at::kFloat, n, "out");
   auto kept = at::empty({n}, at::kByte);
-  auto sc = repeat(scale.data_ptr<float>(), C, L), sh = repeat(shift.data_ptr<float>(), C, L);
+  auto mn = repeat(mean.data_ptr<float>(), C, L), sc = repeat(scale.data_ptr<float>(), C, L),
+       sh = repeat(shift.data_ptr<float>(), C, L);
   const float* zp = z.data_ptr<float>();
   const int16_t* dp = draws.data_ptr<int16_t>();
   float* op = out.data_ptr<float>();
   uint8_t* kp = kept.data_ptr<uint8_t>();
-  DISPATCH(L / 16, forward_impl, zp, dp, (int16_t)keep_from, sc.data(), sh.data(), blocks, op, kp);
+  DISPATCH(L / 16, forward_impl, zp, dp, (int16_t)keep_from, mn.data(), sc.data(), sh.data(), blocks, op, kp);
   for (int64_t o = blocks * L; o < n; ++o) {
     kp[o] = dp[o] >= keep_from;
-    op[o] = (std::max(zp[o], 0.f) * sc[o % C] + sh[o % C]) * kp[o];
+    op[o] = ((std::max(zp[o], 0.f) - mn[o % C]) * sc[o % C] + sh[o % C]) * kp[o];
   }
   return kept;
 }
@@ -327,7 +336,7 @@ at::Tensor random_words(int64_t count) {
 }
 
 TORCH_LIBRARY(mnist_fused, m) {
-  m.def("relu_sums", &relu_sums);
+  m.def("relu_moments", &relu_moments);
   m.def("forward_out", &forward_out);
   m.def("gradient_sums", &gradient_sums);
   m.def("backward_out", &backward_out);
