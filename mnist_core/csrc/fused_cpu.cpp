@@ -45,15 +45,12 @@ static void add_folded(double* s, const v16f* f) {  // float partials into doubl
     for (int l = 0; l < 16; ++l) s[v * 16 + l] += f[v][l];
 }
 
-// sums over each chunk of rows of relu(z) - center and its square, per period position: (CHUNKS, 2, L). Centred
-// on the mean, the squares give the variance without the cancellation of E[x^2] - E[x]^2 in float partial sums
-// (a channel whose mean is 1,000 times its spread lost the variance entirely).
-template <int V>
-static void relu_moments_impl(const float* z, const float* center, int64_t blocks, double* part) {
+// Two per-channel sums over the stream, (CHUNKS, 2, L) per period position: pair(offset, v, x, y) gives a vector's
+// two terms. Float within 32 periods, then double, chunk by fixed chunk.
+template <int V, typename Pair>
+static void chunked_pair_sums(int64_t blocks, double* part, Pair pair) {
   constexpr int64_t L = V * 16;
   at::parallel_for(0, CHUNKS, 1, [=](int64_t b, int64_t e) {
-    v16f c[V];
-    for (int v = 0; v < V; ++v) c[v] = load(center + v * 16);
     for (int64_t k = b; k < e; ++k) {
       double* s = part + k * 2 * L;
       double* q = s + L;
@@ -61,11 +58,7 @@ static void relu_moments_impl(const float* z, const float* center, int64_t block
       for (int64_t i = b0; i < b1; i += 32) {
         v16f fs[V] = {}, fq[V] = {};
         for (int64_t j = i; j < std::min(i + 32, b1); ++j)
-          for (int v = 0; v < V; ++v) {
-            v16f a = relu(load(z + j * L + v * 16)) - c[v];
-            fs[v] += a;
-            fq[v] += a * a;
-          }
+          for (int v = 0; v < V; ++v) pair(j * L + v * 16, v, fs[v], fq[v]);
         add_folded<V>(s, fs);
         add_folded<V>(q, fq);
       }
@@ -73,30 +66,29 @@ static void relu_moments_impl(const float* z, const float* center, int64_t block
   });
 }
 
+// relu(z) - center and its square. Centred on the mean, the squares give the variance without the cancellation
+// of E[x^2] - E[x]^2 in float partial sums (a channel whose mean is 1,000 times its spread lost the variance).
+template <int V>
+static void relu_moments_impl(const float* z, const float* center, int64_t blocks, double* part) {
+  v16f c[V];
+  for (int v = 0; v < V; ++v) c[v] = load(center + v * 16);
+  chunked_pair_sums<V>(blocks, part, [=](int64_t o, int v, v16f& fs, v16f& fq) {
+    v16f a = relu(load(z + o)) - c[v];
+    fs += a;
+    fq += a * a;
+  });
+}
+
+// BatchNorm's bias and weight gradients: the gradient reaching its output (through the mask) and that times x-hat
 template <int V>
 static void gradient_sums_impl(const float* g, const float* z, const uint8_t* kept, float rs, const float* mean,
                                const float* rstd, int64_t blocks, double* part) {
-  constexpr int64_t L = V * 16;
-  at::parallel_for(0, CHUNKS, 1, [=](int64_t b, int64_t e) {
-    v16f m[V], r[V];
-    for (int v = 0; v < V; ++v) { m[v] = load(mean + v * 16); r[v] = load(rstd + v * 16); }
-    for (int64_t k = b; k < e; ++k) {
-      double* s = part + k * 2 * L;
-      double* q = s + L;
-      const int64_t b0 = blocks * k / CHUNKS, b1 = blocks * (k + 1) / CHUNKS;
-      for (int64_t i = b0; i < b1; i += 32) {
-        v16f fs[V] = {}, fq[V] = {};
-        for (int64_t j = i; j < std::min(i + 32, b1); ++j)
-          for (int v = 0; v < V; ++v) {
-            const int64_t o = j * L + v * 16;
-            v16f gb = load(g + o) * load_kept(kept + o) * rs;
-            fs[v] += gb;
-            fq[v] += gb * (relu(load(z + o)) - m[v]) * r[v];
-          }
-        add_folded<V>(s, fs);
-        add_folded<V>(q, fq);
-      }
-    }
+  v16f m[V], r[V];
+  for (int v = 0; v < V; ++v) { m[v] = load(mean + v * 16); r[v] = load(rstd + v * 16); }
+  chunked_pair_sums<V>(blocks, part, [=](int64_t o, int v, v16f& fs, v16f& fq) {
+    v16f gb = load(g + o) * load_kept(kept + o) * rs;
+    fs += gb;
+    fq += gb * (relu(load(z + o)) - m[v]) * r[v];
   });
 }
 
@@ -219,7 +211,7 @@ at::Tensor forward_out(at::Tensor z, at::Tensor draws, int64_t keep_from, at::Te
 }
 
 at::Tensor gradient_sums(at::Tensor g, at::Tensor z, at::Tensor kept, double rescale, at::Tensor mean,
-                            at::Tensor rstd) {
+                         at::Tensor rstd) {
   const int64_t C = channels(z), L = period(C), n = z.numel(), blocks = n / L;
   check(g, at::kFloat, n, "g");
   check(z, at::kFloat, n, "z");
