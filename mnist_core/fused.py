@@ -203,10 +203,12 @@ class _ReluBatchNormDropout(torch.autograd.Function):
         )
 
 
-def relu_batchnorm_dropout(z: torch.Tensor, bn: nn.BatchNorm2d, p: float) -> torch.Tensor | None:
-    """dropout(bn(relu(z)), p) in training, fused; None when the kernels cannot be built or loaded here (the
-    caller goes layer by layer). Call only where fusable() holds."""
+def available() -> bool:
+    """Whether the kernels run in this process, building or loading them on the first call; False (logged once)
+    where they cannot be built: the caller goes layer by layer."""
     global _broken
+    if _library is not None or _broken:
+        return not _broken
     try:
         kernels()
     except Exception as error:  # no compiler or ninja, an unwritable folder: the layers still train, only slower
@@ -216,5 +218,17 @@ def relu_batchnorm_dropout(z: torch.Tensor, bn: nn.BatchNorm2d, p: float) -> tor
             "compiler and ninja (e.g. apt-get install g++ ninja-build); building them said: %s",
             " ".join(str(error).split())[:240],
         )
+    return not _broken
+
+
+def loaded() -> bool:
+    """Whether this process has already built or loaded the kernels, or found that it cannot."""
+    return _library is not None or _broken
+
+
+def relu_batchnorm_dropout(z: torch.Tensor, bn: nn.BatchNorm2d, p: float) -> torch.Tensor | None:
+    """dropout(bn(relu(z)), p) in training, fused; None when the kernels cannot be built or loaded here (the
+    caller goes layer by layer). Call only where fusable() holds."""
+    if not available():
         return None
     return _ReluBatchNormDropout.apply(z, bn.weight, bn.bias, bn, p)

@@ -17,10 +17,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import fused
 from .data import Augment, DeviceData, TensorSplit, balanced_order, standardize
 from .fields import check as check_fields
 from .fields import setting
-from .models import build_model, describe, get_architecture, make_config
+from .models import FusingSequential, build_model, describe, get_architecture, make_config
 from .probes import ProbeRecord, Recorder, auto_interval
 from .reporter import NULL_REPORTER, Reporter
 
@@ -533,6 +534,10 @@ def fit(
         best = _BestWeights(model)
         watch = _LearningWatch()
         recorder = Recorder(model, config.record_every or auto_interval(steps_per_epoch)) if config.record else None
+        if device.type == "cpu" and isinstance(model, FusingSequential):
+            if not fused.loaded():  # say why the first step waits: the first run on a machine compiles them
+                emit("stage", stage="loading the fused kernels (compiled on this machine's first run, about 10 s)")
+                fused.available()
         emit("stage", stage="training")
         start = time.perf_counter()
         window_start, window_images, progress_mark = start, 0, 0.0

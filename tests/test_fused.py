@@ -211,3 +211,20 @@ def test_without_a_compiler_tiny_gap_trains_layer_by_layer_and_the_log_says_why(
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"same": True, "broken": True}
     assert "fused ReLU/BatchNorm/dropout unavailable" in done.stderr and "training layer by layer" in done.stderr
+
+
+def test_a_runs_stage_says_why_its_first_step_waits_for_the_kernels(data, monkeypatch):
+    """The first tiny_gap run in a process loads the kernels (a machine's first compiles them, about 10 s) before
+    training starts: the Train page shows that stage instead of a silent wait."""
+    from mnist_core.reporter import Reporter
+    from mnist_core.train import TrainConfig, fit
+
+    monkeypatch.setattr(fused, "_library", None)
+    stages = []
+    reporter = Reporter(lambda kind, d: kind == "stage" and stages.append(d["stage"]))
+    fit(TrainConfig(arch="tiny_gap", max_batches=2, device="cpu", record=False), data, reporter)
+    assert stages[:3] == ["preparing", stages[1], "training"] and stages[1].startswith("loading the fused kernels")
+    assert fused.loaded()
+    stages.clear()
+    fit(TrainConfig(arch="tiny_gap", max_batches=2, device="cpu", record=False), data, reporter)
+    assert stages[:2] == ["preparing", "training"]  # loaded once per process
