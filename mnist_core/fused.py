@@ -109,7 +109,8 @@ def fusable(relu: nn.Module, bn: nn.Module, p: float, z: torch.Tensor) -> bool:
         and bn.affine
         and bn.track_running_stats
         and bn.momentum is not None
-        and 0 <= p < 1
+        and 0 <= p
+        and round(p * 65536) < 65536  # within 1/131,072 of 1 BitMaskDropout keeps nothing, so do the layers
         and z.device.type == "cpu"
         and z.dtype == torch.float32
         and z.dim() == 4

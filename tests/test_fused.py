@@ -18,46 +18,65 @@ from mnist_core.models import build_model
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _tiny_gap_pair(dropout: float):
+def _tiny_gap_pair(dropout: float, seed: int = 0, **model):
     """tiny_gap as built (fusing) and the same layers in a plain nn.Sequential, in float64 as the reference."""
-    net = build_model("tiny_gap", {"dropout": dropout}).train().to(memory_format=torch.channels_last)
+    torch.manual_seed(seed)
+    net = build_model("tiny_gap", {"dropout": dropout, **model}).train().to(memory_format=torch.channels_last)
     reference = torch.nn.Sequential(*copy.deepcopy(list(net))).double()
     return net, reference
 
 
-@pytest.mark.parametrize("dropout", [0.0, 0.2])
-def test_fused_relu_batchnorm_dropout_trains_as_the_layers_do(dropout, monkeypatch):
+def _gradient_errors(net, x: torch.Tensor, draws_seed: int) -> dict[str, tuple[float, float]]:
+    """Per parameter, how far the fused run's gradient and torch's float32 layers' gradient are from float64,
+    relative to the largest float64 gradient. The same masks in all three (the same generator state)."""
+    layers = torch.nn.Sequential(*copy.deepcopy(list(net)))
+    reference = torch.nn.Sequential(*copy.deepcopy(list(net))).double()
+    for model, inputs in ((net, x), (layers, x), (reference, x.double())):
+        torch.manual_seed(draws_seed)
+        model(inputs).square().sum().backward()
+    errors = {}
+    for (name, p), q, r in zip(net.named_parameters(), layers.parameters(), reference.parameters()):
+        scale = r.grad.abs().max()
+        errors[name] = (
+            float((p.grad.double() - r.grad).abs().max() / scale),
+            float((q.grad - r.grad).abs().max() / scale),
+        )
+    return errors
+
+
+@pytest.mark.parametrize("dropout, seed", [(0.0, 0), (0.2, 0), (0.2, 1), (0.2, 2)])
+def test_fused_relu_batchnorm_dropout_trains_as_the_layers_do(dropout, seed, monkeypatch):
     calls = []
     real = fused.relu_batchnorm_dropout
     monkeypatch.setattr(fused, "relu_batchnorm_dropout", lambda *a: calls.append(1) or real(*a))
-    net, reference = _tiny_gap_pair(dropout)
-    x = torch.randn(24, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+    net, reference = _tiny_gap_pair(dropout, seed)
+    x = torch.randn(24, 1, 28, 28, generator=torch.Generator().manual_seed(seed))
+    x = x.contiguous(memory_format=torch.channels_last)
     torch.manual_seed(7)
     out = net(x)
-    out.square().sum().backward()
     torch.manual_seed(7)  # the same draws: the fused layers drop the values the separate layers drop
     expected = reference(x.double())
-    expected.square().sum().backward()
     assert len(calls) == 6  # every block of tiny_gap took the fused path
     assert torch.allclose(out.double(), expected, rtol=1e-4, atol=1e-5)
-    for (name, p), q in zip(net.named_parameters(), reference.parameters()):
-        assert (p.grad.double() - q.grad).abs().max() <= 1e-4 * q.grad.abs().max(), name  # about 1e-6 measured
     for (name, b), c in zip(net.named_buffers(), reference.buffers()):
         assert torch.allclose(b.double(), c.double(), rtol=1e-5, atol=1e-7), name  # running statistics
+    # Gradients through six BatchNorms of 24 images can be ill-conditioned in float32 whatever computes them
+    # (torch's own layers were up to 12% off float64 on some seeds, from the convolutions): the fused layers
+    # must be no further off than torch's, and close where torch is (1e-6 against its 2e-2 on a typical seed).
+    net.zero_grad()
+    for name, (fused_error, torch_error) in _gradient_errors(net, x, 7).items():
+        assert fused_error <= 1.1 * torch_error + 1e-4, (name, fused_error, torch_error)
 
 
 @pytest.mark.parametrize("channels", [(12, 20, 24, 8, 16, 32, 8), (6, 10, 14, 12, 18, 22, 30)])
 def test_every_width_the_kernels_take_trains_as_the_layers_do(channels):
     """Widths whose period lcm(C, 16) is 1 to 8 vectors, and a batch whose values are no whole number of periods."""
-    net = build_model("tiny_gap", {"channels": channels, "dropout": 0.1}).train().to(memory_format=torch.channels_last)
-    reference = torch.nn.Sequential(*copy.deepcopy(list(net))).double()
-    x = torch.randn(3, 1, 28, 28).contiguous(memory_format=torch.channels_last)
-    torch.manual_seed(3)
-    net(x).square().sum().backward()
-    torch.manual_seed(3)
-    reference(x.double()).square().sum().backward()
-    for (name, p), q in zip(net.named_parameters(), reference.parameters()):
-        assert (p.grad.double() - q.grad).abs().max() <= 1e-4 * q.grad.abs().max(), name
+    net, _ = _tiny_gap_pair(0.1, channels=channels)
+    x = torch.randn(3, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    for name, (fused_error, torch_error) in _gradient_errors(
+        net, x.contiguous(memory_format=torch.channels_last), 3
+    ).items():
+        assert fused_error <= 1.1 * torch_error + 1e-4, (name, fused_error, torch_error)
 
 
 def test_a_hooked_layer_trains_layer_by_layer_and_its_hook_sees_it():
@@ -83,8 +102,10 @@ def test_the_fused_layers_leave_evaluation_and_other_layouts_to_the_layers():
     assert fused.fusable(net[1], torch.nn.BatchNorm2d(7), 0.1, odd)
     wide = torch.randn(2, 9, 4, 4).contiguous(memory_format=torch.channels_last)  # 9 vectors: layer by layer
     assert not fused.fusable(net[1], torch.nn.BatchNorm2d(9), 0.1, wide)
+    cl = nchw.contiguous(memory_format=torch.channels_last)
+    assert not fused.fusable(net[1], net[2], 1 - 1e-6, cl)  # its threshold would not fit an int16 draw
     net.eval()
-    assert not fused.fusable(net[1], net[2], 0.1, nchw.contiguous(memory_format=torch.channels_last))
+    assert not fused.fusable(net[1], net[2], 0.1, cl)
     assert torch.equal(net(x), torch.nn.Sequential(*net)(x))  # evaluation is the layers' own
 
 
