@@ -125,80 +125,28 @@ def fusable(relu: nn.Module, bn: nn.Module, p: float, z: torch.Tensor) -> bool:
     )
 
 
-def dropout_draws(shape: torch.Size, p: float) -> tuple[torch.Tensor, int]:
-    """The int16 draws BitMaskDropout makes for a tensor of `shape` (N, C, H, W), reordered as the channels-last
-    stream the kernels walk, and the draw from which a value is kept.
-
-    The same random words as BitMaskDropout's call on torch's generator, which is left in the same state (the
-    kernels run its Mersenne Twister in whole blocks), in the values' logical order: a seed drops the same
-    values fused or not.
-    """
-    count = math.prod(shape)
-    if p == 0:
-        return torch.zeros(count, dtype=torch.int16), -32768
-    words = kernels().random_words((count + 3) // 4)
-    draws = words.view(torch.int16)[:count].view(shape).permute(0, 2, 3, 1).contiguous().view(-1)
-    return draws, round(p * 65536) - 32768
-
-
-def _stream(t: torch.Tensor) -> torch.Tensor:
-    """A channels-last batch as the (images x pixels, channels) rows the kernels take, without a copy."""
-    return t.detach().permute(0, 2, 3, 1).reshape(-1, t.shape[1])
-
-
 class _ReluBatchNormDropout(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z, weight, bias, bn, p):
-        ops = kernels()
-        count = z.shape[0] * z.shape[2] * z.shape[3]
-        draws, keep_from = dropout_draws(z.shape, p)
-        rescale = 1.0 / (1.0 - p)
-        rows = _stream(z)
-        mean = ops.relu_moments(rows, torch.zeros(z.shape[1]))[0] / count
-        centred = ops.relu_moments(rows, mean.float())  # a second pass: the variance from centred squares
-        mean = mean + centred[0] / count
-        var = (centred[1] / count - (centred[0] / count) ** 2).clamp_min(0.0)
-        rstd = (var + bn.eps).rsqrt()
-        with torch.no_grad():
-            bn.running_mean.lerp_(mean.float(), bn.momentum)
-            bn.running_var.lerp_((var * count / (count - 1)).float(), bn.momentum)
-            bn.num_batches_tracked.add_(1)
-        w, b = weight.detach().double(), bias.detach().double()
-        scale = (w * rstd * rescale).float()
-        shift = (b * rescale).float()
         out = torch.empty_like(z, memory_format=torch.channels_last)
-        kept = ops.forward_out(rows, draws, keep_from, mean.float(), scale, shift, _stream(out))
-        ctx.save_for_backward(z, kept, weight)
-        ctx.statistics = (mean.float(), rstd.float(), rescale)
+        kept, mean, rstd = kernels().block_forward(
+            z, weight, bias, bn.running_mean, bn.running_var, bn.num_batches_tracked, bn.momentum, bn.eps, p, out
+        )
+        ctx.save_for_backward(z, kept, weight, mean, rstd)
+        ctx.rescale = 1.0 / (1.0 - p)
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        ops = kernels()
-        z, kept, weight = ctx.saved_tensors
-        mean, rstd, rescale = ctx.statistics
-        count = z.shape[0] * z.shape[2] * z.shape[3]
-        g = _stream(grad.contiguous(memory_format=torch.channels_last))
-        sums = ops.gradient_sums(g, _stream(z), kept, rescale, mean, rstd)
-        bias_grad, weight_grad = sums[0], sums[1]
+        z, kept, weight, mean, rstd = ctx.saved_tensors
         z_grad = torch.empty_like(z, memory_format=torch.channels_last)
-        gain = weight.detach() * rstd
-        ops.backward_out(
-            g,
-            _stream(z),
-            kept,
-            rescale,
-            gain,
-            (bias_grad / count).float(),
-            (weight_grad / count).float(),
-            mean,
-            rstd,
-            _stream(z_grad),
+        weight_grad, bias_grad = kernels().block_backward(
+            grad.contiguous(memory_format=torch.channels_last), z, kept, weight, mean, rstd, ctx.rescale, z_grad
         )
         return (
             z_grad if ctx.needs_input_grad[0] else None,
-            weight_grad.float() if ctx.needs_input_grad[1] else None,
-            bias_grad.float() if ctx.needs_input_grad[2] else None,
+            weight_grad if ctx.needs_input_grad[1] else None,
+            bias_grad if ctx.needs_input_grad[2] else None,
             None,
             None,
         )

@@ -180,13 +180,21 @@ def test_the_kernels_draw_torchs_random_words_to_the_bit_and_leave_its_generator
 
 def test_a_wrong_call_to_the_kernels_raises_instead_of_reading_past_memory():
     ops = fused.kernels()
-    z, per_channel = torch.randn(10, 8), torch.zeros(8)
-    with pytest.raises(RuntimeError, match="contiguous CPU tensor"):
-        ops.forward_out(z, torch.zeros(5, dtype=torch.int16), 0, per_channel, per_channel, per_channel, z.clone())
-    with pytest.raises(RuntimeError, match="rows, channels"):
-        ops.relu_moments(torch.randn(4, 9), torch.zeros(9))  # a period of 9 vectors: no kernel for it
-    with pytest.raises(RuntimeError, match="contiguous CPU tensor"):
-        ops.relu_moments(torch.randn(8, 10).t(), torch.zeros(8))
+    z = torch.randn(2, 8, 5, 5).contiguous(memory_format=torch.channels_last)
+    bn = torch.nn.BatchNorm2d(8)
+    stats = (bn.running_mean, bn.running_var, bn.num_batches_tracked, 0.1, 1e-5, 0.1)
+    with pytest.raises(RuntimeError, match="channels-last float32 CPU batch"):
+        ops.block_forward(z, bn.weight, bn.bias, *stats, torch.empty(2, 8, 5, 5))  # out in NCHW
+    with pytest.raises(RuntimeError, match="contiguous CPU tensor of 8"):
+        ops.block_forward(z, bn.weight[:4], bn.bias, *stats, torch.empty_like(z))
+    wide = torch.randn(2, 9, 3, 3).contiguous(memory_format=torch.channels_last)  # a period of 9 vectors
+    with pytest.raises(RuntimeError, match="lcm"):
+        ops.block_forward(wide, bn.weight, bn.bias, *stats, torch.empty_like(wide))
+    with pytest.raises(RuntimeError, match="channels-last float32 CPU batch"):
+        ops.block_backward(
+            torch.randn(2, 8, 5, 4), z, torch.ones(200, dtype=torch.uint8), *(torch.ones(8),) * 3, 1.0, z
+        )
+    assert bn.num_batches_tracked == 0  # nothing was touched
 
 
 @pytest.mark.parametrize("mean", [1.0, 100.0, 1000.0])

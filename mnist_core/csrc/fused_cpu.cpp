@@ -13,9 +13,10 @@
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/zeros.h>
+#include <ATen/ops/full.h>
 #include <torch/library.h>
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <numeric>
@@ -144,12 +145,6 @@ static void check(const at::Tensor& t, at::ScalarType type, int64_t numel, const
               "mnist_fused: ", name, " must be a contiguous CPU tensor of ", numel, " ", c10::toString(type), " values");
 }
 
-static int64_t channels(const at::Tensor& z) {  // z is (rows, channels), with a period the kernels are built for
-  TORCH_CHECK(z.dim() == 2 && z.size(1) > 0 && period(z.size(1)) <= 8 * 16,
-              "mnist_fused: expected (rows, channels) with lcm(channels, 16) <= 128, got ", z.sizes());
-  return z.size(1);
-}
-
 #define DISPATCH(V, F, ...)                \
   switch (V) {                             \
     case 1: F<1>(__VA_ARGS__); break;      \
@@ -163,100 +158,71 @@ static int64_t channels(const at::Tensor& z) {  // z is (rows, channels), with a
     default: TORCH_CHECK(false, "unsupported channel count"); \
   }
 
-// Sums per channel (2, C) in double, of the stream's whole periods plus its tail.
-static at::Tensor fold_channels(const at::Tensor& part, int64_t C) {
-  return part.sum(0).view({2, -1, C}).sum(1);
+// Per-channel sums (2 * C) in double: the chunks' partials in a fixed order, then each period position into its
+// channel, then the stream's tail past its whole periods.
+static std::vector<double> fold_channels(const std::vector<double>& part, int64_t C) {
+  const int64_t L = period(C);
+  std::vector<double> sums(2 * C, 0.0);
+  for (int64_t k = 0; k < CHUNKS; ++k)
+    for (int64_t s = 0; s < 2; ++s)
+      for (int64_t l = 0; l < L; ++l) sums[s * C + l % C] += part[(k * 2 + s) * L + l];
+  return sums;
 }
 
-at::Tensor relu_moments(at::Tensor z, at::Tensor center) {
-  const int64_t C = channels(z), L = period(C), n = z.numel(), blocks = n / L;
-  check(z, at::kFloat, n, "z");
-  check(center, at::kFloat, C, "center");
-  auto part = at::zeros({CHUNKS, 2, L}, at::kDouble);
-  const float* zp = z.data_ptr<float>();
-  auto c = repeat(center.data_ptr<float>(), C, L);
-  DISPATCH(L / 16, relu_moments_impl, zp, c.data(), blocks, part.data_ptr<double>());
+static std::vector<double> relu_moments(const float* z, int64_t n, int64_t C, const float* center) {
+  const int64_t L = period(C), blocks = n / L;
+  std::vector<double> part(CHUNKS * 2 * L, 0.0);
+  auto c = repeat(center, C, L);
+  DISPATCH(L / 16, relu_moments_impl, z, c.data(), blocks, part.data());
   auto sums = fold_channels(part, C);
-  double* sp = sums.data_ptr<double>();
   for (int64_t o = blocks * L; o < n; ++o) {
-    double a = std::max(zp[o], 0.f) - c[o % C];
-    sp[o % C] += a;
-    sp[C + o % C] += a * a;
+    double a = std::max(z[o], 0.f) - c[o % C];
+    sums[o % C] += a;
+    sums[C + o % C] += a * a;
   }
   return sums;
 }
 
-at::Tensor forward_out(at::Tensor z, at::Tensor draws, int64_t keep_from, at::Tensor mean, at::Tensor scale,
-                       at::Tensor shift, at::Tensor out) {
-  const int64_t C = channels(z), L = period(C), n = z.numel(), blocks = n / L;
-  check(z, at::kFloat, n, "z");
-  check(draws, at::kShort, n, "draws");
-  check(mean, at::kFloat, C, "mean");
-  check(scale, at::kFloat, C, "scale");
-  check(shift, at::kFloat, C, "shift");
-  check(out, at::kFloat, n, "out");
-  auto kept = at::empty({n}, at::kByte);
-  auto mn = repeat(mean.data_ptr<float>(), C, L), sc = repeat(scale.data_ptr<float>(), C, L),
-       sh = repeat(shift.data_ptr<float>(), C, L);
-  const float* zp = z.data_ptr<float>();
-  const int16_t* dp = draws.data_ptr<int16_t>();
-  float* op = out.data_ptr<float>();
-  uint8_t* kp = kept.data_ptr<uint8_t>();
-  DISPATCH(L / 16, forward_impl, zp, dp, (int16_t)keep_from, mn.data(), sc.data(), sh.data(), blocks, op, kp);
-  for (int64_t o = blocks * L; o < n; ++o) {
-    kp[o] = dp[o] >= keep_from;
-    op[o] = ((std::max(zp[o], 0.f) - mn[o % C]) * sc[o % C] + sh[o % C]) * kp[o];
-  }
-  return kept;
-}
-
-at::Tensor gradient_sums(at::Tensor g, at::Tensor z, at::Tensor kept, double rescale, at::Tensor mean,
-                         at::Tensor rstd) {
-  const int64_t C = channels(z), L = period(C), n = z.numel(), blocks = n / L;
-  check(g, at::kFloat, n, "g");
-  check(z, at::kFloat, n, "z");
-  check(kept, at::kByte, n, "kept");
-  check(mean, at::kFloat, C, "mean");
-  check(rstd, at::kFloat, C, "rstd");
-  auto part = at::zeros({CHUNKS, 2, L}, at::kDouble);
-  auto m = repeat(mean.data_ptr<float>(), C, L), r = repeat(rstd.data_ptr<float>(), C, L);
-  const float *gp = g.data_ptr<float>(), *zp = z.data_ptr<float>();
-  const uint8_t* kp = kept.data_ptr<uint8_t>();
-  DISPATCH(L / 16, gradient_sums_impl, gp, zp, kp, (float)rescale, m.data(), r.data(), blocks,
-           part.data_ptr<double>());
+static std::vector<double> gradient_sums(const float* g, const float* z, const uint8_t* kept, float rescale,
+                                         const float* mean, const float* rstd, int64_t n, int64_t C) {
+  const int64_t L = period(C), blocks = n / L;
+  std::vector<double> part(CHUNKS * 2 * L, 0.0);
+  auto m = repeat(mean, C, L), r = repeat(rstd, C, L);
+  DISPATCH(L / 16, gradient_sums_impl, g, z, kept, rescale, m.data(), r.data(), blocks, part.data());
   auto sums = fold_channels(part, C);
-  double* sp = sums.data_ptr<double>();
   for (int64_t o = blocks * L; o < n; ++o) {
     const int64_t c = o % C;
-    double gb = kp[o] ? gp[o] * rescale : 0.0;
-    sp[c] += gb;
-    sp[C + c] += gb * (std::max(zp[o], 0.f) - m[c]) * r[c];
+    double gb = kept[o] ? g[o] * (double)rescale : 0.0;
+    sums[c] += gb;
+    sums[C + c] += gb * (std::max(z[o], 0.f) - m[c]) * r[c];
   }
   return sums;
 }
 
-void backward_out(at::Tensor g, at::Tensor z, at::Tensor kept, double rescale, at::Tensor gain,
-                  at::Tensor bias_mean, at::Tensor weight_mean, at::Tensor mean, at::Tensor rstd,
-                  at::Tensor out) {
-  const int64_t C = channels(z), L = period(C), n = z.numel(), blocks = n / L;
-  check(g, at::kFloat, n, "g");
-  check(z, at::kFloat, n, "z");
-  check(kept, at::kByte, n, "kept");
-  for (const at::Tensor* t : {&gain, &bias_mean, &weight_mean, &mean, &rstd}) check(*t, at::kFloat, C, "a channel vector");
-  check(out, at::kFloat, n, "out");
-  auto ga = repeat(gain.data_ptr<float>(), C, L), bm = repeat(bias_mean.data_ptr<float>(), C, L),
-       wm = repeat(weight_mean.data_ptr<float>(), C, L), m = repeat(mean.data_ptr<float>(), C, L),
-       r = repeat(rstd.data_ptr<float>(), C, L);
-  const float *gp = g.data_ptr<float>(), *zp = z.data_ptr<float>();
-  const uint8_t* kp = kept.data_ptr<uint8_t>();
-  float* op = out.data_ptr<float>();
-  DISPATCH(L / 16, backward_impl, gp, zp, kp, (float)rescale, ga.data(), bm.data(), wm.data(), m.data(), r.data(),
-           blocks, op);
+static void forward_out(const float* z, const int16_t* draws, int16_t keep_from, const float* mean,
+                        const float* scale, const float* shift, int64_t n, int64_t C, float* out, uint8_t* kept) {
+  const int64_t L = period(C), blocks = n / L;
+  auto mn = repeat(mean, C, L), sc = repeat(scale, C, L), sh = repeat(shift, C, L);
+  DISPATCH(L / 16, forward_impl, z, draws, keep_from, mn.data(), sc.data(), sh.data(), blocks, out, kept);
+  for (int64_t o = blocks * L; o < n; ++o) {
+    kept[o] = draws[o] >= keep_from;
+    out[o] = ((std::max(z[o], 0.f) - mn[o % C]) * sc[o % C] + sh[o % C]) * kept[o];
+  }
+}
+
+static void backward_out(const float* g, const float* z, const uint8_t* kept, float rescale, const float* gain,
+                         const float* bias_mean, const float* weight_mean, const float* mean, const float* rstd,
+                         int64_t n, int64_t C, float* out) {
+  const int64_t L = period(C), blocks = n / L;
+  auto ga = repeat(gain, C, L), bm = repeat(bias_mean, C, L), wm = repeat(weight_mean, C, L),
+       m = repeat(mean, C, L), r = repeat(rstd, C, L);
+  DISPATCH(L / 16, backward_impl, g, z, kept, rescale, ga.data(), bm.data(), wm.data(), m.data(), r.data(), blocks,
+           out);
   for (int64_t o = blocks * L; o < n; ++o) {
     const int64_t c = o % C;
-    float gb = kp[o] ? gp[o] * (float)rescale : 0.f;
-    float v = ga[c] * (gb - bm[c] - (zp[o] - m[c]) * r[c] * wm[c]);
-    op[o] = zp[o] > 0.f ? v : 0.f;
+    float gb = kept[o] ? g[o] * rescale : 0.f;
+    float v = ga[c] * (gb - bm[c] - (z[o] - m[c]) * r[c] * wm[c]);
+    out[o] = z[o] > 0.f ? v : 0.f;
   }
 }
 
@@ -327,10 +293,113 @@ at::Tensor random_words(int64_t count) {
   return words;
 }
 
+// BitMaskDropout's int16 draws for an (N, C, H, W) batch, its random words in the values' logical order, laid out
+// as the channels-last stream the kernels walk: a seed drops the same values fused or layer by layer.
+static at::Tensor channels_last_draws(int64_t N, int64_t C, int64_t HW) {
+  const int64_t count = N * C * HW;
+  auto words = random_words((count + 3) / 4);
+  const int16_t* logical = static_cast<const int16_t*>(words.data_ptr());
+  auto draws = at::empty({count}, at::kShort);
+  int16_t* stream = draws.data_ptr<int16_t>();
+  at::parallel_for(0, N, 1, [=](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const int16_t* s = logical + i * C * HW;
+      int16_t* d = stream + i * C * HW;
+      for (int64_t p = 0; p < HW; ++p)
+        for (int64_t c = 0; c < C; ++c) d[p * C + c] = s[c * HW + p];
+    }
+  });
+  return draws;
+}
+
+static void check_batch(const at::Tensor& t, const at::Tensor& like, const char* name) {
+  TORCH_CHECK(t.scalar_type() == at::kFloat && t.device().is_cpu() && t.dim() == 4 && t.sizes() == like.sizes() &&
+                  t.is_contiguous(at::MemoryFormat::ChannelsLast),
+              "mnist_fused: ", name, " must be a channels-last float32 CPU batch of shape ", like.sizes());
+}
+
+static int64_t batch_channels(const at::Tensor& z) {
+  TORCH_CHECK(z.dim() == 4 && z.size(1) > 0 && period(z.size(1)) <= 8 * 16,
+              "mnist_fused: expected an (N, C, H, W) batch with lcm(C, 16) <= 128, got ", z.sizes());
+  check_batch(z, z, "z");
+  return z.size(1);
+}
+
+// float lerp as torch's lerp_ computes it for a float tensor and a scalar weight
+static float lerp(float self, float end, float weight) {
+  return std::abs(weight) < 0.5f ? self + weight * (end - self) : end - (end - self) * (1.0f - weight);
+}
+
+// dropout(batchnorm(relu(z)), p) in training into out: the batch statistics (two passes, the second centred on the
+// first's mean), the running statistics updated as nn.BatchNorm2d does, then the output and its kept mask in one
+// pass. Returns (kept, mean, rstd) for the backward pass.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> block_forward(at::Tensor z, at::Tensor weight, at::Tensor bias,
+                                                             at::Tensor running_mean, at::Tensor running_var,
+                                                             at::Tensor batches_tracked, double momentum,
+                                                             double eps, double p, at::Tensor out) {
+  const int64_t C = batch_channels(z), n = z.numel(), count = n / C;
+  for (const at::Tensor* t : {&weight, &bias, &running_mean, &running_var}) check(*t, at::kFloat, C, "a channel vector");
+  check(batches_tracked, at::kLong, 1, "num_batches_tracked");
+  check_batch(out, z, "out");
+  TORCH_CHECK(count > 1 && p >= 0 && p < 1, "mnist_fused: needs more than one value per channel and 0 <= p < 1");
+  const int16_t keep_from = (int16_t)(std::nearbyint(p * 65536) - 32768);
+  at::Tensor draws = p == 0 ? at::full({n}, -32768, at::kShort) : channels_last_draws(z.size(0), C, count / z.size(0));
+  const float* zp = z.data_ptr<float>();
+
+  std::vector<float> zero(C, 0.f), mean_f(C), rstd_f(C), scale(C), shift(C);
+  auto first = relu_moments(zp, n, C, zero.data());
+  for (int64_t c = 0; c < C; ++c) mean_f[c] = (float)(first[c] / count);
+  auto centred = relu_moments(zp, n, C, mean_f.data());
+  auto mean = at::empty({C}, at::kFloat), rstd = at::empty({C}, at::kFloat);
+  float *rm = running_mean.data_ptr<float>(), *rv = running_var.data_ptr<float>();
+  const float *w = weight.data_ptr<float>(), *b = bias.data_ptr<float>();
+  const double rescale = 1.0 / (1.0 - p);
+  for (int64_t c = 0; c < C; ++c) {
+    const double m = first[c] / count + centred[c] / count;
+    const double var = std::max(centred[C + c] / count - (centred[c] / count) * (centred[c] / count), 0.0);
+    const double r = 1.0 / std::sqrt(var + eps);
+    rm[c] = lerp(rm[c], (float)m, (float)momentum);
+    rv[c] = lerp(rv[c], (float)(var * count / (count - 1)), (float)momentum);
+    mean.data_ptr<float>()[c] = mean_f[c] = (float)m;
+    rstd.data_ptr<float>()[c] = (float)r;
+    scale[c] = (float)(w[c] * r * rescale);
+    shift[c] = (float)(b[c] * rescale);
+  }
+  batches_tracked.data_ptr<int64_t>()[0] += 1;
+  auto kept = at::empty({n}, at::kByte);
+  forward_out(zp, draws.data_ptr<int16_t>(), keep_from, mean_f.data(), scale.data(), shift.data(), n, C,
+              out.data_ptr<float>(), kept.data_ptr<uint8_t>());
+  return {kept, mean, rstd};
+}
+
+// The gradients of block_forward: z's into z_grad, and (weight's, bias's) returned.
+std::tuple<at::Tensor, at::Tensor> block_backward(at::Tensor grad, at::Tensor z, at::Tensor kept, at::Tensor weight,
+                                                  at::Tensor mean, at::Tensor rstd, double rescale, at::Tensor z_grad) {
+  const int64_t C = batch_channels(z), n = z.numel(), count = n / C;
+  check_batch(grad, z, "grad");
+  check_batch(z_grad, z, "z_grad");
+  check(kept, at::kByte, n, "kept");
+  for (const at::Tensor* t : {&weight, &mean, &rstd}) check(*t, at::kFloat, C, "a channel vector");
+  const float *gp = grad.data_ptr<float>(), *zp = z.data_ptr<float>(), *m = mean.data_ptr<float>(),
+              *r = rstd.data_ptr<float>(), *w = weight.data_ptr<float>();
+  const uint8_t* kp = kept.data_ptr<uint8_t>();
+  auto sums = gradient_sums(gp, zp, kp, (float)rescale, m, r, n, C);
+  auto weight_grad = at::empty({C}, at::kFloat), bias_grad = at::empty({C}, at::kFloat);
+  std::vector<float> gain(C), bias_mean(C), weight_mean(C);
+  for (int64_t c = 0; c < C; ++c) {
+    bias_grad.data_ptr<float>()[c] = (float)sums[c];
+    weight_grad.data_ptr<float>()[c] = (float)sums[C + c];
+    gain[c] = w[c] * r[c];
+    bias_mean[c] = (float)(sums[c] / count);
+    weight_mean[c] = (float)(sums[C + c] / count);
+  }
+  backward_out(gp, zp, kp, (float)rescale, gain.data(), bias_mean.data(), weight_mean.data(), m, r, n, C,
+               z_grad.data_ptr<float>());
+  return {weight_grad, bias_grad};
+}
+
 TORCH_LIBRARY(mnist_fused, m) {
-  m.def("relu_moments", &relu_moments);
-  m.def("forward_out", &forward_out);
-  m.def("gradient_sums", &gradient_sums);
-  m.def("backward_out", &backward_out);
+  m.def("block_forward", &block_forward);
+  m.def("block_backward", &block_backward);
   m.def("random_words", &random_words);
 }
