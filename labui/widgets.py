@@ -10,7 +10,7 @@ import dataclasses
 
 import streamlit as st
 
-from mnist_core.fields import applies, kind_of, widget_bounds
+from mnist_core.fields import applies, kind_of, range_text, widget_bounds
 
 
 def label(name: str) -> str:
@@ -73,7 +73,8 @@ def field_widgets(
     """One widget per named field, its label, help and range from the field's metadata (mnist_core.fields);
     returns {field: value} with an optional number's 0 read as None, leaving out a field that does not apply to
     the values above it (fields.applies). Range problems are left to the config's
-    validate(), which names them; the widget bounds are the metadata's, so a page cannot widen them.
+    validate(), which names them: a number input gets no bounds, since Streamlit's bounds only turn a field red
+    and keep its previous value, so a visitor who typed 0 epochs trained with the last valid number.
 
     What only the page knows at run time: options (field -> its choices, e.g. the checkpoints there are),
     formats (field -> how a choice is shown), caps (field -> (highest, why): a host's tighter bound, never
@@ -95,16 +96,16 @@ def field_widgets(
         drawn += 1
         meta, key, kind = f.metadata, field_key(prefix, name), kind_of(f)
         help_text = meta.get("help") or None
-        low, high = widget_bounds(f)
-        if caps and name in caps:
-            cap, why = caps[name]
-            high = cap if high is None else min(high, cap)
+        if kind in (int, float) and not meta.get("choices") and widget_bounds(f) != (None, None):
+            allowed = f"0 (none) or {range_text(f)}" if numeric_optional(f) else range_text(f)
+            help_text = f"{help_text or ''} Allowed: {allowed}.".strip()
+        cap, why = (caps or {}).get(name, (None, ""))
+        if cap is not None:
             help_text = f"{help_text or ''} {why}".strip()
-            if st.session_state[key] is not None and st.session_state[key] > high:
-                st.session_state[key] = high  # the default may lie above the cap; the widget refuses such a value
+            default = getattr(config_cls(), name)
+            if st.session_state[key] == default and default is not None and default > cap:
+                st.session_state[key] = cap  # the default lies above the cap: lowered, as the visitor typed nothing
         common = dict(help=help_text, key=key, on_change=(on_change or {}).get(name))
-        if numeric_optional(f):
-            low = 0
         choices = list((options or {}).get(name, meta.get("choices", ())))
         shown = {"format_func": formats[name]} if formats and name in formats else {}
         if kind is bool:
@@ -114,22 +115,14 @@ def field_widgets(
         elif choices:
             value = where.selectbox(widget_label(f), choices, **shown, **common)
         elif kind is int:
-            value = int(
-                where.number_input(widget_label(f), min_value=low, max_value=high, step=meta.get("step", 1), **common)
-            )
+            value = int(where.number_input(widget_label(f), step=meta.get("step", 1), **common))
         elif kind is float:
-            value = float(
-                where.number_input(
-                    widget_label(f),
-                    min_value=None if low is None else float(low),
-                    max_value=None if high is None else float(high),
-                    step=meta.get("step"),
-                    format="%g",
-                    **common,
-                )
-            )
+            value = float(where.number_input(widget_label(f), step=meta.get("step"), format="%g", **common))
         else:
             value = where.text_input(widget_label(f), **common) or None
+        if cap is not None and value is not None and value > cap:
+            where.error(f"{widget_label(f)}: {value:,} is more than this page takes. {why}")
+            st.stop()  # the config's own check knows only the field's range, not this page's cap
         values[name] = None if numeric_optional(f) and value == 0 else value
     return values
 
@@ -169,24 +162,10 @@ def config_widgets(config_cls, prefix: str) -> tuple[dict, list[str]]:
                 value = default
         elif "choices" in meta:
             value = st.selectbox(name, list(meta["choices"]), help=help_text, key=key)
-        elif isinstance(default, int):
-            value = int(
-                st.number_input(
-                    name, min_value=meta.get("min"), max_value=meta.get("max"), step=1, help=help_text, key=key
-                )
-            )
+        elif isinstance(default, int):  # unbounded, as in field_widgets: the model's own check names a bad value
+            value = int(st.number_input(name, step=1, help=help_text, key=key))
         else:
-            value = float(
-                st.number_input(
-                    name,
-                    min_value=float(meta["min"]) if "min" in meta else None,
-                    max_value=float(meta["max"]) if "max" in meta else None,
-                    step=0.01,
-                    format="%.3f",
-                    help=help_text,
-                    key=key,
-                )
-            )
+            value = float(st.number_input(name, step=0.01, format="%.3f", help=help_text, key=key))
         if value != default:
             chosen[f.name] = list(value) if isinstance(value, tuple) else value
     return chosen, errors

@@ -200,10 +200,20 @@ def test_an_explicit_map_bound_lets_a_larger_map_run(hosted, monkeypatch):
         job_runner.shutdown()
 
 
-def test_the_embeddings_page_offers_no_more_digits_than_the_bound(hosted):
+def test_the_embeddings_page_takes_no_more_digits_than_the_bound_and_says_so(hosted):
     at = AppTest.from_file(str(ROOT / "pages/2_Embeddings.py"), default_timeout=120).run()
     points = at.number_input(key="emb.points")
-    assert points.max == 10_000 and "at most 10,000 (MNIST_MAX_MAP_POINTS)" in points.help
+    assert points.value == 10_000 and "at most 10,000 (MNIST_MAX_MAP_POINTS)" in points.help  # the default lowered
+    points.set_value(20_000).run()
+    assert at.number_input(key="emb.points").value == 20_000  # kept as typed, and named
+    assert [e.value for e in at.error] == [
+        "Images (stratified by class): 20,000 is more than this page takes. This host maps at most 10,000 "
+        "(MNIST_MAX_MAP_POINTS)."
+    ]
+    assert not at.get("plotly_chart") and not any(b.key == "emb.compute" for b in at.button)
+    at.number_input(key="emb.points").set_value(10_000).run()
+    assert not at.error and not at.exception
+    assert at.get("plotly_chart") or any(b.key == "emb.compute" for b in at.button)  # the page goes on
 
 
 @pytest.mark.parametrize(

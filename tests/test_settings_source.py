@@ -1,5 +1,6 @@
 """One source of truth for the training settings: a preset started from the Train page, the Compare page
-and the command line is the same TrainConfig, and every widget's range is its field's range."""
+and the command line is the same TrainConfig, and a value outside a field's range is refused on every page by
+the field's own check, in the same words as the command line."""
 
 import dataclasses
 import json
@@ -39,21 +40,35 @@ def shown_config(at: AppTest) -> TrainConfig:
     return resolved(TrainConfig(**json.loads(at.json[0].value)))
 
 
-def expected_bounds(name: str) -> tuple:
-    low, high = widget_bounds(FIELDS[name])
-    if FIELDS[name].metadata.get("optional"):
-        low = 0  # an optional number's widget shows "none" as 0
-    return (None if low is None else float(low), None if high is None else float(high))
+def outside(f) -> tuple:
+    """A value just outside the field's range, and the message its check gives for it."""
+    low, high = widget_bounds(f)
+    kind = kind_of(f)
+    value = kind(high) + (1 if kind is int else 0.5) if high is not None else kind(low) - 1
+    return value, f"{name_of(f)} must be {range_text(f)} (got {number(value)})"
 
 
-def assert_widget_ranges(at: AppTest, prefix: str) -> list[str]:
+def assert_out_of_range_refused(at: AppTest, prefix: str, fields: dict, start: str | None) -> list[str]:
+    """Each bounded number widget, one at a time given a value outside its range: the page keeps the value as
+    typed, names the problem in an st.error, and offers no Start (Streamlit's own bounds kept the previous value
+    and let it train)."""
     checked = []
-    for widget in at.number_input:
-        name = widget.key.removeprefix(prefix) if widget.key.startswith(prefix) else None
-        if name in FIELDS:
-            got = (None if widget.min is None else float(widget.min), None if widget.max is None else float(widget.max))
-            assert got == expected_bounds(name), (widget.key, got)
-            checked.append(name)
+    keys = [w.key for w in at.number_input if w.key.startswith(prefix) and w.key.removeprefix(prefix) in fields]
+    for key in keys:
+        f = fields[key.removeprefix(prefix)]
+        if widget_bounds(f) == (None, None):
+            continue
+        before = at.number_input(key=key).value
+        value, message = outside(f)
+        at.number_input(key=key).set_value(value).run()
+        assert not at.exception, key
+        assert at.number_input(key=key).value == value, key
+        assert any(message in e.value for e in at.error), (key, message, [e.value for e in at.error])
+        if start is not None:
+            assert all(b.disabled for b in at.button if b.label == start), key
+        at.number_input(key=key).set_value(before).run()
+        assert not any(message in e.value for e in at.error), key
+        checked.append(f.name)
     return checked
 
 
@@ -86,17 +101,22 @@ def test_the_step_schedule_of_conv2_fc2_keeps_its_gamma_everywhere(runs):
     assert cli_train_config("conv2_fc2").gamma == pytest.approx(0.7)
 
 
-def test_every_widget_range_is_its_fields_range_on_both_pages(runs):
+def test_a_value_outside_a_settings_range_is_named_and_not_trained_on_both_pages(runs):
     train = page("pages/3_Train.py").run()
     train.selectbox(key="train.optimizer").set_value("sgd").run()  # momentum shows for SGD and RMSprop only
     train.selectbox(key="train.schedule").set_value("step").run()  # step size and gamma for the step schedule
-    checked = assert_widget_ranges(train, "train.")
-    assert {"epochs", "batch_size", "lr", "momentum", "step_size", "gamma", "rotation", "shift"} <= set(checked)
+    checked = assert_out_of_range_refused(train, "train.", FIELDS, "Start training")
+    assert {"epochs", "batch_size", "lr", "momentum", "step_size", "gamma", "rotation", "shift", "seed"} <= set(checked)
+    train.selectbox(key="train.arch").set_value("mlp").run()
+    train.number_input(key="model.mlp.width").set_value(0).run()  # the architecture's own check names it
+    assert any("width must be between 8 and 2,048 (got 0)" in e.value for e in train.error)
+    assert all(b.disabled for b in train.button if b.label == "Start training")
     compare = page("pages/9_Compare.py").run()
-    checked = assert_widget_ranges(compare, "compare.base.(defaults).")
+    compare.selectbox(key="compare.dimension").set_value("dropout").run()  # arms of another optimizer bring their lr
+    checked = assert_out_of_range_refused(compare, "compare.base.(defaults).", FIELDS, "Start comparison")
     assert {"epochs", "batch_size", "lr", "momentum", "gamma"} <= set(checked)
     compare.selectbox(key="compare.dimension").set_value("augmentation").run()
-    assert {"rotation", "shift"} <= set(assert_widget_ranges(compare, "compare.augment."))
+    assert {"rotation", "shift"} <= set(assert_out_of_range_refused(compare, "compare.augment.", FIELDS, None))
 
 
 def test_a_preset_with_an_unknown_key_or_a_value_out_of_range_is_refused():
@@ -120,30 +140,21 @@ EMBED_FIELDS = {f.name: f for f in dataclasses.fields(EmbedSpec)}
 NUMERIC_EMBED = [name for name, f in EMBED_FIELDS.items() if "choices" not in f.metadata and kind_of(f) in (int, float)]
 
 
-def embed_widget_ranges(at: AppTest) -> dict[str, tuple]:
-    return {
-        w.key.removeprefix("emb."): (float(w.min), float(w.max))
-        for w in at.number_input
-        if w.key.removeprefix("emb.") in EMBED_FIELDS
-    }
-
-
 def embed_cli_spec(*flags: str) -> EmbedSpec:
     return EmbedSpec(**embed_config_from_args(build_parser().parse_args(["embed", *flags])))
 
 
 def test_the_embeddings_page_the_embed_flags_and_validate_share_each_settings_range(runs):
     at = page("pages/2_Embeddings.py").run()
-    shown = {}
+    shown = []
     for method in ("pca", "tsne", "umap"):
         at.selectbox(key="emb.method").set_value(method).run()
         assert not at.exception, method
-        shown |= embed_widget_ranges(at)
+        shown += assert_out_of_range_refused(at, "emb.", EMBED_FIELDS, "Compute map")
     assert set(shown) == set(NUMERIC_EMBED), shown  # every number setting of every method has its widget
     for name in NUMERIC_EMBED:
         f = EMBED_FIELDS[name]
         low, high = (float(b) for b in widget_bounds(f))
-        assert shown[name] == (low, high), name
         flag = "--" + name.replace("_", "-")
         kind = kind_of(f)
         enough = [] if name == "points" else ["--points", "70000"]  # a perplexity of 500 needs 1,501 points

@@ -90,6 +90,27 @@ def test_a_class_whose_first_visits_all_arrive_by_page_url_at_once_gets_the_app_
             context.close()
 
 
+def test_a_number_outside_its_range_is_named_and_kept_and_nothing_trains_on_it(page, app_url):
+    """Streamlit's own bounds only reddened the field and kept its last valid value: 0 epochs trained 1."""
+    open_page(page, app_url, "Train", "Train")
+    epochs = page.get_by_role("spinbutton", name="Epochs", exact=True)
+    enter(epochs, "0")
+    wait_until_idle(page)
+    expect(page.get_by_text("epochs must be between 1 and 200 (got 0)")).to_be_visible()
+    expect(epochs).to_have_value("0")
+    expect(page.get_by_role("button", name="Start training")).to_be_disabled()
+    enter(epochs, "2")
+    wait_until_idle(page)
+    expect(page.get_by_text("epochs must be between")).to_have_count(0)
+    seed = page.get_by_role("spinbutton", name="Seed", exact=True)
+    # Past 2**53, which a JavaScript number cannot hold exactly, Streamlit's own alert speaks instead.
+    enter(seed, "10000000000000")
+    wait_until_idle(page)
+    expect(page.get_by_text("seed must be between 0 and 4,294,967,295 (got 10,000,000,000,000)")).to_be_visible()
+    expect(page.get_by_role("button", name="Start training")).to_be_disabled()
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+
 def test_a_short_run_from_the_train_page_shows_its_curve_and_lands_in_the_runs(page, app_url):
     open_page(page, app_url, "Train", "Train")
     enter(page.get_by_role("spinbutton", name="Stop after N batches"), "40")
