@@ -9,11 +9,12 @@ st.set_page_config(page_title="Build · MNIST Lab", page_icon="🧱", layout="wi
 from labui import catalog, live, resources, visitor  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
 from mnist_core import stack  # noqa: E402
-from mnist_core.checkpoints import CheckpointError  # noqa: E402
+from mnist_core.checkpoints import CheckpointError, validate_name  # noqa: E402
 from mnist_core.export import ExportError, check_onnx, onnx_bytes, run_file_makers, script_text  # noqa: E402
 from mnist_core.models import REGISTRY, ModelError  # noqa: E402
 from mnist_core.presets import PRESETS, preset  # noqa: E402
 from mnist_core.reporter import QUEUED  # noqa: E402
+from mnist_core.train import ConfigError  # noqa: E402
 
 STACK = "build.stack"  # [(uid, layer text)]: the stack, kept outside widget state so it survives page changes
 NEXT_UID = "build.next_uid"
@@ -233,7 +234,7 @@ def card(result: stack.StackCheck) -> None:
             )
 
 
-def train_section(texts: list[str], ok: bool) -> None:
+def train_section(texts: list[str], ok: bool, text_pending: bool = False) -> None:
     st.subheader("Train it")
     c1, c2, c3, c4 = st.columns([3, 1, 1, 2])
     recipe = c1.selectbox(
@@ -247,20 +248,35 @@ def train_section(texts: list[str], ok: bool) -> None:
         "smoothing. For every setting, open the stack on the Train page.",
     )
     base = preset(recipe)
-    epochs = c2.number_input("Epochs", 1, 200, base.epochs, key=f"build.epochs.{recipe}")
-    max_batches = c3.number_input("Stop after N batches (0 = all)", 0, 10**7, 0, key="build.max_batches")
-    name = c4.text_input("Run name (optional)", key="build.name", placeholder="stack-<date>-<time>")
+    # Unbounded number inputs: Streamlit's bounds keep the previous value silently; the config's check names it.
+    epochs = c2.number_input("Epochs", value=base.epochs, step=1, key=f"build.epochs.{recipe}")
+    max_batches = c3.number_input("Stop after N batches (0 = all)", value=0, step=1, key="build.max_batches")
+    name = c4.text_input("Run name (optional)", key="build.name", placeholder="stack-<date>-<time>").strip()
+    config = dataclasses.replace(
+        base, arch="stack", model={"layers": list(texts)}, epochs=int(epochs), max_batches=int(max_batches) or None
+    )
+    problems = []
+    try:
+        if ok:  # a broken stack is already named above
+            config.validate()
+        if name:
+            validate_name(name)
+    except (ConfigError, ModelError, CheckpointError) as exc:
+        problems.append(str(exc))
+    for problem in problems:
+        st.error(problem)
     b1, b2 = st.columns(2)
     if b1.button(
         "Start training",
         type="primary",
-        disabled=not ok,
+        disabled=not ok or bool(problems) or text_pending,
         key="build.start_training",
-        help=None if ok else "Fix the stack first: the message above says which layer is wrong.",
+        help="Fix the stack first: the message above says which layer is wrong."
+        if not ok
+        else "Fix or apply the text under 'Edit the whole stack as text' first: it was not applied."
+        if text_pending
+        else None,
     ):
-        config = dataclasses.replace(
-            base, arch="stack", model={"layers": list(texts)}, epochs=int(epochs), max_batches=int(max_batches) or None
-        )
         live.submit("train", config.to_dict(), name or None, tag="build")
     job = live.just_submitted("build")
     if job is not None:
@@ -384,6 +400,7 @@ with st.expander("Edit the whole stack as text"):
     if "build.text" not in st.session_state or st.session_state.get("build.text_synced") != texts:
         st.session_state["build.text"] = ", ".join(texts)
         st.session_state["build.text_synced"] = texts
+        st.session_state.pop("build.text_error", None)  # the stack changed another way: the text is its own again
     st.text_area(
         "Layers, separated by commas",
         key="build.text",
@@ -393,9 +410,9 @@ with st.expander("Edit the whole stack as text"):
         + ", ".join(k for k, v in stack.LAYER_HELP.items() if v == "activation"),
     )
     st.button("Apply", on_click=apply_text, key="build.apply")
-    if st.session_state.get("build.text_error"):
-        st.error(st.session_state["build.text_error"])
+    if text_error := st.session_state.get("build.text_error"):
+        st.error(f"{text_error} Not applied: the stack below is still the one before this text.")
 st.subheader("Model card")
 card(result)
-train_section(texts, result.ok)
+train_section(texts, result.ok, text_pending=bool(text_error))
 export_section()

@@ -119,8 +119,24 @@ def test_the_whole_stack_as_text(runs):
     assert metric(at, "Parameters") == f"{4 * 9 + 4 + 4 * 13 * 13 * 10 + 10:,}"
     at.text_area(key="build.text").set_value("conv 4 3, blorp, flatten, linear 10").run()
     at.button(key="build.apply").click().run()
-    assert any("unknown layer 'blorp'" in e.value for e in at.error)
+    assert any("unknown layer 'blorp'" in e.value and "Not applied" in e.value for e in at.error)
     assert len(layer_texts(at)) == 5  # the working stack is kept
+    assert start_button(at).disabled  # Start would train the stack before this text, not what the box shows
+    at.button(key="build.load").click().run()  # the stack changed another way: the box shows it, Start is back
+    assert not at.error and not start_button(at).disabled
+
+
+def test_a_bad_epoch_count_or_run_name_is_named_before_start(runs):
+    at = page().run()
+    at.number_input(key="build.max_batches").set_value(-3).run()
+    assert at.number_input(key="build.max_batches").value == -3  # kept as typed (a bounded widget kept 0)
+    assert any("max batches must be between 1 and 10,000,000 (got -3)" in e.value for e in at.error)
+    assert start_button(at).disabled
+    at.number_input(key="build.max_batches").set_value(0).run()
+    at.text_input(key="build.name").set_value("...").run()
+    assert at.error and start_button(at).disabled
+    at.text_input(key="build.name").set_value("fine-name").run()
+    assert not at.error and not start_button(at).disabled
 
 
 def test_start_trains_the_built_stack_into_a_checkpoint_that_holds_its_layer_list(runs):
