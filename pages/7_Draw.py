@@ -12,7 +12,7 @@ import streamlit as st
 
 st.set_page_config(page_title="Draw · MNIST Lab", page_icon="🔢", layout="wide")
 
-from labui import catalog, resources, visitor  # noqa: E402
+from labui import catalog, live  # noqa: E402
 from labui.data_choice import active_dataset, reads_digits, set_dataset  # noqa: E402
 from labui.images import heat_overlay, map_grid, padded_square, unit_float_to_uint8, upscale  # noqa: E402
 from labui.sidebar import sidebar  # noqa: E402
@@ -36,7 +36,6 @@ from mnist_core.drawing_store import (  # noqa: E402
 )
 from mnist_core.owners import QuotaExceeded  # noqa: E402
 from mnist_core.presets import drawings_fine_tune  # noqa: E402
-from mnist_core.runner import JobRefused  # noqa: E402
 from mnist_core.saliency import explain, feature_maps  # noqa: E402
 from mnist_core.strokes import style_test_split  # noqa: E402
 from mnist_core.train import ConfigError  # noqa: E402
@@ -246,13 +245,11 @@ def fine_tune(active) -> None:
     config = drawings_fine_tune(meta["arch"], meta.get("model_config") or {}, active.name)  # the core's recipe
     try:
         name = fine_tune_name(active.name)  # unique per click: visitors never replace each other's run
-        resources.runner().submit(visitor.session_id(), "train", config.to_dict(), name)  # the server's one job runner
-        st.success(
-            f"Fine-tuning {active.name} on MNIST plus your drawings (100 batches, a quarter of each "
-            f"batch from your drawings). Follow it on the Train page; it saves {name}."
-        )
-    except (JobRefused, ConfigError, CheckpointError) as exc:
+    except (ConfigError, CheckpointError) as exc:
         st.error(str(exc))
+        return
+    # The page reruns at once, so the sidebar shows the job's progress and Stop while it trains.
+    live.submit("train", config.to_dict(), name, tag="draw.finetune")
 
 
 def drawing_sets(active) -> None:
@@ -293,7 +290,9 @@ def drawing_sets(active) -> None:
             row = {
                 "checkpoint": read.name,
                 "architecture": meta[read.name]["arch"],
-                "MNIST test %": round(100 * (meta[read.name].get("test_accuracy") or 0), 2),
+                "MNIST test %": None
+                if (tested := meta[read.name].get("test_accuracy")) is None
+                else round(100 * tested, 2),
                 "synthetic drawings %": round(100 * read.overall(synthetic).accuracy, 1),
             }
             if yours is not None:
@@ -311,6 +310,11 @@ def drawing_sets(active) -> None:
         help="Starts from its weights; needs at least one saved drawing.",
     ):
         fine_tune(active)
+    if (job := live.just_submitted("draw.finetune")) is not None:
+        st.success(
+            f"Fine-tuning on MNIST plus your drawings (100 batches, a quarter of each batch from your drawings): "
+            f"its progress is in the sidebar and on the Train page; it saves **{job.name}**."
+        )
 
 
 def digits_only(dataset) -> None:

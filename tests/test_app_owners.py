@@ -95,6 +95,10 @@ def test_a_second_browser_cannot_see_rename_delete_or_fine_tune_on_the_firsts_ru
     assert not alice_draw.exception and not alice_draw.error, [e.value for e in alice_draw.error]
     job = resources.runner().latest(ALICE, "train")
     assert job is not None and resources.runner().latest(BOB) is None
+    # The page reran on submit: it names the run, and the sidebar (drawn before the button) already shows it.
+    assert any(job.name in s.value and "sidebar" in s.value for s in alice_draw.success)
+    shown = [m.value for m in alice_draw.sidebar.markdown] + [c.value for c in alice_draw.sidebar.caption]
+    assert any(job.name in text for text in shown), shown  # its progress and Stop, or how it ended
     finished = resources.runner().wait(job.id, 240)
     assert finished.status == DONE, finished.message
     assert (runs / "owners" / ALICE / f"{job.name}.json").exists()  # saved into alice's folder, nobody else's
