@@ -252,11 +252,12 @@ def run_training(
 
 def work_train(spec, reporter: Reporter) -> dict:
     """One training run: MNIST from this process's cache, the checkpoint saved at each epoch end and at the end."""
+    from .datasets import info as dataset_info
     from .train import TrainConfig
 
     try:
         config = TrainConfig.from_dict(spec.config)
-        reporter.stage(f"loading {config.dataset}")
+        reporter.stage(f"loading {dataset_info(config.dataset).title}")  # "loading MNIST", not the key "mnist"
         data = device_data(config.device, config.val_size, config.dataset)
         name = spec.name or train_name(spec.config, None, False, spec.runs_dir)
         return run_training(config, data, name, spec.runs_dir, spec.overwrite, reporter)
