@@ -77,8 +77,8 @@ def history_tab(info, record) -> None:
             )
         return
     st.caption(
-        f"{len(record)} snapshots, one every {record.every} steps; histogram axes stay fixed for the whole "
-        "run, so a distribution that shrinks is seen shrinking."
+        f"{len(record)} snapshot{'' if len(record) == 1 else 's'}, one every {record.every} steps; histogram axes "
+        "stay fixed for the whole run, so a distribution that shrinks is seen shrinking."
     )
     c1, c2 = st.columns([1, 2])
     kind = c1.radio("Show", ["weights", "gradients"], horizontal=True, key="inspect.kind")
