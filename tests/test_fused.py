@@ -70,9 +70,17 @@ def test_fused_relu_batchnorm_dropout_trains_as_the_layers_do(dropout, seed, mon
 
 @pytest.mark.parametrize("channels", [(12, 20, 24, 8, 16, 32, 8), (6, 10, 14, 12, 18, 22, 30)])
 def test_every_width_the_kernels_take_trains_as_the_layers_do(channels):
-    """Widths whose period lcm(C, 16) is 1 to 8 vectors, and a batch whose values are no whole number of periods."""
-    net, _ = _tiny_gap_pair(0.1, channels=channels)
+    """Widths whose period lcm(C, 16) is 1 to 8 vectors, and a batch whose values are no whole number of periods:
+    the output, masks and running statistics of the layers in float64, and gradients as close as torch's."""
+    net, reference = _tiny_gap_pair(0.1, channels=channels)
     x = torch.randn(3, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    trained = copy.deepcopy(net)  # a copy: the gradient check below starts from the same running statistics
+    torch.manual_seed(5)
+    out = trained(x.contiguous(memory_format=torch.channels_last))
+    torch.manual_seed(5)
+    assert torch.allclose(out.double(), reference(x.double()), rtol=1e-4, atol=1e-5)
+    for (name, b), c in zip(trained.named_buffers(), reference.buffers()):
+        assert torch.allclose(b.double(), c.double(), rtol=1e-5, atol=1e-7), name
     for name, (fused_error, torch_error) in _gradient_errors(
         net, x.contiguous(memory_format=torch.channels_last), 3
     ).items():
@@ -180,21 +188,31 @@ def test_the_kernels_draw_torchs_random_words_to_the_bit_and_leave_its_generator
 
 def test_a_wrong_call_to_the_kernels_raises_instead_of_reading_past_memory():
     ops = fused.kernels()
-    z = torch.randn(2, 8, 5, 5).contiguous(memory_format=torch.channels_last)
+    state = torch.get_rng_state()
+    own = torch.Generator().manual_seed(0)  # the inputs' values; torch's generator must not move
+    z = torch.randn(2, 8, 5, 5, generator=own).contiguous(memory_format=torch.channels_last)
     bn = torch.nn.BatchNorm2d(8)
     stats = (bn.running_mean, bn.running_var, bn.num_batches_tracked, 0.1, 1e-5, 0.1)
     with pytest.raises(RuntimeError, match="channels-last float32 CPU batch"):
         ops.block_forward(z, bn.weight, bn.bias, *stats, torch.empty(2, 8, 5, 5))  # out in NCHW
     with pytest.raises(RuntimeError, match="contiguous CPU tensor of 8"):
         ops.block_forward(z, bn.weight[:4], bn.bias, *stats, torch.empty_like(z))
-    wide = torch.randn(2, 9, 3, 3).contiguous(memory_format=torch.channels_last)  # a period of 9 vectors
+    wide = torch.randn(2, 9, 3, 3, generator=own).contiguous(memory_format=torch.channels_last)  # a period of 9 vectors
     with pytest.raises(RuntimeError, match="lcm"):
         ops.block_forward(wide, bn.weight, bn.bias, *stats, torch.empty_like(wide))
     with pytest.raises(RuntimeError, match="channels-last float32 CPU batch"):
         ops.block_backward(
-            torch.randn(2, 8, 5, 4), z, torch.ones(200, dtype=torch.uint8), *(torch.ones(8),) * 3, 1.0, z
+            torch.randn(2, 8, 5, 4, generator=own), z, torch.ones(200, dtype=torch.uint8), *(torch.ones(8),) * 3, 1.0, z
         )
-    assert bn.num_batches_tracked == 0  # nothing was touched
+    with pytest.raises(RuntimeError, match="0 <= p < 1"):
+        ops.block_forward(z, bn.weight, bn.bias, *stats[:-1], 1 - 1e-6, torch.empty_like(z))
+    one = torch.randn(1, 8, 1, 1, generator=own).contiguous(memory_format=torch.channels_last)
+    with pytest.raises(RuntimeError, match="more than one value per channel"):
+        ops.block_forward(one, bn.weight, bn.bias, *stats, torch.empty_like(one))
+    # Nothing was touched: the running statistics and torch's generator are where they were.
+    assert bn.num_batches_tracked == 0
+    assert torch.equal(bn.running_mean, torch.zeros(8)) and torch.equal(bn.running_var, torch.ones(8))
+    assert torch.equal(torch.get_rng_state(), state)
 
 
 @pytest.mark.parametrize("mean", [1.0, 100.0, 1000.0])

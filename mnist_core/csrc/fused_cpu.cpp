@@ -158,14 +158,17 @@ static void check(const at::Tensor& t, at::ScalarType type, int64_t numel, const
     default: TORCH_CHECK(false, "unsupported channel count"); \
   }
 
-// Per-channel sums (2 * C) in double: the chunks' partials in a fixed order, then each period position into its
-// channel, then the stream's tail past its whole periods.
+// Per-channel sums (2 * C) in double of the stream's whole periods: each period position summed over the chunks
+// in a fixed order, then folded into its channel. The callers add the tail past the last whole period.
 static std::vector<double> fold_channels(const std::vector<double>& part, int64_t C) {
   const int64_t L = period(C);
   std::vector<double> sums(2 * C, 0.0);
-  for (int64_t k = 0; k < CHUNKS; ++k)
-    for (int64_t s = 0; s < 2; ++s)
-      for (int64_t l = 0; l < L; ++l) sums[s * C + l % C] += part[(k * 2 + s) * L + l];
+  for (int64_t s = 0; s < 2; ++s)
+    for (int64_t l = 0; l < L; ++l) {
+      double position = 0.0;
+      for (int64_t k = 0; k < CHUNKS; ++k) position += part[(k * 2 + s) * L + l];
+      sums[s * C + l % C] += position;
+    }
   return sums;
 }
 
@@ -341,7 +344,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> block_forward(at::Tensor z, at::T
   for (const at::Tensor* t : {&weight, &bias, &running_mean, &running_var}) check(*t, at::kFloat, C, "a channel vector");
   check(batches_tracked, at::kLong, 1, "num_batches_tracked");
   check_batch(out, z, "out");
-  TORCH_CHECK(count > 1 && p >= 0 && p < 1, "mnist_fused: needs more than one value per channel and 0 <= p < 1");
+  // Within 1/131,072 of 1 the threshold would not fit an int16 draw (BitMaskDropout keeps nothing there).
+  TORCH_CHECK(count > 1 && p >= 0 && std::nearbyint(p * 65536) < 65536,
+              "mnist_fused: needs more than one value per channel and 0 <= p < 1 - 1/131072");
   const int16_t keep_from = (int16_t)(std::nearbyint(p * 65536) - 32768);
   at::Tensor draws = p == 0 ? at::full({n}, -32768, at::kShort) : channels_last_draws(z.size(0), C, count / z.size(0));
   const float* zp = z.data_ptr<float>();
