@@ -27,6 +27,7 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from mnist_core import fused  # noqa: E402
 from mnist_core.data import BUNDLED_DIR, DeviceData, load_mnist  # noqa: E402
 from mnist_core.models import BitMaskDropout, describe  # noqa: E402
 from mnist_core.reporter import Reporter  # noqa: E402
@@ -36,12 +37,14 @@ TARGET_RATIO = 5.0
 TARGET_STEP_OVER_FLOOR = 2.5
 
 # Each variant keeps the model, the batch and the optimizer; only the numeric path changes ("before" is the
-# engine's path before its cheaper dropout masks, channels-last memory and fused ReLU/BatchNorm/dropout;
-# "layer by layer" only before the fusion), except the last, which drops dropout to show how much of the
-# step is left without its random masks. torch.compile gets the layers one by one: inductor fuses them itself.
+# engine's path before its cheaper dropout masks, channels-last memory and fused kernels; "layer by layer" only
+# before the fused kernels; "torch's convolutions" only before the kernels' own convolutions), except the last,
+# which drops dropout to show how much of the step is left without its random masks. torch.compile gets the
+# layers one by one: inductor fuses them itself.
 STEP_VARIANTS: dict[str, dict] = {
     "eager float32 (the engine's path)": {},
-    "layer by layer: no fused ReLU/BatchNorm/dropout": {"layer_by_layer": True},
+    "torch's convolutions, fused ReLU/BatchNorm/dropout": {"torch_convs": True},
+    "layer by layer: torch's layers, no fused kernels": {"layer_by_layer": True},
     "before: torch's dropout, NCHW memory, layer by layer": {"before": True},
     "bfloat16 autocast (layer by layer)": {"bf16": True},
     "torch.compile (inductor)": {"compiled": True},
@@ -63,7 +66,10 @@ def tutorial_loader(root: Path, batch_size: int):
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True)
 
 
-CONVOLUTIONS_ONLY = "the engine's convolutions alone, fwd + bwd"
+CONVOLUTIONS_ONLY = {
+    "the engine's convolutions alone, fwd + bwd": False,
+    "torch's (oneDNN) convolutions alone, fwd + bwd": True,
+}
 
 
 def with_torch_dropout(net: nn.Module) -> nn.Module:
@@ -74,8 +80,17 @@ def with_torch_dropout(net: nn.Module) -> nn.Module:
 
 
 def unfused(net: nn.Sequential) -> nn.Sequential:
-    """The same layers in a plain nn.Sequential: no fused ReLU/BatchNorm/dropout (models.FusingSequential)."""
+    """The same layers in a plain nn.Sequential: no fused kernels (models.FusingSequential)."""
     return nn.Sequential(*net)
+
+
+def with_torch_convolutions(net: nn.Module) -> nn.Module:
+    """The engine's model with torch's convolutions: a hook on a layer keeps it off the fused kernels, as
+    Inspect's probes do."""
+    for conv in net.modules():
+        if isinstance(conv, nn.Conv2d):
+            conv.register_forward_pre_hook(lambda module, inputs: None)
+    return net
 
 
 def tutorial_rate(loader, config: TrainConfig, batches: int) -> float:
@@ -136,12 +151,15 @@ def variant_step(
     model=None,
     before=False,
     layer_by_layer=False,
+    torch_convs=False,
 ):
     if model is not None:
         config = replace(config, model=model)
     net = seeded_model(config, torch.device("cpu")).train()
     if before or compiled or layer_by_layer:
         net = unfused(net)
+    if torch_convs:
+        net = with_torch_convolutions(net)
     if before:
         net, fmt = with_torch_dropout(net), torch.contiguous_format
     else:
@@ -161,9 +179,10 @@ def variant_step(
     return step
 
 
-def convolutions_only_step(config: TrainConfig, x: torch.Tensor):
+def convolutions_only_step(config: TrainConfig, x: torch.Tensor, torch_convs: bool):
     """The engine's step cut down to its convolutions, forward and backward, at the shapes and memory layout it
-    trains with: what no amount of work on the other layers can take below."""
+    trains with (on the fused kernels' convolutions where the engine uses them, unless torch_convs): what no
+    amount of work on the other layers can take below."""
     fmt = training_memory_format(config, torch.device("cpu"))
     net = seeded_model(config, torch.device("cpu")).train().to(memory_format=fmt)
     seen = []
@@ -181,9 +200,14 @@ def convolutions_only_step(config: TrainConfig, x: torch.Tensor):
         (conv, inp.detach().requires_grad_(i > 0), torch.randn_like(out)) for i, (conv, inp, out) in enumerate(seen)
     ]
 
+    def run(conv, inp):
+        if not torch_convs and fused.conv_fusable(conv, inp) and fused.available():
+            return fused.conv3x3(inp, conv)
+        return conv(inp)
+
     def step():
         for conv, inp, grad in work:
-            conv(inp).backward(grad)
+            run(conv, inp).backward(grad)
 
     return step
 
@@ -200,7 +224,8 @@ def compare_step_variants(config: TrainConfig, rounds: int, steps: int) -> None:
             runs[name]()
         warm_up[name] = time.perf_counter() - start
         print(f"built {name}: first 3 steps {warm_up[name]:.1f} s", flush=True)
-    runs[CONVOLUTIONS_ONLY], warm_up[CONVOLUTIONS_ONLY] = convolutions_only_step(config, x), 0.0
+    for name, torch_convs in CONVOLUTIONS_ONLY.items():
+        runs[name], warm_up[name] = convolutions_only_step(config, x, torch_convs), 0.0
     timings = {name: [] for name in runs}
     peaks = {torch.float32: [], torch.bfloat16: []}
     for _ in range(rounds):  # interleaved, so machine noise hits every variant, and the peak, alike
@@ -224,7 +249,7 @@ def compare_step_variants(config: TrainConfig, rounds: int, steps: int) -> None:
         median = statistics.median(ms)
         print(
             f"  {name:52s} {median:6.1f} ms  ({median / floor_fp32:.1f}x the floor"
-            + (f"; first 3 steps {warm_up[name]:.1f} s)" if name != CONVOLUTIONS_ONLY else ")")
+            + (f"; first 3 steps {warm_up[name]:.1f} s)" if name not in CONVOLUTIONS_ONLY else ")")
         )
 
 

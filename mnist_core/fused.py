@@ -1,4 +1,4 @@
-"""ReLU -> BatchNorm2d -> dropout in one pass each way, for training on a CPU.
+"""ReLU -> BatchNorm2d -> dropout in one pass each way, and small 3x3 convolutions, for training on a CPU.
 
 Why: run layer by layer, these three memory-bound layers took about a third of tiny_gap's training step on a
 2-core CPU: torch's channels-last BatchNorm is slow for 8-32 channels, and each layer reads and writes every
@@ -6,6 +6,11 @@ activation again, forward and backward. Fused, the forward reads the convolution
 once; the backward reads it and the incoming gradient twice and writes once. The layers themselves stay as
 they are (their weights, their checkpoints, their export, what Inspect shows); only the training arithmetic
 changes, and only where nothing watches the single layers (a hook on any of them keeps the layer-by-layer path).
+
+The convolutions: oneDNN's AVX-512 kernels work in blocks of 16 channels, and tiny_gap's 8- to 32-channel 3x3
+convolutions ran at 35-50% of the arithmetic's speed (forward, the input's gradient and the weights'). The kernels'
+own keep 8-float vectors of output channels for a block of pixels in registers: together about 1.4x faster than
+oneDNN's on a 2-core AVX-512 CPU (benchmarks/throughput.py --step-variants prints both).
 
 The kernels (csrc/fused_cpu.cpp) are C++, compiled once per machine with what torch's extensions use (a C++
 compiler and ninja) and kept in torch's extension folder; they run on torch's own thread pool. Where they
@@ -28,6 +33,7 @@ log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).parent / "csrc" / "fused_cpu.cpp"
 MAX_PERIOD_VECTORS = 8  # the kernels' widest period, lcm(channels, 16) / 16: 8 for any multiple of 2 up to 64
+MAX_CONV_CHANNELS = 32  # the convolutions keep every output channel of a block of pixels in registers
 
 _library: Path | None = None
 _broken = False  # the kernels could not be built or loaded in this process: stay layer by layer
@@ -60,7 +66,7 @@ def kernels():
             logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
             from torch.utils.cpp_extension import load
 
-            log.info("loading the fused ReLU/BatchNorm/dropout kernels (compiled on this machine's first use)")
+            log.info("loading the fused kernels (compiled on this machine's first use)")
             _library = Path(
                 load(
                     name=module_name(),
@@ -98,6 +104,45 @@ def _globally_hooked() -> bool:
     )
 
 
+def _traced() -> bool:
+    # the operators declare no schema torch.compile or TorchScript could trace
+    return torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling()
+
+
+def _channels_last_float_cpu(x: torch.Tensor) -> bool:
+    return (
+        x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and x.dim() == 4
+        and x.is_contiguous(memory_format=torch.channels_last)
+    )
+
+
+def conv_fusable(conv: nn.Module, x: torch.Tensor) -> bool:
+    """Whether conv can run on the kernels' 3x3 convolutions for x: an unhooked nn.Conv2d, 3x3, stride 1, no
+    padding, no bias, 1 to 32 channels each side, on a float32 channels-last CPU batch of at least 3x3 pixels."""
+    return (
+        not _broken
+        and type(conv) is nn.Conv2d
+        and conv.kernel_size == (3, 3)
+        and conv.stride == (1, 1)
+        and conv.padding == (0, 0)
+        and conv.dilation == (1, 1)
+        and conv.groups == 1
+        and conv.bias is None
+        and 1 <= conv.in_channels <= MAX_CONV_CHANNELS
+        and 1 <= conv.out_channels <= MAX_CONV_CHANNELS
+        and conv.weight.dtype == torch.float32
+        and _channels_last_float_cpu(x)
+        and x.shape[1] == conv.in_channels
+        and x.shape[2] >= 3
+        and x.shape[3] >= 3
+        and not _traced()
+        and not _hooked(conv)
+        and not _globally_hooked()
+    )
+
+
 def fusable(relu: nn.Module, bn: nn.Module, p: float, z: torch.Tensor) -> bool:
     """Whether relu, bn and a dropout of rate p can run fused on z: training on a CPU in float32 channels-last,
     BatchNorm in its usual form (affine, running statistics with a momentum), nothing hooked on the layers."""
@@ -111,15 +156,10 @@ def fusable(relu: nn.Module, bn: nn.Module, p: float, z: torch.Tensor) -> bool:
         and bn.momentum is not None
         and 0 <= p
         and round(p * 65536) < 65536  # within 1/131,072 of 1 BitMaskDropout keeps nothing, so do the layers
-        and z.device.type == "cpu"
-        and z.dtype == torch.float32
-        and z.dim() == 4
+        and _channels_last_float_cpu(z)
         and math.lcm(z.shape[1], 16) // 16 <= MAX_PERIOD_VECTORS
         and z.shape[0] * z.shape[2] * z.shape[3] > 1  # one value per channel: let BatchNorm raise its own error
-        and z.is_contiguous(memory_format=torch.channels_last)
-        and not torch.jit.is_tracing()
-        and not torch.jit.is_scripting()
-        and not torch.compiler.is_compiling()  # the operators declare no schema torch.compile could trace
+        and not _traced()
         and not any(_hooked(m) for m in (relu, bn))
         and not _globally_hooked()
     )
@@ -152,6 +192,23 @@ class _ReluBatchNormDropout(torch.autograd.Function):
         )
 
 
+class _Conv3x3(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight):
+        ctx.save_for_backward(x, weight)
+        return kernels().conv3x3_forward(x, weight)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        grad = grad.contiguous(memory_format=torch.channels_last)
+        ops = kernels()
+        return (
+            ops.conv3x3_input_grad(grad, weight) if ctx.needs_input_grad[0] else None,
+            ops.conv3x3_weight_grad(grad, x) if ctx.needs_input_grad[1] else None,
+        )
+
+
 def available() -> bool:
     """Whether the kernels run in this process, building or loading them on the first call; False (logged once)
     where they cannot be built: the caller goes layer by layer."""
@@ -163,7 +220,7 @@ def available() -> bool:
     except Exception as error:  # no compiler or ninja, an unwritable folder: the layers still train, only slower
         _broken = True
         log.warning(
-            "fused ReLU/BatchNorm/dropout unavailable: training layer by layer, slower. The kernels need a C++ "
+            "fused kernels (ReLU/BatchNorm/dropout, 3x3 convolutions) unavailable: training layer by layer, slower. The kernels need a C++ "
             "compiler and ninja (e.g. apt-get install g++ ninja-build); building them said: %s",
             " ".join(str(error).split())[:240],
         )
@@ -173,6 +230,14 @@ def available() -> bool:
 def loaded() -> bool:
     """Whether this process has already built or loaded the kernels, or found that it cannot."""
     return _library is not None or _broken
+
+
+def conv3x3(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor | None:
+    """conv(x) on the kernels' convolutions; None when they cannot be built or loaded here (the caller runs the
+    layer). Call only where conv_fusable() holds."""
+    if not available():
+        return None
+    return _Conv3x3.apply(x, conv.weight)
 
 
 def relu_batchnorm_dropout(z: torch.Tensor, bn: nn.BatchNorm2d, p: float) -> torch.Tensor | None:

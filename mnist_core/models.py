@@ -160,7 +160,8 @@ class BitMaskDropout(nn.Dropout):
 
 
 class FusingSequential(nn.Sequential):
-    """nn.Sequential whose ReLU -> BatchNorm2d -> BitMaskDropout runs train as one fused pass on a CPU (fused.py).
+    """nn.Sequential whose ReLU -> BatchNorm2d -> BitMaskDropout runs train as one fused pass on a CPU, and whose
+    small 3x3 convolutions train on the same kernels (fused.py).
 
     The layers, their weights and their names are nn.Sequential's, so checkpoints, export and inspection see
     the same model; a run whose layers cannot fuse (another device, bfloat16, a hook on one of them) goes
@@ -168,22 +169,28 @@ class FusingSequential(nn.Sequential):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return super().forward(x)
+        from . import fused
+
         layers, i = list(self), 0
         while i < len(layers):
-            relu, bn, drop = (layers[i : i + 3] + [None, None])[:3]
+            layer, bn, drop = (layers[i : i + 3] + [None, None])[:3]
             if (
-                self.training
-                and type(drop) is BitMaskDropout
+                type(drop) is BitMaskDropout
                 and not drop._forward_hooks
                 and not drop._forward_pre_hooks
+                and fused.fusable(layer, bn, drop.p, x)
             ):
-                from . import fused
-
-                if fused.fusable(relu, bn, drop.p, x):
-                    out = fused.relu_batchnorm_dropout(x, bn, drop.p)
-                    if out is not None:
-                        x, i = out, i + 3
-                        continue
+                out = fused.relu_batchnorm_dropout(x, bn, drop.p)
+                if out is not None:
+                    x, i = out, i + 3
+                    continue
+            if fused.conv_fusable(layer, x):
+                out = fused.conv3x3(x, layer)
+                if out is not None:
+                    x, i = out, i + 1
+                    continue
             x, i = layers[i](x), i + 1
         return x
 

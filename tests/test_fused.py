@@ -1,5 +1,6 @@
-"""tiny_gap's ReLU -> BatchNorm2d -> dropout fused for training on a CPU (mnist_core/fused.py): the same arithmetic
-as the layers one by one, only where nothing watches them, on torch's own threads, compiled once per machine."""
+"""tiny_gap's ReLU -> BatchNorm2d -> dropout fused, and its 3x3 convolutions, for training on a CPU
+(mnist_core/fused.py): the same arithmetic as the layers one by one, only where nothing watches them, on torch's
+own threads, compiled once per machine."""
 
 import copy
 import json
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from mnist_core import fused
 from mnist_core.models import build_model
@@ -257,7 +259,10 @@ def test_without_a_compiler_tiny_gap_trains_layer_by_layer_and_the_log_says_why(
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"same": True, "broken": True}
-    assert "fused ReLU/BatchNorm/dropout unavailable" in done.stderr and "training layer by layer" in done.stderr
+    assert (
+        "fused kernels (ReLU/BatchNorm/dropout, 3x3 convolutions) unavailable" in done.stderr
+        and "training layer by layer" in done.stderr
+    )
 
 
 def test_a_runs_stage_says_why_its_first_step_waits_for_the_kernels(data, monkeypatch):
@@ -275,3 +280,127 @@ def test_a_runs_stage_says_why_its_first_step_waits_for_the_kernels(data, monkey
     stages.clear()
     fit(TrainConfig(arch="tiny_gap", max_batches=2, device="cpu", record=False), data, reporter)
     assert stages[:2] == ["preparing", "training"]  # loaded once per process
+
+
+# (batch, C_in, C_out, H, W): tiny_gap's six 3x3 convolutions, then every count of output vectors (1 to 4) with and
+# without a partial last one, the smallest image, one-pixel rows, odd widths and widths no block size divides
+CONV_SHAPES = [
+    (4, 1, 8, 28, 28),
+    (3, 8, 8, 26, 26),
+    (2, 8, 16, 24, 24),
+    (2, 12, 20, 11, 11),
+    (2, 20, 24, 9, 9),
+    (2, 24, 32, 7, 7),
+    (1, 1, 1, 3, 3),
+    (2, 3, 5, 3, 17),
+    (1, 32, 1, 5, 4),
+    (1, 7, 31, 4, 30),
+    (3, 17, 9, 6, 15),
+    (1, 32, 32, 13, 3),
+]
+
+
+def _conv_case(shape):
+    n, c_in, c_out, h, w = shape
+    own = torch.Generator().manual_seed(sum(shape))
+    x = torch.randn(n, c_in, h, w, generator=own).contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(c_out, c_in, 3, 3, generator=own)
+    grad = torch.randn(n, c_out, h - 2, w - 2, generator=own).contiguous(memory_format=torch.channels_last)
+    return x, weight, grad
+
+
+def _kernel_convolutions(x, weight, grad):
+    ops = fused.kernels()
+    return ops.conv3x3_forward(x, weight), ops.conv3x3_input_grad(grad, weight), ops.conv3x3_weight_grad(grad, x)
+
+
+@pytest.mark.parametrize("shape", CONV_SHAPES)
+def test_the_kernels_convolutions_match_float64_forward_and_both_gradients(shape):
+    x, weight, grad = _conv_case(shape)
+    expected = (F.conv2d(x.double(), weight.double()),) + torch.ops.aten.convolution_backward(
+        grad.double(), x.double(), weight.double(), None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [True, True, False]
+    )[:2]
+    # the weights as a channels-last model holds them (tiny_gap trains with model.to(channels_last))
+    got = _kernel_convolutions(x, weight.contiguous(memory_format=torch.channels_last), grad)
+    for name, value, reference in zip(("output", "input's gradient", "weights' gradient"), got, expected):
+        assert value.dtype == torch.float32 and value.shape == reference.shape, name
+        assert (value.double() - reference).abs().max() <= 2e-6 * reference.abs().max(), name
+    assert got[0].is_contiguous(memory_format=torch.channels_last)
+    assert got[1].is_contiguous(memory_format=torch.channels_last)
+
+
+def test_the_convolutions_give_the_same_bits_on_any_number_of_threads():
+    """The weights' gradient sums fixed row chunks in a fixed order; every output value is one thread's sum."""
+    threads = torch.get_num_threads()
+    cases = [_conv_case(shape) for shape in CONV_SHAPES[1:6]]
+    try:
+        results = []
+        for count in (1, 2, 3):
+            torch.set_num_threads(count)
+            results.append([_kernel_convolutions(*case) for case in cases])
+    finally:
+        torch.set_num_threads(threads)
+    for other in results[1:]:
+        for got, first in zip(other, results[0]):
+            assert all(torch.equal(a, b) for a, b in zip(got, first))
+
+
+def test_tiny_gaps_convolutions_train_on_the_kernels_unless_a_hook_watches_one(monkeypatch):
+    calls = []
+    real = fused.conv3x3
+    monkeypatch.setattr(fused, "conv3x3", lambda x, conv: calls.append(conv) or real(x, conv))
+    net, reference = _tiny_gap_pair(0.1)
+    convs = [m for m in net if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)]
+    x = torch.randn(6, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+    torch.manual_seed(3)
+    out = net(x)
+    torch.manual_seed(3)
+    assert torch.allclose(out.double(), reference(x.double()), rtol=1e-4, atol=1e-5)
+    assert calls == convs  # all six; the 1x1 transition stays torch's
+    seen = []
+    convs[1].register_forward_hook(lambda module, inputs, output: seen.append(output.shape))
+    calls.clear()
+    net(x).sum().backward()
+    assert calls == convs[:1] + convs[2:] and seen == [(6, 8, 24, 24)]
+    assert all(conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0 for conv in convs)
+    calls.clear()
+    net.eval()
+    net(x)
+    assert calls == []  # evaluation, Inspect and export see torch's layers
+
+
+def test_only_the_convolutions_the_kernels_compute_go_to_them():
+    x = torch.randn(2, 8, 10, 10).contiguous(memory_format=torch.channels_last)
+    assert fused.conv_fusable(torch.nn.Conv2d(8, 32, 3, bias=False), x)
+    for conv in (
+        torch.nn.Conv2d(8, 8, 3),  # a bias
+        torch.nn.Conv2d(8, 8, 3, padding=1, bias=False),
+        torch.nn.Conv2d(8, 8, 3, stride=2, bias=False),
+        torch.nn.Conv2d(8, 8, 3, dilation=2, bias=False),
+        torch.nn.Conv2d(8, 8, 3, groups=2, bias=False),
+        torch.nn.Conv2d(8, 8, 5, bias=False),
+        torch.nn.Conv2d(8, 33, 3, bias=False),  # more output channels than a block of registers holds
+        torch.nn.Conv2d(4, 8, 3, bias=False),  # not x's channels: torch's own error
+    ):
+        assert not fused.conv_fusable(conv, x), conv
+    conv = torch.nn.Conv2d(8, 8, 3, bias=False)
+    assert not fused.conv_fusable(conv, x.contiguous())  # NCHW memory
+    assert not fused.conv_fusable(conv, x.double().contiguous(memory_format=torch.channels_last))
+    assert not fused.conv_fusable(conv, x[:, :, :2, :2].contiguous(memory_format=torch.channels_last))  # 2x2
+
+
+def test_a_wrong_call_to_the_convolutions_raises_instead_of_reading_past_memory():
+    ops = fused.kernels()
+    x, weight, grad = _conv_case((2, 8, 16, 6, 6))
+    with pytest.raises(RuntimeError, match="channels-last float32 CPU batch with 1 to 32 channels"):
+        ops.conv3x3_forward(x.contiguous(), weight)
+    with pytest.raises(RuntimeError, match="channels-last float32 CPU batch with 1 to 32 channels"):
+        ops.conv3x3_forward(torch.randn(1, 33, 5, 5).contiguous(memory_format=torch.channels_last), weight)
+    with pytest.raises(RuntimeError, match=r"weight must be a float32 CPU tensor of shape \(16, 8, 3, 3\)"):
+        ops.conv3x3_input_grad(grad, weight[:8])  # 8 output channels where grad has 16
+    with pytest.raises(RuntimeError, match="1 to 32 output channels"):
+        ops.conv3x3_forward(x, torch.randn(40, 8, 3, 3))
+    with pytest.raises(RuntimeError, match="at least 3x3 pixels"):
+        ops.conv3x3_forward(x[:, :, :2].contiguous(memory_format=torch.channels_last), weight)
+    with pytest.raises(RuntimeError, match="is not a 3x3 convolution's output"):
+        ops.conv3x3_weight_grad(grad, x[:, :, 1:].contiguous(memory_format=torch.channels_last))

@@ -1,10 +1,12 @@
-// tiny_gap's ReLU -> BatchNorm2d -> dropout, forward and backward, for training on a CPU (mnist_core/fused.py).
+// tiny_gap's ReLU -> BatchNorm2d -> dropout and its 3x3 convolutions, forward and backward, for training on a CPU
+// (mnist_core/fused.py).
 //
-// Activations are channels-last float32 (N, C, H, W): a stream of N*H*W rows of C values. Every kernel walks
-// the stream in periods of L = lcm(C, 16) values, in which channel = index % C repeats, so per-channel
-// parameters are laid out once per period and all the work is whole 16-float vectors (GCC/Clang vector
-// extensions: AVX-512 where the CPU has it, narrower registers elsewhere). Sums are float within 32 periods,
-// then double, over CHUNKS fixed chunks: a run gives the same bits whatever the thread count.
+// Activations are channels-last float32 (N, C, H, W): a stream of N*H*W rows of C values. The block kernels walk
+// the stream in periods of L = lcm(C, 16) values, in which channel = index % C repeats, so per-channel parameters
+// are laid out once per period and all the work is whole 16-float vectors (GCC/Clang vector extensions: AVX-512
+// where the CPU has it, narrower registers elsewhere); the convolutions, at the end, have their own note. Sums are
+// float within 32 periods, then double (the convolutions' weight gradient: float within a row chunk), added over
+// CHUNKS fixed chunks in order: a run gives the same bits whatever the thread count.
 // at::parallel_for runs on torch's own OpenMP pool (built with -fopenmp, the library links no runtime of its own:
 // its OpenMP calls go to the one libtorch_cpu loaded), so no second set of threads competes with torch's.
 // The operators are registered as torch.ops.mnist_fused.*; only ATen's light headers are included, so the
@@ -19,7 +21,9 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <numeric>
+#include <utility>
 #include <vector>
 
 typedef float v16f __attribute__((vector_size(64)));
@@ -403,8 +407,251 @@ std::tuple<at::Tensor, at::Tensor> block_backward(at::Tensor grad, at::Tensor z,
   return {weight_grad, bias_grad};
 }
 
+// ---- tiny_gap's 3x3 convolutions: stride 1, no padding, no bias, channels-last float32, 1-32 channels each side ----
+//
+// oneDNN's AVX-512 convolutions work in blocks of 16 channels, so tiny_gap's 8-, 12- and 20-channel layers ran at
+// 35-50% of the arithmetic's speed (conv 2's input gradient at a third). These work in 8-float vectors of output
+// channels, each input value broadcast into a block of J output pixels' accumulators held in registers. The input's
+// gradient is the full correlation of the output's gradient with the flipped, transposed weights; the weights'
+// gradient sums over fixed row chunks, then adds the chunks in order: the same bits for any thread count.
+typedef float v8f __attribute__((vector_size(32)));
+static inline v8f load8(const float* p) { v8f v; std::memcpy(&v, p, 32); return v; }
+
+static constexpr int CONV_MAX_VECTORS = 4;                             // 32 channels at most, 8 per vector
+static constexpr int64_t ROW_BLOCK[CONV_MAX_VECTORS] = {12, 11, 7, 5};  // output pixels per block: <= 24 accumulators
+static constexpr int64_t PATCH_TILE[CONV_MAX_VECTORS] = {24, 12, 8, 6};  // weight-gradient entries per tile, likewise
+
+// J consecutive output pixels of one row, every output channel: x points at the block's first input pixel, wt is
+// (3, 3, C_in, K * 8), zero beyond C_out.
+template <int K, int J>
+static void conv_row_block(const float* x, int64_t W, int64_t C_in, const float* wt, float* out, int64_t C_out) {
+  v8f acc[J][K] = {};
+  for (int kh = 0; kh < 3; ++kh)
+    for (int kw = 0; kw < 3; ++kw) {
+      const float* xr = x + (kh * W + kw) * C_in;
+      const float* wr = wt + (kh * 3 + kw) * C_in * K * 8;
+      for (int64_t ci = 0; ci < C_in; ++ci) {
+        v8f w[K];
+        for (int k = 0; k < K; ++k) w[k] = load8(wr + (ci * K + k) * 8);
+#pragma GCC unroll 16
+        for (int j = 0; j < J; ++j) {
+          const float s = xr[j * C_in + ci];
+          for (int k = 0; k < K; ++k) acc[j][k] += s * w[k];
+        }
+      }
+    }
+  const int64_t tail = C_out - 8 * (K - 1);
+  for (int j = 0; j < J; ++j) {
+    float* o = out + j * C_out;
+    for (int k = 0; k < K - 1; ++k) std::memcpy(o + 8 * k, &acc[j][k], 32);
+    if (tail == 8)
+      std::memcpy(o + 8 * (K - 1), &acc[j][K - 1], 32);
+    else
+      for (int64_t l = 0; l < tail; ++l) o[8 * (K - 1) + l] = acc[j][K - 1][l];
+  }
+}
+
+using RowBlockFn = void (*)(const float*, int64_t, int64_t, const float*, float*, int64_t);
+template <int K, std::size_t... J>
+static std::vector<RowBlockFn> row_blocks(std::index_sequence<J...>) {
+  return {&conv_row_block<K, J + 1>...};
+}
+static const std::vector<RowBlockFn> ROW_BLOCKS[CONV_MAX_VECTORS] = {
+    row_blocks<1>(std::make_index_sequence<ROW_BLOCK[0]>()), row_blocks<2>(std::make_index_sequence<ROW_BLOCK[1]>()),
+    row_blocks<3>(std::make_index_sequence<ROW_BLOCK[2]>()), row_blocks<4>(std::make_index_sequence<ROW_BLOCK[3]>())};
+
+// out (N, OH, OW, C_out) = the valid 3x3 correlation of the three input rows rows(n, oh, staging) gives for each
+// output row (W = OW + 2 pixels of C_in values each, consecutive) with wt (3, 3, C_in, K * 8). staging is a
+// thread's 3-row buffer for a source that builds its rows.
+template <typename Rows>
+static void correlate3x3(Rows rows, int64_t N, int64_t OH, int64_t OW, int64_t C_in, const float* wt, int64_t C_out,
+                         float* out) {
+  const int K = (C_out + 7) / 8;
+  const int64_t W = OW + 2;
+  const int64_t blocks = (OW + ROW_BLOCK[K - 1] - 1) / ROW_BLOCK[K - 1];
+  const int64_t base = OW / blocks, wider = OW % blocks;  // near-equal blocks, the first `wider` one pixel wider
+  at::parallel_for(0, N * OH, 8, [=](int64_t b, int64_t e) {
+    std::vector<float> staging(3 * W * C_in);
+    for (int64_t r = b; r < e; ++r) {
+      const float* xr = rows(r / OH, r % OH, staging.data());
+      float* o = out + r * OW * C_out;
+      for (int64_t i = 0, ow = 0; i < blocks; ++i) {
+        const int64_t J = base + (i < wider);
+        ROW_BLOCKS[K - 1][J - 1](xr + ow * C_in, W, C_in, wt, o + ow * C_out, C_out);
+        ow += J;
+      }
+    }
+  });
+}
+
+// A buffer of this thread's, kept between calls: a fresh megabyte-sized one each call costs its page faults.
+static float* scratch(int64_t count) {
+  static thread_local std::vector<float> buffer;
+  if ((int64_t)buffer.size() < count) buffer.resize(count);
+  return buffer.data();
+}
+
+static void check_conv(const at::Tensor& t, const char* name) {
+  TORCH_CHECK(t.scalar_type() == at::kFloat && t.device().is_cpu() && t.dim() == 4 && t.size(1) >= 1 &&
+                  t.size(1) <= 8 * CONV_MAX_VECTORS && t.size(2) >= 1 && t.size(3) >= 1 &&
+                  t.is_contiguous(at::MemoryFormat::ChannelsLast),
+              "mnist_fused: ", name, " must be a channels-last float32 CPU batch with 1 to 32 channels, got ",
+              t.sizes());
+}
+
+static at::Tensor checked_weight(const at::Tensor& weight, int64_t C_out, int64_t C_in) {
+  TORCH_CHECK(weight.scalar_type() == at::kFloat && weight.device().is_cpu() && weight.dim() == 4 &&
+                  weight.size(0) == C_out && weight.size(1) == C_in && weight.size(2) == 3 && weight.size(3) == 3,
+              "mnist_fused: the weight must be a float32 CPU tensor of shape (", C_out, ", ", C_in,
+              ", 3, 3), got ", weight.sizes());
+  return weight.contiguous();
+}
+
+// the weights as (3, 3, C_in, K * 8) vectors of output channels, flipped and transposed for the input's gradient
+static std::vector<float> vector_weights(const at::Tensor& weight, bool transposed) {
+  const int64_t C_out = weight.size(0), C_in = weight.size(1);
+  const int64_t from = transposed ? C_out : C_in, to = transposed ? C_in : C_out, width = (to + 7) / 8 * 8;
+  std::vector<float> wt(9 * from * width, 0.f);
+  const float* w = weight.data_ptr<float>();
+  for (int64_t co = 0; co < C_out; ++co)
+    for (int64_t ci = 0; ci < C_in; ++ci)
+      for (int t = 0; t < 9; ++t) {
+        const float v = w[(co * C_in + ci) * 9 + t];
+        if (transposed)
+          wt[((8 - t) * C_out + co) * width + ci] = v;
+        else
+          wt[(t * C_in + ci) * width + co] = v;
+      }
+  return wt;
+}
+
+at::Tensor conv3x3_forward(at::Tensor x, at::Tensor weight) {
+  check_conv(x, "x");
+  const int64_t N = x.size(0), C_in = x.size(1), H = x.size(2), W = x.size(3);
+  TORCH_CHECK(H >= 3 && W >= 3, "mnist_fused: a 3x3 convolution needs at least 3x3 pixels, got ", x.sizes());
+  const int64_t C_out = weight.dim() == 4 ? weight.size(0) : 0;
+  TORCH_CHECK(C_out >= 1 && C_out <= 8 * CONV_MAX_VECTORS, "mnist_fused: 1 to 32 output channels, got ", C_out);
+  const auto wt = vector_weights(checked_weight(weight, C_out, C_in), false);
+  at::Tensor out = at::empty({N, C_out, H - 2, W - 2}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
+  const float* xp = x.data_ptr<float>();
+  auto rows = [=](int64_t n, int64_t oh, float*) { return xp + (n * H + oh) * W * C_in; };
+  correlate3x3(rows, N, H - 2, W - 2, C_in, wt.data(), C_out, out.data_ptr<float>());
+  return out;
+}
+
+at::Tensor conv3x3_input_grad(at::Tensor grad, at::Tensor weight) {
+  check_conv(grad, "grad");
+  const int64_t N = grad.size(0), C_out = grad.size(1), OH = grad.size(2), OW = grad.size(3);
+  const int64_t C_in = weight.dim() == 4 ? weight.size(1) : 0;
+  TORCH_CHECK(C_in >= 1 && C_in <= 8 * CONV_MAX_VECTORS, "mnist_fused: 1 to 32 input channels, got ", C_in);
+  const auto wt = vector_weights(checked_weight(weight, C_out, C_in), true);
+  const float* g = grad.data_ptr<float>();
+  const int64_t PW = OW + 4, row = OW * C_out;
+  // The gradient's rows oh - 2 .. oh for input row oh, with two zero pixels each side and zero rows beyond its
+  // edges: a padded copy of the whole gradient would cost a pass through memory.
+  auto rows = [=](int64_t n, int64_t oh, float* staging) {
+    for (int64_t k = 0; k < 3; ++k) {
+      float* s = staging + k * PW * C_out;
+      const int64_t source = oh - 2 + k;
+      if (source < 0 || source >= OH) {
+        std::memset(s, 0, PW * C_out * 4);
+        continue;
+      }
+      std::memset(s, 0, 2 * C_out * 4);
+      std::memcpy(s + 2 * C_out, g + (n * OH + source) * row, row * 4);
+      std::memset(s + (OW + 2) * C_out, 0, 2 * C_out * 4);
+    }
+    return (const float*)staging;
+  };
+  at::Tensor out = at::empty({N, C_in, OH + 2, OW + 2}, grad.options().memory_format(at::MemoryFormat::ChannelsLast));
+  correlate3x3(rows, N, OH + 2, OW + 2, C_out, wt.data(), C_in, out.data_ptr<float>());
+  return out;
+}
+
+// T consecutive (kw, c_in) entries of kernel row kh, every output channel, summed over output rows [r0, r1); the
+// gradient g has GS floats per pixel (C_out rounded up to whole vectors)
+template <int K, int T>
+static void weight_grad_tile(const float* g, const float* x, int64_t r0, int64_t r1, int64_t OH, int64_t OW,
+                             int64_t H, int64_t W, int64_t C_in, int64_t GS, int kh, int64_t e0, float* dst) {
+  v8f acc[T][K] = {};
+  for (int64_t r = r0; r < r1; ++r) {
+    const float* gr = g + r * OW * GS;
+    const float* xr = x + (r / OH * H + r % OH + kh) * W * C_in + e0;
+    for (int64_t ow = 0; ow < OW; ++ow) {
+      v8f gv[K];
+      for (int k = 0; k < K; ++k) gv[k] = load8(gr + ow * GS + 8 * k);
+#pragma GCC unroll 24
+      for (int t = 0; t < T; ++t) {
+        const float s = xr[ow * C_in + t];
+        for (int k = 0; k < K; ++k) acc[t][k] += s * gv[k];
+      }
+    }
+  }
+  for (int t = 0; t < T; ++t)
+    for (int k = 0; k < K; ++k) std::memcpy(dst + (t * K + k) * 8, &acc[t][k], 32);
+}
+
+using TileFn = void (*)(const float*, const float*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+                        int64_t, int, int64_t, float*);
+template <int K, std::size_t... T>
+static std::vector<TileFn> tiles(std::index_sequence<T...>) {
+  return {&weight_grad_tile<K, T + 1>...};
+}
+static const std::vector<TileFn> TILES[CONV_MAX_VECTORS] = {
+    tiles<1>(std::make_index_sequence<PATCH_TILE[0]>()), tiles<2>(std::make_index_sequence<PATCH_TILE[1]>()),
+    tiles<3>(std::make_index_sequence<PATCH_TILE[2]>()), tiles<4>(std::make_index_sequence<PATCH_TILE[3]>())};
+
+at::Tensor conv3x3_weight_grad(at::Tensor grad, at::Tensor x) {
+  check_conv(grad, "grad");
+  check_conv(x, "x");
+  const int64_t N = grad.size(0), C_out = grad.size(1), OH = grad.size(2), OW = grad.size(3);
+  const int64_t C_in = x.size(1), H = x.size(2), W = x.size(3);
+  TORCH_CHECK(x.size(0) == N && H == OH + 2 && W == OW + 2, "mnist_fused: grad ", grad.sizes(),
+              " is not a 3x3 convolution's output for x ", x.sizes());
+  const int K = (C_out + 7) / 8;
+  const int64_t GS = K * 8, E = 3 * C_in, TS = PATCH_TILE[K - 1];
+  const float* g = grad.data_ptr<float>();
+  if (GS != C_out) {  // the gradient in whole vectors
+    float* p = scratch(N * OH * OW * GS);
+    at::parallel_for(0, N * OH * OW, 1024, [=](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        std::memcpy(p + i * GS, g + i * C_out, C_out * 4);
+        std::memset(p + i * GS + C_out, 0, (GS - C_out) * 4);
+      }
+    });
+    g = p;
+  }
+  std::vector<float> part(CHUNKS * 3 * E * GS);
+  const float* xp = x.data_ptr<float>();
+  float* pp = part.data();
+  const int64_t rows = N * OH;
+  at::parallel_for(0, CHUNKS, 1, [=](int64_t b, int64_t e) {
+    for (int64_t c = b; c < e; ++c) {
+      const int64_t r0 = rows * c / CHUNKS, r1 = rows * (c + 1) / CHUNKS;
+      for (int kh = 0; kh < 3; ++kh)
+        for (int64_t e0 = 0; e0 < E; e0 += TS)
+          TILES[K - 1][std::min(TS, E - e0) - 1](g, xp, r0, r1, OH, OW, H, W, C_in, GS, kh, e0,
+                                                 pp + ((c * 3 + kh) * E + e0) * GS);
+    }
+  });
+  at::Tensor weight_grad = at::empty({C_out, C_in, 3, 3}, x.options().memory_format(at::MemoryFormat::Contiguous));
+  float* d = weight_grad.data_ptr<float>();
+  for (int64_t co = 0; co < C_out; ++co)
+    for (int64_t ci = 0; ci < C_in; ++ci)
+      for (int kh = 0; kh < 3; ++kh)
+        for (int kw = 0; kw < 3; ++kw) {
+          float s = 0.f;
+          for (int64_t c = 0; c < CHUNKS; ++c) s += pp[((c * 3 + kh) * E + kw * C_in + ci) * GS + co];
+          d[((co * C_in + ci) * 3 + kh) * 3 + kw] = s;
+        }
+  return weight_grad;
+}
+
 TORCH_LIBRARY(mnist_fused, m) {
   m.def("block_forward", &block_forward);
   m.def("block_backward", &block_backward);
   m.def("random_words", &random_words);
+  m.def("conv3x3_forward", &conv3x3_forward);
+  m.def("conv3x3_input_grad", &conv3x3_input_grad);
+  m.def("conv3x3_weight_grad", &conv3x3_weight_grad);
 }
