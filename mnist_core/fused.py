@@ -143,6 +143,44 @@ def conv_fusable(conv: nn.Module, x: torch.Tensor) -> bool:
     )
 
 
+def _pair(value) -> tuple:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+
+
+def conv_pool_fusable(conv: nn.Module, pool: nn.Module, x: torch.Tensor) -> bool:
+    """Whether conv then pool can run as the kernels' one pass: an unhooked 1x1 nn.Conv2d (stride 1, no padding,
+    no bias, 1 to 32 channels each side) then an unhooked 2x2 nn.MaxPool2d of stride 2, on a float32
+    channels-last CPU batch of at least 2x2 pixels."""
+    return (
+        not _broken
+        and type(conv) is nn.Conv2d
+        and conv.kernel_size == (1, 1)
+        and conv.stride == (1, 1)
+        and conv.padding == (0, 0)
+        and conv.dilation == (1, 1)
+        and conv.groups == 1
+        and conv.bias is None
+        and 1 <= conv.in_channels <= MAX_CONV_CHANNELS
+        and 1 <= conv.out_channels <= MAX_CONV_CHANNELS
+        and conv.weight.dtype == torch.float32
+        and type(pool) is nn.MaxPool2d
+        and _pair(pool.kernel_size) == (2, 2)
+        and _pair(pool.stride) == (2, 2)
+        and _pair(pool.padding) == (0, 0)
+        and _pair(pool.dilation) == (1, 1)
+        and not pool.ceil_mode
+        and not pool.return_indices
+        and _channels_last_float_cpu(x)
+        and x.shape[1] == conv.in_channels
+        and x.shape[2] >= 2
+        and x.shape[3] >= 2
+        and not _traced()
+        and not _hooked(conv)
+        and not _hooked(pool)
+        and not _globally_hooked()
+    )
+
+
 def fusable(relu: nn.Module, bn: nn.Module, p: float, z: torch.Tensor) -> bool:
     """Whether relu, bn and a dropout of rate p can run fused on z: training on a CPU in float32 channels-last,
     BatchNorm in its usual form (affine, running statistics with a momentum), nothing hooked on the layers."""
@@ -209,6 +247,22 @@ class _Conv3x3(torch.autograd.Function):
         )
 
 
+class _Conv1x1MaxPool(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight):
+        out, which = kernels().conv1x1_pool_forward(x, weight)
+        ctx.save_for_backward(x, weight, which)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight, which = ctx.saved_tensors
+        x_grad, weight_grad = kernels().conv1x1_pool_backward(
+            grad.contiguous(memory_format=torch.channels_last), x, weight, which, ctx.needs_input_grad[0]
+        )
+        return x_grad, weight_grad if ctx.needs_input_grad[1] else None
+
+
 def available() -> bool:
     """Whether the kernels run in this process, building or loading them on the first call; False (logged once)
     where they cannot be built: the caller goes layer by layer."""
@@ -238,6 +292,14 @@ def conv3x3(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor | None:
     if not available():
         return None
     return _Conv3x3.apply(x, conv.weight)
+
+
+def conv1x1_maxpool(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor | None:
+    """A 2x2 max-pool of conv(x) in one pass; None when the kernels cannot be built or loaded here (the caller
+    runs the layers). Call only where conv_pool_fusable() holds."""
+    if not available():
+        return None
+    return _Conv1x1MaxPool.apply(x, conv.weight)
 
 
 def relu_batchnorm_dropout(z: torch.Tensor, bn: nn.BatchNorm2d, p: float) -> torch.Tensor | None:

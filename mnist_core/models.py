@@ -160,8 +160,8 @@ class BitMaskDropout(nn.Dropout):
 
 
 class FusingSequential(nn.Sequential):
-    """nn.Sequential whose ReLU -> BatchNorm2d -> BitMaskDropout runs train as one fused pass on a CPU, and whose
-    small 3x3 convolutions train on the same kernels (fused.py).
+    """nn.Sequential whose ReLU -> BatchNorm2d -> BitMaskDropout, and 1x1 convolution -> 2x2 max-pool, each train
+    as one fused pass on a CPU, and whose small 3x3 convolutions train on the same kernels (fused.py).
 
     The layers, their weights and their names are nn.Sequential's, so checkpoints, export and inspection see
     the same model; a run whose layers cannot fuse (another device, bfloat16, a hook on one of them) goes
@@ -175,19 +175,24 @@ class FusingSequential(nn.Sequential):
 
         layers, i = list(self), 0
         while i < len(layers):
-            layer, bn, drop = (layers[i : i + 3] + [None, None])[:3]
+            first, second, third = (layers[i : i + 3] + [None, None])[:3]
             if (
-                type(drop) is BitMaskDropout
-                and not drop._forward_hooks
-                and not drop._forward_pre_hooks
-                and fused.fusable(layer, bn, drop.p, x)
+                type(third) is BitMaskDropout
+                and not third._forward_hooks
+                and not third._forward_pre_hooks
+                and fused.fusable(first, second, third.p, x)
             ):
-                out = fused.relu_batchnorm_dropout(x, bn, drop.p)
+                out = fused.relu_batchnorm_dropout(x, second, third.p)
                 if out is not None:
                     x, i = out, i + 3
                     continue
-            if fused.conv_fusable(layer, x):
-                out = fused.conv3x3(x, layer)
+            if fused.conv_pool_fusable(first, second, x):
+                out = fused.conv1x1_maxpool(x, first)
+                if out is not None:
+                    x, i = out, i + 2
+                    continue
+            if fused.conv_fusable(first, x):
+                out = fused.conv3x3(x, first)
                 if out is not None:
                     x, i = out, i + 1
                     continue

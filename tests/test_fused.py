@@ -330,14 +330,21 @@ def test_the_kernels_convolutions_match_float64_forward_and_both_gradients(shape
 
 
 def test_the_convolutions_give_the_same_bits_on_any_number_of_threads():
-    """The weights' gradient sums fixed row chunks in a fixed order; every output value is one thread's sum."""
+    """The weights' gradients sum fixed row chunks in a fixed order; every other value is one thread's sum."""
     threads = torch.get_num_threads()
     cases = [_conv_case(shape) for shape in CONV_SHAPES[1:6]]
+    x, weight, grad = _pool_case(POOL_SHAPES[0])
+    ops = fused.kernels()
+
+    def transition(x, weight, grad):
+        out, which = ops.conv1x1_pool_forward(x, weight)
+        return (out, which, *ops.conv1x1_pool_backward(grad, x, weight, which, True))
+
     try:
         results = []
         for count in (1, 2, 3):
             torch.set_num_threads(count)
-            results.append([_kernel_convolutions(*case) for case in cases])
+            results.append([_kernel_convolutions(*case) for case in cases] + [transition(x, weight, grad)])
     finally:
         torch.set_num_threads(threads)
     for other in results[1:]:
@@ -404,3 +411,122 @@ def test_a_wrong_call_to_the_convolutions_raises_instead_of_reading_past_memory(
         ops.conv3x3_forward(x[:, :, :2].contiguous(memory_format=torch.channels_last), weight)
     with pytest.raises(RuntimeError, match="is not a 3x3 convolution's output"):
         ops.conv3x3_weight_grad(grad, x[:, :, 1:].contiguous(memory_format=torch.channels_last))
+
+
+POOL_SHAPES = [
+    (3, 16, 12, 22, 22),
+    (2, 5, 3, 7, 9),
+    (1, 32, 32, 2, 2),
+    (2, 8, 9, 5, 4),
+    (2, 1, 1, 3, 3),
+    (1, 9, 17, 6, 11),
+]
+
+
+def _pool_case(shape):
+    n, c_in, c_out, h, w = shape
+    own = torch.Generator().manual_seed(sum(shape))
+    x = torch.randn(n, c_in, h, w, generator=own).contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(c_out, c_in, 1, 1, generator=own)
+    grad = torch.randn(n, c_out, h // 2, w // 2, generator=own).contiguous(memory_format=torch.channels_last)
+    return x, weight, grad
+
+
+@pytest.mark.parametrize("shape", POOL_SHAPES)
+def test_the_transition_and_its_pool_in_one_pass_match_float64(shape):
+    """(batch, C_in, C_out, H, W): tiny_gap's, partial vectors each side, odd heights and widths (the pool drops the
+    last row or column, whose gradient is zero)."""
+    x, weight, grad = _pool_case(shape)
+    xd, wd = x.double().requires_grad_(), weight.double().requires_grad_()
+    expected = F.max_pool2d(F.conv2d(xd, wd), 2)
+    expected.backward(grad.double())
+    ops = fused.kernels()
+    out, which = ops.conv1x1_pool_forward(x, weight.contiguous(memory_format=torch.channels_last))
+    x_grad, weight_grad = ops.conv1x1_pool_backward(grad, x, weight, which, True)
+    for name, value, reference in (
+        ("output", out, expected.detach()),
+        ("input's gradient", x_grad, xd.grad),
+        ("weight's gradient", weight_grad, wd.grad),
+    ):
+        assert value.shape == reference.shape, name
+        assert (value.double() - reference).abs().max() <= 2e-6 * reference.abs().max(), name
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert x_grad.is_contiguous(memory_format=torch.channels_last)
+    assert ops.conv1x1_pool_backward(grad, x, weight, which, False)[0] is None  # the image needs none
+
+
+def test_the_pools_ties_and_nans_go_where_torchs_max_pool_sends_them():
+    """An identity transition, so the pool sees x itself: a window of equal values sends the gradient to its first
+    pixel (row by row), a NaN wins its window, the later of two NaNs wins."""
+    x = torch.tensor([[1.0, 1.0, 2.0, 5.0], [1.0, 1.0, 5.0, 2.0], [0.0, float("nan"), 3.0, float("nan")],
+                      [7.0, 0.0, float("nan"), 3.0]])  # fmt: skip
+    x = torch.stack([x, -x]).unsqueeze(0).contiguous(memory_format=torch.channels_last)  # (1, 2, 4, 4)
+    eye = torch.eye(2).reshape(2, 2, 1, 1)
+    grad = torch.tensor([[[1.0, 2.0], [3.0, 4.0]], [[5.0, 6.0], [7.0, 8.0]]]).unsqueeze(0)
+    grad = grad.contiguous(memory_format=torch.channels_last)
+    xr = x.clone().requires_grad_()
+    expected = F.max_pool2d(xr, 2)
+    expected.backward(grad)
+    ops = fused.kernels()
+    out, which = ops.conv1x1_pool_forward(x, eye)
+    x_grad, _ = ops.conv1x1_pool_backward(grad, x, eye, which, True)
+    assert torch.equal(out.isnan(), expected.isnan()) and torch.equal(out.nan_to_num(), expected.nan_to_num())
+    assert torch.equal(x_grad, xr.grad)
+
+
+def test_tiny_gaps_transition_and_pool_train_in_one_pass_unless_a_hook_watches_one(monkeypatch):
+    calls = []
+    real = fused.conv1x1_maxpool
+    monkeypatch.setattr(fused, "conv1x1_maxpool", lambda x, conv: calls.append(conv) or real(x, conv))
+    net, reference = _tiny_gap_pair(0.1)
+    x = torch.randn(6, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+    torch.manual_seed(4)
+    out = net(x)
+    torch.manual_seed(4)
+    assert torch.allclose(out.double(), reference(x.double()), rtol=1e-4, atol=1e-5)
+    assert calls == [net[12]]  # the 1x1 transition, with the pool after it
+    seen = []
+    net[13].register_forward_hook(lambda module, inputs, output: seen.append(output.shape))  # the pool
+    calls.clear()
+    net(x).sum().backward()
+    assert calls == [] and seen == [(6, 12, 11, 11)]
+    assert net[12].weight.grad.abs().sum() > 0
+
+
+def test_only_a_1x1_convolution_then_a_2x2_max_pool_goes_to_the_one_pass():
+    x = torch.randn(2, 16, 10, 10).contiguous(memory_format=torch.channels_last)
+    conv, pool = torch.nn.Conv2d(16, 12, 1, bias=False), torch.nn.MaxPool2d(2)
+    assert fused.conv_pool_fusable(conv, pool, x)
+    assert fused.conv_pool_fusable(conv, torch.nn.MaxPool2d((2, 2), stride=2), x)
+    for other_pool in (
+        torch.nn.MaxPool2d(2, stride=1),
+        torch.nn.MaxPool2d(3),
+        torch.nn.MaxPool2d(2, padding=1),
+        torch.nn.MaxPool2d(2, ceil_mode=True),
+        torch.nn.MaxPool2d(2, return_indices=True),
+        torch.nn.AvgPool2d(2),
+    ):
+        assert not fused.conv_pool_fusable(conv, other_pool, x), other_pool
+    for other_conv in (
+        torch.nn.Conv2d(16, 12, 1),  # a bias
+        torch.nn.Conv2d(16, 12, 3, bias=False),
+        torch.nn.Conv2d(16, 12, 1, stride=2, bias=False),
+        torch.nn.Conv2d(16, 40, 1, bias=False),
+    ):
+        assert not fused.conv_pool_fusable(other_conv, pool, x), other_conv
+    assert not fused.conv_pool_fusable(conv, pool, x.contiguous())
+    assert not fused.conv_pool_fusable(conv, pool, x[:, :, :1].contiguous(memory_format=torch.channels_last))
+
+
+def test_a_wrong_call_to_the_one_pass_raises_instead_of_reading_past_memory():
+    ops = fused.kernels()
+    x, weight, grad = _pool_case((2, 16, 12, 6, 6))
+    with pytest.raises(RuntimeError, match="at least 2x2 pixels"):
+        ops.conv1x1_pool_forward(x[:, :, :1].contiguous(memory_format=torch.channels_last), weight)
+    with pytest.raises(RuntimeError, match=r"shape \(12, 16, 1, 1\)"):
+        ops.conv1x1_pool_forward(x, weight[:, :8])
+    _, which = ops.conv1x1_pool_forward(x, weight)
+    with pytest.raises(RuntimeError, match="is not the pooled output"):
+        ops.conv1x1_pool_backward(grad[:, :, :2].contiguous(memory_format=torch.channels_last), x, weight, which, True)
+    with pytest.raises(RuntimeError, match="which must be a contiguous CPU tensor of 216"):
+        ops.conv1x1_pool_backward(grad, x, weight, which[:-1], True)

@@ -422,12 +422,14 @@ static constexpr int64_t ROW_BLOCK[CONV_MAX_VECTORS] = {12, 11, 7, 5};  // outpu
 static constexpr int64_t PATCH_TILE[CONV_MAX_VECTORS] = {24, 12, 8, 6};  // weight-gradient entries per tile, likewise
 
 // J consecutive output pixels of one row, every output channel: x points at the block's first input pixel, wt is
-// (3, 3, C_in, K * 8), zero beyond C_out.
+// (3, 3, C_in, K * 8), zero beyond C_out. Only kernel rows [kh0, kh1) and columns [kw0, kw1) are summed: the
+// others would read only the zero border of a padded input.
 template <int K, int J>
-static void conv_row_block(const float* x, int64_t W, int64_t C_in, const float* wt, float* out, int64_t C_out) {
+static void conv_row_block(const float* x, int64_t W, int64_t C_in, const float* wt, float* out, int64_t C_out,
+                           int kh0, int kh1, int kw0, int kw1) {
   v8f acc[J][K] = {};
-  for (int kh = 0; kh < 3; ++kh)
-    for (int kw = 0; kw < 3; ++kw) {
+  for (int kh = kh0; kh < kh1; ++kh)
+    for (int kw = kw0; kw < kw1; ++kw) {
       const float* xr = x + (kh * W + kw) * C_in;
       const float* wr = wt + (kh * 3 + kw) * C_in * K * 8;
       for (int64_t ci = 0; ci < C_in; ++ci) {
@@ -451,7 +453,7 @@ static void conv_row_block(const float* x, int64_t W, int64_t C_in, const float*
   }
 }
 
-using RowBlockFn = void (*)(const float*, int64_t, int64_t, const float*, float*, int64_t);
+using RowBlockFn = void (*)(const float*, int64_t, int64_t, const float*, float*, int64_t, int, int, int, int);
 template <int K, std::size_t... J>
 static std::vector<RowBlockFn> row_blocks(std::index_sequence<J...>) {
   return {&conv_row_block<K, J + 1>...};
@@ -462,23 +464,48 @@ static const std::vector<RowBlockFn> ROW_BLOCKS[CONV_MAX_VECTORS] = {
 
 // out (N, OH, OW, C_out) = the valid 3x3 correlation of the three input rows rows(n, oh, staging) gives for each
 // output row (W = OW + 2 pixels of C_in values each, consecutive) with wt (3, 3, C_in, K * 8). staging is a
-// thread's 3-row buffer for a source that builds its rows.
+// thread's 3-row buffer for a source that builds its rows. An input padded with `pad` zero rows and columns each
+// side (the input's gradient pads by 2) has its border pixels in blocks of their own, and no block sums the kernel
+// rows or columns that would read only zeros.
 template <typename Rows>
 static void correlate3x3(Rows rows, int64_t N, int64_t OH, int64_t OW, int64_t C_in, const float* wt, int64_t C_out,
-                         float* out) {
+                         float* out, int64_t pad) {
   const int K = (C_out + 7) / 8;
-  const int64_t W = OW + 2;
-  const int64_t blocks = (OW + ROW_BLOCK[K - 1] - 1) / ROW_BLOCK[K - 1];
-  const int64_t base = OW / blocks, wider = OW % blocks;  // near-equal blocks, the first `wider` one pixel wider
+  const int64_t W = OW + 2, H = OH + 2;
+  std::vector<int64_t> starts;  // the blocks' first pixels, then OW
+  auto split = [&](int64_t from, int64_t to) {
+    if (to <= from) return;
+    const int64_t n = (to - from + ROW_BLOCK[K - 1] - 1) / ROW_BLOCK[K - 1];
+    for (int64_t i = 0; i < n; ++i) starts.push_back(from + (to - from) * i / n);
+  };
+  // Border blocks pay where the row is about one block wide (tiny_gap's 7-11 pixel rows); in wide rows the narrow
+  // blocks they take cost more than the zeros they skip (measured: 8 channels, 26 pixels, 1.0 against 0.65 ms).
+  const int64_t edge = OW <= ROW_BLOCK[K - 1] + 2 * pad ? std::min(pad, OW / 2) : 0;
+  split(0, edge);
+  split(edge, OW - edge);
+  split(OW - edge, OW);
+  starts.push_back(OW);
+  const int64_t* first = starts.data();
+  const int64_t blocks = (int64_t)starts.size() - 1;
+  // the kernel taps [lo, hi) that read a real pixel for some output in [a, b): input index a + k .. b - 1 + k
+  // within [pad, size - pad)
+  auto taps = [=](int64_t a, int64_t b, int64_t size, int* lo, int* hi) {
+    *lo = (int)std::max<int64_t>(0, pad - (b - 1));
+    *hi = (int)std::min<int64_t>(3, size - pad - a);
+  };
   at::parallel_for(0, N * OH, 8, [=](int64_t b, int64_t e) {
     std::vector<float> staging(3 * W * C_in);
     for (int64_t r = b; r < e; ++r) {
-      const float* xr = rows(r / OH, r % OH, staging.data());
+      const int64_t oh = r % OH;
+      const float* xr = rows(r / OH, oh, staging.data());
       float* o = out + r * OW * C_out;
-      for (int64_t i = 0, ow = 0; i < blocks; ++i) {
-        const int64_t J = base + (i < wider);
-        ROW_BLOCKS[K - 1][J - 1](xr + ow * C_in, W, C_in, wt, o + ow * C_out, C_out);
-        ow += J;
+      int kh0, kh1;
+      taps(oh, oh + 1, H, &kh0, &kh1);
+      for (int64_t i = 0; i < blocks; ++i) {
+        const int64_t ow = first[i], J = first[i + 1] - ow;
+        int kw0, kw1;
+        taps(ow, ow + J, W, &kw0, &kw1);
+        ROW_BLOCKS[K - 1][J - 1](xr + ow * C_in, W, C_in, wt, o + ow * C_out, C_out, kh0, kh1, kw0, kw1);
       }
     }
   });
@@ -535,7 +562,7 @@ at::Tensor conv3x3_forward(at::Tensor x, at::Tensor weight) {
   at::Tensor out = at::empty({N, C_out, H - 2, W - 2}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
   const float* xp = x.data_ptr<float>();
   auto rows = [=](int64_t n, int64_t oh, float*) { return xp + (n * H + oh) * W * C_in; };
-  correlate3x3(rows, N, H - 2, W - 2, C_in, wt.data(), C_out, out.data_ptr<float>());
+  correlate3x3(rows, N, H - 2, W - 2, C_in, wt.data(), C_out, out.data_ptr<float>(), 0);
   return out;
 }
 
@@ -564,7 +591,7 @@ at::Tensor conv3x3_input_grad(at::Tensor grad, at::Tensor weight) {
     return (const float*)staging;
   };
   at::Tensor out = at::empty({N, C_in, OH + 2, OW + 2}, grad.options().memory_format(at::MemoryFormat::ChannelsLast));
-  correlate3x3(rows, N, OH + 2, OW + 2, C_out, wt.data(), C_in, out.data_ptr<float>());
+  correlate3x3(rows, N, OH + 2, OW + 2, C_out, wt.data(), C_in, out.data_ptr<float>(), 2);
   return out;
 }
 
@@ -647,6 +674,247 @@ at::Tensor conv3x3_weight_grad(at::Tensor grad, at::Tensor x) {
   return weight_grad;
 }
 
+// ---- tiny_gap's 1x1 transition and the 2x2 max-pool after it, in one pass each way ----
+//
+// Run as two layers, the transition wrote its whole output, the pool read it back and wrote int64 indices (twice
+// the output's bytes), and the backward passes did the same in reverse. Here each pooling window's four pixels are
+// computed in registers and only the pooled values and a byte per value (which of the four won) are written; the
+// backward pass sends each pooled gradient to its winner only. Ties go to the first of the window (row by row),
+// and NaN wins, as in torch's max-pool.
+static at::Tensor checked_1x1_weight(const at::Tensor& weight, int64_t C_out, int64_t C_in) {
+  TORCH_CHECK(weight.scalar_type() == at::kFloat && weight.device().is_cpu() && weight.dim() == 4 &&
+                  weight.size(0) == C_out && weight.size(1) == C_in && weight.size(2) == 1 && weight.size(3) == 1,
+              "mnist_fused: the weight must be a float32 CPU tensor of shape (", C_out, ", ", C_in, ", 1, 1), got ",
+              weight.sizes());
+  return weight.contiguous();
+}
+
+template <int K>
+static void conv1x1_pool_window(const float* x, int64_t W, int64_t C_in, const float* wt, int64_t C_out, float* out,
+                                uint8_t* which) {
+  v8f acc[4][K] = {};
+  const float* px[4] = {x, x + C_in, x + W * C_in, x + (W + 1) * C_in};
+  for (int64_t ci = 0; ci < C_in; ++ci) {
+    v8f w[K];
+    for (int k = 0; k < K; ++k) w[k] = load8(wt + (ci * K + k) * 8);
+    for (int q = 0; q < 4; ++q) {
+      const float s = px[q][ci];
+      for (int k = 0; k < K; ++k) acc[q][k] += s * w[k];
+    }
+  }
+  for (int k = 0; k < K; ++k) {
+    v8f best = acc[0][k], won = {};
+    for (int q = 1; q < 4; ++q) {
+      const auto wins = (acc[q][k] > best) | (acc[q][k] != acc[q][k]);
+      best = wins ? acc[q][k] : best;
+      won = wins ? (v8f){} + (float)q : won;
+    }
+    const int64_t n = std::min<int64_t>(8, C_out - 8 * k);
+    for (int64_t l = 0; l < n; ++l) {
+      out[8 * k + l] = best[l];
+      which[8 * k + l] = (uint8_t)won[l];
+    }
+  }
+}
+
+std::tuple<at::Tensor, at::Tensor> conv1x1_pool_forward(at::Tensor x, at::Tensor weight) {
+  check_conv(x, "x");
+  const int64_t N = x.size(0), C_in = x.size(1), H = x.size(2), W = x.size(3), PH = H / 2, PW = W / 2;
+  TORCH_CHECK(PH >= 1 && PW >= 1, "mnist_fused: a 2x2 max-pool needs at least 2x2 pixels, got ", x.sizes());
+  const int64_t C_out = weight.dim() == 4 ? weight.size(0) : 0;
+  TORCH_CHECK(C_out >= 1 && C_out <= 8 * CONV_MAX_VECTORS, "mnist_fused: 1 to 32 output channels, got ", C_out);
+  const at::Tensor w = checked_1x1_weight(weight, C_out, C_in);
+  const int K = (C_out + 7) / 8;
+  std::vector<float> wt(C_in * K * 8, 0.f);
+  for (int64_t co = 0; co < C_out; ++co)
+    for (int64_t ci = 0; ci < C_in; ++ci) wt[ci * K * 8 + co] = w.data_ptr<float>()[co * C_in + ci];
+  at::Tensor out = at::empty({N, C_out, PH, PW}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
+  at::Tensor which = at::empty({N * PH * PW * C_out}, at::kByte);
+  const float* xp = x.data_ptr<float>();
+  const float* wp = wt.data();
+  float* op = out.data_ptr<float>();
+  uint8_t* hp = which.data_ptr<uint8_t>();
+  static void (*const windows[CONV_MAX_VECTORS])(const float*, int64_t, int64_t, const float*, int64_t, float*,
+                                                 uint8_t*) = {conv1x1_pool_window<1>, conv1x1_pool_window<2>,
+                                                              conv1x1_pool_window<3>, conv1x1_pool_window<4>};
+  at::parallel_for(0, N * PH, 8, [=](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      const float* xr = xp + (r / PH * H + r % PH * 2) * W * C_in;
+      for (int64_t pw = 0; pw < PW; ++pw)
+        windows[K - 1](xr + 2 * pw * C_in, W, C_in, wp, C_out, op + (r * PW + pw) * C_out,
+                       hp + (r * PW + pw) * C_out);
+    }
+  });
+  return {out, which};
+}
+
+typedef uint8_t v8u8 __attribute__((vector_size(8)));
+
+// A pooling window's gradient at each of its four pixels, K vectors of output channels each: the pooled gradient
+// where that pixel won, zero elsewhere.
+template <int K>
+static inline void winner_grads(const float* g, const uint8_t* which, v8f (&gq)[4][K]) {
+  for (int k = 0; k < K; ++k) {
+    v8u8 h8;
+    std::memcpy(&h8, which + 8 * k, 8);
+    const v8f h = __builtin_convertvector(h8, v8f), gv = load8(g + 8 * k);
+    for (int q = 0; q < 4; ++q) gq[q][k] = h == (float)q ? gv : (v8f){};
+  }
+}
+
+// One pooling window's input gradient: each pixel's winner gradient times the transposed weight (KI vectors of
+// input channels per output channel).
+template <int K, int KI>
+static void conv1x1_pool_window_input_grad(const float* g, const uint8_t* which, const float* wt, int64_t C_out,
+                                           int64_t C_in, int64_t W, float* x_grad) {
+  v8f gq[4][K];
+  winner_grads<K>(g, which, gq);
+  float gs[4][K * 8];
+  std::memcpy(gs, gq, sizeof(gs));
+  v8f acc[4][KI] = {};
+  for (int64_t co = 0; co < C_out; ++co) {
+    v8f w[KI];
+    for (int k = 0; k < KI; ++k) w[k] = load8(wt + (co * KI + k) * 8);
+    for (int q = 0; q < 4; ++q) {
+      const float s = gs[q][co];
+      for (int k = 0; k < KI; ++k) acc[q][k] += s * w[k];
+    }
+  }
+  for (int q = 0; q < 4; ++q) {
+    float* d = x_grad + ((q / 2) * W + q % 2) * C_in;
+    for (int k = 0; k < KI; ++k) {
+      const int64_t n = std::min<int64_t>(8, C_in - 8 * k);
+      if (n == 8)
+        std::memcpy(d + 8 * k, &acc[q][k], 32);
+      else
+        for (int64_t l = 0; l < n; ++l) d[8 * k + l] = acc[q][k][l];
+    }
+  }
+}
+
+using WindowGradFn = void (*)(const float*, const uint8_t*, const float*, int64_t, int64_t, int64_t, float*);
+template <int K>
+static std::vector<WindowGradFn> window_grads_for() {
+  return {conv1x1_pool_window_input_grad<K, 1>, conv1x1_pool_window_input_grad<K, 2>,
+          conv1x1_pool_window_input_grad<K, 3>, conv1x1_pool_window_input_grad<K, 4>};
+}
+static const std::vector<WindowGradFn> WINDOW_GRADS[CONV_MAX_VECTORS] = {window_grads_for<1>(), window_grads_for<2>(),
+                                                                         window_grads_for<3>(), window_grads_for<4>()};
+
+// T input channels from ci0 of the weight's gradient, every output channel (K vectors), summed over pooled rows
+// [r0, r1): each window's pooled gradient, kept only at its winner, times the winner's input.
+template <int K, int T>
+static void conv1x1_pool_weight_tile(const float* g, const uint8_t* which, const float* x, int64_t r0, int64_t r1,
+                                     int64_t PH, int64_t PW, int64_t W, int64_t H, int64_t C_in, int64_t GS,
+                                     int64_t ci0, float* dst) {
+  v8f acc[T][K] = {};
+  for (int64_t pr = r0; pr < r1; ++pr) {
+    const float* xr = x + (pr / PH * H + pr % PH * 2) * W * C_in + ci0;
+    for (int64_t pw = 0; pw < PW; ++pw) {
+      v8f gq[4][K];
+      winner_grads<K>(g + (pr * PW + pw) * GS, which + (pr * PW + pw) * GS, gq);
+      const float* px[4] = {xr + 2 * pw * C_in, xr + (2 * pw + 1) * C_in, xr + (W + 2 * pw) * C_in,
+                            xr + (W + 2 * pw + 1) * C_in};
+#pragma GCC unroll 12
+      for (int t = 0; t < T; ++t)
+        for (int q = 0; q < 4; ++q) {
+          const float s = px[q][t];
+          for (int k = 0; k < K; ++k) acc[t][k] += s * gq[q][k];
+        }
+    }
+  }
+  for (int t = 0; t < T; ++t)
+    for (int k = 0; k < K; ++k) std::memcpy(dst + (t * K + k) * 8, &acc[t][k], 32);
+}
+
+using PoolTileFn = void (*)(const float*, const uint8_t*, const float*, int64_t, int64_t, int64_t, int64_t, int64_t,
+                            int64_t, int64_t, int64_t, int64_t, float*);
+template <int K, std::size_t... T>
+static std::vector<PoolTileFn> pool_tiles(std::index_sequence<T...>) {
+  return {&conv1x1_pool_weight_tile<K, T + 1>...};
+}
+static const std::vector<PoolTileFn> POOL_TILES[CONV_MAX_VECTORS] = {
+    pool_tiles<1>(std::make_index_sequence<PATCH_TILE[0] / 2>()),
+    pool_tiles<2>(std::make_index_sequence<PATCH_TILE[1]>()),
+    pool_tiles<3>(std::make_index_sequence<PATCH_TILE[2]>()),
+    pool_tiles<4>(std::make_index_sequence<PATCH_TILE[3]>())};
+
+// The gradients of conv1x1_pool_forward: x's (undefined unless wanted) and the weight's.
+std::tuple<at::Tensor, at::Tensor> conv1x1_pool_backward(at::Tensor grad, at::Tensor x, at::Tensor weight,
+                                                         at::Tensor which, bool input_grad) {
+  check_conv(grad, "grad");
+  check_conv(x, "x");
+  const int64_t N = x.size(0), C_in = x.size(1), H = x.size(2), W = x.size(3), PH = H / 2, PW = W / 2;
+  const int64_t C_out = grad.size(1);
+  TORCH_CHECK(grad.size(0) == N && grad.size(2) == PH && grad.size(3) == PW, "mnist_fused: grad ", grad.sizes(),
+              " is not the pooled output for x ", x.sizes());
+  check(which, at::kByte, N * PH * PW * C_out, "which");
+  const at::Tensor w = checked_1x1_weight(weight, C_out, C_in);
+  const int K = (C_out + 7) / 8, KI = (C_in + 7) / 8;
+  const int64_t GS = K * 8, GI = KI * 8;
+  const float* xp = x.data_ptr<float>();
+  // the gradient and the winners in whole vectors of output channels (copied only when C_out is not a multiple of 8)
+  const float* gp = grad.data_ptr<float>();
+  const uint8_t* hp = which.data_ptr<uint8_t>();
+  const int64_t windows = N * PH * PW;
+  std::vector<uint8_t> which_padded;
+  if (GS != C_out) {
+    float* p = scratch(windows * GS);
+    which_padded.assign(windows * GS, 0);
+    uint8_t* h = which_padded.data();
+    at::parallel_for(0, windows, 1024, [=](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        std::memcpy(p + i * GS, gp + i * C_out, C_out * 4);
+        std::memset(p + i * GS + C_out, 0, (GS - C_out) * 4);
+        std::memcpy(h + i * GS, hp + i * C_out, C_out);
+      }
+    });
+    gp = p;
+    hp = h;
+  }
+  at::Tensor x_grad;
+  if (input_grad) {
+    std::vector<float> wt(C_out * GI, 0.f);  // the weight transposed: a vector of input channels per output channel
+    for (int64_t co = 0; co < C_out; ++co)
+      for (int64_t ci = 0; ci < C_in; ++ci) wt[co * GI + ci] = w.data_ptr<float>()[co * C_in + ci];
+    x_grad = at::empty({N, C_in, H, W}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
+    float* dp = x_grad.data_ptr<float>();
+    const float* wp = wt.data();
+    const WindowGradFn window_grad = WINDOW_GRADS[K - 1][KI - 1];
+    at::parallel_for(0, N * PH, 8, [=](int64_t b, int64_t e) {
+      for (int64_t pr = b; pr < e; ++pr) {
+        float* row = dp + (pr / PH * H + pr % PH * 2) * W * C_in;
+        for (int64_t pw = 0; pw < PW; ++pw)
+          window_grad(gp + (pr * PW + pw) * GS, hp + (pr * PW + pw) * GS, wp, C_out, C_in, W,
+                               row + 2 * pw * C_in);
+        if (W % 2) {  // an odd last column: the pool never read it
+          std::memset(row + (W - 1) * C_in, 0, C_in * 4);
+          std::memset(row + (2 * W - 1) * C_in, 0, C_in * 4);
+        }
+        if (H % 2 && pr % PH == PH - 1) std::memset(row + 2 * W * C_in, 0, W * C_in * 4);  // an odd last row
+      }
+    });
+  }
+  std::vector<float> part(CHUNKS * C_in * GS);
+  float* pp = part.data();
+  const int64_t rows = N * PH, TS = K == 1 ? PATCH_TILE[0] / 2 : PATCH_TILE[K - 1];
+  at::parallel_for(0, CHUNKS, 1, [=](int64_t b, int64_t e) {
+    for (int64_t c = b; c < e; ++c)
+      for (int64_t ci0 = 0; ci0 < C_in; ci0 += TS)
+        POOL_TILES[K - 1][std::min(TS, C_in - ci0) - 1](gp, hp, xp, rows * c / CHUNKS, rows * (c + 1) / CHUNKS, PH,
+                                                        PW, W, H, C_in, GS, ci0, pp + (c * C_in + ci0) * GS);
+  });
+  at::Tensor weight_grad = at::empty({C_out, C_in, 1, 1}, x.options().memory_format(at::MemoryFormat::Contiguous));
+  float* d = weight_grad.data_ptr<float>();
+  for (int64_t co = 0; co < C_out; ++co)
+    for (int64_t ci = 0; ci < C_in; ++ci) {
+      float sum = 0.f;
+      for (int64_t c = 0; c < CHUNKS; ++c) sum += pp[(c * C_in + ci) * GS + co];
+      d[co * C_in + ci] = sum;
+    }
+  return {x_grad, weight_grad};
+}
+
 TORCH_LIBRARY(mnist_fused, m) {
   m.def("block_forward", &block_forward);
   m.def("block_backward", &block_backward);
@@ -654,4 +922,6 @@ TORCH_LIBRARY(mnist_fused, m) {
   m.def("conv3x3_forward", &conv3x3_forward);
   m.def("conv3x3_input_grad", &conv3x3_input_grad);
   m.def("conv3x3_weight_grad", &conv3x3_weight_grad);
+  m.def("conv1x1_pool_forward", &conv1x1_pool_forward);
+  m.def("conv1x1_pool_backward", &conv1x1_pool_backward);
 }
