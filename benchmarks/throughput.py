@@ -202,7 +202,7 @@ def convolutions_only_step(config: TrainConfig, x: torch.Tensor, torch_convs: bo
 
     def run(conv, inp):
         if not torch_convs and fused.conv_fusable(conv, inp) and fused.available():
-            return fused.conv3x3(inp, conv)
+            return fused.conv3x3(inp, conv)[0]
         return conv(inp)
 
     def step():

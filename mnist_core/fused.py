@@ -205,10 +205,20 @@ def fusable(relu: nn.Module, bn: nn.Module, p: float, z: torch.Tensor) -> bool:
 
 class _ReluBatchNormDropout(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, z, weight, bias, bn, p):
+    def forward(ctx, z, weight, bias, bn, p, moments):
         out = torch.empty_like(z, memory_format=torch.channels_last)
         kept, mean, rstd = kernels().block_forward(
-            z, weight, bias, bn.running_mean, bn.running_var, bn.num_batches_tracked, bn.momentum, bn.eps, p, out
+            z,
+            weight,
+            bias,
+            bn.running_mean,
+            bn.running_var,
+            bn.num_batches_tracked,
+            bn.momentum,
+            bn.eps,
+            p,
+            out,
+            moments,
         )
         ctx.save_for_backward(z, kept, weight, mean, rstd)
         ctx.rescale = 1.0 / (1.0 - p)
@@ -227,23 +237,29 @@ class _ReluBatchNormDropout(torch.autograd.Function):
             bias_grad if ctx.needs_input_grad[2] else None,
             None,
             None,
+            None,
         )
 
 
 class _Conv3x3(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, weight):
+    def forward(ctx, x, weight, center):
         ctx.save_for_backward(x, weight)
-        return kernels().conv3x3_forward(x, weight)
+        out, moments = kernels().conv3x3_forward(x, weight, center)
+        if moments is None:
+            return out, None
+        ctx.mark_non_differentiable(moments)
+        return out, moments
 
     @staticmethod
-    def backward(ctx, grad):
+    def backward(ctx, grad, _moments_grad):
         x, weight = ctx.saved_tensors
         grad = grad.contiguous(memory_format=torch.channels_last)
         ops = kernels()
         return (
             ops.conv3x3_input_grad(grad, weight) if ctx.needs_input_grad[0] else None,
             ops.conv3x3_weight_grad(grad, x) if ctx.needs_input_grad[1] else None,
+            None,
         )
 
 
@@ -286,12 +302,28 @@ def loaded() -> bool:
     return _library is not None or _broken
 
 
-def conv3x3(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor | None:
-    """conv(x) on the kernels' convolutions; None when they cannot be built or loaded here (the caller runs the
+def moments_center(relu: nn.Module | None, bn: nn.Module | None, drop: nn.Module | None) -> torch.Tensor | None:
+    """The BatchNorm's running mean where a convolution is followed by what looks like a fusable ReLU -> BatchNorm2d
+    -> dropout block (fusable() decides on the convolution's output): the convolution can then sum the block's
+    moments about it as it writes its output, and the block skips its two statistics passes. None otherwise."""
+    from .models import BitMaskDropout
+
+    if type(relu) is nn.ReLU and type(bn) is nn.BatchNorm2d and type(drop) is BitMaskDropout:
+        center = bn.running_mean
+        if center is not None and center.dtype == torch.float32 and center.device.type == "cpu":
+            return center
+    return None
+
+
+def conv3x3(
+    x: torch.Tensor, conv: nn.Conv2d, center: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+    """conv(x) on the kernels' convolutions, and, given a center (moments_center()), the moments of relu(conv(x))
+    about it for relu_batchnorm_dropout(); None when the kernels cannot be built or loaded here (the caller runs the
     layer). Call only where conv_fusable() holds."""
     if not available():
         return None
-    return _Conv3x3.apply(x, conv.weight)
+    return _Conv3x3.apply(x, conv.weight, center)
 
 
 def conv1x1_maxpool(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor | None:
@@ -302,9 +334,12 @@ def conv1x1_maxpool(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor | None:
     return _Conv1x1MaxPool.apply(x, conv.weight)
 
 
-def relu_batchnorm_dropout(z: torch.Tensor, bn: nn.BatchNorm2d, p: float) -> torch.Tensor | None:
-    """dropout(bn(relu(z)), p) in training, fused; None when the kernels cannot be built or loaded here (the
-    caller goes layer by layer). Call only where fusable() holds."""
+def relu_batchnorm_dropout(
+    z: torch.Tensor, bn: nn.BatchNorm2d, p: float, moments: torch.Tensor | None = None
+) -> torch.Tensor | None:
+    """dropout(bn(relu(z)), p) in training, fused, from the moments the convolution that wrote z summed, if given;
+    None when the kernels cannot be built or loaded here (the caller goes layer by layer). Call only where
+    fusable() holds."""
     if not available():
         return None
-    return _ReluBatchNormDropout.apply(z, bn.weight, bn.bias, bn, p)
+    return _ReluBatchNormDropout.apply(z, bn.weight, bn.bias, bn, p, moments)

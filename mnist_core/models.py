@@ -174,6 +174,7 @@ class FusingSequential(nn.Sequential):
         from . import fused
 
         layers, i = list(self), 0
+        moments = None  # what the convolution just run summed for the block after it
         while i < len(layers):
             first, second, third = (layers[i : i + 3] + [None, None])[:3]
             if (
@@ -182,19 +183,20 @@ class FusingSequential(nn.Sequential):
                 and not third._forward_pre_hooks
                 and fused.fusable(first, second, third.p, x)
             ):
-                out = fused.relu_batchnorm_dropout(x, second, third.p)
+                out = fused.relu_batchnorm_dropout(x, second, third.p, moments)
                 if out is not None:
-                    x, i = out, i + 3
+                    x, i, moments = out, i + 3, None
                     continue
+            moments = None
             if fused.conv_pool_fusable(first, second, x):
                 out = fused.conv1x1_maxpool(x, first)
                 if out is not None:
                     x, i = out, i + 2
                     continue
             if fused.conv_fusable(first, x):
-                out = fused.conv3x3(x, first)
+                out = fused.conv3x3(x, first, fused.moments_center(*(layers[i + 1 : i + 4] + [None] * 3)[:3]))
                 if out is not None:
-                    x, i = out, i + 1
+                    (x, moments), i = out, i + 1
                     continue
             x, i = layers[i](x), i + 1
         return x

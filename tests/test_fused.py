@@ -196,21 +196,21 @@ def test_a_wrong_call_to_the_kernels_raises_instead_of_reading_past_memory():
     bn = torch.nn.BatchNorm2d(8)
     stats = (bn.running_mean, bn.running_var, bn.num_batches_tracked, 0.1, 1e-5, 0.1)
     with pytest.raises(RuntimeError, match="channels-last float32 CPU batch"):
-        ops.block_forward(z, bn.weight, bn.bias, *stats, torch.empty(2, 8, 5, 5))  # out in NCHW
+        ops.block_forward(z, bn.weight, bn.bias, *stats, torch.empty(2, 8, 5, 5), None)  # out in NCHW
     with pytest.raises(RuntimeError, match="contiguous CPU tensor of 8"):
-        ops.block_forward(z, bn.weight[:4], bn.bias, *stats, torch.empty_like(z))
+        ops.block_forward(z, bn.weight[:4], bn.bias, *stats, torch.empty_like(z), None)
     wide = torch.randn(2, 9, 3, 3, generator=own).contiguous(memory_format=torch.channels_last)  # a period of 9 vectors
     with pytest.raises(RuntimeError, match="lcm"):
-        ops.block_forward(wide, bn.weight, bn.bias, *stats, torch.empty_like(wide))
+        ops.block_forward(wide, bn.weight, bn.bias, *stats, torch.empty_like(wide), None)
     with pytest.raises(RuntimeError, match="channels-last float32 CPU batch"):
         ops.block_backward(
             torch.randn(2, 8, 5, 4, generator=own), z, torch.ones(200, dtype=torch.uint8), *(torch.ones(8),) * 3, 1.0, z
         )
     with pytest.raises(RuntimeError, match="0 <= p < 1"):
-        ops.block_forward(z, bn.weight, bn.bias, *stats[:-1], 1 - 1e-6, torch.empty_like(z))
+        ops.block_forward(z, bn.weight, bn.bias, *stats[:-1], 1 - 1e-6, torch.empty_like(z), None)
     one = torch.randn(1, 8, 1, 1, generator=own).contiguous(memory_format=torch.channels_last)
     with pytest.raises(RuntimeError, match="more than one value per channel"):
-        ops.block_forward(one, bn.weight, bn.bias, *stats, torch.empty_like(one))
+        ops.block_forward(one, bn.weight, bn.bias, *stats, torch.empty_like(one), None)
     # Nothing was touched: the running statistics and torch's generator are where they were.
     assert bn.num_batches_tracked == 0
     assert torch.equal(bn.running_mean, torch.zeros(8)) and torch.equal(bn.running_var, torch.ones(8))
@@ -311,7 +311,11 @@ def _conv_case(shape):
 
 def _kernel_convolutions(x, weight, grad):
     ops = fused.kernels()
-    return ops.conv3x3_forward(x, weight), ops.conv3x3_input_grad(grad, weight), ops.conv3x3_weight_grad(grad, x)
+    return (
+        ops.conv3x3_forward(x, weight, None)[0],
+        ops.conv3x3_input_grad(grad, weight),
+        ops.conv3x3_weight_grad(grad, x),
+    )
 
 
 @pytest.mark.parametrize("shape", CONV_SHAPES)
@@ -355,7 +359,7 @@ def test_the_convolutions_give_the_same_bits_on_any_number_of_threads():
 def test_tiny_gaps_convolutions_train_on_the_kernels_unless_a_hook_watches_one(monkeypatch):
     calls = []
     real = fused.conv3x3
-    monkeypatch.setattr(fused, "conv3x3", lambda x, conv: calls.append(conv) or real(x, conv))
+    monkeypatch.setattr(fused, "conv3x3", lambda x, conv, center: calls.append(conv) or real(x, conv, center))
     net, reference = _tiny_gap_pair(0.1)
     convs = [m for m in net if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)]
     x = torch.randn(6, 1, 28, 28).contiguous(memory_format=torch.channels_last)
@@ -400,15 +404,15 @@ def test_a_wrong_call_to_the_convolutions_raises_instead_of_reading_past_memory(
     ops = fused.kernels()
     x, weight, grad = _conv_case((2, 8, 16, 6, 6))
     with pytest.raises(RuntimeError, match="channels-last float32 CPU batch with 1 to 32 channels"):
-        ops.conv3x3_forward(x.contiguous(), weight)
+        ops.conv3x3_forward(x.contiguous(), weight, None)
     with pytest.raises(RuntimeError, match="channels-last float32 CPU batch with 1 to 32 channels"):
-        ops.conv3x3_forward(torch.randn(1, 33, 5, 5).contiguous(memory_format=torch.channels_last), weight)
+        ops.conv3x3_forward(torch.randn(1, 33, 5, 5).contiguous(memory_format=torch.channels_last), weight, None)
     with pytest.raises(RuntimeError, match=r"weight must be a float32 CPU tensor of shape \(16, 8, 3, 3\)"):
         ops.conv3x3_input_grad(grad, weight[:8])  # 8 output channels where grad has 16
     with pytest.raises(RuntimeError, match="1 to 32 output channels"):
-        ops.conv3x3_forward(x, torch.randn(40, 8, 3, 3))
+        ops.conv3x3_forward(x, torch.randn(40, 8, 3, 3), None)
     with pytest.raises(RuntimeError, match="at least 3x3 pixels"):
-        ops.conv3x3_forward(x[:, :, :2].contiguous(memory_format=torch.channels_last), weight)
+        ops.conv3x3_forward(x[:, :, :2].contiguous(memory_format=torch.channels_last), weight, None)
     with pytest.raises(RuntimeError, match="is not a 3x3 convolution's output"):
         ops.conv3x3_weight_grad(grad, x[:, :, 1:].contiguous(memory_format=torch.channels_last))
 
@@ -530,3 +534,42 @@ def test_a_wrong_call_to_the_one_pass_raises_instead_of_reading_past_memory():
         ops.conv1x1_pool_backward(grad[:, :, :2].contiguous(memory_format=torch.channels_last), x, weight, which, True)
     with pytest.raises(RuntimeError, match="which must be a contiguous CPU tensor of 216"):
         ops.conv1x1_pool_backward(grad, x, weight, which[:-1], True)
+
+
+@pytest.mark.parametrize("shape", [CONV_SHAPES[1], CONV_SHAPES[3], CONV_SHAPES[7], CONV_SHAPES[11]])
+def test_the_convolution_sums_the_next_blocks_moments_as_it_writes_its_output(shape):
+    """Followed by ReLU -> BatchNorm2d -> dropout, a convolution sums relu(out) - center and its squares per channel
+    (about the BatchNorm's running mean), so the block skips its two statistics passes: the same statistics."""
+    x, weight, _ = _conv_case(shape)
+    center = torch.randn(shape[2], generator=torch.Generator().manual_seed(9))
+    out, moments = fused.kernels().conv3x3_forward(x, weight, center)
+    shifted = torch.relu(F.conv2d(x.double(), weight.double())) - center.double().view(1, -1, 1, 1)
+    assert moments.dtype == torch.float64 and torch.equal(moments[0], center.double())
+    for row, expected in ((1, shifted.sum((0, 2, 3))), (2, shifted.square().sum((0, 2, 3)))):
+        assert torch.allclose(moments[row], expected, rtol=1e-5, atol=1e-5 * expected.abs().max().item())
+    bn = torch.nn.BatchNorm2d(shape[2]).train()
+    with torch.no_grad():
+        bn.running_mean.copy_(center)
+    plain = copy.deepcopy(bn)
+    given = fused.relu_batchnorm_dropout(out, bn, 0.0, moments)
+    computed = fused.relu_batchnorm_dropout(out, plain, 0.0)
+    assert torch.allclose(given, computed, rtol=1e-5, atol=1e-5)
+    assert torch.allclose(bn.running_mean, plain.running_mean, rtol=1e-6, atol=1e-7)
+    assert torch.allclose(bn.running_var, plain.running_var, rtol=1e-5)
+
+
+def test_a_channels_mean_far_above_its_spread_stays_exact_through_the_convolutions_moments():
+    """The moments are about the running mean, which follows the batch means: once it does, a channel whose
+    values sit 1,000 times their spread from zero keeps its variance (E[x^2] - E[x]^2 in float would not)."""
+    torch.manual_seed(0)
+    x = torch.randn(16, 4, 10, 10).contiguous(memory_format=torch.channels_last) * 0.01 + 1.0
+    weight = torch.full((8, 4, 3, 3), 1000.0 / 36)  # every output near 1,000, its spread near 1
+    bn = torch.nn.BatchNorm2d(8).train()
+    reference = copy.deepcopy(bn).double()
+    z = fused.kernels().conv3x3_forward(x, weight, None)[0]
+    bn.running_mean.copy_(z.double().mean((0, 2, 3)).float() + 0.5)  # near the mean, as after a few steps
+    reference.running_mean.copy_(bn.running_mean.double())
+    out = fused.relu_batchnorm_dropout(z, bn, 0.0, fused.kernels().conv3x3_forward(x, weight, bn.running_mean)[1])
+    expected = reference(torch.relu(z.double()))
+    assert (out.double() - expected).abs().max() <= 1e-3 * expected.abs().max()
+    assert torch.allclose(bn.running_var.double(), reference.running_var, rtol=1e-4)

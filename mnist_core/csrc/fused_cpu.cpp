@@ -16,6 +16,7 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/full.h>
+#include <ATen/ops/zeros.h>
 #include <torch/library.h>
 #include <algorithm>
 #include <cmath>
@@ -343,7 +344,8 @@ static float lerp(float self, float end, float weight) {
 std::tuple<at::Tensor, at::Tensor, at::Tensor> block_forward(at::Tensor z, at::Tensor weight, at::Tensor bias,
                                                              at::Tensor running_mean, at::Tensor running_var,
                                                              at::Tensor batches_tracked, double momentum,
-                                                             double eps, double p, at::Tensor out) {
+                                                             double eps, double p, at::Tensor out,
+                                                             c10::optional<at::Tensor> moments) {
   const int64_t C = batch_channels(z), n = z.numel(), count = n / C;
   for (const at::Tensor* t : {&weight, &bias, &running_mean, &running_var}) check(*t, at::kFloat, C, "a channel vector");
   check(batches_tracked, at::kLong, 1, "num_batches_tracked");
@@ -355,16 +357,27 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> block_forward(at::Tensor z, at::T
   at::Tensor draws = p == 0 ? at::full({n}, -32768, at::kShort) : channels_last_draws(z.size(0), C, count / z.size(0));
   const float* zp = z.data_ptr<float>();
 
-  std::vector<float> zero(C, 0.f), mean_f(C), rstd_f(C), scale(C), shift(C);
-  auto first = relu_moments(zp, n, C, zero.data());
-  for (int64_t c = 0; c < C; ++c) mean_f[c] = (float)(first[c] / count);
-  auto centred = relu_moments(zp, n, C, mean_f.data());
+  // The moments about a first estimate of the mean: the batch's own (a first pass), or those the convolution
+  // before it summed as it wrote z (about the running mean).
+  std::vector<float> mean_f(C), rstd_f(C), scale(C), shift(C);
+  std::vector<double> centred(2 * C);
+  if (moments.has_value()) {
+    check(*moments, at::kDouble, 3 * C, "moments");
+    const double* given = moments->data_ptr<double>();
+    for (int64_t c = 0; c < C; ++c) mean_f[c] = (float)given[c];
+    std::copy(given + C, given + 3 * C, centred.begin());
+  } else {
+    std::vector<float> zero(C, 0.f);
+    auto first = relu_moments(zp, n, C, zero.data());
+    for (int64_t c = 0; c < C; ++c) mean_f[c] = (float)(first[c] / count);
+    centred = relu_moments(zp, n, C, mean_f.data());
+  }
   auto mean = at::empty({C}, at::kFloat), rstd = at::empty({C}, at::kFloat);
   float *rm = running_mean.data_ptr<float>(), *rv = running_var.data_ptr<float>();
   const float *w = weight.data_ptr<float>(), *b = bias.data_ptr<float>();
   const double rescale = 1.0 / (1.0 - p);
   for (int64_t c = 0; c < C; ++c) {
-    const double m = first[c] / count + centred[c] / count;
+    const double m = mean_f[c] + centred[c] / count;
     const double var = std::max(centred[C + c] / count - (centred[c] / count) * (centred[c] / count), 0.0);
     const double r = 1.0 / std::sqrt(var + eps);
     rm[c] = lerp(rm[c], (float)m, (float)momentum);
@@ -426,7 +439,7 @@ static constexpr int64_t PATCH_TILE[CONV_MAX_VECTORS] = {24, 12, 8, 6};  // weig
 // others would read only the zero border of a padded input.
 template <int K, int J>
 static void conv_row_block(const float* x, int64_t W, int64_t C_in, const float* wt, float* out, int64_t C_out,
-                           int kh0, int kh1, int kw0, int kw1) {
+                           int kh0, int kh1, int kw0, int kw1, const float* center, v8f* moments) {
   v8f acc[J][K] = {};
   for (int kh = kh0; kh < kh1; ++kh)
     for (int kw = kw0; kw < kw1; ++kw) {
@@ -442,6 +455,18 @@ static void conv_row_block(const float* x, int64_t W, int64_t C_in, const float*
         }
       }
     }
+  if (moments)  // sums of relu(out) - center and its squares (zero in the lanes beyond C_out: their weights are)
+    for (int k = 0; k < K; ++k) {
+      const v8f c = load8(center + 8 * k), zero = {};
+      v8f sum = moments[k], squares = moments[K + k];
+      for (int j = 0; j < J; ++j) {
+        const v8f d = (acc[j][k] > zero ? acc[j][k] : zero) - c;
+        sum += d;
+        squares += d * d;
+      }
+      moments[k] = sum;
+      moments[K + k] = squares;
+    }
   const int64_t tail = C_out - 8 * (K - 1);
   for (int j = 0; j < J; ++j) {
     float* o = out + j * C_out;
@@ -453,7 +478,8 @@ static void conv_row_block(const float* x, int64_t W, int64_t C_in, const float*
   }
 }
 
-using RowBlockFn = void (*)(const float*, int64_t, int64_t, const float*, float*, int64_t, int, int, int, int);
+using RowBlockFn = void (*)(const float*, int64_t, int64_t, const float*, float*, int64_t, int, int, int, int,
+                            const float*, v8f*);
 template <int K, std::size_t... J>
 static std::vector<RowBlockFn> row_blocks(std::index_sequence<J...>) {
   return {&conv_row_block<K, J + 1>...};
@@ -469,7 +495,7 @@ static const std::vector<RowBlockFn> ROW_BLOCKS[CONV_MAX_VECTORS] = {
 // rows or columns that would read only zeros.
 template <typename Rows>
 static void correlate3x3(Rows rows, int64_t N, int64_t OH, int64_t OW, int64_t C_in, const float* wt, int64_t C_out,
-                         float* out, int64_t pad) {
+                         float* out, int64_t pad, const float* center = nullptr, double* chunk_moments = nullptr) {
   const int K = (C_out + 7) / 8;
   const int64_t W = OW + 2, H = OH + 2;
   std::vector<int64_t> starts;  // the blocks' first pixels, then OW
@@ -493,21 +519,37 @@ static void correlate3x3(Rows rows, int64_t N, int64_t OH, int64_t OW, int64_t C
     *lo = (int)std::max<int64_t>(0, pad - (b - 1));
     *hi = (int)std::min<int64_t>(3, size - pad - a);
   };
-  at::parallel_for(0, N * OH, 8, [=](int64_t b, int64_t e) {
+  auto output_rows = [=](int64_t b, int64_t e, double* moments) {
     std::vector<float> staging(3 * W * C_in);
+    v8f row_moments[2 * CONV_MAX_VECTORS];
     for (int64_t r = b; r < e; ++r) {
       const int64_t oh = r % OH;
       const float* xr = rows(r / OH, oh, staging.data());
       float* o = out + r * OW * C_out;
       int kh0, kh1;
       taps(oh, oh + 1, H, &kh0, &kh1);
+      for (int k = 0; k < 2 * K; ++k) row_moments[k] = (v8f){};
       for (int64_t i = 0; i < blocks; ++i) {
         const int64_t ow = first[i], J = first[i + 1] - ow;
         int kw0, kw1;
         taps(ow, ow + J, W, &kw0, &kw1);
-        ROW_BLOCKS[K - 1][J - 1](xr + ow * C_in, W, C_in, wt, o + ow * C_out, C_out, kh0, kh1, kw0, kw1);
+        ROW_BLOCKS[K - 1][J - 1](xr + ow * C_in, W, C_in, wt, o + ow * C_out, C_out, kh0, kh1, kw0, kw1, center,
+                                 moments ? row_moments : nullptr);
       }
+      if (moments)  // float within a row, double across rows
+        for (int k = 0; k < 2 * K; ++k)
+          for (int l = 0; l < 8; ++l) moments[k * 8 + l] += row_moments[k][l];
     }
+  };
+  if (!chunk_moments) {
+    at::parallel_for(0, N * OH, 8, [=](int64_t b, int64_t e) { output_rows(b, e, nullptr); });
+    return;
+  }
+  // fixed row chunks, each its own sums (2 * K vectors of doubles): the same bits for any thread count
+  const int64_t rows_total = N * OH;
+  at::parallel_for(0, CHUNKS, 1, [=](int64_t b, int64_t e) {
+    for (int64_t c = b; c < e; ++c)
+      output_rows(rows_total * c / CHUNKS, rows_total * (c + 1) / CHUNKS, chunk_moments + c * 2 * K * 8);
   });
 }
 
@@ -552,7 +594,9 @@ static std::vector<float> vector_weights(const at::Tensor& weight, bool transpos
   return wt;
 }
 
-at::Tensor conv3x3_forward(at::Tensor x, at::Tensor weight) {
+// The convolution's output and, given a center (one value per output channel), the moments a BatchNorm after a
+// ReLU needs, (3, C_out) doubles: the center, then the sums of relu(out) - center and of their squares.
+std::tuple<at::Tensor, at::Tensor> conv3x3_forward(at::Tensor x, at::Tensor weight, c10::optional<at::Tensor> center) {
   check_conv(x, "x");
   const int64_t N = x.size(0), C_in = x.size(1), H = x.size(2), W = x.size(3);
   TORCH_CHECK(H >= 3 && W >= 3, "mnist_fused: a 3x3 convolution needs at least 3x3 pixels, got ", x.sizes());
@@ -562,8 +606,26 @@ at::Tensor conv3x3_forward(at::Tensor x, at::Tensor weight) {
   at::Tensor out = at::empty({N, C_out, H - 2, W - 2}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
   const float* xp = x.data_ptr<float>();
   auto rows = [=](int64_t n, int64_t oh, float*) { return xp + (n * H + oh) * W * C_in; };
-  correlate3x3(rows, N, H - 2, W - 2, C_in, wt.data(), C_out, out.data_ptr<float>(), 0);
-  return out;
+  if (!center.has_value()) {
+    correlate3x3(rows, N, H - 2, W - 2, C_in, wt.data(), C_out, out.data_ptr<float>(), 0);
+    return {out, at::Tensor()};
+  }
+  check(*center, at::kFloat, C_out, "center");
+  const int64_t V = (C_out + 7) / 8 * 8;
+  std::vector<float> c(V, 0.f);
+  std::copy(center->data_ptr<float>(), center->data_ptr<float>() + C_out, c.begin());
+  std::vector<double> part(CHUNKS * 2 * V, 0.0);
+  correlate3x3(rows, N, H - 2, W - 2, C_in, wt.data(), C_out, out.data_ptr<float>(), 0, c.data(), part.data());
+  at::Tensor moments = at::zeros({3, C_out}, at::kDouble);
+  double* m = moments.data_ptr<double>();
+  for (int64_t ch = 0; ch < C_out; ++ch) {
+    m[ch] = c[ch];
+    for (int64_t k = 0; k < CHUNKS; ++k) {
+      m[C_out + ch] += part[k * 2 * V + ch];
+      m[2 * C_out + ch] += part[k * 2 * V + V + ch];
+    }
+  }
+  return {out, moments};
 }
 
 at::Tensor conv3x3_input_grad(at::Tensor grad, at::Tensor weight) {
