@@ -568,12 +568,12 @@ static void check_conv(const at::Tensor& t, const char* name) {
               t.sizes());
 }
 
-static at::Tensor checked_weight(const at::Tensor& weight, int64_t C_out, int64_t C_in) {
+static const at::Tensor& checked_weight(const at::Tensor& weight, int64_t C_out, int64_t C_in) {
   TORCH_CHECK(weight.scalar_type() == at::kFloat && weight.device().is_cpu() && weight.dim() == 4 &&
                   weight.size(0) == C_out && weight.size(1) == C_in && weight.size(2) == 3 && weight.size(3) == 3,
               "mnist_fused: the weight must be a float32 CPU tensor of shape (", C_out, ", ", C_in,
               ", 3, 3), got ", weight.sizes());
-  return weight.contiguous();
+  return weight;
 }
 
 // the weights as (3, 3, C_in, K * 8) vectors of output channels, flipped and transposed for the input's gradient
@@ -581,11 +581,12 @@ static std::vector<float> vector_weights(const at::Tensor& weight, bool transpos
   const int64_t C_out = weight.size(0), C_in = weight.size(1);
   const int64_t from = transposed ? C_out : C_in, to = transposed ? C_in : C_out, width = (to + 7) / 8 * 8;
   std::vector<float> wt(9 * from * width, 0.f);
-  const float* w = weight.data_ptr<float>();
+  const float* w = weight.data_ptr<float>();  // read by its strides: a channels-last model's weights are
+  const auto st = weight.strides();
   for (int64_t co = 0; co < C_out; ++co)
     for (int64_t ci = 0; ci < C_in; ++ci)
       for (int t = 0; t < 9; ++t) {
-        const float v = w[(co * C_in + ci) * 9 + t];
+        const float v = w[co * st[0] + ci * st[1] + t / 3 * st[2] + t % 3 * st[3]];
         if (transposed)
           wt[((8 - t) * C_out + co) * width + ci] = v;
         else
@@ -710,9 +711,10 @@ at::Tensor conv3x3_weight_grad(at::Tensor grad, at::Tensor x) {
     });
     g = p;
   }
-  std::vector<float> part(CHUNKS * 3 * E * GS);
+  const int64_t size = 3 * E * GS;  // one chunk's sums, every entry written by its tile
+  std::unique_ptr<float[]> part(new float[CHUNKS * size]);
   const float* xp = x.data_ptr<float>();
-  float* pp = part.data();
+  float* pp = part.get();
   const int64_t rows = N * OH;
   at::parallel_for(0, CHUNKS, 1, [=](int64_t b, int64_t e) {
     for (int64_t c = b; c < e; ++c) {
@@ -723,16 +725,13 @@ at::Tensor conv3x3_weight_grad(at::Tensor grad, at::Tensor x) {
                                                  pp + ((c * 3 + kh) * E + e0) * GS);
     }
   });
+  for (int64_t c = 1; c < CHUNKS; ++c)  // the chunks in order, into the first
+    for (int64_t i = 0; i < size; ++i) pp[i] += pp[c * size + i];
   at::Tensor weight_grad = at::empty({C_out, C_in, 3, 3}, x.options().memory_format(at::MemoryFormat::Contiguous));
   float* d = weight_grad.data_ptr<float>();
   for (int64_t co = 0; co < C_out; ++co)
     for (int64_t ci = 0; ci < C_in; ++ci)
-      for (int kh = 0; kh < 3; ++kh)
-        for (int kw = 0; kw < 3; ++kw) {
-          float s = 0.f;
-          for (int64_t c = 0; c < CHUNKS; ++c) s += pp[((c * 3 + kh) * E + kw * C_in + ci) * GS + co];
-          d[((co * C_in + ci) * 3 + kh) * 3 + kw] = s;
-        }
+      for (int t = 0; t < 9; ++t) d[(co * C_in + ci) * 9 + t] = pp[(t / 3 * E + t % 3 * C_in + ci) * GS + co];
   return weight_grad;
 }
 
