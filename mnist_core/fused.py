@@ -110,8 +110,10 @@ def _traced() -> bool:
 
 
 def _channels_last_float_cpu(x: torch.Tensor) -> bool:
+    # under CPU autocast torch's layers would compute in bfloat16: the kernels (float32) must not quietly stand in
     return (
-        x.device.type == "cpu"
+        not torch.is_autocast_enabled("cpu")
+        and x.device.type == "cpu"
         and x.dtype == torch.float32
         and x.dim() == 4
         and x.is_contiguous(memory_format=torch.channels_last)

@@ -536,7 +536,7 @@ def fit(
         recorder = Recorder(model, config.record_every or auto_interval(steps_per_epoch)) if config.record else None
         if device.type == "cpu" and isinstance(model, FusingSequential):
             if not fused.loaded():  # say why the first step waits: the first run on a machine compiles them
-                emit("stage", stage="loading the fused kernels (compiled on this machine's first run, about 10 s)")
+                emit("stage", stage="loading the fused kernels (compiled on this machine's first run, about 20 s)")
                 fused.available()
         emit("stage", stage="training")
         start = time.perf_counter()

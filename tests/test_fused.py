@@ -266,7 +266,7 @@ def test_without_a_compiler_tiny_gap_trains_layer_by_layer_and_the_log_says_why(
 
 
 def test_a_runs_stage_says_why_its_first_step_waits_for_the_kernels(data, monkeypatch):
-    """The first tiny_gap run in a process loads the kernels (a machine's first compiles them, about 10 s) before
+    """The first tiny_gap run in a process loads the kernels (a machine's first compiles them, about 20 s) before
     training starts: the Train page shows that stage instead of a silent wait."""
     from mnist_core.reporter import Reporter
     from mnist_core.train import TrainConfig, fit
@@ -395,6 +395,9 @@ def test_only_the_convolutions_the_kernels_compute_go_to_them():
     ):
         assert not fused.conv_fusable(conv, x), conv
     conv = torch.nn.Conv2d(8, 8, 3, bias=False)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # torch's layer computes in bfloat16 there
+        assert not fused.conv_fusable(conv, x)
+        assert not fused.fusable(torch.nn.ReLU(), torch.nn.BatchNorm2d(8), 0.1, x)
     assert not fused.conv_fusable(conv, x.contiguous())  # NCHW memory
     assert not fused.conv_fusable(conv, x.double().contiguous(memory_format=torch.channels_last))
     assert not fused.conv_fusable(conv, x[:, :, :2, :2].contiguous(memory_format=torch.channels_last))  # 2x2
@@ -519,6 +522,8 @@ def test_only_a_1x1_convolution_then_a_2x2_max_pool_goes_to_the_one_pass():
     ):
         assert not fused.conv_pool_fusable(other_conv, pool, x), other_conv
     assert not fused.conv_pool_fusable(conv, pool, x.contiguous())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not fused.conv_pool_fusable(conv, pool, x)
     assert not fused.conv_pool_fusable(conv, pool, x[:, :, :1].contiguous(memory_format=torch.channels_last))
 
 
