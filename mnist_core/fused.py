@@ -120,13 +120,12 @@ def _channels_last_float_cpu(x: torch.Tensor) -> bool:
     )
 
 
-def conv_fusable(conv: nn.Module, x: torch.Tensor) -> bool:
-    """Whether conv can run on the kernels' 3x3 convolutions for x: an unhooked nn.Conv2d, 3x3, stride 1, no
-    padding, no bias, 1 to 32 channels each side, on a float32 channels-last CPU batch of at least 3x3 pixels."""
+def _kernel_convolution(conv: nn.Module, size: int, x: torch.Tensor) -> bool:
+    # what the kernels' convolutions compute: stride 1, no padding, no bias, 1-32 channels each side, float32
     return (
         not _broken
         and type(conv) is nn.Conv2d
-        and conv.kernel_size == (3, 3)
+        and conv.kernel_size == (size, size)
         and conv.stride == (1, 1)
         and conv.padding == (0, 0)
         and conv.dilation == (1, 1)
@@ -137,12 +136,18 @@ def conv_fusable(conv: nn.Module, x: torch.Tensor) -> bool:
         and conv.weight.dtype == torch.float32
         and _channels_last_float_cpu(x)
         and x.shape[1] == conv.in_channels
-        and x.shape[2] >= 3
-        and x.shape[3] >= 3
+        and x.shape[2] >= size
+        and x.shape[3] >= size
         and not _traced()
         and not _hooked(conv)
         and not _globally_hooked()
     )
+
+
+def conv_fusable(conv: nn.Module, x: torch.Tensor) -> bool:
+    """Whether conv can run on the kernels' 3x3 convolutions for x: an unhooked nn.Conv2d, 3x3, stride 1, no
+    padding, no bias, 1 to 32 channels each side, on a float32 channels-last CPU batch of at least 3x3 pixels."""
+    return _kernel_convolution(conv, 3, x)
 
 
 def _pair(value) -> tuple:
@@ -154,32 +159,17 @@ def conv_pool_fusable(conv: nn.Module, pool: nn.Module, x: torch.Tensor) -> bool
     no bias, 1 to 32 channels each side) then an unhooked 2x2 nn.MaxPool2d of stride 2, on a float32
     channels-last CPU batch of at least 2x2 pixels."""
     return (
-        not _broken
-        and type(conv) is nn.Conv2d
-        and conv.kernel_size == (1, 1)
-        and conv.stride == (1, 1)
-        and conv.padding == (0, 0)
-        and conv.dilation == (1, 1)
-        and conv.groups == 1
-        and conv.bias is None
-        and 1 <= conv.in_channels <= MAX_CONV_CHANNELS
-        and 1 <= conv.out_channels <= MAX_CONV_CHANNELS
-        and conv.weight.dtype == torch.float32
-        and type(pool) is nn.MaxPool2d
+        type(pool) is nn.MaxPool2d
         and _pair(pool.kernel_size) == (2, 2)
         and _pair(pool.stride) == (2, 2)
         and _pair(pool.padding) == (0, 0)
         and _pair(pool.dilation) == (1, 1)
         and not pool.ceil_mode
         and not pool.return_indices
-        and _channels_last_float_cpu(x)
-        and x.shape[1] == conv.in_channels
+        and not _hooked(pool)
+        and _kernel_convolution(conv, 1, x)
         and x.shape[2] >= 2
         and x.shape[3] >= 2
-        and not _traced()
-        and not _hooked(conv)
-        and not _hooked(pool)
-        and not _globally_hooked()
     )
 
 

@@ -300,12 +300,14 @@ CONV_SHAPES = [
 ]
 
 
-def _conv_case(shape):
+def _conv_case(shape, kernel: int = 3):
+    """x, a weight and an output gradient: a 3x3 convolution's, or (kernel 1) a 1x1 transition's with its 2x2 pool."""
     n, c_in, c_out, h, w = shape
     own = torch.Generator().manual_seed(sum(shape))
     x = torch.randn(n, c_in, h, w, generator=own).contiguous(memory_format=torch.channels_last)
-    weight = torch.randn(c_out, c_in, 3, 3, generator=own)
-    grad = torch.randn(n, c_out, h - 2, w - 2, generator=own).contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(c_out, c_in, kernel, kernel, generator=own)
+    out_size = (h - 2, w - 2) if kernel == 3 else (h // 2, w // 2)
+    grad = torch.randn(n, c_out, *out_size, generator=own).contiguous(memory_format=torch.channels_last)
     return x, weight, grad
 
 
@@ -337,7 +339,7 @@ def test_the_convolutions_give_the_same_bits_on_any_number_of_threads():
     """The weights' gradients sum fixed row chunks in a fixed order; every other value is one thread's sum."""
     threads = torch.get_num_threads()
     cases = [_conv_case(shape) for shape in CONV_SHAPES[1:6]]
-    x, weight, grad = _pool_case(POOL_SHAPES[0])
+    x, weight, grad = _conv_case(POOL_SHAPES[0], kernel=1)
     ops = fused.kernels()
 
     def transition(x, weight, grad):
@@ -430,20 +432,11 @@ POOL_SHAPES = [
 ]
 
 
-def _pool_case(shape):
-    n, c_in, c_out, h, w = shape
-    own = torch.Generator().manual_seed(sum(shape))
-    x = torch.randn(n, c_in, h, w, generator=own).contiguous(memory_format=torch.channels_last)
-    weight = torch.randn(c_out, c_in, 1, 1, generator=own)
-    grad = torch.randn(n, c_out, h // 2, w // 2, generator=own).contiguous(memory_format=torch.channels_last)
-    return x, weight, grad
-
-
 @pytest.mark.parametrize("shape", POOL_SHAPES)
 def test_the_transition_and_its_pool_in_one_pass_match_float64(shape):
     """(batch, C_in, C_out, H, W): tiny_gap's, partial vectors each side, odd heights and widths (the pool drops the
     last row or column, whose gradient is zero)."""
-    x, weight, grad = _pool_case(shape)
+    x, weight, grad = _conv_case(shape, kernel=1)
     xd, wd = x.double().requires_grad_(), weight.double().requires_grad_()
     expected = F.max_pool2d(F.conv2d(xd, wd), 2)
     expected.backward(grad.double())
@@ -529,7 +522,7 @@ def test_only_a_1x1_convolution_then_a_2x2_max_pool_goes_to_the_one_pass():
 
 def test_a_wrong_call_to_the_one_pass_raises_instead_of_reading_past_memory():
     ops = fused.kernels()
-    x, weight, grad = _pool_case((2, 16, 12, 6, 6))
+    x, weight, grad = _conv_case((2, 16, 12, 6, 6), kernel=1)
     with pytest.raises(RuntimeError, match="at least 2x2 pixels"):
         ops.conv1x1_pool_forward(x[:, :, :1].contiguous(memory_format=torch.channels_last), weight)
     with pytest.raises(RuntimeError, match=r"shape \(12, 16, 1, 1\)"):
