@@ -297,10 +297,16 @@ def loaded() -> bool:
 def moments_center(relu: nn.Module | None, bn: nn.Module | None, drop: nn.Module | None) -> torch.Tensor | None:
     """The BatchNorm's running mean where a convolution is followed by what looks like a fusable ReLU -> BatchNorm2d
     -> dropout block (fusable() decides on the convolution's output): the convolution can then sum the block's
-    moments about it as it writes its output, and the block skips its two statistics passes. None otherwise."""
+    moments about it as it writes its output, and the block skips its two statistics passes (it takes them where
+    the running mean is still far from the batch's mean). None otherwise."""
     from .models import BitMaskDropout
 
-    if type(relu) is nn.ReLU and type(bn) is nn.BatchNorm2d and type(drop) is BitMaskDropout:
+    if (
+        type(relu) is nn.ReLU
+        and type(bn) is nn.BatchNorm2d
+        and type(drop) is BitMaskDropout
+        and not any(_hooked(m) for m in (relu, bn, drop))  # a watched block goes layer by layer: no use for them
+    ):
         center = bn.running_mean
         if center is not None and center.dtype == torch.float32 and center.device.type == "cpu":
             return center

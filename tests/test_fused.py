@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from mnist_core import fused
-from mnist_core.models import build_model
+from mnist_core.models import FusingSequential, build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -342,6 +342,9 @@ def test_the_convolutions_give_the_same_bits_on_any_number_of_threads():
     x, weight, grad = _conv_case(POOL_SHAPES[0], kernel=1)
     ops = fused.kernels()
 
+    center = torch.randn(32, generator=torch.Generator().manual_seed(2))
+    moment_cases = [_conv_case(shape) for shape in (CONV_SHAPES[2], CONV_SHAPES[5])]
+
     def transition(x, weight, grad):
         out, which = ops.conv1x1_pool_forward(x, weight)
         return (out, which, *ops.conv1x1_pool_backward(grad, x, weight, which, True))
@@ -350,7 +353,11 @@ def test_the_convolutions_give_the_same_bits_on_any_number_of_threads():
         results = []
         for count in (1, 2, 3):
             torch.set_num_threads(count)
-            results.append([_kernel_convolutions(*case) for case in cases] + [transition(x, weight, grad)])
+            results.append(
+                [_kernel_convolutions(*case) for case in cases]
+                + [transition(x, weight, grad)]
+                + [ops.conv3x3_forward(x, weight, center[: weight.shape[0]]) for x, weight, _ in moment_cases]
+            )
     finally:
         torch.set_num_threads(threads)
     for other in results[1:]:
@@ -571,3 +578,36 @@ def test_a_channels_mean_far_above_its_spread_stays_exact_through_the_convolutio
     expected = reference(torch.relu(z.double()))
     assert (out.double() - expected).abs().max() <= 1e-3 * expected.abs().max()
     assert torch.allclose(bn.running_var.double(), reference.running_var, rtol=1e-4)
+    # A running mean still at 0 (a first step), 1,000 spreads away: the block takes its own two passes instead.
+    fresh, reference = torch.nn.BatchNorm2d(8).train(), torch.nn.BatchNorm2d(8).train().double()
+    out = fused.relu_batchnorm_dropout(z, fresh, 0.0, fused.kernels().conv3x3_forward(x, weight, fresh.running_mean)[1])
+    expected = reference(torch.relu(z.double()))
+    assert (out.double() - expected).abs().max() <= 1e-3 * expected.abs().max()
+    assert torch.allclose(fresh.running_var.double(), reference.running_var, rtol=1e-4)
+
+
+def test_a_nan_running_mean_does_not_reach_a_training_output():
+    """torch's BatchNorm ignores its running mean when training: a NaN there (an earlier diverged step) must not
+    leak into the output through the moments' center."""
+    x, weight, _ = _conv_case(CONV_SHAPES[1])
+    bn = torch.nn.BatchNorm2d(8).train()
+    bn.running_mean[0] = float("nan")
+    z, moments = fused.kernels().conv3x3_forward(x, weight, bn.running_mean)
+    assert moments[0, 0] == 0 and torch.isfinite(moments).all()
+    reference = copy.deepcopy(bn).double()
+    out = fused.relu_batchnorm_dropout(z, bn, 0.0, moments)
+    assert torch.allclose(out.double(), reference(torch.relu(z.double())), rtol=1e-4, atol=1e-5)
+
+
+def test_convolutions_without_a_block_after_them_train_on_the_kernels_without_moments():
+    net = FusingSequential(
+        torch.nn.Conv2d(1, 8, 3, bias=False), torch.nn.ReLU(), torch.nn.Conv2d(8, 12, 3, bias=False)
+    ).train()
+    plain = torch.nn.Sequential(*copy.deepcopy(list(net))).double()
+    x = torch.randn(3, 1, 9, 9).contiguous(memory_format=torch.channels_last)
+    out = net(x)
+    assert torch.allclose(out.double(), plain(x.double()), rtol=1e-5, atol=1e-5)
+    out.square().sum().backward()
+    plain(x.double()).square().sum().backward()
+    for p, q in zip(net.parameters(), plain.parameters()):
+        assert torch.allclose(p.grad.double(), q.grad, rtol=1e-4, atol=1e-4 * q.grad.abs().max().item())

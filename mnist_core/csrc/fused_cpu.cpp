@@ -361,12 +361,21 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> block_forward(at::Tensor z, at::T
   // before it summed as it wrote z (about the running mean).
   std::vector<float> mean_f(C), rstd_f(C), scale(C), shift(C);
   std::vector<double> centred(2 * C);
-  if (moments.has_value()) {
+  bool summed = moments.has_value();
+  if (summed) {
     check(*moments, at::kDouble, 3 * C, "moments");
     const double* given = moments->data_ptr<double>();
-    for (int64_t c = 0; c < C; ++c) mean_f[c] = (float)given[c];
-    std::copy(given + C, given + 3 * C, centred.begin());
-  } else {
+    for (int64_t c = 0; c < C; ++c) {
+      mean_f[c] = (float)given[c];
+      centred[c] = given[C + c];
+      centred[C + c] = given[2 * C + c];
+      // The sums' float rounding grows with ((mean - center) / spread)^2: a center more than about 3 spreads from
+      // the mean (a running mean not yet caught up, a channel far from zero) takes the two passes instead.
+      const double offset = centred[c] / count, var = centred[C + c] / count - offset * offset;
+      if (!(offset * offset <= 10 * (var + eps))) summed = false;
+    }
+  }
+  if (!summed) {
     std::vector<float> zero(C, 0.f);
     auto first = relu_moments(zp, n, C, zero.data());
     for (int64_t c = 0; c < C; ++c) mean_f[c] = (float)(first[c] / count);
@@ -613,8 +622,11 @@ std::tuple<at::Tensor, at::Tensor> conv3x3_forward(at::Tensor x, at::Tensor weig
   }
   check(*center, at::kFloat, C_out, "center");
   const int64_t V = (C_out + 7) / 8 * 8;
-  std::vector<float> c(V, 0.f);
-  std::copy(center->data_ptr<float>(), center->data_ptr<float>() + C_out, c.begin());
+  std::vector<float> c(V, 0.f);  // any finite center gives the same moments: a NaN or infinite one becomes 0
+  for (int64_t ch = 0; ch < C_out; ++ch) {
+    const float v = center->data_ptr<float>()[ch];
+    c[ch] = std::isfinite(v) ? v : 0.f;
+  }
   std::vector<double> part(CHUNKS * 2 * V, 0.0);
   correlate3x3(rows, N, H - 2, W - 2, C_in, wt.data(), C_out, out.data_ptr<float>(), 0, c.data(), part.data());
   at::Tensor moments = at::zeros({3, C_out}, at::kDouble);
