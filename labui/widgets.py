@@ -48,12 +48,13 @@ def seed_state(prefix: str, config_cls, values: dict | None = None, overwrite: b
 
 
 def widget_label(f) -> str:
-    """'Rotation (degrees)', 'Max batches (0 = none)': the field's label, unit, and what 0 means."""
+    """'Rotation (degrees)', 'Max batches (0 = none)', 'Record every (steps, 0 = auto)': the field's label, unit,
+    and what 0 means."""
     meta = f.metadata
     name = meta.get("title", meta.get("label", label(f.name)))
     notes = [meta["unit"]] if meta.get("unit") else []
     if numeric_optional(f):
-        notes.append("0 = none")
+        notes.append(f"0 = {meta.get('unset', 'none')}")
     return name[:1].upper() + name[1:] + (f" ({', '.join(notes)})" if notes else "")
 
 

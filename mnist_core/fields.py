@@ -3,8 +3,8 @@
 The Streamlit widgets (labui/widgets.py), the command-line flags (add_flags) and the range and type
 checks (check) are all generated from this metadata, so a page, the CLI and the core cannot disagree
 on what a setting takes. Bounds: min/max are inclusive, above/below exclusive (a learning rate is
-above 0, momentum below 1). optional=True: None means "off", shown as 0 in a number widget. label names the
-setting in messages ("batch size"); title, where given, heads its widget instead.
+above 0, momentum below 1). optional=True: None means "off" (or what unset names), shown as 0 in a number
+widget. label names the setting in messages ("batch size"); title, where given, heads its widget instead.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ def setting(
     below=None,
     choices=None,
     optional: bool = False,
+    unset: str = "none",
     step=None,
     ui: bool = True,
     cli: bool = True,
@@ -35,8 +36,9 @@ def setting(
     default_factory=None,
 ):
     """applies: {other setting: its values for which this one means something}, e.g. momentum only for sgd and
-    rmsprop; a form hides the setting otherwise (the config keeps its default)."""
-    meta = {"help": help, "unit": unit, "optional": optional, "ui": ui, "cli": cli}
+    rmsprop; a form hides the setting otherwise (the config keeps its default). unset: what an optional setting
+    left empty does, in a word for a form's label ("Max batches (0 = none)", "Record every (steps, 0 = auto)")."""
+    meta = {"help": help, "unit": unit, "optional": optional, "unset": unset, "ui": ui, "cli": cli}
     for key, value in (
         ("label", label),
         ("title", title),

@@ -167,12 +167,13 @@ class TrainConfig:
     )
     record_every: int | None = setting(
         None,
-        "Steps between snapshots; none = about 25 per epoch.",
+        "Steps between snapshots; auto (unset) = about 25 per epoch.",
         label="record every",
         unit="steps",
         min=1,
         max=10**6,
         optional=True,
+        unset="auto",
     )
 
     def validate(self, n_train: int = 60_000) -> None:

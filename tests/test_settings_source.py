@@ -101,6 +101,14 @@ def test_the_step_schedule_of_conv2_fc2_keeps_its_gamma_everywhere(runs):
     assert cli_train_config("conv2_fc2").gamma == pytest.approx(0.7)
 
 
+def test_an_empty_optional_number_says_what_it_does_in_its_label(runs):
+    """0 in an optional number widget is 'unset': no batch cap, but an automatic snapshot interval, not none."""
+    train = page("pages/3_Train.py").run()
+    assert train.number_input(key="train.record_every").label == "Record every (steps, 0 = auto)"
+    assert train.number_input(key="train.max_batches").label == "Stop after N batches (0 = none)"
+    assert train.number_input(key="train.record_every").value == 0 and shown_config(train).record_every is None
+
+
 def test_a_value_outside_a_settings_range_is_named_and_not_trained_on_both_pages(runs):
     train = page("pages/3_Train.py").run()
     train.selectbox(key="train.optimizer").set_value("sgd").run()  # momentum shows for SGD and RMSprop only
