@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from mnist_core import fused
-from mnist_core.models import FusingSequential, build_model
+from mnist_core.models import BitMaskDropout, FusingSequential, build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -87,6 +87,29 @@ def test_every_width_the_kernels_take_trains_as_the_layers_do(channels):
         net, x.contiguous(memory_format=torch.channels_last), 3
     ).items():
         assert fused_error <= 1.1 * torch_error + 1e-4, (name, fused_error, torch_error)
+
+
+def test_the_fused_block_drops_exactly_the_values_the_dropout_layer_drops_at_every_width():
+    """The keep decisions are transposed to the channels-last stream by tiles of 16 pixels where the width is a
+    multiple of 4, one value at a time otherwise: every width the kernels take, with and without a partial tile."""
+    widths = [c for c in range(1, 65) if fused.fusable(torch.nn.ReLU(), torch.nn.BatchNorm2d(c), 0.3, _cl(2, c, 3, 3))]
+    assert {4 * g for g in range(1, 9)} <= set(widths)
+    for channels in widths:
+        for height, width in ((3, 3), (4, 8), (5, 7)):  # 9, 32 and 35 pixels: no whole tile, two, two and a part
+            z = _cl(2, channels, height, width)
+            bn = torch.nn.BatchNorm2d(channels)
+            torch.manual_seed(channels)
+            fused_out = fused.relu_batchnorm_dropout(z, copy.deepcopy(bn), 0.3)
+            torch.manual_seed(channels)
+            layers_out = BitMaskDropout(0.3)(bn(torch.relu(z)))
+            assert torch.equal(fused_out == 0, layers_out == 0), (channels, height, width)
+            assert torch.allclose(fused_out, layers_out, rtol=1e-4, atol=1e-5), (channels, height, width)
+
+
+def _cl(*shape: int) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(sum(shape))).contiguous(
+        memory_format=torch.channels_last
+    )
 
 
 def test_a_hooked_layer_trains_layer_by_layer_and_its_hook_sees_it():

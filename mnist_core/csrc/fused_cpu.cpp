@@ -36,7 +36,12 @@ static int64_t period(int64_t C) { return std::lcm(C, (int64_t)16); }
 
 static inline v16f load(const float* p) { v16f v; std::memcpy(&v, p, 64); return v; }
 static inline void store(float* p, v16f v) { std::memcpy(p, &v, 64); }
-static inline v16f load_kept(const uint8_t* p) { v16u8 k; std::memcpy(&k, p, 16); return __builtin_convertvector(k, v16f); }
+typedef int32_t v16i32 __attribute__((vector_size(64)));
+typedef int32_t v8i32 __attribute__((vector_size(32)));
+// Bytes to floats through int32: GCC converts a byte vector to floats one lane at a time (16 extracts and scalar
+// conversions, most of a block pass), but widens bytes to int32 and int32 to float in one instruction each.
+static inline v16f bytes_to_floats(v16u8 k) { return __builtin_convertvector(__builtin_convertvector(k, v16i32), v16f); }
+static inline v16f load_kept(const uint8_t* p) { v16u8 k; std::memcpy(&k, p, 16); return bytes_to_floats(k); }
 static inline v16f relu(v16f v) { v16f z = {}; return v > z ? v : z; }
 
 static std::vector<float> repeat(const float* per_channel, int64_t C, int64_t L) {
@@ -123,11 +128,11 @@ static void backward_impl(const float* g, const float* z, const uint8_t* kept, f
 
 typedef int16_t v16i16 __attribute__((vector_size(32)));
 
-// out = ((relu(z) - mean) * scale + shift) * kept, and kept (uint8) for the backward pass; draws in the stream's
-// order. The mean is taken off first, as BatchNorm does: folded into the shift, it cancelled in float.
+// out = ((relu(z) - mean) * scale + shift) * kept, kept (0 or 1) in the stream's order. The mean is taken off first,
+// as BatchNorm does: folded into the shift, it cancelled in float.
 template <int V>
-static void forward_impl(const float* z, const int16_t* draws, int16_t kf, const float* mn, const float* sc,
-                         const float* sh, int64_t blocks, float* out, uint8_t* kept) {
+static void forward_impl(const float* z, const uint8_t* kept, const float* mn, const float* sc, const float* sh,
+                         int64_t blocks, float* out) {
   constexpr int64_t L = V * 16;
   at::parallel_for(0, blocks, 256, [=](int64_t b, int64_t e) {
     v16f m[V], s[V], h[V];
@@ -135,11 +140,7 @@ static void forward_impl(const float* z, const int16_t* draws, int16_t kf, const
     for (int64_t j = b; j < e; ++j)
       for (int v = 0; v < V; ++v) {
         const int64_t o = j * L + v * 16;
-        v16i16 d;
-        std::memcpy(&d, draws + o, 32);
-        v16u8 k = __builtin_convertvector(d >= kf, v16u8) & 1;
-        std::memcpy(kept + o, &k, 16);
-        store(out + o, ((relu(load(z + o)) - m[v]) * s[v] + h[v]) * __builtin_convertvector(k, v16f));
+        store(out + o, ((relu(load(z + o)) - m[v]) * s[v] + h[v]) * load_kept(kept + o));
       }
   });
 }
@@ -207,15 +208,13 @@ static std::vector<double> gradient_sums(const float* g, const float* z, const u
   return sums;
 }
 
-static void forward_out(const float* z, const int16_t* draws, int16_t keep_from, const float* mean,
-                        const float* scale, const float* shift, int64_t n, int64_t C, float* out, uint8_t* kept) {
+static void forward_out(const float* z, const uint8_t* kept, const float* mean, const float* scale,
+                        const float* shift, int64_t n, int64_t C, float* out) {
   const int64_t L = period(C), blocks = n / L;
   auto mn = repeat(mean, C, L), sc = repeat(scale, C, L), sh = repeat(shift, C, L);
-  DISPATCH(L / 16, forward_impl, z, draws, keep_from, mn.data(), sc.data(), sh.data(), blocks, out, kept);
-  for (int64_t o = blocks * L; o < n; ++o) {
-    kept[o] = draws[o] >= keep_from;
+  DISPATCH(L / 16, forward_impl, z, kept, mn.data(), sc.data(), sh.data(), blocks, out);
+  for (int64_t o = blocks * L; o < n; ++o)
     out[o] = ((std::max(z[o], 0.f) - mn[o % C]) * sc[o % C] + sh[o % C]) * kept[o];
-  }
 }
 
 static void backward_out(const float* g, const float* z, const uint8_t* kept, float rescale, const float* gain,
@@ -301,23 +300,68 @@ at::Tensor random_words(int64_t count) {
   return words;
 }
 
-// BitMaskDropout's int16 draws for an (N, C, H, W) batch, its random words in the values' logical order, laid out
-// as the channels-last stream the kernels walk: a seed drops the same values fused or layer by layer.
-static at::Tensor channels_last_draws(int64_t N, int64_t C, int64_t HW) {
+// BitMaskDropout's keep decisions for an (N, C, H, W) batch: its random words' int16 draws in the values' logical
+// order, at or above keep_from, laid out as the channels-last stream the kernels walk: a seed drops the same values
+// fused or layer by layer.
+//
+// A transposition, byte by byte about 3 cycles a value (as long as the rest of the block's forward pass). Where C is
+// a multiple of 4 it goes by tiles of 16 pixels: each channel's 16 draws compared in one vector, four channels'
+// decisions packed into a 32-bit word per pixel, and the words written pixel by pixel (a quarter of the moves).
+typedef uint32_t v16u32 __attribute__((vector_size(64)));
+
+template <int G>  // C = 4 * G channels
+static void kept_words(const int16_t* __restrict__ s, int64_t HW, int16_t keep_from, uint8_t* __restrict__ d) {
+  const int64_t C = 4 * G, tiles = HW / 16;
+  for (int64_t t = 0; t < tiles; ++t) {
+    uint32_t words[G][16];
+    for (int g = 0; g < G; ++g) {
+      v16u32 w = {};
+      for (int k = 0; k < 4; ++k) {
+        v16i16 draws;
+        std::memcpy(&draws, s + (4 * g + k) * HW + 16 * t, 32);
+        w |= (__builtin_convertvector(draws >= keep_from, v16u32) & 1) << (8 * k);  // channel 4g + k in byte k
+      }
+      std::memcpy(words[g], &w, 64);
+    }
+    for (int q = 0; q < 16; ++q)
+      for (int g = 0; g < G; ++g) std::memcpy(d + (16 * t + q) * C + 4 * g, &words[g][q], 4);
+  }
+  for (int64_t p = tiles * 16; p < HW; ++p)
+    for (int64_t c = 0; c < C; ++c) d[p * C + c] = s[c * HW + p] >= keep_from;
+}
+
+static void kept_bytes(const int16_t* __restrict__ s, int64_t HW, int64_t C, int16_t keep_from,
+                       uint8_t* __restrict__ d) {
+  for (int64_t p = 0; p < HW; ++p)
+    for (int64_t c = 0; c < C; ++c) d[p * C + c] = s[c * HW + p] >= keep_from;
+}
+
+static at::Tensor channels_last_kept(int64_t N, int64_t C, int64_t HW, int16_t keep_from) {
   const int64_t count = N * C * HW;
   auto words = random_words((count + 3) / 4);
   const int16_t* logical = static_cast<const int16_t*>(words.data_ptr());
-  auto draws = at::empty({count}, at::kShort);
-  int16_t* stream = draws.data_ptr<int16_t>();
+  auto kept = at::empty({count}, at::kByte);
+  uint8_t* stream = kept.data_ptr<uint8_t>();
   at::parallel_for(0, N, 1, [=](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
       const int16_t* s = logical + i * C * HW;
-      int16_t* d = stream + i * C * HW;
-      for (int64_t p = 0; p < HW; ++p)
-        for (int64_t c = 0; c < C; ++c) d[p * C + c] = s[c * HW + p];
+      uint8_t* d = stream + i * C * HW;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__  // byte k of a word is channel 4g + k
+      switch (C % 4 == 0 ? C / 4 : 0) {
+        case 1: kept_words<1>(s, HW, keep_from, d); continue;
+        case 2: kept_words<2>(s, HW, keep_from, d); continue;
+        case 3: kept_words<3>(s, HW, keep_from, d); continue;
+        case 4: kept_words<4>(s, HW, keep_from, d); continue;
+        case 5: kept_words<5>(s, HW, keep_from, d); continue;
+        case 6: kept_words<6>(s, HW, keep_from, d); continue;
+        case 7: kept_words<7>(s, HW, keep_from, d); continue;
+        case 8: kept_words<8>(s, HW, keep_from, d); continue;
+      }
+#endif
+      kept_bytes(s, HW, C, keep_from, d);
     }
   });
-  return draws;
+  return kept;
 }
 
 static void check_batch(const at::Tensor& t, const at::Tensor& like, const char* name) {
@@ -354,7 +398,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> block_forward(at::Tensor z, at::T
   TORCH_CHECK(count > 1 && p >= 0 && std::nearbyint(p * 65536) < 65536,
               "mnist_fused: needs more than one value per channel and 0 <= p < 1 - 1/131072");
   const int16_t keep_from = (int16_t)(std::nearbyint(p * 65536) - 32768);
-  at::Tensor draws = p == 0 ? at::full({n}, -32768, at::kShort) : channels_last_draws(z.size(0), C, count / z.size(0));
+  at::Tensor kept = p == 0 ? at::empty({n}, at::kByte) : channels_last_kept(z.size(0), C, count / z.size(0), keep_from);
+  if (p == 0) std::memset(kept.data_ptr<uint8_t>(), 1, n);
   const float* zp = z.data_ptr<float>();
 
   // The moments about a first estimate of the mean: the batch's own (a first pass), or those the convolution
@@ -397,9 +442,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> block_forward(at::Tensor z, at::T
     shift[c] = (float)(b[c] * rescale);
   }
   batches_tracked.data_ptr<int64_t>()[0] += 1;
-  auto kept = at::empty({n}, at::kByte);
-  forward_out(zp, draws.data_ptr<int16_t>(), keep_from, mean_f.data(), scale.data(), shift.data(), n, C,
-              out.data_ptr<float>(), kept.data_ptr<uint8_t>());
+  forward_out(zp, kept.data_ptr<uint8_t>(), mean_f.data(), scale.data(), shift.data(), n, C, out.data_ptr<float>());
   return {kept, mean, rstd};
 }
 
@@ -830,7 +873,7 @@ static inline void winner_grads(const float* g, const uint8_t* which, v8f (&gq)[
   for (int k = 0; k < K; ++k) {
     v8u8 h8;
     std::memcpy(&h8, which + 8 * k, 8);
-    const v8f h = __builtin_convertvector(h8, v8f), gv = load8(g + 8 * k);
+    const v8f h = __builtin_convertvector(__builtin_convertvector(h8, v8i32), v8f), gv = load8(g + 8 * k);
     for (int q = 0; q < 4; ++q) gq[q][k] = h == (float)q ? gv : (v8f){};
   }
 }
