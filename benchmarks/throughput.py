@@ -32,15 +32,15 @@ from mnist_core import fused  # noqa: E402
 from mnist_core.data import BUNDLED_DIR, DeviceData, load_mnist  # noqa: E402
 from mnist_core.models import BitMaskDropout, describe  # noqa: E402
 from mnist_core.reporter import Reporter  # noqa: E402
-from mnist_core.train import TrainConfig, fit, seeded_model, training_memory_format  # noqa: E402
+from mnist_core.train import TrainConfig, fit, make_optimizer, seeded_model, training_memory_format  # noqa: E402
 
 TARGET_RATIO = 5.0
 TARGET_STEP_OVER_FLOOR = 2.5
 
 # Each variant keeps the model, the batch and the optimizer; only the numeric path changes ("before" is the
-# engine's path before its cheaper dropout masks, channels-last memory and fused kernels; "layer by layer" only
-# before the fused kernels; "torch's convolutions" only before the kernels' own convolutions), except the last,
-# which drops dropout to show how much of the step is left without its random masks. torch.compile gets the
+# engine's path before its cheaper dropout masks, channels-last memory, fused kernels and fused SGD; "layer by
+# layer" only before the fused kernels; "torch's convolutions" only before the kernels' own convolutions), except
+# the last, which drops dropout to show how much of the step is left without its random masks. torch.compile gets the
 # layers one by one: inductor fuses them itself.
 STEP_VARIANTS: dict[str, dict] = {
     "eager float32 (the engine's path)": {},
@@ -167,7 +167,11 @@ def variant_step(
         fmt = training_memory_format(config, torch.device("cpu"))
     net = net.to(memory_format=fmt)
     x = x.contiguous(memory_format=fmt)
-    optimizer = torch.optim.SGD(net.parameters(), lr=config.lr, momentum=config.momentum)
+    optimizer = (
+        torch.optim.SGD(net.parameters(), lr=config.lr, momentum=config.momentum)  # before the fused optimizer
+        if before
+        else make_optimizer(config, net.parameters())
+    )
     forward = torch.compile(net) if compiled else net
 
     def step():

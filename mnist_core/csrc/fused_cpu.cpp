@@ -40,7 +40,9 @@ typedef int32_t v16i32 __attribute__((vector_size(64)));
 typedef int32_t v8i32 __attribute__((vector_size(32)));
 // Bytes to floats through int32: GCC converts a byte vector to floats one lane at a time (16 extracts and scalar
 // conversions, most of a block pass), but widens bytes to int32 and int32 to float in one instruction each.
-static inline v16f bytes_to_floats(v16u8 k) { return __builtin_convertvector(__builtin_convertvector(k, v16i32), v16f); }
+static inline v16f bytes_to_floats(v16u8 k) {
+  return __builtin_convertvector(__builtin_convertvector(k, v16i32), v16f);
+}
 static inline v16f load_kept(const uint8_t* p) { v16u8 k; std::memcpy(&k, p, 16); return bytes_to_floats(k); }
 static inline v16f relu(v16f v) { v16f z = {}; return v > z ? v : z; }
 
