@@ -542,9 +542,16 @@ static const std::vector<RowBlockFn> ROW_BLOCKS[CONV_MAX_VECTORS] = {
     row_blocks<1>(std::make_index_sequence<ROW_BLOCK[0]>()), row_blocks<2>(std::make_index_sequence<ROW_BLOCK[1]>()),
     row_blocks<3>(std::make_index_sequence<ROW_BLOCK[2]>()), row_blocks<4>(std::make_index_sequence<ROW_BLOCK[3]>())};
 
+// A thread's copy of the rows of one image of a source that builds its input rows (the input's gradient, padded),
+// each row built once: image is the image they belong to, ready the end of the rows built so far.
+struct Staging {
+  std::vector<float> rows;
+  int64_t image = -1, ready = 0;
+};
+
 // out (N, OH, OW, C_out) = the valid 3x3 correlation of the three input rows rows(n, oh, staging) gives for each
 // output row (W = OW + 2 pixels of C_in values each, consecutive) with wt (3, 3, C_in, K * 8). staging is a
-// thread's 3-row buffer for a source that builds its rows. An input padded with `pad` zero rows and columns each
+// thread's buffer of H = OH + 2 rows for a source that builds its rows. An input padded with `pad` zero rows and columns each
 // side (the input's gradient pads by 2) has its border pixels in blocks of their own, and no block sums the kernel
 // rows or columns that would read only zeros.
 template <typename Rows>
@@ -574,11 +581,11 @@ static void correlate3x3(Rows rows, int64_t N, int64_t OH, int64_t OW, int64_t C
     *hi = (int)std::min<int64_t>(3, size - pad - a);
   };
   auto output_rows = [=](int64_t b, int64_t e, double* moments) {
-    std::vector<float> staging(3 * W * C_in);
+    Staging staging;
     v8f row_moments[2 * CONV_MAX_VECTORS];
     for (int64_t r = b; r < e; ++r) {
       const int64_t oh = r % OH;
-      const float* xr = rows(r / OH, oh, staging.data());
+      const float* xr = rows(r / OH, oh, staging);
       float* o = out + r * OW * C_out;
       int kh0, kh1;
       taps(oh, oh + 1, H, &kh0, &kh1);
@@ -660,7 +667,7 @@ std::tuple<at::Tensor, at::Tensor> conv3x3_forward(at::Tensor x, at::Tensor weig
   const auto wt = vector_weights(checked_weight(weight, C_out, C_in), false);
   at::Tensor out = at::empty({N, C_out, H - 2, W - 2}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
   const float* xp = x.data_ptr<float>();
-  auto rows = [=](int64_t n, int64_t oh, float*) { return xp + (n * H + oh) * W * C_in; };
+  auto rows = [=](int64_t n, int64_t oh, Staging&) { return xp + (n * H + oh) * W * C_in; };
   if (!center.has_value()) {
     correlate3x3(rows, N, H - 2, W - 2, C_in, wt.data(), C_out, out.data_ptr<float>(), 0);
     return {out, at::Tensor()};
@@ -694,12 +701,19 @@ at::Tensor conv3x3_input_grad(at::Tensor grad, at::Tensor weight) {
   const auto wt = vector_weights(checked_weight(weight, C_out, C_in), true);
   const float* g = grad.data_ptr<float>();
   const int64_t PW = OW + 4, row = OW * C_out;
-  // The gradient's rows oh - 2 .. oh for input row oh, with two zero pixels each side and zero rows beyond its
-  // edges: a padded copy of the whole gradient would cost a pass through memory.
-  auto rows = [=](int64_t n, int64_t oh, float* staging) {
-    for (int64_t k = 0; k < 3; ++k) {
-      float* s = staging + k * PW * C_out;
-      const int64_t source = oh - 2 + k;
+  // Image n's gradient with two zero pixels each side and two zero rows above and below, built row by row as the
+  // thread's output rows come to need them (input row oh reads padded rows oh .. oh + 2): each row copied once. A
+  // padded copy of the whole gradient would cost a pass through memory; three rows copied for each output row cost
+  // a tenth of this one.
+  auto rows = [=](int64_t n, int64_t oh, Staging& staging) {
+    if (staging.image != n) {
+      staging.image = n;
+      staging.ready = oh;
+      staging.rows.resize((OH + 4) * PW * C_out);
+    }
+    for (int64_t p = staging.ready; p < oh + 3; ++p) {
+      float* s = staging.rows.data() + p * PW * C_out;
+      const int64_t source = p - 2;
       if (source < 0 || source >= OH) {
         std::memset(s, 0, PW * C_out * 4);
         continue;
@@ -708,7 +722,8 @@ at::Tensor conv3x3_input_grad(at::Tensor grad, at::Tensor weight) {
       std::memcpy(s + 2 * C_out, g + (n * OH + source) * row, row * 4);
       std::memset(s + (OW + 2) * C_out, 0, 2 * C_out * 4);
     }
-    return (const float*)staging;
+    staging.ready = std::max(staging.ready, oh + 3);
+    return (const float*)staging.rows.data() + oh * PW * C_out;
   };
   at::Tensor out = at::empty({N, C_in, OH + 2, OW + 2}, grad.options().memory_format(at::MemoryFormat::ChannelsLast));
   correlate3x3(rows, N, OH + 2, OW + 2, C_out, wt.data(), C_in, out.data_ptr<float>(), 2);
