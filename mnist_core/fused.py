@@ -109,22 +109,26 @@ def _traced() -> bool:
     return torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling()
 
 
+def call_allows() -> bool:
+    """What holds for a whole forward call, whatever the layer: the kernels not known to be unbuildable here, no
+    tracing or compiling, no global module hook, no CPU autocast (torch's layers would compute in bfloat16 there:
+    the kernels, float32, must not quietly stand in). A caller checking many layers passes it to each check once."""
+    return not _broken and not _traced() and not _globally_hooked() and not torch.is_autocast_enabled("cpu")
+
+
 def _channels_last_float_cpu(x: torch.Tensor) -> bool:
-    # under CPU autocast torch's layers would compute in bfloat16: the kernels (float32) must not quietly stand in
     return (
-        not torch.is_autocast_enabled("cpu")
-        and x.device.type == "cpu"
+        x.device.type == "cpu"
         and x.dtype == torch.float32
         and x.dim() == 4
         and x.is_contiguous(memory_format=torch.channels_last)
     )
 
 
-def _kernel_convolution(conv: nn.Module, size: int, x: torch.Tensor) -> bool:
+def _kernel_convolution(conv: nn.Module, size: int, x: torch.Tensor, allowed: bool | None) -> bool:
     # what the kernels' convolutions compute: stride 1, no padding, no bias, 1-32 channels each side, float32
     return (
-        not _broken
-        and type(conv) is nn.Conv2d
+        type(conv) is nn.Conv2d
         and conv.kernel_size == (size, size)
         and conv.stride == (1, 1)
         and conv.padding == (0, 0)
@@ -138,26 +142,26 @@ def _kernel_convolution(conv: nn.Module, size: int, x: torch.Tensor) -> bool:
         and x.shape[1] == conv.in_channels
         and x.shape[2] >= size
         and x.shape[3] >= size
-        and not _traced()
         and not _hooked(conv)
-        and not _globally_hooked()
+        and (call_allows() if allowed is None else allowed)
     )
 
 
-def conv_fusable(conv: nn.Module, x: torch.Tensor) -> bool:
+def conv_fusable(conv: nn.Module, x: torch.Tensor, allowed: bool | None = None) -> bool:
     """Whether conv can run on the kernels' 3x3 convolutions for x: an unhooked nn.Conv2d, 3x3, stride 1, no
-    padding, no bias, 1 to 32 channels each side, on a float32 channels-last CPU batch of at least 3x3 pixels."""
-    return _kernel_convolution(conv, 3, x)
+    padding, no bias, 1 to 32 channels each side, on a float32 channels-last CPU batch of at least 3x3 pixels.
+    allowed: call_allows(), where the caller has it."""
+    return _kernel_convolution(conv, 3, x, allowed)
 
 
 def _pair(value) -> tuple:
     return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
 
 
-def conv_pool_fusable(conv: nn.Module, pool: nn.Module, x: torch.Tensor) -> bool:
+def conv_pool_fusable(conv: nn.Module, pool: nn.Module, x: torch.Tensor, allowed: bool | None = None) -> bool:
     """Whether conv then pool can run as the kernels' one pass: an unhooked 1x1 nn.Conv2d (stride 1, no padding,
     no bias, 1 to 32 channels each side) then an unhooked 2x2 nn.MaxPool2d of stride 2, on a float32
-    channels-last CPU batch of at least 2x2 pixels."""
+    channels-last CPU batch of at least 2x2 pixels. allowed: call_allows(), where the caller has it."""
     return (
         type(pool) is nn.MaxPool2d
         and _pair(pool.kernel_size) == (2, 2)
@@ -167,18 +171,18 @@ def conv_pool_fusable(conv: nn.Module, pool: nn.Module, x: torch.Tensor) -> bool
         and not pool.ceil_mode
         and not pool.return_indices
         and not _hooked(pool)
-        and _kernel_convolution(conv, 1, x)
+        and _kernel_convolution(conv, 1, x, allowed)
         and x.shape[2] >= 2
         and x.shape[3] >= 2
     )
 
 
-def fusable(relu: nn.Module, bn: nn.Module, p: float, z: torch.Tensor) -> bool:
+def fusable(relu: nn.Module, bn: nn.Module, p: float, z: torch.Tensor, allowed: bool | None = None) -> bool:
     """Whether relu, bn and a dropout of rate p can run fused on z: training on a CPU in float32 channels-last,
-    BatchNorm in its usual form (affine, running statistics with a momentum), nothing hooked on the layers."""
+    BatchNorm in its usual form (affine, running statistics with a momentum), nothing hooked on the layers.
+    allowed: call_allows(), where the caller has it."""
     return (
-        not _broken
-        and type(relu) is nn.ReLU
+        type(relu) is nn.ReLU
         and type(bn) is nn.BatchNorm2d
         and bn.training
         and bn.affine
@@ -189,9 +193,9 @@ def fusable(relu: nn.Module, bn: nn.Module, p: float, z: torch.Tensor) -> bool:
         and _channels_last_float_cpu(z)
         and math.lcm(z.shape[1], 16) // 16 <= MAX_PERIOD_VECTORS
         and z.shape[0] * z.shape[2] * z.shape[3] > 1  # one value per channel: let BatchNorm raise its own error
-        and not _traced()
-        and not any(_hooked(m) for m in (relu, bn))
-        and not _globally_hooked()
+        and not _hooked(relu)
+        and not _hooked(bn)
+        and (call_allows() if allowed is None else allowed)
     )
 
 

@@ -124,6 +124,22 @@ def test_a_hooked_layer_trains_layer_by_layer_and_its_hook_sees_it():
     assert torch.allclose(out.double(), reference(x.double()), rtol=1e-4, atol=1e-5)
 
 
+def test_a_global_module_hook_sees_every_layer_of_a_training_step():
+    """A hook registered for every module (the call, not a layer, decides) sends the whole step layer by layer."""
+    from torch.nn.modules.module import register_module_forward_hook
+
+    net, _ = _tiny_gap_pair(0.1)
+    x = torch.randn(4, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+    seen = []
+    handle = register_module_forward_hook(lambda module, inputs, out: seen.append(type(module).__name__))
+    try:
+        net(x)
+    finally:
+        handle.remove()
+    assert seen.count("Conv2d") == 7 and seen.count("BatchNorm2d") == 6 and seen.count("MaxPool2d") == 1
+    assert fused.call_allows()  # and once it is gone the kernels take the step again
+
+
 def test_the_fused_layers_leave_evaluation_and_other_layouts_to_the_layers():
     net, _ = _tiny_gap_pair(0.1)
     x = torch.randn(4, 1, 28, 28)
