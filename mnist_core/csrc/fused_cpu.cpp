@@ -306,9 +306,10 @@ at::Tensor random_words(int64_t count) {
 // order, at or above keep_from, laid out as the channels-last stream the kernels walk: a seed drops the same values
 // fused or layer by layer.
 //
-// A transposition, byte by byte about 3 cycles a value (as long as the rest of the block's forward pass). Where C is
-// a multiple of 4 it goes by tiles of 16 pixels: each channel's 16 draws compared in one vector, four channels'
-// decisions packed into a 32-bit word per pixel, and the words written pixel by pixel (a quarter of the moves).
+// A transposition: value by value it took about 3 cycles a value, as long as the rest of the block's forward pass.
+// Where C is a multiple of 4 it goes by tiles of 16 pixels: each channel's 16 draws compared in one vector, four
+// channels' decisions packed into a 32-bit word per pixel, and the words written pixel by pixel (a quarter of the
+// moves).
 typedef uint32_t v16u32 __attribute__((vector_size(64)));
 
 template <int G>  // C = 4 * G channels
@@ -551,9 +552,9 @@ struct Staging {
 
 // out (N, OH, OW, C_out) = the valid 3x3 correlation of the three input rows rows(n, oh, staging) gives for each
 // output row (W = OW + 2 pixels of C_in values each, consecutive) with wt (3, 3, C_in, K * 8). staging is a
-// thread's buffer of H = OH + 2 rows for a source that builds its rows. An input padded with `pad` zero rows and columns each
-// side (the input's gradient pads by 2) has its border pixels in blocks of their own, and no block sums the kernel
-// rows or columns that would read only zeros.
+// thread's buffer of H = OH + 2 rows for a source that builds its rows. An input padded with `pad` zero rows and
+// columns each side (the input's gradient pads by 2) has its border pixels in blocks of their own, and no block
+// sums the kernel rows or columns that would read only zeros.
 template <typename Rows>
 static void correlate3x3(Rows rows, int64_t N, int64_t OH, int64_t OW, int64_t C_in, const float* wt, int64_t C_out,
                          float* out, int64_t pad, const float* center = nullptr, double* chunk_moments = nullptr) {
@@ -704,7 +705,7 @@ at::Tensor conv3x3_input_grad(at::Tensor grad, at::Tensor weight) {
   // Image n's gradient with two zero pixels each side and two zero rows above and below, built row by row as the
   // thread's output rows come to need them (input row oh reads padded rows oh .. oh + 2): each row copied once. A
   // padded copy of the whole gradient would cost a pass through memory; three rows copied for each output row cost
-  // a tenth of this one.
+  // about a tenth of this pass.
   auto rows = [=](int64_t n, int64_t oh, Staging& staging) {
     if (staging.image != n) {
       staging.image = n;
