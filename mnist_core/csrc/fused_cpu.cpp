@@ -492,24 +492,38 @@ static constexpr int64_t PATCH_TILE[CONV_MAX_VECTORS] = {24, 12, 8, 6};  // weig
 // J consecutive output pixels of one row, every output channel: x points at the block's first input pixel, wt is
 // (3, 3, C_in, K * 8), zero beyond C_out. Only kernel rows [kh0, kh1) and columns [kw0, kw1) are summed: the
 // others would read only the zero border of a padded input.
-template <int K, int J>
+// ONE: one input channel and all nine taps (tiny_gap's first layer): the taps unrolled, where the loops around
+// them cost more than the one multiply a tap and pixel (the layer ran at a quarter of the others' speed).
+template <int K, int J, bool ONE = false>
 static void conv_row_block(const float* x, int64_t W, int64_t C_in, const float* wt, float* out, int64_t C_out,
                            int kh0, int kh1, int kw0, int kw1, const float* center, v8f* moments) {
   v8f acc[J][K] = {};
-  for (int kh = kh0; kh < kh1; ++kh)
-    for (int kw = kw0; kw < kw1; ++kw) {
-      const float* xr = x + (kh * W + kw) * C_in;
-      const float* wr = wt + (kh * 3 + kw) * C_in * K * 8;
-      for (int64_t ci = 0; ci < C_in; ++ci) {
-        v8f w[K];
-        for (int k = 0; k < K; ++k) w[k] = load8(wr + (ci * K + k) * 8);
+  if constexpr (ONE) {
+#pragma GCC unroll 9
+    for (int t = 0; t < 9; ++t) {
+      v8f w[K];
+      for (int k = 0; k < K; ++k) w[k] = load8(wt + (t * K + k) * 8);
+      const float* xr = x + t / 3 * W + t % 3;
 #pragma GCC unroll 16
-        for (int j = 0; j < J; ++j) {
-          const float s = xr[j * C_in + ci];
-          for (int k = 0; k < K; ++k) acc[j][k] += s * w[k];
+      for (int j = 0; j < J; ++j)
+        for (int k = 0; k < K; ++k) acc[j][k] += xr[j] * w[k];
+    }
+  } else {
+    for (int kh = kh0; kh < kh1; ++kh)
+      for (int kw = kw0; kw < kw1; ++kw) {
+        const float* xr = x + (kh * W + kw) * C_in;
+        const float* wr = wt + (kh * 3 + kw) * C_in * K * 8;
+        for (int64_t ci = 0; ci < C_in; ++ci) {
+          v8f w[K];
+          for (int k = 0; k < K; ++k) w[k] = load8(wr + (ci * K + k) * 8);
+#pragma GCC unroll 16
+          for (int j = 0; j < J; ++j) {
+            const float s = xr[j * C_in + ci];
+            for (int k = 0; k < K; ++k) acc[j][k] += s * w[k];
+          }
         }
       }
-    }
+  }
   if (moments)  // sums of relu(out) - center and its squares (zero in the lanes beyond C_out: their weights are)
     for (int k = 0; k < K; ++k) {
       const v8f c = load8(center + 8 * k), zero = {};
@@ -535,13 +549,19 @@ static void conv_row_block(const float* x, int64_t W, int64_t C_in, const float*
 
 using RowBlockFn = void (*)(const float*, int64_t, int64_t, const float*, float*, int64_t, int, int, int, int,
                             const float*, v8f*);
-template <int K, std::size_t... J>
+template <int K, bool ONE, std::size_t... J>
 static std::vector<RowBlockFn> row_blocks(std::index_sequence<J...>) {
-  return {&conv_row_block<K, J + 1>...};
+  return {&conv_row_block<K, J + 1, ONE>...};
 }
-static const std::vector<RowBlockFn> ROW_BLOCKS[CONV_MAX_VECTORS] = {
-    row_blocks<1>(std::make_index_sequence<ROW_BLOCK[0]>()), row_blocks<2>(std::make_index_sequence<ROW_BLOCK[1]>()),
-    row_blocks<3>(std::make_index_sequence<ROW_BLOCK[2]>()), row_blocks<4>(std::make_index_sequence<ROW_BLOCK[3]>())};
+template <bool ONE>
+static std::vector<std::vector<RowBlockFn>> row_block_table() {
+  return {row_blocks<1, ONE>(std::make_index_sequence<ROW_BLOCK[0]>()),
+          row_blocks<2, ONE>(std::make_index_sequence<ROW_BLOCK[1]>()),
+          row_blocks<3, ONE>(std::make_index_sequence<ROW_BLOCK[2]>()),
+          row_blocks<4, ONE>(std::make_index_sequence<ROW_BLOCK[3]>())};
+}
+static const std::vector<std::vector<RowBlockFn>> ROW_BLOCKS = row_block_table<false>(),
+                                                  ONE_CHANNEL_ROW_BLOCKS = row_block_table<true>();
 
 // A thread's copy of the rows of one image of a source that builds its input rows (the input's gradient, padded),
 // each row built once: image is the image they belong to, ready the end of the rows built so far.
@@ -595,8 +615,10 @@ static void correlate3x3(Rows rows, int64_t N, int64_t OH, int64_t OW, int64_t C
         const int64_t ow = first[i], J = first[i + 1] - ow;
         int kw0, kw1;
         taps(ow, ow + J, W, &kw0, &kw1);
-        ROW_BLOCKS[K - 1][J - 1](xr + ow * C_in, W, C_in, wt, o + ow * C_out, C_out, kh0, kh1, kw0, kw1, center,
-                                 moments ? row_moments : nullptr);
+        const bool one = C_in == 1 && kh0 == 0 && kh1 == 3 && kw0 == 0 && kw1 == 3;
+        const RowBlockFn block = (one ? ONE_CHANNEL_ROW_BLOCKS : ROW_BLOCKS)[K - 1][J - 1];
+        block(xr + ow * C_in, W, C_in, wt, o + ow * C_out, C_out, kh0, kh1, kw0, kw1, center,
+              moments ? row_moments : nullptr);
       }
       if (moments)  // float within a row, double across rows
         for (int k = 0; k < 2 * K; ++k)
@@ -754,6 +776,34 @@ static void weight_grad_tile(const float* g, const float* x, int64_t r0, int64_t
     for (int k = 0; k < K; ++k) std::memcpy(dst + (t * K + k) * 8, &acc[t][k], 32);
 }
 
+// One input channel (tiny_gap's first layer): all nine taps in one tile. Kernel row by kernel row each tile held
+// three sums, and waited on each one's latency at every pixel.
+template <int K>
+static void weight_grad_one_channel(const float* g, const float* x, int64_t r0, int64_t r1, int64_t OH, int64_t OW,
+                                    int64_t H, int64_t W, int64_t GS, float* dst) {
+  v8f acc[9][K] = {};
+  for (int64_t r = r0; r < r1; ++r) {
+    const float* gr = g + r * OW * GS;
+    const float* xr = x + (r / OH * H + r % OH) * W;
+    for (int64_t ow = 0; ow < OW; ++ow) {
+      v8f gv[K];
+      for (int k = 0; k < K; ++k) gv[k] = load8(gr + ow * GS + 8 * k);
+#pragma GCC unroll 9
+      for (int t = 0; t < 9; ++t) {
+        const float s = xr[t / 3 * W + ow + t % 3];
+        for (int k = 0; k < K; ++k) acc[t][k] += s * gv[k];
+      }
+    }
+  }
+  for (int t = 0; t < 9; ++t)
+    for (int k = 0; k < K; ++k) std::memcpy(dst + (t * K + k) * 8, &acc[t][k], 32);
+}
+
+using OneChannelFn = void (*)(const float*, const float*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+                              int64_t, float*);
+static const OneChannelFn ONE_CHANNEL_TILES[CONV_MAX_VECTORS] = {
+    weight_grad_one_channel<1>, weight_grad_one_channel<2>, weight_grad_one_channel<3>, weight_grad_one_channel<4>};
+
 using TileFn = void (*)(const float*, const float*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
                         int64_t, int, int64_t, float*);
 template <int K, std::size_t... T>
@@ -792,6 +842,10 @@ at::Tensor conv3x3_weight_grad(at::Tensor grad, at::Tensor x) {
   at::parallel_for(0, CHUNKS, 1, [=](int64_t b, int64_t e) {
     for (int64_t c = b; c < e; ++c) {
       const int64_t r0 = rows * c / CHUNKS, r1 = rows * (c + 1) / CHUNKS;
+      if (C_in == 1) {  // entries (kh, kw): the chunk's nine, in the order the kernel rows' tiles write them
+        ONE_CHANNEL_TILES[K - 1](g, xp, r0, r1, OH, OW, H, W, GS, pp + c * 9 * GS);
+        continue;
+      }
       for (int kh = 0; kh < 3; ++kh)
         for (int64_t e0 = 0; e0 < E; e0 += TS)
           TILES[K - 1][std::min(TS, E - e0) - 1](g, xp, r0, r1, OH, OW, H, W, C_in, GS, kh, e0,
