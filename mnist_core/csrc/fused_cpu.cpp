@@ -312,6 +312,13 @@ at::Tensor random_words(int64_t count) {
 // moves).
 typedef uint32_t v16u32 __attribute__((vector_size(64)));
 
+// pixels [from, HW) value by value
+static void kept_bytes(const int16_t* __restrict__ s, int64_t HW, int64_t C, int16_t keep_from,
+                       uint8_t* __restrict__ d, int64_t from = 0) {
+  for (int64_t p = from; p < HW; ++p)
+    for (int64_t c = 0; c < C; ++c) d[p * C + c] = s[c * HW + p] >= keep_from;
+}
+
 template <int G>  // C = 4 * G channels
 static void kept_words(const int16_t* __restrict__ s, int64_t HW, int16_t keep_from, uint8_t* __restrict__ d) {
   const int64_t C = 4 * G, tiles = HW / 16;
@@ -329,14 +336,7 @@ static void kept_words(const int16_t* __restrict__ s, int64_t HW, int16_t keep_f
     for (int q = 0; q < 16; ++q)
       for (int g = 0; g < G; ++g) std::memcpy(d + (16 * t + q) * C + 4 * g, &words[g][q], 4);
   }
-  for (int64_t p = tiles * 16; p < HW; ++p)
-    for (int64_t c = 0; c < C; ++c) d[p * C + c] = s[c * HW + p] >= keep_from;
-}
-
-static void kept_bytes(const int16_t* __restrict__ s, int64_t HW, int64_t C, int16_t keep_from,
-                       uint8_t* __restrict__ d) {
-  for (int64_t p = 0; p < HW; ++p)
-    for (int64_t c = 0; c < C; ++c) d[p * C + c] = s[c * HW + p] >= keep_from;
+  kept_bytes(s, HW, C, keep_from, d, tiles * 16);
 }
 
 static at::Tensor channels_last_kept(int64_t N, int64_t C, int64_t HW, int16_t keep_from) {
